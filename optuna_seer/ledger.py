@@ -1,0 +1,125 @@
+"""The deadline clock and the dollar ledger, kept in the study's storage.
+
+Each trial carries ``[gpu_seconds, as_of]`` in its system attrs: GPU-seconds charged up to the
+time ``as_of``. A running trial keeps accruing ``(now - as_of) × its current GPUs``. The study
+carries the time its first trial was placed, which starts the deadline clock. Because both live
+in storage, every worker process computes the same spend and the same time left, and a
+restarted driver picks them up where they were.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from optuna_seer.plan import Plan
+from optuna_seer.trial_attrs import (
+    STUDY_STARTED_AT,
+    TRIAL_LEDGER,
+    gpus_for,
+)
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """Where a study stands against its plan's deadline and budget at time ``now``."""
+
+    started_at: float
+    now: float
+    gpu_seconds: float
+    deadline_s: float
+    budget_dollars: float
+    price_per_gpu_second: float
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.now - self.started_at
+
+    @property
+    def remaining_s(self) -> float:
+        return self.deadline_s - self.elapsed_s
+
+    @property
+    def spent_dollars(self) -> float:
+        return self.gpu_seconds * self.price_per_gpu_second
+
+    @property
+    def remaining_dollars(self) -> float:
+        return self.budget_dollars - self.spent_dollars
+
+
+def trial_gpu_seconds(trial: FrozenTrial, now: float) -> float:
+    """GPU-seconds ``trial`` has cost by ``now`` (0 for trials SEER did not place)."""
+    entry = trial.system_attrs.get(TRIAL_LEDGER)
+    if entry is None:
+        return 0.0
+    charged, as_of = float(entry[0]), float(entry[1])
+    if trial.state == TrialState.RUNNING and now > as_of:
+        charged += (now - as_of) * gpus_for(trial)
+    return charged
+
+
+def spent_gpu_seconds(trials: Sequence[FrozenTrial], now: float) -> float:
+    """GPU-seconds all ``trials`` have cost by ``now``."""
+    return sum(trial_gpu_seconds(t, now) for t in trials)
+
+
+def open_trial_account(storage: optuna.storages.BaseStorage, trial_id: int, now: float) -> None:
+    """Start charging a trial from ``now``."""
+    storage.set_trial_system_attr(trial_id, TRIAL_LEDGER, [0.0, now])
+
+
+def settle_trial(storage: optuna.storages.BaseStorage, trial: FrozenTrial, now: float) -> float:
+    """Fold a trial's accrued GPU-seconds into its stored charge as of ``now``; returns it.
+
+    Call it at rung ends and when the trial stops so that finished trials stop accruing.
+    """
+    entry = trial.system_attrs.get(TRIAL_LEDGER)
+    if entry is None:
+        return 0.0
+    charged = float(entry[0])
+    as_of = float(entry[1])
+    if now > as_of:
+        charged += (now - as_of) * gpus_for(trial)
+    storage.set_trial_system_attr(trial._trial_id, TRIAL_LEDGER, [charged, max(now, as_of)])
+    return charged
+
+
+def charge_trial(
+    storage: optuna.storages.BaseStorage, trial: FrozenTrial, gpu_seconds: float, now: float
+) -> None:
+    """Add measured ``gpu_seconds`` to a trial's charge (for executors that time workers)."""
+    entry = trial.system_attrs.get(TRIAL_LEDGER, [0.0, now])
+    storage.set_trial_system_attr(
+        trial._trial_id, TRIAL_LEDGER, [float(entry[0]) + gpu_seconds, now]
+    )
+
+
+def start_clock(study: optuna.Study, now: float) -> float:
+    """Start the study's deadline clock at ``now`` unless it runs already; returns its start."""
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    if STUDY_STARTED_AT in attrs:
+        return float(attrs[STUDY_STARTED_AT])
+    study._storage.set_study_system_attr(study._study_id, STUDY_STARTED_AT, now)
+    return now
+
+
+def read_ledger(
+    study: optuna.Study, plan: Plan, now: float, trials: Sequence[FrozenTrial] | None = None
+) -> Ledger:
+    """The study's ledger as of ``now`` (reads the trials unless given)."""
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    started_at = float(attrs.get(STUDY_STARTED_AT, now))
+    if trials is None:
+        trials = study.get_trials(deepcopy=False)
+    return Ledger(
+        started_at=started_at,
+        now=now,
+        gpu_seconds=spent_gpu_seconds(trials, now),
+        deadline_s=plan.deadline_s,
+        budget_dollars=plan.budget_dollars,
+        price_per_gpu_second=plan.price_per_gpu_second,
+    )

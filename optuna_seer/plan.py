@@ -1,0 +1,154 @@
+"""The SEER schedule as plain data: rungs of trials, epochs and GPUs, with times and costs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+import datetime
+from typing import Any
+
+
+def format_seconds(seconds: float) -> str:
+    """``5430.0 -> '1:30:30'``."""
+    return str(datetime.timedelta(seconds=round(seconds)))
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One stage of the schedule.
+
+    Attributes:
+        index: 0 for the first rung.
+        n_trials: Trials that train in this rung (the survivors of the previous one).
+        resource: Cumulative epochs every trial of the rung has at the rung's end.
+        gpus_per_trial: Data-parallel workers (GPUs) each trial gets in this rung.
+        start_s: Seconds from the job's start when the rung starts.
+        end_s: Seconds from the job's start when its last trial reaches ``resource``.
+        cost: Dollars the rung's GPUs cost while provisioned.
+        epoch_seconds: Seconds one epoch takes on ``gpus_per_trial`` GPUs.
+        concurrent_trials: Trials running at once (the cluster limit may force waves).
+        waves: ``ceil(n_trials / concurrent_trials)``.
+    """
+
+    index: int
+    n_trials: int
+    resource: int
+    gpus_per_trial: int
+    start_s: float
+    end_s: float
+    cost: float
+    epoch_seconds: float
+    concurrent_trials: int
+    waves: int
+
+    @property
+    def gpus(self) -> int:
+        """GPUs provisioned during the rung."""
+        return self.concurrent_trials * self.gpus_per_trial
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A SEER schedule: rungs with survivors, epochs and GPUs per trial, and its predictions.
+
+    Build one with :func:`optuna_seer.plan_seer`; it round-trips through JSON with
+    :meth:`to_dict` / :meth:`from_dict`, and ``str(plan)`` is a table.
+    """
+
+    rungs: tuple[Rung, ...]
+    reduction_factor: int
+    deadline_s: float
+    budget_dollars: float
+    price_per_gpu_second: float
+    min_marginal_speedup: float
+
+    def __post_init__(self) -> None:
+        if not self.rungs:
+            raise ValueError("a Plan needs at least one rung.")
+        for before, after in zip(self.rungs, self.rungs[1:]):
+            if after.resource <= before.resource or after.n_trials > before.n_trials:
+                raise ValueError(
+                    f"rung {after.index} ({after.n_trials} trials to {after.resource} epochs) "
+                    f"does not follow rung {before.index} ({before.n_trials} trials to "
+                    f"{before.resource} epochs): survivors must shrink and epochs grow."
+                )
+
+    @property
+    def n_configs(self) -> int:
+        """Configurations the plan starts (the width of rung 0)."""
+        return self.rungs[0].n_trials
+
+    @property
+    def max_epochs(self) -> int:
+        return self.rungs[-1].resource
+
+    @property
+    def predicted_seconds(self) -> float:
+        return self.rungs[-1].end_s
+
+    @property
+    def predicted_cost(self) -> float:
+        return sum(r.cost for r in self.rungs)
+
+    def rung_for_step(self, step: int | None) -> Rung:
+        """The rung a trial that has trained ``step`` epochs is in (its next epoch's rung)."""
+        done = 0 if step is None else step
+        for rung in self.rungs:
+            if done < rung.resource:
+                return rung
+        return self.rungs[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["rungs"] = [asdict(r) for r in self.rungs]
+        data["predicted_seconds"] = self.predicted_seconds
+        data["predicted_cost"] = self.predicted_cost
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        fields = dict(data)
+        fields.pop("predicted_seconds", None)
+        fields.pop("predicted_cost", None)
+        try:
+            rungs = tuple(Rung(**r) for r in fields.pop("rungs"))
+            return cls(rungs=rungs, **fields)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a Plan dict ({exc}): {data!r}") from None
+
+    def __str__(self) -> str:
+        head = (
+            f"SEER plan: {self.n_configs} configurations, {len(self.rungs)} rungs, "
+            f"reduction factor {self.reduction_factor}\n"
+            f"time  {format_seconds(self.predicted_seconds)} of {format_seconds(self.deadline_s)}"
+            f" deadline\ncost  ${self.predicted_cost:,.2f} of ${self.budget_dollars:,.2f} budget"
+            f" at ${self.price_per_gpu_second * 3600:.2f}/GPU-hour\n"
+        )
+        columns = (
+            "rung",
+            "trials",
+            "epochs",
+            "GPUs/trial",
+            "at once",
+            "waves",
+            "start",
+            "end",
+            "cost",
+        )
+        rows = [
+            (
+                str(r.index),
+                str(r.n_trials),
+                str(r.resource),
+                str(r.gpus_per_trial),
+                str(r.concurrent_trials),
+                str(r.waves),
+                format_seconds(r.start_s),
+                format_seconds(r.end_s),
+                f"${r.cost:,.2f}",
+            )
+            for r in self.rungs
+        ]
+        widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(columns)]
+        lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
+        lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in rows]
+        return head + "\n".join(lines)

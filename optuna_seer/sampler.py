@@ -1,0 +1,173 @@
+"""SeerSampler: any Optuna sampler, plus placement of each trial in the SEER plan."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+import contextlib
+import threading
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler, TPESampler
+from optuna.trial import FrozenTrial, TrialState
+
+from optuna_seer.ledger import open_trial_account, settle_trial, start_clock
+from optuna_seer.plan import Plan
+from optuna_seer.pruner import SeerPruner
+from optuna_seer.trial_attrs import (
+    STUDY_PLAN,
+    TRIAL_BEYOND_PLAN,
+    TRIAL_GPUS,
+    TRIAL_PLACED_AT,
+    TRIAL_RUNG_ENDS,
+    TRIAL_STOP_REASON,
+)
+
+
+class SeerSampler(BaseSampler):
+    """Wrap a sampler so every new trial is placed in the plan of the study's ``SeerPruner``.
+
+    Parameter values come from ``base_sampler`` unchanged (TPE by default). In
+    ``before_trial`` the sampler records, in the trial's system attrs, the GPUs the plan gives
+    it in each rung (read them with :func:`optuna_seer.gpus_for`), starts the trial's cost
+    account and the study's deadline clock, and stores the plan in the study so every process
+    and a restarted driver use the same one. Trials past the plan's width (``plan.n_configs``
+    trials, counted by trial number across all processes) are refused: the study is asked to
+    stop, and the trial is pruned at its first ``suggest_*`` before any training runs.
+
+    Why the sampler reads ``study.pruner`` directly: Optuna hands a sampler a per-bracket
+    filtered study only for ``HyperbandPruner`` subclasses, and SEER has a single bracket
+    whose rungs change GPUs, not brackets; reading the pruner (as OptunaHub's DEHB pair does)
+    keeps one plan, one source of truth, with no Hyperband machinery to inherit. Without a
+    ``SeerPruner`` the sampler is a transparent wrapper, so it can stand in anywhere.
+
+    Args:
+        base_sampler: The sampler that proposes parameter values; ``TPESampler()`` if ``None``.
+        clock: Seconds since the epoch; must match the pruner's clock (replays simulate it).
+
+    Example:
+        >>> import optuna
+        >>> sampler = SeerSampler(optuna.samplers.TPESampler(seed=0))
+        >>> study = optuna.create_study(sampler=sampler)
+        >>> study.optimize(lambda t: t.suggest_float("x", -1, 1) ** 2, n_trials=3)
+    """
+
+    def __init__(
+        self, base_sampler: BaseSampler | None = None, *, clock: Callable[[], float] | None = None
+    ) -> None:
+        if base_sampler is not None and not isinstance(base_sampler, BaseSampler):
+            raise TypeError(
+                f"base_sampler={base_sampler!r} must be an optuna.samplers.BaseSampler."
+            )
+        self._base = base_sampler if base_sampler is not None else TPESampler()
+        self._clock = clock
+        self._refused: dict[int, str] = {}
+        self._lock = threading.Lock()
+        self._stored_plans: set[int] = set()
+
+    @property
+    def base_sampler(self) -> BaseSampler:
+        return self._base
+
+    def __str__(self) -> str:
+        return f"SeerSampler({self._base})"
+
+    def _now(self, pruner: SeerPruner) -> float:
+        return (self._clock or pruner.clock)()
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return self._base.infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        self._refuse_if_beyond_plan(trial)
+        return self._base.sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        self._refuse_if_beyond_plan(trial)
+        return self._base.sample_independent(study, trial, param_name, param_distribution)
+
+    def _refuse_if_beyond_plan(self, trial: FrozenTrial) -> None:
+        with self._lock:
+            reason = self._refused.get(trial._trial_id)
+        if reason is not None:
+            raise optuna.TrialPruned(reason)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._base.before_trial(study, trial)
+        pruner = study.pruner
+        if not isinstance(pruner, SeerPruner):
+            return
+        if study._is_multi_objective():
+            raise ValueError(
+                "SeerSampler/SeerPruner rank trials by one value; this study has "
+                f"directions={study.directions}. Use a single-objective study."
+            )
+        plan = pruner.plan
+        self._store_plan(study, plan)
+        now = self._now(pruner)
+        start_clock(study, now)
+        storage = study._storage
+        if trial.number >= plan.n_configs:
+            reason = (
+                f"beyond the plan's width: trial {trial.number} but the plan starts "
+                f"{plan.n_configs} configurations"
+            )
+            storage.set_trial_system_attr(trial._trial_id, TRIAL_BEYOND_PLAN, True)
+            storage.set_trial_system_attr(trial._trial_id, TRIAL_STOP_REASON, reason)
+            with self._lock:
+                self._refused[trial._trial_id] = reason
+            # Outside study.optimize (ask/tell) stop() raises: the executor checks the width.
+            with contextlib.suppress(RuntimeError):
+                study.stop()
+            return
+        storage.set_trial_system_attr(
+            trial._trial_id, TRIAL_GPUS, [r.gpus_per_trial for r in plan.rungs]
+        )
+        storage.set_trial_system_attr(
+            trial._trial_id, TRIAL_RUNG_ENDS, [r.resource for r in plan.rungs]
+        )
+        storage.set_trial_system_attr(trial._trial_id, TRIAL_PLACED_AT, now)
+        open_trial_account(storage, trial._trial_id, now)
+
+    def _store_plan(self, study: optuna.Study, plan: Plan) -> None:
+        if study._study_id in self._stored_plans:
+            return
+        attrs = study._storage.get_study_system_attrs(study._study_id)
+        stored = attrs.get(STUDY_PLAN)
+        if stored is None:
+            study._storage.set_study_system_attr(study._study_id, STUDY_PLAN, plan.to_dict())
+        elif Plan.from_dict(stored) != plan:
+            raise ValueError(
+                f"study {study.study_name!r} was started with another SEER plan "
+                f"({Plan.from_dict(stored).n_configs} configurations); resume it with the same "
+                "Budget, Workload and reduction factor, or use a new study name."
+            )
+        self._stored_plans.add(study._study_id)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        with self._lock:
+            self._refused.pop(trial._trial_id, None)
+        pruner = study.pruner
+        if isinstance(pruner, SeerPruner) and TRIAL_GPUS in trial.system_attrs:
+            settle_trial(study._storage, trial, self._now(pruner))
+        self._base.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._base.reseed_rng()

@@ -1,0 +1,79 @@
+"""Where SEER keeps its state in Optuna storage, and :func:`gpus_for` to read a trial's share.
+
+Everything lives in study and trial *system attrs*, written through the storage (as Optuna's
+own pruners do), so every process sharing the study (SQLite, journal file, RDB, gRPC proxy)
+sees the same plan, clock, placements and ledger.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
+STUDY_PLAN = "seer:plan"
+STUDY_STARTED_AT = "seer:started_at"
+STUDY_MODE = "seer:mode"
+SYNCHRONOUS = "synchronous"
+
+TRIAL_GPUS = "seer:gpus_per_rung"
+TRIAL_RUNG_ENDS = "seer:rung_ends"
+TRIAL_BEYOND_PLAN = "seer:beyond_plan"
+TRIAL_LEDGER = "seer:ledger"
+TRIAL_PLACED_AT = "seer:placed_at"
+TRIAL_STOP_REASON = "seer:stop_reason"
+
+
+def rung_value_key(rung: int) -> str:
+    """The trial attr holding the value a trial had when it finished ``rung``."""
+    return f"seer:rung_{rung}_value"
+
+
+def promoted_key(rung: int) -> str:
+    """The trial attr, set by a synchronous decision, saying if the trial survived ``rung``."""
+    return f"seer:rung_{rung}_promoted"
+
+
+def system_attrs_of(trial: optuna.trial.BaseTrial | FrozenTrial) -> dict[str, Any]:
+    """The latest system attrs of a live or frozen trial."""
+    if isinstance(trial, optuna.Trial):
+        return trial.storage.get_trial_system_attrs(trial._trial_id)
+    if isinstance(trial, FrozenTrial):
+        return dict(trial.system_attrs)
+    raise TypeError(f"trial={trial!r} must be an optuna Trial or FrozenTrial.")
+
+
+def gpus_for(trial: optuna.trial.BaseTrial | FrozenTrial, step: int | None = None) -> int:
+    """GPUs (data-parallel workers) the plan gives ``trial`` for its next epoch.
+
+    Args:
+        trial: A trial placed by :class:`~optuna_seer.SeerSampler`.
+        step: Epochs the trial has trained; defaults to its last reported step.
+
+    Raises:
+        ValueError: The trial was not placed by ``SeerSampler`` under a ``SeerPruner``.
+
+    Example:
+        >>> def objective(trial):  # doctest: +SKIP
+        ...     trainer = L.Trainer(devices=optuna_seer.gpus_for(trial), strategy="ddp")
+    """
+    attrs = system_attrs_of(trial)
+    if TRIAL_GPUS not in attrs:
+        raise ValueError(
+            f"trial {trial.number} has no SEER placement: create the study with "
+            "sampler=SeerSampler(...) and pruner=SeerPruner(...)."
+        )
+    plan_gpus: list[int] = attrs[TRIAL_GPUS]
+    ends: list[int] = attrs[TRIAL_RUNG_ENDS]
+    if step is None:
+        if isinstance(trial, optuna.Trial):
+            step = trial.storage.get_trial(trial._trial_id).last_step
+        else:
+            assert isinstance(trial, FrozenTrial)
+            step = trial.last_step
+    done = 0 if step is None else step
+    for gpus, end in zip(plan_gpus, ends):
+        if done < end:
+            return gpus
+    return plan_gpus[-1]
