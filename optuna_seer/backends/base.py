@@ -1,0 +1,105 @@
+"""The backend interface: start a trial with N workers, poll it, stop it, release everything.
+
+The elastic executor talks only to this interface, so the same executor drives real Lightning
+DDP processes on this machine (``LocalBackend``), clusters on the cloud (``SkyPilotBackend``)
+and a simulated clock for benchmarks (``ReplayBackend``). A backend owns time too: ``now()``
+and ``wait()`` are wall-clock for real backends and simulated for replays.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+import enum
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """Everything a backend needs to run one trial for one rung.
+
+    Attributes:
+        study_name: The Optuna study the trial belongs to.
+        storage: Storage URL reachable from the workers (``sqlite:///…``, ``journal:…``, an
+            RDB URL or a gRPC proxy ``grpc://host:port``). Never logged unredacted.
+        trial_number: The Optuna trial number.
+        params: The trial's hyperparameters.
+        rung: Rung index in the plan.
+        target_epochs: Cumulative epochs the trial must have trained when this launch ends.
+        workers: Data-parallel workers (GPUs, or CPU processes locally).
+        checkpoint_uri: Where the trial's checkpoints live (directory or ``s3://…`` prefix).
+        resume_from: Checkpoint to resume from, or ``None`` to start fresh.
+        env: Extra environment variables for the workers.
+    """
+
+    study_name: str
+    storage: str
+    trial_number: int
+    params: Mapping[str, Any]
+    rung: int
+    target_epochs: int
+    workers: int
+    checkpoint_uri: str
+    resume_from: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers={self.workers} must be >= 1.")
+        if self.target_epochs < 1:
+            raise ValueError(f"target_epochs={self.target_epochs} must be >= 1.")
+
+
+class LaunchState(enum.Enum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class LaunchStatus:
+    """What a backend knows about one launch."""
+
+    state: LaunchState
+    started_at: float
+    finished_at: float | None = None
+    message: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.state is not LaunchState.RUNNING
+
+
+class Backend(abc.ABC):
+    """Runs launches on some capacity of workers (slots)."""
+
+    @property
+    @abc.abstractmethod
+    def slots(self) -> int:
+        """Workers that can run at once (``None``-free: elastic backends report their quota)."""
+
+    @abc.abstractmethod
+    def start(self, spec: LaunchSpec) -> str:
+        """Start ``spec`` and return a handle; raises ``ValueError`` if it can never fit."""
+
+    @abc.abstractmethod
+    def poll(self, handle: str) -> LaunchStatus:
+        """The launch's current status."""
+
+    @abc.abstractmethod
+    def stop(self, handle: str) -> None:
+        """Stop a launch (idempotent)."""
+
+    @abc.abstractmethod
+    def release(self) -> None:
+        """Stop everything and free all resources (idempotent; called on exit and on errors)."""
+
+    @abc.abstractmethod
+    def now(self) -> float:
+        """Seconds since the epoch on this backend's clock."""
+
+    @abc.abstractmethod
+    def wait(self, handles: Sequence[str], timeout_s: float) -> list[str]:
+        """Block until one of ``handles`` is done or ``timeout_s`` passes; the done handles."""
