@@ -62,15 +62,19 @@ def schedule(
     workload: Workload,
     price_per_gpu_second: float,
     limits: ClusterLimits,
+    start_resource: int = 0,
 ) -> tuple[Rung, ...]:
     """Time and price ``shapes`` run back to back; returns the timed rungs.
+
+    ``start_resource`` is the epochs trials already have before the first shape (0 for a new
+    job; the current rung's start when re-planning the rest of a running one).
 
     Raises:
         ValueError: A rung asks for more GPUs per trial than the cluster may have.
     """
     rungs: list[Rung] = []
     start = 0.0
-    previous_resource = 0
+    previous_resource = start_resource
     previous_gpus = 0
     for index, shape in enumerate(shapes):
         k = shape.gpus_per_trial

@@ -17,6 +17,7 @@ The algorithm (pure; see ``docs/planning.md`` for a worked example):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 import itertools
 import math
@@ -98,6 +99,62 @@ def rung_resources(
     return tuple(ends)
 
 
+def assign_gpus(
+    n_trials: Sequence[int],
+    resources: Sequence[int],
+    workload: Workload,
+    price_per_gpu_second: float,
+    limits: ClusterLimits,
+    deadline_s: float,
+    candidates: Sequence[int],
+    *,
+    start_resource: int = 0,
+) -> tuple[Rung, ...] | None:
+    """GPUs per trial for fixed rungs: the cheapest raises that meet ``deadline_s``.
+
+    Starts from one GPU per trial and, while the schedule is too long, applies the raise
+    (a rung and every later one to at least ``c`` GPUs, ``c`` from ``candidates``) that saves
+    the most seconds per extra dollar. Returns the timed rungs, or ``None`` when no choice of
+    ``candidates`` meets the deadline. ``start_resource`` is the epoch count trials already
+    have, for re-planning the rest of a running job.
+
+    Example:
+        >>> w = Workload(epoch_seconds=60.0, scaling="linear", max_epochs=4)
+        >>> rungs = assign_gpus([4, 1], [1, 4], w, 0.001, ClusterLimits(), 200.0, [1, 2, 4])
+        >>> [r.gpus_per_trial for r in rungs]
+        [1, 2]
+    """
+    gpus = [1] * len(resources)
+
+    def build(counts: list[int]) -> tuple[Rung, ...]:
+        shapes = [RungShape(n, e, k) for n, e, k in zip(n_trials, resources, counts)]
+        return schedule(shapes, workload, price_per_gpu_second, limits, start_resource)
+
+    rungs = build(gpus)
+    while rungs[-1].end_s > deadline_s:
+        now_s = rungs[-1].end_s
+        now_cost = sum(r.cost for r in rungs)
+        best: tuple[tuple[float, int], list[int], tuple[Rung, ...]] | None = None
+        for index in range(len(gpus)):
+            for count in candidates:
+                if count <= gpus[index]:
+                    continue
+                trial_gpus = gpus[:index] + [max(k, count) for k in gpus[index:]]
+                timed = build(trial_gpus)
+                saved = now_s - timed[-1].end_s
+                if saved <= 1e-9:
+                    continue
+                extra = sum(r.cost for r in timed) - now_cost
+                # Ties (free speedups under linear scaling) go to the smallest raise.
+                score = (saved / extra if extra > 1e-12 else math.inf, -sum(trial_gpus))
+                if best is None or score > best[0]:
+                    best = (score, trial_gpus, timed)
+        if best is None:
+            return None
+        _, gpus, rungs = best
+    return rungs
+
+
 @dataclass(frozen=True)
 class _Problem:
     workload: Workload
@@ -110,43 +167,19 @@ class _Problem:
     def timed(self, shapes: list[RungShape]) -> tuple[Rung, ...]:
         return schedule(shapes, self.workload, self.price, self.limits)
 
-    def fit_deadline(
-        self, n_trials: list[int], resources: tuple[int, ...]
-    ) -> tuple[Rung, ...] | None:
-        """Cheapest-first GPU raises until the deadline is met; ``None`` if it cannot be."""
-        gpus = [1] * len(resources)
-
-        def build(counts: list[int]) -> tuple[Rung, ...]:
-            return self.timed([RungShape(n, e, k) for n, e, k in zip(n_trials, resources, counts)])
-
-        rungs = build(gpus)
-        while rungs[-1].end_s > self.deadline:
-            now_s = rungs[-1].end_s
-            now_cost = sum(r.cost for r in rungs)
-            best: tuple[tuple[float, float], list[int], tuple[Rung, ...]] | None = None
-            for index in range(len(gpus)):
-                for count in self.candidates:
-                    if count <= gpus[index]:
-                        continue
-                    trial_gpus = gpus[:index] + [max(k, count) for k in gpus[index:]]
-                    timed = build(trial_gpus)
-                    saved = now_s - timed[-1].end_s
-                    if saved <= 1e-9:
-                        continue
-                    extra = sum(r.cost for r in timed) - now_cost
-                    score = (saved / extra if extra > 1e-12 else math.inf, saved)
-                    if best is None or score > best[0]:
-                        best = (score, trial_gpus, timed)
-            if best is None:
-                return None
-            _, gpus, rungs = best
-        return rungs
-
     def attempt(
         self, n_configs: int, reduction_factor: int, resources: tuple[int, ...]
     ) -> tuple[Rung, ...] | None:
         n_trials = [math.ceil(n_configs / reduction_factor**r) for r in range(len(resources))]
-        rungs = self.fit_deadline(n_trials, resources)
+        rungs = assign_gpus(
+            n_trials,
+            resources,
+            self.workload,
+            self.price,
+            self.limits,
+            self.deadline,
+            self.candidates,
+        )
         if rungs is None or sum(r.cost for r in rungs) > self.dollars:
             return None
         return rungs
