@@ -69,7 +69,9 @@ class SeerPruner(BasePruner):
       executor calls :meth:`decide_rung`, which keeps exactly the top ``n_{r+1}``.
     * **Asynchronous** (plain ``study.optimize`` on a fixed pool): a trial reaching a rung's end
       is promoted when its value is in the top ``n_{r+1}/n_r`` of the values seen at that rung
-      (ASHA); with all ``n_r`` values seen this is the synchronous rule. It is also
+      (ASHA) and fewer than ``n_{r+1}`` trials were promoted from it so far (the plan's
+      places, which its budget pays for); with all ``n_r`` values seen at once this is the
+      synchronous rule. It is also
       deadline-aware: a trial that, at its measured epoch rate, cannot finish its current rung
       before the deadline is stopped, and one is stopped when the study's ledger shows the
       budget spent. The reason is recorded in the trial's ``seer:stop_reason`` system attr.
@@ -206,17 +208,25 @@ class SeerPruner(BasePruner):
                         f"${self._plan.budget_dollars:,.2f} spent when rung {rung.index} ended"
                     ),
                 )
-            if not _promotable(
+            promoted = promoted_key(rung.index)
+            seats_taken = sum(1 for t in all_trials if t.system_attrs.get(promoted) is True)
+            if seats_taken >= following.n_trials:
+                reason = (
+                    f"rung {rung.index}: all {following.n_trials} places in rung "
+                    f"{following.index} are taken"
+                )
+            elif not _promotable(
                 value, competing, following.n_trials, rung.n_trials, study.direction
             ):
-                return self._stop(
-                    study,
-                    trial,
-                    (
-                        f"rung {rung.index}: {value:.6g} not in the top {following.n_trials}/"
-                        f"{rung.n_trials} of {len(competing)} values seen"
-                    ),
+                reason = (
+                    f"rung {rung.index}: {value:.6g} not in the top {following.n_trials}/"
+                    f"{rung.n_trials} of {len(competing)} values seen"
                 )
+            else:
+                study._storage.set_trial_system_attr(trial._trial_id, promoted, True)
+                continue
+            study._storage.set_trial_system_attr(trial._trial_id, promoted, False)
+            return self._stop(study, trial, reason)
         return self._out_of_time(study, trial, step, now, started_at)
 
     def _out_of_time(
