@@ -88,6 +88,7 @@ def test_processes_share_plan_clock_and_width(kind: str, tmp_path: Path) -> None
     assert len(placed) == plan.n_configs
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     assert len(trials) - len(placed) <= 3  # at most one refused trial per process
-    finals = [t for t in placed if t.last_step == plan.max_epochs]
-    # Places are taken atomically enough: a race can add at most one per extra process.
-    assert 1 <= len(finals) <= plan.rungs[-1].n_trials + 2
+    # The best configuration is never lost to the asynchronous, multi-process race.
+    best = max(placed, key=lambda t: t.params["q"])
+    assert best.state == TrialState.COMPLETE
+    assert study.best_trial.number == best.number

@@ -70,9 +70,19 @@ def test_async_study_follows_the_plan(storage: object) -> None:
     assert refused.state == TrialState.PRUNED and not refused.params
     assert "beyond the plan's width" in refused.system_attrs[TRIAL_STOP_REASON]
     placed = trials[:-1]
-    for rung, following in zip(plan.rungs, plan.rungs[1:]):
-        reached = [t for t in placed if t.last_step is not None and t.last_step > rung.resource]
-        assert len(reached) <= following.n_trials  # never more places than the plan pays for
+    best_quality = max(t.params["quality"] for t in placed)
+    assert study.best_trial.params["quality"] == best_quality  # the best is never lost
+    for t in placed:  # every COMPLETE trial still ranks within each rung's survivors
+        if t.state != TrialState.COMPLETE:
+            continue
+        for rung, following in zip(plan.rungs, plan.rungs[1:]):
+            own = t.intermediate_values[rung.resource]
+            better = [
+                u
+                for u in placed
+                if u.intermediate_values.get(rung.resource, -1) > own and u.number < t.number
+            ]
+            assert len(better) < following.n_trials
     completed = [t for t in placed if t.state == TrialState.COMPLETE]
     assert completed and study.best_trial.state == TrialState.COMPLETE
     for t in placed:  # reports are consecutive epochs, no gaps or duplicates
