@@ -23,8 +23,7 @@ from optuna_seer.trial_attrs import (
     STUDY_STARTED_AT,
     SYNCHRONOUS,
     TRIAL_BEYOND_PLAN,
-    TRIAL_GPUS,
-    TRIAL_PLACED_AT,
+    TRIAL_PLACEMENT,
     TRIAL_STOP_REASON,
     promoted_key,
     rung_value_key,
@@ -170,7 +169,7 @@ class SeerPruner(BasePruner):
         attrs = trial.system_attrs
         if attrs.get(TRIAL_BEYOND_PLAN):
             return True
-        if TRIAL_GPUS not in attrs:
+        if TRIAL_PLACEMENT not in attrs:
             raise RuntimeError(
                 f"trial {trial.number} was not placed in the SEER plan: SeerPruner needs "
                 "create_study(sampler=SeerSampler(...), pruner=SeerPruner(...)) so that "
@@ -255,7 +254,7 @@ class SeerPruner(BasePruner):
         if step >= self._plan.max_epochs or step <= 0:
             return False
         rung = self._plan.rung_for_step(step)
-        placed_at = float(trial.system_attrs.get(TRIAL_PLACED_AT, now))
+        placed_at = float(trial.system_attrs[TRIAL_PLACEMENT]["placed_at"])
         seconds_per_epoch = max(now - placed_at, 0.0) / step
         needed = (rung.resource - step) * seconds_per_epoch
         left = started_at + self._plan.deadline_s - now
@@ -306,7 +305,7 @@ class SeerPruner(BasePruner):
         keep = rungs[rung_index + 1].n_trials
         contenders: list[tuple[float, int, float, FrozenTrial]] = []
         for t in study.get_trials(deepcopy=False):
-            if TRIAL_GPUS not in t.system_attrs or t.system_attrs.get(TRIAL_BEYOND_PLAN):
+            if TRIAL_PLACEMENT not in t.system_attrs or t.system_attrs.get(TRIAL_BEYOND_PLAN):
                 continue
             if any(t.system_attrs.get(promoted_key(r)) is False for r in range(rung_index)):
                 continue

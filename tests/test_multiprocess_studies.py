@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 import pytest
 
 from optuna_seer import Plan
-from optuna_seer.trial_attrs import STUDY_PLAN, STUDY_STARTED_AT, TRIAL_GPUS
+from optuna_seer.trial_attrs import STUDY_PLAN, STUDY_STARTED_AT, TRIAL_PLACEMENT
 
 WORKER = textwrap.dedent(
     """
@@ -83,7 +83,7 @@ def test_processes_share_plan_clock_and_width(kind: str, tmp_path: Path) -> None
     plan = Plan.from_dict(attrs[STUDY_PLAN])
     assert STUDY_STARTED_AT in attrs
     trials = study.get_trials()
-    placed = [t for t in trials if TRIAL_GPUS in t.system_attrs]
+    placed = [t for t in trials if TRIAL_PLACEMENT in t.system_attrs]
     # Exactly the plan's width was placed, across all processes; the rest were refused.
     assert len(placed) == plan.n_configs
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
