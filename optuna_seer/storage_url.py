@@ -52,7 +52,9 @@ def storage_url_of(storage: BaseStorage) -> str:
         ValueError: The storage lives in this process only (in-memory), or its kind has no
             URL form here; the message says which storages work.
     """
-    backend = getattr(storage, "_backend", storage)  # Optuna wraps RDBs in a cache layer.
+    backend = storage
+    if type(storage).__name__ == "_CachedStorage":  # Optuna wraps RDBs in a cache layer.
+        backend = getattr(storage, "_backend", storage)
     if isinstance(backend, RDBStorage):
         return str(backend.url)
     if isinstance(backend, JournalStorage):
