@@ -30,7 +30,7 @@ import optuna
 GLOBAL_BATCH = 64
 # Noisy copies of the 1,440 training digits, so an epoch takes seconds rather than
 # milliseconds and process start-up does not dwarf training (override: DIGITS_REPEATS).
-DATA_REPEATS = 16
+DATA_REPEATS = 24
 
 
 def search_space(trial: optuna.Trial) -> None:
@@ -151,15 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storage", default="sqlite:///runs/seer.db")
     parser.add_argument("--out", default="runs/", help="report, timeline, logs, checkpoints")
     parser.add_argument("--checkpoints", default=None, help="directory or s3://bucket/prefix")
-    parser.add_argument("--max-configs", type=int, default=6)
+    parser.add_argument("--max-configs", type=int, default=9)
     parser.add_argument("--max-epochs", type=int, default=9)
     parser.add_argument(
-        "--epoch-seconds", type=float, default=3.0, help="profiled seconds per epoch on one slot"
+        "--epoch-seconds", type=float, default=5.0, help="profiled seconds per epoch on one slot"
     )
     parser.add_argument(
         "--startup-seconds",
         type=float,
-        default=12.0,
+        default=20.0,
         help="profiled seconds to (re)launch a trial (start-up, resume, save)",
     )
     parser.add_argument(
@@ -167,12 +167,19 @@ def main(argv: list[str] | None = None) -> int:
         default="amdahl:0.8",
         help="speedup of one trial on k slots (2 CPU cores: far from linear)",
     )
+    parser.add_argument(
+        "--safety",
+        type=float,
+        default=0.15,
+        help="plan for this fraction less than the deadline (start-up times vary on a busy "
+        "machine); the executor then holds the job to the planned deadline",
+    )
     parser.add_argument("--study-name", default=None)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     from optuna_seer.backends.local import LocalBackend
-    from optuna_seer.budget import Budget
+    from optuna_seer.budget import Budget, parse_duration
     from optuna_seer.cost_model import ClusterLimits
     from optuna_seer.executor import ElasticTuner
     from optuna_seer.pruner import SeerPruner
@@ -191,9 +198,13 @@ def main(argv: list[str] | None = None) -> int:
         gpus_per_node=args.slots,
         startup_seconds=args.startup_seconds,
     )
+    if not 0 <= args.safety < 1:
+        parser.error(f"--safety={args.safety} must lie in [0, 1).")
+    deadline_s = parse_duration(args.deadline) * (1 - args.safety)
+    print(f"planning for {deadline_s:.0f} s of the {args.deadline} deadline", flush=True)
     pruner = SeerPruner(
         Budget(
-            deadline=args.deadline, dollars=args.budget, price_per_gpu_hour=args.price_per_slot_hour
+            deadline=deadline_s, dollars=args.budget, price_per_gpu_hour=args.price_per_slot_hour
         ),
         workload,
         reduction_factor=3,

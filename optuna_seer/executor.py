@@ -205,14 +205,50 @@ def _search_space_of(train: str | Path | Callable[[], Any]) -> SearchSpace:
     return found  # type: ignore[no-any-return]
 
 
+def _up_to_peak(points: dict[int, float]) -> ScalingCurve:
+    """A table curve through ``points`` (``{1: 1.0, ...}``), cut where it stops increasing."""
+    table = {1: 1.0}
+    for gpus in sorted(k for k in points if k > 1):
+        speedup = min(points[gpus], float(gpus))
+        if speedup <= table[max(table)]:
+            break
+        table[gpus] = speedup
+    return ScalingCurve.parse(table)
+
+
 def _curve_from_plan(plan: Plan) -> ScalingCurve:
-    """A speedup table implied by the plan's per-rung epoch times (linear below its smallest k)."""
+    """The speedups implied by the plan's per-rung epoch times (linear below its smallest k)."""
     by_gpus = {r.gpus_per_trial: r.epoch_seconds for r in plan.rungs}
     smallest = min(by_gpus)
-    table = {1: 1.0}
-    for gpus, seconds in sorted(by_gpus.items()):
-        table[gpus] = max(smallest * by_gpus[smallest] / seconds, 1.0)
-    return ScalingCurve.parse(table)
+    return _up_to_peak(
+        {gpus: smallest * by_gpus[smallest] / seconds for gpus, seconds in by_gpus.items()}
+    )
+
+
+def measured_curve(
+    prior: ScalingCurve, epoch_seconds: dict[int, float], max_gpus: int
+) -> tuple[float, ScalingCurve]:
+    """One-GPU epoch time and speedup curve from measured seconds per epoch at some ``k``.
+
+    Measured speedups replace the prior's where a worker count was measured (relative to one
+    worker when it was measured, else through the prior at the smallest measured count);
+    the prior fills the other powers of two up to ``max_gpus``. The curve stops at its peak,
+    so a count that measured slower is never bought again.
+
+    Example:
+        >>> t1, curve = measured_curve(ScalingCurve.parse("linear"), {1: 2.0, 2: 4.0}, 4)
+        >>> t1, curve.max_useful_gpus
+        (2.0, 1.0)
+    """
+    smallest = min(epoch_seconds)
+    t1 = epoch_seconds[smallest] * prior.speedup(smallest)
+    points = {k: t1 / seconds for k, seconds in epoch_seconds.items()}
+    gpus = 2
+    while gpus <= max_gpus:
+        points.setdefault(gpus, prior.speedup(gpus))
+        gpus *= 2
+    points[1] = 1.0
+    return t1, _up_to_peak(points)
 
 
 class _RungProgress:
@@ -632,17 +668,21 @@ class ElasticTuner:
         return statistics.median(values) if values else None
 
     def _measured_workload(self) -> Workload | None:
-        curve = self._curve()
-        one_gpu = [
-            r.epoch_seconds * curve.speedup(r.workers)
-            for r in self._launches
-            if r.epoch_seconds is not None
-        ]
+        """The workload as measured so far: epoch time, speedups, launch overhead."""
+        by_gpus: dict[int, list[float]] = {}
+        for launch in self._launches:
+            if launch.epoch_seconds is not None:
+                by_gpus.setdefault(launch.workers, []).append(launch.epoch_seconds)
         overheads = [r.overhead_seconds for r in self._launches if r.overhead_seconds is not None]
-        if not one_gpu or not overheads:
+        if not by_gpus or not overheads:
             return None
+        t1, curve = measured_curve(
+            self._curve(),
+            {k: statistics.median(v) for k, v in by_gpus.items()},
+            self._backend.slots,
+        )
         return Workload(
-            epoch_seconds=max(statistics.median(one_gpu), 1e-6),
+            epoch_seconds=max(t1, 1e-6),
             scaling=curve,
             max_epochs=self._plan.max_epochs,
             gpus_per_node=self._workload.gpus_per_node if self._workload else self._backend.slots,
@@ -697,6 +737,7 @@ class ElasticTuner:
         )
         candidates = gpu_candidates(measured, self._limits, self._plan.min_marginal_speedup)
         chosen: tuple[Rung, ...] | None = None
+        outcome = ""
         for width in range(n_now[0], 0, -1):
             n = [min(x, width) for x in n_now]
             found = assign_gpus(
@@ -712,18 +753,13 @@ class ElasticTuner:
             if found is not None and sum(r.cost for r in found) <= left_dollars:
                 chosen = found
                 if width < n_now[0]:
-                    self._say(
-                        f"re-plan after rung {done}: {why}; only {width} survivor(s) can finish "
-                        f"in the {format_seconds(left_s)} and ${left_dollars:,.2f} left"
-                    )
+                    outcome = f"; only {width} survivor(s) can finish in time and budget"
                 break
         if chosen is None:
-            gpus = [max(candidates)] * len(rest)
-            chosen = timed([1] * len(rest), gpus)
-            self._say(
-                f"re-plan after rung {done}: {why}; even one finalist cannot finish in "
-                f"{format_seconds(left_s)} and ${left_dollars:,.2f}: it will be stopped "
-                "before the deadline"
+            chosen = timed([1] * len(rest), [max(candidates)] * len(rest))
+            outcome = (
+                "; even one finalist cannot finish: it trains on the fastest workers and is "
+                "stopped before the deadline"
             )
         new = shifted(chosen)
         old_gpus = [r.gpus_per_trial for r in rest]
@@ -735,9 +771,11 @@ class ElasticTuner:
             )
         else:
             self._say(
-                f"re-plan after rung {done}: {why}; workers per trial {old_gpus} -> {new_gpus}, "
-                f"trials {[r.n_trials for r in rest]} -> {[r.n_trials for r in new]}, predicted "
-                f"end {format_seconds(new[-1].end_s)} of {format_seconds(self._plan.deadline_s)}"
+                f"re-plan after rung {done}: {why}{outcome}; workers per trial {old_gpus} -> "
+                f"{new_gpus}, trials {[r.n_trials for r in rest]} -> "
+                f"{[r.n_trials for r in new]}, predicted end {format_seconds(new[-1].end_s)} "
+                f"of {format_seconds(self._plan.deadline_s)} with "
+                f"{format_seconds(left_s)} and ${left_dollars:,.2f} left"
             )
         prefix = [r.gpus_per_trial for r in schedule_[: done + 1]]
         for number in alive:
