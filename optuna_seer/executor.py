@@ -383,6 +383,7 @@ class ElasticTuner:
         self._notes: list[str] = []
         self._launches: list[LaunchRecord] = []
         self._t0 = 0.0
+        self._charged_gpu_s = 0.0
 
     # ----------------------------------------------------------------- helpers
     def _say(self, message: str) -> None:
@@ -450,10 +451,10 @@ class ElasticTuner:
             index = 0
             while index < len(schedule_):
                 rung = schedule_[index]
-                record, alive, out_of_time = self._run_rung(rung, alive, schedule_)
+                record, alive, cut_short = self._run_rung(rung, alive, schedule_)
                 records.append(record)
-                if out_of_time:
-                    self._finish_at_deadline(alive, rung)
+                if cut_short:
+                    self._finish_early(alive, rung, cut_short)
                     break
                 if index == len(schedule_) - 1:
                     for number in alive:
@@ -504,9 +505,9 @@ class ElasticTuner:
     # ----------------------------------------------------------------- one rung
     def _run_rung(
         self, rung: Rung, alive: list[int], schedule_: Sequence[Rung]
-    ) -> tuple[RungRecord, list[int], bool]:
+    ) -> tuple[RungRecord, list[int], str]:
         """Launch every trial of ``rung`` (in waves) and wait; returns (record, still alive,
-        deadline reached)."""
+        ``"deadline"``/``"budget"`` if the rung was cut short, else ``""``)."""
         backend, storage = self._backend, self._study._storage
         workers = rung.gpus_per_trial
         deadline_at = self._t0 + self._plan.deadline_s
@@ -524,26 +525,37 @@ class ElasticTuner:
             len(alive),
             self._progress,
         )
+        price = self._plan.price_per_gpu_second
+        stop_for = ""
         while pending or running:
             now = backend.now()
-            if not soft_stopped and now >= deadline_at - grace:
+            in_flight = sum((now - t) * workers for _, _, t in running.values())
+            spent = (self._charged_gpu_s + in_flight) * price
+            burn = len(running) * workers * price * grace
+            if not stop_for and now >= deadline_at - grace:
+                stop_for = "deadline"
+            elif not stop_for and spent + burn >= self._plan.budget_dollars:
+                stop_for = "budget"
+            if stop_for and not soft_stopped:
                 soft_stopped = True
-                reason = f"deadline: stopped {format_seconds(deadline_at - now)} before it"
+                reason = (
+                    f"deadline: stopped {format_seconds(deadline_at - now)} before it"
+                    if stop_for == "deadline"
+                    else f"budget: ${spent:,.2f} of ${self._plan.budget_dollars:,.2f} spent"
+                )
                 for number, _, _ in running.values():
                     storage.set_trial_system_attr(self._ids[number], TRIAL_STOP_REASON, reason)
-                if pending:
-                    self._say(
-                        f"deadline near: {len(pending)} trial(s) of rung {rung.index} not "
-                        f"launched; {len(running)} asked to stop after their current epoch"
-                    )
-                else:
-                    self._say(
-                        f"deadline near: {len(running)} trial(s) asked to stop after their "
-                        "current epoch (they checkpoint first)"
-                    )
+                self._say(
+                    f"{stop_for} near: {len(pending)} trial(s) of rung {rung.index} not launched; "
+                    f"{len(running)} asked to stop after their current epoch (they checkpoint "
+                    "first)"
+                )
                 survivors.extend(pending)
                 pending.clear()
-            if soft_stopped and not hard_stopped and now >= deadline_at:
+            over = (
+                now >= deadline_at if stop_for == "deadline" else spent >= self._plan.budget_dollars
+            )
+            if soft_stopped and not hard_stopped and over:
                 hard_stopped = True
                 for handle in running:
                     backend.stop(handle)
@@ -589,7 +601,7 @@ class ElasticTuner:
             launches=tuple(launches),
         )
         ordered = [n for n in alive if n in survivors]
-        return record, ordered, soft_stopped
+        return record, ordered, stop_for
 
     def _finish_launch(
         self, handle: str, number: int, rung: Rung, lanes: tuple[int, ...], stopping: bool
@@ -609,12 +621,9 @@ class ElasticTuner:
         uri = checkpoint_object_uri(self._trial_uri(number), checkpoint_name(rung.index))
         if state is not LaunchState.FAILED and timing is not None:
             self._resume[number] = uri
-        charge_trial(
-            self._study._storage,
-            trial,
-            (finished - status.started_at) * rung.gpus_per_trial,
-            self._backend.now(),
-        )
+        gpu_seconds = (finished - status.started_at) * rung.gpus_per_trial
+        self._charged_gpu_s += gpu_seconds
+        charge_trial(self._study._storage, trial, gpu_seconds, self._backend.now())
         launch = LaunchRecord(
             trial_number=number,
             rung=rung.index,
@@ -630,20 +639,23 @@ class ElasticTuner:
         self._launches.append(launch)
         return launch
 
-    def _finish_at_deadline(self, alive: list[int], rung: Rung) -> None:
+    def _finish_early(self, alive: list[int], rung: Rung, why: str) -> None:
+        """Close the trials still in play when the deadline or budget cut a rung short."""
         for number in alive:
             trial = self._trial(number)
-            if trial.last_step is None:
-                self._tell(number, TrialState.PRUNED, "deadline: never reported a value")
+            if trial.last_step is not None and trial.last_step >= self._plan.max_epochs:
+                self._tell(number, TrialState.COMPLETE)
+            elif trial.last_step is None:
+                self._tell(number, TrialState.PRUNED, f"{why}: never reported a value")
             else:
                 self._tell(
                     number,
                     TrialState.COMPLETE,
-                    f"deadline: stopped after {trial.last_step} of {self._plan.max_epochs} epochs",
+                    f"{why}: stopped after {trial.last_step} of {self._plan.max_epochs} epochs",
                 )
         self._say(
-            f"deadline reached in rung {rung.index}: {len(alive)} trial(s) told COMPLETE with "
-            "their last reported value"
+            f"{why} reached in rung {rung.index}: {len(alive)} trial(s) in play told COMPLETE "
+            "with their last reported value"
         )
 
     # ----------------------------------------------------------------- between rungs
