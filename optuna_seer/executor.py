@@ -48,7 +48,7 @@ from optuna_seer.scaling import ScalingCurve
 from optuna_seer.seer_planner import assign_gpus, gpu_candidates
 from optuna_seer.storage_url import storage_url_of
 from optuna_seer.trial_attrs import (
-    TRIAL_GPUS,
+    TRIAL_PLACEMENT,
     TRIAL_STOP_REASON,
     launch_timing_key,
 )
@@ -790,8 +790,10 @@ class ElasticTuner:
                 f"{format_seconds(left_s)} and ${left_dollars:,.2f} left"
             )
         prefix = [r.gpus_per_trial for r in schedule_[: done + 1]]
+        storage = self._study._storage
         for number in alive:
-            self._study._storage.set_trial_system_attr(
-                self._ids[number], TRIAL_GPUS, prefix + new_gpus
+            placed = storage.get_trial_system_attrs(self._ids[number])[TRIAL_PLACEMENT]
+            storage.set_trial_system_attr(
+                self._ids[number], TRIAL_PLACEMENT, {**placed, "gpus": prefix + new_gpus}
             )
         return schedule_[: done + 1] + new
