@@ -28,6 +28,7 @@ import sys
 import time
 from types import TracebackType
 from urllib.parse import urlparse
+import warnings
 
 import optuna
 
@@ -61,7 +62,9 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         raise ValueError(f"storage URL {url!r} must be a non-empty string.")
     if url.startswith(f"{GRPC_SCHEME}://"):
         host, port = parse_grpc_url(url)
-        proxy = optuna.storages.GrpcStorageProxy(host=host, port=port)
+        with warnings.catch_warnings():  # experimental since Optuna 4.2; we opt in knowingly
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            proxy = optuna.storages.GrpcStorageProxy(host=host, port=port)
         proxy.wait_server_ready(timeout=30)
         return proxy
     return optuna.storages.get_storage(url)
@@ -121,9 +124,11 @@ class StorageProxy:
         command = [sys.executable, "-m", "optuna_seer.storage_proxy", self.storage_url]
         command += ["--host", self.host, "--port", str(self.port)]
         self._process = subprocess.Popen(command, start_new_session=True)
-        client = optuna.storages.GrpcStorageProxy(
-            host="127.0.0.1" if self.host == "0.0.0.0" else self.host, port=self.port
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            client = optuna.storages.GrpcStorageProxy(
+                host="127.0.0.1" if self.host == "0.0.0.0" else self.host, port=self.port
+            )
         deadline = time.monotonic() + self.ready_timeout_s
         try:
             while True:
@@ -176,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=13000)
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
     storage = optuna.storages.get_storage(args.storage_url)
     optuna.storages.run_grpc_proxy_server(storage, host=args.host, port=args.port)
 
