@@ -11,7 +11,7 @@ study are all real. Job states are the real ``sky.JobStatus`` values.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 import contextlib
 from dataclasses import dataclass, field
 import itertools
@@ -253,3 +253,34 @@ class RecordingSky:
 
     def ops(self, kind: str) -> list[tuple[Any, ...]]:
         return [call for call in self.calls if call[0] == kind]
+
+
+AWS_CATALOG = """\
+InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,GpuInfo,Price,SpotPrice,Region,AvailabilityZone
+p4d.24xlarge,A100,8,96,1152,,32.7726,12.5,us-east-1,use1-az1
+g5.xlarge,A10G,1,4,16,,1.006,0.4,us-east-1,use1-az1
+"""
+
+
+@contextlib.contextmanager
+def sky_home(home: Path) -> Iterator[Path]:
+    """Point ``HOME`` (where ``sky`` keeps ``~/.sky``) at ``home``, with a small AWS catalog.
+
+    The CSV is hand-written (SkyPilot ships no catalogs and fetches them from the internet,
+    which is unreachable here); without a ``.meta`` digest beside it SkyPilot treats it as
+    user-provided and never re-downloads it. Enter it before ``import sky``.
+    """
+    catalog = home / ".sky" / "catalogs" / "v8" / "aws"
+    catalog.mkdir(parents=True, exist_ok=True)
+    (catalog / "vms.csv").write_text(AWS_CATALOG)
+    saved = {name: os.environ.get(name) for name in ("HOME", "SKYPILOT_DISABLE_USAGE_COLLECTION")}
+    os.environ["HOME"] = str(home)
+    os.environ["SKYPILOT_DISABLE_USAGE_COLLECTION"] = "1"
+    try:
+        yield home
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -276,7 +276,7 @@ class SkyPilotBackend(Backend):
         return config
 
     def node_resources(self, shape: ClusterShape) -> Any:
-        """Real ``sky.Resources`` (a set for ``any_of``, a list for ``ordered``)."""
+        """Real ``sky.Resources`` candidates: a set (one, or ``any_of``) or a list (``ordered``)."""
         return self._sky.Resources.from_yaml_config(self.node_resources_config(shape))
 
     def cluster_task(self, shape: ClusterShape) -> Any:
