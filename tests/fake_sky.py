@@ -88,6 +88,7 @@ class RecordingSky:
         self.calls: list[tuple[Any, ...]] = []
         self.clusters: dict[str, FakeCluster] = {}
         self.launched: list[str] = []
+        self.autodown: dict[str, tuple[int | None, bool]] = {}
         self._results: dict[str, Any] = {}
         self._ids = itertools.count()
         self.fail_launch: set[str] = set()
@@ -135,6 +136,7 @@ class RecordingSky:
             down,
         )
         self.launched.append(cluster_name)
+        self.autodown[cluster_name] = (idle_minutes_to_autostop, down)
         return self._request((None, None))
 
     def exec(self, task: Any, cluster_name: str, **kwargs: Any) -> str:
@@ -233,7 +235,15 @@ class RecordingSky:
 
     def status(self, cluster_names: Sequence[str] | None = None, **kwargs: Any) -> str:
         names = self.clusters if cluster_names is None else cluster_names
-        return self._request([{"name": n} for n in names if n in self.clusters])
+        up = self._sky.ClusterStatus.UP
+        return self._request([{"name": n, "status": up} for n in names if n in self.clusters])
+
+    def preempt(self, cluster_name: str) -> None:
+        """The cloud takes the cluster's instances back (no ``down`` call is recorded)."""
+        cluster = self.clusters.pop(cluster_name)
+        for job in cluster.jobs.values():
+            for process in job.processes:
+                kill_group(process)
 
     # -- what tests assert on
     def running_processes(self) -> int:

@@ -200,6 +200,7 @@ def test_three_rungs_launch_resize_and_tear_down(fake: RecordingSky, tmp_path: P
     assert len(downs) == 3
     # Nothing left running, on the "cloud" or locally; autodown was armed on every cluster.
     assert fake.clusters == {} and fake.running_processes() == 0 and backend.clusters == {}
+    assert set(fake.autodown.values()) == {(backend.autostop_minutes, True)}
 
     # The finalist trained 1 → 2 → 4 epochs on 1 → 2 → 4 workers, resuming from S3 each rung.
     finalist = max(study.trials, key=lambda t: len(t.intermediate_values))
@@ -311,3 +312,41 @@ def test_ctrl_c_tears_everything_down_and_the_study_resumes(
     )
     assert set(states[1].values()) == {LaunchState.SUCCEEDED}
     assert fake.clusters == {}
+
+
+@pytest.mark.parametrize("retries", [1, 0])
+def test_a_preempted_cluster_is_relaunched_from_the_checkpoint_or_reported(
+    fake: RecordingSky, tmp_path: Path, retries: int
+) -> None:
+    backend = make_backend(fake, tmp_path)
+    backend.preemption_retries = retries
+    plan = Plan(
+        rungs=(rung(0, 1, 1, 2),),
+        reduction_factor=2,
+        deadline_s=60.0,
+        budget_dollars=1.0,
+        price_per_gpu_second=0.001,
+        min_marginal_speedup=0.2,
+    )
+
+    def preempt_first_cluster() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if fake.running_processes():
+                fake.preempt(fake.launched[0])
+                return
+            time.sleep(0.05)
+
+    preempter = threading.Thread(target=preempt_first_cluster, daemon=True)
+    preempter.start()
+    states = drive(
+        backend, plan, new_study(tmp_path), tmp_path, extra_params=lambda n, r: {"sleep": 3}
+    )
+    preempter.join(timeout=5)
+    if retries:
+        assert states[0] == {0: LaunchState.SUCCEEDED}
+        assert len(fake.ops("launch")) == 2  # a fresh cluster for the relaunch
+    else:
+        assert states[0] == {0: LaunchState.FAILED}
+        assert len(fake.ops("launch")) == 1
+    assert fake.clusters == {} and backend.clusters == {}

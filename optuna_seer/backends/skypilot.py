@@ -98,8 +98,10 @@ class _Cluster:
 class _Launch:
     spec: LaunchSpec
     started_at: float
+    queued_at: float = 0.0
     slot: TrialSlot | None = None
     job_id: int | None = None
+    preemptions: int = 0
     status: LaunchStatus | None = None  # set once final
 
 
@@ -142,6 +144,10 @@ class SkyPilotBackend(Backend):
         template: The trial YAML (default ``launchers/trial.yaml``).
         price_per_gpu_hour: Price used where SkyPilot's catalog has none.
         poll_interval_s: Seconds between job status queries in :meth:`wait`.
+        batch_window_s: Launches started within this many seconds of each other are placed
+            together (a rung's trials are started in a burst, then polled).
+        preemption_retries: Times a trial whose cluster vanished (spot preemption) is
+            relaunched from its resume checkpoint before it is reported ``FAILED``.
         cluster_prefix: Prefix of cluster names (a random suffix keeps runs apart).
         sdk: The SkyPilot client (default: the ``sky`` module); tests pass a fake.
     """
@@ -166,6 +172,8 @@ class SkyPilotBackend(Backend):
         template: str | os.PathLike[str] | None = None,
         price_per_gpu_hour: float | None = None,
         poll_interval_s: float = 10.0,
+        batch_window_s: float = 1.0,
+        preemption_retries: int = 2,
         cluster_prefix: str = "seer",
         sdk: Any = None,
     ) -> None:
@@ -191,6 +199,10 @@ class SkyPilotBackend(Backend):
             raise ValueError(f"price_per_gpu_hour={price_per_gpu_hour!r} must be >= 0.")
         if not poll_interval_s > 0:
             raise ValueError(f"poll_interval_s={poll_interval_s!r} must be > 0.")
+        if not batch_window_s >= 0:
+            raise ValueError(f"batch_window_s={batch_window_s!r} must be >= 0.")
+        if isinstance(preemption_retries, bool) or preemption_retries < 0:
+            raise ValueError(f"preemption_retries={preemption_retries!r} must be an int >= 0.")
 
         self._sky = sky
         self._sdk = sky if sdk is None else sdk
@@ -239,6 +251,8 @@ class SkyPilotBackend(Backend):
         self.script = script
         self.price_per_gpu_hour = price_per_gpu_hour
         self.poll_interval_s = poll_interval_s
+        self.batch_window_s = batch_window_s
+        self.preemption_retries = preemption_retries
         self.cluster_prefix = f"{cluster_prefix}-{secrets.token_hex(3)}"
 
         self._clusters: dict[str, _Cluster] = {}
@@ -434,13 +448,14 @@ class SkyPilotBackend(Backend):
             )
         self._remote_spec(spec)  # fail now, not at placement, on unreachable storage/URIs
         handle = f"trial-{spec.trial_number}-rung-{spec.rung}-{next(self._counter)}"
-        self._launches[handle] = _Launch(spec=spec, started_at=self.now())
+        self._launches[handle] = _Launch(spec, self.now(), queued_at=time.monotonic())
         self._pending.append(handle)
         return handle
 
     def poll(self, handle: str) -> LaunchStatus:
         launch = self._launch(handle)
-        self._place_pending()
+        if self._burst_settled():
+            self._place_pending()
         return self._refresh(handle, launch)
 
     def stop(self, handle: str) -> None:
@@ -488,6 +503,8 @@ class SkyPilotBackend(Backend):
     def wait(self, handles: Sequence[str], timeout_s: float) -> list[str]:
         deadline = time.monotonic() + max(timeout_s, 0.0)
         while True:
+            if self._pending and not self._burst_settled():
+                time.sleep(self.batch_window_s)
             self._place_pending()
             done = [h for h in handles if self._refresh(h, self._launch(h)).done]
             remaining = deadline - time.monotonic()
@@ -518,14 +535,16 @@ class SkyPilotBackend(Backend):
             return launch.status
         if launch.slot is None or launch.job_id is None:
             return LaunchStatus(LaunchState.RUNNING, launch.started_at, message="queued")
+        cluster = launch.slot.cluster
         try:
-            statuses = self._sdk.get(
-                self._sdk.job_status(launch.slot.cluster, job_ids=[launch.job_id])
-            )
-        except Exception as exc:  # preempted or vanished cluster
-            return self._finish(
-                handle, launch, LaunchState.FAILED, f"cluster {launch.slot.cluster}: {exc}"
-            )
+            statuses = self._sdk.get(self._sdk.job_status(cluster, job_ids=[launch.job_id]))
+        except Exception as exc:  # the cluster is gone (spot preemption) or the API hiccuped
+            if self._cluster_up(cluster):
+                return LaunchStatus(
+                    LaunchState.RUNNING, launch.started_at, message=f"status unavailable: {exc}"
+                )
+            self._lost_cluster(cluster, f"cluster {cluster} is gone (spot preemption?): {exc}")
+            return self._refresh(handle, launch)
         state = statuses.get(launch.job_id)
         name = str(getattr(state, "value", state))
         if name in _RUNNING_JOB_STATES:
@@ -535,6 +554,35 @@ class SkyPilotBackend(Backend):
         if name in _STOPPED_JOB_STATES:
             return self._finish(handle, launch, LaunchState.STOPPED, "cancelled")
         return self._finish(handle, launch, LaunchState.FAILED, f"job {launch.job_id}: {name}")
+
+    def _lost_cluster(self, name: str, reason: str) -> None:
+        """A cluster vanished: relaunch its trials from their checkpoints, or fail them."""
+        cluster = self._clusters[name]
+        for handle in sorted(cluster.trials):
+            launch = self._launches[handle]
+            cluster.trials.discard(handle)
+            cluster.free_gpus += launch.slot.workers if launch.slot is not None else 0
+            if launch.status is not None:
+                continue
+            if launch.preemptions < self.preemption_retries:
+                launch.preemptions += 1
+                launch.slot, launch.job_id = None, None
+                launch.queued_at = time.monotonic()
+                self._pending.append(handle)
+            else:
+                self._finish(handle, launch, LaunchState.FAILED, reason)
+        self._down(name)
+
+    def _cluster_up(self, name: str) -> bool:
+        try:
+            records = self._sdk.get(self._sdk.status(cluster_names=[name]))
+        except Exception:  # no answer: assume it is still there, ask again next poll
+            return True
+        for record in records:
+            status = _field(record, "status")
+            if _field(record, "name") == name:
+                return str(getattr(status, "value", status)) == "UP"
+        return False
 
     def _finish(
         self, handle: str, launch: _Launch, state: LaunchState, message: str
@@ -546,6 +594,11 @@ class SkyPilotBackend(Backend):
                 cluster.trials.discard(handle)
                 cluster.free_gpus += launch.slot.workers
         return launch.status
+
+    def _burst_settled(self) -> bool:
+        """True when no launch was started within the batch window."""
+        newest = max((self._launches[h].queued_at for h in self._pending), default=0.0)
+        return time.monotonic() - newest >= self.batch_window_s
 
     def _place_pending(self) -> None:
         if not self._pending:
@@ -660,7 +713,12 @@ class SkyPilotBackend(Backend):
             records = self._sdk.get(self._sdk.status(cluster_names=list(names)))
         except Exception:  # status unavailable: trust the downs
             return []
-        return sorted(str(getattr(r, "name", None) or r["name"]) for r in records)
+        return sorted(str(_field(r, "name")) for r in records)
+
+
+def _field(record: Any, name: str) -> Any:
+    """A field of a ``sky.status`` record (a response object, or a dict)."""
+    return record[name] if isinstance(record, Mapping) else getattr(record, name, None)
 
 
 def _parse_accelerators(value: object) -> tuple[str, int]:
