@@ -4,7 +4,10 @@ object (no cloud needed: SkyPilot validates these offline)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+import json
 from pathlib import Path
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -13,7 +16,8 @@ from optuna_seer.backends.base import LaunchSpec
 from optuna_seer.backends.skypilot import SkyPilotBackend
 from optuna_seer.placement import ClusterShape, TrialSlot
 from optuna_seer.trial_context import ENV_CHECKPOINT_URI, ENV_STORAGE, trial_context
-from tests.fake_sky import REPO_ROOT, sky_home
+from tests.fake_sky import REPO_ROOT, node_env, sky_home
+from tests.local_s3 import local_s3
 
 LAUNCHERS = REPO_ROOT / "launchers"
 
@@ -213,3 +217,43 @@ def test_prices_fall_back_to_the_configured_price_and_say_so() -> None:
     assert "configured $2.0/GPU-hour" in source
     unknown = backend(clouds=["aws"], price_per_gpu_hour=None).hourly_price(ClusterShape(1, 2))
     assert unknown[0] is None and "unknown" in unknown[1]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_skypilots_optimizer_picks_instances_for_the_backends_clusters(
+    tmp_path: Path, home: Path
+) -> None:
+    """SkyPilot's optimizer, the part of ``sky launch --dryrun`` that works offline.
+
+    ``sky launch --dryrun`` itself starts a local API server (~1.2 GB) and needs ``rsync``,
+    which this machine lacks; the optimizer it runs is called here in a child process, with
+    the hand-written catalog and AWS credentials pointed at a local moto server (what
+    ``sky check`` accepts as an enabled AWS).
+    """
+    common = home / ".sky" / "catalogs" / "v8" / "common"
+    common.mkdir(parents=True, exist_ok=True)
+    (common / "accelerators.csv").write_text('AcceleratorName,Clouds\nA100,"AWS, GCP"\n')
+    (common / "metadata.csv").write_text("GPU,MemoryGB,Manufacturer\nA100,40,NVIDIA\n")
+    with local_s3("optimizer") as s3:
+        env = node_env({**s3, "HOME": str(home), "SKYPILOT_DISABLE_USAGE_COLLECTION": "1"})
+        result = subprocess.run(
+            [
+                sys.executable,
+                str(REPO_ROOT / "tests/scripts/optimize_cluster_tasks.py"),
+                str(tmp_path),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=150,
+        )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [(r["nodes"], r["instance"], r["spot"]) for r in rows] == [
+        (1, "p4d.24xlarge", True),
+        (2, "p4d.24xlarge", True),
+    ]
+    for row in rows:  # the backend's price estimate is what SkyPilot would charge
+        assert row["hourly"] == pytest.approx(row["nodes"] * 12.5)
+        assert row["estimate"] == pytest.approx(row["hourly"])
