@@ -91,7 +91,8 @@ class RecordingSky:
         self.autodown: dict[str, tuple[int | None, bool]] = {}
         self._results: dict[str, Any] = {}
         self._ids = itertools.count()
-        self.fail_launch: set[str] = set()
+        self.fail_launches: set[int] = set()  # 0-based launch numbers that find no capacity
+        self.peak_gpus = 0
 
     # -- request/response, like the real client's request ids
     def _request(self, result: Any) -> str:
@@ -123,7 +124,7 @@ class RecordingSky:
         self.calls.append(("launch", cluster_name, task.num_nodes, gpus))
         if cluster_name in self.clusters:
             raise AssertionError(f"{cluster_name} launched twice: SkyPilot cannot resize it")
-        if cluster_name in self.fail_launch:
+        if len(self.ops("launch")) - 1 in self.fail_launches:
             return self._request(
                 self._sky.exceptions.ResourcesUnavailableError("no capacity (fake)")
             )
@@ -136,6 +137,9 @@ class RecordingSky:
             down,
         )
         self.launched.append(cluster_name)
+        self.peak_gpus = max(
+            self.peak_gpus, sum(c.nodes * c.gpus_per_node for c in self.clusters.values())
+        )
         self.autodown[cluster_name] = (idle_minutes_to_autostop, down)
         return self._request((None, None))
 

@@ -350,3 +350,41 @@ def test_a_preempted_cluster_is_relaunched_from_the_checkpoint_or_reported(
         assert states[0] == {0: LaunchState.FAILED}
         assert len(fake.ops("launch")) == 1
     assert fake.clusters == {} and backend.clusters == {}
+
+
+def test_a_cluster_that_cannot_launch_fails_its_trials_and_leaks_nothing(
+    fake: RecordingSky, tmp_path: Path
+) -> None:
+    fake.fail_launches = {0}
+    backend = make_backend(fake, tmp_path)
+    plan = Plan(
+        rungs=(rung(0, 2, 1, 1),),
+        reduction_factor=2,
+        deadline_s=60.0,
+        budget_dollars=1.0,
+        price_per_gpu_second=0.001,
+        min_marginal_speedup=0.2,
+    )
+    states = drive(backend, plan, new_study(tmp_path), tmp_path)
+    assert states[0] == {0: LaunchState.FAILED, 1: LaunchState.FAILED}
+    assert fake.ops("exec") == []
+    assert [c[1] for c in fake.ops("down")] == [c[1] for c in fake.ops("launch")]
+    assert backend.clusters == {} and backend.spent_dollars == 0.0
+
+
+def test_the_gpu_quota_turns_a_rung_into_waves(fake: RecordingSky, tmp_path: Path) -> None:
+    backend = make_backend(fake, tmp_path)
+    backend.max_gpus = 2  # one 2-GPU node at a time
+    plan = Plan(
+        rungs=(rung(0, 4, 1, 1),),
+        reduction_factor=2,
+        deadline_s=60.0,
+        budget_dollars=1.0,
+        price_per_gpu_second=0.001,
+        min_marginal_speedup=0.2,
+    )
+    states = drive(backend, plan, new_study(tmp_path), tmp_path)
+    assert set(states[0].values()) == {LaunchState.SUCCEEDED}
+    assert fake.peak_gpus == 2
+    assert len(fake.ops("exec")) == 4
+    assert fake.clusters == {}

@@ -636,6 +636,9 @@ class SkyPilotBackend(Backend):
             slot = placement.slots[handle]
             launch.slot = replace(slot, cluster=names.get(slot.cluster, slot.cluster))
             self._submit(handle, launch)
+        for name in names.values():
+            if self._clusters[name].launch_error is not None:
+                self._down(name)  # whatever part of it came up (its trials failed above)
 
     def _launch_clusters(self, shapes: Mapping[str, ClusterShape]) -> dict[str, str]:
         """Launch every new cluster in parallel; placeholder name → real cluster name."""
@@ -659,6 +662,7 @@ class SkyPilotBackend(Backend):
                 _, handle = self._sdk.get(request)
             except Exception as exc:  # no capacity, quota, credentials …
                 cluster.launch_error = f"launch of {name} failed: {exc}"
+                cluster.hourly_price, cluster.price_source = 0.0, "launch failed: not billed"
                 continue
             launched: Any = getattr(handle, "launched_resources", None)
             try:
@@ -676,8 +680,6 @@ class SkyPilotBackend(Backend):
         cluster.trials.add(handle)
         if cluster.launch_error is not None:
             self._finish(handle, launch, LaunchState.FAILED, cluster.launch_error)
-            if not cluster.trials:
-                self._down(cluster.name)
             return
         try:
             job_id, _ = self._sdk.get(
