@@ -257,3 +257,14 @@ def test_skypilots_optimizer_picks_instances_for_the_backends_clusters(
     for row in rows:  # the backend's price estimate is what SkyPilot would charge
         assert row["hourly"] == pytest.approx(row["nodes"] * 12.5)
         assert row["estimate"] == pytest.approx(row["hourly"])
+
+
+def test_a_template_without_run_or_with_a_typo_is_refused(tmp_path: Path) -> None:
+    no_run = tmp_path / "no_run.yaml"
+    no_run.write_text("name: t\nresources:\n  accelerators: A100:8\n")
+    with pytest.raises(ValueError, match="has no run"):
+        backend(template=no_run)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("name: t\nnum_node: 2\nrun: echo\n")
+    with pytest.raises(ValueError, match="num_node"):
+        backend(template=typo)

@@ -28,17 +28,6 @@ Nodes see the study through ``storage`` (an RDB or ``grpc://`` URL), or, when th
 storage is a local SQLite file, through a gRPC proxy this backend starts on the driver
 (:class:`optuna_seer.storage_proxy.StorageProxy`). Checkpoints live under ``checkpoints``
 (``s3://bucket/prefix``).
-
-Example:
-    >>> backend = SkyPilotBackend(  # doctest: +SKIP
-    ...     script="examples/lightning_digits.py",
-    ...     resources="A100:8",
-    ...     clouds=["aws", "gcp"],
-    ...     use_spot=True,
-    ...     checkpoints="s3://my-bucket/seer",
-    ...     storage="postgresql://user:pass@db.example.com/optuna",
-    ...     max_gpus=32,
-    ... )
 """
 
 from __future__ import annotations
@@ -150,6 +139,19 @@ class SkyPilotBackend(Backend):
             relaunched from its resume checkpoint before it is reported ``FAILED``.
         cluster_prefix: Prefix of cluster names (a random suffix keeps runs apart).
         sdk: The SkyPilot client (default: the ``sky`` module); tests pass a fake.
+
+    Example:
+        >>> backend = SkyPilotBackend(  # doctest: +SKIP
+        ...     script="examples/lightning_digits.py",
+        ...     resources="A100:8",
+        ...     clouds=["aws", "gcp"],
+        ...     use_spot=True,
+        ...     checkpoints="s3://my-bucket/seer",
+        ...     storage="postgresql://user:pass@db.example.com/optuna",
+        ...     max_gpus=32,
+        ... )
+        >>> with backend:  # doctest: +SKIP
+        ...     ...  # hand it to the executor; leaving the block tears every cluster down
     """
 
     def __init__(
@@ -193,6 +195,10 @@ class SkyPilotBackend(Backend):
         for name, value in (("max_gpus", max_gpus), ("autostop_minutes", autostop_minutes)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r} must be an int >= 1.")
+        if isinstance(proxy_port, bool) or not isinstance(proxy_port, int):
+            raise TypeError(f"proxy_port={proxy_port!r} must be an int.")
+        if not 1 <= proxy_port <= 65535:
+            raise ValueError(f"proxy_port={proxy_port} must be in 1..65535.")
         if price_per_gpu_hour is not None and not (
             math.isfinite(price_per_gpu_hour) and price_per_gpu_hour >= 0
         ):
@@ -241,6 +247,8 @@ class SkyPilotBackend(Backend):
                 f"trial template {template_path} not found: pass template= (see launchers/)."
             )
         self._template: dict[str, Any] = yaml.safe_load(template_path.read_text())
+        if not isinstance(self._template, dict) or not self._template.get("run"):
+            raise ValueError(f"trial template {template_path} has no run: section.")
         self.checkpoints = checkpoints.rstrip("/") if checkpoints else None
         self.storage = storage
         self.proxy_host = proxy_host
@@ -263,6 +271,7 @@ class SkyPilotBackend(Backend):
         self._prices: dict[int, tuple[float | None, str]] = {}
         self._proxy: StorageProxy | None = None
         self._node_storage: dict[str, str] = {}
+        self.cluster_task(ClusterShape(1, self.gpus_per_node))  # SkyPilot validates the template
 
     # ----------------------------------------------------------------- SkyPilot objects
     def candidates(self) -> list[dict[str, Any]]:
