@@ -15,7 +15,8 @@ SkyPilot cluster. From SkyPilot's variables (``SKYPILOT_NODE_RANK``, ``SKYPILOT_
 3. on node rank 0 only, uploads every checkpoint the script wrote to the trial's
    ``SEER_CHECKPOINT_URI`` store, and exits with torchrun's exit code.
 
-Extra variables: ``SEER_TRAIN_SCRIPT`` (required), ``SEER_MASTER_PORT`` (default 29500),
+Extra variables: ``SEER_TRAIN_SCRIPT`` (required: a script path, or any torchrun target split
+like a shell would, e.g. ``-m package.module arg``), ``SEER_MASTER_PORT`` (default 29500),
 ``SEER_PROCS_PER_NODE`` (default: GPUs per node, at least 1), ``SEER_LOCAL_DIR`` (default a
 new temporary directory).
 
@@ -33,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 import os
 from pathlib import Path
+import shlex
 import shutil
 import subprocess
 import sys
@@ -83,7 +85,7 @@ def torchrun_command(env: Mapping[str, str], extra_args: Sequence[str] = ()) -> 
         raise RuntimeError(f"{SKYPILOT_NODE_RANK}={rank} must be in [0, {nodes}).")
     gpus = _int_var(env, SKYPILOT_NUM_GPUS_PER_NODE, 0)
     procs = _int_var(env, ENV_PROCS_PER_NODE, max(gpus, 1))
-    script = env.get(ENV_TRAIN_SCRIPT)
+    script = shlex.split(env.get(ENV_TRAIN_SCRIPT, ""))
     if not script:
         raise RuntimeError(f"{ENV_TRAIN_SCRIPT} is not set: the training script to run.")
     command = [sys.executable, "-m", "torch.distributed.run"]
@@ -94,7 +96,7 @@ def torchrun_command(env: Mapping[str, str], extra_args: Sequence[str] = ()) -> 
             "--standalone",
             "--nnodes=1",
             f"--nproc_per_node={procs}",
-            script,
+            *script,
             *extra_args,
         ]
     port = _int_var(env, ENV_MASTER_PORT, DEFAULT_MASTER_PORT)
@@ -105,7 +107,7 @@ def torchrun_command(env: Mapping[str, str], extra_args: Sequence[str] = ()) -> 
         f"--nproc_per_node={procs}",
         f"--master_addr={ips[0]}",
         f"--master_port={port}",
-        script,
+        *script,
         *extra_args,
     ]
 

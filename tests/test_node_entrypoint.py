@@ -57,6 +57,11 @@ def test_torchrun_command_single_node_is_standalone_and_cpu_gets_one_process() -
     assert torchrun_command(env)[3:] == ["--standalone", "--nnodes=1", "--nproc_per_node=1", "t.py"]
 
 
+def test_the_script_may_be_a_module_target_with_arguments() -> None:
+    env = {"SEER_TRAIN_SCRIPT": "-m optuna_seer.entrypoint 'my dir/train.py:main'"}
+    assert torchrun_command(env)[-3:] == ["-m", "optuna_seer.entrypoint", "my dir/train.py:main"]
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [

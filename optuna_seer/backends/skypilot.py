@@ -112,7 +112,8 @@ class SkyPilotBackend(Backend):
 
     Args:
         script: The training script, relative to ``workdir`` (follows the ``SEER_*``
-            contract of :mod:`optuna_seer.trial_context`).
+            contract of :mod:`optuna_seer.trial_context`), or any ``torchrun`` target such
+            as ``"-m package.module arg"``.
         resources: The largest node: ``"A100:8"``, or a SkyPilot resources mapping with
             ``accelerators`` (e.g. ``{"accelerators": "A100:8", "disk_size": 256}``); do not
             put ``infra``/``use_spot``/``any_of``/``ordered`` in it (use the arguments).
