@@ -27,54 +27,11 @@ import subprocess
 import sys
 import time
 from types import TracebackType
-from urllib.parse import urlparse
 import warnings
 
 import optuna
 
-GRPC_SCHEME = "grpc"
-
-
-def parse_grpc_url(url: str) -> tuple[str, int]:
-    """``"grpc://host:port"`` → ``(host, port)``.
-
-    Example:
-        >>> parse_grpc_url("grpc://10.0.0.5:13000")
-        ('10.0.0.5', 13000)
-    """
-    parsed = urlparse(url)
-    try:
-        port = parsed.port
-    except ValueError:
-        port = None
-    if parsed.scheme != GRPC_SCHEME or not parsed.hostname or port is None:
-        raise ValueError(f"storage URL {url!r} is not of the form grpc://host:port")
-    return parsed.hostname, port
-
-
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """The storage a worker opens from a ``SEER_STORAGE`` URL.
-
-    ``grpc://host:port`` gives a ``GrpcStorageProxy`` (waits up to 30 s for the server);
-    anything else goes to ``optuna.storages.get_storage`` (``sqlite:///…``, RDB URLs).
-    """
-    if not isinstance(url, str) or not url:
-        raise ValueError(f"storage URL {url!r} must be a non-empty string.")
-    if url.startswith(f"{GRPC_SCHEME}://"):
-        host, port = parse_grpc_url(url)
-        with warnings.catch_warnings():  # experimental since Optuna 4.2; we opt in knowingly
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            proxy = optuna.storages.GrpcStorageProxy(host=host, port=port)
-        proxy.wait_server_ready(timeout=30)
-        return proxy
-    return optuna.storages.get_storage(url)
-
-
-def _redact(url: str) -> str:
-    parsed = urlparse(url)
-    if parsed.password:
-        return url.replace(f":{parsed.password}@", ":***@")
-    return url
+from optuna_seer.storage_url import GRPC_PREFIX, redact_url
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -104,7 +61,7 @@ class StorageProxy:
         advertise_host: str | None = None,
         ready_timeout_s: float = 60.0,
     ) -> None:
-        if storage_url.startswith(f"{GRPC_SCHEME}://"):
+        if storage_url.startswith(GRPC_PREFIX):
             raise ValueError(f"storage_url={storage_url!r} is already a gRPC proxy URL.")
         self.storage_url = storage_url
         self.host = host
@@ -116,7 +73,7 @@ class StorageProxy:
     @property
     def url(self) -> str:
         """``grpc://advertise_host:port``: what workers put in ``SEER_STORAGE``."""
-        return f"{GRPC_SCHEME}://{self.advertise_host}:{self.port}"
+        return f"{GRPC_PREFIX}{self.advertise_host}:{self.port}"
 
     def start(self) -> StorageProxy:
         if self._process is not None:
@@ -136,7 +93,7 @@ class StorageProxy:
                 if code is not None or time.monotonic() > deadline:
                     self.stop()
                     raise RuntimeError(
-                        f"gRPC storage proxy for {_redact(self.storage_url)} on "
+                        f"gRPC storage proxy for {redact_url(self.storage_url)} on "
                         f"{self.host}:{self.port} did not start within {self.ready_timeout_s} s "
                         f"(exit code {code})."
                     )

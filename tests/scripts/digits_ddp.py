@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from optuna_seer.storage_proxy import open_storage
+from optuna_seer.storage_url import open_storage
 from optuna_seer.trial_context import trial_context
 
 

@@ -16,7 +16,7 @@ import time
 
 import optuna
 
-from optuna_seer.storage_proxy import open_storage
+from optuna_seer.storage_url import open_storage
 from optuna_seer.trial_context import trial_context
 
 
