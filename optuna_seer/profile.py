@@ -233,10 +233,10 @@ class Profile:
                 raise ValueError(f"the profile needs {key!r} (e.g. 600 and 'amdahl:0.95').")
         scaling = data["scaling"]
         if isinstance(scaling, Mapping):
-            scaling = {_worker_key(k): v for k, v in scaling.items()}
+            scaling = {_worker_key(k, "scaling"): v for k, v in scaling.items()}
         cv = data.get("epoch_cv", 0.0)
         if isinstance(cv, Mapping):
-            cv = {_worker_key(k): v for k, v in cv.items()}
+            cv = {_worker_key(k, "epoch_cv"): v for k, v in cv.items()}
         measurements = tuple(
             Measurement(
                 workers=int(m["workers"]),
@@ -276,13 +276,14 @@ class Profile:
             raise ValueError(f"profile {path}: {exc}") from None
 
 
-def _worker_key(key: Any) -> int:
+def _worker_key(key: Any, where: str) -> int:
+    message = f"{where} key {key!r} is not a worker count (a whole number >= 1)."
     try:
         count = int(key)
     except (TypeError, ValueError):
-        raise ValueError(f"{key!r} is not a worker count (a whole number >= 1).") from None
+        raise ValueError(message) from None
     if count < 1 or str(count) != str(key).strip():
-        raise ValueError(f"{key!r} is not a worker count (a whole number >= 1).")
+        raise ValueError(message)
     return count
 
 
