@@ -82,7 +82,7 @@ def test_price_csv_errors_name_the_row(tmp_path: Path) -> None:
     assert read_price_csv(good)[0] == PriceQuote("local", "", 2, 0.5)
     bad = tmp_path / "bad.csv"
     bad.write_text("instance_type,gpus,dollars_per_hour\nlocal,two,0.5\n")
-    with pytest.raises(ValueError, match="bad.csv:2"):
+    with pytest.raises(ValueError, match=r"bad\.csv:2"):
         read_price_csv(bad)
     missing = tmp_path / "missing.csv"
     missing.write_text("instance_type,gpus\nlocal,2\n")

@@ -9,7 +9,8 @@ import subprocess
 import sys
 import time
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import pytest
 
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState, LaunchStatus
