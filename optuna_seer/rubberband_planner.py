@@ -23,6 +23,7 @@ being at most the deadline. The search (pure; all timing by
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import functools
 import math
 
 import numpy as np
@@ -32,8 +33,10 @@ from optuna_seer.elastic_plan import ElasticPlan, Stage, concurrent_trials, node
 from optuna_seer.plan import format_seconds
 from optuna_seer.pricing import PriceQuote
 from optuna_seer.profile import Profile
+from optuna_seer.scaling import ScalingCurve
 from optuna_seer.seer_planner import InfeasiblePlanError, gpu_candidates, rung_resources
-from optuna_seer.simulator import CloudModel, PlanEvaluator, PlanStats
+from optuna_seer.simulator import CloudModel, PlanEvaluator, PlanStats, empirical_quantile
+from optuna_seer.workload import Workload
 
 _MAX_OPTIONS_PER_SHAPE = 16
 
@@ -175,20 +178,185 @@ class RubberBandResult:
         return "\n".join(lines)
 
 
+def _epochs(job: SuccessiveHalvingJob, index: int) -> int:
+    return job.resources[index] - (job.resources[index - 1] if index else 0)
+
+
 def _stage_time(profile: Profile, stage: Stage, epochs: int) -> float:
-    return stage.waves * (
-        profile.startup_seconds + epochs * profile.epoch_seconds_on(stage.gpus_per_trial)
-    )
+    """Deterministic seconds of a stage's trials (no provisioning, no stragglers)."""
+    per_trial = profile.startup_seconds + epochs * profile.epoch_seconds_on(stage.gpus_per_trial)
+    return stage.waves * per_trial
 
 
-def _gpu_counts(problem: PlanningProblem, instance: PriceQuote) -> tuple[int, ...]:
-    workload = problem.profile.workload(problem.job.resources[-1], gpus_per_node=instance.gpus)
-    limits = ClusterLimits(max_gpus=problem.max_gpus)
-    return gpu_candidates(workload, limits, problem.min_marginal_speedup)
+@functools.lru_cache(maxsize=1024)
+def _gpu_counts(
+    curve: ScalingCurve, gpus_per_node: int, max_gpus: int, min_gain: float
+) -> tuple[int, ...]:
+    workload = Workload(epoch_seconds=1.0, scaling=curve, max_epochs=1, gpus_per_node=gpus_per_node)
+    counts = gpu_candidates(workload, ClusterLimits(max_gpus=max_gpus), min_gain)
+    return tuple(k for k in counts if k <= gpus_per_node or k % gpus_per_node == 0)
+
+
+class _Search:
+    """One planning run's caches: GPU counts, stage choices and simulated plans."""
+
+    def __init__(self, problem: PlanningProblem, evaluator: PlanEvaluator | None = None) -> None:
+        self.problem = problem
+        self.evaluator = evaluator or problem.evaluator()
+        self.rungs = len(problem.job.n_trials)
+        self._fastest: dict[tuple[int, PriceQuote, int], Stage | None] = {}
+        self._stats: dict[ElasticPlan, PlanStats] = {}
+
+    def gpu_counts(self, instance: PriceQuote) -> tuple[int, ...]:
+        p = self.problem
+        return _gpu_counts(p.profile.curve, instance.gpus, p.max_gpus, p.min_marginal_speedup)
+
+    def stats(self, plan: ElasticPlan) -> PlanStats:
+        found = self._stats.get(plan)
+        if found is None:
+            found = self._stats[plan] = self.evaluator.stats(plan)
+        return found
+
+    @property
+    def evaluations(self) -> int:
+        return len(self._stats)
+
+    def feasible(self, stats: PlanStats) -> bool:
+        return stats.jct_quantile <= self.problem.deadline_s
+
+    def fastest_k(self, index: int, instance: PriceQuote, nodes: int) -> Stage | None:
+        """The stage on (``instance``, ``nodes``) whose trials finish soonest: a trial gets
+        the GPUs that help most, idle ones lent to the remaining trials."""
+        key = (index, instance, nodes)
+        if key in self._fastest:
+            return self._fastest[key]
+        n, resource = self.problem.job.n_trials[index], self.problem.job.resources[index]
+        epochs = _epochs(self.problem.job, index)
+        best: tuple[float, int, Stage] | None = None
+        for k in self.gpu_counts(instance):
+            if concurrent_trials(n, k, instance.gpus, nodes) < 1:
+                continue
+            stage = Stage(n, resource, k, instance, nodes)
+            seconds = _stage_time(self.problem.profile, stage, epochs)
+            if best is None or (seconds, k) < best[:2]:
+                best = (seconds, k, stage)
+        self._fastest[key] = None if best is None else best[2]
+        return self._fastest[key]
+
+    def options(self, index: int, prune: bool = True) -> list[Stage]:
+        p = self.problem
+        n, resource = p.job.n_trials[index], p.job.resources[index]
+        epochs = _epochs(p.job, index)
+        concurrencies = sorted({math.ceil(n / w) for w in range(1, n + 1)})
+        found: dict[tuple[PriceQuote, int, int], Stage] = {}
+        for instance in p.instances:
+            if instance.gpus > p.max_gpus:
+                continue
+            max_nodes = p.max_gpus // instance.gpus
+            for k in self.gpu_counts(instance):
+                node_counts = sorted(
+                    {nodes_for(c, k, instance.gpus) for c in concurrencies}
+                    & set(range(1, max_nodes + 1))
+                )
+                if prune and len(node_counts) > _MAX_OPTIONS_PER_SHAPE:
+                    picks = np.unique(
+                        np.geomspace(1, len(node_counts), _MAX_OPTIONS_PER_SHAPE)
+                        .round()
+                        .astype(int)
+                    )
+                    node_counts = [node_counts[i - 1] for i in picks]
+                for nodes in node_counts:
+                    found[(instance, k, nodes)] = Stage(n, resource, k, instance, nodes)
+        options = list(found.values())
+        if not prune:
+            return options
+        # Cost of an option on its own cluster: its nodes billed for boot plus its own time;
+        # keep the options no other beats on both time and cost.
+        boot = p.cloud.boot_seconds
+        scored = []
+        for stage in options:
+            seconds = _stage_time(p.profile, stage, epochs)
+            rate = stage.nodes * stage.instance.dollars_per_second
+            scored.append((seconds, rate * (seconds + boot), stage))
+        scored.sort(key=lambda item: (item[0], item[1]))
+        front: list[Stage] = []
+        cheapest = math.inf
+        for _, cost, stage in scored:
+            if cost < cheapest * (1 - 1e-12):
+                front.append(stage)
+                cheapest = cost
+        return front
+
+    def static_plans(self) -> list[ElasticPlan]:
+        plans = []
+        for instance in self.problem.instances:
+            if instance.gpus > self.problem.max_gpus:
+                continue
+            for nodes in range(1, self.problem.max_gpus // instance.gpus + 1):
+                stages = [self.fastest_k(r, instance, nodes) for r in range(self.rungs)]
+                if all(s is not None for s in stages):
+                    plans.append(ElasticPlan(tuple(s for s in stages if s is not None)))
+        return plans
+
+    def best_static(self) -> tuple[ElasticPlan, PlanStats] | None:
+        best: tuple[ElasticPlan, PlanStats] | None = None
+        for plan in self.static_plans():
+            stats = self.stats(plan)
+            if self.feasible(stats) and (best is None or stats.cost < best[1].cost):
+                best = (plan, stats)
+        return best
+
+    def moves(self, plan: ElasticPlan, options: list[list[Stage]]) -> list[ElasticPlan]:
+        """Single-stage changes, and adjacent pairs moved onto one cluster."""
+        moves = []
+        stages = plan.stages
+        for index in range(len(stages)):
+            for option in options[index]:
+                if option != stages[index]:
+                    moves.append(plan.replace_stage(index, option))
+            for other in (index - 1, index + 1):
+                if 0 <= other < len(stages) and stages[other].cluster != stages[index].cluster:
+                    moved = self.fastest_k(index, *stages[other].cluster)
+                    if moved is not None:
+                        moves.append(plan.replace_stage(index, moved))
+            if index + 1 < len(stages):
+                clusters = {o.cluster for o in (*options[index], *options[index + 1])}
+                for cluster in clusters:
+                    first = self.fastest_k(index, *cluster)
+                    second = self.fastest_k(index + 1, *cluster)
+                    if first is not None and second is not None:
+                        moves.append(
+                            plan.replace_stage(index, first).replace_stage(index + 1, second)
+                        )
+        return moves
+
+    def greedy(
+        self, start: ElasticPlan, options: list[list[Stage]], by_benefit: bool
+    ) -> tuple[ElasticPlan, PlanStats]:
+        """Apply the best cheaper feasible move until none is left. ``by_benefit``: best
+        cost-marginal benefit ``M`` (RubberBand); otherwise the largest saving."""
+        plan, best = start, self.stats(start)
+        while True:
+            chosen: tuple[tuple[float, float], ElasticPlan, PlanStats] | None = None
+            for candidate in self.moves(plan, options):
+                stats = self.stats(candidate)
+                saving = best.cost - stats.cost
+                if not self.feasible(stats) or saving <= 1e-9 * max(1.0, best.cost):
+                    continue
+                slower = stats.jct_quantile - best.jct_quantile
+                benefit = saving / slower if slower > 0 else math.inf
+                key = (benefit, saving) if by_benefit else (saving, benefit)
+                if chosen is None or key > chosen[0]:
+                    chosen = (key, candidate, stats)
+            if chosen is None:
+                return plan, best
+            _, plan, best = chosen
 
 
 def stage_options(problem: PlanningProblem, index: int, *, prune: bool = True) -> list[Stage]:
-    """Candidate resources for stage ``index``; ``prune`` drops dominated ones.
+    """Candidate resources for stage ``index``; ``prune`` keeps the options no other beats
+    on both stage time and stage cost (boot included), and at most
+    ``_MAX_OPTIONS_PER_SHAPE`` node counts per (instance, GPUs per trial).
 
     Example:
         >>> q = PriceQuote("gpu1", "V100", 1, 3.0)
@@ -198,146 +366,21 @@ def stage_options(problem: PlanningProblem, index: int, *, prune: bool = True) -
         >>> sorted({(s.gpus_per_trial, s.nodes) for s in stage_options(p, 1)})
         [(1, 1), (2, 2), (4, 4)]
     """
-    n = problem.job.n_trials[index]
-    resource = problem.job.resources[index]
-    epochs = resource - (problem.job.resources[index - 1] if index else 0)
-    found: dict[tuple[PriceQuote, int, int], Stage] = {}
-    for instance in problem.instances:
-        if instance.gpus > problem.max_gpus:
-            continue
-        max_nodes = problem.max_gpus // instance.gpus
-        for k in _gpu_counts(problem, instance):
-            if k > instance.gpus and k % instance.gpus:
-                continue
-            concurrencies = sorted({math.ceil(n / w) for w in range(1, n + 1)})
-            node_counts = sorted({nodes_for(c, k, instance.gpus) for c in concurrencies} - {0})
-            node_counts = [m for m in node_counts if m <= max_nodes]
-            if prune and len(node_counts) > _MAX_OPTIONS_PER_SHAPE:
-                picks = np.unique(
-                    np.geomspace(1, len(node_counts), _MAX_OPTIONS_PER_SHAPE).round().astype(int)
-                )
-                node_counts = [node_counts[i - 1] for i in picks]
-            for nodes in node_counts:
-                if concurrent_trials(n, k, instance.gpus, nodes) >= 1:
-                    found[(instance, k, nodes)] = Stage(n, resource, k, instance, nodes)
-    options = list(found.values())
-    if not prune:
-        return options
-    scored = [
-        (_stage_time(problem.profile, s, epochs), s.nodes * s.instance.dollars_per_hour, s)
-        for s in options
-    ]
-    scored = [(t, t * rate, s) for t, rate, s in scored]
-    scored.sort(key=lambda item: (item[0], item[1]))
-    front: list[Stage] = []
-    cheapest = math.inf
-    for _, cost, stage in scored:
-        if cost < cheapest - 1e-12:
-            front.append(stage)
-            cheapest = cost
-    return front
-
-
-def _fastest_k(
-    problem: PlanningProblem, index: int, instance: PriceQuote, nodes: int
-) -> Stage | None:
-    """The stage on (``instance``, ``nodes``) whose trials finish soonest (idle GPUs lent)."""
-    n = problem.job.n_trials[index]
-    resource = problem.job.resources[index]
-    epochs = resource - (problem.job.resources[index - 1] if index else 0)
-    best: tuple[float, int, Stage] | None = None
-    for k in _gpu_counts(problem, instance):
-        if concurrent_trials(n, k, instance.gpus, nodes) < 1:
-            continue
-        stage = Stage(n, resource, k, instance, nodes)
-        key = (_stage_time(problem.profile, stage, epochs), k)
-        if best is None or key < best[:2]:
-            best = (*key, stage)
-    return None if best is None else best[2]
+    return _Search(problem).options(index, prune)
 
 
 def static_plans(problem: PlanningProblem) -> list[ElasticPlan]:
     """Every static cluster: one instance type and node count for the whole job, each stage
-    giving its trials the GPU count that finishes it soonest on that cluster."""
-    plans = []
-    for instance in problem.instances:
-        if instance.gpus > problem.max_gpus:
-            continue
-        for nodes in range(1, problem.max_gpus // instance.gpus + 1):
-            stages = [
-                _fastest_k(problem, r, instance, nodes) for r in range(len(problem.job.n_trials))
-            ]
-            if all(s is not None for s in stages):
-                plans.append(ElasticPlan(tuple(s for s in stages if s is not None)))
-    return plans
+    giving its trials the GPU count that finishes it soonest on that cluster (idle GPUs are
+    lent to the remaining trials)."""
+    return _Search(problem).static_plans()
 
 
 def best_static_plan(
     problem: PlanningProblem, evaluator: PlanEvaluator | None = None
 ) -> tuple[ElasticPlan, PlanStats] | None:
     """The cheapest static cluster that meets the deadline (``None`` if none does)."""
-    evaluator = evaluator or problem.evaluator()
-    best: tuple[ElasticPlan, PlanStats] | None = None
-    for plan in static_plans(problem):
-        stats = evaluator.stats(plan)
-        if stats.jct_quantile <= problem.deadline_s and (best is None or stats.cost < best[1].cost):
-            best = (plan, stats)
-    return best
-
-
-def _neighbour_moves(
-    problem: PlanningProblem, plan: ElasticPlan, options: list[list[Stage]]
-) -> list[ElasticPlan]:
-    moves = []
-    stages = plan.stages
-    for index in range(len(stages)):
-        for option in options[index]:
-            if option != stages[index]:
-                moves.append(plan.replace_stage(index, option))
-        for other in (index - 1, index + 1):
-            if 0 <= other < len(stages) and stages[other].cluster != stages[index].cluster:
-                moved = _fastest_k(problem, index, *stages[other].cluster)
-                if moved is not None:
-                    moves.append(plan.replace_stage(index, moved))
-        if index + 1 < len(stages):
-            # Both stages onto one cluster taken from either's options: saves a provisioning.
-            for option in (*options[index], *options[index + 1]):
-                first = _fastest_k(problem, index, *option.cluster)
-                second = _fastest_k(problem, index + 1, *option.cluster)
-                if first is not None and second is not None:
-                    moves.append(plan.replace_stage(index, first).replace_stage(index + 1, second))
-    return moves
-
-
-def _greedy(
-    problem: PlanningProblem,
-    evaluator: PlanEvaluator,
-    start: ElasticPlan,
-    options: list[list[Stage]],
-) -> tuple[ElasticPlan, PlanStats, int]:
-    plan, best = start, evaluator.stats(start)
-    evaluations = 1
-    seen = {plan}
-    while True:
-        chosen: tuple[tuple[float, float], ElasticPlan, PlanStats] | None = None
-        for candidate in _neighbour_moves(problem, plan, options):
-            if candidate in seen:
-                continue
-            seen.add(candidate)
-            stats = evaluator.stats(candidate)
-            evaluations += 1
-            saving = best.cost - stats.cost
-            if stats.jct_quantile > problem.deadline_s or saving <= 1e-9 * max(1.0, best.cost):
-                continue
-            slower = stats.jct_quantile - best.jct_quantile
-            benefit = saving / slower if slower > 0 else math.inf
-            key = (benefit, saving)
-            if chosen is None or key > chosen[0]:
-                chosen = (key, candidate, stats)
-        if chosen is None:
-            return plan, best, evaluations
-        _, plan, best = chosen
-        seen = {plan}
+    return _Search(problem, evaluator).best_static()
 
 
 def plan_rubberband(problem: PlanningProblem) -> RubberBandResult:
@@ -359,33 +402,26 @@ def plan_rubberband(problem: PlanningProblem) -> RubberBandResult:
         >>> result.stats.cost <= result.static_stats.cost
         True
     """
-    evaluator = problem.evaluator()
-    rungs = len(problem.job.n_trials)
-    options = [stage_options(problem, r) for r in range(rungs)]
+    search = _Search(problem)
+    options = [search.options(r) for r in range(search.rungs)]
     if any(not o for o in options):
         raise ValueError("no instance type can run a trial within max_gpus.")
     fastest = ElasticPlan(
         tuple(
             min(
                 opts,
-                key=lambda s, r=r: (  # type: ignore[misc]
-                    _stage_time(
-                        problem.profile,
-                        s,
-                        problem.job.resources[r] - (problem.job.resources[r - 1] if r else 0),
-                    ),
+                key=lambda s: (
+                    _stage_time(problem.profile, s, _epochs(problem.job, opts_index)),
                     s.nodes * s.instance.dollars_per_hour,
                 ),
             )
-            for r, opts in enumerate(options)
+            for opts_index, opts in enumerate(options)
         )
     )
-    static = best_static_plan(problem, evaluator)
-    starts: list[ElasticPlan] = []
-    if static is not None:
-        starts.append(static[0])
-    fastest_stats = evaluator.stats(fastest)
-    if fastest_stats.jct_quantile <= problem.deadline_s:
+    static = search.best_static()
+    starts: list[ElasticPlan] = [] if static is None else [static[0]]
+    fastest_stats = search.stats(fastest)
+    if search.feasible(fastest_stats):
         starts.append(fastest)
     if not starts:
         need = fastest_stats.jct_quantile
@@ -398,12 +434,11 @@ def plan_rubberband(problem: PlanningProblem) -> RubberBandResult:
             min_dollars=None,
         )
     best: tuple[ElasticPlan, PlanStats] | None = None
-    evaluations = 0
     for start in starts:
-        plan, stats, count = _greedy(problem, evaluator, start, options)
-        evaluations += count
-        if best is None or stats.cost < best[1].cost:
-            best = (plan, stats)
+        for by_benefit in (True, False):
+            plan, stats = search.greedy(start, options, by_benefit)
+            if best is None or stats.cost < best[1].cost:
+                best = (plan, stats)
     assert best is not None
     return RubberBandResult(
         plan=best[0],
@@ -412,7 +447,7 @@ def plan_rubberband(problem: PlanningProblem) -> RubberBandResult:
         static_stats=None if static is None else static[1],
         deadline_s=problem.deadline_s,
         quantile=problem.quantile,
-        evaluations=evaluations,
+        evaluations=search.evaluations,
     )
 
 
@@ -421,66 +456,66 @@ def exhaustive_plan(
 ) -> tuple[ElasticPlan, PlanStats] | None:
     """The cheapest feasible plan over *all* per-stage options (unpruned), by branch and bound.
 
-    Only for jobs small enough to enumerate: a yardstick for :func:`plan_rubberband`.
-    Every stage may also take the cluster of any other stage's option (so shared leases are
-    enumerated too).
+    Only for jobs small enough to enumerate: a yardstick for :func:`plan_rubberband`. Every
+    stage may also take any other stage's cluster (so shared leases are enumerated too).
+    Bounds: a stage costs at least its own nodes for its own work, and takes at least the
+    elementwise-least work time of its options.
     """
-    evaluator = evaluator or problem.evaluator()
-    rungs = len(problem.job.n_trials)
-    raw = [stage_options(problem, r, prune=False) for r in range(rungs)]
+    search = _Search(problem, evaluator)
+    evaluator = search.evaluator
+    rungs = search.rungs
+    raw = [search.options(r, prune=False) for r in range(rungs)]
     clusters = {s.cluster for opts in raw for s in opts}
     options: list[list[Stage]] = []
     for r in range(rungs):
-        extra = [_fastest_k(problem, r, *cluster) for cluster in clusters]
         merged = {(s.instance, s.gpus_per_trial, s.nodes): s for s in raw[r]}
-        for s in extra:
-            if s is not None:
-                merged.setdefault((s.instance, s.gpus_per_trial, s.nodes), s)
+        for cluster in clusters:
+            extra = search.fastest_k(r, *cluster)
+            if extra is not None:
+                merged.setdefault((extra.instance, extra.gpus_per_trial, extra.nodes), extra)
         options.append(list(merged.values()))
-    # Lower bounds per stage: the cheapest option's work alone, and elementwise-least time.
-    least_cost = []
-    least_time = []
+    work: list[list[tuple[Stage, np.ndarray, float]]] = []
     previous = 0
     for r in range(rungs):
-        work = [evaluator._work(r, s, previous) for s in options[r]]
-        least_cost.append(
-            min(
-                float((m + i).mean()) * s.nodes * s.instance.dollars_per_second
-                for (m, i), s in zip(work, options[r])
+        rows = []
+        for stage in options[r]:
+            makespan, interrupted = evaluator.work_samples(r, stage, previous)
+            seconds = makespan + interrupted
+            rows.append(
+                (
+                    stage,
+                    seconds,
+                    float(seconds.mean()) * stage.nodes * stage.instance.dollars_per_second,
+                )
             )
-        )
-        least_time.append(np.min(np.stack([m + i for m, i in work]), axis=0))
+        rows.sort(key=lambda row: row[2])
+        work.append(rows)
         previous = problem.job.resources[r]
-    cost_tail = [sum(least_cost[r:]) for r in range(rungs)] + [0.0]
-    time_tail = [np.sum(np.stack(least_time[r:]), axis=0) for r in range(rungs)]
+    cost_tail = [sum(rows[0][2] for rows in work[r:]) for r in range(rungs)] + [0.0]
+    least = [np.min(np.stack([row[1] for row in rows]), axis=0) for rows in work]
+    time_tail = [np.sum(np.stack(least[r:]), axis=0) for r in range(rungs)]
     time_tail.append(np.zeros(problem.samples))
     best: tuple[ElasticPlan, PlanStats] | None = None
 
-    def search(prefix: list[Stage], clock: np.ndarray, spent: float) -> None:
+    def search_from(prefix: list[Stage], clock: np.ndarray, spent: float) -> None:
         nonlocal best
         r = len(prefix)
         if r == rungs:
             plan = ElasticPlan(tuple(prefix))
             stats = evaluator.stats(plan)
-            if stats.jct_quantile <= problem.deadline_s and (
-                best is None or stats.cost < best[1].cost
-            ):
+            if search.feasible(stats) and (best is None or stats.cost < best[1].cost):
                 best = (plan, stats)
             return
-        previous_resource = problem.job.resources[r - 1] if r else 0
-        for stage in options[r]:
-            makespan, interrupted = evaluator._work(r, stage, previous_resource)
-            stage_cost = (
-                float((makespan + interrupted).mean())
-                * stage.nodes
-                * (stage.instance.dollars_per_second)
-            )
+        for stage, seconds, stage_cost in work[r]:
             if best is not None and spent + stage_cost + cost_tail[r + 1] >= best[1].cost:
+                break  # rows are sorted by cost: every later one is dearer still.
+            new_clock = clock + seconds
+            if (
+                empirical_quantile(new_clock + time_tail[r + 1], problem.quantile)
+                > problem.deadline_s
+            ):
                 continue
-            new_clock = clock + makespan + interrupted
-            if np.quantile(new_clock + time_tail[r + 1], problem.quantile) > problem.deadline_s:
-                continue
-            search([*prefix, stage], new_clock, spent + stage_cost)
+            search_from([*prefix, stage], new_clock, spent + stage_cost)
 
-    search([], np.zeros(problem.samples), 0.0)
+    search_from([], np.zeros(problem.samples), 0.0)
     return best
