@@ -90,6 +90,8 @@ class BillingRule:
 
     def billed_array(self, seconds: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """:meth:`billed_seconds` for many leases at once."""
+        if self.increment_s == 0 and self.minimum_s == 0:
+            return seconds
         billed = seconds
         if self.increment_s > 0:
             # A hair of tolerance so that 3600.0000001 s of float noise is not a second hour.

@@ -25,7 +25,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _train(
+def train_worker(
     rank: int,
     world: int,
     port: int,
@@ -106,7 +106,7 @@ def measure_local_ddp(
         results = context.SimpleQueue()
         launched_at = time.time()
         mp.start_processes(  # type: ignore[attr-defined,no-untyped-call]
-            _train,
+            train_worker,
             args=(count, _free_port(), epochs, data_repeats, launched_at, results),
             nprocs=count,
             join=True,

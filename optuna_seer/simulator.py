@@ -279,35 +279,38 @@ class PlanEvaluator:
         self._makespans[key] = cached
         return cached
 
-    def _run(self, plan: ElasticPlan) -> tuple[Array, Array, list[tuple[Array, Array, Array]]]:
-        """JCT samples, cost samples, and per stage (start, end, cumulative cost) samples."""
-        clock = np.zeros(self.samples)
-        cost = np.zeros(self.samples)
+    def _run(
+        self, plan: ElasticPlan, detail: bool
+    ) -> tuple[Array, Array, list[tuple[Array, Array, Array]]]:
+        """JCT samples, cost samples, and (with ``detail``) per stage (start, end, cumulative
+        cost) samples."""
+        clock: Array = np.zeros(self.samples)
+        cost: Array = np.zeros(self.samples)
         billing = self.cloud.billing_rule
         per_stage: list[tuple[Array, Array, Array]] = []
-        lease_s = np.zeros(self.samples)
+        lease_s = clock
         previous_resource = 0
         stages = plan.stages
+        clusters = [s.cluster for s in stages]
+        last = len(stages) - 1
         for index, stage in enumerate(stages):
             start = clock
-            new_cluster = index == 0 or stages[index - 1].cluster != stage.cluster
             makespan, interruptions = self.work_samples(index, stage, previous_resource)
-            if new_cluster:
+            if index == 0 or clusters[index - 1] != clusters[index]:
                 queue, boot = self._delay(index)
                 lease_s = boot + makespan + interruptions
-                clock = clock + (queue + boot + makespan + interruptions)
+                clock = clock + queue + lease_s
             else:
                 lease_s = lease_s + makespan + interruptions
-                clock = clock + (makespan + interruptions)
-            last_of_lease = index == len(stages) - 1 or stages[index + 1].cluster != stage.cluster
-            if last_of_lease:
-                cost = cost + stage.nodes * stage.instance.dollars_per_second * (
-                    billing.billed_array(lease_s)
-                )
+                clock = clock + makespan + interruptions
+            rate = stage.nodes * stage.instance.dollars_per_second
+            if index == last or clusters[index + 1] != clusters[index]:
+                cost = cost + rate * billing.billed_array(lease_s)
                 stage_cost = cost
-            else:
-                stage_cost = cost + stage.nodes * stage.instance.dollars_per_second * lease_s
-            per_stage.append((start, clock, stage_cost))
+            elif detail:
+                stage_cost = cost + rate * lease_s
+            if detail:
+                per_stage.append((start, clock, stage_cost))
             previous_resource = stage.resource
         gb = float(self.profile.checkpoint_gb)
         if gb > 0:
@@ -321,7 +324,7 @@ class PlanEvaluator:
 
     def stats(self, plan: ElasticPlan) -> PlanStats:
         """Mean cost, JCT at the evaluator's quantile, and mean JCT of ``plan``."""
-        jct, cost, _ = self._run(plan)
+        jct, cost, _ = self._run(plan, detail=False)
         return PlanStats(
             cost=float(cost.mean()),
             jct_quantile=empirical_quantile(jct, self.quantile),
@@ -330,7 +333,7 @@ class PlanEvaluator:
 
     def result(self, plan: ElasticPlan) -> SimulationResult:
         """The full distribution of ``plan``'s time and cost."""
-        jct, cost, per_stage = self._run(plan)
+        jct, cost, per_stage = self._run(plan, detail=True)
         return SimulationResult(
             jct=tuple(float(v) for v in jct),
             cost=tuple(float(v) for v in cost),
