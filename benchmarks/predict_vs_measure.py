@@ -70,19 +70,23 @@ def main() -> None:
     parser.add_argument("--price", type=float, default=1.0, help="$ per slot-hour")
     parser.add_argument("--data-repeats", type=int, default=4)
     parser.add_argument("--deadline-slack", type=float, default=3.0)
+    parser.add_argument("--launches", type=int, default=3, help="profiling launches per count")
     args = parser.parse_args()
 
-    measurements = measure_local_ddp((1, 2), epochs=3, data_repeats=args.data_repeats)
+    measurements = measure_local_ddp(
+        (1, 2), epochs=3, data_repeats=args.data_repeats, launches=args.launches
+    )
     profile = fit_profile(measurements, source="predict_vs_measure probe")
     print(f"profile: epoch {profile.epoch_seconds:.2f} s on 1 worker, start-up "
           f"{profile.startup_seconds:.1f} s, scaling {profile.curve.to_spec()}")  # fmt: skip
     slot = PriceQuote("local-slot", "cpu", 1, args.price, source="configured")
     cloud = CloudModel()
     job = SuccessiveHalvingJob.geometric(args.configs, args.reduction_factor, args.max_epochs)
+    epochs = [e - (job.resources[i - 1] if i else 0) for i, e in enumerate(job.resources)]
     serial = sum(
-        n * (profile.startup_seconds + (e - (job.resources[i - 1] if i else 0)) * profile.epoch_seconds)
-        for i, (n, e) in enumerate(zip(job.n_trials, job.resources))
-    )  # fmt: skip
+        n * (profile.startup_seconds + d * profile.epoch_seconds)
+        for n, d in zip(job.n_trials, epochs)
+    )
     problem = PlanningProblem(
         job, profile, (slot,), serial * args.deadline_slack / args.slots, cloud=cloud,
         max_gpus=args.slots, samples=500,

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import json
 import math
 from pathlib import Path
+import statistics
 import sys
 from typing import Any
 
@@ -323,7 +324,9 @@ def _cmd_simulate(args: argparse.Namespace, out: Any) -> int:
 def _cmd_profile(args: argparse.Namespace, out: Any) -> int:
     from optuna_seer.probe import measure_local_ddp
 
-    measurements = measure_local_ddp(args.workers, epochs=args.epochs, data_repeats=args.repeats)
+    measurements = measure_local_ddp(
+        args.workers, epochs=args.epochs, data_repeats=args.repeats, launches=args.launches
+    )
     profile = fit_profile(
         measurements,
         scaling_model=args.scaling_model,
@@ -334,7 +337,7 @@ def _cmd_profile(args: argparse.Namespace, out: Any) -> int:
     for m in measurements:
         print(
             f"{m.workers} worker(s): epoch {m.mean_epoch_seconds:.3f} s (cv {m.epoch_cv:.3f}), "
-            f"start-up {m.startup_seconds[0]:.2f} s",
+            f"start-up {statistics.fmean(m.startup_seconds):.2f} s",
             file=out,
         )
     print(f"scaling: {profile.curve.to_spec()}", file=out)
@@ -444,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--workers", type=_worker_list, default=(1, 2))
     prof.add_argument("--epochs", type=int, default=3)
     prof.add_argument("--repeats", type=int, default=4, help="copies of the data per epoch")
+    prof.add_argument("--launches", type=int, default=1, help="launches per worker count")
     prof.add_argument("--scaling-model", choices=("table", "amdahl"), default="table")
     prof.add_argument("--checkpoint-gb", type=_positive_float, default=0.0)
     prof.set_defaults(handler=_cmd_profile)

@@ -84,9 +84,10 @@ def train_worker(
 
 
 def measure_local_ddp(
-    workers: Sequence[int] = (1, 2), *, epochs: int = 3, data_repeats: int = 4
+    workers: Sequence[int] = (1, 2), *, epochs: int = 3, data_repeats: int = 4, launches: int = 1
 ) -> tuple[Measurement, ...]:
-    """Time a real gloo data-parallel training at each worker count.
+    """Time a real gloo data-parallel training at each worker count, ``launches`` times
+    each (more launches: a steadier start-up estimate; the first pays cold caches).
 
     Example (slow: starts processes)::
 
@@ -95,25 +96,30 @@ def measure_local_ddp(
     """
     import torch.multiprocessing as mp
 
-    if epochs < 1 or data_repeats < 1:
-        raise ValueError(f"epochs={epochs} and data_repeats={data_repeats} must be >= 1.")
+    if epochs < 1 or data_repeats < 1 or launches < 1:
+        raise ValueError(
+            f"epochs={epochs}, data_repeats={data_repeats} and launches={launches} must be >= 1."
+        )
     if not workers or any(w < 1 for w in workers):
         raise ValueError(f"workers={list(workers)!r} must be counts >= 1, e.g. 1,2.")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     context = mp.get_context("spawn")
     measurements = []
     for count in workers:
-        results = context.SimpleQueue()
-        launched_at = time.time()
-        mp.start_processes(  # type: ignore[attr-defined,no-untyped-call]
-            train_worker,
-            args=(count, _free_port(), epochs, data_repeats, launched_at, results),
-            nprocs=count,
-            join=True,
-            start_method="spawn",
-        )
-        report = results.get()
-        measurements.append(
-            Measurement(count, tuple(report["epochs"]), (float(report["startup"]),))
-        )
+        epoch_times: list[float] = []
+        startups: list[float] = []
+        for _ in range(launches):
+            results = context.SimpleQueue()
+            launched_at = time.time()
+            mp.start_processes(  # type: ignore[attr-defined,no-untyped-call]
+                train_worker,
+                args=(count, _free_port(), epochs, data_repeats, launched_at, results),
+                nprocs=count,
+                join=True,
+                start_method="spawn",
+            )
+            report = results.get()
+            epoch_times += report["epochs"]
+            startups.append(float(report["startup"]))
+        measurements.append(Measurement(count, tuple(epoch_times), tuple(startups)))
     return tuple(measurements)
