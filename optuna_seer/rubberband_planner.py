@@ -4,20 +4,20 @@ The job (successive halving: trials and epochs per rung) is fixed; the plan choo
 stage, GPUs per trial and the cluster (instance type, nodes). Objective: minimise the mean
 simulated cost subject to the ``quantile`` (default p95) of the simulated completion time
 being at most the deadline. The search (pure; all timing by
-:class:`~optuna_seer.simulator.PlanEvaluator`):
+:class:`~optuna_seer.simulator.PlanEvaluator`, with every simulated plan cached):
 
 1. Candidate options per stage: every worthwhile GPU count ``k`` (``gpu_candidates``) on
-   every instance type, with the node counts that give each distinct number of waves, pruned
-   to those not dominated in (expected stage time, expected GPU cost).
+   every instance type, with the node counts that give each distinct number of waves, kept
+   when no other option is both faster and cheaper (its own boot included).
 2. Start points: the best *static* cluster (:func:`best_static_plan`: one cluster for the whole
    job, every stage giving its trials as many GPUs as help, idle ones lent to the remaining
    trials) and the fastest plan (each stage's fastest option).
-3. From each start, RubberBand's greedy: among single-stage changes (and pairs of adjacent
-   stages moved onto one cluster, which saves a provisioning) that stay feasible and cost
-   less, apply the one with the best cost-marginal benefit
+3. From each start, greedy moves among single-stage changes (and pairs of adjacent stages
+   moved onto one cluster, which saves a provisioning) that stay feasible and cost less:
+   RubberBand's criterion applies the best cost-marginal benefit
    ``M = (cost_best − cost_new) / (JCT_new − JCT_best)`` (changes that are cheaper *and*
-   faster come first); stop when none is cheaper. The cheapest result wins, so the plan is
-   never dearer than the static baseline.
+   faster first); a second pass applies the largest saving. Each stops when no move is
+   cheaper. The cheapest result wins, so the plan is never dearer than the static baseline.
 """
 
 from __future__ import annotations
