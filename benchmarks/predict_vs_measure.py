@@ -78,13 +78,13 @@ def main() -> None:
     )
     profile = fit_profile(measurements, source="predict_vs_measure probe")
     print(f"profile: epoch {profile.epoch_seconds:.2f} s on 1 worker, start-up "
-          f"{profile.startup_seconds:.1f} s, scaling {profile.curve.to_spec()}")  # fmt: skip
+          f"{profile.startup_on(1):.1f} s, scaling {profile.curve.to_spec()}")  # fmt: skip
     slot = PriceQuote("local-slot", "cpu", 1, args.price, source="configured")
     cloud = CloudModel()
     job = SuccessiveHalvingJob.geometric(args.configs, args.reduction_factor, args.max_epochs)
     epochs = [e - (job.resources[i - 1] if i else 0) for i, e in enumerate(job.resources)]
     serial = sum(
-        n * (profile.startup_seconds + d * profile.epoch_seconds)
+        n * (profile.startup_on(1) + d * profile.epoch_seconds)
         for n, d in zip(job.n_trials, epochs)
     )
     problem = PlanningProblem(

@@ -6,7 +6,8 @@ A :class:`Profile` is what the planner and the simulator know about the user's t
 * ``scaling``: the speedup curve ``s(k)`` (:class:`~optuna_seer.scaling.ScalingCurve`);
 * ``epoch_cv``: the coefficient of variation of one epoch's time at ``k`` workers, which the
   simulator uses to sample stragglers;
-* ``startup_seconds``: what (re)launching a trial costs (processes, rendezvous, checkpoint);
+* ``startup_seconds``: what (re)launching a trial costs (processes, rendezvous, checkpoint),
+  a number or per worker count;
 * ``checkpoint_gb``: the size of one trial's checkpoint (data-transfer and storage cost).
 
 Build one from measurements with :func:`fit_profile` (``optuna-seer profile`` measures a real
@@ -98,7 +99,8 @@ class Profile:
         scaling: Speedup curve: a :class:`ScalingCurve` or any spec it parses.
         epoch_cv: Relative spread (std/mean) of one epoch's time: a number for every worker
             count, or ``{workers: cv}`` (the nearest measured count at or below is used).
-        startup_seconds: Seconds from launching a trial to its first epoch.
+        startup_seconds: Seconds from launching a trial to its first epoch: a number, or
+            ``{workers: seconds}`` (the nearest measured count at or below is used).
         checkpoint_gb: Size of one trial's checkpoint in GB.
         accelerator: The accelerator (GPU model) the profile was measured on.
         measurements: The raw measurements the profile was fitted from (empty if hand-written).
@@ -113,31 +115,22 @@ class Profile:
     epoch_seconds: float
     scaling: str | Mapping[int, float] | ScalingCurve
     epoch_cv: float | Mapping[int, float] = 0.0
-    startup_seconds: float = 0.0
+    startup_seconds: float | Mapping[int, float] = 0.0
     checkpoint_gb: float = 0.0
     accelerator: str = ""
     measurements: tuple[Measurement, ...] = ()
     source: str = "hand-written"
     _cv_table: tuple[tuple[int, float], ...] = field(default=(), init=False, repr=False)
+    _startup_table: tuple[tuple[int, float], ...] = field(default=(), init=False, repr=False)
 
     def __post_init__(self) -> None:
         _number(self.epoch_seconds, "epoch_seconds", positive=True)
-        _number(self.startup_seconds, "startup_seconds")
         _number(self.checkpoint_gb, "checkpoint_gb")
         object.__setattr__(self, "scaling", ScalingCurve.parse(self.scaling))
-        if isinstance(self.epoch_cv, Mapping):
-            table = []
-            for workers, cv in self.epoch_cv.items():
-                count = int(workers) if isinstance(workers, str) and workers.isdigit() else workers
-                if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-                    raise ValueError(f"epoch_cv key {workers!r} must be a worker count >= 1.")
-                table.append((count, _number(cv, f"epoch_cv[{count}]")))
-            if not table:
-                raise ValueError("epoch_cv={} is empty; give a number or {workers: cv}.")
-            cv_table = tuple(sorted(table))
-        else:
-            cv_table = ((1, _number(self.epoch_cv, "epoch_cv")),)
-        object.__setattr__(self, "_cv_table", cv_table)
+        object.__setattr__(self, "_cv_table", _per_workers(self.epoch_cv, "epoch_cv"))
+        object.__setattr__(
+            self, "_startup_table", _per_workers(self.startup_seconds, "startup_seconds")
+        )
 
     @property
     def curve(self) -> ScalingCurve:
@@ -150,20 +143,21 @@ class Profile:
 
     def cv_on(self, workers: int) -> float:
         """Relative spread of an epoch's time on ``workers`` workers."""
-        chosen = self._cv_table[0][1]
-        for count, cv in self._cv_table:
-            if count <= workers:
-                chosen = cv
-        return chosen
+        return _lookup(self._cv_table, workers)
+
+    def startup_on(self, workers: int) -> float:
+        """Seconds from launching a trial on ``workers`` workers to its first epoch."""
+        return _lookup(self._startup_table, workers)
 
     def workload(self, max_epochs: int, gpus_per_node: int = 8) -> Workload:
-        """The deterministic :class:`Workload` this profile describes (for ``plan_seer``)."""
+        """The deterministic :class:`Workload` this profile describes (for ``plan_seer``;
+        a :class:`Workload` has one start-up time: the one-worker figure is used)."""
         return Workload(
             epoch_seconds=float(self.epoch_seconds),
             scaling=self.curve,
             max_epochs=max_epochs,
             gpus_per_node=gpus_per_node,
-            startup_seconds=float(self.startup_seconds),
+            startup_seconds=self.startup_on(1),
         )
 
     @classmethod
@@ -184,7 +178,7 @@ class Profile:
             "epoch_seconds": float(self.epoch_seconds),
             "scaling": {str(k): v for k, v in spec.items()} if isinstance(spec, dict) else spec,
             "epoch_cv": {str(k): cv for k, cv in self._cv_table},
-            "startup_seconds": float(self.startup_seconds),
+            "startup_seconds": {str(k): t for k, t in self._startup_table},
             "checkpoint_gb": float(self.checkpoint_gb),
             "accelerator": self.accelerator,
             "source": self.source,
@@ -237,6 +231,9 @@ class Profile:
         cv = data.get("epoch_cv", 0.0)
         if isinstance(cv, Mapping):
             cv = {_worker_key(k, "epoch_cv"): v for k, v in cv.items()}
+        startup = data.get("startup_seconds", 0.0)
+        if isinstance(startup, Mapping):
+            startup = {_worker_key(k, "startup_seconds"): v for k, v in startup.items()}
         measurements = tuple(
             Measurement(
                 workers=int(m["workers"]),
@@ -249,7 +246,7 @@ class Profile:
             epoch_seconds=data["epoch_seconds"],
             scaling=scaling,
             epoch_cv=cv,
-            startup_seconds=data.get("startup_seconds", 0.0),
+            startup_seconds=startup,
             checkpoint_gb=data.get("checkpoint_gb", 0.0),
             accelerator=str(data.get("accelerator", "")),
             measurements=measurements,
@@ -274,6 +271,29 @@ class Profile:
             return cls.from_dict(data)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"profile {path}: {exc}") from None
+
+
+def _per_workers(value: float | Mapping[int, float], name: str) -> tuple[tuple[int, float], ...]:
+    """``value`` as sorted ``(workers, value)`` pairs; a number applies to every count."""
+    if not isinstance(value, Mapping):
+        return ((1, _number(value, name)),)
+    table = []
+    for workers, item in value.items():
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"{name} key {workers!r} must be a worker count >= 1.")
+        table.append((workers, _number(item, f"{name}[{workers}]")))
+    if not table:
+        raise ValueError(f"{name}={{}} is empty; give a number or {{workers: value}}.")
+    return tuple(sorted(table))
+
+
+def _lookup(table: tuple[tuple[int, float], ...], workers: int) -> float:
+    """The value at the largest count ``<= workers`` (the smallest count's below it)."""
+    chosen = table[0][1]
+    for count, value in table:
+        if count <= workers:
+            chosen = value
+    return chosen
 
 
 def _worker_key(key: Any, where: str) -> int:
@@ -360,12 +380,14 @@ def fit_profile(
         )
     t1 = by_workers[1].mean_epoch_seconds
     speedups = {k: t1 / m.mean_epoch_seconds for k, m in by_workers.items()}
-    startups = [s for m in measurements for s in m.startup_seconds]
     return Profile(
         epoch_seconds=t1,
         scaling=fit_scaling(speedups, scaling_model),
         epoch_cv={k: m.epoch_cv for k, m in sorted(by_workers.items())},
-        startup_seconds=statistics.fmean(startups) if startups else 0.0,
+        startup_seconds={
+            k: statistics.fmean(m.startup_seconds) if m.startup_seconds else 0.0
+            for k, m in sorted(by_workers.items())
+        },
         checkpoint_gb=checkpoint_gb,
         accelerator=accelerator,
         measurements=tuple(sorted(measurements, key=lambda m: m.workers)),

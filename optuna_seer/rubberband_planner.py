@@ -184,7 +184,8 @@ def _epochs(job: SuccessiveHalvingJob, index: int) -> int:
 
 def _stage_time(profile: Profile, stage: Stage, epochs: int) -> float:
     """Deterministic seconds of a stage's trials (no provisioning, no stragglers)."""
-    per_trial = profile.startup_seconds + epochs * profile.epoch_seconds_on(stage.gpus_per_trial)
+    k = stage.gpus_per_trial
+    per_trial = profile.startup_on(k) + epochs * profile.epoch_seconds_on(k)
     return stage.waves * per_trial
 
 

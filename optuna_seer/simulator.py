@@ -259,7 +259,7 @@ class PlanEvaluator:
         if cached is not None:
             return cached
         epoch_s = self.profile.epoch_seconds_on(k)
-        startup = float(self.profile.startup_seconds)
+        startup = self.profile.startup_on(k)
         waves = stage.waves
         if self.profile.cv_on(k) == 0:
             makespan = np.full(self.samples, waves * (startup + epochs * epoch_s))

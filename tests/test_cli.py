@@ -145,5 +145,5 @@ def test_profile_command_measures_real_gloo_training(tmp_path: Path) -> None:
     profile = Profile.load(out)
     assert [m.workers for m in profile.measurements] == [1, 2]
     assert all(len(m.epoch_seconds) == 2 for m in profile.measurements)
-    assert profile.epoch_seconds > 0 and profile.startup_seconds > 0
+    assert profile.epoch_seconds > 0 and profile.startup_on(1) > 0 and profile.startup_on(2) > 0
     assert "2 worker(s)" in done.stdout

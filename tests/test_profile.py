@@ -68,7 +68,7 @@ def test_fit_profile_from_measurements() -> None:
     )
     assert profile.epoch_seconds == 11.0
     assert profile.curve.speedup(2) == pytest.approx(11 / 6)
-    assert profile.startup_seconds == 4.0
+    assert (profile.startup_on(1), profile.startup_on(2), profile.startup_on(8)) == (3.0, 5.0, 4.0)
     assert profile.cv_on(1) > 0 and profile.cv_on(2) == 0.0 and profile.cv_on(16) == 0.0
     assert profile.checkpoint_gb == 0.5
     with pytest.raises(ValueError, match="lack 1 worker"):
@@ -96,11 +96,13 @@ def test_hand_written_profile(tmp_path: Path) -> None:
                 "epoch_seconds": 600,
                 "scaling": {"1": 1.0, "2": 1.77, "4": 2.93, "8": 4.29},
                 "epoch_cv": {"1": 0.02, "4": 0.1},
-                "startup_seconds": 45,
+                "startup_seconds": {"1": 45, "4": 90},
             }
         )
     )
     profile = Profile.load(path)
+    assert (profile.startup_on(2), profile.startup_on(8)) == (45, 90)
+    assert profile.workload(max_epochs=3).startup_seconds == 45
     assert profile.epoch_seconds_on(8) == pytest.approx(600 / 4.29)
     assert (profile.cv_on(1), profile.cv_on(2), profile.cv_on(8)) == (0.02, 0.02, 0.1)
 
@@ -115,6 +117,7 @@ def test_hand_written_profile(tmp_path: Path) -> None:
         ({"epoch_seconds": 1, "scaling": {"one": 1.0}}, "worker count"),
         ({"epoch_seconds": 1, "scaling": "linear", "epoch_cv": {"0": 0.1}}, "epoch_cv"),
         ({"epoch_seconds": 1, "scaling": "linear", "format": 7}, "format"),
+        ({"epoch_seconds": 1, "scaling": "linear", "startup_seconds": {"1": -4}}, "startup"),
     ],
 )
 def test_bad_profiles_are_named(tmp_path: Path, data: dict[str, object], match: str) -> None:
@@ -217,5 +220,5 @@ def test_measure_on_backend_separates_startup_from_epochs() -> None:
     # Python's own start-up adds to the 0.2 s; the epoch estimate cancels it out.
     assert profile.epoch_seconds == pytest.approx(0.6, abs=0.25)
     assert profile.curve.speedup(2) == pytest.approx(2.0, abs=0.6)
-    assert profile.startup_seconds >= 0.1
+    assert profile.startup_on(1) >= 0.1
     assert all(p.poll() is not None for p, _ in backend.processes.values())

@@ -84,7 +84,7 @@ def _single_trial_plan(draw: st.DrawFn) -> tuple[ElasticPlan, Profile, float]:
         startup_seconds=draw(st.floats(0.0, 100.0)),
     )
     closed = sum(
-        profile.startup_seconds
+        profile.startup_on(s.gpus_per_trial)
         + (s.resource - (stages[i - 1].resource if i else 0))
         * profile.epoch_seconds_on(s.gpus_per_trial)
         for i, s in enumerate(stages)
