@@ -231,6 +231,7 @@ def _cmd_plan(args: argparse.Namespace, out: Any) -> int:
     instances = _instances(args, profile)
     deadline = args.deadline
     record: dict[str, Any] = {"format": PLAN_FORMAT, "objective": args.objective}
+    over_budget = False
     if args.objective == "min-cost":
         job = SuccessiveHalvingJob.geometric(
             args.configs, args.reduction_factor, args.max_epochs, args.min_resource
@@ -250,12 +251,7 @@ def _cmd_plan(args: argparse.Namespace, out: Any) -> int:
         plan = found.plan
         result = simulate(plan, profile, cloud, samples=args.samples, seed=args.seed)
         print(found.summary(), file=out)
-        if args.budget is not None and found.stats.cost > args.budget:
-            print(
-                f"over budget: the cheapest plan meeting the deadline costs "
-                f"${found.stats.cost:,.2f} > ${args.budget:,.2f}.",
-                file=out,
-            )
+        over_budget = args.budget is not None and found.stats.cost > args.budget
         if found.static_stats is not None:
             record["static_cost_mean"] = found.static_stats.cost
     else:
@@ -299,6 +295,14 @@ def _cmd_plan(args: argparse.Namespace, out: Any) -> int:
     if args.png:
         _write_png(args.png, plan, result, deadline, args.budget, f"{args.objective} plan")
         print(f"wrote {args.png}", file=out)
+    if over_budget:
+        print(
+            f"optuna-seer plan: over budget: the cheapest plan meeting the deadline costs "
+            f"${result.cost_mean:,.2f} (mean) > ${args.budget:,.2f}; raise the budget or the "
+            "deadline, or shrink the job.",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

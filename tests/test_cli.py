@@ -105,6 +105,7 @@ def test_plan_on_local_slots(profile_path: Path, capsys: pytest.CaptureFixture[s
     ("argv", "code", "message"),
     [
         (["--deadline", "1m"], 1, "infeasible"),
+        (["--deadline", "12h", "--budget", "5"], 1, "over budget"),
         (["--deadline", "12h", "--objective", "max-accuracy"], 2, "--budget"),
         (["--deadline", "12h", "--instance", "p99.mega", "--no-sky"], 2, "p99.mega"),
         (["--deadline", "12h", "--billing", "weekly"], 2, "billing"),
