@@ -31,7 +31,12 @@ from optuna_seer.elastic_plan import ElasticPlan, Stage
 from optuna_seer.pricing import PriceQuote
 from optuna_seer.probe import _free_port, measure_local_ddp, train_worker
 from optuna_seer.profile import fit_profile
-from optuna_seer.rubberband_planner import PlanningProblem, SuccessiveHalvingJob, plan_rubberband
+from optuna_seer.rubberband_planner import (
+    PlanningProblem,
+    SuccessiveHalvingJob,
+    plan_rubberband,
+    static_plans,
+)
 from optuna_seer.simulator import CloudModel, simulate
 
 
@@ -69,7 +74,9 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=2, help="local worker slots")
     parser.add_argument("--price", type=float, default=1.0, help="$ per slot-hour")
     parser.add_argument("--data-repeats", type=int, default=4)
-    parser.add_argument("--deadline-slack", type=float, default=3.0)
+    parser.add_argument(
+        "--deadline-slack", type=float, default=3.0, help="deadline ÷ fastest static p95"
+    )
     parser.add_argument("--launches", type=int, default=3, help="profiling launches per count")
     args = parser.parse_args()
 
@@ -82,13 +89,10 @@ def main() -> None:
     slot = PriceQuote("local-slot", "cpu", 1, args.price, source="configured")
     cloud = CloudModel()
     job = SuccessiveHalvingJob.geometric(args.configs, args.reduction_factor, args.max_epochs)
-    epochs = [e - (job.resources[i - 1] if i else 0) for i, e in enumerate(job.resources)]
-    serial = sum(
-        n * (profile.startup_on(1) + d * profile.epoch_seconds)
-        for n, d in zip(job.n_trials, epochs)
-    )
+    loose = PlanningProblem(job, profile, (slot,), 1e12, cloud=cloud, max_gpus=args.slots)
+    fastest = min(loose.evaluator().stats(p).jct_quantile for p in static_plans(loose))
     problem = PlanningProblem(
-        job, profile, (slot,), serial * args.deadline_slack / args.slots, cloud=cloud,
+        job, profile, (slot,), fastest * args.deadline_slack, cloud=cloud,
         max_gpus=args.slots, samples=500,
     )  # fmt: skip
     result = plan_rubberband(problem)
