@@ -58,8 +58,8 @@ def run_stage(stage: Stage, epochs: int, data_repeats: int) -> float:
                 join=False,
                 start_method="spawn",
             )
-            running.append(process_context)
-        for process_context in running:
+            running.append((process_context, results))  # keep the queue alive for the child
+        for process_context, _ in running:
             while not process_context.join():
                 pass
         remaining -= wave
