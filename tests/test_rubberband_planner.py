@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 import pytest
@@ -16,6 +18,7 @@ from optuna_seer.rubberband_planner import (
     best_static_plan,
     exhaustive_plan,
     plan_rubberband,
+    stage_options,
     static_plans,
 )
 from optuna_seer.seer_planner import InfeasiblePlanError, gpu_candidates
@@ -149,3 +152,26 @@ def test_job_validation() -> None:
             100.0,
             max_gpus=4,
         )
+
+
+@pytest.mark.parametrize("scaling", ["linear", "power:0.6"])
+def test_branch_and_bound_matches_brute_force(scaling: str) -> None:
+    """On a tiny job, the pruned search finds a plan no dearer than trying every product of
+    per-stage options."""
+    job = SuccessiveHalvingJob.geometric(4, 2, 4)
+    profile = Profile(epoch_seconds=300.0, scaling=scaling, epoch_cv=0.1, startup_seconds=20)
+    cloud = CloudModel(queue_seconds=30, boot_seconds=60, billing="per-minute")
+    loose = PlanningProblem(job, profile, (ONE,), 1e12, cloud=cloud, max_gpus=8, samples=64)
+    deadline = 1.3 * loose.evaluator().stats(_largest_static(loose)).jct_quantile
+    problem = PlanningProblem(job, profile, (ONE,), deadline, cloud=cloud, max_gpus=8, samples=64)
+    evaluator = problem.evaluator()
+    brute = None
+    per_stage = [stage_options(problem, r, prune=False) for r in range(len(job.n_trials))]
+    for stages in itertools.product(*per_stage):
+        stats = evaluator.stats(ElasticPlan(stages))
+        if stats.jct_quantile <= deadline and (brute is None or stats.cost < brute):
+            brute = stats.cost
+    found = exhaustive_plan(problem)
+    assert brute is not None and found is not None
+    assert found[1].cost <= brute + 1e-9
+    assert plan_rubberband(problem).stats.cost <= found[1].cost * 1.02
