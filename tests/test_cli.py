@@ -148,3 +148,33 @@ def test_profile_command_measures_real_gloo_training(tmp_path: Path) -> None:
     assert all(len(m.epoch_seconds) == 2 for m in profile.measurements)
     assert profile.epoch_seconds > 0 and profile.startup_on(1) > 0 and profile.startup_on(2) > 0
     assert "2 worker(s)" in done.stdout
+
+
+def test_report_reads_a_seer_ledger_from_storage(
+    tmp_path: Path, profile_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    import optuna
+
+    from optuna_seer.ledger import charge_trial, start_clock
+
+    plan_path = tmp_path / "plan.json"
+    argv = [
+        "plan", "--deadline", "20h", "--profile", str(profile_path), "--configs", "9",
+        "--max-epochs", "9", "--price-per-slot-hour", "2.0", "--samples", "50",
+        "--out", str(plan_path),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="seer", storage=storage)
+    start_clock(study, time.time() - 100.0)
+    trial = study.ask()
+    frozen = study._storage.get_trial(trial._trial_id)
+    charge_trial(study._storage, frozen, 1800.0, time.time())  # half a slot-hour
+    study.tell(trial, 1.0)
+    capsys.readouterr()
+    assert main(["report", "--plan", str(plan_path), "--storage", storage, "--study", "seer"]) == 0
+    text = capsys.readouterr().out
+    assert "$1.0000" in text  # 1800 slot-seconds at $2/slot-hour
+    assert "0:01:40" in text  # started 100 s before the trial finished
