@@ -24,7 +24,14 @@ from optuna_seer.budget import Budget, parse_duration
 from optuna_seer.cost_model import ClusterLimits
 from optuna_seer.elastic_plan import ElasticPlan
 from optuna_seer.plan import format_seconds
-from optuna_seer.pricing import PriceQuote, find_quote, read_price_csv, resolve_quote
+from optuna_seer.pricing import (
+    PriceQuote,
+    aws_spot_quotes,
+    find_quote,
+    read_price_csv,
+    resolve_quote,
+    sky_catalog_quote,
+)
 from optuna_seer.profile import Profile, fit_profile
 from optuna_seer.rubberband_planner import (
     PlanningProblem,
@@ -130,10 +137,36 @@ def _instances(args: argparse.Namespace, profile: Profile) -> tuple[PriceQuote, 
     table = read_price_csv(args.prices) if args.prices else None
     if table is not None:
         return tuple(find_quote(table, n, args.market, args.region) for n in names)
+    if args.market == "spot":
+        return _spot_quotes(names, args.region, use_sky=not args.no_sky)
     return tuple(
         resolve_quote(n, market=args.market, region=args.region, use_sky=not args.no_sky)
         for n in names
     )
+
+
+def _spot_quotes(names: Sequence[str], region: str, *, use_sky: bool) -> tuple[PriceQuote, ...]:
+    """Spot prices: SkyPilot's catalog where on disk, else AWS ``describe_spot_price_history``
+    (boto3's usual credentials; ``AWS_ENDPOINT_URL`` is honoured)."""
+    found = {}
+    for name in names:
+        quote = sky_catalog_quote(name, market="spot", region=region) if use_sky else None
+        if quote is not None:
+            found[name] = quote
+    missing = [n for n in names if n not in found]
+    if missing:
+        try:
+            quotes = aws_spot_quotes(missing, region=region or "us-east-1")
+        except RuntimeError as exc:
+            raise ValueError(f"no spot prices for {', '.join(missing)}: {exc}") from None
+        found.update({q.instance_type: q for q in quotes})
+    unknown = [n for n in names if n not in found]
+    if unknown:
+        raise ValueError(
+            f"no spot price for {', '.join(unknown)} (not offered in the region, or not in the "
+            "shipped table's instance types); pass --prices with a spot row."
+        )
+    return tuple(found[n] for n in names)
 
 
 def _prediction(result: SimulationResult) -> dict[str, float]:

@@ -178,3 +178,32 @@ def test_report_reads_a_seer_ledger_from_storage(
     text = capsys.readouterr().out
     assert "$1.0000" in text  # 1800 slot-seconds at $2/slot-hour
     assert "0:01:40" in text  # started 100 s before the trial finished
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_plan_on_spot_prices_from_a_local_moto_server(
+    tmp_path: Path, profile_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--market spot asks EC2 (here a real moto server on 127.0.0.1 standing in for AWS)."""
+    server_module = pytest.importorskip("moto.server")
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        out = tmp_path / "spot.json"
+        code = main(
+            ["plan", "--deadline", "12h", "--profile", str(profile_path), "--configs", "9",
+             "--max-epochs", "9", "--market", "spot", "--instance", "g5.xlarge", "--no-sky",
+             "--spot-interruptions", "0.05", "--samples", "100", "--out", str(out)]
+        )  # fmt: skip
+    finally:
+        server.stop()
+    assert code == 0
+    stage = json.loads(out.read_text())["plan"]["stages"][0]
+    assert stage["instance"]["market"] == "spot"
+    assert stage["instance"]["source"] == "aws-describe-spot-price-history"
