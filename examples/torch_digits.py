@@ -86,6 +86,7 @@ def train() -> None:
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         epoch = int(state["epoch"])
+        ctx.discard_resume_copy()
     ddp = nn.parallel.DistributedDataParallel(model) if distributed else model
     started, trained_until, first = time.monotonic(), time.monotonic(), epoch
     while epoch < ctx.target_epochs:

@@ -96,6 +96,7 @@ class SeerCallback(pl.Callback):
         local = Path(tempfile.gettempdir()) / (
             f"seer-{os.getpid()}-trial-{self.ctx.trial_number}-rung-{self.ctx.rung}.ckpt"
         )
+        self.ctx.discard_resume_copy()
         trainer.save_checkpoint(local)
         trainer.strategy.barrier("seer_checkpoint_saved")
         if trainer.is_global_zero:

@@ -63,6 +63,7 @@ ENV_CHECKPOINT_URI = "SEER_CHECKPOINT_URI"
 ENV_RESUME_FROM = "SEER_RESUME_FROM"
 ENV_PARAMS = "SEER_PARAMS"
 ENV_MAX_EPOCHS = "SEER_MAX_EPOCHS"
+_DOWNLOAD_PREFIX = "seer-resume-"
 
 
 def checkpoint_name(rung: int) -> str:
@@ -101,6 +102,13 @@ class TrialContext:
     local_world_size: int = 1
     max_epochs: int = 0
     resume_uri: str | None = None
+
+    def discard_resume_copy(self) -> None:
+        """Delete ``resume_checkpoint`` if it is a downloaded copy (once it has been loaded)."""
+        if self.resume_checkpoint is not None and Path(self.resume_checkpoint).name.startswith(
+            _DOWNLOAD_PREFIX
+        ):
+            Path(self.resume_checkpoint).unlink(missing_ok=True)
 
     @property
     def is_global_zero(self) -> bool:
@@ -274,6 +282,6 @@ def fetch_checkpoint(uri: str) -> str:
     store = open_store(parent or ".")
     if isinstance(store, LocalStore):
         return str(store.fetch(name, store.root / name))
-    handle, local = tempfile.mkstemp(prefix=f"seer-resume-{os.getpid()}-", suffix=".ckpt")
+    handle, local = tempfile.mkstemp(prefix=f"{_DOWNLOAD_PREFIX}{os.getpid()}-", suffix=".ckpt")
     os.close(handle)
     return str(store.fetch(name, local))

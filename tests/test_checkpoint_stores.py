@@ -42,6 +42,7 @@ def test_s3_store_round_trip_and_corruption(tmp_path: Path, s3_server: S3Server)
     assert store.names() == ["rung-1.ckpt"]
     local = fetch_checkpoint(uri)
     assert Path(local).read_bytes() == b"epoch-3"
+    Path(local).unlink()
     boto3.client("s3").put_object(
         Bucket=s3_server.bucket, Key="study/trial-0/rung-1.ckpt", Body=b"tampered"
     )

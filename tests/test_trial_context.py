@@ -94,6 +94,8 @@ def test_save_checkpoint_and_resume_fetch(tmp_path: Path) -> None:
     assert resumed.resume_uri == stored
     assert resumed.resume_checkpoint is not None
     assert Path(resumed.resume_checkpoint).read_bytes() == b"state"
+    resumed.discard_resume_copy()  # a local store's file is the checkpoint itself: kept
+    assert Path(stored).exists()
 
 
 def test_in_memory_storage_has_no_url() -> None:

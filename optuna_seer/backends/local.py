@@ -83,9 +83,7 @@ class LocalBackend(Backend):
                 f"{len(self._gpus)}."
             )
         self._slots = slots
-        self._log_dir = (
-            Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp(prefix="seer-local-"))
-        )
+        self._log_dir = Path(log_dir) if log_dir is not None else None
         self._python = python
         self._env = dict(env or {})
         self._launches: dict[str, _Launch] = {}
@@ -113,6 +111,9 @@ class LocalBackend(Backend):
 
     @property
     def log_dir(self) -> Path:
+        """Where launch logs go (a temporary directory, made at the first launch, if unset)."""
+        if self._log_dir is None:
+            self._log_dir = Path(tempfile.mkdtemp(prefix="seer-local-"))
         return self._log_dir
 
     def slots_of(self, handle: str) -> tuple[int, ...]:
@@ -171,10 +172,10 @@ class LocalBackend(Backend):
         env.update(launch_env(spec))
         if self._gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(self._gpus[s] for s in slots)
-        self._log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         self._counter += 1
         handle = f"local-{self._counter}-trial-{spec.trial_number}-rung-{spec.rung}"
-        log_path = self._log_dir / f"trial-{spec.trial_number}-rung-{spec.rung}.log"
+        log_path = self.log_dir / f"trial-{spec.trial_number}-rung-{spec.rung}.log"
         log = open(log_path, "ab")  # noqa: SIM115 - closed when the launch ends
         process = subprocess.Popen(
             self.command(spec),
