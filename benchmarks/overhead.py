@@ -66,9 +66,10 @@ def prefill(study: optuna.Study, n: int, kind: str, pruner: SeerPruner | None) -
         )
 
 
-def probe_one(study: optuna.Study, index: int) -> tuple[float, list[float]]:
-    """Seconds to ask + suggest one fresh trial, and for each of its ``should_prune`` calls."""
-    start = time.perf_counter()
+def probe_one(study: optuna.Study, index: int) -> tuple[float, list[float], float]:
+    """Seconds to ask + suggest one fresh trial, for each of its ``should_prune`` calls, and
+    for the whole trial (ask, suggest, reports, pruning checks, tell)."""
+    begin = start = time.perf_counter()
     trial = study.ask()
     x = trial.suggest_float("x", 0, 1)
     ask = time.perf_counter() - start
@@ -83,11 +84,11 @@ def probe_one(study: optuna.Study, index: int) -> tuple[float, list[float]]:
             state = TrialState.PRUNED
             break
     study.tell(trial, x if state == TrialState.COMPLETE else None, state=state)
-    return ask, prunes
+    return ask, prunes, time.perf_counter() - begin
 
 
-def measure(n: int, k: int, directory: Path) -> dict[str, tuple[float, float]]:
-    """Median ms per ask and per should_prune, SHA and SEER probed alternately.
+def measure(n: int, k: int, directory: Path) -> dict[str, tuple[float, float, float]]:
+    """Median ms per ask, per should_prune and per trial, SHA and SEER probed alternately.
 
     Alternating (and swapping who goes first) keeps a busy machine from favouring one side.
     """
@@ -113,14 +114,20 @@ def measure(n: int, k: int, directory: Path) -> dict[str, tuple[float, float]]:
         studies[kind] = study
     asks: dict[str, list[float]] = {"sha": [], "seer": []}
     prunes: dict[str, list[float]] = {"sha": [], "seer": []}
+    whole: dict[str, list[float]] = {"sha": [], "seer": []}
     for index in range(k):
         order = ("sha", "seer") if index % 2 == 0 else ("seer", "sha")
         for kind in order:
-            ask, calls = probe_one(studies[kind], index)
+            ask, calls, trial_s = probe_one(studies[kind], index)
             asks[kind].append(ask)
             prunes[kind].extend(calls)
+            whole[kind].append(trial_s)
     return {
-        kind: (1000 * statistics.median(asks[kind]), 1000 * statistics.median(prunes[kind]))
+        kind: (
+            1000 * statistics.median(asks[kind]),
+            1000 * statistics.median(prunes[kind]),
+            1000 * statistics.median(whole[kind]),
+        )
         for kind in ("sha", "seer")
     }
 
@@ -149,14 +156,16 @@ def main() -> None:
             result = measure(n, args.probe, Path(directory))
             rows.append((n, result))
     print(
-        f"\n{'trials':>7} {'SHA ask':>9} {'SEER ask':>9} {'ratio':>6} "
-        f"{'SHA prune':>10} {'SEER prune':>11} {'ratio':>6}"
+        f"\n{'trials':>7} | {'ask+suggest SHA':>15} {'SEER':>7} {'ratio':>5} | "
+        f"{'should_prune SHA':>16} {'SEER':>6} {'ratio':>5} | "
+        f"{'whole trial SHA':>15} {'SEER':>7} {'ratio':>5}"
     )
     for n, result in rows:
-        (sha_ask, sha_prune), (seer_ask, seer_prune) = result["sha"], result["seer"]
+        sha, seer = result["sha"], result["seer"]
         print(
-            f"{n:>7} {sha_ask:>9.2f} {seer_ask:>9.2f} {seer_ask / sha_ask:>6.2f} "
-            f"{sha_prune:>10.2f} {seer_prune:>11.2f} {seer_prune / sha_prune:>6.2f}"
+            f"{n:>7} | {sha[0]:>15.2f} {seer[0]:>7.2f} {seer[0] / sha[0]:>5.2f} | "
+            f"{sha[1]:>16.2f} {seer[1]:>6.2f} {seer[1] / sha[1]:>5.2f} | "
+            f"{sha[2]:>15.2f} {seer[2]:>7.2f} {seer[2] / sha[2]:>5.2f}"
         )
     print("\nplanning 1,000 configurations on at most 64 GPUs (81 epochs, eta 3)")
     for scaling, seconds, width in planning_times():

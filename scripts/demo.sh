@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/venv.sh
 mkdir -p runs
 export OMP_NUM_THREADS=1
-exec "${SEER_VENV:-.venv}/bin/python" examples/digits_study.py \
-  --deadline 2m --budget 0.1 --price 3.0 --workers 2 --storage sqlite:///runs/seer.db "$@"
+exec "${SEER_VENV:-.venv}/bin/python" examples/lightning_digits.py \
+  --deadline 5m --budget 1.0 --slots 2 --storage sqlite:///runs/seer.db --out runs/ "$@"
