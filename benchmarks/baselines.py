@@ -32,9 +32,11 @@ from typing import Any
 
 import numpy as np
 import optuna
+from optuna.distributions import BaseDistribution
 from optuna.pruners import BasePruner
+from optuna.samplers import BaseSampler
 from optuna.storages import InMemoryStorage
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from benchmarks.curves import CurveSet
 from optuna_seer.backends.base import LaunchSpec
@@ -185,13 +187,42 @@ def _outcome(
     )
 
 
-def _ask(study: optuna.Study, order: Sequence[int]) -> optuna.Trial:
-    """The next trial, on the next configuration of ``order``."""
-    number = len(study.get_trials(deepcopy=False))
-    study.enqueue_trial({CONFIG_PARAM: order[number % len(order)]})
-    trial = study.ask()
-    trial.suggest_int(CONFIG_PARAM, 0, len(order) - 1)
-    return trial
+class ConfigOrderSampler(BaseSampler):
+    """Gives trial number ``i`` configuration ``order[i % len(order)]``: the same for every method.
+
+    It samples only :data:`CONFIG_PARAM` (``trial.suggest_int("config_id", 0, n - 1)``).
+    """
+
+    def __init__(self, order: Sequence[int]) -> None:
+        self._order = list(order)
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return {}
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return {}
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        if param_name != CONFIG_PARAM:
+            raise ValueError(
+                f"ConfigOrderSampler samples only {CONFIG_PARAM!r}, not {param_name!r}."
+            )
+        return self._order[trial.number % len(self._order)]
+
+
+def search_space(trial: optuna.Trial, n_configs: int) -> int:
+    """The benchmark's search space: which recorded configuration the trial trains."""
+    return trial.suggest_int(CONFIG_PARAM, 0, n_configs - 1)
 
 
 def _spec(
@@ -250,14 +281,15 @@ def run_optuna_pruner(method: str, scenario: Scenario, curves: CurveSet, seed: i
         storage=storage,
         study_name=f"{method}-{seed}",
         direction="maximize",
-        sampler=optuna.samplers.RandomSampler(seed=seed),
+        sampler=ConfigOrderSampler(order),
         pruner=OPTUNA_PRUNERS[method](max_epochs),
     )
     started = backend.now()
     deadline = started + scenario.deadline_s
 
     def launch() -> None:
-        trial = _ask(study, order)
+        trial = study.ask()
+        search_space(trial, len(order))
         running[backend.start(_spec(study, trial, 0, max_epochs, 1))] = trial
 
     for _ in range(pool):
@@ -304,13 +336,15 @@ def run_plan(
         storage=storage,
         study_name=f"{method}-{seed}",
         direction="maximize",
-        sampler=SeerSampler(optuna.samplers.RandomSampler(seed=seed), clock=backend.now),
+        sampler=SeerSampler(ConfigOrderSampler(order), clock=backend.now),
         pruner=SeerPruner(plan=plan, clock=backend.now),
     )
     pruner = study.pruner
     assert isinstance(pruner, SeerPruner)
     started = backend.now()
-    alive = [_ask(study, order) for _ in range(plan.n_configs)]
+    alive = [study.ask() for _ in range(plan.n_configs)]
+    for trial in alive:
+        search_space(trial, len(order))
     for rung in plan.rungs:
         pending = {
             backend.start(_spec(study, t, rung.index, rung.resource, rung.gpus_per_trial))
@@ -335,14 +369,13 @@ def run_plan(
 
 
 def naive_elastic_plan(scenario: Scenario, max_epochs: int, max_configs: int) -> Plan:
-    """Classic successive halving down to one finalist, on the pool's GPUs split evenly.
+    """Successive halving on the budget's pool of GPUs, split evenly among each rung's trials.
 
-    One bracket: ``R`` rungs keep ``η^(R-1-r)`` trials, to the single finalist, with the
-    most rungs whose whole-epoch ends are distinct (27 configurations at 1, 4, 13 and 40
-    epochs for ``η = 3`` and 40 epochs) and that finish by the deadline *if scaling were
-    linear*. A rung of ``n`` trials gives each ``max(1, P // n)`` of the pool's ``P`` GPUs
-    (in waves when ``n > P``) whatever the scaling curve says: freed GPUs go to the
-    survivors, the naive way to make SHA elastic.
+    Rungs keep ``n_r = ceil(n_0 / η^r)`` trials to geometric epochs ending at ``max_epochs``.
+    A rung of ``n`` trials gives each ``max(1, P // n)`` of the pool's ``P`` GPUs (in waves
+    when ``n > P``) whatever the scaling curve says: freed GPUs go to the survivors, the
+    naive way to make SHA elastic. The width ``n_0`` and the number of rungs are the widest
+    that finish by the deadline *if scaling were linear*.
     """
     pool = scenario.pool_gpus
     believed = Workload(
@@ -354,17 +387,17 @@ def naive_elastic_plan(scenario: Scenario, max_epochs: int, max_configs: int) ->
     )
     limits = ClusterLimits(max_gpus=pool)
     eta = scenario.reduction_factor
-    best: tuple[Rung, ...] | None = None
+    best: tuple[tuple[int, int], tuple[Rung, ...]] | None = None
     n_rungs = 1
     while (resources := rung_resources(max_epochs, eta, n_rungs, 1)) is not None:
-        n_trials = [eta ** (n_rungs - 1 - r) for r in range(n_rungs)]
-        if n_trials[0] > max_configs:
-            break
-        shapes = [RungShape(n, e, max(1, pool // n)) for n, e in zip(n_trials, resources)]
-        rungs = schedule(shapes, believed, scenario.price_per_gpu_second, limits)
-        if rungs[-1].end_s > scenario.deadline_s:
-            break
-        best = rungs
+        for n_configs in range(eta ** (n_rungs - 1), max_configs + 1):
+            n_trials = [math.ceil(n_configs / eta**r) for r in range(n_rungs)]
+            shapes = [RungShape(n, e, max(1, pool // n)) for n, e in zip(n_trials, resources)]
+            rungs = schedule(shapes, believed, scenario.price_per_gpu_second, limits)
+            if rungs[-1].end_s > scenario.deadline_s:
+                break
+            if best is None or (n_configs, n_trials[-1]) > best[0]:
+                best = ((n_configs, n_trials[-1]), rungs)
         n_rungs += 1
     if best is None:
         raise ValueError(
@@ -372,7 +405,7 @@ def naive_elastic_plan(scenario: Scenario, max_epochs: int, max_configs: int) ->
             f"{max_epochs} epochs by the deadline on {pool} GPUs."
         )
     return Plan(
-        rungs=best,
+        rungs=best[1],
         reduction_factor=eta,
         deadline_s=scenario.deadline_s,
         budget_dollars=scenario.dollars,

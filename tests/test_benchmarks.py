@@ -91,7 +91,7 @@ def test_static_plan_trains_its_finalists_fully_and_keeps_its_promises(
 def test_naive_elastic_sha_splits_the_pool_evenly_and_runs_late_on_poor_scaling(
     curve_set: recorded.CurveSet,
 ) -> None:
-    wide = Scenario("wide", deadline_s=1800.0, dollars=24.0, scaling="babi")
+    wide = Scenario("wide", deadline_s=3600.0, dollars=48.0, scaling="babi", epoch_seconds=300.0)
     plan = naive_elastic_plan(wide, EPOCHS, max_configs=1000)  # configurations repeat
     for rung in plan.rungs:
         assert rung.gpus_per_trial == max(1, wide.pool_gpus // rung.n_trials)
@@ -99,9 +99,8 @@ def test_naive_elastic_sha_splits_the_pool_evenly_and_runs_late_on_poor_scaling(
     outcome = run_plan(
         "naive-elastic-sha", plan, wide, curve_set, seed=0, billed_gpus=wide.pool_gpus
     )
-    assert [r.n_trials for r in plan.rungs] == [9, 3, 1]
-    # It planned for linear scaling; bAbI's 16 GPUs give 2.75x, not 16x.
-    assert plan.predicted_seconds * 1.5 < outcome.seconds
+    # It planned for linear scaling; bAbI's 4 or 8 GPUs give 2.03x or 2.75x.
+    assert plan.predicted_seconds <= wide.deadline_s < outcome.seconds
     assert outcome.dollars == pytest.approx(wide.pool_gpus * outcome.seconds * 3.0 / 3600)
 
 

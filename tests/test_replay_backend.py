@@ -10,6 +10,7 @@ import pytest
 
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState
 from optuna_seer.backends.replay import RecordedCurve, ReplayBackend
+from optuna_seer.trial_attrs import TRIAL_STOP_REASON
 
 CURVES = [
     RecordedCurve(val_acc=(0.1, 0.2, 0.3, 0.4), test_acc=(0.15, 0.25, 0.35, 0.45)),
@@ -222,3 +223,17 @@ def test_waiting_forever_on_nothing_is_an_error_not_a_hang() -> None:
         backend.wait([], math.inf)
     with pytest.raises(ValueError, match="timeout_s"):
         backend.wait([handle], -1.0)
+
+
+def test_a_trial_asked_to_stop_ends_after_its_current_epoch_like_a_worker() -> None:
+    study = _study()
+    backend = _backend(study)
+    trial = _trial(study, 1)
+    handle = backend.start(_spec(study, trial, target=4))
+    assert backend.wait([handle], timeout_s=90.0) == []
+    study._storage.set_trial_system_attr(trial._trial_id, TRIAL_STOP_REASON, "deadline")
+    assert backend.wait([handle], math.inf) == [handle]
+    status = backend.poll(handle)
+    assert status.state is LaunchState.SUCCEEDED and "after epoch 2" in status.message
+    assert backend.now() == pytest.approx(120.0)
+    assert backend.epochs_trained(study.study_name, trial.number) == 2

@@ -13,7 +13,9 @@ trained (when it resumes from a checkpoint; from 0 otherwise) to ``spec.target_e
   is deterministic whatever order launches happen in;
 * at the end of each epoch writes the recorded validation accuracy of the trial's
   configuration to Optuna storage as the intermediate value at ``step=epoch``: exactly what a
-  real worker does with ``storage.set_trial_intermediate_value``.
+  real worker does with ``storage.set_trial_intermediate_value``; and, like a worker asked to
+  stop (the trial's ``seer:stop_reason`` system attr is set), ends the launch successfully
+  after that epoch (its checkpoint keeps the epochs trained).
 
 Which recorded curve a trial replays is ``spec.params[config_param]`` (``"config_id"`` by
 default), an index into ``curves``. The recorded test accuracy stays out of the study and is
@@ -39,6 +41,7 @@ from optuna.storages import BaseStorage
 
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState, LaunchStatus
 from optuna_seer.scaling import ScalingCurve
+from optuna_seer.trial_attrs import TRIAL_STOP_REASON
 
 
 @dataclass(frozen=True)
@@ -378,6 +381,8 @@ class ReplayBackend(Backend):
         self._progress[launch.key] = epoch
         if epoch >= launch.spec.target_epochs:
             self._finish(launch, LaunchState.SUCCEEDED, "")
+        elif TRIAL_STOP_REASON in storage.get_trial_system_attrs(launch.trial_id):
+            self._finish(launch, LaunchState.SUCCEEDED, f"asked to stop after epoch {epoch}")
         if self._observer is not None:
             self._observer(handle, epoch, value)
 
