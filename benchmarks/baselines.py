@@ -19,8 +19,9 @@ trial number ``i`` trains configuration ``config_order(n, seed)[i % n]``.
   planned as if scaling were linear).
 
 The selected configuration is the trial with the best validation accuracy among those that
-completed training (all ``max_epochs``); if none did, among all trials at their last epoch.
-Its score is the recorded *test* accuracy of that trial's model at its last epoch.
+completed (all ``max_epochs``); if none did, the best last-reported validation accuracy of any
+trial (ties: more epochs, then the earlier trial). Its score is the recorded *test* accuracy of
+that trial's model at its last trained epoch.
 """
 
 from __future__ import annotations
@@ -154,25 +155,20 @@ def _outcome(
     dollars: float,
 ) -> Outcome:
     trials = [t for t in study.get_trials(deepcopy=False) if CONFIG_PARAM in t.params]
-    max_epochs = max(
-        (backend.epochs_trained(study.study_name, t.number) for t in trials), default=0
-    )
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    pool = complete or [
-        t for t in trials if backend.epochs_trained(study.study_name, t.number) == max_epochs
-    ]
-    best: tuple[float, int] | None = None
-    for t in pool:
+    best: tuple[float, int, int] | None = None  # (validation, epochs, -number)
+    for t in complete or trials:
         value = backend.validation_accuracy(study.study_name, t.number)
-        if value is not None and (best is None or (value, -t.number) > (best[0], -best[1])):
-            best = (value, t.number)
+        epochs = backend.epochs_trained(study.study_name, t.number)
+        if value is not None and (best is None or (value, epochs, -t.number) > best):
+            best = (value, epochs, -t.number)
     if best is None:
         config_id, val, test = None, None, None
     else:
-        chosen = study.trials[best[1]]
-        config_id = int(chosen.params[CONFIG_PARAM])
+        number = -best[2]
+        config_id = int(study.trials[number].params[CONFIG_PARAM])
         val = best[0]
-        test = backend.test_accuracy(study.study_name, best[1])
+        test = backend.test_accuracy(study.study_name, number)
     return Outcome(
         method=method,
         seed=seed,

@@ -28,7 +28,7 @@ class CurveSet:
         return min(c.epochs for c in self.curves)
 
     def oracle_test_accuracy(self, epochs: int) -> float:
-        """Best recorded test accuracy of any configuration trained for ``epochs`` epochs."""
+        """The best test accuracy of any configuration at ``epochs``: a bound no tuner beats."""
         return max(c.test_acc[epochs - 1] for c in self.curves)
 
 

@@ -5,8 +5,9 @@ budget, scaling preset), each method tunes the same recorded configurations, in 
 per seed, on a :class:`~optuna_seer.backends.replay.ReplayBackend`. The table shows, over the
 seeds, the mean ± sd test accuracy of the configuration each method selects (best validation
 accuracy), the simulated time and dollars it used, and how often it stayed within the deadline
-and the budget. The oracle row is the best test accuracy of any recorded configuration fully
-trained: an upper bound no tuner can beat.
+and the budget. The oracle row is the best test accuracy of any recorded configuration after all
+its epochs, as if it had been known in advance and trained alone on one GPU: a bound no tuner
+beats.
 
 Usage::
 
