@@ -1,7 +1,8 @@
 """The deadline clock and the dollar ledger, kept in the study's storage.
 
 Each trial carries ``[gpu_seconds, as_of]`` in its system attrs: GPU-seconds charged up to the
-time ``as_of``. A running trial keeps accruing ``(now - as_of) × its current GPUs``. The study
+time ``as_of`` (until the first charge: nothing, as of its placement). A running trial keeps
+accruing ``(now - as_of) × its current GPUs``. The study
 carries the time its first trial was placed, which starts the deadline clock. Because both live
 in storage, every worker process computes the same spend and the same time left, and a
 restarted driver picks them up where they were.
@@ -19,6 +20,7 @@ from optuna_seer.plan import Plan
 from optuna_seer.trial_attrs import (
     STUDY_STARTED_AT,
     TRIAL_LEDGER,
+    TRIAL_PLACEMENT,
     gpus_for,
 )
 
@@ -51,12 +53,21 @@ class Ledger:
         return self.budget_dollars - self.spent_dollars
 
 
+def _account(trial: FrozenTrial) -> tuple[float, float] | None:
+    """(GPU-seconds charged, as of when) for a placed trial; accrual starts at placement."""
+    entry = trial.system_attrs.get(TRIAL_LEDGER)
+    if entry is not None:
+        return float(entry[0]), float(entry[1])
+    placed = trial.system_attrs.get(TRIAL_PLACEMENT)
+    return None if placed is None else (0.0, float(placed["placed_at"]))
+
+
 def trial_gpu_seconds(trial: FrozenTrial, now: float) -> float:
     """GPU-seconds ``trial`` has cost by ``now`` (0 for trials SEER did not place)."""
-    entry = trial.system_attrs.get(TRIAL_LEDGER)
+    entry = _account(trial)
     if entry is None:
         return 0.0
-    charged, as_of = float(entry[0]), float(entry[1])
+    charged, as_of = entry
     if trial.state == TrialState.RUNNING and now > as_of:
         charged += (now - as_of) * gpus_for(trial)
     return charged
@@ -67,21 +78,15 @@ def spent_gpu_seconds(trials: Sequence[FrozenTrial], now: float) -> float:
     return sum(trial_gpu_seconds(t, now) for t in trials)
 
 
-def open_trial_account(storage: optuna.storages.BaseStorage, trial_id: int, now: float) -> None:
-    """Start charging a trial from ``now``."""
-    storage.set_trial_system_attr(trial_id, TRIAL_LEDGER, [0.0, now])
-
-
 def settle_trial(storage: optuna.storages.BaseStorage, trial: FrozenTrial, now: float) -> float:
     """Fold a trial's accrued GPU-seconds into its stored charge as of ``now``; returns it.
 
     Call it at rung ends and when the trial stops so that finished trials stop accruing.
     """
-    entry = trial.system_attrs.get(TRIAL_LEDGER)
+    entry = _account(trial)
     if entry is None:
         return 0.0
-    charged = float(entry[0])
-    as_of = float(entry[1])
+    charged, as_of = entry
     if now > as_of:
         charged += (now - as_of) * gpus_for(trial)
     storage.set_trial_system_attr(trial._trial_id, TRIAL_LEDGER, [charged, max(now, as_of)])
@@ -92,10 +97,8 @@ def charge_trial(
     storage: optuna.storages.BaseStorage, trial: FrozenTrial, gpu_seconds: float, now: float
 ) -> None:
     """Add measured ``gpu_seconds`` to a trial's charge (for executors that time workers)."""
-    entry = trial.system_attrs.get(TRIAL_LEDGER, [0.0, now])
-    storage.set_trial_system_attr(
-        trial._trial_id, TRIAL_LEDGER, [float(entry[0]) + gpu_seconds, now]
-    )
+    charged, _ = _account(trial) or (0.0, now)
+    storage.set_trial_system_attr(trial._trial_id, TRIAL_LEDGER, [charged + gpu_seconds, now])
 
 
 def start_clock(study: optuna.Study, now: float) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass
 import math
 import time
@@ -22,8 +23,7 @@ from optuna_seer.trial_attrs import (
     STUDY_STARTED_AT,
     SYNCHRONOUS,
     TRIAL_BEYOND_PLAN,
-    TRIAL_GPUS,
-    TRIAL_PLACED_AT,
+    TRIAL_PLACEMENT,
     TRIAL_STOP_REASON,
     promoted_key,
     rung_value_key,
@@ -69,7 +69,10 @@ class SeerPruner(BasePruner):
       executor calls :meth:`decide_rung`, which keeps exactly the top ``n_{r+1}``.
     * **Asynchronous** (plain ``study.optimize`` on a fixed pool): a trial reaching a rung's end
       is promoted when its value is in the top ``n_{r+1}/n_r`` of the values seen at that rung
-      (ASHA); with all ``n_r`` values seen this is the synchronous rule. It is also
+      (ASHA); with all ``n_r`` values seen this is the synchronous rule. A trial promoted
+      early gives its place back at its next rung end (or before completing) once ``n_{r+1}``
+      trials have beaten its value at a rung it passed, so the finalists converge to the
+      plan's survivors. It is also
       deadline-aware: a trial that, at its measured epoch rate, cannot finish its current rung
       before the deadline is stopped, and one is stopped when the study's ledger shows the
       budget spent. The reason is recorded in the trial's ``seer:stop_reason`` system attr.
@@ -166,7 +169,7 @@ class SeerPruner(BasePruner):
         attrs = trial.system_attrs
         if attrs.get(TRIAL_BEYOND_PLAN):
             return True
-        if TRIAL_GPUS not in attrs:
+        if TRIAL_PLACEMENT not in attrs:
             raise RuntimeError(
                 f"trial {trial.number} was not placed in the SEER plan: SeerPruner needs "
                 "create_study(sampler=SeerSampler(...), pruner=SeerPruner(...)) so that "
@@ -183,41 +186,67 @@ class SeerPruner(BasePruner):
         now = self._clock()
         if synchronous:
             return self._pruned_by_decision(study, trial, step)
-        all_trials: list[FrozenTrial] | None = None
-        for rung, following in zip(self._plan.rungs, self._plan.rungs[1:]):
-            if step < rung.resource:
-                break
+        reason = self._asynchronous_verdict(study, trial, step, value, now)
+        if reason is not None:
+            return self._stop(study, trial, reason)
+        return self._out_of_time(study, trial, step, now, started_at)
+
+    def _asynchronous_verdict(
+        self, study: optuna.Study, trial: FrozenTrial, step: int, value: float, now: float
+    ) -> str | None:
+        """Why ``trial`` must stop at ``step`` in asynchronous mode, or ``None``.
+
+        Reads all trials only when the trial crosses a rung end (as Optuna's
+        SuccessiveHalvingPruner does), so the cost per ``should_prune`` stays comparable.
+        """
+        rungs = self._plan.rungs
+        attrs = trial.system_attrs
+        mine = {
+            r.index: float(attrs[rung_value_key(r.index)])
+            for r in rungs[:-1]
+            if rung_value_key(r.index) in attrs
+        }
+        crossed = [r for r in rungs[:-1] if r.resource <= step and r.index not in mine]
+        if not crossed and step < self._plan.max_epochs:
+            return None
+        others = [t for t in study.get_trials(deepcopy=False) if t.number != trial.number]
+        direction = study.direction
+        for rung in crossed:
             key = rung_value_key(rung.index)
-            if key in attrs:
-                continue
-            if all_trials is None:
-                all_trials = study.get_trials(deepcopy=False)
-            competing = [t.system_attrs[key] for t in all_trials if key in t.system_attrs]
+            keep = rungs[rung.index + 1].n_trials
+            competing = [float(t.system_attrs[key]) for t in others if key in t.system_attrs]
             competing.append(value)
             study._storage.set_trial_system_attr(trial._trial_id, key, value)
-            settle_trial(study._storage, trial, now)
-            ledger = read_ledger(study, self._plan, now, all_trials)
+            mine[rung.index] = value
+            own_gpu_seconds = settle_trial(study._storage, trial, now)
+            ledger = read_ledger(study, self._plan, now, others)
+            ledger = dataclasses.replace(ledger, gpu_seconds=ledger.gpu_seconds + own_gpu_seconds)
             if ledger.remaining_dollars <= 0:
-                return self._stop(
-                    study,
-                    trial,
-                    (
-                        f"budget: ${ledger.spent_dollars:,.2f} of "
-                        f"${self._plan.budget_dollars:,.2f} spent when rung {rung.index} ended"
-                    ),
+                return (
+                    f"budget: ${ledger.spent_dollars:,.2f} of "
+                    f"${self._plan.budget_dollars:,.2f} spent when rung {rung.index} ended"
                 )
-            if not _promotable(
-                value, competing, following.n_trials, rung.n_trials, study.direction
-            ):
-                return self._stop(
-                    study,
-                    trial,
-                    (
-                        f"rung {rung.index}: {value:.6g} not in the top {following.n_trials}/"
-                        f"{rung.n_trials} of {len(competing)} values seen"
-                    ),
+            if not _promotable(value, competing, keep, rung.n_trials, direction):
+                return (
+                    f"rung {rung.index}: {value:.6g} not in the top {keep}/{rung.n_trials} "
+                    f"of {len(competing)} values seen"
                 )
-        return self._out_of_time(study, trial, step, now, started_at)
+        # A trial promoted early, before better ones reported, gives its place back: at every
+        # rung end it must still rank within the plan's survivors of each rung it passed.
+        for index, own in mine.items():
+            key = rung_value_key(index)
+            keep = rungs[index + 1].n_trials
+            better = sum(
+                1
+                for t in others
+                if key in t.system_attrs and _is_better(float(t.system_attrs[key]), own, direction)
+            )
+            if better >= keep:
+                return (
+                    f"rung {index}: displaced, {better} trials beat {own:.6g} and the plan "
+                    f"keeps {keep}"
+                )
+        return None
 
     def _out_of_time(
         self, study: optuna.Study, trial: FrozenTrial, step: int, now: float, started_at: float
@@ -225,7 +254,7 @@ class SeerPruner(BasePruner):
         if step >= self._plan.max_epochs or step <= 0:
             return False
         rung = self._plan.rung_for_step(step)
-        placed_at = float(trial.system_attrs.get(TRIAL_PLACED_AT, now))
+        placed_at = float(trial.system_attrs[TRIAL_PLACEMENT]["placed_at"])
         seconds_per_epoch = max(now - placed_at, 0.0) / step
         needed = (rung.resource - step) * seconds_per_epoch
         left = started_at + self._plan.deadline_s - now
@@ -276,7 +305,7 @@ class SeerPruner(BasePruner):
         keep = rungs[rung_index + 1].n_trials
         contenders: list[tuple[float, int, float, FrozenTrial]] = []
         for t in study.get_trials(deepcopy=False):
-            if TRIAL_GPUS not in t.system_attrs or t.system_attrs.get(TRIAL_BEYOND_PLAN):
+            if TRIAL_PLACEMENT not in t.system_attrs or t.system_attrs.get(TRIAL_BEYOND_PLAN):
                 continue
             if any(t.system_attrs.get(promoted_key(r)) is False for r in range(rung_index)):
                 continue

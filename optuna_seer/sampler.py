@@ -12,16 +12,15 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_seer.ledger import open_trial_account, settle_trial, start_clock
+from optuna_seer.ledger import settle_trial, start_clock
 from optuna_seer.plan import Plan
 from optuna_seer.pruner import SeerPruner
 from optuna_seer.trial_attrs import (
     STUDY_PLAN,
     TRIAL_BEYOND_PLAN,
-    TRIAL_GPUS,
-    TRIAL_PLACED_AT,
-    TRIAL_RUNG_ENDS,
+    TRIAL_PLACEMENT,
     TRIAL_STOP_REASON,
+    placement,
 )
 
 
@@ -64,7 +63,7 @@ class SeerSampler(BaseSampler):
         self._clock = clock
         self._refused: dict[int, str] = {}
         self._lock = threading.Lock()
-        self._stored_plans: set[int] = set()
+        self._prepared_studies: set[int] = set()
 
     @property
     def base_sampler(self) -> BaseSampler:
@@ -114,9 +113,8 @@ class SeerSampler(BaseSampler):
                 f"directions={study.directions}. Use a single-objective study."
             )
         plan = pruner.plan
-        self._store_plan(study, plan)
         now = self._now(pruner)
-        start_clock(study, now)
+        self._prepare_study(study, plan, now)
         storage = study._storage
         if trial.number >= plan.n_configs:
             reason = (
@@ -132,16 +130,16 @@ class SeerSampler(BaseSampler):
                 study.stop()
             return
         storage.set_trial_system_attr(
-            trial._trial_id, TRIAL_GPUS, [r.gpus_per_trial for r in plan.rungs]
+            trial._trial_id,
+            TRIAL_PLACEMENT,
+            placement(
+                [r.gpus_per_trial for r in plan.rungs], [r.resource for r in plan.rungs], now
+            ),
         )
-        storage.set_trial_system_attr(
-            trial._trial_id, TRIAL_RUNG_ENDS, [r.resource for r in plan.rungs]
-        )
-        storage.set_trial_system_attr(trial._trial_id, TRIAL_PLACED_AT, now)
-        open_trial_account(storage, trial._trial_id, now)
 
-    def _store_plan(self, study: optuna.Study, plan: Plan) -> None:
-        if study._study_id in self._stored_plans:
+    def _prepare_study(self, study: optuna.Study, plan: Plan, now: float) -> None:
+        """Once per study and process: store (or check) the plan, start the deadline clock."""
+        if study._study_id in self._prepared_studies:
             return
         attrs = study._storage.get_study_system_attrs(study._study_id)
         stored = attrs.get(STUDY_PLAN)
@@ -153,7 +151,8 @@ class SeerSampler(BaseSampler):
                 f"({Plan.from_dict(stored).n_configs} configurations); resume it with the same "
                 "Budget, Workload and reduction factor, or use a new study name."
             )
-        self._stored_plans.add(study._study_id)
+        start_clock(study, now)
+        self._prepared_studies.add(study._study_id)
 
     def after_trial(
         self,
@@ -165,7 +164,7 @@ class SeerSampler(BaseSampler):
         with self._lock:
             self._refused.pop(trial._trial_id, None)
         pruner = study.pruner
-        if isinstance(pruner, SeerPruner) and TRIAL_GPUS in trial.system_attrs:
+        if isinstance(pruner, SeerPruner) and TRIAL_PLACEMENT in trial.system_attrs:
             settle_trial(study._storage, trial, self._now(pruner))
         self._base.after_trial(study, trial, state, values)
 

@@ -17,12 +17,18 @@ STUDY_STARTED_AT = "seer:started_at"
 STUDY_MODE = "seer:mode"
 SYNCHRONOUS = "synchronous"
 
-TRIAL_GPUS = "seer:gpus_per_rung"
-TRIAL_RUNG_ENDS = "seer:rung_ends"
+TRIAL_PLACEMENT = "seer:placement"
 TRIAL_BEYOND_PLAN = "seer:beyond_plan"
 TRIAL_LEDGER = "seer:ledger"
-TRIAL_PLACED_AT = "seer:placed_at"
 TRIAL_STOP_REASON = "seer:stop_reason"
+
+
+def placement(
+    gpus_per_rung: list[int], rung_ends: list[int], placed_at: float
+) -> dict[str, list[int] | float]:
+    """The one system attr SeerSampler writes per trial: GPUs and end epoch of every rung,
+    and when the trial was placed (its cost accrues from then)."""
+    return {"gpus": gpus_per_rung, "ends": rung_ends, "placed_at": placed_at}
 
 
 def rung_value_key(rung: int) -> str:
@@ -59,13 +65,13 @@ def gpus_for(trial: optuna.trial.BaseTrial | FrozenTrial, step: int | None = Non
         ...     trainer = L.Trainer(devices=optuna_seer.gpus_for(trial), strategy="ddp")
     """
     attrs = system_attrs_of(trial)
-    if TRIAL_GPUS not in attrs:
+    if TRIAL_PLACEMENT not in attrs:
         raise ValueError(
             f"trial {trial.number} has no SEER placement: create the study with "
             "sampler=SeerSampler(...) and pruner=SeerPruner(...)."
         )
-    plan_gpus: list[int] = attrs[TRIAL_GPUS]
-    ends: list[int] = attrs[TRIAL_RUNG_ENDS]
+    plan_gpus: list[int] = attrs[TRIAL_PLACEMENT]["gpus"]
+    ends: list[int] = attrs[TRIAL_PLACEMENT]["ends"]
     if step is None:
         if isinstance(trial, optuna.Trial):
             step = trial.storage.get_trial(trial._trial_id).last_step

@@ -1,0 +1,239 @@
+"""SeerPruner and SeerSampler inside real Optuna studies, on every storage."""
+
+from __future__ import annotations
+
+from collections import Counter
+import math
+
+import optuna
+from optuna.trial import TrialState
+import pytest
+
+from optuna_seer import (
+    Budget,
+    ClusterLimits,
+    Plan,
+    SeerPruner,
+    SeerSampler,
+    Workload,
+    gpus_for,
+    plan_seer,
+    read_ledger,
+)
+from optuna_seer.trial_attrs import STUDY_PLAN, TRIAL_STOP_REASON
+
+
+class SimulatedClock:
+    """A clock the test moves by hand (the pruner takes any callable returning seconds)."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def small_plan(dollars: float = 5.0, deadline: str = "2h") -> SeerPruner:
+    return SeerPruner(
+        Budget(deadline=deadline, dollars=dollars, price_per_gpu_hour=3.0),
+        Workload(epoch_seconds=60, scaling="amdahl:0.9", max_epochs=9, gpus_per_node=4),
+        reduction_factor=3,
+        limits=ClusterLimits(max_gpus=16),
+    )
+
+
+def curve_objective(trial: optuna.Trial) -> float:
+    quality = trial.suggest_float("quality", 0.0, 1.0)
+    value = 0.0
+    for epoch in range(1, 10):
+        value = quality * (1 - math.exp(-epoch / 3))
+        trial.report(value, epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    return value
+
+
+def test_async_study_follows_the_plan(storage: object) -> None:
+    pruner = small_plan()
+    plan = pruner.plan
+    study = optuna.create_study(
+        direction="maximize",
+        storage=storage,
+        pruner=pruner,  # type: ignore[arg-type]
+        sampler=SeerSampler(optuna.samplers.RandomSampler(seed=1)),
+    )
+    study.optimize(curve_objective, n_trials=plan.n_configs + 5)
+    trials = study.get_trials()
+    # The width is enforced: one refused trial, then the study stops itself.
+    assert len(trials) == plan.n_configs + 1
+    refused = trials[-1]
+    assert refused.state == TrialState.PRUNED and not refused.params
+    assert "beyond the plan's width" in refused.system_attrs[TRIAL_STOP_REASON]
+    placed = trials[:-1]
+    best_quality = max(t.params["quality"] for t in placed)
+    assert study.best_trial.params["quality"] == best_quality  # the best is never lost
+    for t in placed:  # every COMPLETE trial still ranks within each rung's survivors
+        if t.state != TrialState.COMPLETE:
+            continue
+        for rung, following in zip(plan.rungs, plan.rungs[1:]):
+            own = t.intermediate_values[rung.resource]
+            better = [
+                u
+                for u in placed
+                if u.intermediate_values.get(rung.resource, -1) > own and u.number < t.number
+            ]
+            assert len(better) < following.n_trials
+    completed = [t for t in placed if t.state == TrialState.COMPLETE]
+    assert completed and study.best_trial.state == TrialState.COMPLETE
+    for t in placed:  # reports are consecutive epochs, no gaps or duplicates
+        assert sorted(t.intermediate_values) == list(range(1, t.last_step + 1))  # type: ignore[operator]
+        assert gpus_for(t, step=0) == plan.rungs[0].gpus_per_trial
+        assert gpus_for(t, step=plan.max_epochs - 1) == plan.rungs[-1].gpus_per_trial
+    stored = study._storage.get_study_system_attrs(study._study_id)[STUDY_PLAN]
+    assert Plan.from_dict(stored) == plan  # every process reads the same plan
+    ledger = read_ledger(study, plan, pruner.clock())
+    assert 0 < ledger.spent_dollars < plan.budget_dollars
+
+
+def test_synchronous_decision_keeps_exactly_the_top(storage: object) -> None:
+    pruner = small_plan()
+    plan = pruner.plan
+    study = optuna.create_study(
+        direction="maximize",
+        storage=storage,
+        pruner=pruner,  # type: ignore[arg-type]
+        sampler=SeerSampler(optuna.samplers.RandomSampler(seed=0)),
+    )
+    first = plan.rungs[0]
+    trials = [study.ask() for _ in range(first.n_trials)]
+    values = {}
+    for trial in trials:
+        value = trial.suggest_float("quality", 0, 1)
+        values[trial.number] = value
+        trial.report(value, first.resource)
+    decision = pruner.decide_rung(study, 0)
+    expected = sorted(values, key=lambda n: (-values[n], n))[: plan.rungs[1].n_trials]
+    assert list(decision.promoted) == expected
+    assert set(decision.eliminated) == set(values) - set(expected)
+    # The verdict reaches should_prune in the (synchronous) study, for every trial.
+    for trial in trials:
+        assert trial.should_prune() is (trial.number in decision.eliminated)
+    # The async rule on the same complete rung makes the same decision.
+    fraction_keep = plan.rungs[1].n_trials
+    ordered = sorted(values.values(), reverse=True)
+    assert {n for n, v in values.items() if v >= ordered[fraction_keep - 1]} == set(expected)
+
+
+def test_deadline_aware_pruning_records_why() -> None:
+    clock = SimulatedClock()
+    budget = Budget(deadline="10m", dollars=100, price_per_gpu_hour=3.0)
+    plan = plan_seer(budget, Workload(epoch_seconds=30, scaling="linear", max_epochs=9))
+    pruner = SeerPruner(plan=plan, clock=clock)
+    study = optuna.create_study(
+        direction="maximize", pruner=pruner, sampler=SeerSampler(clock=clock)
+    )
+    trial = study.ask()
+    trial.suggest_float("x", 0, 1)
+    clock.now += 30
+    trial.report(0.5, 1)
+    assert not trial.should_prune()  # the first trial at a rung is the best seen
+    clock.now += 500  # far slower than planned: 2 more epochs of rung 1 cannot fit
+    trial.report(0.6, 2)
+    assert trial.should_prune()
+    reason = study.trials[0].system_attrs[TRIAL_STOP_REASON]
+    assert reason.startswith("deadline: rung 1 needs")
+
+
+def test_budget_guard_stops_at_rung_end() -> None:
+    clock = SimulatedClock()
+    plan = plan_seer(
+        Budget(deadline="10h", dollars=1.0, price_per_gpu_hour=3.6),
+        Workload(epoch_seconds=60, scaling="linear", max_epochs=3),
+    )
+    pruner = SeerPruner(plan=plan, clock=clock)
+    study = optuna.create_study(pruner=pruner, sampler=SeerSampler(clock=clock))
+    trial = study.ask()
+    trial.suggest_float("x", 0, 1)
+    clock.now += 2000  # 2000 GPU-s at $0.001/GPU-s: twice the budget
+    trial.report(0.1, plan.rungs[0].resource)
+    assert trial.should_prune()
+    assert study.trials[0].system_attrs[TRIAL_STOP_REASON].startswith("budget: $2.00 of $1.00")
+
+
+def test_pruner_without_its_sampler_says_how_to_fix() -> None:
+    study = optuna.create_study(pruner=small_plan())
+    trial = study.ask()
+    trial.report(1.0, 1)
+    with pytest.raises(RuntimeError, match=r"sampler=SeerSampler\(...\)"):
+        trial.should_prune()
+
+
+def test_sampler_without_pruner_is_transparent() -> None:
+    study = optuna.create_study(sampler=SeerSampler(optuna.samplers.RandomSampler(0)))
+    study.optimize(lambda t: t.suggest_float("x", -1, 1) ** 2, n_trials=5)
+    assert len(study.trials) == 5 and all(t.state == TrialState.COMPLETE for t in study.trials)
+    with pytest.raises(ValueError, match="has no SEER placement"):
+        gpus_for(study.trials[0])
+
+
+def test_non_finite_report_is_refused_by_name() -> None:
+    study = optuna.create_study(pruner=small_plan(), sampler=SeerSampler())
+    trial = study.ask()
+    trial.report(float("nan"), 1)
+    with pytest.raises(ValueError, match=r"reported nan at step 1"):
+        trial.should_prune()
+
+
+def test_multi_objective_studies_are_refused() -> None:
+    study = optuna.create_study(
+        directions=["maximize", "minimize"], pruner=small_plan(), sampler=SeerSampler()
+    )
+    with pytest.raises(ValueError, match="directions="):
+        study.ask()
+
+
+def test_resuming_with_another_plan_is_refused(tmp_path: object) -> None:
+    storage = f"sqlite:///{tmp_path}/s.db"
+    study = optuna.create_study(
+        study_name="s", storage=storage, pruner=small_plan(), sampler=SeerSampler()
+    )
+    study.ask()
+    other = optuna.load_study(
+        study_name="s", storage=storage, pruner=small_plan(dollars=40), sampler=SeerSampler()
+    )
+    with pytest.raises(ValueError, match="started with another SEER plan"):
+        other.ask()
+    same = optuna.load_study(
+        study_name="s", storage=storage, pruner=small_plan(), sampler=SeerSampler()
+    )
+    same.ask()
+
+
+def test_pruner_arguments_are_checked() -> None:
+    plan = small_plan().plan
+    with pytest.raises(ValueError, match="not both"):
+        SeerPruner(Budget(deadline="1h", dollars=1, price_per_gpu_hour=1), plan=plan)
+    with pytest.raises(ValueError, match="needs budget="):
+        SeerPruner()
+    with pytest.raises(TypeError, match="plan="):
+        SeerPruner(plan="plan")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="clock="):
+        SeerPruner(plan=plan, clock=3.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="base_sampler="):
+        SeerSampler("tpe")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="rung_index=5"):
+        SeerPruner(plan=plan).decide_rung(optuna.create_study(), 5)
+
+
+def test_states_after_async_run_are_final(storage: object) -> None:
+    pruner = small_plan(dollars=3)
+    study = optuna.create_study(
+        direction="maximize",
+        storage=storage,
+        pruner=pruner,  # type: ignore[arg-type]
+        sampler=SeerSampler(optuna.samplers.TPESampler(seed=0)),
+    )
+    study.optimize(curve_objective, n_trials=100, n_jobs=2)
+    states = Counter(t.state for t in study.trials)
+    assert set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}
+    assert len(study.trials) <= pruner.plan.n_configs + 2  # each thread may ask one too many
