@@ -237,3 +237,14 @@ def test_a_trial_asked_to_stop_ends_after_its_current_epoch_like_a_worker() -> N
     assert status.state is LaunchState.SUCCEEDED and "after epoch 2" in status.message
     assert backend.now() == pytest.approx(120.0)
     assert backend.epochs_trained(study.study_name, trial.number) == 2
+
+
+def test_replays_into_every_storage_kind(storage: object) -> None:
+    study = optuna.create_study(storage=storage, direction="maximize")  # type: ignore[arg-type]
+    backend = ReplayBackend(CURVES, "babi", 60.0, slots=8, storage=study._storage)
+    handles = [backend.start(_spec(study, _trial(study, i), target=4, workers=4)) for i in (0, 1)]
+    pending = set(handles)
+    while pending:
+        pending -= set(backend.wait(sorted(pending), math.inf))
+    assert backend.now() == pytest.approx(4 * 60.0 / 2.027)
+    assert [t.intermediate_values[4] for t in study.get_trials()] == [0.4, 0.8]
