@@ -78,7 +78,7 @@ class SeerPruner(BasePruner):
       budget spent. The reason is recorded in the trial's ``seer:stop_reason`` system attr.
 
     It needs :class:`~optuna_seer.SeerSampler`, which places trials in the plan; a study
-    without it raises a ``RuntimeError`` at the first report, naming the fix.
+    without it raises a ``ValueError`` at the first report, naming the fix.
 
     Args:
         budget: Deadline, dollars and GPU price (with ``workload``), or pass ``plan``.
@@ -170,7 +170,7 @@ class SeerPruner(BasePruner):
         if attrs.get(TRIAL_BEYOND_PLAN):
             return True
         if TRIAL_PLACEMENT not in attrs:
-            raise RuntimeError(
+            raise ValueError(
                 f"trial {trial.number} was not placed in the SEER plan: SeerPruner needs "
                 "create_study(sampler=SeerSampler(...), pruner=SeerPruner(...)) so that "
                 "every trial gets its rung and GPUs."

@@ -164,7 +164,7 @@ def test_pruner_without_its_sampler_says_how_to_fix() -> None:
     study = optuna.create_study(pruner=small_plan())
     trial = study.ask()
     trial.report(1.0, 1)
-    with pytest.raises(RuntimeError, match=r"sampler=SeerSampler\(...\)"):
+    with pytest.raises(ValueError, match=r"sampler=SeerSampler\(...\)"):
         trial.should_prune()
 
 
