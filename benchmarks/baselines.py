@@ -36,7 +36,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.pruners import BasePruner
 from optuna.samplers import BaseSampler
-from optuna.storages import InMemoryStorage
+from optuna.storages import BaseStorage, InMemoryStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from benchmarks.curves import CurveSet
@@ -47,7 +47,7 @@ from optuna_seer.cost_model import ClusterLimits, RungShape, schedule
 from optuna_seer.plan import Plan, Rung
 from optuna_seer.pruner import SeerPruner
 from optuna_seer.sampler import SeerSampler
-from optuna_seer.seer_planner import rung_resources
+from optuna_seer.seer_planner import InfeasiblePlanError, plan_seer, rung_resources
 from optuna_seer.workload import Workload
 
 CONFIG_PARAM = "config_id"
@@ -254,42 +254,110 @@ OPTUNA_PRUNERS: dict[str, PrunerFactory] = {
 
 def run_optuna_pruner(method: str, scenario: Scenario, curves: CurveSet, seed: int) -> Outcome:
     """An Optuna study with ``OPTUNA_PRUNERS[method]`` on a fixed pool of one-GPU workers."""
-    max_epochs = curves.epochs
+
+    def build(backend: ReplayBackend, storage: BaseStorage, order: Sequence[int]) -> optuna.Study:
+        return optuna.create_study(
+            storage=storage,
+            study_name=f"{method}-{seed}",
+            direction="maximize",
+            sampler=ConfigOrderSampler(order),
+            pruner=OPTUNA_PRUNERS[method](curves.epochs),
+        )
+
+    return _run_pool(method, scenario, curves, seed, build)
+
+
+def run_seer_pool(scenario: Scenario, curves: CurveSet, seed: int) -> Outcome:
+    """SEER's sampler/pruner pair, asynchronous, on the same fixed pool of one-GPU workers.
+
+    What a user gets with ``study.optimize`` and no elastic executor: the plan is made for the
+    pool (``ClusterLimits(max_gpus=P)``, one GPU per trial: ``min_marginal_speedup=1``), and
+    :class:`~optuna_seer.SeerPruner` promotes ASHA-style, stops trials that cannot finish
+    their rung before the deadline, and stops when the ledger shows the budget spent.
+    """
+    plan = _pool_plan(scenario, curves)
+
+    def build(backend: ReplayBackend, storage: BaseStorage, order: Sequence[int]) -> optuna.Study:
+        return optuna.create_study(
+            storage=storage,
+            study_name=f"seer-pool-{seed}",
+            direction="maximize",
+            sampler=SeerSampler(ConfigOrderSampler(order), clock=backend.now),
+            pruner=SeerPruner(plan=plan, clock=backend.now),
+        )
+
+    return _run_pool("seer-pool", scenario, curves, seed, build, plan.max_epochs)
+
+
+def _pool_plan(scenario: Scenario, curves: CurveSet) -> Plan:
+    """SEER's plan for the pool; if one GPU cannot train ``max_epochs`` by the deadline, the
+    largest ``max_epochs`` that fits, as :class:`~optuna_seer.InfeasiblePlanError` advises."""
+    for max_epochs in range(curves.epochs, 0, -1):
+        try:
+            return plan_seer(
+                scenario.budget,
+                scenario.workload(max_epochs),
+                scenario.reduction_factor,
+                limits=ClusterLimits(max_gpus=scenario.pool_gpus),
+                min_marginal_speedup=1.0,
+                max_configs=len(curves.curves),
+            )
+        except InfeasiblePlanError:
+            continue
+    raise ValueError(f"scenario {scenario.name!r}: no SEER plan fits even one epoch.")
+
+
+StudyBuilder = Callable[[ReplayBackend, BaseStorage, Sequence[int]], optuna.Study]
+
+
+def _run_pool(
+    method: str,
+    scenario: Scenario,
+    curves: CurveSet,
+    seed: int,
+    build: StudyBuilder,
+    max_epochs: int | None = None,
+) -> Outcome:
+    """Drive the study ``build`` makes on ``P`` one-GPU workers, each trial to ``max_epochs``
+    (default: all recorded epochs), until the deadline."""
+    max_epochs = max_epochs or curves.epochs
     pool = scenario.pool_gpus
     order = config_order(len(curves.curves), seed)
     storage = InMemoryStorage()
     running: dict[str, optuna.Trial] = {}
     pruned: set[str] = set()
-    backend_box: list[ReplayBackend] = []
+    studies: list[optuna.Study] = []
 
     def worker_checks_pruning(handle: str, epoch: int, _value: float) -> None:
         # What ``trial.should_prune()`` does in the worker that reported the value; the
         # driver's Trial object caches its own reports, so ask the pruner with the stored trial.
+        study = studies[0]
         if epoch < max_epochs and study.pruner.prune(
             study, storage.get_trial(running[handle]._trial_id)
         ):
             pruned.add(handle)
-            backend_box[0].stop(handle)
+            backend.stop(handle)
 
     backend = scenario.backend(curves, seed, pool, storage=storage, observer=worker_checks_pruning)
-    backend_box.append(backend)
-    study = optuna.create_study(
-        storage=storage,
-        study_name=f"{method}-{seed}",
-        direction="maximize",
-        sampler=ConfigOrderSampler(order),
-        pruner=OPTUNA_PRUNERS[method](max_epochs),
-    )
+    study = build(backend, storage, order)
+    studies.append(study)
     started = backend.now()
     deadline = started + scenario.deadline_s
 
-    def launch() -> None:
+    def launch() -> bool:
+        """Start the next trial; ``False`` when the sampler refuses more (a plan's width)."""
         trial = study.ask()
-        search_space(trial, len(order))
+        try:
+            search_space(trial, len(order))
+        except optuna.TrialPruned:
+            study.tell(trial, state=TrialState.PRUNED)
+            return False
         running[backend.start(_spec(study, trial, 0, max_epochs, 1))] = trial
+        return True
 
+    more = True
     for _ in range(pool):
-        launch()
+        more = more and launch()
     while running:
         done = backend.wait(list(running), deadline - backend.now())
         if not done:
@@ -303,8 +371,8 @@ def run_optuna_pruner(method: str, scenario: Scenario, curves: CurveSet, seed: i
                 study.tell(trial, state=TrialState.PRUNED)
             else:
                 study.tell(trial, backend.validation_accuracy(study.study_name, trial.number))
-            if backend.now() < deadline:
-                launch()
+            if more and backend.now() < deadline:
+                more = launch()
     seconds = backend.now() - started
     dollars = pool * seconds * scenario.price_per_gpu_second
     return _outcome(method, seed, scenario, study, backend, seconds, dollars)

@@ -43,6 +43,7 @@ from benchmarks.baselines import (
     naive_elastic_plan,
     run_optuna_pruner,
     run_plan,
+    run_seer_pool,
 )
 from optuna_seer.plan import format_seconds
 from optuna_seer.seer_planner import plan_seer
@@ -87,6 +88,7 @@ def _optuna(name: str) -> Method:
 
 METHODS: dict[str, Method] = {
     "static-plan": _static_plan,
+    "seer-pool": run_seer_pool,
     "naive-elastic-sha": _naive_elastic,
     **{name: _optuna(name) for name in OPTUNA_PRUNERS},
 }

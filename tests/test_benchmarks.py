@@ -19,6 +19,7 @@ from benchmarks.baselines import (
     naive_elastic_plan,
     run_optuna_pruner,
     run_plan,
+    run_seer_pool,
 )
 from optuna_seer import plan_seer
 from optuna_seer.backends.replay import RecordedCurve
@@ -73,6 +74,16 @@ def test_optuna_pruners_stay_within_deadline_and_budget(
     assert outcome.test_acc is not None and outcome.config_id is not None
     assert outcome.test_acc == curve_set.curves[outcome.config_id].test_acc[EPOCHS - 1]
     assert run_optuna_pruner(method, SCENARIO, curve_set, seed=1) == outcome
+
+
+def test_seer_pair_on_the_pool_stays_within_the_plan_width_deadline_and_budget(
+    curve_set: recorded.CurveSet,
+) -> None:
+    outcome = run_seer_pool(SCENARIO, curve_set, seed=2)
+    assert outcome.within_deadline and outcome.within_budget
+    assert outcome.test_acc is not None
+    assert outcome.configs_tried <= len(curve_set.curves)
+    assert run_seer_pool(SCENARIO, curve_set, seed=2) == outcome
 
 
 def test_static_plan_trains_its_finalists_fully_and_keeps_its_promises(
