@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 import datetime
+import math
 from typing import Any
 
 
@@ -40,6 +41,31 @@ class Rung:
     concurrent_trials: int
     waves: int
 
+    def __post_init__(self) -> None:
+        for name in (
+            "index",
+            "n_trials",
+            "resource",
+            "gpus_per_trial",
+            "concurrent_trials",
+            "waves",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"Rung.{name}={value!r} must be an int.")
+            if value < (0 if name == "index" else 1):
+                raise ValueError(f"Rung.{name}={value} must be >= {0 if name == 'index' else 1}.")
+        for name in ("start_s", "end_s", "cost", "epoch_seconds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"Rung.{name}={value!r} must be a number.")
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"Rung.{name}={value!r} must be finite and >= 0.")
+        if self.end_s < self.start_s:
+            raise ValueError(
+                f"rung {self.index} ends ({self.end_s}) before it starts ({self.start_s})."
+            )
+
     @property
     def gpus(self) -> int:
         """GPUs provisioned during the rung."""
@@ -62,8 +88,27 @@ class Plan:
     min_marginal_speedup: float
 
     def __post_init__(self) -> None:
-        if not self.rungs:
-            raise ValueError("a Plan needs at least one rung.")
+        if not self.rungs or not all(isinstance(r, Rung) for r in self.rungs):
+            raise ValueError(f"a Plan needs one or more Rung objects, got {self.rungs!r}.")
+        if isinstance(self.reduction_factor, bool) or not isinstance(self.reduction_factor, int):
+            raise TypeError(f"reduction_factor={self.reduction_factor!r} must be an int.")
+        if self.reduction_factor < 2:
+            raise ValueError(f"reduction_factor={self.reduction_factor} must be >= 2.")
+        for name in (
+            "deadline_s",
+            "budget_dollars",
+            "price_per_gpu_second",
+            "min_marginal_speedup",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name}={value!r} must be a number.")
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name}={value!r} must be positive and finite.")
+        if [r.index for r in self.rungs] != list(range(len(self.rungs))):
+            raise ValueError(
+                f"rung indices {[r.index for r in self.rungs]} must be 0, 1, 2, ... in order."
+            )
         for before, after in zip(self.rungs, self.rungs[1:]):
             if after.resource <= before.resource or after.n_trials > before.n_trials:
                 raise ValueError(
@@ -109,11 +154,13 @@ class Plan:
         fields = dict(data)
         fields.pop("predicted_seconds", None)
         fields.pop("predicted_cost", None)
+        if not isinstance(data, dict):
+            raise TypeError(f"Plan.from_dict needs a dict, got {type(data).__name__}: {data!r}")
         try:
             rungs = tuple(Rung(**r) for r in fields.pop("rungs"))
             return cls(rungs=rungs, **fields)
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"not a Plan dict ({exc}): {data!r}") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a valid Plan dict ({exc}): {data!r}") from None
 
     def __str__(self) -> str:
         head = (

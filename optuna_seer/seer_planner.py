@@ -206,6 +206,8 @@ def _validate(
             f"min_resource={min_resource} exceeds max_epochs={workload.max_epochs}; "
             "the first rung cannot train longer than a full training."
         )
+    if isinstance(min_marginal_speedup, bool) or not isinstance(min_marginal_speedup, (int, float)):
+        raise TypeError(f"min_marginal_speedup={min_marginal_speedup!r} must be a number.")
     if not (0.0 < min_marginal_speedup <= 1.0):
         raise ValueError(
             f"min_marginal_speedup={min_marginal_speedup!r} must lie in (0, 1]: the fraction of "

@@ -257,5 +257,5 @@ def test_plan_table_and_json() -> None:
     )
     text = str(plan)
     assert "rung" in text and "GPUs/trial" in text and f"{plan.n_configs} configurations" in text
-    with pytest.raises(ValueError, match="not a Plan dict"):
+    with pytest.raises(ValueError, match="not a valid Plan dict"):
         Plan.from_dict({"rungs": [{"index": 0}]})
