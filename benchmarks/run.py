@@ -158,6 +158,9 @@ def table(title: str, scenario: Scenario, rows: dict[str, dict[str, Any]]) -> st
     return "\n".join(lines)
 
 
+SEER_COLORS = {"seer": "tab:red", "static-plan": "tab:orange", "seer-pool": "tab:pink"}
+
+
 def plot(results: list[dict[str, Any]], path: Path) -> None:
     """Bar chart of mean ± sd test accuracy per method, one panel per data set × scenario."""
     import matplotlib
@@ -173,7 +176,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
         names = [n for n in summary if n != "oracle"]
         means = [summary[n]["test_mean"] for n in names]
         sds = [summary[n]["test_sd"] for n in names]
-        colors = ["tab:red" if n == "seer" else "tab:blue" for n in names]
+        colors = [SEER_COLORS.get(n, "tab:blue") for n in names]
         ax.bar(range(len(names)), means, yerr=sds, color=colors, capsize=3)
         ax.axhline(summary["oracle"]["test_mean"], color="black", linestyle="--", linewidth=1)
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
