@@ -36,6 +36,11 @@ def rung_value_key(rung: int) -> str:
     return f"seer:rung_{rung}_value"
 
 
+def launch_timing_key(rung: int) -> str:
+    """The trial attr where a worker records how long its launch for ``rung`` trained."""
+    return f"seer:rung_{rung}_training"
+
+
 def promoted_key(rung: int) -> str:
     """The trial attr, set by a synchronous decision, saying if the trial survived ``rung``."""
     return f"seer:rung_{rung}_promoted"

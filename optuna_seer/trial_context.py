@@ -12,21 +12,47 @@ templates set the same ones on cloud nodes); :func:`trial_context` reads them ba
 ``SEER_CHECKPOINT_URI``     the trial's checkpoint directory or ``s3://`` prefix
 ``SEER_RESUME_FROM``        checkpoint to resume from (absent: start fresh)
 ``SEER_PARAMS``             the trial's hyperparameters, as JSON
+``SEER_MAX_EPOCHS``         epochs of a full training (for LR schedules; optional)
 ==========================  ===================================================
 
 The world size and rank come from ``torch.distributed``'s usual variables (``WORLD_SIZE``,
-``RANK``, ``LOCAL_RANK``), set by ``torchrun`` or Lightning.
+``RANK``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``), set by ``torchrun``.
+
+A script talks back through the context: :meth:`TrialContext.report` (rank 0 writes the
+metric of a finished epoch to the study's storage), :meth:`TrialContext.should_stop` (the
+executor's verdict: eliminated, or stopped for the deadline), :meth:`TrialContext.save_checkpoint`
+(the rung-end checkpoint, into the trial's checkpoint store) and
+:meth:`TrialContext.record_training` (seconds spent training, so the executor can tell
+launch overhead from training). ``SeerCallback`` does all four for Lightning.
+
+Example (plain PyTorch; ``train_one_epoch`` and ``evaluate`` are yours)::
+
+    ctx = trial_context()
+    for epoch in range(start_epoch, ctx.target_epochs):
+        train_one_epoch()
+        ctx.report(epoch + 1, evaluate())
+        if ctx.should_stop():   # rank 0's answer; broadcast it to the other ranks
+            break
+    ctx.save_checkpoint("last.pt")
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+import functools
 import json
 import os
+from pathlib import Path
+import tempfile
 from typing import Any
 
+from optuna.storages import BaseStorage
+
 from optuna_seer.backends.base import LaunchSpec
+from optuna_seer.checkpoints import LocalStore, open_store
+from optuna_seer.storage_url import open_storage
+from optuna_seer.trial_attrs import TRIAL_STOP_REASON, launch_timing_key
 
 ENV_STUDY = "SEER_STUDY"
 ENV_STORAGE = "SEER_STORAGE"
@@ -36,11 +62,31 @@ ENV_TARGET_EPOCHS = "SEER_TARGET_EPOCHS"
 ENV_CHECKPOINT_URI = "SEER_CHECKPOINT_URI"
 ENV_RESUME_FROM = "SEER_RESUME_FROM"
 ENV_PARAMS = "SEER_PARAMS"
+ENV_MAX_EPOCHS = "SEER_MAX_EPOCHS"
+
+
+def checkpoint_name(rung: int) -> str:
+    """The name of the checkpoint a trial writes when it ends ``rung``."""
+    return f"rung-{rung}.ckpt"
+
+
+def checkpoint_object_uri(checkpoint_uri: str, name: str) -> str:
+    """The URI of checkpoint ``name`` under a trial's ``checkpoint_uri``."""
+    return f"{checkpoint_uri.rstrip('/')}/{name}"
 
 
 @dataclass(frozen=True)
 class TrialContext:
-    """What one launch of a training script must do."""
+    """What one launch of a training script must do, and how it reports back.
+
+    Attributes:
+        resume_checkpoint: A *local* file to resume from (verified against its SHA-256 and,
+            for ``s3://`` stores, downloaded), or ``None`` to start fresh; pass it to
+            ``trainer.fit(..., ckpt_path=...)``.
+        resume_uri: Where that checkpoint lives in the store.
+        max_epochs: Epochs of a full training; use it for LR schedules so that a trial's
+            schedule does not depend on where the rungs end.
+    """
 
     study_name: str
     storage: str
@@ -52,6 +98,104 @@ class TrialContext:
     params: Mapping[str, Any] = field(default_factory=dict)
     world_size: int = 1
     rank: int = 0
+    local_world_size: int = 1
+    max_epochs: int = 0
+    resume_uri: str | None = None
+
+    @property
+    def is_global_zero(self) -> bool:
+        return self.rank == 0
+
+    @functools.cached_property
+    def _storage(self) -> BaseStorage:
+        return open_storage(self.storage)
+
+    @functools.cached_property
+    def trial_id(self) -> int:
+        """The trial's id in the storage."""
+        study_id = self._storage.get_study_id_from_name(self.study_name)
+        return self._storage.get_trial_id_from_study_id_trial_number(study_id, self.trial_number)
+
+    def report(self, epoch: int, value: float) -> None:
+        """Record ``value`` after ``epoch`` cumulative epochs (rank 0 writes; others no-op).
+
+        Writes the intermediate value through the storage, so no ``optuna.Trial`` is built in
+        the worker (that would re-run the sampler).
+        """
+        if not self.is_global_zero:
+            return
+        value = float(value)
+        self._storage.set_trial_intermediate_value(self.trial_id, int(epoch), value)
+
+    def should_stop(self) -> bool:
+        """Whether the executor wants this trial to stop (eliminated, or the deadline).
+
+        Read it on rank 0 and broadcast the answer (``SeerCallback`` does), so every rank
+        stops at the same epoch.
+        """
+        attrs = self._storage.get_trial_system_attrs(self.trial_id)
+        return TRIAL_STOP_REASON in attrs
+
+    def save_checkpoint(self, local_path: str | Path) -> str | None:
+        """Store the rung-end checkpoint ``local_path``; rank 0 uploads, returns its URI."""
+        if not self.is_global_zero:
+            return None
+        return open_store(self.checkpoint_uri).put(local_path, checkpoint_name(self.rung))
+
+    def record_training(self, train_seconds: float, epochs: int) -> None:
+        """Tell the executor how long this launch trained and for how many epochs (rank 0)."""
+        if not self.is_global_zero:
+            return
+        self._storage.set_trial_system_attr(
+            self.trial_id,
+            launch_timing_key(self.rung),
+            {"train_seconds": float(train_seconds), "epochs": int(epochs)},
+        )
+
+    def distributed_sampler(self, dataset: Any, seed: int = 0, shuffle: bool = True) -> Any:
+        """A ``DistributedSampler`` for this rank, valid with or without a process group.
+
+        With it, the global batch order of an epoch is the same at every world size (rank
+        ``i`` takes every ``world_size``-th index of one seeded permutation per epoch), so a
+        resized trial sees the same data per epoch; keep the *global* batch size fixed with
+        :meth:`per_worker_batch_size`.
+        """
+        from torch.utils.data.distributed import DistributedSampler
+
+        return DistributedSampler(
+            dataset, num_replicas=self.world_size, rank=self.rank, shuffle=shuffle, seed=seed
+        )
+
+    def per_worker_batch_size(self, global_batch_size: int) -> int:
+        """``global_batch_size / world_size``; raises if it does not divide evenly."""
+        if global_batch_size % self.world_size:
+            raise ValueError(
+                f"global batch size {global_batch_size} does not divide among "
+                f"{self.world_size} workers; pick a multiple of {self.world_size}."
+            )
+        return global_batch_size // self.world_size
+
+    def lightning_trainer_kwargs(self) -> dict[str, Any]:
+        """``Trainer`` arguments for this launch's world: devices, strategy, accelerator.
+
+        ``strategy="ddp"`` (gloo on CPU, NCCL on GPU) when there is more than one worker;
+        Lightning's own checkpointing, logger and progress bar are off (``SeerCallback``
+        checkpoints at rung ends; the executor shows progress).
+        """
+        import torch
+
+        kwargs: dict[str, Any] = {
+            "accelerator": "gpu" if torch.cuda.is_available() else "cpu",
+            "devices": self.local_world_size,
+            "num_nodes": max(1, self.world_size // self.local_world_size),
+            "strategy": "ddp" if self.world_size > 1 else "auto",
+            "enable_checkpointing": False,
+            "logger": False,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "default_root_dir": tempfile.gettempdir(),
+        }
+        return kwargs
 
 
 def launch_env(spec: LaunchSpec) -> dict[str, str]:
@@ -70,8 +214,11 @@ def launch_env(spec: LaunchSpec) -> dict[str, str]:
     return env
 
 
-def trial_context(environ: Mapping[str, str] | None = None) -> TrialContext:
+def trial_context(environ: Mapping[str, str] | None = None, *, fetch: bool = True) -> TrialContext:
     """Read the launch contract from the environment.
+
+    With ``fetch`` (the default) a checkpoint to resume from is verified and, from S3,
+    downloaded, so ``resume_checkpoint`` is a local file.
 
     Raises:
         RuntimeError: A variable is missing or malformed; the message names it.
@@ -97,15 +244,36 @@ def trial_context(environ: Mapping[str, str] | None = None) -> TrialContext:
         params = json.loads(env.get(ENV_PARAMS, "{}"))
     except json.JSONDecodeError as exc:
         raise RuntimeError(f"{ENV_PARAMS} is not JSON: {exc}") from None
+    resume_uri = env.get(ENV_RESUME_FROM) or None
+    target_epochs = whole(ENV_TARGET_EPOCHS, need(ENV_TARGET_EPOCHS))
+    world_size = whole("WORLD_SIZE", env.get("WORLD_SIZE", "1"))
     return TrialContext(
         study_name=need(ENV_STUDY),
         storage=need(ENV_STORAGE),
         trial_number=whole(ENV_TRIAL, need(ENV_TRIAL)),
         rung=whole(ENV_RUNG, need(ENV_RUNG)),
-        target_epochs=whole(ENV_TARGET_EPOCHS, need(ENV_TARGET_EPOCHS)),
+        target_epochs=target_epochs,
         checkpoint_uri=need(ENV_CHECKPOINT_URI),
-        resume_checkpoint=env.get(ENV_RESUME_FROM) or None,
+        resume_checkpoint=None if resume_uri is None or not fetch else fetch_checkpoint(resume_uri),
         params=params,
-        world_size=whole("WORLD_SIZE", env.get("WORLD_SIZE", "1")),
+        world_size=world_size,
         rank=whole("RANK", env.get("RANK", "0")),
+        local_world_size=whole("LOCAL_WORLD_SIZE", env.get("LOCAL_WORLD_SIZE", str(world_size))),
+        max_epochs=whole(ENV_MAX_EPOCHS, env.get(ENV_MAX_EPOCHS, str(target_epochs))),
+        resume_uri=resume_uri,
     )
+
+
+def fetch_checkpoint(uri: str) -> str:
+    """A verified local copy of the checkpoint at ``uri`` (a local file is checked in place).
+
+    Raises:
+        CorruptCheckpointError: The bytes do not match the stored SHA-256.
+    """
+    parent, _, name = uri.rstrip("/").rpartition("/")
+    store = open_store(parent or ".")
+    if isinstance(store, LocalStore):
+        return str(store.fetch(name, store.root / name))
+    handle, local = tempfile.mkstemp(prefix=f"seer-resume-{os.getpid()}-", suffix=".ckpt")
+    os.close(handle)
+    return str(store.fetch(name, local))

@@ -31,6 +31,8 @@ class LaunchSpec:
         checkpoint_uri: Where the trial's checkpoints live (directory or ``s3://…`` prefix).
         resume_from: Checkpoint to resume from, or ``None`` to start fresh.
         env: Extra environment variables for the workers.
+        entrypoint: The training program: ``path/to/script.py``, ``path/to/file.py:function``
+            or ``package.module:function`` (run by ``python -m optuna_seer.entrypoint``).
     """
 
     study_name: str
@@ -43,6 +45,7 @@ class LaunchSpec:
     checkpoint_uri: str
     resume_from: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
+    entrypoint: str = ""
 
     def __post_init__(self) -> None:
         if self.workers < 1:

@@ -1,0 +1,244 @@
+"""LocalBackend: trials as processes on this machine; ``k`` workers = a ``k``-process DDP run.
+
+A slot is one CPU worker process (one GPU when the machine has GPUs). A launch with one
+worker runs ``python -m optuna_seer.entrypoint TARGET``; with ``k > 1`` workers it runs the
+same under ``torchrun --nproc_per_node=k`` with its rendezvous on 127.0.0.1, so Lightning
+(``strategy="ddp"``) or plain ``torch.distributed`` see a real world of size ``k`` (gloo on
+CPU, NCCL on GPU). Each launch is its own process group, so stopping it ends every worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+import os
+from pathlib import Path
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import IO
+
+import optuna_seer
+from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState, LaunchStatus
+from optuna_seer.trial_context import launch_env
+
+_LOG_TAIL_CHARS = 2000
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class _Launch:
+    spec: LaunchSpec
+    process: subprocess.Popen[bytes]
+    slots: tuple[int, ...]
+    log_path: Path
+    log: IO[bytes]
+    started_at: float
+    status: LaunchStatus | None = None
+    stopped: bool = False
+
+
+class LocalBackend(Backend):
+    """Run trials as local processes on ``slots`` workers.
+
+    Args:
+        slots: Workers that may run at once (CPU processes; on a GPU machine at most the
+            number of visible GPUs, each launch pinned with ``CUDA_VISIBLE_DEVICES``).
+        log_dir: Where each launch's output goes (``trial-<n>-rung-<r>.log``); a temporary
+            directory if ``None``.
+        python: The interpreter for workers (this one by default).
+        env: Extra environment variables for every launch.
+
+    Example:
+        >>> backend = LocalBackend(slots=2)
+        >>> backend.slots, backend.free_slots
+        (2, 2)
+    """
+
+    def __init__(
+        self,
+        slots: int,
+        *,
+        log_dir: str | Path | None = None,
+        python: str = sys.executable,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        if isinstance(slots, bool) or not isinstance(slots, int):
+            raise TypeError(f"slots={slots!r} must be an int.")
+        if slots < 1:
+            raise ValueError(f"slots={slots} must be >= 1.")
+        self._gpus = self._visible_gpus()
+        if self._gpus and slots > len(self._gpus):
+            raise ValueError(
+                f"slots={slots} but this machine has {len(self._gpus)} GPUs; use at most "
+                f"{len(self._gpus)}."
+            )
+        self._slots = slots
+        self._log_dir = (
+            Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp(prefix="seer-local-"))
+        )
+        self._python = python
+        self._env = dict(env or {})
+        self._launches: dict[str, _Launch] = {}
+        self._busy: set[int] = set()
+        self._counter = 0
+
+    @staticmethod
+    def _visible_gpus() -> list[str]:
+        import torch
+
+        if not torch.cuda.is_available():
+            return []
+        return [str(i) for i in range(torch.cuda.device_count())]
+
+    @property
+    def slots(self) -> int:
+        return self._slots
+
+    @property
+    def free_slots(self) -> int:
+        """Slots not held by a running launch (polls the running ones first)."""
+        for handle in list(self._launches):
+            self.poll(handle)
+        return self._slots - len(self._busy)
+
+    @property
+    def log_dir(self) -> Path:
+        return self._log_dir
+
+    def slots_of(self, handle: str) -> tuple[int, ...]:
+        """The slot indices a launch holds (held), for timelines."""
+        return self._launch(handle).slots
+
+    def log_path(self, handle: str) -> Path:
+        return self._launch(handle).log_path
+
+    def _launch(self, handle: str) -> _Launch:
+        try:
+            return self._launches[handle]
+        except KeyError:
+            raise ValueError(f"unknown launch handle {handle!r}") from None
+
+    def command(self, spec: LaunchSpec) -> list[str]:
+        """The command line a launch of ``spec`` runs."""
+        run = ["-m", "optuna_seer.entrypoint", spec.entrypoint]
+        if spec.workers == 1:
+            return [self._python, *run]
+        return [
+            self._python,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes=1",
+            f"--nproc_per_node={spec.workers}",
+            "--master_addr=127.0.0.1",
+            f"--master_port={_free_port()}",
+            *run,
+        ]
+
+    def start(self, spec: LaunchSpec) -> str:
+        if not spec.entrypoint:
+            raise ValueError(
+                f"trial {spec.trial_number}: LaunchSpec.entrypoint is empty; give the training "
+                "script or function (ElasticTuner(train=...) sets it)."
+            )
+        if spec.workers > self._slots:
+            raise ValueError(
+                f"trial {spec.trial_number} wants {spec.workers} workers but LocalBackend has "
+                f"{self._slots} slots."
+            )
+        free = sorted(set(range(self._slots)) - self._busy)
+        if len(free) < spec.workers:
+            raise RuntimeError(
+                f"trial {spec.trial_number} wants {spec.workers} workers but only {len(free)} "
+                "slots are free now; wait for a running launch to finish."
+            )
+        slots = tuple(free[: spec.workers])
+        env = dict(os.environ)
+        env.setdefault("OMP_NUM_THREADS", "1")
+        root = str(Path(optuna_seer.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+        env.update(self._env)
+        env.update(spec.env)
+        env.update(launch_env(spec))
+        if self._gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(self._gpus[s] for s in slots)
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        self._counter += 1
+        handle = f"local-{self._counter}-trial-{spec.trial_number}-rung-{spec.rung}"
+        log_path = self._log_dir / f"trial-{spec.trial_number}-rung-{spec.rung}.log"
+        log = open(log_path, "ab")  # noqa: SIM115 - closed when the launch ends
+        process = subprocess.Popen(
+            self.command(spec),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self._busy.update(slots)
+        self._launches[handle] = _Launch(spec, process, slots, log_path, log, self.now())
+        return handle
+
+    def poll(self, handle: str) -> LaunchStatus:
+        launch = self._launch(handle)
+        if launch.status is not None:
+            return launch.status
+        code = launch.process.poll()
+        if code is None:
+            return LaunchStatus(LaunchState.RUNNING, launch.started_at)
+        return self._finish(launch, code)
+
+    def _finish(self, launch: _Launch, code: int) -> LaunchStatus:
+        launch.log.close()
+        self._busy.difference_update(launch.slots)
+        if launch.stopped:
+            state, message = LaunchState.STOPPED, "stopped"
+        elif code == 0:
+            state, message = LaunchState.SUCCEEDED, ""
+        else:
+            tail = launch.log_path.read_text(errors="replace")[-_LOG_TAIL_CHARS:]
+            state = LaunchState.FAILED
+            message = f"exit code {code}; log {launch.log_path}; last output:\n{tail}"
+        launch.status = LaunchStatus(state, launch.started_at, self.now(), message)
+        return launch.status
+
+    def stop(self, handle: str, grace_s: float = 10.0) -> None:
+        launch = self._launch(handle)
+        if launch.status is not None:
+            return
+        launch.stopped = True
+        process = launch.process
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            except ProcessLookupError:
+                process.wait()
+        self._finish(launch, process.returncode)
+
+    def release(self) -> None:
+        for handle in list(self._launches):
+            self.stop(handle)
+
+    def now(self) -> float:
+        return time.time()
+
+    def wait(self, handles: Sequence[str], timeout_s: float) -> list[str]:
+        deadline = time.monotonic() + max(timeout_s, 0.0)
+        while True:
+            done = [h for h in handles if self.poll(h).done]
+            if done or time.monotonic() >= deadline:
+                return done
+            time.sleep(min(0.2, max(deadline - time.monotonic(), 0.0)))

@@ -1,0 +1,799 @@
+"""ElasticTuner: execute a SEER plan rung by rung, resizing trials through checkpoints.
+
+Optuna cannot pause a trial, so the executor keeps each trial ``RUNNING`` across its
+launches and tells Optuna ``PRUNED`` or ``COMPLETE`` itself. For every rung it
+
+1. launches each surviving trial on the backend with the rung's workers (GPUs), from the
+   trial's last rung-end checkpoint, in waves when the slots do not fit them all at once;
+2. waits until every launch has reported the rung's cumulative epochs (the training script
+   reports through the storage and checkpoints at the end: ``SeerCallback`` or
+   ``TrialContext.report``/``save_checkpoint``);
+3. charges each trial's measured worker-seconds to the study's ledger;
+4. asks ``SeerPruner.decide_rung`` who survives and tells Optuna ``PRUNED`` for the rest;
+5. compares measured epoch and launch times with the plan and, when the remaining rungs
+   would miss the deadline or the budget (or the measurements drift by more than
+   ``drift_tolerance``), re-plans the rest with :func:`~optuna_seer.seer_planner.assign_gpus`,
+   shrinking the survivors if even that cannot meet them, and says what changed.
+
+The finalists are told ``COMPLETE`` with their last reported value. Near the deadline
+running trials are asked to stop after their current epoch (they still checkpoint); at the
+deadline they are stopped.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+import importlib.util
+import inspect
+import math
+from pathlib import Path
+import statistics
+import sys
+import time
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState
+from optuna_seer.checkpoints import open_store
+from optuna_seer.cost_model import ClusterLimits, RungShape, schedule
+from optuna_seer.ledger import Ledger, charge_trial, read_ledger, start_clock
+from optuna_seer.plan import Plan, Rung, format_seconds
+from optuna_seer.pruner import SeerPruner
+from optuna_seer.sampler import SeerSampler
+from optuna_seer.scaling import ScalingCurve
+from optuna_seer.seer_planner import assign_gpus, gpu_candidates
+from optuna_seer.storage_url import storage_url_of
+from optuna_seer.trial_attrs import (
+    TRIAL_PLACEMENT,
+    TRIAL_STOP_REASON,
+    launch_timing_key,
+)
+from optuna_seer.trial_context import ENV_MAX_EPOCHS, checkpoint_name, checkpoint_object_uri
+from optuna_seer.workload import Workload
+
+SearchSpace = Callable[[optuna.Trial], Any]
+
+
+@dataclass(frozen=True)
+class LaunchRecord:
+    """One launch of one trial for one rung, as it happened.
+
+    ``started_at``/``finished_at`` are seconds from the job's start; ``lanes`` are the slot
+    indices it held (for timelines); ``train_seconds``/``epochs`` come from the worker.
+    """
+
+    trial_number: int
+    rung: int
+    workers: int
+    lanes: tuple[int, ...]
+    started_at: float
+    finished_at: float
+    state: str
+    train_seconds: float | None = None
+    epochs: int | None = None
+    message: str = ""
+
+    @property
+    def wall_seconds(self) -> float:
+        return self.finished_at - self.started_at
+
+    @property
+    def overhead_seconds(self) -> float | None:
+        """Launch + resume + checkpoint: wall time not spent training epochs."""
+        if self.train_seconds is None:
+            return None
+        return max(self.wall_seconds - self.train_seconds, 0.0)
+
+    @property
+    def epoch_seconds(self) -> float | None:
+        if self.train_seconds is None or not self.epochs:
+            return None
+        return self.train_seconds / self.epochs
+
+
+@dataclass(frozen=True)
+class RungRecord:
+    """A rung as planned (when it started) and as executed; times from the job's start."""
+
+    planned: Rung
+    started_at: float
+    finished_at: float
+    trials: tuple[int, ...]
+    promoted: tuple[int, ...]
+    eliminated: tuple[int, ...]
+    gpu_seconds: float
+    launches: tuple[LaunchRecord, ...]
+
+    @property
+    def overhead_seconds(self) -> float | None:
+        """Mean launch + resume + checkpoint seconds per launch in this rung."""
+        values = [v for v in (r.overhead_seconds for r in self.launches) if v is not None]
+        return statistics.fmean(values) if values else None
+
+    @property
+    def epoch_seconds(self) -> float | None:
+        """Mean measured seconds per epoch at this rung's workers."""
+        values = [v for v in (r.epoch_seconds for r in self.launches) if v is not None]
+        return statistics.fmean(values) if values else None
+
+
+@dataclass(frozen=True)
+class TuningResult:
+    """What :meth:`ElasticTuner.run` did: the best trial, the rungs, the ledger, the timeline."""
+
+    study_name: str
+    plan: Plan
+    final_plan: Plan
+    best_trial: FrozenTrial | None
+    rungs: tuple[RungRecord, ...]
+    launches: tuple[LaunchRecord, ...]
+    ledger: Ledger
+    slots: int
+    wall_seconds: float
+    notes: tuple[str, ...] = field(default=())
+    trial_states: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def best_params(self) -> dict[str, Any] | None:
+        return None if self.best_trial is None else dict(self.best_trial.params)
+
+    @property
+    def best_value(self) -> float | None:
+        return None if self.best_trial is None else self.best_trial.value
+
+    @property
+    def deadline_met(self) -> bool:
+        return self.wall_seconds <= self.plan.deadline_s
+
+    @property
+    def spent_dollars(self) -> float:
+        return self.ledger.spent_dollars
+
+
+def entrypoint_of(train: str | Path | Callable[[], Any]) -> str:
+    """The ``optuna_seer.entrypoint`` target for a script path or a module-level function."""
+    if isinstance(train, Path):
+        train = str(train)
+    if isinstance(train, str):
+        path = train.rpartition(":")[0] if ":" in train else train
+        if path.endswith(".py") and not Path(path).is_file():
+            raise ValueError(f"train={train!r}: no such file.")
+        if path.endswith(".py"):
+            return str(Path(path).resolve()) + train[len(path) :]
+        return train
+    if callable(train):
+        qualname = getattr(train, "__qualname__", "")
+        if not qualname or "<" in qualname or "." in qualname:
+            raise ValueError(
+                f"train={train!r} must be a module-level function (workers import it by name)."
+            )
+        try:
+            source = inspect.getfile(train)
+        except TypeError:
+            raise ValueError(f"train={train!r} is not defined in a Python file.") from None
+        return f"{Path(source).resolve()}:{qualname}"
+    raise TypeError(
+        f"train={train!r} must be a script path, 'file.py:function', 'module:function' or a "
+        "module-level function."
+    )
+
+
+def _search_space_of(train: str | Path | Callable[[], Any]) -> SearchSpace:
+    module: Any
+    if callable(train) and not isinstance(train, (str, Path)):
+        module = sys.modules.get(train.__module__)
+    else:
+        target = str(train)
+        location = target.rpartition(":")[0] if ":" in target else target
+        if location.endswith(".py"):
+            spec = importlib.util.spec_from_file_location("__seer_search_space__", location)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(location)
+    found = getattr(module, "search_space", None)
+    if not callable(found):
+        raise ValueError(
+            f"no search space: pass search_space=callable(trial) or define a function "
+            f"search_space(trial) next to the training code ({train!r})."
+        )
+    return found  # type: ignore[no-any-return]
+
+
+def _up_to_peak(points: dict[int, float]) -> ScalingCurve:
+    """A table curve through ``points`` (``{1: 1.0, ...}``), cut where it stops increasing."""
+    table = {1: 1.0}
+    for gpus in sorted(k for k in points if k > 1):
+        speedup = min(points[gpus], float(gpus))
+        if speedup <= table[max(table)]:
+            break
+        table[gpus] = speedup
+    return ScalingCurve.parse(table)
+
+
+def _curve_from_plan(plan: Plan) -> ScalingCurve:
+    """The speedups implied by the plan's per-rung epoch times (linear below its smallest k)."""
+    by_gpus = {r.gpus_per_trial: r.epoch_seconds for r in plan.rungs}
+    smallest = min(by_gpus)
+    return _up_to_peak(
+        {gpus: smallest * by_gpus[smallest] / seconds for gpus, seconds in by_gpus.items()}
+    )
+
+
+def measured_curve(
+    prior: ScalingCurve, epoch_seconds: dict[int, float], max_gpus: int
+) -> tuple[float, ScalingCurve]:
+    """One-GPU epoch time and speedup curve from measured seconds per epoch at some ``k``.
+
+    Measured speedups replace the prior's where a worker count was measured (relative to one
+    worker when it was measured, else through the prior at the smallest measured count);
+    the prior fills the other powers of two up to ``max_gpus``. The curve stops at its peak,
+    so a count that measured slower is never bought again.
+
+    Example:
+        >>> t1, curve = measured_curve(ScalingCurve.parse("linear"), {1: 2.0, 2: 4.0}, 4)
+        >>> t1, curve.max_useful_gpus
+        (2.0, 1.0)
+    """
+    smallest = min(epoch_seconds)
+    t1 = epoch_seconds[smallest] * prior.speedup(smallest)
+    points = {k: t1 / seconds for k, seconds in epoch_seconds.items()}
+    gpus = 2
+    while gpus <= max_gpus:
+        points.setdefault(gpus, prior.speedup(gpus))
+        gpus *= 2
+    points[1] = 1.0
+    return t1, _up_to_peak(points)
+
+
+class _RungProgress:
+    """A one-line progress bar per rung on stderr: ``rung 1: ... [####----] 2/4 trials 31 s``."""
+
+    def __init__(self, label: str, total: int, enabled: bool) -> None:
+        self._label, self._total, self._enabled = label, total, enabled
+        self._done = 0
+        self._start = time.monotonic()
+        self._draw()
+
+    def _draw(self, end: str = "") -> None:
+        if not self._enabled:
+            return
+        filled = 20 * self._done // max(self._total, 1)
+        bar = "#" * filled + "-" * (20 - filled)
+        elapsed = time.monotonic() - self._start
+        print(
+            f"\r{self._label} [{bar}] {self._done}/{self._total} trials {elapsed:.0f} s",
+            end=end,
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def update(self, count: int) -> None:
+        self._done += count
+        self._draw()
+
+    def close(self) -> None:
+        self._draw(end="\n")
+
+
+class ElasticTuner:
+    """Run a SEER plan on a backend: launch, wait, prune, checkpoint, resize, repeat.
+
+    Args:
+        study: A study with ``sampler=SeerSampler(...)`` and ``pruner=SeerPruner(...)`` and no
+            trials yet, on a storage the workers can open (SQLite, journal file, RDB, gRPC).
+        plan: The plan to run; defaults to (and must equal) ``study.pruner.plan``.
+        backend: Where trials run, e.g. ``LocalBackend(slots=2)``; its slots are the cluster.
+        train: The training program: a script path, ``"file.py:function"``,
+            ``"module:function"`` or a module-level function.
+        checkpoints: Root for checkpoints: a directory or ``s3://bucket/prefix``; each trial
+            gets ``<root>/<study>/trial-<n>``.
+        search_space: ``callable(trial)`` that suggests the parameters; defaults to a
+            ``search_space`` function next to ``train``.
+        workload: The workload the plan was made for (its scaling curve is used to re-plan);
+            if ``None``, the curve implied by the plan's epoch times is used.
+        storage_url: The storage URL for workers, if it cannot be read from the study.
+        limits: Cluster limits for re-planning; ``ClusterLimits(max_gpus=backend.slots)``.
+        drift_tolerance: Re-plan when measured epoch or launch times differ from the plan's by
+            more than this fraction; re-planning picks the cheapest workers that meet the
+            deadline again. It always re-plans when the deadline or budget is at risk
+            (``math.inf``: only then).
+        poll_seconds: How often the backend is polled.
+        progress: Show a progress bar per rung and print what the executor decides.
+
+    Example:
+        >>> tuner = ElasticTuner(study, plan=pruner.plan,  # doctest: +SKIP
+        ...                      backend=LocalBackend(slots=2),
+        ...                      train="examples/lightning_digits.py:train",
+        ...                      checkpoints="./ckpt")
+        >>> result = tuner.run()  # doctest: +SKIP
+        >>> result.best_params  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        plan: Plan | None = None,
+        *,
+        backend: Backend,
+        train: str | Path | Callable[[], Any],
+        checkpoints: str | Path,
+        search_space: SearchSpace | None = None,
+        workload: Workload | None = None,
+        storage_url: str | None = None,
+        limits: ClusterLimits | None = None,
+        drift_tolerance: float = 0.25,
+        poll_seconds: float = 0.5,
+        progress: bool = True,
+    ) -> None:
+        if not isinstance(study, optuna.Study):
+            raise TypeError(f"study={study!r} must be an optuna.Study.")
+        pruner = study.pruner
+        if not isinstance(pruner, SeerPruner) or not isinstance(study.sampler, SeerSampler):
+            raise ValueError(
+                "ElasticTuner needs optuna.create_study(sampler=SeerSampler(...), "
+                f"pruner=SeerPruner(...)); got sampler={study.sampler!r}, pruner={pruner!r}."
+            )
+        if plan is not None and plan != pruner.plan:
+            raise ValueError(
+                "plan= differs from study.pruner.plan: the pruner decides rungs by its plan, so "
+                "pass plan=pruner.plan (or leave it out)."
+            )
+        if not isinstance(backend, Backend):
+            raise TypeError(f"backend={backend!r} must be an optuna_seer Backend.")
+        self._pruner = pruner
+        self._plan = pruner.plan
+        widest = max(r.gpus_per_trial for r in self._plan.rungs)
+        if widest > backend.slots:
+            raise ValueError(
+                f"the plan gives a trial {widest} workers but the backend has {backend.slots} "
+                "slots; plan with ClusterLimits(max_gpus=slots)."
+            )
+        self._study = study
+        self._backend = backend
+        self._entrypoint = entrypoint_of(train)
+        self._search_space = search_space if search_space is not None else _search_space_of(train)
+        if not callable(self._search_space):
+            raise TypeError(f"search_space={search_space!r} must be callable(trial).")
+        if not isinstance(checkpoints, (str, Path)) or not str(checkpoints):
+            raise ValueError(f"checkpoints={checkpoints!r} must be a directory or s3:// prefix.")
+        root = str(checkpoints).rstrip("/")
+        open_store(root)  # validates the URI early
+        self._checkpoint_root = root if root.startswith("s3://") else str(Path(root).resolve())
+        self._storage_url = storage_url or storage_url_of(study._storage)
+        if workload is not None and not isinstance(workload, Workload):
+            raise TypeError(f"workload={workload!r} must be an optuna_seer.Workload.")
+        self._workload = workload
+        self._limits = limits or ClusterLimits(max_gpus=backend.slots)
+        if not drift_tolerance > 0:
+            raise ValueError(
+                f"drift_tolerance={drift_tolerance!r} must be a positive fraction (math.inf: "
+                "re-plan only when the deadline or budget is at risk)."
+            )
+        self._drift = drift_tolerance
+        if not (poll_seconds > 0 and math.isfinite(poll_seconds)):
+            raise ValueError(f"poll_seconds={poll_seconds!r} must be positive.")
+        self._poll = poll_seconds
+        self._progress = progress
+        self._notes: list[str] = []
+        self._launches: list[LaunchRecord] = []
+        self._t0 = 0.0
+        self._charged_gpu_s = 0.0
+
+    # ----------------------------------------------------------------- helpers
+    def _say(self, message: str) -> None:
+        self._notes.append(message)
+        if self._progress:
+            print(f"[seer] {message}", file=sys.stderr, flush=True)
+
+    def _trial(self, number: int) -> FrozenTrial:
+        return self._study._storage.get_trial(self._ids[number])
+
+    def _trial_uri(self, number: int) -> str:
+        return f"{self._checkpoint_root}/{self._study.study_name}/trial-{number}"
+
+    def _close_account(self, number: int) -> None:
+        # Stop the ledger's accrual at its last measured charge before Optuna settles it.
+        charge_trial(self._study._storage, self._trial(number), 0.0, self._backend.now())
+
+    def _tell(self, number: int, state: TrialState, reason: str | None = None) -> None:
+        storage = self._study._storage
+        if reason is not None:
+            storage.set_trial_system_attr(self._ids[number], TRIAL_STOP_REASON, reason)
+        self._close_account(number)
+        if state == TrialState.COMPLETE:
+            trial = self._trial(number)
+            value = trial.intermediate_values[trial.last_step]  # type: ignore[index]
+            self._study.tell(number, value)
+        else:
+            self._study.tell(number, state=state)
+        self._states[number] = state.name
+
+    # ----------------------------------------------------------------- run
+    def run(self) -> TuningResult:
+        """Execute the plan; returns what happened. Releases the backend on every exit.
+
+        Raises:
+            ValueError: The study already has trials (run a fresh study).
+        """
+        study = self._study
+        if study.get_trials(deepcopy=False):
+            raise ValueError(
+                f"study {study.study_name!r} already has trials; ElasticTuner runs a fresh "
+                "study (use a new study_name)."
+            )
+        self._t0 = start_clock(study, self._backend.now())
+        self._ids: dict[int, int] = {}
+        self._params: dict[int, dict[str, Any]] = {}
+        self._states: dict[int, str] = {}
+        self._resume: dict[int, str | None] = {}
+        schedule_: list[Rung] = list(self._plan.rungs)
+        records: list[RungRecord] = []
+        try:
+            for _ in range(self._plan.n_configs):
+                trial = study.ask()
+                self._search_space(trial)
+                self._ids[trial.number] = trial._trial_id
+                self._params[trial.number] = dict(trial.params)
+                self._resume[trial.number] = None
+                self._states[trial.number] = TrialState.RUNNING.name
+            alive = list(self._ids)
+            self._say(
+                f"{len(alive)} configurations sampled; plan: {len(schedule_)} rungs, "
+                f"{format_seconds(self._plan.predicted_seconds)} and "
+                f"${self._plan.predicted_cost:,.2f} predicted"
+            )
+            index = 0
+            while index < len(schedule_):
+                rung = schedule_[index]
+                record, alive, cut_short = self._run_rung(rung, alive, schedule_)
+                records.append(record)
+                if cut_short:
+                    self._finish_early(alive, rung, cut_short)
+                    break
+                if index == len(schedule_) - 1:
+                    for number in alive:
+                        self._tell(number, TrialState.COMPLETE)
+                    break
+                alive = self._decide(index, alive, records)
+                schedule_ = self._replan(index, schedule_, alive, records)
+                keep = schedule_[index + 1].n_trials
+                for number in alive[keep:]:
+                    self._tell(
+                        number,
+                        TrialState.PRUNED,
+                        f"re-plan after rung {index}: only the best {keep} can finish in time",
+                    )
+                alive = alive[:keep]
+                index += 1
+        except BaseException:
+            self._backend.release()
+            for number, state in self._states.items():
+                if state == TrialState.RUNNING.name:
+                    self._tell(number, TrialState.FAIL, "executor stopped by an error")
+            raise
+        self._backend.release()
+        return self._result(records, schedule_)
+
+    def _result(self, records: list[RungRecord], schedule_: list[Rung]) -> TuningResult:
+        now = self._backend.now()
+        trials = self._study.get_trials(deepcopy=False)
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        best: FrozenTrial | None = None
+        if complete:
+            best = self._study.best_trial
+        final = replace(self._plan, rungs=tuple(schedule_))
+        return TuningResult(
+            study_name=self._study.study_name,
+            plan=self._plan,
+            final_plan=final,
+            best_trial=best,
+            rungs=tuple(records),
+            launches=tuple(self._launches),
+            ledger=read_ledger(self._study, self._plan, now, trials),
+            slots=self._backend.slots,
+            wall_seconds=now - self._t0,
+            notes=tuple(self._notes),
+            trial_states=dict(self._states),
+        )
+
+    # ----------------------------------------------------------------- one rung
+    def _run_rung(
+        self, rung: Rung, alive: list[int], schedule_: Sequence[Rung]
+    ) -> tuple[RungRecord, list[int], str]:
+        """Launch every trial of ``rung`` (in waves) and wait; returns (record, still alive,
+        ``"deadline"``/``"budget"`` if the rung was cut short, else ``""``)."""
+        backend, storage = self._backend, self._study._storage
+        workers = rung.gpus_per_trial
+        deadline_at = self._t0 + self._plan.deadline_s
+        last_epoch = self._measured_epoch_seconds(workers) or rung.epoch_seconds
+        grace = min(max(2.0 * last_epoch + 5.0, 10.0), 0.25 * self._plan.deadline_s)
+        pending = deque(alive)
+        running: dict[str, tuple[int, tuple[int, ...], float]] = {}
+        free_lanes = list(range(backend.slots))
+        launches: list[LaunchRecord] = []
+        survivors: list[int] = []
+        soft_stopped = hard_stopped = False
+        started = backend.now() - self._t0
+        bar = _RungProgress(
+            f"rung {rung.index}: {workers} worker(s), to epoch {rung.resource}",
+            len(alive),
+            self._progress,
+        )
+        price = self._plan.price_per_gpu_second
+        stop_for = ""
+        while pending or running:
+            now = backend.now()
+            in_flight = sum((now - t) * workers for _, _, t in running.values())
+            spent = (self._charged_gpu_s + in_flight) * price
+            burn = len(running) * workers * price * grace
+            if not stop_for and now >= deadline_at - grace:
+                stop_for = "deadline"
+            elif not stop_for and spent + burn >= self._plan.budget_dollars:
+                stop_for = "budget"
+            if stop_for and not soft_stopped:
+                soft_stopped = True
+                reason = (
+                    f"deadline: stopped {format_seconds(deadline_at - now)} before it"
+                    if stop_for == "deadline"
+                    else f"budget: ${spent:,.2f} of ${self._plan.budget_dollars:,.2f} spent"
+                )
+                for number, _, _ in running.values():
+                    storage.set_trial_system_attr(self._ids[number], TRIAL_STOP_REASON, reason)
+                self._say(
+                    f"{stop_for} near: {len(pending)} trial(s) of rung {rung.index} not launched; "
+                    f"{len(running)} asked to stop after their current epoch (they checkpoint "
+                    "first)"
+                )
+                survivors.extend(pending)
+                pending.clear()
+            over = (
+                now >= deadline_at if stop_for == "deadline" else spent >= self._plan.budget_dollars
+            )
+            if soft_stopped and not hard_stopped and over:
+                hard_stopped = True
+                for handle in running:
+                    backend.stop(handle)
+            while pending and len(free_lanes) >= workers:
+                number = pending.popleft()
+                lanes = tuple(free_lanes[:workers])
+                del free_lanes[:workers]
+                spec = LaunchSpec(
+                    study_name=self._study.study_name,
+                    storage=self._storage_url,
+                    trial_number=number,
+                    params=self._params[number],
+                    rung=rung.index,
+                    target_epochs=rung.resource,
+                    workers=workers,
+                    checkpoint_uri=self._trial_uri(number),
+                    resume_from=self._resume[number],
+                    env={ENV_MAX_EPOCHS: str(self._plan.max_epochs)},
+                    entrypoint=self._entrypoint,
+                )
+                handle = backend.start(spec)
+                running[handle] = (number, lanes, backend.now())
+            for handle in backend.wait(list(running), self._poll):
+                number, lanes, _ = running.pop(handle)
+                free_lanes = sorted(free_lanes + list(lanes))
+                launch = self._finish_launch(handle, number, rung, lanes, soft_stopped)
+                launches.append(launch)
+                bar.update(1)
+                if launch.state == LaunchState.FAILED.value:
+                    self._tell(number, TrialState.FAIL, launch.message[-500:])
+                    self._say(f"trial {number} failed in rung {rung.index}: {launch.message}")
+                else:
+                    survivors.append(number)
+        bar.close()
+        record = RungRecord(
+            planned=rung,
+            started_at=started,
+            finished_at=backend.now() - self._t0,
+            trials=tuple(alive),
+            promoted=(),
+            eliminated=(),
+            gpu_seconds=sum(r.wall_seconds * r.workers for r in launches),
+            launches=tuple(launches),
+        )
+        ordered = [n for n in alive if n in survivors]
+        return record, ordered, stop_for
+
+    def _finish_launch(
+        self, handle: str, number: int, rung: Rung, lanes: tuple[int, ...], stopping: bool
+    ) -> LaunchRecord:
+        status = self._backend.poll(handle)
+        finished = status.finished_at if status.finished_at is not None else self._backend.now()
+        trial = self._trial(number)
+        timing = trial.system_attrs.get(launch_timing_key(rung.index))
+        state, message = status.state, status.message
+        reached = trial.last_step is not None and trial.last_step >= rung.resource
+        if state is LaunchState.SUCCEEDED and not reached and not stopping:
+            state = LaunchState.FAILED
+            message = (
+                f"the script exited without reporting epoch {rung.resource} (last reported: "
+                f"{trial.last_step}); report with SeerCallback or TrialContext.report."
+            )
+        uri = checkpoint_object_uri(self._trial_uri(number), checkpoint_name(rung.index))
+        if state is not LaunchState.FAILED and timing is not None:
+            self._resume[number] = uri
+        gpu_seconds = (finished - status.started_at) * rung.gpus_per_trial
+        self._charged_gpu_s += gpu_seconds
+        charge_trial(self._study._storage, trial, gpu_seconds, self._backend.now())
+        launch = LaunchRecord(
+            trial_number=number,
+            rung=rung.index,
+            workers=rung.gpus_per_trial,
+            lanes=lanes,
+            started_at=status.started_at - self._t0,
+            finished_at=finished - self._t0,
+            state=state.value,
+            train_seconds=None if timing is None else float(timing["train_seconds"]),
+            epochs=None if timing is None else int(timing["epochs"]),
+            message=message,
+        )
+        self._launches.append(launch)
+        return launch
+
+    def _finish_early(self, alive: list[int], rung: Rung, why: str) -> None:
+        """Close the trials still in play when the deadline or budget cut a rung short."""
+        for number in alive:
+            trial = self._trial(number)
+            if trial.last_step is not None and trial.last_step >= self._plan.max_epochs:
+                self._tell(number, TrialState.COMPLETE)
+            elif trial.last_step is None:
+                self._tell(number, TrialState.PRUNED, f"{why}: never reported a value")
+            else:
+                self._tell(
+                    number,
+                    TrialState.COMPLETE,
+                    f"{why}: stopped after {trial.last_step} of {self._plan.max_epochs} epochs",
+                )
+        self._say(
+            f"{why} reached in rung {rung.index}: {len(alive)} trial(s) in play told COMPLETE "
+            "with their last reported value"
+        )
+
+    # ----------------------------------------------------------------- between rungs
+    def _decide(self, index: int, alive: list[int], records: list[RungRecord]) -> list[int]:
+        decision = self._pruner.decide_rung(self._study, index)
+        promoted = [n for n in decision.promoted if n in alive]
+        eliminated = [n for n in alive if n not in promoted]
+        for number in eliminated:
+            self._tell(number, TrialState.PRUNED)
+        records[-1] = replace(records[-1], promoted=tuple(promoted), eliminated=tuple(eliminated))
+        return promoted
+
+    def _curve(self) -> ScalingCurve:
+        return self._workload.curve if self._workload is not None else _curve_from_plan(self._plan)
+
+    def _measured_epoch_seconds(self, workers: int) -> float | None:
+        values = [
+            r.epoch_seconds
+            for r in self._launches
+            if r.workers == workers and r.epoch_seconds is not None
+        ]
+        return statistics.median(values) if values else None
+
+    def _measured_workload(self) -> Workload | None:
+        """The workload as measured so far: epoch time, speedups, launch overhead."""
+        by_gpus: dict[int, list[float]] = {}
+        for launch in self._launches:
+            if launch.epoch_seconds is not None:
+                by_gpus.setdefault(launch.workers, []).append(launch.epoch_seconds)
+        overheads = [r.overhead_seconds for r in self._launches if r.overhead_seconds is not None]
+        if not by_gpus or not overheads:
+            return None
+        t1, curve = measured_curve(
+            self._curve(),
+            {k: statistics.median(v) for k, v in by_gpus.items()},
+            self._backend.slots,
+        )
+        return Workload(
+            epoch_seconds=max(t1, 1e-6),
+            scaling=curve,
+            max_epochs=self._plan.max_epochs,
+            gpus_per_node=self._workload.gpus_per_node if self._workload else self._backend.slots,
+            startup_seconds=statistics.median(overheads),
+        )
+
+    def _replan(
+        self, done: int, schedule_: list[Rung], alive: list[int], records: list[RungRecord]
+    ) -> list[Rung]:
+        """Re-time (and if needed re-plan) the rungs after ``done`` from measurements."""
+        measured = self._measured_workload()
+        rest = schedule_[done + 1 :]
+        if measured is None or not alive:
+            return schedule_
+        now = self._backend.now()
+        elapsed = now - self._t0
+        left_s = self._plan.deadline_s - elapsed
+        ledger = read_ledger(self._study, self._plan, now)
+        left_dollars = ledger.remaining_dollars
+        price = self._plan.price_per_gpu_second
+        start = schedule_[done].resource
+
+        def timed(n: Sequence[int], gpus: Sequence[int]) -> tuple[Rung, ...]:
+            shapes = [RungShape(a, r.resource, k) for a, r, k in zip(n, rest, gpus)]
+            return schedule(shapes, measured, price, self._limits, start)
+
+        def shifted(rungs: Sequence[Rung]) -> list[Rung]:
+            return [
+                replace(r, index=done + 1 + i, start_s=r.start_s + elapsed, end_s=r.end_s + elapsed)
+                for i, r in enumerate(rungs)
+            ]
+
+        n_now = [min(r.n_trials, len(alive)) for r in rest]
+        current = timed(n_now, [r.gpus_per_trial for r in rest])
+        fits = current[-1].end_s <= left_s and sum(r.cost for r in current) <= left_dollars
+        planned_epoch = schedule_[done].epoch_seconds
+        measured_epoch = records[-1].epoch_seconds
+        planned_start = self._workload.startup_seconds if self._workload else 0.0
+        measured_start = records[-1].overhead_seconds or 0.0
+        drift = (
+            measured_epoch is not None
+            and abs(measured_epoch - planned_epoch) > self._drift * planned_epoch
+        ) or (
+            planned_start > 0 and abs(measured_start - planned_start) > self._drift * planned_start
+        )
+        if fits and not drift:
+            return schedule_[: done + 1] + shifted(current)
+        why = (
+            f"measured {measured_epoch if measured_epoch is not None else math.nan:.2f} s/epoch "
+            f"on {schedule_[done].gpus_per_trial} worker(s) (plan {planned_epoch:.2f}) and "
+            f"{measured_start:.1f} s per launch (plan {planned_start:.1f})"
+        )
+        candidates = gpu_candidates(measured, self._limits, self._plan.min_marginal_speedup)
+        chosen: tuple[Rung, ...] | None = None
+        outcome = ""
+        for width in range(n_now[0], 0, -1):
+            n = [min(x, width) for x in n_now]
+            found = assign_gpus(
+                n,
+                [r.resource for r in rest],
+                measured,
+                price,
+                self._limits,
+                left_s,
+                candidates,
+                start_resource=start,
+            )
+            if found is not None and sum(r.cost for r in found) <= left_dollars:
+                chosen = found
+                if width < n_now[0]:
+                    outcome = f"; only {width} survivor(s) can finish in time and budget"
+                break
+        if chosen is None:
+            chosen = timed([1] * len(rest), [max(candidates)] * len(rest))
+            outcome = (
+                "; even one finalist cannot finish: it trains on the fastest workers and is "
+                "stopped before the deadline"
+            )
+        new = shifted(chosen)
+        old_gpus = [r.gpus_per_trial for r in rest]
+        new_gpus = [r.gpus_per_trial for r in new]
+        if fits and new_gpus == old_gpus and [r.n_trials for r in new] == n_now:
+            self._say(
+                f"re-timed after rung {done}: {why}; the remaining rungs still fit "
+                f"(end {format_seconds(new[-1].end_s)} of {format_seconds(self._plan.deadline_s)})"
+            )
+        else:
+            self._say(
+                f"re-plan after rung {done}: {why}{outcome}; workers per trial {old_gpus} -> "
+                f"{new_gpus}, trials {[r.n_trials for r in rest]} -> "
+                f"{[r.n_trials for r in new]}, predicted end {format_seconds(new[-1].end_s)} "
+                f"of {format_seconds(self._plan.deadline_s)} with "
+                f"{format_seconds(left_s)} and ${left_dollars:,.2f} left"
+            )
+        prefix = [r.gpus_per_trial for r in schedule_[: done + 1]]
+        storage = self._study._storage
+        for number in alive:
+            placed = storage.get_trial_system_attrs(self._ids[number])[TRIAL_PLACEMENT]
+            storage.set_trial_system_attr(
+                self._ids[number], TRIAL_PLACEMENT, {**placed, "gpus": prefix + new_gpus}
+            )
+        return schedule_[: done + 1] + new

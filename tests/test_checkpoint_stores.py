@@ -1,0 +1,56 @@
+"""Checkpoint stores the executor uses: a local directory and S3 on a real local moto server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from elastic_support import (
+    S3Server,
+    s3_server_fixture,  # noqa: F401 - registers the fixture
+)
+import pytest
+
+from optuna_seer.checkpoints import CorruptCheckpointError, LocalStore, S3Store, open_store
+from optuna_seer.trial_context import checkpoint_object_uri, fetch_checkpoint
+
+
+def _file(tmp_path: Path, payload: bytes) -> Path:
+    path = tmp_path / "weights.bin"
+    path.write_bytes(payload)
+    return path
+
+
+def test_local_store_round_trip_and_corruption(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "ckpt"))
+    assert isinstance(store, LocalStore)
+    uri = store.put(_file(tmp_path, b"epoch-1"), "rung-0.ckpt")
+    assert uri == checkpoint_object_uri(store.uri, "rung-0.ckpt")
+    assert Path(fetch_checkpoint(uri)).read_bytes() == b"epoch-1"
+    assert store.names() == ["rung-0.ckpt"]
+    Path(uri).write_bytes(b"tampered")
+    with pytest.raises(CorruptCheckpointError, match="SHA-256"):
+        fetch_checkpoint(uri)
+
+
+def test_s3_store_round_trip_and_corruption(tmp_path: Path, s3_server: S3Server) -> None:
+    import boto3
+
+    store = open_store(f"s3://{s3_server.bucket}/study/trial-0")
+    assert isinstance(store, S3Store)
+    uri = store.put(_file(tmp_path, b"epoch-3"), "rung-1.ckpt")
+    assert uri == f"s3://{s3_server.bucket}/study/trial-0/rung-1.ckpt"
+    assert store.names() == ["rung-1.ckpt"]
+    local = fetch_checkpoint(uri)
+    assert Path(local).read_bytes() == b"epoch-3"
+    boto3.client("s3").put_object(
+        Bucket=s3_server.bucket, Key="study/trial-0/rung-1.ckpt", Body=b"tampered"
+    )
+    with pytest.raises(CorruptCheckpointError, match="SHA-256"):
+        fetch_checkpoint(uri)
+    store.delete("rung-1.ckpt")
+    assert store.names() == []
+
+
+def test_open_store_rejects_unknown_schemes() -> None:
+    with pytest.raises(ValueError, match="only local directories and s3://"):
+        open_store("gs://bucket/prefix")

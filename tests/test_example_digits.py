@@ -1,0 +1,43 @@
+"""The main job, end to end: examples/lightning_digits.py tunes digits with real DDP trials."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+import re
+
+from elastic_support import REPO
+import pytest
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_lightning_digits_example_runs_to_a_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DIGITS_REPEATS", "1")  # small epochs; inherited by the workers
+    spec = importlib.util.spec_from_file_location(
+        "lightning_digits", REPO / "examples" / "lightning_digits.py"
+    )
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    code = example.main(
+        [
+            "--deadline", "4m",
+            "--max-configs", "4",
+            "--epoch-seconds", "1",
+            "--max-epochs", "3",
+            "--slots", "2",
+            "--storage", f"sqlite:///{tmp_path / 'seer.db'}",
+            "--out", str(tmp_path / "out"),
+        ]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0
+    report = (tmp_path / "out" / "report.txt").read_text()
+    assert report in printed
+    assert "planning for 204 s of the 4m deadline" in printed  # the default 15 % margin
+    assert re.search(r"deadline 0:03:24 \(met\)", report)
+    assert "overhead per launch" in report and "best: trial" in report
+    assert (tmp_path / "out" / "timeline.png").stat().st_size > 0
