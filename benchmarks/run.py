@@ -45,6 +45,7 @@ from benchmarks.baselines import (
     run_plan,
     run_seer_pool,
 )
+from benchmarks.seer_arm import run_seer
 from optuna_seer.plan import format_seconds
 from optuna_seer.seer_planner import plan_seer
 
@@ -87,6 +88,7 @@ def _optuna(name: str) -> Method:
 
 
 METHODS: dict[str, Method] = {
+    "seer": run_seer,
     "static-plan": _static_plan,
     "seer-pool": run_seer_pool,
     "naive-elastic-sha": _naive_elastic,

@@ -10,7 +10,7 @@ import pytest
 
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState
 from optuna_seer.backends.replay import RecordedCurve, ReplayBackend
-from optuna_seer.trial_attrs import TRIAL_STOP_REASON
+from optuna_seer.trial_attrs import TRIAL_STOP_REASON, launch_timing_key
 
 CURVES = [
     RecordedCurve(val_acc=(0.1, 0.2, 0.3, 0.4), test_acc=(0.15, 0.25, 0.35, 0.45)),
@@ -248,3 +248,16 @@ def test_replays_into_every_storage_kind(storage: object) -> None:
         pending -= set(backend.wait(sorted(pending), math.inf))
     assert backend.now() == pytest.approx(4 * 60.0 / 2.027)
     assert [t.intermediate_values[4] for t in study.get_trials()] == [0.4, 0.8]
+
+
+def test_a_successful_launch_records_its_training_like_a_worker() -> None:
+    study = _study()
+    backend = _backend(study, startup_seconds=10.0)
+    trial = _trial(study, 0)
+    first = backend.start(_spec(study, trial, target=1))
+    backend.wait([first], math.inf)
+    second = backend.start(_spec(study, trial, target=3, workers=2, resume=True, rung=1))
+    backend.wait([second], math.inf)
+    attrs = study.trials[0].system_attrs
+    assert attrs[launch_timing_key(0)] == {"train_seconds": 60.0, "epochs": 1}
+    assert attrs[launch_timing_key(1)] == {"train_seconds": 60.0, "epochs": 2}

@@ -15,7 +15,10 @@ trained (when it resumes from a checkpoint; from 0 otherwise) to ``spec.target_e
   configuration to Optuna storage as the intermediate value at ``step=epoch``: exactly what a
   real worker does with ``storage.set_trial_intermediate_value``; and, like a worker asked to
   stop (the trial's ``seer:stop_reason`` system attr is set), ends the launch successfully
-  after that epoch (its checkpoint keeps the epochs trained).
+  after that epoch (its checkpoint keeps the epochs trained);
+* when a launch ends successfully, records its training seconds and epochs in the trial's
+  ``seer:rung_<r>_training`` system attr, as ``TrialContext.record_training`` does, so the
+  executor measures epoch times and resumes the trial from this launch's checkpoint.
 
 Which recorded curve a trial replays is ``spec.params[config_param]`` (``"config_id"`` by
 default), an index into ``curves``. The recorded test accuracy stays out of the study and is
@@ -41,7 +44,8 @@ from optuna.storages import BaseStorage
 
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState, LaunchStatus
 from optuna_seer.scaling import ScalingCurve
-from optuna_seer.trial_attrs import TRIAL_STOP_REASON
+from optuna_seer.storage_url import open_storage
+from optuna_seer.trial_attrs import TRIAL_STOP_REASON, launch_timing_key
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,8 @@ class ReplayBackend(Backend):
         slots: Workers (GPUs) that can run at once.
         startup_seconds: Simulated seconds each launch needs before its first epoch.
         start_time: The clock's reading before anything runs.
-        storage: Where trials report; by default the storage named by each ``spec.storage``.
+        storage: Where trials report; by default the storage named by each ``spec.storage``
+            (any URL :func:`optuna_seer.storage_url.open_storage` opens).
         config_param: The trial parameter holding the index into ``curves``.
         observer: Called after every simulated epoch, at that epoch's time, with the handle,
             the epoch and the reported value; it may call :meth:`stop` (e.g. to let an Optuna
@@ -332,8 +337,21 @@ class ReplayBackend(Backend):
         if self._storage is not None:
             return self._storage
         if url not in self._storages:
-            self._storages[url] = optuna.storages.get_storage(url)
+            self._storages[url] = open_storage(url)
         return self._storages[url]
+
+    def _record_training(self, launch: _Launch) -> None:
+        """What a worker records as its launch ends: seconds spent training, epochs trained."""
+        trained = [at for at in launch.epoch_ends if at <= self._now]
+        began = launch.started_at + self._startup
+        self._storage_for(launch.spec.storage).set_trial_system_attr(
+            launch.trial_id,
+            launch_timing_key(launch.spec.rung),
+            {
+                "train_seconds": max(trained[-1] - began, 0.0) if trained else 0.0,
+                "epochs": len(trained),
+            },
+        )
 
     def _epoch_factor(self, trial_number: int, epoch: int, workers: int) -> float:
         if self._sigma == 0.0:
@@ -387,6 +405,8 @@ class ReplayBackend(Backend):
             self._observer(handle, epoch, value)
 
     def _finish(self, launch: _Launch, state: LaunchState, message: str) -> None:
+        if state is LaunchState.SUCCEEDED:
+            self._record_training(launch)
         launch.state = state
         launch.message = message
         launch.finished_at = self._now
