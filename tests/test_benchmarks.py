@@ -21,6 +21,7 @@ from benchmarks.baselines import (
     run_plan,
     run_seer_pool,
 )
+from benchmarks.seer_arm import run_seer
 from optuna_seer import plan_seer
 from optuna_seer.backends.replay import RecordedCurve
 
@@ -74,6 +75,18 @@ def test_optuna_pruners_stay_within_deadline_and_budget(
     assert outcome.test_acc is not None and outcome.config_id is not None
     assert outcome.test_acc == curve_set.curves[outcome.config_id].test_acc[EPOCHS - 1]
     assert run_optuna_pruner(method, SCENARIO, curve_set, seed=1) == outcome
+
+
+@pytest.mark.parametrize("scaling", ["resnet50", "babi"])
+def test_seer_arm_runs_the_elastic_tuner_within_deadline_and_budget(
+    scaling: str, curve_set: recorded.CurveSet
+) -> None:
+    scenario = Scenario("tight", deadline_s=600.0, dollars=6.0, scaling=scaling)
+    outcome = run_seer(scenario, curve_set, seed=3)
+    assert outcome.within_deadline and outcome.within_budget
+    assert outcome.test_acc is not None and outcome.config_id is not None
+    assert outcome.test_acc in curve_set.curves[outcome.config_id].test_acc
+    assert run_seer(scenario, curve_set, seed=3) == outcome
 
 
 def test_seer_pair_on_the_pool_stays_within_the_plan_width_deadline_and_budget(
