@@ -130,6 +130,7 @@ class Outcome:
     config_id: int | None
     val_acc: float | None
     test_acc: float | None
+    epochs: int
     seconds: float
     dollars: float
     configs_tried: int
@@ -163,11 +164,11 @@ def _outcome(
         if value is not None and (best is None or (value, epochs, -t.number) > best):
             best = (value, epochs, -t.number)
     if best is None:
-        config_id, val, test = None, None, None
+        config_id, val, test, epochs = None, None, None, 0
     else:
         number = -best[2]
         config_id = int(study.trials[number].params[CONFIG_PARAM])
-        val = best[0]
+        val, epochs = best[0], best[1]
         test = backend.test_accuracy(study.study_name, number)
     return Outcome(
         method=method,
@@ -175,6 +176,7 @@ def _outcome(
         config_id=config_id,
         val_acc=val,
         test_acc=test,
+        epochs=epochs,
         seconds=seconds,
         dollars=dollars,
         configs_tried=len({t.params[CONFIG_PARAM] for t in trials}),

@@ -111,6 +111,7 @@ def summarize(outcomes: Sequence[Outcome]) -> dict[str, Any]:
         "within_deadline_pct": 100.0 * sum(o.within_deadline for o in outcomes) / len(outcomes),
         "within_budget_pct": 100.0 * sum(o.within_budget for o in outcomes) / len(outcomes),
         "configs_mean": statistics.fmean(o.configs_tried for o in outcomes),
+        "epochs_mean": statistics.fmean(o.epochs for o in outcomes),
         "no_selection": sum(o.test_acc is None for o in outcomes),
     }
 
@@ -124,6 +125,7 @@ def oracle_row(scenario: Scenario, curves: recorded.CurveSet) -> dict[str, Any]:
         "test_sd": 0.0,
         "seconds_mean": seconds,
         "dollars_mean": seconds * scenario.price_per_gpu_second,
+        "epochs_mean": curves.epochs,
     }
 
 
@@ -137,8 +139,8 @@ def table(title: str, scenario: Scenario, rows: dict[str, dict[str, Any]]) -> st
         f"deadline), scaling `{scenario.scaling}`, t1 {scenario.epoch_seconds:g} s/epoch",
         "",
         "| method | test acc (mean ± sd) | time (mean / max) | dollars (mean / max) "
-        "| within deadline | within budget | configs |",
-        "|---|---|---|---|---|---|---|",
+        "| within deadline | within budget | configs | epochs of selected |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     ranked = sorted(
         ((name, row) for name, row in rows.items() if name != "oracle"),
@@ -150,12 +152,12 @@ def table(title: str, scenario: Scenario, rows: dict[str, dict[str, Any]]) -> st
             f"| {format_seconds(row['seconds_mean'])} / {format_seconds(row['seconds_max'])} "
             f"| ${row['dollars_mean']:.2f} / ${row['dollars_max']:.2f} "
             f"| {row['within_deadline_pct']:.0f} % | {row['within_budget_pct']:.0f} % "
-            f"| {row['configs_mean']:.0f} |"
+            f"| {row['configs_mean']:.0f} | {row['epochs_mean']:.1f} |"
         )
     oracle = rows["oracle"]
     lines.append(
         f"| *oracle* | {oracle['test_mean']:.4f} | {format_seconds(oracle['seconds_mean'])} "
-        f"| ${oracle['dollars_mean']:.2f} | n/a | n/a | 1 |"
+        f"| ${oracle['dollars_mean']:.2f} | n/a | n/a | 1 | {oracle['epochs_mean']} |"
     )
     return "\n".join(lines)
 

@@ -75,6 +75,7 @@ def run_seer(scenario: Scenario, curves: CurveSet, seed: int) -> Outcome:
         config_id=None if best is None else int(best.params[CONFIG_PARAM]),
         val_acc=None if best is None else best.value,
         test_acc=None if best is None else backend.test_accuracy(study.study_name, best.number),
+        epochs=0 if best is None else backend.epochs_trained(study.study_name, best.number),
         seconds=seconds,
         dollars=dollars,
         configs_tried=len({t.params[CONFIG_PARAM] for t in trials if CONFIG_PARAM in t.params}),
