@@ -3,8 +3,9 @@
 Both run on the same SQLite storage, in a study pre-filled with N finished trials that carry
 each pruner's own rung records, so every ``should_prune`` ranks against N competitors. For each
 pruner, K new trials are asked (sampler + placement), report 9 epochs and call
-``should_prune`` after each one. Prints milliseconds per call and the SEER/SHA ratio, then the
-planner's time for 1,000 configurations on 64 GPUs.
+``should_prune`` after each one, alternating between the two studies. Prints the median
+milliseconds per call and the SEER/SHA ratio, then the planner's time for 1,000
+configurations on 64 GPUs.
 
     python benchmarks/overhead.py            # N = 1,000 and 10,000 (pre-filling takes minutes)
     python benchmarks/overhead.py --sizes 1000 --probe 10
@@ -13,7 +14,6 @@ planner's time for 1,000 configurations on 64 GPUs.
 from __future__ import annotations
 
 import argparse
-import datetime
 from pathlib import Path
 import statistics
 import tempfile
@@ -41,7 +41,6 @@ def seer_pruner(width: int) -> SeerPruner:
 
 def prefill(study: optuna.Study, n: int, kind: str, pruner: SeerPruner | None) -> None:
     """N finished trials with 9 reports each and the pruner's own rung bookkeeping."""
-    now = datetime.datetime.now()
     for number in range(n):
         quality = (number * 7919 % 1000) / 1000
         values = {e: quality * e / EPOCHS for e in range(1, EPOCHS + 1)}
@@ -65,44 +64,43 @@ def prefill(study: optuna.Study, n: int, kind: str, pruner: SeerPruner | None) -
                 system_attrs=attrs,
             )
         )
-    del now
 
 
-def probe(study: optuna.Study, k: int) -> tuple[float, float]:
-    """(ms per ask + suggest, ms per should_prune) over k fresh trials."""
-    asks: list[float] = []
+def probe_one(study: optuna.Study, index: int) -> tuple[float, list[float]]:
+    """Seconds to ask + suggest one fresh trial, and for each of its ``should_prune`` calls."""
+    start = time.perf_counter()
+    trial = study.ask()
+    x = trial.suggest_float("x", 0, 1)
+    ask = time.perf_counter() - start
     prunes: list[float] = []
-    for index in range(k):
+    state = TrialState.COMPLETE
+    for epoch in range(1, EPOCHS + 1):
+        trial.report(x * epoch / EPOCHS + index * 1e-9, epoch)
         start = time.perf_counter()
-        trial = study.ask()
-        x = trial.suggest_float("x", 0, 1)
-        asks.append(time.perf_counter() - start)
-        state = TrialState.COMPLETE
-        for epoch in range(1, EPOCHS + 1):
-            trial.report(x * epoch / EPOCHS + index * 1e-9, epoch)
-            start = time.perf_counter()
-            pruned = trial.should_prune()
-            prunes.append(time.perf_counter() - start)
-            if pruned:
-                state = TrialState.PRUNED
-                break
-        study.tell(trial, x if state == TrialState.COMPLETE else None, state=state)
-    return 1000 * statistics.mean(asks), 1000 * statistics.mean(prunes)
+        pruned = trial.should_prune()
+        prunes.append(time.perf_counter() - start)
+        if pruned:
+            state = TrialState.PRUNED
+            break
+    study.tell(trial, x if state == TrialState.COMPLETE else None, state=state)
+    return ask, prunes
 
 
 def measure(n: int, k: int, directory: Path) -> dict[str, tuple[float, float]]:
-    results: dict[str, tuple[float, float]] = {}
+    """Median ms per ask and per should_prune, SHA and SEER probed alternately.
+
+    Alternating (and swapping who goes first) keeps a busy machine from favouring one side.
+    """
+    studies: dict[str, optuna.Study] = {}
     for kind in ("sha", "seer"):
         storage = f"sqlite:///{directory / f'{kind}-{n}.db'}"
-        if kind == "sha":
-            pruner: optuna.pruners.BasePruner = optuna.pruners.SuccessiveHalvingPruner(
-                min_resource=1, reduction_factor=3
-            )
-            sampler: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=0)
-            seer = None
-        else:
-            seer = seer_pruner(width=n + k + 10)
-            pruner, sampler = seer, SeerSampler(optuna.samplers.RandomSampler(seed=0))
+        seer = seer_pruner(width=n + k + 10) if kind == "seer" else None
+        pruner: optuna.pruners.BasePruner = seer or optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=1, reduction_factor=3
+        )
+        sampler: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=0)
+        if seer is not None:
+            sampler = SeerSampler(sampler)
         study = optuna.create_study(
             storage=storage, direction="maximize", pruner=pruner, sampler=sampler
         )
@@ -112,8 +110,19 @@ def measure(n: int, k: int, directory: Path) -> dict[str, tuple[float, float]]:
             f"  pre-filled {n} trials for {kind} in {time.perf_counter() - started:.0f} s",
             flush=True,
         )
-        results[kind] = probe(study, k)
-    return results
+        studies[kind] = study
+    asks: dict[str, list[float]] = {"sha": [], "seer": []}
+    prunes: dict[str, list[float]] = {"sha": [], "seer": []}
+    for index in range(k):
+        order = ("sha", "seer") if index % 2 == 0 else ("seer", "sha")
+        for kind in order:
+            ask, calls = probe_one(studies[kind], index)
+            asks[kind].append(ask)
+            prunes[kind].extend(calls)
+    return {
+        kind: (1000 * statistics.median(asks[kind]), 1000 * statistics.median(prunes[kind]))
+        for kind in ("sha", "seer")
+    }
 
 
 def planning_times() -> list[tuple[str, float, int]]:
@@ -133,7 +142,7 @@ def main() -> None:
     parser.add_argument("--probe", type=int, default=20, help="fresh trials timed per size")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    print("overhead on SQLite (ms per call, mean over the probe trials)")
+    print("overhead on SQLite (median ms per call over the probe trials)")
     rows = []
     with tempfile.TemporaryDirectory() as directory:
         for n in args.sizes:

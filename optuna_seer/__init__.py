@@ -3,36 +3,104 @@
 One import path for everything a user needs::
 
     from optuna_seer import Budget, Workload, SeerPruner, SeerSampler, plan_seer, gpus_for
+    from optuna_seer import ElasticTuner, LocalBackend, SkyPilotBackend, SeerCallback
+
+``SeerCallback`` imports ``pytorch_lightning`` on first use only, so the core works without it.
 """
 
+from typing import TYPE_CHECKING, Any
+
+from optuna_seer.backends.base import Backend, LaunchSpec
+from optuna_seer.backends.local import LocalBackend
+from optuna_seer.backends.skypilot import SkyPilotBackend
+from optuna_seer.billing import BillingRule
 from optuna_seer.budget import Budget, parse_duration
+from optuna_seer.checkpoints import CorruptCheckpointError, open_store
 from optuna_seer.cost_model import ClusterLimits
+from optuna_seer.elastic_plan import ElasticPlan, Stage
+from optuna_seer.executor import ElasticTuner, TuningResult
 from optuna_seer.ledger import Ledger, read_ledger
+from optuna_seer.placement import place
 from optuna_seer.plan import Plan, Rung
+from optuna_seer.pricing import PriceQuote, resolve_quote
+from optuna_seer.profile import Profile, fit_profile, measure_on_backend
 from optuna_seer.pruner import RungDecision, SeerPruner
+from optuna_seer.rubberband_planner import (
+    PlanningProblem,
+    RubberBandResult,
+    SuccessiveHalvingJob,
+    best_static_plan,
+    plan_rubberband,
+)
+from optuna_seer.run_report import format_report, plot_timeline
 from optuna_seer.sampler import SeerSampler
 from optuna_seer.scaling import ScalingCurve
 from optuna_seer.seer_planner import InfeasiblePlanError, gpu_candidates, plan_seer
+from optuna_seer.simulator import CloudModel, SimulationResult, simulate
+from optuna_seer.storage_proxy import StorageProxy
 from optuna_seer.trial_attrs import gpus_for
+from optuna_seer.trial_context import TrialContext, trial_context
 from optuna_seer.workload import Workload
+
+if TYPE_CHECKING:
+    from optuna_seer.lightning_callback import SeerCallback
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Backend",
+    "BillingRule",
     "Budget",
+    "CloudModel",
     "ClusterLimits",
+    "CorruptCheckpointError",
+    "ElasticPlan",
+    "ElasticTuner",
     "InfeasiblePlanError",
+    "LaunchSpec",
     "Ledger",
+    "LocalBackend",
     "Plan",
+    "PlanningProblem",
+    "PriceQuote",
+    "Profile",
+    "RubberBandResult",
     "Rung",
     "RungDecision",
     "ScalingCurve",
+    "SeerCallback",
     "SeerPruner",
     "SeerSampler",
+    "SimulationResult",
+    "SkyPilotBackend",
+    "Stage",
+    "StorageProxy",
+    "SuccessiveHalvingJob",
+    "TrialContext",
+    "TuningResult",
     "Workload",
+    "best_static_plan",
+    "fit_profile",
+    "format_report",
     "gpu_candidates",
     "gpus_for",
+    "measure_on_backend",
+    "open_store",
     "parse_duration",
+    "place",
+    "plan_rubberband",
     "plan_seer",
+    "plot_timeline",
     "read_ledger",
+    "resolve_quote",
+    "simulate",
+    "trial_context",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SeerCallback":
+        from optuna_seer.lightning_callback import SeerCallback
+
+        return SeerCallback
+    raise AttributeError(f"module 'optuna_seer' has no attribute {name!r}")

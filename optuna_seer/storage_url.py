@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 from urllib.parse import urlparse
+import warnings
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
@@ -28,8 +29,42 @@ JOURNAL_PREFIX = "journal:"
 GRPC_PREFIX = "grpc://"
 
 
+def parse_grpc_url(url: str) -> tuple[str, int]:
+    """``"grpc://host:port"`` → ``(host, port)``.
+
+    Example:
+        >>> parse_grpc_url("grpc://10.0.0.5:13000")
+        ('10.0.0.5', 13000)
+    """
+    parsed = urlparse(url)
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    if parsed.scheme != "grpc" or not parsed.hostname or port is None:
+        raise ValueError(f"storage URL {url!r} is not of the form grpc://host:port")
+    return parsed.hostname, port
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced, for logs and reports.
+
+    Example:
+        >>> redact_url("postgresql://seer:hunter2@db:5432/optuna")
+        'postgresql://seer:***@db:5432/optuna'
+    """
+    try:
+        password = urlparse(url).password
+    except ValueError:
+        return url
+    return url.replace(f":{password}@", ":***@") if password else url
+
+
 def open_storage(url: str) -> BaseStorage:
-    """The Optuna storage behind ``url`` (see the module docstring for the forms)."""
+    """The Optuna storage behind ``url`` (see the module docstring for the forms).
+
+    ``grpc://host:port`` gives a ``GrpcStorageProxy`` and waits up to 30 s for its server.
+    """
     if not isinstance(url, str) or not url:
         raise ValueError(
             f"storage URL {url!r} must be an RDB URL (sqlite:///path.db), journal:<path> or "
@@ -38,10 +73,12 @@ def open_storage(url: str) -> BaseStorage:
     if url.startswith(JOURNAL_PREFIX):
         return JournalStorage(JournalFileBackend(url[len(JOURNAL_PREFIX) :]))
     if url.startswith(GRPC_PREFIX):
-        parsed = urlparse(url)
-        if parsed.hostname is None or parsed.port is None:
-            raise ValueError(f"storage URL {url!r} must be grpc://host:port.")
-        return optuna.storages.GrpcStorageProxy(host=parsed.hostname, port=parsed.port)
+        host, port = parse_grpc_url(url)
+        with warnings.catch_warnings():  # experimental since Optuna 4.2; we opt in knowingly
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            proxy = optuna.storages.GrpcStorageProxy(host=host, port=port)
+        proxy.wait_server_ready(timeout=30)
+        return proxy
     return optuna.storages.get_storage(url)
 
 

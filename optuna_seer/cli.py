@@ -1,0 +1,518 @@
+"""``optuna-seer``: plan, simulate, profile and report from the command line.
+
+Examples::
+
+    optuna-seer profile --out profile.json --workers 1,2
+    optuna-seer plan --deadline 12h --budget 400 --profile profile.json --objective min-cost \\
+        --configs 81 --reduction-factor 3 --max-epochs 27 --instance p3.2xlarge --png plan.png
+    optuna-seer simulate --plan plan.json --profile profile.json --samples 5000
+    optuna-seer report --plan plan.json --measured run.json
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+import json
+import math
+from pathlib import Path
+import statistics
+import sys
+from typing import Any
+
+from optuna_seer.budget import Budget, parse_duration
+from optuna_seer.cost_model import ClusterLimits
+from optuna_seer.elastic_plan import ElasticPlan
+from optuna_seer.plan import format_seconds
+from optuna_seer.pricing import (
+    PriceQuote,
+    aws_spot_quotes,
+    find_quote,
+    read_price_csv,
+    resolve_quote,
+    sky_catalog_quote,
+)
+from optuna_seer.profile import Profile, fit_profile
+from optuna_seer.rubberband_planner import (
+    PlanningProblem,
+    SuccessiveHalvingJob,
+    plan_rubberband,
+)
+from optuna_seer.seer_planner import InfeasiblePlanError, plan_seer
+from optuna_seer.simulator import CloudModel, SimulationResult, simulate
+
+PLAN_FORMAT = 1
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0 and finite")
+    return value
+
+
+def _duration(text: str) -> float:
+    if text.strip() in ("0", "0s"):
+        return 0.0
+    try:
+        return parse_duration(text, name="duration")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _worker_list(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list like 1,2,4") from None
+    if not counts or any(c < 1 for c in counts) or 1 not in counts:
+        raise argparse.ArgumentTypeError(f"{text!r} must be counts >= 1 including 1, e.g. 1,2")
+    return counts
+
+
+def _add_cloud_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("cloud model")
+    group.add_argument("--queue", type=_duration, default=60.0, help="mean queueing delay (60s)")
+    group.add_argument("--boot", type=_duration, default=120.0, help="mean instance start-up (2m)")
+    group.add_argument("--provisioning-cv", type=_positive_float, default=0.3)
+    group.add_argument(
+        "--billing", default="per-second", help="exact | per-second | per-minute | per-hour | …"
+    )
+    group.add_argument("--transfer-per-gb", type=_positive_float, default=0.0)
+    group.add_argument("--storage-per-gb-month", type=_positive_float, default=0.0)
+    group.add_argument(
+        "--spot-interruptions", type=_positive_float, default=0.0, help="per node-hour"
+    )
+    group.add_argument("--samples", type=int, default=1000, help="Monte Carlo samples")
+    group.add_argument("--seed", type=int, default=0)
+
+
+def _add_instance_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("instances and prices")
+    group.add_argument(
+        "--instance",
+        action="append",
+        default=[],
+        help="instance type (repeatable); default p3.2xlarge, p3.8xlarge, p3.16xlarge",
+    )
+    group.add_argument("--market", choices=("on-demand", "spot"), default="on-demand")
+    group.add_argument("--region", default="")
+    group.add_argument("--prices", type=Path, help="CSV price table (columns of the shipped one)")
+    group.add_argument(
+        "--price-per-slot-hour",
+        type=_positive_float,
+        help="plan on local worker slots at this $/h each (instead of instance types)",
+    )
+    group.add_argument("--no-sky", action="store_true", help="do not read SkyPilot's catalog")
+    group.add_argument("--max-gpus", type=int, default=64, help="quota: GPUs at once")
+
+
+def _cloud(args: argparse.Namespace) -> CloudModel:
+    return CloudModel(
+        queue_seconds=args.queue,
+        boot_seconds=args.boot,
+        provisioning_cv=args.provisioning_cv,
+        billing=args.billing,
+        transfer_dollars_per_gb=args.transfer_per_gb,
+        storage_dollars_per_gb_month=args.storage_per_gb_month,
+        spot_interruptions_per_node_hour=args.spot_interruptions,
+    )
+
+
+def _instances(args: argparse.Namespace, profile: Profile) -> tuple[PriceQuote, ...]:
+    if args.price_per_slot_hour is not None:
+        return (
+            PriceQuote(
+                "local-slot",
+                profile.accelerator or "cpu",
+                1,
+                args.price_per_slot_hour,
+                source="--price-per-slot-hour",
+            ),
+        )
+    names = args.instance or ["p3.2xlarge", "p3.8xlarge", "p3.16xlarge"]
+    table = read_price_csv(args.prices) if args.prices else None
+    if table is not None:
+        return tuple(find_quote(table, n, args.market, args.region) for n in names)
+    if args.market == "spot":
+        return _spot_quotes(names, args.region, use_sky=not args.no_sky)
+    return tuple(
+        resolve_quote(n, market=args.market, region=args.region, use_sky=not args.no_sky)
+        for n in names
+    )
+
+
+def _spot_quotes(names: Sequence[str], region: str, *, use_sky: bool) -> tuple[PriceQuote, ...]:
+    """Spot prices: SkyPilot's catalog where on disk, else AWS ``describe_spot_price_history``
+    (boto3's usual credentials; ``AWS_ENDPOINT_URL`` is honoured)."""
+    found = {}
+    for name in names:
+        quote = sky_catalog_quote(name, market="spot", region=region) if use_sky else None
+        if quote is not None:
+            found[name] = quote
+    missing = [n for n in names if n not in found]
+    if missing:
+        try:
+            quotes = aws_spot_quotes(missing, region=region or "us-east-1")
+        except RuntimeError as exc:
+            raise ValueError(f"no spot prices for {', '.join(missing)}: {exc}") from None
+        found.update({q.instance_type: q for q in quotes})
+    unknown = [n for n in names if n not in found]
+    if unknown:
+        raise ValueError(
+            f"no spot price for {', '.join(unknown)} (not offered in the region, or not in the "
+            "shipped table's instance types); pass --prices with a spot row."
+        )
+    return tuple(found[n] for n in names)
+
+
+def _prediction(result: SimulationResult) -> dict[str, float]:
+    return {
+        "jct_mean_s": result.jct_mean,
+        "jct_p50_s": result.jct_p50,
+        "jct_p95_s": result.jct_p95,
+        "cost_mean": result.cost_mean,
+        "cost_p50": result.cost_p50,
+        "cost_p95": result.cost_p95,
+    }
+
+
+def _print_prediction(result: SimulationResult, out: Any) -> None:
+    print(
+        f"time  mean {format_seconds(result.jct_mean)}  p50 {format_seconds(result.jct_p50)}  "
+        f"p95 {format_seconds(result.jct_p95)}\n"
+        f"cost  mean ${result.cost_mean:,.2f}  p50 ${result.cost_p50:,.2f}  "
+        f"p95 ${result.cost_p95:,.2f}",
+        file=out,
+    )
+
+
+def _write_png(
+    path: Path,
+    plan: ElasticPlan,
+    result: SimulationResult,
+    deadline_s: float | None,
+    budget: float | None,
+    title: str,
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hours = 3600.0
+    figure, (gantt, spend) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    colours = plt.get_cmap("viridis")
+    most = max(s.gpus_per_trial for s in plan.stages)
+    for index, stage in enumerate(plan.stages):
+        start, end = result.stage_start_s[index] / hours, result.stage_end_s[index] / hours
+        gantt.barh(
+            index,
+            end - start,
+            left=start,
+            color=colours(math.log2(stage.gpus_per_trial) / max(1.0, math.log2(most))),
+            edgecolor="black",
+        )
+        gantt.text(
+            start + (end - start) / 2,
+            index,
+            f"{stage.n_trials}×{stage.gpus_per_trial} GPU · {stage.nodes}×"
+            f"{stage.instance.instance_type}",
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="white",
+        )
+    gantt.set_yticks(range(len(plan.stages)))
+    gantt.set_yticklabels([f"rung {i}" for i in range(len(plan.stages))])
+    gantt.invert_yaxis()
+    gantt.set_ylabel("trials × GPUs per trial")
+    gantt.set_title(title)
+    times = [0.0, *(e / hours for e in result.stage_end_s)]
+    costs = [0.0, *result.stage_cost]
+    spend.plot(times, costs, marker="o", label="cumulative cost (mean)")
+    spend.set_ylabel("dollars")
+    spend.set_xlabel("hours since start")
+    for axis in (gantt, spend):
+        if deadline_s is not None:
+            axis.axvline(deadline_s / hours, color="red", linestyle="--", label="deadline")
+        axis.axvline(result.jct_p95 / hours, color="orange", linestyle=":", label="p95 finish")
+    if budget is not None:
+        spend.axhline(budget, color="purple", linestyle="--", label="budget")
+    spend.legend(loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _load_plan_file(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read plan {path}: {exc}") from None
+    if not isinstance(data, dict) or "plan" not in data:
+        raise ValueError(f"{path} is not a plan written by 'optuna-seer plan --out'.")
+    return data
+
+
+def _cmd_plan(args: argparse.Namespace, out: Any) -> int:
+    profile = Profile.load(args.profile)
+    cloud = _cloud(args)
+    instances = _instances(args, profile)
+    deadline = args.deadline
+    record: dict[str, Any] = {"format": PLAN_FORMAT, "objective": args.objective}
+    over_budget = False
+    if args.objective == "min-cost":
+        job = SuccessiveHalvingJob.geometric(
+            args.configs, args.reduction_factor, args.max_epochs, args.min_resource
+        )
+        problem = PlanningProblem(
+            job,
+            profile,
+            instances,
+            deadline,
+            cloud=cloud,
+            max_gpus=args.max_gpus,
+            quantile=args.quantile,
+            samples=args.samples,
+            seed=args.seed,
+        )
+        found = plan_rubberband(problem)
+        plan = found.plan
+        result = simulate(plan, profile, cloud, samples=args.samples, seed=args.seed)
+        print(found.summary(), file=out)
+        over_budget = args.budget is not None and found.stats.cost > args.budget
+        if found.static_stats is not None:
+            record["static_cost_mean"] = found.static_stats.cost
+    else:
+        if args.budget is None:
+            raise ValueError("--objective max-accuracy needs --budget (dollars).")
+        instance = instances[0]
+        seer = plan_seer(
+            Budget(deadline, args.budget, instance.dollars_per_gpu_hour),
+            profile.workload(args.max_epochs, gpus_per_node=instance.gpus),
+            args.reduction_factor,
+            limits=ClusterLimits(
+                max_gpus=args.max_gpus,
+                provisioning_seconds=cloud.queue_seconds + cloud.boot_seconds,
+            ),
+            min_resource=args.min_resource,
+            max_configs=args.configs,
+        )
+        print(seer, file=out)
+        plan = ElasticPlan.from_seer(seer, instance)
+        result = simulate(plan, profile, cloud, samples=args.samples, seed=args.seed)
+        record["seer_plan"] = seer.to_dict()
+    print(plan.table(result.stage_start_s, result.stage_end_s), file=out)
+    _print_prediction(result, out)
+    quantile_s = result.jct_quantile(args.quantile)
+    print(
+        f"P(finish by deadline) = {result.probability_by(deadline):.3f}; "
+        f"p{round(args.quantile * 100)} {format_seconds(quantile_s)} vs deadline "
+        f"{format_seconds(deadline)}",
+        file=out,
+    )
+    record.update(
+        deadline_s=deadline,
+        budget=args.budget,
+        quantile=args.quantile,
+        plan=plan.to_dict(),
+        prediction=_prediction(result),
+    )
+    if args.out:
+        Path(args.out).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.out}", file=out)
+    if args.png:
+        _write_png(args.png, plan, result, deadline, args.budget, f"{args.objective} plan")
+        print(f"wrote {args.png}", file=out)
+    if over_budget:
+        print(
+            f"optuna-seer plan: over budget: the cheapest plan meeting the deadline costs "
+            f"${result.cost_mean:,.2f} (mean) > ${args.budget:,.2f}; raise the budget or the "
+            "deadline, or shrink the job.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace, out: Any) -> int:
+    data = _load_plan_file(args.plan)
+    plan = ElasticPlan.from_dict(data["plan"])
+    profile = Profile.load(args.profile)
+    result = simulate(plan, profile, _cloud(args), samples=args.samples, seed=args.seed)
+    print(plan.table(result.stage_start_s, result.stage_end_s), file=out)
+    _print_prediction(result, out)
+    deadline = args.deadline if args.deadline is not None else data.get("deadline_s")
+    if deadline is not None:
+        print(
+            f"P(finish by {format_seconds(deadline)}) = {result.probability_by(deadline):.3f}",
+            file=out,
+        )
+    if args.png:
+        _write_png(args.png, plan, result, deadline, data.get("budget"), "simulated plan")
+        print(f"wrote {args.png}", file=out)
+    return 0
+
+
+def _cmd_profile(args: argparse.Namespace, out: Any) -> int:
+    from optuna_seer.probe import measure_local_ddp
+
+    measurements = measure_local_ddp(
+        args.workers, epochs=args.epochs, data_repeats=args.repeats, launches=args.launches
+    )
+    profile = fit_profile(
+        measurements,
+        scaling_model=args.scaling_model,
+        checkpoint_gb=args.checkpoint_gb,
+        accelerator="cpu",
+        source="optuna-seer profile: torch gloo data-parallel MLP on digits, 127.0.0.1",
+    )
+    for m in measurements:
+        print(
+            f"{m.workers} worker(s): epoch {m.mean_epoch_seconds:.3f} s (cv {m.epoch_cv:.3f}), "
+            f"start-up {statistics.fmean(m.startup_seconds):.2f} s",
+            file=out,
+        )
+    print(f"scaling: {profile.curve.to_spec()}", file=out)
+    profile.save(args.out)
+    print(f"wrote {args.out}", file=out)
+    return 0
+
+
+def _measured_from_study(storage: str, study_name: str) -> tuple[float, float]:
+    """(wall seconds, GPU-seconds) of a finished study run, from its ledger in storage."""
+    import optuna
+
+    from optuna_seer.ledger import spent_gpu_seconds
+    from optuna_seer.trial_attrs import STUDY_STARTED_AT
+
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    if STUDY_STARTED_AT not in attrs:
+        raise ValueError(f"study {study_name!r} has no deadline clock: it was not run by SEER.")
+    trials = study.get_trials(deepcopy=False)
+    ends = [t.datetime_complete.timestamp() for t in trials if t.datetime_complete is not None]
+    if not ends:
+        raise ValueError(f"study {study_name!r} has no finished trials yet.")
+    end = max(ends)
+    return end - float(attrs[STUDY_STARTED_AT]), spent_gpu_seconds(trials, end)
+
+
+def _cmd_report(args: argparse.Namespace, out: Any) -> int:
+    data = _load_plan_file(args.plan)
+    prediction = data.get("prediction")
+    plan = ElasticPlan.from_dict(data["plan"])
+    if args.profile is not None:
+        result = simulate(
+            plan, Profile.load(args.profile), _cloud(args), samples=args.samples, seed=args.seed
+        )
+        prediction = _prediction(result)
+    if prediction is None:
+        raise ValueError(f"{args.plan} holds no prediction; pass --profile to simulate it.")
+    if args.measured is not None:
+        measured = json.loads(Path(args.measured).read_text(encoding="utf-8"))
+        try:
+            wall, dollars = float(measured["wall_seconds"]), float(measured["dollars"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(
+                f"{args.measured} must hold {{'wall_seconds': …, 'dollars': …}}."
+            ) from None
+    elif args.storage and args.study:
+        wall, gpu_seconds = _measured_from_study(args.storage, args.study)
+        dollars = gpu_seconds * plan.stages[0].instance.dollars_per_gpu_hour / 3600.0
+    else:
+        raise ValueError("give --measured run.json, or --storage URL --study NAME.")
+    rows = [
+        (
+            "time",
+            format_seconds(prediction["jct_p50_s"]),
+            format_seconds(wall),
+            wall / prediction["jct_p50_s"],
+        ),
+        (
+            "cost",
+            f"${prediction['cost_p50']:,.4f}",
+            f"${dollars:,.4f}",
+            dollars / prediction["cost_p50"] if prediction["cost_p50"] else math.nan,
+        ),
+    ]
+    print(f"{'':6}{'predicted p50':>16}{'measured':>16}{'measured/predicted':>20}", file=out)
+    for name, predicted, actual, ratio in rows:
+        print(f"{name:6}{predicted:>16}{actual:>16}{ratio:>20.3f}", file=out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="optuna-seer",
+        description="Plan, simulate and profile deadline- and budget-bound tuning jobs.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    plan = commands.add_parser(
+        "plan", help="plan a job: min-cost (RubberBand) or max-accuracy (SEER)"
+    )
+    plan.add_argument("--deadline", type=_duration, required=True, help="e.g. 12h, 1h30m")
+    plan.add_argument("--budget", type=_positive_float, help="dollars")
+    plan.add_argument("--profile", type=Path, required=True, help="profile JSON")
+    plan.add_argument("--objective", choices=("min-cost", "max-accuracy"), default="min-cost")
+    plan.add_argument("--configs", type=int, default=81, help="configurations (max for SEER)")
+    plan.add_argument("--reduction-factor", type=int, default=3)
+    plan.add_argument("--max-epochs", type=int, default=27)
+    plan.add_argument("--min-resource", type=int, default=1)
+    plan.add_argument("--quantile", type=float, default=0.95, help="P(JCT <= deadline) to reach")
+    plan.add_argument("--out", type=Path, help="write the plan JSON here")
+    plan.add_argument("--png", type=Path, help="write the Gantt + cost chart here")
+    _add_instance_arguments(plan)
+    _add_cloud_arguments(plan)
+    plan.set_defaults(handler=_cmd_plan)
+
+    sim = commands.add_parser("simulate", help="Monte Carlo time and cost of a plan")
+    sim.add_argument("--plan", type=Path, required=True)
+    sim.add_argument("--profile", type=Path, required=True)
+    sim.add_argument("--deadline", type=_duration)
+    sim.add_argument("--png", type=Path)
+    _add_cloud_arguments(sim)
+    sim.set_defaults(handler=_cmd_simulate)
+
+    prof = commands.add_parser("profile", help="measure a real data-parallel training here")
+    prof.add_argument("--out", type=Path, required=True)
+    prof.add_argument("--workers", type=_worker_list, default=(1, 2))
+    prof.add_argument("--epochs", type=int, default=3)
+    prof.add_argument("--repeats", type=int, default=4, help="copies of the data per epoch")
+    prof.add_argument("--launches", type=int, default=1, help="launches per worker count")
+    prof.add_argument("--scaling-model", choices=("table", "amdahl"), default="table")
+    prof.add_argument("--checkpoint-gb", type=_positive_float, default=0.0)
+    prof.set_defaults(handler=_cmd_profile)
+
+    rep = commands.add_parser("report", help="predicted vs measured time and cost")
+    rep.add_argument("--plan", type=Path, required=True)
+    rep.add_argument("--profile", type=Path, help="re-simulate with this profile")
+    rep.add_argument("--measured", type=Path, help="JSON {wall_seconds, dollars}")
+    rep.add_argument("--storage", help="Optuna storage URL of a SEER run")
+    rep.add_argument("--study", help="study name in --storage")
+    _add_cloud_arguments(rep)
+    rep.set_defaults(handler=_cmd_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``optuna-seer`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args, sys.stdout))
+    except InfeasiblePlanError as exc:
+        print(f"optuna-seer: infeasible: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError, OSError) as exc:
+        print(f"optuna-seer {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

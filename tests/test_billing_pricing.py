@@ -1,0 +1,207 @@
+"""Billing rules and price sources (shipped table, CSV, SkyPilot catalog, AWS spot via moto)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import optuna_seer
+from optuna_seer.billing import BillingRule
+from optuna_seer.pricing import (
+    PriceQuote,
+    aws_spot_quotes,
+    find_quote,
+    read_price_csv,
+    resolve_quote,
+    shipped_price_table,
+)
+
+ROOT = Path(optuna_seer.__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    ("spec", "seconds", "billed"),
+    [
+        ("exact", 12.5, 12.5),
+        ("per-second", 12.5, 60.0),
+        ("per-second", 61.2, 62.0),
+        ("per-minute", 61.0, 120.0),
+        ("per-hour", 1.0, 3600.0),
+        ("per-hour", 3600.0, 3600.0),
+        ("per-hour", 3600.5, 7200.0),
+        ("per-second:10m", 30.0, 600.0),
+        ("increment:1m,minimum:10m", 700.0, 720.0),
+    ],
+)
+def test_billing_rounds_leases(spec: str, seconds: float, billed: float) -> None:
+    assert BillingRule.parse(spec).billed_seconds(seconds) == billed
+
+
+def test_billing_array_and_round_trip() -> None:
+    rule = BillingRule.parse("per-hour")
+    np.testing.assert_array_equal(rule.billed_array(np.array([1.0, 7200.0])), [3600.0, 7200.0])
+    assert BillingRule.parse(rule.to_spec()) == rule
+    odd = BillingRule(30.0, 90.0)
+    assert BillingRule.parse(odd.to_spec()) == odd
+
+
+@pytest.mark.parametrize("spec", ["per-fortnight", "per-second:abc", "increment:1m"])
+def test_billing_rejects_unknown_specs(spec: str) -> None:
+    with pytest.raises(ValueError, match="billing"):
+        BillingRule.parse(spec)
+
+
+def test_billing_rejects_negative() -> None:
+    with pytest.raises(ValueError, match="increment_s"):
+        BillingRule(-1.0, 0.0)
+
+
+def test_shipped_table_has_sources_and_dates() -> None:
+    table = shipped_price_table()
+    assert len(table) >= 5
+    for quote in table:
+        assert quote.source and quote.date and quote.dollars_per_hour > 0
+    v100 = find_quote(table, "p3.8xlarge")
+    assert v100.gpus == 4 and v100.dollars_per_gpu_hour == pytest.approx(3.06)
+
+
+def test_find_quote_names_known_types() -> None:
+    with pytest.raises(ValueError, match=r"p3\.2xlarge"):
+        find_quote(shipped_price_table(), "p99.mega")
+
+
+def test_price_csv_errors_name_the_row(tmp_path: Path) -> None:
+    good = tmp_path / "good.csv"
+    good.write_text("instance_type,gpus,dollars_per_hour\nlocal,2,0.5\n")
+    assert read_price_csv(good)[0] == PriceQuote("local", "", 2, 0.5)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("instance_type,gpus,dollars_per_hour\nlocal,two,0.5\n")
+    with pytest.raises(ValueError, match=r"bad\.csv:2"):
+        read_price_csv(bad)
+    missing = tmp_path / "missing.csv"
+    missing.write_text("instance_type,gpus\nlocal,2\n")
+    with pytest.raises(ValueError, match="dollars_per_hour"):
+        read_price_csv(missing)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"gpus": 0}, "gpus"),
+        ({"dollars_per_hour": -1.0}, "dollars_per_hour"),
+        ({"market": "reserved"}, "market"),
+    ],
+)
+def test_price_quote_validation(kwargs: dict[str, object], match: str) -> None:
+    fields: dict[str, object] = {
+        "instance_type": "x",
+        "accelerator": "V100",
+        "gpus": 1,
+        "dollars_per_hour": 1.0,
+    }
+    fields.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        PriceQuote(**fields)  # type: ignore[arg-type]
+
+
+def test_resolve_quote_from_shipped_table_or_user_table() -> None:
+    assert resolve_quote("p3.2xlarge", use_sky=False).source == "aws-ec2-on-demand-pricing-page"
+    mine = (PriceQuote("local-slot", "cpu", 1, 0.1),)
+    assert resolve_quote("local-slot", table=mine, use_sky=False) == mine[0]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_sky_catalog_is_read_when_on_disk(tmp_path: Path) -> None:
+    """A hand-written SkyPilot v8 catalog under HOME is read by SkyPilot's own catalog code."""
+    catalog = tmp_path / ".sky" / "catalogs" / "v8" / "aws"
+    catalog.mkdir(parents=True)
+    (catalog / "vms.csv").write_text(
+        "InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,GpuInfo,Price,"
+        "SpotPrice,Region,AvailabilityZone\n"
+        "p3.8xlarge,V100,4.0,32.0,244.0,,11.11,3.33,us-east-1,us-east-1a\n"
+    )
+    empty_home = tmp_path / "empty"
+    empty_home.mkdir()
+    offline = textwrap.dedent(
+        """
+        from optuna_seer.pricing import resolve_quote, sky_catalog_quote
+        print(sky_catalog_quote("p3.8xlarge"), resolve_quote("p3.8xlarge").source)
+        """
+    )
+    env = {**os.environ, "HOME": str(empty_home), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", offline], env=env, capture_output=True, text=True, timeout=100
+    )
+    assert done.returncode == 0, done.stderr
+    # No catalog on disk: no download is attempted, the shipped table answers.
+    assert done.stdout.strip().splitlines()[-1] == "None aws-ec2-on-demand-pricing-page"
+    assert not (empty_home / ".sky" / "catalogs" / "v8" / "aws" / "vms.csv").exists()
+
+    script = textwrap.dedent(
+        """
+        from optuna_seer.pricing import sky_catalog_quote
+        on_demand = sky_catalog_quote("p3.8xlarge")
+        spot = sky_catalog_quote("p3.8xlarge", market="spot")
+        print(on_demand.dollars_per_hour, on_demand.gpus, on_demand.source, spot.dollars_per_hour)
+        print(sky_catalog_quote("p99.mega"))
+        """
+    )
+    env = {**os.environ, "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=100
+    )
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.strip().splitlines()[-2:]
+    assert first == "11.11 4 skypilot-catalog:aws 3.33"
+    assert second == "None"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_aws_spot_prices_from_local_moto_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """describe_spot_price_history through boto3 against a real moto server on 127.0.0.1."""
+    boto3 = pytest.importorskip("boto3")
+    server_module = pytest.importorskip("moto.server")
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        client = boto3.client(
+            "ec2",
+            region_name="us-east-1",
+            endpoint_url=f"http://{host}:{port}",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        # moto knows the instance types AWS offers today (no p3 in us-east-1 any more).
+        quotes = aws_spot_quotes(["g5.xlarge", "g5.12xlarge", "p99.mega"], client=client)
+    finally:
+        server.stop()
+    assert {q.instance_type for q in quotes} == {"g5.xlarge", "g5.12xlarge"}
+    for quote in quotes:
+        assert quote.market == "spot"
+        assert quote.source == "aws-describe-spot-price-history"
+        assert quote.dollars_per_hour >= 0
+    assert next(q for q in quotes if q.instance_type == "g5.12xlarge").gpus == 4
+
+
+def test_aws_spot_without_credentials_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    boto3 = pytest.importorskip("boto3")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # Unreachable endpoint: botocore must fail on credentials before any request is sent.
+    client = boto3.client("ec2", region_name="us-east-1", endpoint_url="http://127.0.0.1:9")
+    with pytest.raises(RuntimeError, match="credentials"):
+        aws_spot_quotes(["p3.2xlarge"], client=client)

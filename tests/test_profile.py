@@ -1,0 +1,224 @@
+"""Profiles: measurements, scaling fits, JSON round trips, and profiling through a Backend."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import json
+from pathlib import Path
+import subprocess
+import sys
+import time
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+import pytest
+
+from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState, LaunchStatus
+from optuna_seer.profile import (
+    Measurement,
+    Profile,
+    fit_amdahl,
+    fit_profile,
+    fit_scaling,
+    measure_on_backend,
+    measurements_from_durations,
+)
+from optuna_seer.scaling import ScalingCurve
+
+
+def test_measurement_statistics_and_validation() -> None:
+    m = Measurement(2, (1.0, 3.0), (5.0, 7.0))
+    assert m.mean_epoch_seconds == 2.0
+    assert m.epoch_cv == pytest.approx(2**0.5 / 2)
+    assert Measurement(1, (4.0,)).epoch_cv == 0.0
+    with pytest.raises(ValueError, match="workers"):
+        Measurement(0, (1.0,))
+    with pytest.raises(ValueError, match="no epoch times"):
+        Measurement(1, ())
+    with pytest.raises(ValueError, match="epoch_seconds"):
+        Measurement(1, (-1.0,))
+
+
+@given(st.floats(0.3, 1.0), st.sampled_from([(1, 2), (1, 2, 4), (1, 2, 4, 8)]))
+@settings(max_examples=30, deadline=None)
+def test_fit_amdahl_recovers_the_parallel_fraction(
+    fraction: float, counts: tuple[int, ...]
+) -> None:
+    curve = ScalingCurve.parse(f"amdahl:{fraction}")
+    speedups = {k: curve.speedup(k) for k in counts}
+    assert fit_amdahl(speedups) == pytest.approx(fraction, abs=1e-9)
+
+
+def test_fit_scaling_cuts_at_the_peak_and_clips_superlinear() -> None:
+    assert fit_scaling({1: 1.0, 2: 2.3, 4: 3.0, 8: 2.9}).to_spec() == {1: 1.0, 2: 2.0, 4: 3.0}
+    assert fit_scaling({1: 1.0, 2: 0.8}).to_spec() == {1: 1.0}
+    assert fit_scaling({1: 1.0, 2: 1.9, 4: 3.5}, "amdahl").kind == "amdahl"
+    with pytest.raises(ValueError, match="model"):
+        fit_scaling({1: 1.0}, "cubic")
+
+
+def test_fit_profile_from_measurements() -> None:
+    profile = fit_profile(
+        [
+            Measurement(1, (10.0, 12.0), (3.0,)),
+            Measurement(2, (6.0, 6.0), (5.0,)),
+            Measurement(4, (4.0, 4.0), (4.0,)),
+        ],
+        checkpoint_gb=0.5,
+    )
+    assert profile.epoch_seconds == 11.0
+    assert profile.curve.speedup(2) == pytest.approx(11 / 6)
+    assert (profile.startup_on(1), profile.startup_on(2), profile.startup_on(8)) == (3.0, 5.0, 4.0)
+    assert profile.cv_on(1) > 0 and profile.cv_on(2) == 0.0 and profile.cv_on(16) == 0.0
+    assert profile.checkpoint_gb == 0.5
+    with pytest.raises(ValueError, match="lack 1 worker"):
+        fit_profile([Measurement(2, (1.0,))])
+    with pytest.raises(ValueError, match="distinct"):
+        fit_profile([Measurement(1, (1.0,)), Measurement(1, (2.0,))])
+
+
+def test_profile_json_round_trip(tmp_path: Path) -> None:
+    profile = fit_profile([Measurement(1, (10.0, 11.0), (2.0,)), Measurement(2, (6.0,), (3.0,))])
+    path = tmp_path / "profile.json"
+    profile.save(path)
+    loaded = Profile.load(path)
+    assert loaded == profile
+    assert loaded.workload(max_epochs=9, gpus_per_node=4).epoch_seconds_on(2) == pytest.approx(
+        profile.epoch_seconds_on(2)
+    )
+
+
+def test_hand_written_profile(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    path.write_text(
+        json.dumps(
+            {
+                "epoch_seconds": 600,
+                "scaling": {"1": 1.0, "2": 1.77, "4": 2.93, "8": 4.29},
+                "epoch_cv": {"1": 0.02, "4": 0.1},
+                "startup_seconds": {"1": 45, "4": 90},
+            }
+        )
+    )
+    profile = Profile.load(path)
+    assert (profile.startup_on(2), profile.startup_on(8)) == (45, 90)
+    assert profile.workload(max_epochs=3).startup_seconds == 45
+    assert profile.epoch_seconds_on(8) == pytest.approx(600 / 4.29)
+    assert (profile.cv_on(1), profile.cv_on(2), profile.cv_on(8)) == (0.02, 0.02, 0.1)
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        ({"scaling": "linear"}, "epoch_seconds"),
+        ({"epoch_seconds": 1, "scaling": "linear", "epochs": 3}, "unknown profile key"),
+        ({"epoch_seconds": -1, "scaling": "linear"}, "epoch_seconds"),
+        ({"epoch_seconds": 1, "scaling": "quadratic"}, "scaling"),
+        ({"epoch_seconds": 1, "scaling": {"one": 1.0}}, "worker count"),
+        ({"epoch_seconds": 1, "scaling": "linear", "epoch_cv": {"0": 0.1}}, "epoch_cv"),
+        ({"epoch_seconds": 1, "scaling": "linear", "format": 7}, "format"),
+        ({"epoch_seconds": 1, "scaling": "linear", "startup_seconds": {"1": -4}}, "startup"),
+    ],
+)
+def test_bad_profiles_are_named(tmp_path: Path, data: dict[str, object], match: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=match):
+        Profile.load(path)
+
+
+def test_not_json(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text("{nope")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        Profile.load(path)
+
+
+def test_measurements_from_durations() -> None:
+    result = measurements_from_durations(
+        {(1, 1): [12.0, 13.0], (1, 3): [32.0, 35.0], (2, 1): [8.0], (2, 3): [18.0]}
+    )
+    assert result[0] == Measurement(1, (10.0, 11.0), (2.0, 2.0))
+    assert result[1] == Measurement(2, (5.0,), (3.0,))
+    with pytest.raises(ValueError, match="exactly two"):
+        measurements_from_durations({(1, 1): [1.0]})
+    with pytest.raises(ValueError, match="repeat both"):
+        measurements_from_durations({(1, 1): [1.0], (1, 2): [2.0, 3.0]})
+
+
+class SubprocessBackend(Backend):
+    """A minimal real backend for this test: each launch is a Python process that sleeps
+    ``startup + epochs × epoch/workers`` seconds (the interface is the unit under test here;
+    the real LocalBackend lives in its own module)."""
+
+    def __init__(self, startup: float, epoch: float) -> None:
+        self.startup, self.epoch = startup, epoch
+        self.processes: dict[str, tuple[subprocess.Popen[bytes], float]] = {}
+        self.finished: dict[str, float] = {}
+
+    @property
+    def slots(self) -> int:
+        return 4
+
+    def start(self, spec: LaunchSpec) -> str:
+        seconds = self.startup + spec.target_epochs * self.epoch / spec.workers
+        handle = f"launch-{len(self.processes)}"
+        process = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({seconds})"])
+        self.processes[handle] = (process, self.now())
+        return handle
+
+    def poll(self, handle: str) -> LaunchStatus:
+        process, started = self.processes[handle]
+        code = process.poll()
+        if code is None:
+            return LaunchStatus(LaunchState.RUNNING, started)
+        finished = self.finished.setdefault(handle, self.now())
+        state = LaunchState.SUCCEEDED if code == 0 else LaunchState.FAILED
+        return LaunchStatus(state, started, finished)
+
+    def stop(self, handle: str) -> None:
+        process, _ = self.processes[handle]
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    def release(self) -> None:
+        for handle in self.processes:
+            self.stop(handle)
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def wait(self, handles: Sequence[str], timeout_s: float) -> list[str]:
+        end = self.now() + timeout_s
+        while True:
+            done = [h for h in handles if self.poll(h).done]
+            if done or self.now() >= end:
+                return done
+            time.sleep(0.01)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_measure_on_backend_separates_startup_from_epochs() -> None:
+    backend = SubprocessBackend(startup=0.2, epoch=0.6)
+
+    def spec(workers: int, epochs: int, repeat: int) -> LaunchSpec:
+        return LaunchSpec(
+            study_name="profile",
+            storage="sqlite:///unused.db",
+            trial_number=repeat,
+            params={},
+            rung=0,
+            target_epochs=epochs,
+            workers=workers,
+            checkpoint_uri="unused",
+        )
+
+    measurements = measure_on_backend(backend, spec, workers=(1, 2), epochs=(1, 3), repeats=1)
+    profile = fit_profile(measurements)
+    # Python's own start-up adds to the 0.2 s; the epoch estimate cancels it out.
+    assert profile.epoch_seconds == pytest.approx(0.6, abs=0.25)
+    assert profile.curve.speedup(2) == pytest.approx(2.0, abs=0.6)
+    assert profile.startup_on(1) >= 0.1
+    assert all(p.poll() is not None for p, _ in backend.processes.values())

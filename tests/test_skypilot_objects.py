@@ -1,0 +1,270 @@
+"""Every template and every Task/Resources SkyPilotBackend builds is a real, valid SkyPilot
+object (no cloud needed: SkyPilot validates these offline)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+import json
+from pathlib import Path
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from optuna_seer.backends.base import LaunchSpec
+from optuna_seer.backends.skypilot import SkyPilotBackend
+from optuna_seer.placement import ClusterShape, TrialSlot
+from optuna_seer.trial_context import ENV_CHECKPOINT_URI, ENV_STORAGE, trial_context
+from tests.fake_sky import REPO_ROOT, node_env, sky_home
+from tests.local_s3 import local_s3
+
+LAUNCHERS = REPO_ROOT / "launchers"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    with sky_home(tmp_path_factory.mktemp("sky-home")) as path:
+        yield path
+
+
+@pytest.fixture(scope="module")
+def sky() -> Any:
+    import sky
+
+    return sky
+
+
+def backend(**overrides: Any) -> SkyPilotBackend:
+    options: dict[str, Any] = {
+        "script": "train.py",
+        "resources": "A100:8",
+        "clouds": ["aws", "gcp"],
+        "use_spot": True,
+        "checkpoints": "s3://bucket/seer",
+        "storage": "postgresql://u:p@db.example.com/optuna",
+        "price_per_gpu_hour": 2.0,
+        "workdir": str(REPO_ROOT),
+    }
+    options.update(overrides)
+    return SkyPilotBackend(**options)
+
+
+def spec(**overrides: Any) -> LaunchSpec:
+    fields: dict[str, Any] = {
+        "study_name": "digits",
+        "storage": "sqlite:////tmp/study.db",
+        "trial_number": 3,
+        "params": {"lr": 0.1},
+        "rung": 1,
+        "target_epochs": 4,
+        "workers": 16,
+        "checkpoint_uri": "/driver/ckpt/trial-3",
+        "resume_from": "/driver/ckpt/trial-3/rung-0.ckpt",
+    }
+    fields.update(overrides)
+    return LaunchSpec(**fields)
+
+
+def test_trial_template_is_a_valid_multi_node_task(sky: Any) -> None:
+    task = sky.Task.from_yaml(str(LAUNCHERS / "trial.yaml"))
+    assert task.num_nodes == 2
+    (resources,) = task.resources
+    assert resources.accelerators == {"A100": 8}
+    assert "python -m optuna_seer.node_entrypoint" in task.run
+    # The template's defaults already satisfy the SEER_* contract a script reads.
+    context = trial_context(task.envs)
+    assert (context.trial_number, context.rung, context.resume_checkpoint) == (0, 0, None)
+
+
+def test_driver_template_is_a_valid_cpu_task_with_the_proxy_port(sky: Any) -> None:
+    task = sky.Task.from_yaml(str(LAUNCHERS / "driver.yaml"))
+    (resources,) = task.resources
+    assert resources.accelerators is None
+    assert resources.ports == ["13000"]
+    assert "SEER_ADVERTISE_HOST" in task.run
+
+
+def test_spot_with_on_demand_fallback_across_clouds_is_an_any_of_set(sky: Any) -> None:
+    resources = backend().node_resources(ClusterShape(2, 8))
+    assert isinstance(resources, set)
+    assert all(isinstance(r, sky.Resources) for r in resources)
+    seen = {(str(r.cloud), r.use_spot, r.accelerators["A100"]) for r in resources}
+    assert seen == {("AWS", True, 8), ("GCP", True, 8), ("AWS", False, 8), ("GCP", False, 8)}
+
+
+def test_listed_order_is_an_ordered_list_spot_tier_first(sky: Any) -> None:
+    resources = backend(candidate_order="listed").node_resources(ClusterShape(1, 4))
+    assert isinstance(resources, list)
+    assert [(str(r.cloud), r.use_spot) for r in resources] == [
+        ("AWS", True),
+        ("GCP", True),
+        ("AWS", False),
+        ("GCP", False),
+    ]
+    assert all(r.accelerators == {"A100": 4} for r in resources)
+
+
+def test_single_candidate_is_one_resources_with_extra_fields(sky: Any) -> None:
+    b = backend(
+        resources={"accelerators": "H100:8", "disk_size": 512},
+        clouds=["aws/us-east-1"],
+        use_spot=False,
+    )
+    (resources,) = b.node_resources(ClusterShape(1, 8))
+    assert isinstance(resources, sky.Resources)
+    assert (str(resources.cloud), resources.region, resources.disk_size) == (
+        "AWS",
+        "us-east-1",
+        512,
+    )
+
+
+def test_cluster_task_provisions_the_shape_and_runs_nothing(sky: Any) -> None:
+    task = backend().cluster_task(ClusterShape(2, 8))
+    assert isinstance(task, sky.Task)
+    assert task.num_nodes == 2 and task.run is None
+    assert "pip install" in task.setup
+    assert len(task.resources) == 4
+
+
+def test_trial_task_carries_the_contract_with_remote_uris(sky: Any) -> None:
+    b = backend()
+    task = b.trial_task(spec(), TrialSlot("seer-x-0", nodes=2, gpus_per_node=8))
+    assert isinstance(task, sky.Task)
+    assert task.num_nodes == 2
+    (resources,) = task.resources
+    assert resources.accelerators == {"A100": 8}
+    context = trial_context(task.envs)
+    assert context.storage == "postgresql://u:p@db.example.com/optuna"
+    assert context.checkpoint_uri == "s3://bucket/seer/digits/trial-3"
+    assert context.resume_checkpoint == "s3://bucket/seer/digits/trial-3/rung-0.ckpt"
+    assert (context.trial_number, context.rung, context.target_epochs) == (3, 1, 4)
+    assert task.envs["SEER_TRAIN_SCRIPT"] == "train.py"
+
+
+def test_remote_storage_and_s3_uris_pass_through(sky: Any) -> None:
+    env = backend(storage=None).node_env(
+        spec(
+            storage="grpc://10.0.0.2:13000",
+            checkpoint_uri="s3://other/t3",
+            resume_from="s3://other/t3/rung-0.ckpt",
+            env={"EXTRA": "1"},
+        )
+    )
+    assert env[ENV_STORAGE] == "grpc://10.0.0.2:13000"
+    assert env[ENV_CHECKPOINT_URI] == "s3://other/t3"
+    assert env["EXTRA"] == "1"
+
+
+def test_driver_local_storage_without_a_reachable_address_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SEER_ADVERTISE_HOST", raising=False)
+    b = backend(storage=None)
+    with pytest.raises(ValueError, match="gRPC proxy"):
+        b.start(spec(workers=1))
+
+
+def test_local_checkpoints_without_an_s3_prefix_are_refused() -> None:
+    with pytest.raises(ValueError, match="checkpoints='s3://bucket/prefix'"):
+        backend(checkpoints=None).start(spec(workers=1))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "message"),
+    [
+        ({"resources": {"accelerators": "A100:8", "infra": "aws"}}, ValueError, "'infra'"),
+        ({"resources": "A100:eight"}, ValueError, "must be an int"),
+        ({"resources": {"cpus": 4}}, ValueError, "needs accelerators"),
+        ({"checkpoints": "/tmp/ckpt"}, ValueError, "s3://bucket/prefix"),
+        ({"clouds": "aws"}, TypeError, "list of infra"),
+        ({"max_gpus": 0}, ValueError, "max_gpus=0"),
+        ({"node_sizes": [16]}, ValueError, "node size 16"),
+        ({"candidate_order": "fastest"}, ValueError, "'cost' or 'listed'"),
+        ({"script": ""}, ValueError, "script=''"),
+        ({"template": "/nowhere/trial.yaml"}, ValueError, "not found"),
+    ],
+)
+def test_bad_arguments_are_named(overrides: dict[str, Any], error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        backend(**overrides)
+
+
+def test_unknown_cloud_is_rejected_by_skypilot_itself() -> None:
+    with pytest.raises(ValueError, match="'awz' does not match"):
+        backend(clouds=["awz"])
+
+
+def test_a_trial_larger_than_the_quota_can_never_start() -> None:
+    with pytest.raises(ValueError, match="needs 16 GPUs"):
+        backend(max_gpus=8).start(spec(workers=16))
+
+
+def test_prices_come_from_skypilots_catalog_where_it_has_them() -> None:
+    # ~/.sky/catalogs/v8/aws/vms.csv (hand-written, see sky_home) has p4d.24xlarge.
+    price, source = backend(clouds=["aws"]).hourly_price(ClusterShape(2, 8))
+    assert price == pytest.approx(2 * 12.5)
+    assert source == "skypilot catalog: aws p4d.24xlarge (spot)"
+    on_demand = backend(clouds=["aws"], use_spot=False).hourly_price(ClusterShape(1, 8))
+    assert on_demand == (pytest.approx(32.7726), "skypilot catalog: aws p4d.24xlarge")
+
+
+def test_prices_fall_back_to_the_configured_price_and_say_so() -> None:
+    # No AWS instance has 2 A100s in the catalog.
+    price, source = backend(clouds=["aws"]).hourly_price(ClusterShape(1, 2))
+    assert price == pytest.approx(4.0)
+    assert "configured $2.0/GPU-hour" in source
+    unknown = backend(clouds=["aws"], price_per_gpu_hour=None).hourly_price(ClusterShape(1, 2))
+    assert unknown[0] is None and "unknown" in unknown[1]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_skypilots_optimizer_picks_instances_for_the_backends_clusters(
+    tmp_path: Path, home: Path
+) -> None:
+    """SkyPilot's optimizer, the part of ``sky launch --dryrun`` that works offline.
+
+    ``sky launch --dryrun`` itself starts a local API server (~1.2 GB) and needs ``rsync``,
+    which this machine lacks; the optimizer it runs is called here in a child process, with
+    the hand-written catalog and AWS credentials pointed at a local moto server (what
+    ``sky check`` accepts as an enabled AWS).
+    """
+    common = home / ".sky" / "catalogs" / "v8" / "common"
+    common.mkdir(parents=True, exist_ok=True)
+    (common / "accelerators.csv").write_text('AcceleratorName,Clouds\nA100,"AWS, GCP"\n')
+    (common / "metadata.csv").write_text("GPU,MemoryGB,Manufacturer\nA100,40,NVIDIA\n")
+    with local_s3("optimizer") as s3:
+        env = node_env({**s3, "HOME": str(home), "SKYPILOT_DISABLE_USAGE_COLLECTION": "1"})
+        result = subprocess.run(
+            [
+                sys.executable,
+                str(REPO_ROOT / "tests/scripts/optimize_cluster_tasks.py"),
+                str(tmp_path),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=150,
+        )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [(r["nodes"], r["instance"], r["spot"]) for r in rows] == [
+        (1, "p4d.24xlarge", True),
+        (2, "p4d.24xlarge", True),
+    ]
+    for row in rows:  # the backend's price estimate is what SkyPilot would charge
+        assert row["hourly"] == pytest.approx(row["nodes"] * 12.5)
+        assert row["estimate"] == pytest.approx(row["hourly"])
+
+
+def test_a_template_without_run_or_with_a_typo_is_refused(tmp_path: Path) -> None:
+    no_run = tmp_path / "no_run.yaml"
+    no_run.write_text("name: t\nresources:\n  accelerators: A100:8\n")
+    with pytest.raises(ValueError, match="has no run"):
+        backend(template=no_run)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("name: t\nnum_node: 2\nrun: echo\n")
+    with pytest.raises(ValueError, match="num_node"):
+        backend(template=typo)
