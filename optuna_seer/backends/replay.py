@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 import heapq
 import itertools
 import math
-from typing import Any
 
 import numpy as np
 import optuna
@@ -309,18 +308,6 @@ class ReplayBackend(Backend):
             if launch.state is LaunchState.RUNNING and not launch.queued
         )
         return self._billed + running
-
-    def describe(self) -> dict[str, Any]:
-        """The replay's settings, for benchmark reports."""
-        return {
-            "scaling": self._scaling.to_spec(),
-            "epoch_seconds": self._epoch_seconds,
-            "straggler_sigma": self._sigma,
-            "seed": self._seed,
-            "slots": self._slots,
-            "startup_seconds": self._startup,
-            "curves": len(self._curves),
-        }
 
     # -- Internals -----------------------------------------------------------------------------
 
