@@ -1,0 +1,1 @@
+"""Benchmarks: SEER against Optuna's pruners on replayed learning curves (``run.py``)."""

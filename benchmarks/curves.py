@@ -1,0 +1,64 @@
+"""Load the learning curves ``record_curves.py`` wrote, as :class:`RecordedCurve` objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+from optuna_seer.backends.replay import RecordedCurve
+
+CURVES_DIR = Path(__file__).resolve().parent / "curves"
+
+
+@dataclass(frozen=True)
+class CurveSet:
+    """One data set's recorded configurations and their curves (same order)."""
+
+    dataset: str
+    configs: tuple[dict[str, Any], ...]
+    curves: tuple[RecordedCurve, ...]
+    epoch_seconds: tuple[float, ...]
+    """Measured mean CPU seconds per epoch of each configuration (noisy, shared machine)."""
+
+    @property
+    def epochs(self) -> int:
+        return min(c.epochs for c in self.curves)
+
+    def oracle_test_accuracy(self, epochs: int) -> float:
+        """The best test accuracy of any configuration at ``epochs``: a bound no tuner beats."""
+        return max(c.test_acc[epochs - 1] for c in self.curves)
+
+
+def available(directory: Path = CURVES_DIR) -> list[str]:
+    """Data sets with recorded curves in ``directory``."""
+    return sorted(p.name.removesuffix(".json.gz") for p in directory.glob("*.json.gz"))
+
+
+def load(dataset: str, directory: Path = CURVES_DIR) -> CurveSet:
+    """Read ``<directory>/<dataset>.json.gz``.
+
+    Raises:
+        FileNotFoundError: No such recording; the message lists the ones there are.
+    """
+    path = directory / f"{dataset}.json.gz"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no recorded curves for {dataset!r} at {path}; available: {available(directory)}. "
+            "Record them with benchmarks/record_curves.py."
+        )
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        data = json.load(handle)
+    curves = tuple(
+        RecordedCurve(val_acc=tuple(c["val_acc"]), test_acc=tuple(c["test_acc"]))
+        for c in data["curves"]
+    )
+    seconds = tuple(sum(c["epoch_seconds"]) / len(c["epoch_seconds"]) for c in data["curves"])
+    return CurveSet(
+        dataset=data["dataset"],
+        configs=tuple(data["configs"]),
+        curves=curves,
+        epoch_seconds=seconds,
+    )

@@ -1,0 +1,84 @@
+"""The SEER arm: the real :class:`~optuna_seer.executor.ElasticTuner` on the replay clock.
+
+The tuner is the one that drives ``LocalBackend``'s DDP processes; only the backend differs.
+The study uses :class:`~optuna_seer.SeerSampler` and :class:`~optuna_seer.SeerPruner` with
+``clock=backend.now``, so the deadline, the ledger and the tuner's re-planning all run on
+simulated time. The plan is :func:`~optuna_seer.plan_seer`'s for the scenario, with as many
+slots as its widest rung; launches are billed per launch, as for the static plan.
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+import optuna
+from optuna.storages import InMemoryStorage
+
+from benchmarks.baselines import (
+    CONFIG_PARAM,
+    ConfigOrderSampler,
+    Outcome,
+    Scenario,
+    config_order,
+    search_space,
+)
+from benchmarks.curves import CurveSet
+from optuna_seer.executor import ElasticTuner
+from optuna_seer.pruner import SeerPruner
+from optuna_seer.sampler import SeerSampler
+from optuna_seer.seer_planner import plan_seer
+
+REPLAYED_TRAINING = "benchmarks.seer_arm:replayed_training"
+"""What the tuner names as the training program; replays never run it."""
+
+
+def replayed_training() -> None:
+    """Stands for the training program in a replay: the ReplayBackend reports its epochs."""
+    raise RuntimeError("a replayed trial is simulated by ReplayBackend, never run.")
+
+
+def run_seer(scenario: Scenario, curves: CurveSet, seed: int) -> Outcome:
+    """One seeded SEER run: ``ElasticTuner(...).run()`` on a ``ReplayBackend``."""
+    n_configs = len(curves.curves)
+    order = config_order(n_configs, seed)
+    workload = scenario.workload(curves.epochs)
+    plan = plan_seer(scenario.budget, workload, scenario.reduction_factor, max_configs=n_configs)
+    storage = InMemoryStorage()
+    backend = scenario.backend(curves, seed, max(r.gpus for r in plan.rungs), storage=storage)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=f"seer-{seed}",
+        direction="maximize",
+        sampler=SeerSampler(ConfigOrderSampler(order), clock=backend.now),
+        pruner=SeerPruner(plan=plan, clock=backend.now),
+    )
+    with tempfile.TemporaryDirectory(prefix="seer-replay-") as checkpoints:
+        result = ElasticTuner(
+            study,
+            plan,
+            backend=backend,
+            train=REPLAYED_TRAINING,
+            checkpoints=checkpoints,
+            search_space=lambda trial: search_space(trial, n_configs),
+            workload=workload,
+            storage_url="replay:in-memory",
+            poll_seconds=5.0,
+            progress=False,
+        ).run()
+    best = result.best_trial
+    seconds = result.wall_seconds
+    dollars = backend.gpu_seconds * scenario.price_per_gpu_second
+    trials = study.get_trials(deepcopy=False)
+    return Outcome(
+        method="seer",
+        seed=seed,
+        config_id=None if best is None else int(best.params[CONFIG_PARAM]),
+        val_acc=None if best is None else best.value,
+        test_acc=None if best is None else backend.test_accuracy(study.study_name, best.number),
+        epochs=0 if best is None else backend.epochs_trained(study.study_name, best.number),
+        seconds=seconds,
+        dollars=dollars,
+        configs_tried=len({t.params[CONFIG_PARAM] for t in trials if CONFIG_PARAM in t.params}),
+        within_deadline=seconds <= scenario.deadline_s + 1e-6,
+        within_budget=dollars <= scenario.dollars + 1e-6,
+    )

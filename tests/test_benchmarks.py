@@ -1,0 +1,158 @@
+"""The benchmark harness: baselines on the replay clock, and ``benchmarks/run.py --quick``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+import subprocess
+import sys
+
+import optuna
+import pytest
+
+from benchmarks import curves as recorded
+from benchmarks.baselines import (
+    OPTUNA_PRUNERS,
+    Scenario,
+    config_order,
+    naive_elastic_plan,
+    run_optuna_pruner,
+    run_plan,
+    run_seer_pool,
+)
+from benchmarks.seer_arm import run_seer
+from optuna_seer import plan_seer
+from optuna_seer.backends.replay import RecordedCurve
+
+ROOT = Path(__file__).resolve().parents[1]
+EPOCHS = 9
+
+
+def _curve(final: float, speed: float) -> RecordedCurve:
+    """A curve rising towards ``final``; fast learners (high ``speed``) look good early."""
+    val = tuple(round(final * (1 - (1 - speed) ** (e + 1)), 4) for e in range(EPOCHS))
+    return RecordedCurve(val_acc=val, test_acc=tuple(v - 0.01 for v in val))
+
+
+@pytest.fixture(scope="module")
+def curve_set() -> recorded.CurveSet:
+    shapes = [(0.5 + 0.02 * i, 0.2 + 0.03 * (i % 7)) for i in range(24)]
+    return recorded.CurveSet(
+        dataset="synthetic",
+        configs=tuple({"config_id": i} for i in range(len(shapes))),
+        curves=tuple(_curve(f, s) for f, s in shapes),
+        epoch_seconds=tuple(0.01 for _ in shapes),
+    )
+
+
+SCENARIO = Scenario("test", deadline_s=1800.0, dollars=6.0, scaling="babi", epoch_seconds=60.0)
+
+
+def setup_module() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def test_scenario_pool_is_what_the_budget_buys_for_the_whole_deadline() -> None:
+    assert SCENARIO.pool_gpus == 4  # $6 / ($3/h × 0.5 h)
+    with pytest.raises(ValueError, match="does not buy one GPU"):
+        Scenario("poor", deadline_s=3600.0, dollars=1.0, scaling="linear")
+
+
+def test_config_order_is_a_seeded_permutation() -> None:
+    assert config_order(10, 3) == config_order(10, 3)
+    assert sorted(config_order(10, 3)) == list(range(10))
+    assert config_order(10, 3) != config_order(10, 4)
+
+
+@pytest.mark.parametrize("method", sorted(OPTUNA_PRUNERS))
+def test_optuna_pruners_stay_within_deadline_and_budget(
+    method: str, curve_set: recorded.CurveSet
+) -> None:
+    outcome = run_optuna_pruner(method, SCENARIO, curve_set, seed=1)
+    assert outcome.within_deadline and outcome.within_budget
+    assert outcome.seconds <= SCENARIO.deadline_s
+    assert outcome.test_acc is not None and outcome.config_id is not None
+    assert outcome.test_acc == curve_set.curves[outcome.config_id].test_acc[EPOCHS - 1]
+    assert run_optuna_pruner(method, SCENARIO, curve_set, seed=1) == outcome
+
+
+@pytest.mark.parametrize("scaling", ["resnet50", "babi"])
+def test_seer_arm_runs_the_elastic_tuner_within_deadline_and_budget(
+    scaling: str, curve_set: recorded.CurveSet
+) -> None:
+    scenario = Scenario("tight", deadline_s=600.0, dollars=6.0, scaling=scaling)
+    outcome = run_seer(scenario, curve_set, seed=3)
+    assert outcome.within_deadline and outcome.within_budget
+    assert outcome.test_acc is not None and outcome.config_id is not None
+    assert outcome.test_acc in curve_set.curves[outcome.config_id].test_acc
+    assert run_seer(scenario, curve_set, seed=3) == outcome
+
+
+def test_seer_pair_on_the_pool_stays_within_the_plan_width_deadline_and_budget(
+    curve_set: recorded.CurveSet,
+) -> None:
+    outcome = run_seer_pool(SCENARIO, curve_set, seed=2)
+    assert outcome.within_deadline and outcome.within_budget
+    assert outcome.test_acc is not None
+    assert outcome.configs_tried <= len(curve_set.curves)
+    assert run_seer_pool(SCENARIO, curve_set, seed=2) == outcome
+
+
+def test_static_plan_trains_its_finalists_fully_and_keeps_its_promises(
+    curve_set: recorded.CurveSet,
+) -> None:
+    plan = plan_seer(
+        SCENARIO.budget, SCENARIO.workload(EPOCHS), 3, max_configs=len(curve_set.curves)
+    )
+    outcome = run_plan("static-plan", plan, SCENARIO, curve_set, seed=0)
+    assert outcome.configs_tried == plan.n_configs
+    assert outcome.config_id in config_order(len(curve_set.curves), 0)[: plan.n_configs]
+    assert outcome.test_acc == curve_set.curves[outcome.config_id].test_acc[EPOCHS - 1]
+    assert outcome.within_budget
+
+
+def test_naive_elastic_sha_splits_the_pool_evenly_and_runs_late_on_poor_scaling(
+    curve_set: recorded.CurveSet,
+) -> None:
+    wide = Scenario("wide", deadline_s=3600.0, dollars=48.0, scaling="babi", epoch_seconds=300.0)
+    plan = naive_elastic_plan(wide, EPOCHS, max_configs=1000)  # configurations repeat
+    for rung in plan.rungs:
+        assert rung.gpus_per_trial == max(1, wide.pool_gpus // rung.n_trials)
+    assert plan.rungs[-1].gpus_per_trial > 1
+    outcome = run_plan(
+        "naive-elastic-sha", plan, wide, curve_set, seed=0, billed_gpus=wide.pool_gpus
+    )
+    # It planned for linear scaling; bAbI's 4 or 8 GPUs give 2.03x or 2.75x.
+    assert plan.predicted_seconds <= wide.deadline_s < outcome.seconds
+    assert outcome.dollars == pytest.approx(wide.pool_gpus * outcome.seconds * 3.0 / 3600)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_run_quick_writes_tables_json_and_plot(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--quick",
+            "--seeds",
+            "2",
+            "--out",
+            str(tmp_path),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "| *oracle* |" in done.stdout
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["seeds"] == 2 and len(data["results"]) == 1
+    summary = data["results"][0]["summary"]
+    assert {"oracle", "static-plan", "optuna-sha", "no-pruning"} <= set(summary)
+    assert (tmp_path / "results.png").stat().st_size > 0
+    assert (tmp_path / "results.md").read_text().startswith("Command:")
