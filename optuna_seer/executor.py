@@ -18,6 +18,11 @@ launches and tells Optuna ``PRUNED`` or ``COMPLETE`` itself. For every rung it
 The finalists are told ``COMPLETE`` with their last reported value. Near the deadline
 running trials are asked to stop after their current epoch (they still checkpoint); at the
 deadline they are stopped.
+
+A launch that fails (a rank killed, the process group killed, the node preempted) is
+launched again from the trial's last good checkpoint on fresh workers, at most
+``max_launch_retries`` times per trial and rung; its cost stays charged, the retries are
+counted in :class:`TuningResult` and the re-planning after the rung accounts for the time lost.
 """
 
 from __future__ import annotations
@@ -136,6 +141,12 @@ class TuningResult:
     wall_seconds: float
     notes: tuple[str, ...] = field(default=())
     trial_states: dict[int, str] = field(default_factory=dict)
+    retried_launches: int = 0
+
+    @property
+    def failed_launches(self) -> int:
+        """Launches that failed (crashed, killed, preempted), retried or not."""
+        return sum(1 for launch in self.launches if launch.state == LaunchState.FAILED.value)
 
     @property
     def best_params(self) -> dict[str, Any] | None:
@@ -305,6 +316,10 @@ class ElasticTuner:
             (``math.inf``: only then).
         poll_seconds: How often the backend is polled.
         progress: Show a progress bar per rung and print what the executor decides.
+        max_launch_retries: How many times a failed launch of a trial is started again in the
+            same rung (from the trial's last good checkpoint, on fresh workers) before the
+            trial is told ``FAIL``. Retries are not started once the deadline or budget guard
+            has asked running trials to stop.
 
     Example:
         >>> tuner = ElasticTuner(study, plan=pruner.plan,  # doctest: +SKIP
@@ -330,6 +345,7 @@ class ElasticTuner:
         drift_tolerance: float = 0.25,
         poll_seconds: float = 0.5,
         progress: bool = True,
+        max_launch_retries: int = 2,
     ) -> None:
         if not isinstance(study, optuna.Study):
             raise TypeError(f"study={study!r} must be an optuna.Study.")
@@ -380,6 +396,17 @@ class ElasticTuner:
             raise ValueError(f"poll_seconds={poll_seconds!r} must be positive.")
         self._poll = poll_seconds
         self._progress = progress
+        if (
+            isinstance(max_launch_retries, bool)
+            or not isinstance(max_launch_retries, int)
+            or max_launch_retries < 0
+        ):
+            raise ValueError(
+                f"max_launch_retries={max_launch_retries!r} must be a whole number >= 0 (0: a "
+                "failed launch fails its trial)."
+            )
+        self._max_retries = max_launch_retries
+        self._retries: dict[tuple[int, int], int] = {}
         self._notes: list[str] = []
         self._launches: list[LaunchRecord] = []
         self._t0 = 0.0
@@ -500,6 +527,7 @@ class ElasticTuner:
             wall_seconds=now - self._t0,
             notes=tuple(self._notes),
             trial_states=dict(self._states),
+            retried_launches=sum(self._retries.values()),
         )
 
     # ----------------------------------------------------------------- one rung
@@ -583,12 +611,15 @@ class ElasticTuner:
                 free_lanes = sorted(free_lanes + list(lanes))
                 launch = self._finish_launch(handle, number, rung, lanes, soft_stopped)
                 launches.append(launch)
-                bar.update(1)
-                if launch.state == LaunchState.FAILED.value:
+                if launch.state != LaunchState.FAILED.value:
+                    survivors.append(number)
+                    bar.update(1)
+                elif self._retry(number, rung, launch, soft_stopped):
+                    pending.appendleft(number)
+                else:
+                    bar.update(1)
                     self._tell(number, TrialState.FAIL, launch.message[-500:])
                     self._say(f"trial {number} failed in rung {rung.index}: {launch.message}")
-                else:
-                    survivors.append(number)
         bar.close()
         record = RungRecord(
             planned=rung,
@@ -602,6 +633,21 @@ class ElasticTuner:
         )
         ordered = [n for n in alive if n in survivors]
         return record, ordered, stop_for
+
+    def _retry(self, number: int, rung: Rung, launch: LaunchRecord, stopping: bool) -> bool:
+        """Whether to launch ``number`` again after ``launch`` failed (and say so)."""
+        tries = self._retries.get((number, rung.index), 0)
+        if stopping or tries >= self._max_retries:
+            return False
+        self._retries[(number, rung.index)] = tries + 1
+        origin = self._resume[number] or "scratch"
+        first_line = launch.message.strip().splitlines()[0] if launch.message.strip() else ""
+        self._say(
+            f"trial {number}: launch in rung {rung.index} failed after "
+            f"{format_seconds(launch.wall_seconds)} ({first_line or 'no message'}); retry "
+            f"{tries + 1}/{self._max_retries} from {origin} on fresh workers"
+        )
+        return True
 
     def _finish_launch(
         self, handle: str, number: int, rung: Rung, lanes: tuple[int, ...], stopping: bool

@@ -55,6 +55,8 @@ def format_report(result: TuningResult) -> str:
         f"checkpoint): mean {_seconds(statistics.fmean(overheads) if overheads else None)} s, "
         f"max {_seconds(max(overheads) if overheads else None)} s",
         "trials: " + ", ".join(f"{count} {state}" for state, count in sorted(states.items())),
+        f"faults: {result.failed_launches} failed launch(es), {result.retried_launches} "
+        "retried from the trial's last good checkpoint",
     ]
     if result.final_plan != result.plan:
         lines.append(

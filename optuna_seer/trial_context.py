@@ -128,12 +128,13 @@ class TrialContext:
         """Record ``value`` after ``epoch`` cumulative epochs (rank 0 writes; others no-op).
 
         Writes the intermediate value through the storage, so no ``optuna.Trial`` is built in
-        the worker (that would re-run the sampler).
+        the worker (that would re-run the sampler). A launch retried after a failure re-trains
+        (and re-reports) the epochs the failed launch trained after its checkpoint; the first
+        value of each epoch is kept, as ``optuna.Trial.report`` does.
         """
         if not self.is_global_zero:
             return
-        value = float(value)
-        self._storage.set_trial_intermediate_value(self.trial_id, int(epoch), value)
+        report_first_value(self._storage, self.trial_id, int(epoch), float(value))
 
     def should_stop(self) -> bool:
         """Whether the executor wants this trial to stop (eliminated, or the deadline).
@@ -204,6 +205,29 @@ class TrialContext:
             "default_root_dir": tempfile.gettempdir(),
         }
         return kwargs
+
+
+def report_first_value(storage: BaseStorage, trial_id: int, step: int, value: float) -> bool:
+    """Write ``value`` at ``step`` unless the trial already has one there; whether it wrote.
+
+    Like ``optuna.Trial.report``, the first value of a step is kept, so a launch that
+    re-trains epochs after a lost launch leaves no duplicate and no changed value.
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study()
+        >>> trial = study.ask()
+        >>> report_first_value(study._storage, trial._trial_id, 1, 0.5)
+        True
+        >>> report_first_value(study._storage, trial._trial_id, 1, 0.7)
+        False
+        >>> study.trials[0].intermediate_values
+        {1: 0.5}
+    """
+    if step in storage.get_trial(trial_id).intermediate_values:
+        return False
+    storage.set_trial_intermediate_value(trial_id, step, value)
+    return True
 
 
 def launch_env(spec: LaunchSpec) -> dict[str, str]:

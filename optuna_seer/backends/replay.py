@@ -20,6 +20,14 @@ trained (when it resumes from a checkpoint; from 0 otherwise) to ``spec.target_e
   ``seer:rung_<r>_training`` system attr, as ``TrialContext.record_training`` does, so the
   executor measures epoch times and resumes the trial from this launch's checkpoint.
 
+Faults can be injected, as on real workers: :meth:`ReplayBackend.fail_launch` fails a running
+launch now (a rank SIGKILLed, a process group killed), and ``preemption_rate`` preempts a
+launch's node during an epoch with that probability per epoch (seeded). A failed launch
+writes no checkpoint, so the epochs it trained since its resume point are lost (counted in
+:attr:`ReplayBackend.epochs_lost`); the values it reported stay in the storage and a retry
+re-reports them, the storage keeping the first value per step, as a worker's
+``TrialContext.report`` does.
+
 Which recorded curve a trial replays is ``spec.params[config_param]`` (``"config_id"`` by
 default), an index into ``curves``. The recorded test accuracy stays out of the study and is
 read with :meth:`ReplayBackend.test_accuracy` to score the configuration a tuner selects.
@@ -45,6 +53,7 @@ from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState, LaunchSt
 from optuna_seer.scaling import ScalingCurve
 from optuna_seer.storage_url import open_storage
 from optuna_seer.trial_attrs import TRIAL_STOP_REASON, launch_timing_key
+from optuna_seer.trial_context import report_first_value
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,8 @@ class _Launch:
     finished_at: float | None = None
     message: str = ""
     epoch_ends: list[float] = field(default_factory=list)
+    index: int = 0
+    first_epoch: int = 0
 
 
 class ReplayBackend(Backend):
@@ -110,7 +121,11 @@ class ReplayBackend(Backend):
         config_param: The trial parameter holding the index into ``curves``.
         observer: Called after every simulated epoch, at that epoch's time, with the handle,
             the epoch and the reported value; it may call :meth:`stop` (e.g. to let an Optuna
-            pruner decide, as a worker calling ``trial.should_prune()`` would).
+            pruner decide, as a worker calling ``trial.should_prune()`` would), or
+            :meth:`fail_launch`.
+        preemption_rate: Probability that a launch's node is preempted during any one epoch
+            (the launch fails part-way through that epoch); drawn from ``(seed, launch
+            number)``, so a replay with faults is deterministic too.
 
     Example:
         >>> import optuna
@@ -142,6 +157,7 @@ class ReplayBackend(Backend):
         storage: BaseStorage | None = None,
         config_param: str = "config_id",
         observer: EpochObserver | None = None,
+        preemption_rate: float = 0.0,
     ) -> None:
         if not curves or not all(isinstance(c, RecordedCurve) for c in curves):
             raise TypeError("curves must be a non-empty sequence of RecordedCurve.")
@@ -157,6 +173,17 @@ class ReplayBackend(Backend):
                 raise ValueError(f"{name}={value!r} must be finite and >= 0 (epoch_seconds > 0).")
         if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
             raise ValueError(f"slots={slots!r} must be a whole number >= 1.")
+        if (
+            isinstance(preemption_rate, bool)
+            or not isinstance(preemption_rate, (int, float))
+            or not 0.0 <= preemption_rate < 1.0
+        ):
+            raise ValueError(
+                f"preemption_rate={preemption_rate!r} must be a probability per epoch in [0, 1)."
+            )
+        self._preemption_rate = float(preemption_rate)
+        self._faults = 0
+        self._epochs_lost = 0
         self._curves = tuple(curves)
         self._scaling = ScalingCurve.parse(scaling)
         self._epoch_seconds = float(epoch_seconds)
@@ -218,8 +245,11 @@ class ReplayBackend(Backend):
         storage = self._storage_for(spec.storage)
         study_id = storage.get_study_id_from_name(spec.study_name)
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, spec.trial_number)
-        handle = f"replay-{next(self._handles)}"
-        self._launches[handle] = _Launch(spec=spec, key=key, trial_id=trial_id, curve=curve)
+        index = next(self._handles)
+        handle = f"replay-{index}"
+        self._launches[handle] = _Launch(
+            spec=spec, key=key, trial_id=trial_id, curve=curve, index=index
+        )
         self._running_for[key] = handle
         self._trial_curves[key] = curve
         self._queue.append(handle)
@@ -243,6 +273,21 @@ class ReplayBackend(Backend):
     def release(self) -> None:
         for handle in list(self._running_for.values()):
             self.stop(handle)
+
+    def launch_spec(self, handle: str) -> LaunchSpec:
+        """The spec ``handle`` was started with (which trial, rung, resume point)."""
+        return self._launch(handle).spec
+
+    def fail_launch(self, handle: str, reason: str = "a worker was killed (SIGKILL)") -> None:
+        """Inject a fault: the running launch ``handle`` fails now, as when a rank is killed.
+
+        Like a real process group, it writes no checkpoint: the epochs it trained since its
+        resume point are lost. A launch that already ended is left as it is.
+        """
+        launch = self._launch(handle)
+        if launch.state is LaunchState.RUNNING:
+            self._faults += 1
+            self._finish(launch, LaunchState.FAILED, f"injected fault: {reason}")
 
     def now(self) -> float:
         return self._now
@@ -298,6 +343,16 @@ class ReplayBackend(Backend):
         if epochs == 0 or curve is None:
             return None
         return curve.val_acc[epochs - 1]
+
+    @property
+    def faults_injected(self) -> int:
+        """Launches failed by :meth:`fail_launch` or by a simulated preemption."""
+        return self._faults
+
+    @property
+    def epochs_lost(self) -> int:
+        """Epochs trained by failed launches after their resume point (to be retrained)."""
+        return self._epochs_lost
 
     @property
     def gpu_seconds(self) -> float:
@@ -361,10 +416,17 @@ class ReplayBackend(Backend):
             spec = launch.spec
             first = self._progress.get(launch.key, 0) if spec.resume_from is not None else 0
             self._progress[launch.key] = first
+            launch.first_epoch = first
             per_epoch = self._epoch_seconds / self._scaling.speedup(spec.workers)
             at = self._now + self._startup
+            preemption = np.random.default_rng([self._seed, 1, launch.index])
             for epoch in range(first + 1, spec.target_epochs + 1):
-                at += per_epoch * self._epoch_factor(spec.trial_number, epoch, spec.workers)
+                seconds = per_epoch * self._epoch_factor(spec.trial_number, epoch, spec.workers)
+                if self._preemption_rate and preemption.random() < self._preemption_rate:
+                    lost_at = at + seconds * preemption.random()
+                    heapq.heappush(self._events, (lost_at, next(self._event_order), handle, -1))
+                    break
+                at += seconds
                 launch.epoch_ends.append(at)
                 heapq.heappush(self._events, (at, next(self._event_order), handle, epoch))
             if first >= spec.target_epochs:
@@ -376,10 +438,14 @@ class ReplayBackend(Backend):
         if launch.state is not LaunchState.RUNNING:
             return
         self._now = max(self._now, at)
+        if epoch < 0:
+            self._faults += 1
+            self._finish(launch, LaunchState.FAILED, "injected fault: spot node preempted")
+            return
         value = launch.curve.val_acc[epoch - 1]
         storage = self._storage_for(launch.spec.storage)
         try:
-            storage.set_trial_intermediate_value(launch.trial_id, epoch, value)
+            report_first_value(storage, launch.trial_id, epoch, value)
         except optuna.exceptions.UpdateFinishedTrialError as exc:
             self._finish(launch, LaunchState.FAILED, f"worker could not report: {exc}")
             return
@@ -394,6 +460,10 @@ class ReplayBackend(Backend):
     def _finish(self, launch: _Launch, state: LaunchState, message: str) -> None:
         if state is LaunchState.SUCCEEDED:
             self._record_training(launch)
+        elif state is LaunchState.FAILED and not launch.queued:
+            # No checkpoint: back to the epochs the launch resumed from.
+            self._epochs_lost += self._progress[launch.key] - launch.first_epoch
+            self._progress[launch.key] = launch.first_epoch
         launch.state = state
         launch.message = message
         launch.finished_at = self._now
