@@ -39,7 +39,9 @@ def _rank_pids(study_name: str, rank: str) -> list[int]:
             raw = (entry / "environ").read_bytes()
         except OSError:
             continue
-        env = dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+        env = dict(
+            item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item
+        )
         if env.get("SEER_STUDY") == study_name and env.get("RANK") == rank:
             found.append(int(entry.name))
     return found
