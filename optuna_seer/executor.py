@@ -23,13 +23,19 @@ A launch that fails (a rank killed, the process group killed, the node preempted
 launched again from the trial's last good checkpoint on fresh workers, at most
 ``max_launch_retries`` times per trial and rung; its cost stays charged, the retries are
 counted in :class:`TuningResult` and the re-planning after the rung accounts for the time lost.
+
+The executor keeps its progress in the study's storage (the rung it runs, the re-planned
+rungs, every finished launch and every launch in flight), so ``ElasticTuner(...,
+resume=True).run()`` in a new driver continues a study whose driver was killed: finished
+rungs are not run again, each trial resumes from its last good checkpoint, and the cost
+already charged is not charged again.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 import importlib.util
 import inspect
 import math
@@ -53,8 +59,14 @@ from optuna_seer.scaling import ScalingCurve
 from optuna_seer.seer_planner import assign_gpus, gpu_candidates
 from optuna_seer.storage_url import storage_url_of
 from optuna_seer.trial_attrs import (
+    STUDY_EXECUTOR_PROGRESS,
+    TRIAL_BEYOND_PLAN,
+    TRIAL_IN_FLIGHT,
+    TRIAL_LAUNCHES,
+    TRIAL_LEDGER,
     TRIAL_PLACEMENT,
     TRIAL_STOP_REASON,
+    checkpoint_fallback_key,
     launch_timing_key,
 )
 from optuna_seer.trial_context import ENV_MAX_EPOCHS, checkpoint_name, checkpoint_object_uri
@@ -81,6 +93,7 @@ class LaunchRecord:
     train_seconds: float | None = None
     epochs: int | None = None
     message: str = ""
+    checkpoint: str | None = None
 
     @property
     def wall_seconds(self) -> float:
@@ -142,6 +155,7 @@ class TuningResult:
     notes: tuple[str, ...] = field(default=())
     trial_states: dict[int, str] = field(default_factory=dict)
     retried_launches: int = 0
+    checkpoint_fallbacks: int = 0
 
     @property
     def failed_launches(self) -> int:
@@ -320,6 +334,11 @@ class ElasticTuner:
             same rung (from the trial's last good checkpoint, on fresh workers) before the
             trial is told ``FAIL``. Retries are not started once the deadline or budget guard
             has asked running trials to stop.
+        resume: Continue a study this executor already started (its driver was killed):
+            rebuild the rung, the live trials, their checkpoints and the ledger from the
+            storage. Launches the killed driver left running are charged from their start
+            to now (an upper bound: nobody saw them end) and run again from their last good
+            checkpoint. Without it, a study with trials is refused.
 
     Example:
         >>> tuner = ElasticTuner(study, plan=pruner.plan,  # doctest: +SKIP
@@ -346,6 +365,7 @@ class ElasticTuner:
         poll_seconds: float = 0.5,
         progress: bool = True,
         max_launch_retries: int = 2,
+        resume: bool = False,
     ) -> None:
         if not isinstance(study, optuna.Study):
             raise TypeError(f"study={study!r} must be an optuna.Study.")
@@ -406,7 +426,12 @@ class ElasticTuner:
                 "failed launch fails its trial)."
             )
         self._max_retries = max_launch_retries
+        if not isinstance(resume, bool):
+            raise TypeError(f"resume={resume!r} must be True or False.")
+        self._resume_study = resume
+        self._done_in_rung: set[int] = set()
         self._retries: dict[tuple[int, int], int] = {}
+        self._fallbacks = 0
         self._notes: list[str] = []
         self._launches: list[LaunchRecord] = []
         self._t0 = 0.0
@@ -446,13 +471,23 @@ class ElasticTuner:
         """Execute the plan; returns what happened. Releases the backend on every exit.
 
         Raises:
-            ValueError: The study already has trials (run a fresh study).
+            ValueError: The study already has trials and ``resume`` is off, or ``resume`` is
+                on and the study was not started by an ``ElasticTuner``.
         """
         study = self._study
-        if study.get_trials(deepcopy=False):
+        existing = study.get_trials(deepcopy=False)
+        if existing and not self._resume_study:
             raise ValueError(
-                f"study {study.study_name!r} already has trials; ElasticTuner runs a fresh "
-                "study (use a new study_name)."
+                f"study {study.study_name!r} already has trials; pass resume=True to continue "
+                "it (its driver was stopped), or use a new study_name for a fresh run."
+            )
+        progress = study._storage.get_study_system_attrs(study._study_id).get(
+            STUDY_EXECUTOR_PROGRESS
+        )
+        if existing and progress is None:
+            raise ValueError(
+                f"study {study.study_name!r} has trials but no ElasticTuner progress in its "
+                "storage; only a study an ElasticTuner started can be resumed."
             )
         self._t0 = start_clock(study, self._backend.now())
         self._ids: dict[int, int] = {}
@@ -462,22 +497,26 @@ class ElasticTuner:
         schedule_: list[Rung] = list(self._plan.rungs)
         records: list[RungRecord] = []
         try:
-            for _ in range(self._plan.n_configs):
-                trial = study.ask()
-                self._search_space(trial)
-                self._ids[trial.number] = trial._trial_id
-                self._params[trial.number] = dict(trial.params)
-                self._resume[trial.number] = None
-                self._states[trial.number] = TrialState.RUNNING.name
-            alive = list(self._ids)
-            self._say(
-                f"{len(alive)} configurations sampled; plan: {len(schedule_)} rungs, "
-                f"{format_seconds(self._plan.predicted_seconds)} and "
-                f"${self._plan.predicted_cost:,.2f} predicted"
-            )
-            index = 0
+            if progress is not None:
+                index, schedule_, alive = self._restore(progress)
+            else:
+                for _ in range(self._plan.n_configs):
+                    trial = study.ask()
+                    self._search_space(trial)
+                    self._ids[trial.number] = trial._trial_id
+                    self._params[trial.number] = dict(trial.params)
+                    self._resume[trial.number] = None
+                    self._states[trial.number] = TrialState.RUNNING.name
+                alive = list(self._ids)
+                self._say(
+                    f"{len(alive)} configurations sampled; plan: {len(schedule_)} rungs, "
+                    f"{format_seconds(self._plan.predicted_seconds)} and "
+                    f"${self._plan.predicted_cost:,.2f} predicted"
+                )
+                index = 0
             while index < len(schedule_):
                 rung = schedule_[index]
+                self._save_progress(index, schedule_)
                 record, alive, cut_short = self._run_rung(rung, alive, schedule_)
                 records.append(record)
                 if cut_short:
@@ -507,6 +546,70 @@ class ElasticTuner:
         self._backend.release()
         return self._result(records, schedule_)
 
+    def _save_progress(self, index: int, schedule_: Sequence[Rung]) -> None:
+        self._study._storage.set_study_system_attr(
+            self._study._study_id,
+            STUDY_EXECUTOR_PROGRESS,
+            {"rung": index, "rungs": [asdict(r) for r in schedule_]},
+        )
+
+    def _restore(self, progress: dict[str, Any]) -> tuple[int, list[Rung], list[int]]:
+        """Rebuild the run's state from the storage (see ``resume``); (rung, rungs, alive)."""
+        storage, now = self._study._storage, self._backend.now()
+        index = int(progress["rung"])
+        schedule_ = [Rung(**r) for r in progress["rungs"]]
+        alive: list[int] = []
+        lost_gpu_s = 0.0
+        for trial in self._study.get_trials(deepcopy=False):
+            attrs = trial.system_attrs
+            if TRIAL_PLACEMENT not in attrs or attrs.get(TRIAL_BEYOND_PLAN):
+                continue
+            number = trial.number
+            self._ids[number] = trial._trial_id
+            self._params[number] = dict(trial.params)
+            self._states[number] = trial.state.name
+            launches = [
+                LaunchRecord(**{**r, "lanes": tuple(r["lanes"])})
+                for r in attrs.get(TRIAL_LAUNCHES, [])
+            ]
+            self._launches.extend(launches)
+            good = [r.checkpoint for r in launches if r.checkpoint is not None]
+            self._resume[number] = good[-1] if good else None
+            for r in launches:
+                if r.rung == index and r.state != LaunchState.FAILED.value:
+                    self._done_in_rung.add(number)
+                if r.state == LaunchState.FAILED.value:
+                    key = (number, r.rung)
+                    self._retries[key] = self._retries.get(key, 0) + 1
+            in_flight = attrs.get(TRIAL_IN_FLIGHT)
+            if trial.state == TrialState.RUNNING:
+                alive.append(number)
+                # Launches the killed driver left running: charged up to now (an upper
+                # bound); idle trials stop accruing over the downtime.
+                seconds = 0.0
+                if in_flight is not None and int(in_flight["launch"]) >= len(launches):
+                    charged_until = float(attrs.get(TRIAL_LEDGER, [0.0, 0.0])[1])
+                    began = max(float(in_flight["started_at"]), charged_until)
+                    seconds = max(now - began, 0.0) * int(in_flight["workers"])
+                    lost_gpu_s += seconds
+                if in_flight is not None:
+                    storage.set_trial_system_attr(trial._trial_id, TRIAL_IN_FLIGHT, None)
+                charge_trial(storage, trial, seconds, now)
+        self._launches.sort(key=lambda r: r.started_at)
+        self._charged_gpu_s = sum(
+            float(t.system_attrs.get(TRIAL_LEDGER, [0.0])[0])
+            for t in self._study.get_trials(deepcopy=False)
+        )
+        alive.sort()
+        self._say(
+            f"resumed study {self._study.study_name!r} at rung {index} "
+            f"({format_seconds(now - self._t0)} after it started): {len(alive)} trial(s) in "
+            f"play, {len(self._done_in_rung)} of them already through this rung, "
+            f"{len(self._launches)} earlier launch(es); {lost_gpu_s:,.0f} slot-seconds charged "
+            "for launches the stopped driver left running"
+        )
+        return index, schedule_, alive
+
     def _result(self, records: list[RungRecord], schedule_: list[Rung]) -> TuningResult:
         now = self._backend.now()
         trials = self._study.get_trials(deepcopy=False)
@@ -528,6 +631,7 @@ class ElasticTuner:
             notes=tuple(self._notes),
             trial_states=dict(self._states),
             retried_launches=sum(self._retries.values()),
+            checkpoint_fallbacks=self._fallbacks,
         )
 
     # ----------------------------------------------------------------- one rung
@@ -541,11 +645,12 @@ class ElasticTuner:
         deadline_at = self._t0 + self._plan.deadline_s
         last_epoch = self._measured_epoch_seconds(workers) or rung.epoch_seconds
         grace = min(max(2.0 * last_epoch + 5.0, 10.0), 0.25 * self._plan.deadline_s)
-        pending = deque(alive)
+        pending = deque(n for n in alive if n not in self._done_in_rung)
         running: dict[str, tuple[int, tuple[int, ...], float]] = {}
         free_lanes = list(range(backend.slots))
         launches: list[LaunchRecord] = []
-        survivors: list[int] = []
+        survivors: list[int] = [n for n in alive if n in self._done_in_rung]
+        self._done_in_rung = set()
         soft_stopped = hard_stopped = False
         started = backend.now() - self._t0
         bar = _RungProgress(
@@ -553,6 +658,7 @@ class ElasticTuner:
             len(alive),
             self._progress,
         )
+        bar.update(len(survivors))
         price = self._plan.price_per_gpu_second
         stop_for = ""
         while pending or running:
@@ -606,6 +712,16 @@ class ElasticTuner:
                 )
                 handle = backend.start(spec)
                 running[handle] = (number, lanes, backend.now())
+                storage.set_trial_system_attr(
+                    self._ids[number],
+                    TRIAL_IN_FLIGHT,
+                    {
+                        "rung": rung.index,
+                        "workers": workers,
+                        "started_at": backend.now(),
+                        "launch": sum(1 for r in self._launches if r.trial_number == number),
+                    },
+                )
             for handle in backend.wait(list(running), self._poll):
                 number, lanes, _ = running.pop(handle)
                 free_lanes = sorted(free_lanes + list(lanes))
@@ -656,6 +772,15 @@ class ElasticTuner:
         finished = status.finished_at if status.finished_at is not None else self._backend.now()
         trial = self._trial(number)
         timing = trial.system_attrs.get(launch_timing_key(rung.index))
+        fallback = trial.system_attrs.get(checkpoint_fallback_key(rung.index))
+        seen = sum(1 for r in self._launches if r.trial_number == number and r.rung == rung.index)
+        if fallback is not None and seen == 0:
+            self._fallbacks += 1
+            self._say(
+                f"trial {number}: checkpoint {fallback['wanted']} was corrupt or missing "
+                f"({'; '.join(fallback['errors'])[:300]}); rung {rung.index} resumed from "
+                f"{fallback['used'] or 'scratch'}"
+            )
         state, message = status.state, status.message
         reached = trial.last_step is not None and trial.last_step >= rung.resource
         if state is LaunchState.SUCCEEDED and not reached and not stopping:
@@ -665,7 +790,8 @@ class ElasticTuner:
                 f"{trial.last_step}); report with SeerCallback or TrialContext.report."
             )
         uri = checkpoint_object_uri(self._trial_uri(number), checkpoint_name(rung.index))
-        if state is not LaunchState.FAILED and timing is not None:
+        good = state is not LaunchState.FAILED and timing is not None
+        if good:
             self._resume[number] = uri
         gpu_seconds = (finished - status.started_at) * rung.gpus_per_trial
         self._charged_gpu_s += gpu_seconds
@@ -681,8 +807,14 @@ class ElasticTuner:
             train_seconds=None if timing is None else float(timing["train_seconds"]),
             epochs=None if timing is None else int(timing["epochs"]),
             message=message,
+            checkpoint=uri if good else None,
         )
         self._launches.append(launch)
+        storage = self._study._storage
+        kept = trial.system_attrs.get(TRIAL_LAUNCHES, [])
+        record = {**asdict(launch), "lanes": list(launch.lanes), "message": message[-500:]}
+        storage.set_trial_system_attr(trial._trial_id, TRIAL_LAUNCHES, [*kept, record])
+        storage.set_trial_system_attr(trial._trial_id, TRIAL_IN_FLIGHT, None)
         return launch
 
     def _finish_early(self, alive: list[int], rung: Rung, why: str) -> None:

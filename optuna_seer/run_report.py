@@ -56,7 +56,8 @@ def format_report(result: TuningResult) -> str:
         f"max {_seconds(max(overheads) if overheads else None)} s",
         "trials: " + ", ".join(f"{count} {state}" for state, count in sorted(states.items())),
         f"faults: {result.failed_launches} failed launch(es), {result.retried_launches} "
-        "retried from the trial's last good checkpoint",
+        f"retried from the trial's last good checkpoint; {result.checkpoint_fallbacks} corrupt "
+        "or missing checkpoint(s) replaced by an earlier one or a fresh start",
     ]
     if result.final_plan != result.plan:
         lines.append(

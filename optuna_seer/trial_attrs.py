@@ -22,6 +22,13 @@ TRIAL_BEYOND_PLAN = "seer:beyond_plan"
 TRIAL_LEDGER = "seer:ledger"
 TRIAL_STOP_REASON = "seer:stop_reason"
 
+STUDY_EXECUTOR_PROGRESS = "seer:executor_progress"
+"""ElasticTuner's progress: the rung it is running and the (re-planned) rungs, for resuming."""
+TRIAL_LAUNCHES = "seer:launches"
+"""Every finished launch of a trial (rung, workers, times, state, checkpoint), for resuming."""
+TRIAL_IN_FLIGHT = "seer:in_flight"
+"""The trial's running launch (rung, workers, start) or ``None``: what a killed driver left."""
+
 
 def placement(
     gpus_per_rung: list[int], rung_ends: list[int], placed_at: float
@@ -39,6 +46,12 @@ def rung_value_key(rung: int) -> str:
 def launch_timing_key(rung: int) -> str:
     """The trial attr where a worker records how long its launch for ``rung`` trained."""
     return f"seer:rung_{rung}_training"
+
+
+def checkpoint_fallback_key(rung: int) -> str:
+    """The trial attr where a worker records that its resume checkpoint for ``rung`` was
+    corrupt or missing, and which one it used instead (``None``: it started from scratch)."""
+    return f"seer:rung_{rung}_checkpoint_fallback"
 
 
 def promoted_key(rung: int) -> str:

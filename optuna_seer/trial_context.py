@@ -44,15 +44,21 @@ import functools
 import json
 import os
 from pathlib import Path
+import re
+import sys
 import tempfile
 from typing import Any
 
 from optuna.storages import BaseStorage
 
 from optuna_seer.backends.base import LaunchSpec
-from optuna_seer.checkpoints import LocalStore, open_store
+from optuna_seer.checkpoints import CorruptCheckpointError, LocalStore, open_store
 from optuna_seer.storage_url import open_storage
-from optuna_seer.trial_attrs import TRIAL_STOP_REASON, launch_timing_key
+from optuna_seer.trial_attrs import (
+    TRIAL_STOP_REASON,
+    checkpoint_fallback_key,
+    launch_timing_key,
+)
 
 ENV_STUDY = "SEER_STUDY"
 ENV_STORAGE = "SEER_STORAGE"
@@ -279,14 +285,19 @@ def trial_context(environ: Mapping[str, str] | None = None, *, fetch: bool = Tru
     resume_uri = env.get(ENV_RESUME_FROM) or None
     target_epochs = whole(ENV_TARGET_EPOCHS, need(ENV_TARGET_EPOCHS))
     world_size = whole("WORLD_SIZE", env.get("WORLD_SIZE", "1"))
-    return TrialContext(
+    local: str | None = None
+    errors: list[str] = []
+    wanted = resume_uri
+    if resume_uri is not None and fetch:
+        local, resume_uri, errors = fetch_good_checkpoint(resume_uri)
+    context = TrialContext(
         study_name=need(ENV_STUDY),
         storage=need(ENV_STORAGE),
         trial_number=whole(ENV_TRIAL, need(ENV_TRIAL)),
         rung=whole(ENV_RUNG, need(ENV_RUNG)),
         target_epochs=target_epochs,
         checkpoint_uri=need(ENV_CHECKPOINT_URI),
-        resume_checkpoint=None if resume_uri is None or not fetch else fetch_checkpoint(resume_uri),
+        resume_checkpoint=local,
         params=params,
         world_size=world_size,
         rank=whole("RANK", env.get("RANK", "0")),
@@ -294,6 +305,58 @@ def trial_context(environ: Mapping[str, str] | None = None, *, fetch: bool = Tru
         max_epochs=whole(ENV_MAX_EPOCHS, env.get(ENV_MAX_EPOCHS, str(target_epochs))),
         resume_uri=resume_uri,
     )
+    if errors and context.is_global_zero:
+        print(
+            f"[seer] trial {context.trial_number}: checkpoint {wanted} unusable "
+            f"({'; '.join(errors)}); resuming from {resume_uri or 'scratch'}",
+            file=sys.stderr,
+            flush=True,
+        )
+        context._storage.set_trial_system_attr(
+            context.trial_id,
+            checkpoint_fallback_key(context.rung),
+            {"wanted": wanted, "used": resume_uri, "errors": errors[:5]},
+        )
+    return context
+
+
+_RUNG_CHECKPOINT = re.compile(r"rung-(\d+)\.ckpt")
+
+
+def fetch_good_checkpoint(uri: str) -> tuple[str | None, str | None, list[str]]:
+    """Fetch ``uri`` verified, falling back to the trial's earlier rung-end checkpoints.
+
+    Returns ``(local copy, its URI, errors)``; ``(None, None, errors)`` when neither ``uri``
+    nor any earlier ``rung-<k>.ckpt`` in the same store is present and matches its SHA-256
+    (the launch then trains from scratch). ``errors`` says what was wrong with each one tried.
+
+    Example:
+        >>> import tempfile
+        >>> fetch_good_checkpoint(tempfile.mkdtemp() + "/rung-1.ckpt")[:2]
+        (None, None)
+    """
+    parent, _, name = uri.rstrip("/").rpartition("/")
+    candidates = [uri]
+    wanted = _RUNG_CHECKPOINT.fullmatch(name)
+    errors: list[str] = []
+    if wanted is not None:
+        try:
+            names = open_store(parent or ".").names()
+        except OSError as exc:
+            names = []
+            errors.append(f"cannot list {parent}: {exc}")
+        earlier = sorted(
+            (int(m.group(1)), n)
+            for n in names
+            if (m := _RUNG_CHECKPOINT.fullmatch(n)) and int(m.group(1)) < int(wanted.group(1))
+        )
+        candidates += [f"{parent}/{n}" for _, n in reversed(earlier)]
+    for candidate in candidates:
+        try:
+            return fetch_checkpoint(candidate), candidate, errors
+        except (CorruptCheckpointError, FileNotFoundError) as exc:
+            errors.append(str(exc))
+    return None, None, errors
 
 
 def fetch_checkpoint(uri: str) -> str:

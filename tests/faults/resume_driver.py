@@ -1,0 +1,72 @@
+"""A driver process for the resume test: a tiny two-rung plan on real LocalBackend workers.
+
+Usage: ``python resume_driver.py SQLITE_URL WORKDIR [--resume]``; prints the report.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+import sys
+
+import optuna
+
+from optuna_seer.backends.local import LocalBackend
+from optuna_seer.cost_model import ClusterLimits, RungShape, schedule
+from optuna_seer.executor import ElasticTuner
+from optuna_seer.plan import Plan
+from optuna_seer.pruner import SeerPruner
+from optuna_seer.run_report import format_report
+from optuna_seer.sampler import SeerSampler
+from optuna_seer.workload import Workload
+
+REPO = Path(__file__).resolve().parents[2]
+TRAIN = f"{REPO / 'examples' / 'lightning_digits.py'}:train"
+PRICE = 3.0 / 3600
+STUDY = "resume"
+
+
+def search_space(trial: optuna.Trial) -> None:
+    trial.suggest_float("lr", 0.02, 0.1, log=True)
+    trial.suggest_int("hidden", 32, 48)
+    trial.suggest_float("weight_decay", 1e-5, 1e-4, log=True)
+
+
+def main() -> None:
+    url, workdir = sys.argv[1], Path(sys.argv[2])
+    resume = "--resume" in sys.argv[3:]
+    workload = Workload(epoch_seconds=1.0, scaling="linear", max_epochs=3, startup_seconds=15)
+    plan = Plan(
+        rungs=schedule(
+            [RungShape(2, 1, 1), RungShape(1, 3, 1)], workload, PRICE, ClusterLimits(max_gpus=2)
+        ),
+        reduction_factor=2,
+        deadline_s=1800.0,
+        budget_dollars=5.0,
+        price_per_gpu_second=PRICE,
+        min_marginal_speedup=0.2,
+    )
+    study = optuna.create_study(
+        storage=url,
+        study_name=STUDY,
+        direction="maximize",
+        sampler=SeerSampler(optuna.samplers.RandomSampler(seed=0)),
+        pruner=SeerPruner(plan=plan),
+        load_if_exists=resume,
+    )
+    env = {"DIGITS_REPEATS": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    result = ElasticTuner(
+        study,
+        backend=LocalBackend(slots=2, log_dir=workdir / "logs", env=env),
+        train=TRAIN,
+        search_space=search_space,
+        checkpoints=workdir / "ckpt",
+        drift_tolerance=float("inf"),
+        progress=False,
+        resume=resume,
+    ).run()
+    print(format_report(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
