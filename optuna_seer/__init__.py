@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from optuna_seer.backends.base import Backend, LaunchSpec
 from optuna_seer.backends.local import LocalBackend
+from optuna_seer.backends.replay import RecordedCurve, ReplayBackend
 from optuna_seer.backends.skypilot import SkyPilotBackend
 from optuna_seer.billing import BillingRule
 from optuna_seer.budget import Budget, parse_duration
@@ -64,6 +65,8 @@ __all__ = [
     "PlanningProblem",
     "PriceQuote",
     "Profile",
+    "RecordedCurve",
+    "ReplayBackend",
     "RubberBandResult",
     "Rung",
     "RungDecision",

@@ -23,6 +23,7 @@ from optuna_seer.trial_attrs import (
     STUDY_STARTED_AT,
     SYNCHRONOUS,
     TRIAL_BEYOND_PLAN,
+    TRIAL_LEDGER,
     TRIAL_PLACEMENT,
     TRIAL_STOP_REASON,
     promoted_key,
@@ -72,8 +73,8 @@ class SeerPruner(BasePruner):
       (ASHA); with all ``n_r`` values seen this is the synchronous rule. A trial promoted
       early gives its place back at its next rung end (or before completing) once ``n_{r+1}``
       trials have beaten its value at a rung it passed, so the finalists converge to the
-      plan's survivors. It is also
-      deadline-aware: a trial that, at its measured epoch rate, cannot finish its current rung
+      plan's survivors. It is also deadline-aware: a trial that, at its epoch rate measured
+      since its last rung end (the plan's rate before that), cannot finish its current rung
       before the deadline is stopped, and one is stopped when the study's ledger shows the
       budget spent. The reason is recorded in the trial's ``seer:stop_reason`` system attr.
 
@@ -254,8 +255,15 @@ class SeerPruner(BasePruner):
         if step >= self._plan.max_epochs or step <= 0:
             return False
         rung = self._plan.rung_for_step(step)
-        placed_at = float(trial.system_attrs[TRIAL_PLACEMENT]["placed_at"])
-        seconds_per_epoch = max(now - placed_at, 0.0) / step
+        # Epoch time measured since the last rung end (the ledger settles there), so launch
+        # start-up never counts as training; the plan's estimate until a rung end is timed.
+        attrs = trial.system_attrs
+        passed = [r for r in self._plan.rungs[:-1] if rung_value_key(r.index) in attrs]
+        account = attrs.get(TRIAL_LEDGER)
+        if passed and account is not None and step > passed[-1].resource:
+            seconds_per_epoch = max(now - float(account[1]), 0.0) / (step - passed[-1].resource)
+        else:
+            seconds_per_epoch = rung.epoch_seconds
         needed = (rung.resource - step) * seconds_per_epoch
         left = started_at + self._plan.deadline_s - now
         if needed <= left:
