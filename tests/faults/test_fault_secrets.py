@@ -1,0 +1,107 @@
+"""Planted secrets (a storage password, an AWS secret key) must not leak into what a run
+leaves behind: its notes and report, the Optuna storage, the checkpoint tree, error messages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+from replay_study import run_replay
+
+from optuna_seer.run_report import format_report
+from optuna_seer.storage_url import open_storage, redact_url
+
+PASSWORD = "PLANTED-pw-7f3c9"
+AWS_SECRET = "PLANTEDawsSECRETkey0123456789abcdefGHIJ"
+STORAGE_URL = f"postgresql://seer:{PASSWORD}@db.invalid:5432/optuna"
+
+
+def _everything_in(study: optuna.Study) -> str:
+    storage = study._storage
+    parts = [json.dumps(storage.get_study_system_attrs(study._study_id), default=str)]
+    parts.append(json.dumps(storage.get_study_user_attrs(study._study_id), default=str))
+    for trial in study.get_trials(deepcopy=False):
+        parts += [
+            json.dumps(trial.system_attrs, default=str),
+            json.dumps(trial.user_attrs, default=str),
+            json.dumps(trial.params, default=str),
+        ]
+    return "\n".join(parts)
+
+
+def _files_under(root: Path) -> str:
+    return "\n".join(
+        str(p) + "\n" + p.read_bytes().decode(errors="replace")
+        for p in root.rglob("*")
+        if p.is_file()
+    )
+
+
+def test_a_run_leaves_no_planted_secret_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "PLANTEDKEYID")
+    # The workers are given the full URL (they need it); nothing else may keep it.
+    run = run_replay(tmp_path, storage_url=STORAGE_URL, progress=True)
+    printed = capsys.readouterr()
+    haystack = "\n".join(
+        [
+            format_report(run.result),
+            "\n".join(run.result.notes),
+            repr(run.result.ledger),
+            printed.out,
+            printed.err,
+            _everything_in(run.study),
+            _files_under(tmp_path),
+        ]
+    )
+    for secret in (PASSWORD, AWS_SECRET, "PLANTEDKEYID"):
+        assert secret not in haystack
+
+
+def test_storage_errors_and_redaction_do_not_show_the_password() -> None:
+    assert PASSWORD not in redact_url(STORAGE_URL)
+    with pytest.raises(Exception) as caught:  # any error, as long as it hides the password
+        open_storage(STORAGE_URL.replace("postgresql://", "nosuchdialect://"))
+    assert PASSWORD not in str(caught.value)
+    assert PASSWORD not in repr(caught.value)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known leak, for the SkyPilot backend's owner: SkyPilotBackend.trial_task puts "
+    "SEER_STORAGE (with its password) into the task's envs, so the rendered task YAML holds "
+    "it; SkyPilot's Task(secrets=...) carries env vars that it redacts.",
+)
+def test_a_rendered_skypilot_trial_task_holds_no_storage_password(tmp_path: Path) -> None:
+    from optuna_seer.backends.base import LaunchSpec
+    from optuna_seer.backends.skypilot import SkyPilotBackend
+    from optuna_seer.placement import TrialSlot
+    from tests.fake_sky import REPO_ROOT, sky_home
+
+    with sky_home(tmp_path / "sky-home"):
+        backend = SkyPilotBackend(
+            script="train.py",
+            resources="A100:8",
+            clouds=["aws"],
+            use_spot=True,
+            checkpoints="s3://bucket/seer",
+            storage=STORAGE_URL,
+            price_per_gpu_hour=2.0,
+            workdir=str(REPO_ROOT),
+        )
+        spec = LaunchSpec(
+            study_name="digits",
+            storage="sqlite:////tmp/study.db",
+            trial_number=1,
+            params={},
+            rung=0,
+            target_epochs=1,
+            workers=8,
+            checkpoint_uri="s3://bucket/seer/digits/trial-1",
+        )
+        task = backend.trial_task(spec, TrialSlot("seer-x-0", nodes=1, gpus_per_node=8))
+        assert PASSWORD not in json.dumps(task.to_yaml_config(), default=str)
