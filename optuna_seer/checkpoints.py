@@ -19,16 +19,21 @@ Example:
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 import hashlib
 import os
 from pathlib import Path
 import shutil
 import tempfile
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
+
+from optuna_seer.retry import RetryPolicy, call_with_retries
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+T = TypeVar("T")
 
 DIGEST_SUFFIX = ".sha256"
 
@@ -129,10 +134,21 @@ class S3Store(CheckpointStore):
     """Checkpoints under ``s3://bucket/prefix`` through boto3.
 
     ``endpoint_url`` (or the ``AWS_ENDPOINT_URL`` variable boto3 reads) points at another
-    S3-compatible server, e.g. a local moto server in tests.
+    S3-compatible server, e.g. a local moto server in tests. Every request is retried with
+    backoff and jitter while the server is unreachable, times out or answers 5xx/throttling
+    (``retry``, see :mod:`optuna_seer.retry`); then
+    :class:`~optuna_seer.retry.StorageUnavailableError` says which object and why. An
+    unreachable server is never taken for a corrupt checkpoint.
     """
 
-    def __init__(self, uri: str, *, endpoint_url: str | None = None, client: Any = None) -> None:
+    def __init__(
+        self,
+        uri: str,
+        *,
+        endpoint_url: str | None = None,
+        client: Any = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
         parsed = urlparse(uri)
         if parsed.scheme != "s3" or not parsed.netloc:
             raise ValueError(f"checkpoint URI {uri!r} is not of the form s3://bucket/prefix")
@@ -144,16 +160,29 @@ class S3Store(CheckpointStore):
 
             client = boto3.client("s3", endpoint_url=endpoint_url)
         self._client: S3Client = client
+        self._retry = retry or RetryPolicy()
 
     def _key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
 
+    def _call(self, what: str, call: Callable[[], T]) -> T:
+        return call_with_retries(
+            call, what=f"{what} ({self.uri})", transient=is_transient_s3_error, policy=self._retry
+        )
+
     def put(self, local_path: str | Path, name: str) -> str:
         _check_name(name)
         digest = file_digest(local_path)
-        self._client.upload_file(str(local_path), self.bucket, self._key(name))
-        self._client.put_object(
-            Bucket=self.bucket, Key=self._key(name + DIGEST_SUFFIX), Body=digest.encode()
+        # The digest goes last: a put cut short leaves a checkpoint that fails verification.
+        self._call(
+            f"upload {name}",
+            lambda: self._client.upload_file(str(local_path), self.bucket, self._key(name)),
+        )
+        self._call(
+            f"upload {name}{DIGEST_SUFFIX}",
+            lambda: self._client.put_object(
+                Bucket=self.bucket, Key=self._key(name + DIGEST_SUFFIX), Body=digest.encode()
+            ),
         )
         return f"s3://{self.bucket}/{self._key(name)}"
 
@@ -161,39 +190,83 @@ class S3Store(CheckpointStore):
         from botocore.exceptions import ClientError
 
         _check_name(name)
-        try:
-            expected = (
-                self._client.get_object(Bucket=self.bucket, Key=self._key(name + DIGEST_SUFFIX))[
-                    "Body"
-                ]
-                .read()
-                .decode()
-                .strip()
+
+        def read_digest() -> str:
+            response = self._client.get_object(
+                Bucket=self.bucket, Key=self._key(name + DIGEST_SUFFIX)
             )
+            return response["Body"].read().decode().strip()
+
+        try:
+            expected = self._call(f"read {name}{DIGEST_SUFFIX}", read_digest)
         except ClientError as exc:
             raise CorruptCheckpointError(
                 f"checkpoint {self.uri}/{name} has no readable digest: {exc}"
             ) from None
         target = Path(local_path)
-        self._client.download_file(self.bucket, self._key(name), str(target))
+        self._call(
+            f"download {name}",
+            lambda: self._client.download_file(self.bucket, self._key(name), str(target)),
+        )
         if file_digest(target) != expected:
             raise CorruptCheckpointError(f"checkpoint {self.uri}/{name} does not match its SHA-256")
         return target
 
     def names(self) -> list[str]:
-        found: list[str] = []
-        paginator = self._client.get_paginator("list_objects_v2")
         start = f"{self.prefix}/" if self.prefix else ""
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
-            for item in page.get("Contents", []):
-                name = item["Key"][len(start) :]
-                if name and "/" not in name and not name.endswith(DIGEST_SUFFIX):
-                    found.append(name)
-        return sorted(found)
+
+        def listing() -> list[str]:
+            found: list[str] = []
+            paginator = self._client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
+                for item in page.get("Contents", []):
+                    name = item["Key"][len(start) :]
+                    if name and "/" not in name and not name.endswith(DIGEST_SUFFIX):
+                        found.append(name)
+            return sorted(found)
+
+        return self._call("list checkpoints", listing)
 
     def delete(self, name: str) -> None:
         for key in (self._key(_check_name(name)), self._key(name + DIGEST_SUFFIX)):
-            self._client.delete_object(Bucket=self.bucket, Key=key)
+            self._call(
+                f"delete {key}",
+                lambda key=key: self._client.delete_object(Bucket=self.bucket, Key=key),  # type: ignore[misc]
+            )
+
+
+_TRANSIENT_S3_CODES = frozenset(
+    {
+        "InternalError",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "ServiceUnavailable",
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "500",
+        "502",
+        "503",
+        "504",
+    }
+)
+
+
+def is_transient_s3_error(error: BaseException) -> bool:
+    """Whether an S3 error may pass if retried: no connection, a timeout, 5xx, throttling."""
+    from boto3.exceptions import S3TransferFailedError, S3UploadFailedError
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+    if isinstance(error, (ConnectionError, HTTPClientError)):
+        return True
+    if isinstance(error, ClientError):
+        return str(error.response.get("Error", {}).get("Code")) in _TRANSIENT_S3_CODES
+    if isinstance(error, (S3UploadFailedError, S3TransferFailedError)):
+        cause = error.__cause__ or error.__context__
+        return (cause is not None and is_transient_s3_error(cause)) or "Could not connect" in str(
+            error
+        )
+    return False
 
 
 def open_store(uri: str, *, endpoint_url: str | None = None) -> CheckpointStore:

@@ -1,0 +1,172 @@
+"""S3 unavailable for a while (a real local moto server stopped and restarted): checkpoint
+requests retry with backoff and jitter, then fail with a clear error; never half-written, and
+an outage is never mistaken for a corrupt checkpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+import random
+import socket
+import threading
+import time
+
+import boto3
+from botocore.config import Config
+import pytest
+
+from optuna_seer.checkpoints import S3Store
+from optuna_seer.retry import RetryPolicy, StorageUnavailableError, call_with_retries
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _Moto:
+    """A moto server on a fixed port that can be stopped and started again (state is kept)."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._server = None
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+
+@pytest.fixture(name="moto")
+def moto_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Moto]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    server = _Moto()
+    server.start()
+    boto3.client("s3", endpoint_url=server.endpoint).create_bucket(Bucket="outage")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _store(moto: _Moto, policy: RetryPolicy, prefix: str) -> S3Store:
+    # botocore's own quick retries off, so the test sees ours.
+    client = boto3.client(
+        "s3",
+        endpoint_url=moto.endpoint,
+        config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=2),
+    )
+    # moto keeps its objects in this process across tests: a prefix per test.
+    return S3Store(f"s3://outage/{prefix}/trial-0", client=client, retry=policy)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_requests_ride_out_a_server_restart(moto: _Moto, tmp_path: object) -> None:
+    from pathlib import Path
+
+    work = Path(str(tmp_path))
+    store = _store(moto, RetryPolicy(attempts=12, base_s=0.2, max_s=1.0), "restart")
+    weights = work / "w.ckpt"
+    weights.write_bytes(b"weights" * 1000)
+    store.put(weights, "rung-0.ckpt")
+    moto.stop()
+    restarter = threading.Timer(2.0, moto.start)
+    restarter.start()
+    try:
+        began = time.monotonic()
+        fetched = store.fetch("rung-0.ckpt", work / "back.ckpt")  # waits out the outage
+        waited = time.monotonic() - began
+        assert fetched.read_bytes() == weights.read_bytes()
+        assert waited > 0.5  # it really was down when the fetch began
+        moto.stop()
+        threading.Timer(1.5, moto.start).start()
+        store.put(weights, "rung-1.ckpt")  # an upload rides it out too
+        assert store.names() == ["rung-0.ckpt", "rung-1.ckpt"]
+        assert store.fetch("rung-1.ckpt", work / "b1.ckpt").read_bytes() == weights.read_bytes()
+    finally:
+        restarter.join()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_server_that_stays_down_gives_a_clear_error_not_corruption(
+    moto: _Moto, tmp_path: object
+) -> None:
+    from pathlib import Path
+
+    work = Path(str(tmp_path))
+    store = _store(moto, RetryPolicy(attempts=3, base_s=0.05, max_s=0.1), "down")
+    weights = work / "w.ckpt"
+    weights.write_bytes(b"x")
+    store.put(weights, "rung-0.ckpt")
+    moto.stop()
+    with pytest.raises(StorageUnavailableError, match=r"read rung-0\.ckpt\.sha256 .*3 times"):
+        store.fetch("rung-0.ckpt", work / "back.ckpt")
+    with pytest.raises(StorageUnavailableError, match=r"upload rung-1\.ckpt .*s3://outage"):
+        store.put(weights, "rung-1.ckpt")
+    moto.start()
+    # Nothing half-written: the failed put left no rung-1 checkpoint that could verify.
+    assert store.names() == ["rung-0.ckpt"]
+
+
+def test_backoff_is_jittered_bounded_and_gives_up_with_a_clear_error() -> None:
+    pauses: list[float] = []
+    calls: list[int] = []
+
+    def down() -> None:
+        calls.append(1)
+        raise ConnectionError("connection refused")
+
+    policy = RetryPolicy(attempts=5, base_s=1.0, max_s=3.0)
+    with pytest.raises(StorageUnavailableError, match="write ledger failed 5 times"):
+        call_with_retries(
+            down,
+            what="write ledger",
+            transient=lambda e: isinstance(e, ConnectionError),
+            policy=policy,
+            sleep=pauses.append,
+            rng=random.Random(1),
+        )
+    assert len(calls) == 5 and len(pauses) == 4
+    assert all(0 <= p <= min(3.0, 2.0**i) for i, p in enumerate(pauses))
+    assert len(set(pauses)) == 4  # jittered
+
+
+def test_non_transient_errors_propagate_at_once() -> None:
+    calls: list[int] = []
+
+    def broken() -> None:
+        calls.append(1)
+        raise KeyError("no such key")
+
+    with pytest.raises(KeyError):
+        call_with_retries(broken, what="x", transient=lambda e: False, sleep=lambda s: None)
+    assert calls == [1]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"attempts": 0}, ValueError),
+        ({"attempts": 1.5}, TypeError),
+        ({"base_s": -1}, ValueError),
+        ({"max_s": float("inf")}, ValueError),
+        ({"base_s": "1"}, TypeError),
+    ],
+)
+def test_retry_policy_names_its_bad_value(kwargs: dict[str, object], error: type) -> None:
+    with pytest.raises(error, match=next(iter(kwargs))):
+        RetryPolicy(**kwargs)  # type: ignore[arg-type]
