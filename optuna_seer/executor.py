@@ -660,6 +660,8 @@ class ElasticTuner:
         )
         bar.update(len(survivors))
         price = self._plan.price_per_gpu_second
+        predicted: dict[str, float] = {}
+        refused = False
         stop_for = ""
         while pending or running:
             now = backend.now()
@@ -695,6 +697,24 @@ class ElasticTuner:
                     backend.stop(handle)
             while pending and len(free_lanes) >= workers:
                 number = pending.popleft()
+                cost = self._predicted_launch_seconds(number, rung, schedule_) * workers * price
+                committed = sum(
+                    max(predicted[h] - (now - t) * workers * price, 0.0)
+                    for h, (_, _, t) in running.items()
+                )
+                if spent + committed + cost > self._plan.budget_dollars:
+                    # Not launched; it keeps what its checkpoint holds and the rung ends as
+                    # a budget stop once the running launches are done.
+                    bar.update(1)
+                    survivors.append(number)
+                    refused = True
+                    self._say(
+                        f"budget guard: trial {number} not launched in rung {rung.index}: "
+                        f"${spent:,.2f} spent + ${committed:,.2f} committed to running "
+                        f"launches + ${cost:,.2f} predicted > "
+                        f"${self._plan.budget_dollars:,.2f}"
+                    )
+                    continue
                 lanes = tuple(free_lanes[:workers])
                 del free_lanes[:workers]
                 spec = LaunchSpec(
@@ -712,6 +732,7 @@ class ElasticTuner:
                 )
                 handle = backend.start(spec)
                 running[handle] = (number, lanes, backend.now())
+                predicted[handle] = cost
                 storage.set_trial_system_attr(
                     self._ids[number],
                     TRIAL_IN_FLIGHT,
@@ -737,6 +758,8 @@ class ElasticTuner:
                     self._tell(number, TrialState.FAIL, launch.message[-500:])
                     self._say(f"trial {number} failed in rung {rung.index}: {launch.message}")
         bar.close()
+        if refused and not stop_for:
+            stop_for = "budget"
         record = RungRecord(
             planned=rung,
             started_at=started,
@@ -749,6 +772,23 @@ class ElasticTuner:
         )
         ordered = [n for n in alive if n in survivors]
         return record, ordered, stop_for
+
+    def _predicted_launch_seconds(
+        self, number: int, rung: Rung, schedule_: Sequence[Rung]
+    ) -> float:
+        """Start-up plus the epochs from the trial's resume point to the rung's end."""
+        done = 0
+        for record in self._launches:
+            if record.trial_number == number and record.checkpoint == self._resume[number]:
+                done = schedule_[record.rung].resource if record.rung < len(schedule_) else 0
+        overheads = [r.overhead_seconds for r in self._launches if r.overhead_seconds is not None]
+        startup = (
+            statistics.median(overheads)
+            if overheads
+            else (self._workload.startup_seconds if self._workload is not None else 0.0)
+        )
+        epoch = self._measured_epoch_seconds(rung.gpus_per_trial) or rung.epoch_seconds
+        return startup + max(rung.resource - done, 0) * epoch
 
     def _retry(self, number: int, rung: Rung, launch: LaunchRecord, stopping: bool) -> bool:
         """Whether to launch ``number`` again after ``launch`` failed (and say so)."""

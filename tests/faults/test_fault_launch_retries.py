@@ -112,3 +112,27 @@ def test_preemption_rate_must_be_a_probability(rate: object) -> None:
 
     with pytest.raises(ValueError, match="preemption_rate"):
         ReplayBackend(curves(), "linear", 60.0, slots=2, preemption_rate=rate)  # type: ignore[arg-type]
+
+
+def test_the_budget_guard_launches_nothing_it_cannot_pay_for(tmp_path: Path) -> None:
+    from replay_study import PRICE, plan
+
+    tight = plan(budget=plan().predicted_cost * 1.05)
+    kills: list[int] = []
+
+    def factory(backend: ReplayBackend) -> EpochObserver:
+        def observe(handle: str, epoch: int, value: float) -> None:
+            # Failures late in the last rung burn the margin: a retry cannot be afforded.
+            if backend.launch_spec(handle).rung == 2 and epoch == 5 and len(kills) < 3:
+                kills.append(epoch)
+                backend.fail_launch(handle)
+
+        return observe
+
+    run = run_replay(tmp_path, observer=factory, the_plan=tight)
+    result = run.result
+    assert any(note.startswith("budget guard:") for note in result.notes), result.notes
+    assert run.backend.gpu_seconds * PRICE <= tight.budget_dollars
+    assert result.spent_dollars <= tight.budget_dollars
+    assert result.best_trial is not None  # stopped trials keep their last value
+    assert_consistent_steps(run.study)
