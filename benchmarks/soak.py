@@ -7,8 +7,9 @@ seeded ``preemption_rate``) and launches killed at an epoch end (``fail_launch``
 SIGKILLed). It keeps running seeded studies until ``--faults`` faults have been injected and
 prints one line::
 
-    faults injected 104, trials recovered 61, epochs lost 57, dollars over budget 0.0000
-    (beyond one increment of $0.0500), studies lost 0, deadlines missed 0 (23 studies)
+    faults injected 106, trials recovered 84, epochs lost 286, dollars over budget 0.0000
+    (beyond one increment of $0.0683), studies lost 0, deadlines missed 0 (15 studies; 0 ended
+    with every finalist failed past its retries; least budget left $0.31)
 
 A *recovered* trial had a failed launch and still ended COMPLETE or PRUNED (its retry went
 on from its last checkpoint); a *lost* study raised or has a trial whose reported epochs have

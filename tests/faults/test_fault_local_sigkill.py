@@ -26,7 +26,7 @@ from optuna_seer.workload import Workload
 
 PRICE = 3.0 / 3600
 STUDY = "sigkill-rank"
-FINAL_EPOCHS = 8
+FINAL_EPOCHS = 6
 
 
 def _rank_pids(study_name: str, rank: str) -> list[int]:
