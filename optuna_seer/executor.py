@@ -43,7 +43,7 @@ from pathlib import Path
 import statistics
 import sys
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -54,6 +54,7 @@ from optuna_seer.cost_model import ClusterLimits, RungShape, schedule
 from optuna_seer.ledger import Ledger, charge_trial, read_ledger, start_clock
 from optuna_seer.plan import Plan, Rung, format_seconds
 from optuna_seer.pruner import SeerPruner
+from optuna_seer.retry import RetryPolicy, call_with_retries, is_transient_storage_error
 from optuna_seer.sampler import SeerSampler
 from optuna_seer.scaling import ScalingCurve
 from optuna_seer.seer_planner import assign_gpus, gpu_candidates
@@ -73,6 +74,8 @@ from optuna_seer.trial_context import ENV_MAX_EPOCHS, checkpoint_name, checkpoin
 from optuna_seer.workload import Workload
 
 SearchSpace = Callable[[optuna.Trial], Any]
+T = TypeVar("T")
+_STORAGE_RETRIES = RetryPolicy(attempts=6, base_s=0.5, max_s=8.0)
 
 
 @dataclass(frozen=True)
@@ -438,6 +441,13 @@ class ElasticTuner:
         self._charged_gpu_s = 0.0
 
     # ----------------------------------------------------------------- helpers
+    def _retrying(self, what: str, call: Callable[[], T]) -> T:
+        """A storage write, retried with backoff and jitter while the storage is locked or
+        unreachable; then :class:`~optuna_seer.retry.StorageUnavailableError`."""
+        return call_with_retries(
+            call, what=what, transient=is_transient_storage_error, policy=_STORAGE_RETRIES
+        )
+
     def _say(self, message: str) -> None:
         self._notes.append(message)
         if self._progress:
@@ -456,8 +466,11 @@ class ElasticTuner:
     def _tell(self, number: int, state: TrialState, reason: str | None = None) -> None:
         storage = self._study._storage
         if reason is not None:
-            storage.set_trial_system_attr(self._ids[number], TRIAL_STOP_REASON, reason)
-        self._close_account(number)
+            self._retrying(
+                f"record why trial {number} stopped",
+                lambda: storage.set_trial_system_attr(self._ids[number], TRIAL_STOP_REASON, reason),
+            )
+        self._retrying(f"close trial {number}'s account", lambda: self._close_account(number))
         if state == TrialState.COMPLETE:
             trial = self._trial(number)
             value = trial.intermediate_values[trial.last_step]  # type: ignore[index]
@@ -547,10 +560,13 @@ class ElasticTuner:
         return self._result(records, schedule_)
 
     def _save_progress(self, index: int, schedule_: Sequence[Rung]) -> None:
-        self._study._storage.set_study_system_attr(
-            self._study._study_id,
-            STUDY_EXECUTOR_PROGRESS,
-            {"rung": index, "rungs": [asdict(r) for r in schedule_]},
+        self._retrying(
+            "save the executor's progress",
+            lambda: self._study._storage.set_study_system_attr(
+                self._study._study_id,
+                STUDY_EXECUTOR_PROGRESS,
+                {"rung": index, "rungs": [asdict(r) for r in schedule_]},
+            ),
         )
 
     def _restore(self, progress: dict[str, Any]) -> tuple[int, list[Rung], list[int]]:
@@ -835,7 +851,10 @@ class ElasticTuner:
             self._resume[number] = uri
         gpu_seconds = (finished - status.started_at) * rung.gpus_per_trial
         self._charged_gpu_s += gpu_seconds
-        charge_trial(self._study._storage, trial, gpu_seconds, self._backend.now())
+        self._retrying(
+            f"charge trial {number}",
+            lambda: charge_trial(self._study._storage, trial, gpu_seconds, self._backend.now()),
+        )
         launch = LaunchRecord(
             trial_number=number,
             rung=rung.index,
@@ -853,8 +872,14 @@ class ElasticTuner:
         storage = self._study._storage
         kept = trial.system_attrs.get(TRIAL_LAUNCHES, [])
         record = {**asdict(launch), "lanes": list(launch.lanes), "message": message[-500:]}
-        storage.set_trial_system_attr(trial._trial_id, TRIAL_LAUNCHES, [*kept, record])
-        storage.set_trial_system_attr(trial._trial_id, TRIAL_IN_FLIGHT, None)
+        self._retrying(
+            f"record trial {number}'s launch",
+            lambda: storage.set_trial_system_attr(trial._trial_id, TRIAL_LAUNCHES, [*kept, record]),
+        )
+        self._retrying(
+            f"record trial {number}'s launch",
+            lambda: storage.set_trial_system_attr(trial._trial_id, TRIAL_IN_FLIGHT, None),
+        )
         return launch
 
     def _finish_early(self, alive: list[int], rung: Rung, why: str) -> None:

@@ -108,3 +108,42 @@ def call_with_retries(
                 ) from exc
             sleep(policy.pause(attempt, rng))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+_TRANSIENT_STORAGE_WORDS = (
+    "locked",
+    "busy",
+    "could not connect",
+    "connection refused",
+    "connection reset",
+    "server closed",
+    "gone away",
+    "timed out",
+    "timeout",
+)
+
+
+def is_transient_storage_error(error: BaseException) -> bool:
+    """Whether an Optuna storage error may pass if retried: a locked SQLite file, an RDB
+    server restarting or unreachable (SQLAlchemy ``OperationalError``, possibly wrapped in
+    Optuna's ``StorageInternalError``).
+
+    Example:
+        >>> is_transient_storage_error(KeyError("no such trial"))
+        False
+    """
+    try:
+        from sqlalchemy.exc import DisconnectionError, OperationalError
+    except ImportError:  # pragma: no cover - optuna's RDB storage needs SQLAlchemy
+        return False
+    seen: BaseException | None = error
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, DisconnectionError):
+            return True
+        if isinstance(seen, OperationalError):
+            message = str(seen).lower()
+            return any(word in message for word in _TRANSIENT_STORAGE_WORDS)
+        seen = seen.__cause__ or seen.__context__
+    return False

@@ -1,21 +1,30 @@
-"""S3 unavailable for a while (a real local moto server stopped and restarted): checkpoint
-requests retry with backoff and jitter, then fail with a clear error; never half-written, and
-an outage is never mistaken for a corrupt checkpoint."""
+"""S3 or the study storage unavailable for a while (a real moto server stopped and restarted;
+a SQLite file locked by another connection): requests retry with backoff and jitter, then
+fail with a clear error; nothing half-written, and an S3 outage is never mistaken for a
+corrupt checkpoint."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 import random
 import socket
+import sqlite3
 import threading
 import time
 
 import boto3
 from botocore.config import Config
+import optuna
 import pytest
 
 from optuna_seer.checkpoints import S3Store
-from optuna_seer.retry import RetryPolicy, StorageUnavailableError, call_with_retries
+from optuna_seer.retry import (
+    RetryPolicy,
+    StorageUnavailableError,
+    call_with_retries,
+    is_transient_storage_error,
+)
 
 
 def _free_port() -> int:
@@ -170,3 +179,43 @@ def test_non_transient_errors_propagate_at_once() -> None:
 def test_retry_policy_names_its_bad_value(kwargs: dict[str, object], error: type) -> None:
     with pytest.raises(error, match=next(iter(kwargs))):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def _locked_sqlite(tmp_path: Path) -> tuple[optuna.storages.RDBStorage, int, sqlite3.Connection]:
+    path = tmp_path / "locked.db"
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///{path}", engine_kwargs={"connect_args": {"timeout": 0.2}}
+    )
+    trial_id = optuna.create_study(storage=storage).ask()._trial_id
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")  # another process's long write, for real
+    return storage, trial_id, holder
+
+
+def test_a_locked_sqlite_storage_is_waited_out(tmp_path: Path) -> None:
+    storage, trial_id, holder = _locked_sqlite(tmp_path)
+    release = threading.Timer(1.5, lambda: holder.execute("COMMIT"))
+    release.start()
+    call_with_retries(
+        lambda: storage.set_trial_system_attr(trial_id, "seer:ledger", [1.0, 2.0]),
+        what="charge trial 0",
+        transient=is_transient_storage_error,
+        policy=RetryPolicy(attempts=12, base_s=0.2, max_s=0.5),
+    )
+    release.join()
+    assert storage.get_trial(trial_id).system_attrs["seer:ledger"] == [1.0, 2.0]
+
+
+def test_a_sqlite_storage_locked_for_good_gives_a_clear_error(tmp_path: Path) -> None:
+    storage, trial_id, holder = _locked_sqlite(tmp_path)
+    try:
+        with pytest.raises(StorageUnavailableError, match="charge trial 0 failed 2 times"):
+            call_with_retries(
+                lambda: storage.set_trial_system_attr(trial_id, "seer:ledger", [1.0, 2.0]),
+                what="charge trial 0",
+                transient=is_transient_storage_error,
+                policy=RetryPolicy(attempts=2, base_s=0.05, max_s=0.05),
+            )
+    finally:
+        holder.execute("COMMIT")
+    assert "seer:ledger" not in storage.get_trial(trial_id).system_attrs  # nothing half-written
