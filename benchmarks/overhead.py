@@ -14,6 +14,7 @@ configurations on 64 GPUs.
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 import statistics
 import tempfile
@@ -23,20 +24,31 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from optuna_seer import Budget, ClusterLimits, SeerPruner, SeerSampler, Workload, plan_seer
+from optuna_seer import Budget, ClusterLimits, Plan, SeerPruner, SeerSampler, Workload, plan_seer
+from optuna_seer.cost_model import RungShape, schedule
 from optuna_seer.trial_attrs import TRIAL_PLACEMENT, placement, rung_value_key
 
 EPOCHS = 9
 
 
 def seer_pruner(width: int) -> SeerPruner:
-    return SeerPruner(
-        Budget(deadline="1000h", dollars=1e9, price_per_gpu_hour=3.0),
-        Workload(epoch_seconds=60, scaling="amdahl:0.95", max_epochs=EPOCHS),
+    """SEER with the same rungs as the SHA baseline: ends at epochs 1, 3, 9, keeping 1/3.
+
+    (Left to itself, with an unlimited budget the planner would train every configuration
+    fully and never prune, which would not be the same run.)
+    """
+    workload = Workload(epoch_seconds=60, scaling="amdahl:0.95", max_epochs=EPOCHS)
+    shapes = [RungShape(math.ceil(width / 3**r), 3**r, 1) for r in range(3)]
+    rungs = schedule(shapes, workload, 3.0 / 3600, ClusterLimits())
+    plan = Plan(
+        rungs=rungs,
         reduction_factor=3,
-        limits=ClusterLimits(max_gpus=64),
-        max_configs=width,
+        deadline_s=1e9,
+        budget_dollars=1e9,
+        price_per_gpu_second=3.0 / 3600,
+        min_marginal_speedup=0.2,
     )
+    return SeerPruner(plan=plan)
 
 
 def prefill(study: optuna.Study, n: int, kind: str, pruner: SeerPruner | None) -> None:
