@@ -1,9 +1,9 @@
 """Predicted vs. measured time and cost of a real SEER run of the example on this machine.
 
 1. Profiles the example's own training (``examples/lightning_digits.py:train``) on
-   ``LocalBackend``: real launches at 1 and 2 workers and two epoch counts, plus two
-   one-worker launches at once for the profile's ``contention`` (``optuna-seer profile
-   --backend local``; skip with ``--profile profile.json``).
+   ``LocalBackend``: real launches at 1 and 2 workers and two epoch counts (1 and 5), twice
+   each, plus two one-worker launches at once for the profile's ``contention``
+   (``optuna-seer profile --backend local``; skip with ``--profile profile.json``).
 2. Plans the job with SEER (``SeerPruner`` on the profile's workload, local slots priced at
    ``--price`` $/slot-hour) and predicts that plan's time and cost with the simulator
    (``ElasticPlan.from_seer`` + ``simulate``: no provisioning delay, exact billing, the
@@ -15,7 +15,7 @@
    predicted (p50) vs. measured time, and cost as SEER's ledger charges it (slot-seconds the
    launches used × price), with the load average before and after.
 
-Run (about 6-8 minutes on 2 shared cores)::
+Run (about 10-15 minutes on 2 shared cores)::
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/predict_vs_measure.py --out runs/pvm
 """
@@ -60,6 +60,16 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="reuse this profile instead of measuring")
     parser.add_argument("--workers", default="1,2", help="worker counts to profile")
     parser.add_argument("--contention", type=int, default=2, help="0: do not measure it")
+    parser.add_argument(
+        "--profile-epochs",
+        type=int,
+        nargs=2,
+        default=(1, 5),
+        help="the two epoch counts profiled (far apart: start-up varies a lot here)",
+    )
+    parser.add_argument(
+        "--launches", type=int, default=2, help="profiling launches per worker and epoch count"
+    )
     parser.add_argument("--data-repeats", type=int, default=8, help="DIGITS_REPEATS per epoch")
     parser.add_argument("--slots", type=int, default=2)
     parser.add_argument("--price", type=float, default=3.0, help="$ per slot-hour")
@@ -79,8 +89,10 @@ def main() -> None:
         profile_path = args.out / "profile.json"
         command = [
             "profile", "--backend", "local", "--script", args.script,
-            "--workers", *args.workers.split(","), "--epochs", "1", "3",
+            "--workers", *args.workers.split(","),
+            "--epochs", *map(str, args.profile_epochs),
             "--env", f"DIGITS_REPEATS={args.data_repeats}", "--slots", str(args.slots),
+            "--launches", str(args.launches),
             "--out", str(profile_path),
         ]  # fmt: skip
         if args.contention:

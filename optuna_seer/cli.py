@@ -3,7 +3,7 @@
 Examples::
 
     optuna-seer profile --out profile.json --workers 1,2
-    optuna-seer profile --backend local --script examples/lightning_digits.py:train \
+    optuna-seer profile --backend local --script examples/lightning_digits.py:train \\
         --workers 1 2 --epochs 1 3 --contention 2 --out profile.json
     optuna-seer plan --deadline 12h --budget 400 --profile profile.json --objective min-cost \\
         --configs 81 --reduction-factor 3 --max-epochs 27 --instance p3.2xlarge --png plan.png
