@@ -361,7 +361,7 @@ def used_gpu_seconds(plan: ElasticPlan, profile: Profile) -> float:
         >>> q = PriceQuote("local-slot", "cpu", 1, 1.0)
         >>> plan = ElasticPlan((Stage(3, 1, 1, q, 2), Stage(1, 3, 1, q, 1)))
         >>> used_gpu_seconds(plan, Profile(epoch_seconds=10, scaling="linear", startup_seconds=5))
-        80.0
+        70.0
     """
     total = 0.0
     previous = 0
