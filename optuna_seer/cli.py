@@ -47,6 +47,7 @@ from optuna_seer.simulator import CloudModel, SimulationResult, simulate, used_g
 from optuna_seer.trial_attrs import STUDY_PLAN
 
 PLAN_FORMAT = 1
+_CUT_SHORT = "trials cut short"  # key _measured_from_study adds to the attrs it returns
 
 
 def _positive_float(text: str) -> float:
@@ -525,7 +526,7 @@ def _measured_from_study(storage: str, study_name: str) -> tuple[float, float, d
     import optuna
 
     from optuna_seer.ledger import spent_gpu_seconds
-    from optuna_seer.trial_attrs import STUDY_STARTED_AT
+    from optuna_seer.trial_attrs import STUDY_STARTED_AT, TRIAL_STOP_REASON
 
     study = optuna.load_study(study_name=study_name, storage=storage)
     attrs = study._storage.get_study_system_attrs(study._study_id)
@@ -536,6 +537,12 @@ def _measured_from_study(storage: str, study_name: str) -> tuple[float, float, d
     if not ends:
         raise ValueError(f"study {study_name!r} has no finished trials yet.")
     end = max(ends)
+    cut = sum(
+        1
+        for t in trials
+        if str(t.system_attrs.get(TRIAL_STOP_REASON, "")).startswith(("deadline", "budget"))
+    )
+    attrs = {**attrs, _CUT_SHORT: cut}
     return end - float(attrs[STUDY_STARTED_AT]), spent_gpu_seconds(trials, end), attrs
 
 
@@ -575,6 +582,12 @@ def _cmd_report(args: argparse.Namespace, out: Any) -> int:
         price = Plan.from_dict(attrs[STUDY_PLAN]).price_per_gpu_second * 3600.0
         dollars = gpu_seconds * price / 3600.0
         print(f"study {args.study!r}: predicted by {source}", file=out)
+        if attrs[_CUT_SHORT]:
+            print(
+                f"note: {attrs[_CUT_SHORT]} trial(s) were stopped by the deadline or the budget, "
+                "so the run did less work than the plan predicted.",
+                file=out,
+            )
     else:
         data = _load_plan_file(args.plan)
         prediction = data.get("prediction")

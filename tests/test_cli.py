@@ -240,6 +240,7 @@ def test_report_from_storage_alone_uses_the_stored_prediction(
     from optuna_seer.ledger import charge_trial, start_clock
     from optuna_seer.pricing import PriceQuote
     from optuna_seer.simulator import simulate
+    from optuna_seer.trial_attrs import TRIAL_STOP_REASON
 
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     study = _seer_study(storage, "run")
@@ -270,9 +271,11 @@ def test_report_from_storage_alone_uses_the_stored_prediction(
     assert isinstance(study, optuna.Study)
     start_clock(study, time.time() - 10.0)
     trial = study.ask()
+    study._storage.set_trial_system_attr(trial._trial_id, TRIAL_STOP_REASON, "deadline: 5 s")
     study.tell(trial, 1.0)
     assert main(["report", "--storage", other, "--study", "plain"]) == 0
-    assert "deterministic model" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "deterministic model" in text and "1 trial(s) were stopped by the deadline" in text
     assert main(["report", "--storage", other]) == 2
     assert "--storage URL --study NAME" in capsys.readouterr().err
 
