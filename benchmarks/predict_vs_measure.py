@@ -1,130 +1,155 @@
-"""Predicted vs. measured time and cost of a plan run for real on this machine.
+"""Predicted vs. measured time and cost of a real SEER run of the example on this machine.
 
-1. Profiles the probe training (torch gloo data-parallel MLP on digits) at 1 and 2 workers.
-2. Plans a small successive-halving job (default 4→2→1 trials at 1/2/4 epochs) on local
-   worker slots priced at ``--price`` $/slot-hour (no provisioning delay, exact billing).
-3. Runs the plan: every stage launches its trials in waves of the planned concurrency, each a
-   real multi-process gloo training of the stage's epochs with the planned workers; a stage
-   ends when its last trial ends (the synchronous barrier). Cost = provisioned slots × wall
-   time × price, as the simulator bills it.
-4. Prints predicted (p50) vs. measured time and cost, as ``optuna-seer report`` does.
+1. Profiles the example's own training (``examples/lightning_digits.py:train``) on
+   ``LocalBackend``: real launches at 1 and 2 workers and two epoch counts (1 and 5), twice
+   each, plus two one-worker launches at once for the profile's ``contention``
+   (``optuna-seer profile --backend local``; skip with ``--profile profile.json``).
+2. Plans the job with SEER (``SeerPruner`` on the profile's workload, local slots priced at
+   ``--price`` $/slot-hour) and predicts that plan's time and cost with the simulator
+   (``ElasticPlan.from_seer`` + ``simulate``: no provisioning delay, exact billing, the
+   profile's spread and contention). The prediction is stored in the study.
+3. Runs exactly that plan: ``ElasticTuner`` on ``LocalBackend`` (real Lightning processes,
+   checkpoints, SQLite), with ``drift_tolerance=inf`` so it re-plans only if the deadline or
+   budget is at risk (it says so if it does: the executed plan then differs).
+4. Prints the executor's report and ``optuna-seer report --storage URL --study NAME``:
+   predicted (p50) vs. measured time, and cost as SEER's ledger charges it (slot-seconds the
+   launches used × price), with the load average before and after.
 
-Trials restart from scratch each rung instead of resuming a checkpoint (the time structure
-is the same: start-up plus the rung's epochs). Until LocalBackend lands this script is its own
-tiny executor. Run:
+Run (about 10-15 minutes on 2 shared cores)::
 
-    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/predict_vs_measure.py
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/predict_vs_measure.py --out runs/pvm
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import math
+import os
 from pathlib import Path
-import tempfile
 import time
 
-import torch.multiprocessing as mp
+import optuna
 
+from optuna_seer.backends.local import LocalBackend
+from optuna_seer.budget import Budget, parse_duration
 from optuna_seer.cli import main as cli_main
-from optuna_seer.elastic_plan import ElasticPlan, Stage
+from optuna_seer.cli import store_prediction
+from optuna_seer.cost_model import ClusterLimits
+from optuna_seer.elastic_plan import ElasticPlan
+from optuna_seer.executor import ElasticTuner
+from optuna_seer.plan import Plan
 from optuna_seer.pricing import PriceQuote
-from optuna_seer.probe import _free_port, measure_local_ddp, train_worker
-from optuna_seer.profile import fit_profile
-from optuna_seer.rubberband_planner import (
-    PlanningProblem,
-    SuccessiveHalvingJob,
-    plan_rubberband,
-    static_plans,
-)
+from optuna_seer.profile import Profile
+from optuna_seer.pruner import SeerPruner
+from optuna_seer.run_report import format_report
+from optuna_seer.sampler import SeerSampler
 from optuna_seer.simulator import CloudModel, simulate
 
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = f"{ROOT / 'examples' / 'lightning_digits.py'}:train"
 
-def run_stage(stage: Stage, epochs: int, data_repeats: int) -> float:
-    """Wall seconds of one stage: waves of concurrent real trainings."""
-    context = mp.get_context("spawn")
-    started = time.time()
-    remaining = stage.n_trials
-    while remaining > 0:
-        wave = min(remaining, stage.concurrent_trials)
-        running = []
-        for _ in range(wave):
-            results = context.SimpleQueue()
-            launched = time.time()
-            process_context = mp.start_processes(  # type: ignore[attr-defined]
-                train_worker,
-                args=(stage.gpus_per_trial, _free_port(), epochs, data_repeats, launched, results),
-                nprocs=stage.gpus_per_trial,
-                join=False,
-                start_method="spawn",
-            )
-            running.append((process_context, results))  # keep the queue alive for the child
-        for process_context, _ in running:
-            while not process_context.join():
-                pass
-        remaining -= wave
-    return time.time() - started
+
+def _load() -> str:
+    return "load average " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", type=int, default=4)
-    parser.add_argument("--reduction-factor", type=int, default=2)
-    parser.add_argument("--max-epochs", type=int, default=4)
-    parser.add_argument("--slots", type=int, default=2, help="local worker slots")
-    parser.add_argument("--price", type=float, default=1.0, help="$ per slot-hour")
-    parser.add_argument("--data-repeats", type=int, default=4)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--script", default=EXAMPLE, help="the training (file.py:function)")
+    parser.add_argument("--out", type=Path, default=Path("runs/predict_vs_measure"))
+    parser.add_argument("--profile", type=Path, help="reuse this profile instead of measuring")
+    parser.add_argument("--workers", default="1,2", help="worker counts to profile")
+    parser.add_argument("--contention", type=int, default=2, help="0: do not measure it")
     parser.add_argument(
-        "--deadline-slack", type=float, default=3.0, help="deadline ÷ fastest static p95"
+        "--profile-epochs",
+        type=int,
+        nargs=2,
+        default=(1, 5),
+        help="the two epoch counts profiled (far apart: start-up varies a lot here)",
     )
-    parser.add_argument("--launches", type=int, default=3, help="profiling launches per count")
+    parser.add_argument(
+        "--launches", type=int, default=2, help="profiling launches per worker and epoch count"
+    )
+    parser.add_argument("--data-repeats", type=int, default=8, help="DIGITS_REPEATS per epoch")
+    parser.add_argument("--slots", type=int, default=2)
+    parser.add_argument("--price", type=float, default=3.0, help="$ per slot-hour")
+    parser.add_argument("--deadline", default="8m")
+    parser.add_argument("--budget", type=float, default=1.0)
+    parser.add_argument("--max-configs", type=int, default=9)
+    parser.add_argument("--max-epochs", type=int, default=9)
+    parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    measurements = measure_local_ddp(
-        (1, 2), epochs=3, data_repeats=args.data_repeats, launches=args.launches
+    args.out.mkdir(parents=True, exist_ok=True)
+    env = {"DIGITS_REPEATS": str(args.data_repeats)}
+    print(f"before: {_load()}", flush=True)
+    profile_path = args.profile
+    if profile_path is None:
+        profile_path = args.out / "profile.json"
+        command = [
+            "profile", "--backend", "local", "--script", args.script,
+            "--workers", *args.workers.split(","),
+            "--epochs", *map(str, args.profile_epochs),
+            "--env", f"DIGITS_REPEATS={args.data_repeats}", "--slots", str(args.slots),
+            "--launches", str(args.launches),
+            "--out", str(profile_path),
+        ]  # fmt: skip
+        if args.contention:
+            command += ["--contention", str(args.contention)]
+        print("optuna-seer " + " ".join(command), flush=True)
+        if cli_main(command) != 0:
+            raise SystemExit("profiling failed")
+    profile = Profile.load(profile_path)
+
+    workload = profile.workload(args.max_epochs, gpus_per_node=args.slots)
+    pruner = SeerPruner(
+        Budget(parse_duration(args.deadline), args.budget, args.price),
+        workload,
+        reduction_factor=3,
+        limits=ClusterLimits(max_gpus=args.slots),
+        max_configs=args.max_configs,
     )
-    profile = fit_profile(measurements, source="predict_vs_measure probe")
-    print(f"profile: epoch {profile.epoch_seconds:.2f} s on 1 worker, start-up "
-          f"{profile.startup_on(1):.1f} s, scaling {profile.curve.to_spec()}")  # fmt: skip
-    slot = PriceQuote("local-slot", "cpu", 1, args.price, source="configured")
-    cloud = CloudModel()
-    job = SuccessiveHalvingJob.geometric(args.configs, args.reduction_factor, args.max_epochs)
-    loose = PlanningProblem(job, profile, (slot,), 1e12, cloud=cloud, max_gpus=args.slots)
-    fastest = min(loose.evaluator().stats(p).jct_quantile for p in static_plans(loose))
-    problem = PlanningProblem(
-        job, profile, (slot,), fastest * args.deadline_slack, cloud=cloud,
-        max_gpus=args.slots, samples=500,
-    )  # fmt: skip
-    result = plan_rubberband(problem)
-    plan: ElasticPlan = result.plan
-    predicted = simulate(plan, profile, cloud, samples=2000, seed=0)
-    print(plan.table(predicted.stage_start_s, predicted.stage_end_s))
+    seer_plan = pruner.plan
+    elastic = ElasticPlan.from_seer(
+        seer_plan, PriceQuote("local-slot", "cpu", 1, args.price, source="configured")
+    )
+    predicted = simulate(elastic, profile, CloudModel(), samples=args.samples, seed=args.seed)
+    print(seer_plan)
+    print("simulated (profile's spread and contention, no provisioning, exact billing):")
+    print(elastic.table(predicted.stage_start_s, predicted.stage_end_s))
 
-    wall = 0.0
-    dollars = 0.0
-    previous = 0
-    for stage in plan.stages:
-        seconds = run_stage(stage, stage.resource - previous, args.data_repeats)
-        print(f"stage to {stage.resource} epochs: {seconds:.1f} s measured")
-        wall += seconds
-        dollars += stage.gpus * seconds * slot.dollars_per_second
-        previous = stage.resource
+    db = args.out / "study.db"
+    storage = f"sqlite:///{db}"
+    name = f"pvm-{time.strftime('%Y%m%d-%H%M%S')}"
+    study = optuna.create_study(
+        storage=storage,
+        study_name=name,
+        direction="maximize",
+        sampler=SeerSampler(optuna.samplers.TPESampler(seed=args.seed)),
+        pruner=pruner,
+    )
+    store_prediction(study, elastic, profile, predicted)
+    print(f"run: {_load()}", flush=True)
+    result = ElasticTuner(
+        study,
+        plan=seer_plan,
+        backend=LocalBackend(slots=args.slots, log_dir=args.out / "logs", env=env),
+        train=args.script,
+        checkpoints=str(args.out / "ckpt"),
+        workload=workload,
+        drift_tolerance=math.inf,
+    ).run()
+    print(format_report(result))
 
-    with tempfile.TemporaryDirectory() as folder:
-        plan_path, measured_path = Path(folder, "plan.json"), Path(folder, "run.json")
-        plan_path.write_text(
-            json.dumps(
-                {
-                    "plan": plan.to_dict(),
-                    "prediction": {
-                        "jct_p50_s": predicted.jct_p50,
-                        "cost_p50": predicted.cost_p50,
-                    },
-                }
-            )
-        )
-        measured_path.write_text(json.dumps({"wall_seconds": wall, "dollars": dollars}))
-        cli_main(["report", "--plan", str(plan_path), "--measured", str(measured_path)])
+    def shape(plan: Plan) -> list[tuple[int, int, int]]:
+        return [(r.n_trials, r.resource, r.gpus_per_trial) for r in plan.rungs]
+
+    if shape(result.final_plan) != shape(seer_plan):
+        print("NOTE: the executor re-planned; the executed plan differs from the predicted one.")
+    print(f"after: {_load()}")
+    print(f"optuna-seer report --storage {storage} --study {name}")
+    cli_main(["report", "--storage", storage, "--study", name])
 
 
 if __name__ == "__main__":

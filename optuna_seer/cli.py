@@ -3,10 +3,13 @@
 Examples::
 
     optuna-seer profile --out profile.json --workers 1,2
+    optuna-seer profile --backend local --script examples/lightning_digits.py:train \\
+        --workers 1 2 --epochs 1 3 --contention 2 --out profile.json
     optuna-seer plan --deadline 12h --budget 400 --profile profile.json --objective min-cost \\
         --configs 81 --reduction-factor 3 --max-epochs 27 --instance p3.2xlarge --png plan.png
     optuna-seer simulate --plan plan.json --profile profile.json --samples 5000
     optuna-seer report --plan plan.json --measured run.json
+    optuna-seer report --storage sqlite:///runs/seer.db --study my-study
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ import math
 from pathlib import Path
 import statistics
 import sys
+import tempfile
 from typing import Any
 
 from optuna_seer.budget import Budget, parse_duration
 from optuna_seer.cost_model import ClusterLimits
 from optuna_seer.elastic_plan import ElasticPlan
-from optuna_seer.plan import format_seconds
+from optuna_seer.plan import Plan, format_seconds
 from optuna_seer.pricing import (
     PriceQuote,
     aws_spot_quotes,
@@ -32,16 +36,18 @@ from optuna_seer.pricing import (
     resolve_quote,
     sky_catalog_quote,
 )
-from optuna_seer.profile import Profile, fit_profile
+from optuna_seer.profile import Profile, fit_profile, measure_contention, measure_on_backend
 from optuna_seer.rubberband_planner import (
     PlanningProblem,
     SuccessiveHalvingJob,
     plan_rubberband,
 )
 from optuna_seer.seer_planner import InfeasiblePlanError, plan_seer
-from optuna_seer.simulator import CloudModel, SimulationResult, simulate
+from optuna_seer.simulator import CloudModel, SimulationResult, simulate, used_gpu_seconds
+from optuna_seer.trial_attrs import STUDY_PLAN
 
 PLAN_FORMAT = 1
+_CUT_SHORT = "trials cut short"  # key _measured_from_study adds to the attrs it returns
 
 
 def _positive_float(text: str) -> float:
@@ -64,12 +70,13 @@ def _duration(text: str) -> float:
 
 
 def _worker_list(text: str) -> tuple[int, ...]:
+    """Worker counts: ``1,2`` (or one count per argument with ``nargs``)."""
     try:
         counts = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a list like 1,2,4") from None
-    if not counts or any(c < 1 for c in counts) or 1 not in counts:
-        raise argparse.ArgumentTypeError(f"{text!r} must be counts >= 1 including 1, e.g. 1,2")
+    if not counts or any(c < 1 for c in counts):
+        raise argparse.ArgumentTypeError(f"{text!r} must be worker counts >= 1, e.g. 1 2")
     return counts
 
 
@@ -359,10 +366,20 @@ def _cmd_simulate(args: argparse.Namespace, out: Any) -> int:
 
 
 def _cmd_profile(args: argparse.Namespace, out: Any) -> int:
+    workers = tuple(sorted({c for group in args.workers for c in group}))
+    if 1 not in workers:
+        raise ValueError(f"--workers {workers} must include 1: speedups are relative to it.")
+    if args.backend == "local":
+        return _profile_local(args, workers, out)
+    if args.script is not None or args.contention:
+        raise ValueError("--script and --contention profile the user's trial: add --backend local.")
     from optuna_seer.probe import measure_local_ddp
 
+    args.epochs = args.epochs or [3]
+    if len(args.epochs) != 1:
+        raise ValueError(f"--epochs {args.epochs}: the probe takes one count (e.g. 3).")
     measurements = measure_local_ddp(
-        args.workers, epochs=args.epochs, data_repeats=args.repeats, launches=args.launches
+        workers, epochs=args.epochs[0], data_repeats=args.repeats, launches=args.launches
     )
     profile = fit_profile(
         measurements,
@@ -371,24 +388,145 @@ def _cmd_profile(args: argparse.Namespace, out: Any) -> int:
         accelerator="cpu",
         source="optuna-seer profile: torch gloo data-parallel MLP on digits, 127.0.0.1",
     )
-    for m in measurements:
+    return _print_and_save_profile(profile, args.out, out)
+
+
+def _print_and_save_profile(profile: Profile, path: Path, out: Any) -> int:
+    for m in profile.measurements:
         print(
             f"{m.workers} worker(s): epoch {m.mean_epoch_seconds:.3f} s (cv {m.epoch_cv:.3f}), "
             f"start-up {statistics.fmean(m.startup_seconds):.2f} s",
             file=out,
         )
     print(f"scaling: {profile.curve.to_spec()}", file=out)
-    profile.save(args.out)
-    print(f"wrote {args.out}", file=out)
+    contention = profile.to_dict()["contention"]
+    if len(contention) > 1:
+        print(f"contention (launches at once: slowdown): {contention}", file=out)
+    profile.save(path)
+    print(f"wrote {path}", file=out)
     return 0
 
 
-def _measured_from_study(storage: str, study_name: str) -> tuple[float, float]:
-    """(wall seconds, GPU-seconds) of a finished study run, from its ledger in storage."""
+def _first_draw(script: str) -> dict[str, Any]:
+    """One draw (seeded) of the search space defined next to ``script``."""
+    import optuna
+
+    from optuna_seer.executor import _search_space_of
+
+    try:
+        space = _search_space_of(script)
+    except ValueError:
+        raise ValueError(
+            f"{script} defines no search_space(trial); pass --params '{{\"lr\": 0.01, ...}}'."
+        ) from None
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    space(trial)
+    return dict(trial.params)
+
+
+def _profile_local(args: argparse.Namespace, workers: tuple[int, ...], out: Any) -> int:
+    """Profile the user's trial on :class:`LocalBackend`: real launches of ``--script``
+    (``torchrun`` DDP for several workers) reporting to a scratch SQLite study."""
+    import optuna
+
+    from optuna_seer.backends.base import LaunchSpec
+    from optuna_seer.backends.local import LocalBackend
+    from optuna_seer.executor import entrypoint_of
+    from optuna_seer.trial_context import ENV_MAX_EPOCHS
+
+    if args.script is None:
+        raise ValueError("--backend local needs --script file.py:function (the training).")
+    args.epochs = args.epochs or [1, 3]
+    if len(args.epochs) != 2 or not 1 <= args.epochs[0] < args.epochs[1]:
+        raise ValueError(f"--epochs {args.epochs}: give two counts a < b, e.g. --epochs 1 3.")
+    epochs = (args.epochs[0], args.epochs[1])
+    entrypoint = entrypoint_of(args.script)
+    if args.params is not None:
+        params = json.loads(args.params)
+        if not isinstance(params, dict):
+            raise ValueError(f"--params {args.params!r} must be a JSON object.")
+    else:
+        params = _first_draw(args.script)
+    env = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--env {item!r} must be KEY=VALUE.")
+        env[key] = value
+    slots = args.slots or max(*workers, args.contention, 1)
+    print(f"profiling {args.script} with params {params} on {slots} local slot(s)", file=out)
+    with tempfile.TemporaryDirectory(prefix="seer-profile-") as scratch:
+        storage = f"sqlite:///{Path(scratch) / 'profile.db'}"
+        study = optuna.create_study(storage=storage, study_name="seer-profile")
+        backend = LocalBackend(slots=slots, log_dir=args.log_dir or Path(scratch) / "logs", env=env)
+
+        def make_spec(count: int, target: int, repeat: int) -> LaunchSpec:
+            trial = study.ask()  # a fresh trial per launch: workers report to it
+            return LaunchSpec(
+                study_name=study.study_name,
+                storage=storage,
+                trial_number=trial.number,
+                params=params,
+                rung=0,
+                target_epochs=target,
+                workers=count,
+                checkpoint_uri=str(Path(scratch) / "ckpt" / f"trial-{trial.number}"),
+                env={ENV_MAX_EPOCHS: str(epochs[1])},
+                entrypoint=entrypoint,
+            )
+
+        measurements = measure_on_backend(
+            backend, make_spec, workers=workers, epochs=epochs, repeats=args.launches,
+            timeout_s=args.timeout,
+        )  # fmt: skip
+        contention: dict[int, float] = {1: 1.0}
+        if args.contention:
+            contention[args.contention] = measure_contention(
+                backend, make_spec, measurements[0], launches=args.contention, epochs=epochs,
+                repeats=args.launches, timeout_s=args.timeout,
+            )  # fmt: skip
+    profile = fit_profile(
+        measurements,
+        scaling_model=args.scaling_model,
+        checkpoint_gb=args.checkpoint_gb,
+        accelerator="cpu",
+        source=f"optuna-seer profile --backend local --script {args.script} (params {params})",
+        contention=contention,
+    )
+    return _print_and_save_profile(profile, args.out, out)
+
+
+def store_prediction(
+    study: Any, plan: ElasticPlan, profile: Profile, result: SimulationResult
+) -> dict[str, Any]:
+    """Keep what the simulator predicts for ``study``'s run in its storage, where
+    ``optuna-seer report --storage URL --study NAME`` finds it after the run.
+
+    Besides the simulated distribution it stores the per-use cost
+    (:func:`~optuna_seer.simulator.used_gpu_seconds` × price): the quantity SEER's ledger
+    measures. Returns the record.
+    """
+    from optuna_seer.trial_attrs import STUDY_PREDICTION
+
+    price_per_gpu_second = plan.stages[0].instance.dollars_per_gpu_hour / 3600.0
+    record = {
+        **_prediction(result),
+        "used_cost": used_gpu_seconds(plan, profile) * price_per_gpu_second,
+        "plan": plan.to_dict(),
+        "profile": profile.to_dict(),
+    }
+    study._storage.set_study_system_attr(study._study_id, STUDY_PREDICTION, record)
+    return record
+
+
+def _measured_from_study(storage: str, study_name: str) -> tuple[float, float, dict[str, Any]]:
+    """(wall seconds, GPU-seconds, study system attrs) of a finished SEER run, from its
+    deadline clock and ledger in storage."""
     import optuna
 
     from optuna_seer.ledger import spent_gpu_seconds
-    from optuna_seer.trial_attrs import STUDY_STARTED_AT
+    from optuna_seer.trial_attrs import STUDY_STARTED_AT, TRIAL_STOP_REASON
 
     study = optuna.load_study(study_name=study_name, storage=storage)
     attrs = study._storage.get_study_system_attrs(study._study_id)
@@ -399,50 +537,118 @@ def _measured_from_study(storage: str, study_name: str) -> tuple[float, float]:
     if not ends:
         raise ValueError(f"study {study_name!r} has no finished trials yet.")
     end = max(ends)
-    return end - float(attrs[STUDY_STARTED_AT]), spent_gpu_seconds(trials, end)
+    cut = sum(
+        1
+        for t in trials
+        if str(t.system_attrs.get(TRIAL_STOP_REASON, "")).startswith(("deadline", "budget"))
+    )
+    attrs = {**attrs, _CUT_SHORT: cut}
+    return end - float(attrs[STUDY_STARTED_AT]), spent_gpu_seconds(trials, end), attrs
+
+
+def _study_prediction(
+    args: argparse.Namespace, attrs: dict[str, Any]
+) -> tuple[dict[str, Any], str]:
+    """The prediction for a run read from storage, and where it came from."""
+    from optuna_seer.trial_attrs import STUDY_PREDICTION
+
+    stored = attrs.get(STUDY_PREDICTION)
+    if args.profile is not None or stored is None:
+        if STUDY_PLAN not in attrs:
+            raise ValueError(f"study {args.study!r} holds no SEER plan; pass --plan plan.json.")
+        seer = Plan.from_dict(attrs[STUDY_PLAN])
+        quote = PriceQuote("local-slot", "cpu", 1, seer.price_per_gpu_second * 3600.0)
+        plan = ElasticPlan.from_seer(seer, quote)
+        if args.profile is None:
+            return (
+                {"jct_p50_s": seer.predicted_seconds, "cost_p50": seer.predicted_cost},
+                "the SEER plan's deterministic model (no profile stored; pass --profile)",
+            )
+        profile = Profile.load(args.profile)
+        result = simulate(plan, profile, _cloud(args), samples=args.samples, seed=args.seed)
+        used = used_gpu_seconds(plan, profile) * quote.dollars_per_second
+        return {**_prediction(result), "used_cost": used}, f"simulated with {args.profile}"
+    source = stored.get("profile", {}).get("source", "a profile")
+    return dict(stored), f"the simulation stored with the run (profile: {source})"
 
 
 def _cmd_report(args: argparse.Namespace, out: Any) -> int:
-    data = _load_plan_file(args.plan)
-    prediction = data.get("prediction")
-    plan = ElasticPlan.from_dict(data["plan"])
-    if args.profile is not None:
-        result = simulate(
-            plan, Profile.load(args.profile), _cloud(args), samples=args.samples, seed=args.seed
-        )
-        prediction = _prediction(result)
-    if prediction is None:
-        raise ValueError(f"{args.plan} holds no prediction; pass --profile to simulate it.")
-    if args.measured is not None:
-        measured = json.loads(Path(args.measured).read_text(encoding="utf-8"))
-        try:
-            wall, dollars = float(measured["wall_seconds"]), float(measured["dollars"])
-        except (KeyError, TypeError, ValueError):
-            raise ValueError(
-                f"{args.measured} must hold {{'wall_seconds': …, 'dollars': …}}."
-            ) from None
-    elif args.storage and args.study:
-        wall, gpu_seconds = _measured_from_study(args.storage, args.study)
-        dollars = gpu_seconds * plan.stages[0].instance.dollars_per_gpu_hour / 3600.0
+    prediction: dict[str, Any] | None
+    if args.plan is None:
+        if not (args.storage and args.study):
+            raise ValueError("give --plan plan.json, or --storage URL --study NAME of a SEER run.")
+        wall, gpu_seconds, attrs = _measured_from_study(args.storage, args.study)
+        prediction, source = _study_prediction(args, attrs)
+        price = Plan.from_dict(attrs[STUDY_PLAN]).price_per_gpu_second * 3600.0
+        dollars = gpu_seconds * price / 3600.0
+        print(f"study {args.study!r}: predicted by {source}", file=out)
+        if attrs[_CUT_SHORT]:
+            print(
+                f"note: {attrs[_CUT_SHORT]} trial(s) were stopped by the deadline or the budget, "
+                "so the run did less work than the plan predicted.",
+                file=out,
+            )
     else:
-        raise ValueError("give --measured run.json, or --storage URL --study NAME.")
+        data = _load_plan_file(args.plan)
+        prediction = data.get("prediction")
+        elastic = ElasticPlan.from_dict(data["plan"])
+        if args.profile is not None:
+            profile = Profile.load(args.profile)
+            result = simulate(elastic, profile, _cloud(args), samples=args.samples, seed=args.seed)
+            prediction = _prediction(result)
+        if prediction is None:
+            raise ValueError(f"{args.plan} holds no prediction; pass --profile to simulate it.")
+        price = elastic.stages[0].instance.dollars_per_gpu_hour
+        if args.measured is not None:
+            measured = json.loads(Path(args.measured).read_text(encoding="utf-8"))
+            try:
+                wall, dollars = float(measured["wall_seconds"]), float(measured["dollars"])
+            except (KeyError, TypeError, ValueError):
+                raise ValueError(
+                    f"{args.measured} must hold {{'wall_seconds': …, 'dollars': …}}."
+                ) from None
+        elif args.storage and args.study:
+            wall, gpu_seconds, _ = _measured_from_study(args.storage, args.study)
+            dollars = gpu_seconds * price / 3600.0
+        else:
+            raise ValueError("give --measured run.json, or --storage URL --study NAME.")
     rows = [
         (
             "time",
             format_seconds(prediction["jct_p50_s"]),
             format_seconds(wall),
             wall / prediction["jct_p50_s"],
-        ),
-        (
-            "cost",
-            f"${prediction['cost_p50']:,.4f}",
-            f"${dollars:,.4f}",
-            dollars / prediction["cost_p50"] if prediction["cost_p50"] else math.nan,
-        ),
+        )
     ]
+    if "used_cost" in prediction and args.measured is None:
+        # The ledger charges what launches use; compare it with the same quantity.
+        rows.append(
+            (
+                "cost",
+                f"${prediction['used_cost']:,.4f}",
+                f"${dollars:,.4f}",
+                dollars / prediction["used_cost"] if prediction["used_cost"] else math.nan,
+            )
+        )
+    else:
+        rows.append(
+            (
+                "cost",
+                f"${prediction['cost_p50']:,.4f}",
+                f"${dollars:,.4f}",
+                dollars / prediction["cost_p50"] if prediction["cost_p50"] else math.nan,
+            )
+        )
     print(f"{'':6}{'predicted p50':>16}{'measured':>16}{'measured/predicted':>20}", file=out)
     for name, predicted, actual, ratio in rows:
         print(f"{name:6}{predicted:>16}{actual:>16}{ratio:>20.3f}", file=out)
+    if "used_cost" in prediction and args.measured is None:
+        print(
+            f"cost = slot-seconds the launches used at ${price:.2f}/slot-hour (SEER's ledger); "
+            f"holding the slots for every whole wave would bill ${prediction['cost_p50']:,.4f} "
+            "(p50)",
+            file=out,
+        )
     return 0
 
 
@@ -479,18 +685,49 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cloud_arguments(sim)
     sim.set_defaults(handler=_cmd_simulate)
 
-    prof = commands.add_parser("profile", help="measure a real data-parallel training here")
+    prof = commands.add_parser(
+        "profile",
+        help="measure epoch and start-up times: a built-in gloo probe, or your trial on a backend",
+    )
     prof.add_argument("--out", type=Path, required=True)
-    prof.add_argument("--workers", type=_worker_list, default=(1, 2))
-    prof.add_argument("--epochs", type=int, default=3)
-    prof.add_argument("--repeats", type=int, default=4, help="copies of the data per epoch")
+    prof.add_argument(
+        "--backend",
+        choices=("probe", "local"),
+        default="probe",
+        help="probe: a built-in torch gloo MLP; local: --script on LocalBackend",
+    )
+    prof.add_argument("--script", help="the training: file.py:function, script.py or module:fn")
+    prof.add_argument(
+        "--workers", type=_worker_list, nargs="+", default=[(1, 2)], help="e.g. 1 2 (or 1,2)"
+    )
+    prof.add_argument(
+        "--epochs",
+        type=int,
+        nargs="+",
+        default=None,
+        help="probe: epochs per launch (3); local: two counts to separate start-up (1 3)",
+    )
+    prof.add_argument("--repeats", type=int, default=4, help="probe: copies of the data per epoch")
     prof.add_argument("--launches", type=int, default=1, help="launches per worker count")
+    prof.add_argument(
+        "--contention",
+        type=int,
+        default=0,
+        help="local: also time N one-worker launches at once (the profile's contention)",
+    )
+    prof.add_argument("--params", help="local: JSON hyperparameters (default: one seeded draw)")
+    prof.add_argument(
+        "--env", action="append", default=[], help="local: KEY=VALUE for every launch"
+    )
+    prof.add_argument("--slots", type=int, help="local: slots (default: the most used at once)")
+    prof.add_argument("--log-dir", type=Path, help="local: keep launch logs here")
+    prof.add_argument("--timeout", type=_duration, default=1800.0, help="local: per launch")
     prof.add_argument("--scaling-model", choices=("table", "amdahl"), default="table")
     prof.add_argument("--checkpoint-gb", type=_positive_float, default=0.0)
     prof.set_defaults(handler=_cmd_profile)
 
     rep = commands.add_parser("report", help="predicted vs measured time and cost")
-    rep.add_argument("--plan", type=Path, required=True)
+    rep.add_argument("--plan", type=Path, help="plan JSON (default: the study's SEER plan)")
     rep.add_argument("--profile", type=Path, help="re-simulate with this profile")
     rep.add_argument("--measured", type=Path, help="JSON {wall_seconds, dollars}")
     rep.add_argument("--storage", help="Optuna storage URL of a SEER run")

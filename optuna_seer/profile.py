@@ -8,7 +8,11 @@ A :class:`Profile` is what the planner and the simulator know about the user's t
   simulator uses to sample stragglers;
 * ``startup_seconds``: what (re)launching a trial costs (processes, rendezvous, checkpoint),
   a number or per worker count;
-* ``checkpoint_gb``: the size of one trial's checkpoint (data-transfer and storage cost).
+* ``checkpoint_gb``: the size of one trial's checkpoint (data-transfer and storage cost);
+* ``contention``: how much slower a launch runs when ``n`` launches share the host at once
+  (``{launches: slowdown}``; 1.0 on dedicated resources). On a few shared CPU cores two
+  concurrent trials slow each other down, which launches measured one at a time do not see:
+  :func:`measure_contention` measures it.
 
 Build one from measurements with :func:`fit_profile` (``optuna-seer profile`` measures a real
 data-parallel run; :func:`measure_on_backend` measures the user's trial through any
@@ -105,11 +109,17 @@ class Profile:
         accelerator: The accelerator (GPU model) the profile was measured on.
         measurements: The raw measurements the profile was fitted from (empty if hand-written).
         source: Free text: how the profile was obtained.
+        contention: Slowdown of every launch's start-up and epochs when several launches run
+            at once on the same host: ``{launches: factor}`` (1 launch: 1.0; the factor at the
+            largest count at or below is used), or one number for two or more launches.
+            Leave it at 1.0 when every launch has its own machine or cores.
 
     Example:
         >>> p = Profile(epoch_seconds=600, scaling="amdahl:0.95", epoch_cv=0.05)
         >>> round(p.epoch_seconds_on(4), 1), p.cv_on(4)
         (172.5, 0.05)
+        >>> Profile(epoch_seconds=5, scaling="linear", contention={2: 1.4}).contention_on(3)
+        1.4
     """
 
     epoch_seconds: float
@@ -120,8 +130,10 @@ class Profile:
     accelerator: str = ""
     measurements: tuple[Measurement, ...] = ()
     source: str = "hand-written"
+    contention: float | Mapping[int, float] = 1.0
     _cv_table: tuple[tuple[int, float], ...] = field(default=(), init=False, repr=False)
     _startup_table: tuple[tuple[int, float], ...] = field(default=(), init=False, repr=False)
+    _contention_table: tuple[tuple[int, float], ...] = field(default=(), init=False, repr=False)
 
     def __post_init__(self) -> None:
         _number(self.epoch_seconds, "epoch_seconds", positive=True)
@@ -131,6 +143,19 @@ class Profile:
         object.__setattr__(
             self, "_startup_table", _per_workers(self.startup_seconds, "startup_seconds")
         )
+        table = _per_workers(self.contention, "contention")
+        if not isinstance(self.contention, Mapping):
+            table = ((1, 1.0),) if table[0][1] == 1.0 else ((1, 1.0), (2, table[0][1]))
+        for launches, slowdown in table:
+            if slowdown <= 0 or (launches == 1 and slowdown != 1.0):
+                raise ValueError(
+                    f"contention[{launches}]={slowdown!r}: slowdowns must be > 0, and 1.0 for "
+                    "one launch alone (it is the reference the other counts are relative to)."
+                )
+        if table[0][0] != 1:
+            table = ((1, 1.0), *table)
+        object.__setattr__(self, "_contention_table", table)
+        object.__setattr__(self, "contention", dict(table))
 
     @property
     def curve(self) -> ScalingCurve:
@@ -148,6 +173,11 @@ class Profile:
     def startup_on(self, workers: int) -> float:
         """Seconds from launching a trial on ``workers`` workers to its first epoch."""
         return _lookup(self._startup_table, workers)
+
+    def contention_on(self, launches: int) -> float:
+        """Slowdown of each launch's start-up and epochs when ``launches`` run at once (the
+        factor at the largest measured count ``<= launches``; 1.0 for one launch)."""
+        return _lookup(self._contention_table, max(1, launches))
 
     def workload(self, max_epochs: int, gpus_per_node: int = 8) -> Workload:
         """The deterministic :class:`Workload` this profile describes (for ``plan_seer``;
@@ -182,6 +212,7 @@ class Profile:
             "checkpoint_gb": float(self.checkpoint_gb),
             "accelerator": self.accelerator,
             "source": self.source,
+            "contention": {str(k): f for k, f in self._contention_table},
             "measurements": [
                 {
                     "workers": m.workers,
@@ -212,6 +243,7 @@ class Profile:
             "accelerator",
             "source",
             "measurements",
+            "contention",
         }
         unknown = sorted(set(data) - allowed)
         if unknown:
@@ -234,6 +266,9 @@ class Profile:
         startup = data.get("startup_seconds", 0.0)
         if isinstance(startup, Mapping):
             startup = {_worker_key(k, "startup_seconds"): v for k, v in startup.items()}
+        contention = data.get("contention", 1.0)
+        if isinstance(contention, Mapping):
+            contention = {_worker_key(k, "contention"): v for k, v in contention.items()}
         measurements = tuple(
             Measurement(
                 workers=int(m["workers"]),
@@ -251,6 +286,7 @@ class Profile:
             accelerator=str(data.get("accelerator", "")),
             measurements=measurements,
             source=str(data.get("source", "hand-written")),
+            contention=contention,
         )
 
     def save(self, path: str | Path) -> None:
@@ -362,8 +398,10 @@ def fit_profile(
     checkpoint_gb: float = 0.0,
     accelerator: str = "",
     source: str = "measured",
+    contention: float | Mapping[int, float] = 1.0,
 ) -> Profile:
-    """Fit a :class:`Profile` to measurements at several worker counts (one must be 1).
+    """Fit a :class:`Profile` to measurements at several worker counts (one must be 1);
+    ``contention`` is passed through (from :func:`measure_contention`).
 
     Example:
         >>> p = fit_profile([Measurement(1, (10.0, 10.0)), Measurement(2, (5.5, 5.5))])
@@ -392,6 +430,7 @@ def fit_profile(
         accelerator=accelerator,
         measurements=tuple(sorted(measurements, key=lambda m: m.workers)),
         source=source,
+        contention=contention,
     )
 
 
@@ -432,6 +471,37 @@ def measurements_from_durations(
     return tuple(result)
 
 
+def _timed_launches(backend: Backend, specs: Sequence[LaunchSpec], timeout_s: float) -> list[float]:
+    """Start ``specs`` together, wait for all of them, return each one's wall seconds."""
+    what = ", ".join(f"{s.workers} worker(s) to {s.target_epochs} epochs" for s in specs)
+    handles = [backend.start(spec) for spec in specs]
+    deadline = backend.now() + timeout_s
+    pending = list(handles)
+    while pending:
+        if backend.now() > deadline:
+            for handle in pending:
+                backend.stop(handle)
+            raise RuntimeError(f"profiling launch ({what}) ran past {timeout_s} s.")
+        backend.wait(pending, min(5.0, max(0.0, deadline - backend.now())))
+        pending = [h for h in pending if not backend.poll(h).done]
+    durations = []
+    for handle in handles:
+        status = backend.poll(handle)
+        if status.state is not LaunchState.SUCCEEDED or status.finished_at is None:
+            raise RuntimeError(
+                f"profiling launch ({what}) ended {status.state.value}: {status.message}"
+            )
+        durations.append(status.finished_at - status.started_at)
+    return durations
+
+
+def _check_epochs(epochs: tuple[int, int], repeats: int) -> None:
+    if len(epochs) != 2 or epochs[0] >= epochs[1] or epochs[0] < 1:
+        raise ValueError(f"epochs={epochs!r} must be two counts 1 <= a < b, e.g. (1, 3).")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats={repeats!r} must be a whole number >= 1.")
+
+
 def measure_on_backend(
     backend: Backend,
     make_spec: Callable[[int, int, int], LaunchSpec],
@@ -445,41 +515,75 @@ def measure_on_backend(
     epoch counts, timed by the backend's own clock (:func:`measurements_from_durations`).
 
     ``make_spec(workers, target_epochs, repeat)`` returns the launch to run (a fresh trial,
-    no ``resume_from``). Launches run one at a time so they do not slow each other down.
+    no ``resume_from``). Launches run one at a time so they do not slow each other down
+    (:func:`measure_contention` measures how much they do).
+
+    Raises:
+        RuntimeError: A launch failed or did not finish within ``timeout_s``.
+
+    Example:
+        >>> from optuna_seer.backends.local import LocalBackend  # doctest: +SKIP
+        >>> backend = LocalBackend(slots=2)  # doctest: +SKIP
+        >>> ms = measure_on_backend(backend, make_spec, workers=(1, 2))  # doctest: +SKIP
+        >>> fit_profile(ms).curve.to_spec()  # doctest: +SKIP
+        {1: 1.0}
+    """
+    _check_epochs(epochs, repeats)
+    for count in workers:
+        if count > backend.slots:
+            raise ValueError(f"workers={count} exceeds the backend's {backend.slots} slots.")
+    durations: dict[tuple[int, int], list[float]] = {}
+    try:
+        for count in workers:
+            for repeat in range(repeats):
+                for target in epochs:
+                    (seconds,) = _timed_launches(
+                        backend, [make_spec(count, target, repeat)], timeout_s
+                    )
+                    durations.setdefault((count, target), []).append(seconds)
+    finally:
+        backend.release()
+    return measurements_from_durations(durations)
+
+
+def measure_contention(
+    backend: Backend,
+    make_spec: Callable[[int, int, int], LaunchSpec],
+    alone: Measurement,
+    *,
+    launches: int = 2,
+    epochs: tuple[int, int] = (1, 3),
+    repeats: int = 1,
+    timeout_s: float = 3600.0,
+) -> float:
+    """How much slower a one-worker launch runs when ``launches`` of them run at once.
+
+    Starts ``launches`` one-worker launches together at each of the two epoch counts and
+    compares their mean wall time with what ``alone`` (the one-worker
+    :class:`Measurement` of :func:`measure_on_backend`) predicts for the same launches
+    (``startup + epochs × epoch``). The ratio is the profile's ``contention[launches]``;
+    it is not clipped below 1 (on an idle machine with free cores it can be ~1.0).
+    ``make_spec(workers, target_epochs, index)`` gets a distinct ``index`` per launch.
 
     Raises:
         RuntimeError: A launch failed or did not finish within ``timeout_s``.
     """
-    if epochs[0] >= epochs[1] or epochs[0] < 1:
-        raise ValueError(f"epochs={epochs!r} must be two counts 1 <= a < b.")
-    if repeats < 1:
-        raise ValueError(f"repeats={repeats} must be >= 1.")
-    durations: dict[tuple[int, int], list[float]] = {}
+    _check_epochs(epochs, repeats)
+    if isinstance(launches, bool) or not isinstance(launches, int) or launches < 2:
+        raise ValueError(f"launches={launches!r} must be a whole number >= 2.")
+    if launches > backend.slots:
+        raise ValueError(f"launches={launches} exceeds the backend's {backend.slots} slots.")
+    if alone.workers != 1 or not alone.startup_seconds:
+        raise ValueError("alone must be the one-worker Measurement with start-up times.")
+    startup = statistics.fmean(alone.startup_seconds)
+    measured: list[float] = []
+    expected: list[float] = []
     try:
-        for count in workers:
-            if count > backend.slots:
-                raise ValueError(f"workers={count} exceeds the backend's {backend.slots} slots.")
-            for repeat in range(repeats):
-                for target in epochs:
-                    handle = backend.start(make_spec(count, target, repeat))
-                    deadline = backend.now() + timeout_s
-                    while not backend.poll(handle).done:
-                        if backend.now() > deadline:
-                            backend.stop(handle)
-                            raise RuntimeError(
-                                f"profiling launch ({count} workers, {target} epochs) ran past "
-                                f"{timeout_s} s."
-                            )
-                        backend.wait([handle], min(5.0, max(0.0, deadline - backend.now())))
-                    status = backend.poll(handle)
-                    if status.state is not LaunchState.SUCCEEDED or status.finished_at is None:
-                        raise RuntimeError(
-                            f"profiling launch ({count} workers, {target} epochs) ended "
-                            f"{status.state.value}: {status.message}"
-                        )
-                    durations.setdefault((count, target), []).append(
-                        status.finished_at - status.started_at
-                    )
+        for repeat in range(repeats):
+            for target in epochs:
+                specs = [make_spec(1, target, repeat * launches + i) for i in range(launches)]
+                measured += _timed_launches(backend, specs, timeout_s)
+                expected += [startup + target * alone.mean_epoch_seconds] * launches
     finally:
         backend.release()
-    return measurements_from_durations(durations)
+    return statistics.fmean(measured) / statistics.fmean(expected)

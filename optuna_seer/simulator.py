@@ -7,7 +7,8 @@ The plan is a chain of stages (a DAG of rungs joined by synchronous barriers). F
   billed) plus instance boot (billed), each log-normal with the cloud's spread;
 * ``waves`` waves of ``concurrent`` trials; a trial takes ``startup + Σ epoch times``, each
   epoch ``t1 / s(k)`` times a log-normal factor with mean 1 and the profile's ``epoch_cv`` at
-  ``k`` workers; a wave ends with its slowest trial (the straggler), the next starts then
+  ``k`` workers, all of it times the profile's ``contention`` for the wave's number of
+  launches at once; a wave ends with its slowest trial (the straggler), the next starts then
   (a conservative bound on slot-by-slot scheduling, exact without noise);
 * on spot instances, Poisson interruptions (per node-hour), each costing a re-provisioning,
   a relaunch and half an epoch of lost work.
@@ -260,14 +261,18 @@ class PlanEvaluator:
             return cached
         epoch_s = self.profile.epoch_seconds_on(k)
         startup = self.profile.startup_on(k)
-        waves = stage.waves
+        # Wave j holds trials j·c … (j+1)·c − 1, slowed by the profile's contention for that
+        # many launches at once, and ends with its slowest trial.
+        slowdown = np.array(
+            [self.profile.contention_on(len(range(j, stage.n_trials)[:c]))
+             for j in range(0, stage.n_trials, c)]
+        )  # fmt: skip
         if self.profile.cv_on(k) == 0:
-            makespan = np.full(self.samples, waves * (startup + epochs * epoch_s))
+            makespan = np.full(self.samples, float(slowdown.sum()) * (startup + epochs * epoch_s))
         else:
             factors = self._epoch_factors(index, stage.n_trials, epochs, k)
-            # Wave j holds trials j·c … (j+1)·c − 1 and ends with its slowest one.
             slowest = np.maximum.reduceat(factors, np.arange(0, stage.n_trials, c), axis=1)
-            makespan = waves * startup + epochs * epoch_s * slowest.sum(axis=1)
+            makespan = slowdown.sum() * startup + epochs * epoch_s * (slowest @ slowdown)
         rate = self.cloud.spot_interruptions_per_node_hour
         interruptions: Array = np.zeros(self.samples)
         if stage.instance.market == "spot" and rate > 0:
@@ -342,6 +347,32 @@ class PlanEvaluator:
             stage_cost=tuple(float(c.mean()) for _, _, c in per_stage),
             seed=self.seed,
         )
+
+
+def used_gpu_seconds(plan: ElasticPlan, profile: Profile) -> float:
+    """Mean worker-seconds the plan's launches actually use (start-up and epochs, contention
+    included): what a per-use ledger charges, e.g. ``ElasticTuner``'s, which bills each launch
+    its wall time × workers, while :func:`simulate` bills the slots a stage holds, idle ones
+    in a partial last wave included.
+
+    Example:
+        >>> from optuna_seer.pricing import PriceQuote
+        >>> from optuna_seer.elastic_plan import Stage
+        >>> q = PriceQuote("local-slot", "cpu", 1, 1.0)
+        >>> plan = ElasticPlan((Stage(3, 1, 1, q, 2), Stage(1, 3, 1, q, 1)))
+        >>> used_gpu_seconds(plan, Profile(epoch_seconds=10, scaling="linear", startup_seconds=5))
+        70.0
+    """
+    total = 0.0
+    previous = 0
+    for stage in plan.stages:
+        k, c = stage.gpus_per_trial, stage.concurrent_trials
+        launch_s = profile.startup_on(k) + (stage.resource - previous) * profile.epoch_seconds_on(k)
+        for first in range(0, stage.n_trials, c):
+            launches = min(c, stage.n_trials - first)
+            total += launches * k * launch_s * profile.contention_on(launches)
+        previous = stage.resource
+    return total
 
 
 def simulate(

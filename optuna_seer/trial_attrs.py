@@ -15,6 +15,9 @@ from optuna.trial import FrozenTrial
 STUDY_PLAN = "seer:plan"
 STUDY_STARTED_AT = "seer:started_at"
 STUDY_MODE = "seer:mode"
+STUDY_PREDICTION = (
+    "seer:prediction"  # what the simulator predicted for the run (optuna-seer report)
+)
 SYNCHRONOUS = "synchronous"
 
 TRIAL_PLACEMENT = "seer:placement"

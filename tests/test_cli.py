@@ -207,3 +207,121 @@ def test_plan_on_spot_prices_from_a_local_moto_server(
     stage = json.loads(out.read_text())["plan"]["stages"][0]
     assert stage["instance"]["market"] == "spot"
     assert stage["instance"]["source"] == "aws-describe-spot-price-history"
+
+
+def _seer_study(storage: str, name: str) -> object:
+    import optuna
+
+    from optuna_seer import Budget, SeerPruner, SeerSampler, Workload
+    from optuna_seer.cost_model import ClusterLimits
+
+    pruner = SeerPruner(
+        Budget(deadline=600.0, dollars=1.0, price_per_gpu_hour=3.6),
+        Workload(epoch_seconds=5.0, scaling="linear", max_epochs=9, startup_seconds=10.0),
+        limits=ClusterLimits(max_gpus=2),
+        max_configs=9,
+    )
+    return optuna.create_study(
+        storage=storage, study_name=name, sampler=SeerSampler(), pruner=pruner
+    )
+
+
+def test_report_from_storage_alone_uses_the_stored_prediction(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`report --storage --study` (no plan file): the prediction stored with the run, against
+    the study's clock and ledger; cost compared as the ledger charges it (per use)."""
+    import time
+
+    import optuna
+
+    from optuna_seer.cli import store_prediction
+    from optuna_seer.elastic_plan import ElasticPlan
+    from optuna_seer.ledger import charge_trial, start_clock
+    from optuna_seer.pricing import PriceQuote
+    from optuna_seer.simulator import simulate
+    from optuna_seer.trial_attrs import TRIAL_STOP_REASON
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = _seer_study(storage, "run")
+    assert isinstance(study, optuna.Study)
+    seer = study.pruner.plan  # type: ignore[attr-defined]
+    plan = ElasticPlan.from_seer(seer, PriceQuote("local-slot", "cpu", 1, 3.6))
+    profile = Profile(epoch_seconds=5.0, scaling="linear", startup_seconds=10.0)
+    record = store_prediction(study, plan, profile, simulate(plan, profile, samples=20))
+    assert record["jct_p50_s"] == pytest.approx(seer.predicted_seconds)
+    start_clock(study, time.time() - record["jct_p50_s"])
+    trial = study.ask()
+    used_slot_seconds = record["used_cost"] / 0.001  # $3.6/slot-hour = $0.001/slot-second
+    charge_trial(study._storage, study._storage.get_trial(trial._trial_id), used_slot_seconds,
+                 time.time())  # fmt: skip
+    study.tell(trial, 1.0)
+    capsys.readouterr()
+    assert main(["report", "--storage", storage, "--study", "run"]) == 0
+    text = capsys.readouterr().out
+    assert "stored with the run" in text and "SEER's ledger" in text
+    time_row, cost_row = (
+        line.split() for line in text.splitlines() if line[:6] in ("time  ", "cost  ")
+    )
+    assert float(cost_row[-1]) == pytest.approx(1.0, abs=1e-3)
+    assert 0.99 < float(time_row[-1]) < 1.2
+
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    study = _seer_study(other, "plain")
+    assert isinstance(study, optuna.Study)
+    start_clock(study, time.time() - 10.0)
+    trial = study.ask()
+    study._storage.set_trial_system_attr(trial._trial_id, TRIAL_STOP_REASON, "deadline: 5 s")
+    study.tell(trial, 1.0)
+    assert main(["report", "--storage", other, "--study", "plain"]) == 0
+    text = capsys.readouterr().out
+    assert "deterministic model" in text and "1 trial(s) were stopped by the deadline" in text
+    assert main(["report", "--storage", other]) == 2
+    assert "--storage URL --study NAME" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--backend", "local"], "--script"),
+        (["--backend", "local", "--script", "x.py:train"], "no such file"),
+        (["--backend", "local", "--script", "EX", "--epochs", "3"], "two counts"),
+        (["--backend", "local", "--script", "EX", "--env", "NOEQUALS"], "KEY=VALUE"),
+        (["--backend", "local", "--script", "EX", "--params", "[1]"], "JSON object"),
+        (["--workers", "2", "4"], "must include 1"),
+        (["--contention", "2"], "--backend local"),
+    ],
+)
+def test_profile_bad_arguments_are_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    example = f"{ROOT / 'examples' / 'torch_digits.py'}:train"
+    argv = [example if a == "EX" else a for a in argv]
+    assert main(["profile", "--out", str(tmp_path / "p.json"), *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "p.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_profile_local_backend_measures_the_users_trial(tmp_path: Path) -> None:
+    """Real launches of examples/torch_digits.py:train through LocalBackend (torchrun DDP
+    over gloo at 2 workers), reporting to a scratch SQLite study."""
+    out = tmp_path / "profile.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "optuna_seer.cli", "profile", "--backend", "local",
+         "--script", f"{ROOT / 'examples' / 'torch_digits.py'}:train",
+         "--workers", "1", "2", "--epochs", "1", "2", "--env", "DIGITS_REPEATS=1",
+         "--log-dir", str(tmp_path / "logs"), "--out", str(out)],
+        env=env, capture_output=True, text=True, timeout=140,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    profile = Profile.load(out)
+    assert [m.workers for m in profile.measurements] == [1, 2]
+    assert all(len(m.startup_seconds) == 1 for m in profile.measurements)
+    assert profile.epoch_seconds > 0 and profile.startup_on(1) > 0
+    assert "torch_digits.py:train" in profile.source
+    logs = sorted(p.name for p in (tmp_path / "logs").iterdir())
+    assert len(logs) == 4  # one fresh trial per launch: 2 worker counts x 2 epoch counts
+    assert "2 worker(s)" in done.stdout

@@ -20,6 +20,7 @@ from optuna_seer.profile import (
     fit_amdahl,
     fit_profile,
     fit_scaling,
+    measure_contention,
     measure_on_backend,
     measurements_from_durations,
 )
@@ -221,4 +222,63 @@ def test_measure_on_backend_separates_startup_from_epochs() -> None:
     assert profile.epoch_seconds == pytest.approx(0.6, abs=0.25)
     assert profile.curve.speedup(2) == pytest.approx(2.0, abs=0.6)
     assert profile.startup_on(1) >= 0.1
+    assert all(p.poll() is not None for p, _ in backend.processes.values())
+
+
+def test_contention_table_validation_and_round_trip(tmp_path: Path) -> None:
+    profile = Profile(epoch_seconds=4, scaling="linear", contention={2: 1.6, 4: 2.5})
+    assert [profile.contention_on(n) for n in (0, 1, 2, 3, 4, 8)] == [1.0, 1.0, 1.6, 1.6, 2.5, 2.5]
+    assert Profile(epoch_seconds=4, scaling="linear", contention=1.3).contention_on(5) == 1.3
+    assert Profile(epoch_seconds=4, scaling="linear").contention_on(2) == 1.0
+    path = tmp_path / "p.json"
+    profile.save(path)
+    assert Profile.load(path).to_dict() == profile.to_dict()
+    assert json.loads(path.read_text())["contention"] == {"1": 1.0, "2": 1.6, "4": 2.5}
+    with pytest.raises(ValueError, match="contention"):
+        Profile(epoch_seconds=4, scaling="linear", contention={1: 1.2})
+    with pytest.raises(ValueError, match="contention"):
+        Profile(epoch_seconds=4, scaling="linear", contention={2: -1.0})
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"epoch_seconds": 1, "scaling": "linear", "contention": {"x": 2}}))
+    with pytest.raises(ValueError, match="contention"):
+        Profile.load(bad)
+
+
+def test_measure_rejects_bad_arguments() -> None:
+    backend = SubprocessBackend(startup=0.0, epoch=0.0)
+    alone = Measurement(1, (1.0,), (1.0,))
+    with pytest.raises(ValueError, match="epochs"):
+        measure_on_backend(backend, _spec, epochs=(3, 1))
+    with pytest.raises(ValueError, match="exceeds"):
+        measure_on_backend(backend, _spec, workers=(1, 8))
+    with pytest.raises(ValueError, match="launches"):
+        measure_contention(backend, _spec, alone, launches=1)
+    with pytest.raises(ValueError, match="one-worker"):
+        measure_contention(backend, _spec, Measurement(2, (1.0,), (1.0,)))
+    assert not backend.processes
+
+
+def _spec(workers: int, epochs: int, repeat: int) -> LaunchSpec:
+    return LaunchSpec(
+        study_name="profile",
+        storage="sqlite:///unused.db",
+        trial_number=repeat,
+        params={},
+        rung=0,
+        target_epochs=epochs,
+        workers=workers,
+        checkpoint_uri="unused",
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_measure_contention_runs_launches_together() -> None:
+    """Sleeping processes do not compete for cores, so the factor stays near 1."""
+    backend = SubprocessBackend(startup=0.2, epoch=0.5)
+    (alone,) = measure_on_backend(backend, _spec, workers=(1,), epochs=(1, 2), repeats=1)
+    before = len(backend.processes)
+    factor = measure_contention(backend, _spec, alone, launches=3, epochs=(1, 2))
+    assert len(backend.processes) == before + 6
+    assert 0.5 < factor < 2.0
     assert all(p.poll() is not None for p, _ in backend.processes.values())

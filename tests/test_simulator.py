@@ -13,7 +13,7 @@ from optuna_seer.cost_model import ClusterLimits, RungShape, schedule
 from optuna_seer.elastic_plan import ElasticPlan, Stage, nodes_for
 from optuna_seer.pricing import PriceQuote
 from optuna_seer.profile import Profile
-from optuna_seer.simulator import CloudModel, PlanEvaluator, simulate
+from optuna_seer.simulator import CloudModel, PlanEvaluator, simulate, used_gpu_seconds
 from optuna_seer.workload import Workload
 
 SCALINGS = ["linear", "amdahl:0.95", "power:0.6", "imagenet-resnet50", "babi"]
@@ -217,3 +217,23 @@ def test_stage_placement_is_validated() -> None:
     plan = ElasticPlan((Stage(4, 1, 16, eight, 4), Stage(1, 3, 8, eight, 1)))
     assert [s.concurrent_trials for s in plan.stages] == [2, 1]
     assert ElasticPlan.from_dict(plan.to_dict()) == plan
+
+
+def test_contention_slows_each_wave_by_its_launches_at_once() -> None:
+    """3 one-slot trials on 2 slots: a wave of 2 (slowed 1.5x) and a wave of 1 (not)."""
+    q = PriceQuote("local-slot", "cpu", 1, 3.6)
+    plan = ElasticPlan((Stage(3, 2, 1, q, 2), Stage(1, 4, 1, q, 1)))
+    base = Profile(epoch_seconds=10, scaling="linear", startup_seconds=5)
+    shared = Profile(epoch_seconds=10, scaling="linear", startup_seconds=5, contention={2: 1.5})
+    launch0, launch1 = 5 + 2 * 10, 5 + 2 * 10
+    assert simulate(plan, base).jct_p50 == pytest.approx(2 * launch0 + launch1)
+    result = simulate(plan, shared)
+    assert result.jct_p50 == pytest.approx(1.5 * launch0 + launch0 + launch1)
+    # Billed: 2 slots for stage 0, 1 slot for stage 1, at $0.001/slot-second.
+    assert result.cost_p50 == pytest.approx(0.001 * (2 * 2.5 * launch0 + launch1))
+    # Used (what a per-use ledger charges): 2 launches slowed, 2 not.
+    assert used_gpu_seconds(plan, base) == pytest.approx(3 * launch0 + launch1)
+    assert used_gpu_seconds(plan, shared) == pytest.approx(2 * 1.5 * launch0 + launch0 + launch1)
+    noisy = Profile(epoch_seconds=10, scaling="linear", epoch_cv=0.2, contention={2: 1.5})
+    plain = Profile(epoch_seconds=10, scaling="linear", epoch_cv=0.2)
+    assert simulate(plan, noisy, seed=3).jct_mean > simulate(plan, plain, seed=3).jct_mean
