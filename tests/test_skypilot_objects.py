@@ -135,10 +135,14 @@ def test_trial_task_carries_the_contract_with_remote_uris(sky: Any) -> None:
     assert task.num_nodes == 2
     (resources,) = task.resources
     assert resources.accelerators == {"A100": 8}
-    context = trial_context(task.envs)
+    # fetch=False: read the contract only. Fetching would download the resume checkpoint
+    # from s3://bucket (the node's job, tested against a local S3 server in
+    # test_node_entrypoint.py), and tests never touch the network.
+    context = trial_context(task.envs, fetch=False)
     assert context.storage == "postgresql://u:p@db.example.com/optuna"
     assert context.checkpoint_uri == "s3://bucket/seer/digits/trial-3"
-    assert context.resume_checkpoint == "s3://bucket/seer/digits/trial-3/rung-0.ckpt"
+    assert context.resume_uri == "s3://bucket/seer/digits/trial-3/rung-0.ckpt"
+    assert context.resume_checkpoint is None  # not fetched
     assert (context.trial_number, context.rung, context.target_epochs) == (3, 1, 4)
     assert task.envs["SEER_TRAIN_SCRIPT"] == "train.py"
 
