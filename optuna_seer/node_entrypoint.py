@@ -6,7 +6,8 @@ SkyPilot cluster. From SkyPilot's variables (``SKYPILOT_NODE_RANK``, ``SKYPILOT_
 
 1. downloads ``SEER_RESUME_FROM`` (an ``s3://…`` checkpoint) to a local file, verifying its
    SHA-256 (a corrupt one falls back to the trial's newest earlier good checkpoint), and
-   points ``SEER_RESUME_FROM`` at that file;
+   points ``SEER_RESUME_FROM`` at that file (stored with its digest, which each worker's
+   :func:`~optuna_seer.trial_context.trial_context` verifies again);
 2. points ``SEER_CHECKPOINT_URI`` at an empty local directory and runs
    ``torchrun --nnodes=N --node_rank=R --nproc_per_node=G --master_addr=<first IP>`` on
    ``SEER_TRAIN_SCRIPT`` (``torchrun --standalone`` on a single node, so trials packed on one
@@ -40,7 +41,12 @@ import subprocess
 import sys
 import tempfile
 
-from optuna_seer.checkpoints import CheckpointStore, CorruptCheckpointError, open_store
+from optuna_seer.checkpoints import (
+    CheckpointStore,
+    CorruptCheckpointError,
+    LocalStore,
+    open_store,
+)
 from optuna_seer.trial_context import (
     ENV_CHECKPOINT_URI,
     ENV_RESUME_FROM,
@@ -153,7 +159,7 @@ def upload_checkpoints(local_dir: Path, store: CheckpointStore) -> list[str]:
 def run_node(environ: Mapping[str, str] | None = None, extra_args: Sequence[str] = ()) -> int:
     """Run this node's part of one trial launch; torchrun's exit code."""
     env = dict(os.environ if environ is None else environ)
-    context = trial_context(env)
+    context = trial_context(env, fetch=False)  # this node fetches once, for all its workers
     command = torchrun_command(env, extra_args)
     rank = _int_var(env, SKYPILOT_NODE_RANK, 0)
     base = Path(env.get(ENV_LOCAL_DIR) or tempfile.mkdtemp(prefix="seer-node-"))
@@ -162,11 +168,12 @@ def run_node(environ: Mapping[str, str] | None = None, extra_args: Sequence[str]
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
     remote = open_store(context.checkpoint_uri)
-    if context.resume_checkpoint:
-        local = Path(context.resume_checkpoint)
-        if not local.is_file():
-            local = fetch_resume_checkpoint(context.resume_checkpoint, work / "resume")
-        env[ENV_RESUME_FROM] = str(local)
+    if context.resume_uri:
+        # A verified local copy, stored with its digest: every worker's trial_context checks
+        # it again before training resumes from it.
+        fetched = fetch_resume_checkpoint(context.resume_uri, work / "download")
+        env[ENV_RESUME_FROM] = LocalStore(work / "resume").put(fetched, fetched.name)
+        fetched.unlink()
     env[ENV_CHECKPOINT_URI] = str(out_dir)
     code = subprocess.run(command, env=env, check=False).returncode
     if code != 0:

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from optuna_seer.backends.base import LaunchSpec
-from optuna_seer.backends.skypilot import SkyPilotBackend
+from optuna_seer.backends.skypilot import SkyPilotBackend, node_train_script
+from optuna_seer.node_entrypoint import torchrun_command
 from optuna_seer.placement import ClusterShape, TrialSlot
 from optuna_seer.trial_context import ENV_CHECKPOINT_URI, ENV_STORAGE, trial_context
 from tests.fake_sky import REPO_ROOT, node_env, sky_home
@@ -145,6 +146,30 @@ def test_trial_task_carries_the_contract_with_remote_uris(sky: Any) -> None:
     assert context.resume_checkpoint is None  # not fetched
     assert (context.trial_number, context.rung, context.target_epochs) == (3, 1, 4)
     assert task.envs["SEER_TRAIN_SCRIPT"] == "train.py"
+
+
+def test_the_executors_train_target_runs_on_the_nodes_relative_to_workdir() -> None:
+    train = f"{REPO_ROOT / 'examples' / 'torch_digits.py'}:train"  # as ElasticTuner gives it
+    env = backend(script=None).node_env(spec(entrypoint=train))
+    assert env["SEER_TRAIN_SCRIPT"] == "-m optuna_seer.entrypoint examples/torch_digits.py:train"
+    # What the node runs under torchrun: the same entry point LocalBackend runs.
+    command = torchrun_command({**env, "SKYPILOT_NUM_GPUS_PER_NODE": "2"})
+    assert command[-3:] == ["-m", "optuna_seer.entrypoint", "examples/torch_digits.py:train"]
+    assert (
+        node_train_script("my pkg/train.py", "/work")
+        == "-m optuna_seer.entrypoint 'my pkg/train.py'"
+    )
+    assert node_train_script("pkg.train:fit", "/work") == "-m optuna_seer.entrypoint pkg.train:fit"
+
+
+def test_a_program_the_nodes_cannot_run_is_refused_at_start(tmp_path: Path) -> None:
+    outside = f"{tmp_path / 'train.py'}:train"
+    with pytest.raises(ValueError, match=r"outside workdir=.*move it under workdir"):
+        backend(script=None).start(spec(workers=1, entrypoint=outside))
+    with pytest.raises(ValueError, match=r"script='train.py': leave script out"):
+        backend().start(spec(workers=1, entrypoint="pkg.train:fit"))
+    with pytest.raises(ValueError, match="names no program"):
+        backend(script=None).start(spec(workers=1))
 
 
 def test_remote_storage_and_s3_uris_pass_through(sky: Any) -> None:

@@ -41,6 +41,7 @@ import math
 import os
 from pathlib import Path
 import secrets
+import shlex
 import time
 from types import TracebackType
 from typing import Any, Literal
@@ -111,9 +112,11 @@ class SkyPilotBackend(Backend):
     """Launch, reuse, resize and tear down SkyPilot clusters for the trials of each rung.
 
     Args:
-        script: The training script, relative to ``workdir`` (follows the ``SEER_*``
-            contract of :mod:`optuna_seer.trial_context`), or any ``torchrun`` target such
-            as ``"-m package.module arg"``.
+        script: What the nodes run when a launch names no ``entrypoint`` (the executor always
+            does: its ``train=``, which must then lie under ``workdir``): a training script
+            relative to ``workdir`` (following the ``SEER_*`` contract of
+            :mod:`optuna_seer.trial_context`), or any ``torchrun`` target such as
+            ``"-m package.module arg"``. Give it only when driving the backend yourself.
         resources: The largest node: ``"A100:8"``, or a SkyPilot resources mapping with
             ``accelerators`` (e.g. ``{"accelerators": "A100:8", "disk_size": 256}``); do not
             put ``infra``/``use_spot``/``any_of``/``ordered`` in it (use the arguments).
@@ -143,7 +146,6 @@ class SkyPilotBackend(Backend):
 
     Example:
         >>> backend = SkyPilotBackend(  # doctest: +SKIP
-        ...     script="examples/lightning_digits.py",
         ...     resources="A100:8",
         ...     clouds=["aws", "gcp"],
         ...     use_spot=True,
@@ -158,7 +160,7 @@ class SkyPilotBackend(Backend):
     def __init__(
         self,
         *,
-        script: str,
+        script: str | None = None,
         checkpoints: str | None = None,
         resources: str | Mapping[str, Any] = "A100:8",
         clouds: Sequence[str] = (),
@@ -183,8 +185,11 @@ class SkyPilotBackend(Backend):
         import sky
         import yaml
 
-        if not isinstance(script, str) or not script:
-            raise ValueError(f"script={script!r} must name the training script to run.")
+        if script is not None and (not isinstance(script, str) or not script):
+            raise ValueError(
+                f"script={script!r} must name the training script to run, or be left out "
+                "(the executor's train= is run)."
+            )
         if checkpoints is not None and not checkpoints.startswith("s3://"):
             raise ValueError(
                 f"checkpoints={checkpoints!r} must be an s3://bucket/prefix every node can reach."
@@ -328,9 +333,26 @@ class SkyPilotBackend(Backend):
         remote = self._remote_spec(spec)
         env = launch_env(remote)
         env.setdefault(ENV_RESUME_FROM, "")
-        env[ENV_TRAIN_SCRIPT] = self.script
+        env[ENV_TRAIN_SCRIPT] = self._train_script(spec)
         env.update({str(k): str(v) for k, v in spec.env.items()})
         return env
+
+    def _train_script(self, spec: LaunchSpec) -> str:
+        """``SEER_TRAIN_SCRIPT`` for ``spec``: its entrypoint as the nodes see it, or ``script``."""
+        if spec.entrypoint and self.script is not None:
+            raise ValueError(
+                f"trial {spec.trial_number} names its program (entrypoint={spec.entrypoint!r}, "
+                f"the executor's train=) and SkyPilotBackend has script={self.script!r}: leave "
+                "script out, the nodes run the executor's train=."
+            )
+        if spec.entrypoint:
+            return node_train_script(spec.entrypoint, self.workdir)
+        if self.script is None:
+            raise ValueError(
+                f"trial {spec.trial_number} names no program (LaunchSpec.entrypoint is empty) "
+                "and SkyPilotBackend has no script=: give one of them."
+            )
+        return self.script
 
     def _remote_spec(self, spec: LaunchSpec) -> LaunchSpec:
         checkpoint_uri, resume_from = spec.checkpoint_uri, spec.resume_from
@@ -456,7 +478,8 @@ class SkyPilotBackend(Backend):
                 f"trial {spec.trial_number} needs {spec.workers} GPUs ({nodes} node(s) of "
                 f"{smallest}) but max_gpus={self.max_gpus}."
             )
-        self._remote_spec(spec)  # fail now, not at placement, on unreachable storage/URIs
+        self._train_script(spec)  # fail now, not at placement, on a program nodes lack,
+        self._remote_spec(spec)  # or on unreachable storage/URIs
         handle = f"trial-{spec.trial_number}-rung-{spec.rung}-{next(self._counter)}"
         self._launches[handle] = _Launch(spec, self.now(), queued_at=time.monotonic())
         self._pending.append(handle)
@@ -726,6 +749,40 @@ class SkyPilotBackend(Backend):
         except Exception:  # status unavailable: trust the downs
             return []
         return sorted(str(_field(r, "name")) for r in records)
+
+
+def node_train_script(entrypoint: str, workdir: str | os.PathLike[str]) -> str:
+    """The ``SEER_TRAIN_SCRIPT`` that runs an executor entrypoint on a node.
+
+    Nodes get ``workdir`` (synced to their working directory), so a ``.py`` target on the
+    driver's disk becomes its path relative to ``workdir``; ``module:function`` targets are
+    imported as they are. Either runs through ``python -m optuna_seer.entrypoint`` under
+    ``torchrun`` (see :mod:`optuna_seer.node_entrypoint`).
+
+    Raises:
+        ValueError: The file is outside ``workdir``, so the nodes would not have it.
+
+    Example:
+        >>> node_train_script("/home/me/proj/train.py:fit", "/home/me/proj")
+        '-m optuna_seer.entrypoint train.py:fit'
+        >>> node_train_script("mypkg.train:fit", "/home/me/proj")
+        '-m optuna_seer.entrypoint mypkg.train:fit'
+    """
+    location, colon, function = entrypoint.rpartition(":")
+    if not colon or not location.endswith(".py"):
+        location, function = entrypoint, ""
+    target = entrypoint
+    if location.endswith(".py") and Path(location).is_absolute():
+        root = Path(workdir).resolve()
+        try:
+            relative = Path(location).resolve().relative_to(root)
+        except ValueError:
+            raise ValueError(
+                f"train target {entrypoint!r} is outside workdir={str(workdir)!r}, which is all "
+                "the nodes get: move it under workdir, or pass workdir= a directory holding it."
+            ) from None
+        target = relative.as_posix() + (f":{function}" if function else "")
+    return f"-m optuna_seer.entrypoint {shlex.quote(target)}"
 
 
 def _field(record: Any, name: str) -> Any:
