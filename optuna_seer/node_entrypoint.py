@@ -1,8 +1,9 @@
 """What every node of a trial runs: fetch the resume checkpoint, ``torchrun`` the script, upload.
 
-``launchers/trial.yaml`` runs ``python -m optuna_seer.node_entrypoint`` on each node of a
-SkyPilot cluster. From SkyPilot's variables (``SKYPILOT_NODE_RANK``, ``SKYPILOT_NODE_IPS``,
-``SKYPILOT_NUM_NODES``, ``SKYPILOT_NUM_GPUS_PER_NODE``) and the ``SEER_*`` launch contract it:
+``optuna_seer/templates/trial.yaml`` runs ``python -m optuna_seer.node_entrypoint`` on each
+node of a SkyPilot cluster. From SkyPilot's variables (``SKYPILOT_NODE_RANK``,
+``SKYPILOT_NODE_IPS``, ``SKYPILOT_NUM_NODES``, ``SKYPILOT_NUM_GPUS_PER_NODE``) and the
+``SEER_*`` launch contract it:
 
 1. downloads ``SEER_RESUME_FROM`` (an ``s3://…`` checkpoint) to a local file, verifying its
    SHA-256 (a corrupt one falls back to the trial's newest earlier good checkpoint), and

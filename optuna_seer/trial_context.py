@@ -1,7 +1,8 @@
 """The contract between the executor and a training script: which trial, how far, where to save.
 
-A backend starts the user's script with these environment variables (the launchers'
-templates set the same ones on cloud nodes); :func:`trial_context` reads them back.
+A backend starts the user's script with these environment variables (the SkyPilot
+templates in ``optuna_seer/templates/`` set the same ones on cloud nodes);
+:func:`trial_context` reads them back.
 
 ==========================  ===================================================
 ``SEER_STUDY``              study name

@@ -12,15 +12,19 @@ from typing import Any
 
 import pytest
 
+import optuna_seer
 from optuna_seer.backends.base import LaunchSpec
-from optuna_seer.backends.skypilot import SkyPilotBackend, node_train_script
+from optuna_seer.backends.skypilot import (
+    DEFAULT_TEMPLATE,
+    TEMPLATES_DIR,
+    SkyPilotBackend,
+    node_train_script,
+)
 from optuna_seer.node_entrypoint import torchrun_command
 from optuna_seer.placement import ClusterShape, TrialSlot
 from optuna_seer.trial_context import ENV_CHECKPOINT_URI, ENV_STORAGE, trial_context
 from tests.fake_sky import REPO_ROOT, node_env, sky_home
 from tests.local_s3 import local_s3
-
-LAUNCHERS = REPO_ROOT / "launchers"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -68,7 +72,7 @@ def spec(**overrides: Any) -> LaunchSpec:
 
 
 def test_trial_template_is_a_valid_multi_node_task(sky: Any) -> None:
-    task = sky.Task.from_yaml(str(LAUNCHERS / "trial.yaml"))
+    task = sky.Task.from_yaml(str(DEFAULT_TEMPLATE))
     assert task.num_nodes == 2
     (resources,) = task.resources
     assert resources.accelerators == {"A100": 8}
@@ -78,8 +82,18 @@ def test_trial_template_is_a_valid_multi_node_task(sky: Any) -> None:
     assert (context.trial_number, context.rung, context.resume_checkpoint) == (0, 0, None)
 
 
+def test_the_templates_ship_inside_the_package_once() -> None:
+    # Package data (optuna_seer/templates/*.yaml), so an installed backend finds its default;
+    # launchers/ only points to them, no second copy to drift.
+    package = Path(optuna_seer.__file__).resolve().parent
+    assert package / "templates" / "trial.yaml" == DEFAULT_TEMPLATE
+    assert sorted(p.name for p in TEMPLATES_DIR.glob("*.yaml")) == ["driver.yaml", "trial.yaml"]
+    assert [p.name for p in (REPO_ROOT / "launchers").glob("*.yaml")] == []
+    assert "optuna_seer/templates/trial.yaml" in (REPO_ROOT / "launchers" / "README.md").read_text()
+
+
 def test_driver_template_is_a_valid_cpu_task_with_the_proxy_port(sky: Any) -> None:
-    task = sky.Task.from_yaml(str(LAUNCHERS / "driver.yaml"))
+    task = sky.Task.from_yaml(str(TEMPLATES_DIR / "driver.yaml"))
     (resources,) = task.resources
     assert resources.accelerators is None
     assert resources.ports == ["13000"]

@@ -59,7 +59,9 @@ from optuna_seer.placement import (
 from optuna_seer.storage_proxy import StorageProxy
 from optuna_seer.trial_context import ENV_RESUME_FROM, launch_env
 
-DEFAULT_TEMPLATE = Path(optuna_seer.__file__).resolve().parent.parent / "launchers" / "trial.yaml"
+# The SkyPilot YAMLs ship inside the package (installed users get them too).
+TEMPLATES_DIR = Path(optuna_seer.__file__).resolve().parent / "templates"
+DEFAULT_TEMPLATE = TEMPLATES_DIR / "trial.yaml"
 ENV_ADVERTISE_HOST = "SEER_ADVERTISE_HOST"
 # Storage URLs a cloud node can open; anything else lives on the driver's disk.
 REMOTE_STORAGE_SCHEMES = ("grpc://", "postgresql", "mysql", "oracle", "mssql")
@@ -134,7 +136,8 @@ class SkyPilotBackend(Backend):
         node_sizes: Smaller GPU counts a node may have (default: only the full node).
         autostop_minutes: Idle minutes before SkyPilot tears a cluster down by itself.
         workdir: Directory synced to the nodes (default: the current directory).
-        template: The trial YAML (default ``launchers/trial.yaml``).
+        template: The trial YAML (default: the packaged ``optuna_seer/templates/trial.yaml``;
+            copy it from :data:`TEMPLATES_DIR` to change ``setup`` or ``envs``).
         price_per_gpu_hour: Price used where SkyPilot's catalog has none.
         poll_interval_s: Seconds between job status queries in :meth:`wait`.
         batch_window_s: Launches started within this many seconds of each other are placed
@@ -250,7 +253,8 @@ class SkyPilotBackend(Backend):
         template_path = Path(template) if template is not None else DEFAULT_TEMPLATE
         if not template_path.is_file():
             raise ValueError(
-                f"trial template {template_path} not found: pass template= (see launchers/)."
+                f"trial template {template_path} not found: pass template= the path of a "
+                f"SkyPilot task YAML (e.g. a copy of {DEFAULT_TEMPLATE})."
             )
         self._template: dict[str, Any] = yaml.safe_load(template_path.read_text())
         if not isinstance(self._template, dict) or not self._template.get("run"):
