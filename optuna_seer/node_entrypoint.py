@@ -51,10 +51,10 @@ from optuna_seer.checkpoints import (
 from optuna_seer.trial_context import (
     ENV_CHECKPOINT_URI,
     ENV_RESUME_FROM,
+    ENV_TRAIN_SCRIPT,
     trial_context,
 )
 
-ENV_TRAIN_SCRIPT = "SEER_TRAIN_SCRIPT"
 ENV_MASTER_PORT = "SEER_MASTER_PORT"
 ENV_PROCS_PER_NODE = "SEER_PROCS_PER_NODE"
 ENV_LOCAL_DIR = "SEER_LOCAL_DIR"

@@ -64,6 +64,8 @@ ENV_CHECKPOINT_URI = "SEER_CHECKPOINT_URI"
 ENV_RESUME_FROM = "SEER_RESUME_FROM"
 ENV_PARAMS = "SEER_PARAMS"
 ENV_MAX_EPOCHS = "SEER_MAX_EPOCHS"
+# What a cloud node's ``optuna_seer.node_entrypoint`` runs under torchrun (set by backends).
+ENV_TRAIN_SCRIPT = "SEER_TRAIN_SCRIPT"
 _DOWNLOAD_PREFIX = "seer-resume-"
 
 

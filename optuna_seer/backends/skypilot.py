@@ -48,7 +48,6 @@ from typing import Any, Literal
 
 import optuna_seer
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState, LaunchStatus
-from optuna_seer.node_entrypoint import ENV_TRAIN_SCRIPT
 from optuna_seer.placement import (
     ClusterShape,
     OpenCluster,
@@ -57,7 +56,9 @@ from optuna_seer.placement import (
     split_across_nodes,
 )
 from optuna_seer.storage_proxy import StorageProxy
-from optuna_seer.trial_context import ENV_RESUME_FROM, launch_env
+
+# Not from node_entrypoint: nodes run that module with -m, after importing this package.
+from optuna_seer.trial_context import ENV_RESUME_FROM, ENV_TRAIN_SCRIPT, launch_env
 
 # The SkyPilot YAMLs ship inside the package (installed users get them too).
 TEMPLATES_DIR = Path(optuna_seer.__file__).resolve().parent / "templates"
