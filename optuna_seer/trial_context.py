@@ -65,6 +65,8 @@ ENV_RESUME_FROM = "SEER_RESUME_FROM"
 ENV_PARAMS = "SEER_PARAMS"
 ENV_MAX_EPOCHS = "SEER_MAX_EPOCHS"
 # What a cloud node's ``optuna_seer.node_entrypoint`` runs under torchrun (set by backends).
+# Defined here, not there: nodes run that module with ``-m`` after importing the package,
+# which must not import it first.
 ENV_TRAIN_SCRIPT = "SEER_TRAIN_SCRIPT"
 _DOWNLOAD_PREFIX = "seer-resume-"
 

@@ -56,8 +56,6 @@ from optuna_seer.placement import (
     split_across_nodes,
 )
 from optuna_seer.storage_proxy import StorageProxy
-
-# Not from node_entrypoint: nodes run that module with -m, after importing this package.
 from optuna_seer.trial_context import ENV_RESUME_FROM, ENV_TRAIN_SCRIPT, launch_env
 
 # The SkyPilot YAMLs ship inside the package (installed users get them too).
