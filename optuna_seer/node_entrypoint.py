@@ -1,12 +1,14 @@
 """What every node of a trial runs: fetch the resume checkpoint, ``torchrun`` the script, upload.
 
-``launchers/trial.yaml`` runs ``python -m optuna_seer.node_entrypoint`` on each node of a
-SkyPilot cluster. From SkyPilot's variables (``SKYPILOT_NODE_RANK``, ``SKYPILOT_NODE_IPS``,
-``SKYPILOT_NUM_NODES``, ``SKYPILOT_NUM_GPUS_PER_NODE``) and the ``SEER_*`` launch contract it:
+``optuna_seer/templates/trial.yaml`` runs ``python -m optuna_seer.node_entrypoint`` on each
+node of a SkyPilot cluster. From SkyPilot's variables (``SKYPILOT_NODE_RANK``,
+``SKYPILOT_NODE_IPS``, ``SKYPILOT_NUM_NODES``, ``SKYPILOT_NUM_GPUS_PER_NODE``) and the
+``SEER_*`` launch contract it:
 
 1. downloads ``SEER_RESUME_FROM`` (an ``s3://…`` checkpoint) to a local file, verifying its
    SHA-256 (a corrupt one falls back to the trial's newest earlier good checkpoint), and
-   points ``SEER_RESUME_FROM`` at that file;
+   points ``SEER_RESUME_FROM`` at that file (stored with its digest, which each worker's
+   :func:`~optuna_seer.trial_context.trial_context` verifies again);
 2. points ``SEER_CHECKPOINT_URI`` at an empty local directory and runs
    ``torchrun --nnodes=N --node_rank=R --nproc_per_node=G --master_addr=<first IP>`` on
    ``SEER_TRAIN_SCRIPT`` (``torchrun --standalone`` on a single node, so trials packed on one
@@ -40,14 +42,19 @@ import subprocess
 import sys
 import tempfile
 
-from optuna_seer.checkpoints import CheckpointStore, CorruptCheckpointError, open_store
+from optuna_seer.checkpoints import (
+    CheckpointStore,
+    CorruptCheckpointError,
+    LocalStore,
+    open_store,
+)
 from optuna_seer.trial_context import (
     ENV_CHECKPOINT_URI,
     ENV_RESUME_FROM,
+    ENV_TRAIN_SCRIPT,
     trial_context,
 )
 
-ENV_TRAIN_SCRIPT = "SEER_TRAIN_SCRIPT"
 ENV_MASTER_PORT = "SEER_MASTER_PORT"
 ENV_PROCS_PER_NODE = "SEER_PROCS_PER_NODE"
 ENV_LOCAL_DIR = "SEER_LOCAL_DIR"
@@ -153,7 +160,7 @@ def upload_checkpoints(local_dir: Path, store: CheckpointStore) -> list[str]:
 def run_node(environ: Mapping[str, str] | None = None, extra_args: Sequence[str] = ()) -> int:
     """Run this node's part of one trial launch; torchrun's exit code."""
     env = dict(os.environ if environ is None else environ)
-    context = trial_context(env)
+    context = trial_context(env, fetch=False)  # this node fetches once, for all its workers
     command = torchrun_command(env, extra_args)
     rank = _int_var(env, SKYPILOT_NODE_RANK, 0)
     base = Path(env.get(ENV_LOCAL_DIR) or tempfile.mkdtemp(prefix="seer-node-"))
@@ -162,11 +169,12 @@ def run_node(environ: Mapping[str, str] | None = None, extra_args: Sequence[str]
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
     remote = open_store(context.checkpoint_uri)
-    if context.resume_checkpoint:
-        local = Path(context.resume_checkpoint)
-        if not local.is_file():
-            local = fetch_resume_checkpoint(context.resume_checkpoint, work / "resume")
-        env[ENV_RESUME_FROM] = str(local)
+    if context.resume_uri:
+        # A verified local copy, stored with its digest: every worker's trial_context checks
+        # it again before training resumes from it.
+        fetched = fetch_resume_checkpoint(context.resume_uri, work / "download")
+        env[ENV_RESUME_FROM] = LocalStore(work / "resume").put(fetched, fetched.name)
+        fetched.unlink()
     env[ENV_CHECKPOINT_URI] = str(out_dir)
     code = subprocess.run(command, env=env, check=False).returncode
     if code != 0:

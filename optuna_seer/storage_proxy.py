@@ -62,7 +62,10 @@ class StorageProxy:
         ready_timeout_s: float = 60.0,
     ) -> None:
         if storage_url.startswith(GRPC_PREFIX):
-            raise ValueError(f"storage_url={storage_url!r} is already a gRPC proxy URL.")
+            raise ValueError(
+                f"storage_url={storage_url!r} is already a gRPC proxy URL: serve the storage "
+                "behind it (sqlite:///path.db or an RDB URL such as postgresql://…)."
+            )
         self.storage_url = storage_url
         self.host = host
         self.port = free_port(host if host != "0.0.0.0" else "127.0.0.1") if port is None else port

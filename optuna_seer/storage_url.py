@@ -65,10 +65,12 @@ def open_storage(url: str) -> BaseStorage:
 
     ``grpc://host:port`` gives a ``GrpcStorageProxy`` and waits up to 30 s for its server.
     """
-    if not isinstance(url, str) or not url:
+    if not isinstance(url, str):
+        raise TypeError(f"storage URL {url!r} must be a str such as 'sqlite:///path.db'.")
+    if not url:
         raise ValueError(
-            f"storage URL {url!r} must be an RDB URL (sqlite:///path.db), journal:<path> or "
-            "grpc://host:port."
+            f"storage URL {url!r} must be a non-empty RDB URL (sqlite:///path.db, "
+            "postgresql://…), journal:<path> or grpc://host:port."
         )
     if url.startswith(JOURNAL_PREFIX):
         return JournalStorage(JournalFileBackend(url[len(JOURNAL_PREFIX) :]))

@@ -1,7 +1,8 @@
 """The contract between the executor and a training script: which trial, how far, where to save.
 
-A backend starts the user's script with these environment variables (the launchers'
-templates set the same ones on cloud nodes); :func:`trial_context` reads them back.
+A backend starts the user's script with these environment variables (the SkyPilot
+templates in ``optuna_seer/templates/`` set the same ones on cloud nodes);
+:func:`trial_context` reads them back.
 
 ==========================  ===================================================
 ``SEER_STUDY``              study name
@@ -69,6 +70,10 @@ ENV_CHECKPOINT_URI = "SEER_CHECKPOINT_URI"
 ENV_RESUME_FROM = "SEER_RESUME_FROM"
 ENV_PARAMS = "SEER_PARAMS"
 ENV_MAX_EPOCHS = "SEER_MAX_EPOCHS"
+# What a cloud node's ``optuna_seer.node_entrypoint`` runs under torchrun (set by backends).
+# Defined here, not there: nodes run that module with ``-m`` after importing the package,
+# which must not import it first.
+ENV_TRAIN_SCRIPT = "SEER_TRAIN_SCRIPT"
 _DOWNLOAD_PREFIX = "seer-resume-"
 
 

@@ -3,12 +3,40 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+import ipaddress
 from pathlib import Path
+import socket
+from typing import Any
 
 import optuna
 import pytest
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+_REAL_GETADDRINFO = socket.getaddrinfo
+_LOCAL_NAMES = {"localhost", socket.gethostname()}
+
+
+def _offline_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+    """Tests never touch the network: name lookups other than this machine's fail at once.
+
+    Code that falls back when offline (SkyPilot's catalog fetches, AWS zone lookups) then
+    behaves the same on a networked CI machine as here; a test that needs a remote name
+    fails with this message instead of reaching the internet.
+    """
+    name = host.decode() if isinstance(host, bytes) else host
+    if name is None or name in _LOCAL_NAMES:
+        return _REAL_GETADDRINFO(host, *args, **kwargs)
+    try:
+        ipaddress.ip_address(name)  # a literal address needs no lookup
+    except ValueError:
+        raise socket.gaierror(
+            socket.EAI_NONAME, f"tests run offline: no name lookup of {name!r}"
+        ) from None
+    return _REAL_GETADDRINFO(host, *args, **kwargs)
+
+
+socket.getaddrinfo = _offline_getaddrinfo
 
 STORAGE_KINDS = ["inmemory", "sqlite", "journal"]
 

@@ -12,14 +12,19 @@ from typing import Any
 
 import pytest
 
+import optuna_seer
 from optuna_seer.backends.base import LaunchSpec
-from optuna_seer.backends.skypilot import SkyPilotBackend
+from optuna_seer.backends.skypilot import (
+    DEFAULT_TEMPLATE,
+    TEMPLATES_DIR,
+    SkyPilotBackend,
+    node_train_script,
+)
+from optuna_seer.node_entrypoint import torchrun_command
 from optuna_seer.placement import ClusterShape, TrialSlot
 from optuna_seer.trial_context import ENV_CHECKPOINT_URI, ENV_STORAGE, trial_context
 from tests.fake_sky import REPO_ROOT, node_env, sky_home
 from tests.local_s3 import local_s3
-
-LAUNCHERS = REPO_ROOT / "launchers"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -67,7 +72,7 @@ def spec(**overrides: Any) -> LaunchSpec:
 
 
 def test_trial_template_is_a_valid_multi_node_task(sky: Any) -> None:
-    task = sky.Task.from_yaml(str(LAUNCHERS / "trial.yaml"))
+    task = sky.Task.from_yaml(str(DEFAULT_TEMPLATE))
     assert task.num_nodes == 2
     (resources,) = task.resources
     assert resources.accelerators == {"A100": 8}
@@ -77,8 +82,18 @@ def test_trial_template_is_a_valid_multi_node_task(sky: Any) -> None:
     assert (context.trial_number, context.rung, context.resume_checkpoint) == (0, 0, None)
 
 
+def test_the_templates_ship_inside_the_package_once() -> None:
+    # Package data (optuna_seer/templates/*.yaml), so an installed backend finds its default;
+    # launchers/ only points to them, no second copy to drift.
+    package = Path(optuna_seer.__file__).resolve().parent
+    assert package / "templates" / "trial.yaml" == DEFAULT_TEMPLATE
+    assert sorted(p.name for p in TEMPLATES_DIR.glob("*.yaml")) == ["driver.yaml", "trial.yaml"]
+    assert [p.name for p in (REPO_ROOT / "launchers").glob("*.yaml")] == []
+    assert "optuna_seer/templates/trial.yaml" in (REPO_ROOT / "launchers" / "README.md").read_text()
+
+
 def test_driver_template_is_a_valid_cpu_task_with_the_proxy_port(sky: Any) -> None:
-    task = sky.Task.from_yaml(str(LAUNCHERS / "driver.yaml"))
+    task = sky.Task.from_yaml(str(TEMPLATES_DIR / "driver.yaml"))
     (resources,) = task.resources
     assert resources.accelerators is None
     assert resources.ports == ["13000"]
@@ -135,12 +150,40 @@ def test_trial_task_carries_the_contract_with_remote_uris(sky: Any) -> None:
     assert task.num_nodes == 2
     (resources,) = task.resources
     assert resources.accelerators == {"A100": 8}
-    context = trial_context(task.envs)
+    # fetch=False: read the contract only. Fetching would download the resume checkpoint
+    # from s3://bucket (the node's job, tested against a local S3 server in
+    # test_node_entrypoint.py), and tests never touch the network.
+    context = trial_context(task.envs, fetch=False)
     assert context.storage == "postgresql://u:p@db.example.com/optuna"
     assert context.checkpoint_uri == "s3://bucket/seer/digits/trial-3"
-    assert context.resume_checkpoint == "s3://bucket/seer/digits/trial-3/rung-0.ckpt"
+    assert context.resume_uri == "s3://bucket/seer/digits/trial-3/rung-0.ckpt"
+    assert context.resume_checkpoint is None  # not fetched
     assert (context.trial_number, context.rung, context.target_epochs) == (3, 1, 4)
     assert task.envs["SEER_TRAIN_SCRIPT"] == "train.py"
+
+
+def test_the_executors_train_target_runs_on_the_nodes_relative_to_workdir() -> None:
+    train = f"{REPO_ROOT / 'examples' / 'torch_digits.py'}:train"  # as ElasticTuner gives it
+    env = backend(script=None).node_env(spec(entrypoint=train))
+    assert env["SEER_TRAIN_SCRIPT"] == "-m optuna_seer.entrypoint examples/torch_digits.py:train"
+    # What the node runs under torchrun: the same entry point LocalBackend runs.
+    command = torchrun_command({**env, "SKYPILOT_NUM_GPUS_PER_NODE": "2"})
+    assert command[-3:] == ["-m", "optuna_seer.entrypoint", "examples/torch_digits.py:train"]
+    assert (
+        node_train_script("my pkg/train.py", "/work")
+        == "-m optuna_seer.entrypoint 'my pkg/train.py'"
+    )
+    assert node_train_script("pkg.train:fit", "/work") == "-m optuna_seer.entrypoint pkg.train:fit"
+
+
+def test_a_program_the_nodes_cannot_run_is_refused_at_start(tmp_path: Path) -> None:
+    outside = f"{tmp_path / 'train.py'}:train"
+    with pytest.raises(ValueError, match=r"outside workdir=.*move it under workdir"):
+        backend(script=None).start(spec(workers=1, entrypoint=outside))
+    with pytest.raises(ValueError, match=r"script='train.py': leave script out"):
+        backend().start(spec(workers=1, entrypoint="pkg.train:fit"))
+    with pytest.raises(ValueError, match="names no program"):
+        backend(script=None).start(spec(workers=1))
 
 
 def test_remote_storage_and_s3_uris_pass_through(sky: Any) -> None:

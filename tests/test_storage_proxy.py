@@ -33,9 +33,14 @@ def test_parse_grpc_url() -> None:
 
 
 def test_open_storage_refuses_empty_and_proxying_a_proxy() -> None:
-    with pytest.raises(ValueError, match="non-empty"):
+    # The message names the bad value and the URL forms that work.
+    with pytest.raises(ValueError, match=r"storage URL '' must be a non-empty RDB URL") as empty:
         open_storage("")
-    with pytest.raises(ValueError, match="already a gRPC proxy URL"):
+    for form in ("sqlite:///path.db", "journal:<path>", "grpc://host:port"):
+        assert form in str(empty.value)
+    with pytest.raises(TypeError, match=r"storage URL None must be a str"):
+        open_storage(None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"'grpc://127.0.0.1:1' is already a gRPC proxy URL"):
         StorageProxy("grpc://127.0.0.1:1")
 
 

@@ -101,5 +101,5 @@ def test_save_checkpoint_and_resume_fetch(tmp_path: Path) -> None:
 def test_in_memory_storage_has_no_url() -> None:
     with pytest.raises(ValueError, match="cannot be shared with worker processes"):
         storage_url_of(optuna.storages.InMemoryStorage())
-    with pytest.raises(ValueError, match="must be an RDB URL"):
+    with pytest.raises(ValueError, match="must be a non-empty RDB URL"):
         open_storage("")

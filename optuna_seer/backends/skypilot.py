@@ -41,13 +41,13 @@ import math
 import os
 from pathlib import Path
 import secrets
+import shlex
 import time
 from types import TracebackType
 from typing import Any, Literal
 
 import optuna_seer
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState, LaunchStatus
-from optuna_seer.node_entrypoint import ENV_TRAIN_SCRIPT
 from optuna_seer.placement import (
     ClusterShape,
     OpenCluster,
@@ -56,9 +56,11 @@ from optuna_seer.placement import (
     split_across_nodes,
 )
 from optuna_seer.storage_proxy import StorageProxy
-from optuna_seer.trial_context import ENV_RESUME_FROM, launch_env
+from optuna_seer.trial_context import ENV_RESUME_FROM, ENV_TRAIN_SCRIPT, launch_env
 
-DEFAULT_TEMPLATE = Path(optuna_seer.__file__).resolve().parent.parent / "launchers" / "trial.yaml"
+# The SkyPilot YAMLs ship inside the package (installed users get them too).
+TEMPLATES_DIR = Path(optuna_seer.__file__).resolve().parent / "templates"
+DEFAULT_TEMPLATE = TEMPLATES_DIR / "trial.yaml"
 ENV_ADVERTISE_HOST = "SEER_ADVERTISE_HOST"
 # Storage URLs a cloud node can open; anything else lives on the driver's disk.
 REMOTE_STORAGE_SCHEMES = ("grpc://", "postgresql", "mysql", "oracle", "mssql")
@@ -111,9 +113,11 @@ class SkyPilotBackend(Backend):
     """Launch, reuse, resize and tear down SkyPilot clusters for the trials of each rung.
 
     Args:
-        script: The training script, relative to ``workdir`` (follows the ``SEER_*``
-            contract of :mod:`optuna_seer.trial_context`), or any ``torchrun`` target such
-            as ``"-m package.module arg"``.
+        script: What the nodes run when a launch names no ``entrypoint`` (the executor always
+            does: its ``train=``, which must then lie under ``workdir``): a training script
+            relative to ``workdir`` (following the ``SEER_*`` contract of
+            :mod:`optuna_seer.trial_context`), or any ``torchrun`` target such as
+            ``"-m package.module arg"``. Give it only when driving the backend yourself.
         resources: The largest node: ``"A100:8"``, or a SkyPilot resources mapping with
             ``accelerators`` (e.g. ``{"accelerators": "A100:8", "disk_size": 256}``); do not
             put ``infra``/``use_spot``/``any_of``/``ordered`` in it (use the arguments).
@@ -131,7 +135,8 @@ class SkyPilotBackend(Backend):
         node_sizes: Smaller GPU counts a node may have (default: only the full node).
         autostop_minutes: Idle minutes before SkyPilot tears a cluster down by itself.
         workdir: Directory synced to the nodes (default: the current directory).
-        template: The trial YAML (default ``launchers/trial.yaml``).
+        template: The trial YAML (default: the packaged ``optuna_seer/templates/trial.yaml``;
+            copy it from :data:`TEMPLATES_DIR` to change ``setup`` or ``envs``).
         price_per_gpu_hour: Price used where SkyPilot's catalog has none.
         poll_interval_s: Seconds between job status queries in :meth:`wait`.
         batch_window_s: Launches started within this many seconds of each other are placed
@@ -143,7 +148,6 @@ class SkyPilotBackend(Backend):
 
     Example:
         >>> backend = SkyPilotBackend(  # doctest: +SKIP
-        ...     script="examples/lightning_digits.py",
         ...     resources="A100:8",
         ...     clouds=["aws", "gcp"],
         ...     use_spot=True,
@@ -158,7 +162,7 @@ class SkyPilotBackend(Backend):
     def __init__(
         self,
         *,
-        script: str,
+        script: str | None = None,
         checkpoints: str | None = None,
         resources: str | Mapping[str, Any] = "A100:8",
         clouds: Sequence[str] = (),
@@ -183,8 +187,11 @@ class SkyPilotBackend(Backend):
         import sky
         import yaml
 
-        if not isinstance(script, str) or not script:
-            raise ValueError(f"script={script!r} must name the training script to run.")
+        if script is not None and (not isinstance(script, str) or not script):
+            raise ValueError(
+                f"script={script!r} must name the training script to run, or be left out "
+                "(the executor's train= is run)."
+            )
         if checkpoints is not None and not checkpoints.startswith("s3://"):
             raise ValueError(
                 f"checkpoints={checkpoints!r} must be an s3://bucket/prefix every node can reach."
@@ -245,7 +252,8 @@ class SkyPilotBackend(Backend):
         template_path = Path(template) if template is not None else DEFAULT_TEMPLATE
         if not template_path.is_file():
             raise ValueError(
-                f"trial template {template_path} not found: pass template= (see launchers/)."
+                f"trial template {template_path} not found: pass template= the path of a "
+                f"SkyPilot task YAML (e.g. a copy of {DEFAULT_TEMPLATE})."
             )
         self._template: dict[str, Any] = yaml.safe_load(template_path.read_text())
         if not isinstance(self._template, dict) or not self._template.get("run"):
@@ -328,9 +336,26 @@ class SkyPilotBackend(Backend):
         remote = self._remote_spec(spec)
         env = launch_env(remote)
         env.setdefault(ENV_RESUME_FROM, "")
-        env[ENV_TRAIN_SCRIPT] = self.script
+        env[ENV_TRAIN_SCRIPT] = self._train_script(spec)
         env.update({str(k): str(v) for k, v in spec.env.items()})
         return env
+
+    def _train_script(self, spec: LaunchSpec) -> str:
+        """``SEER_TRAIN_SCRIPT`` for ``spec``: its entrypoint as the nodes see it, or ``script``."""
+        if spec.entrypoint and self.script is not None:
+            raise ValueError(
+                f"trial {spec.trial_number} names its program (entrypoint={spec.entrypoint!r}, "
+                f"the executor's train=) and SkyPilotBackend has script={self.script!r}: leave "
+                "script out, the nodes run the executor's train=."
+            )
+        if spec.entrypoint:
+            return node_train_script(spec.entrypoint, self.workdir)
+        if self.script is None:
+            raise ValueError(
+                f"trial {spec.trial_number} names no program (LaunchSpec.entrypoint is empty) "
+                "and SkyPilotBackend has no script=: give one of them."
+            )
+        return self.script
 
     def _remote_spec(self, spec: LaunchSpec) -> LaunchSpec:
         checkpoint_uri, resume_from = spec.checkpoint_uri, spec.resume_from
@@ -456,7 +481,8 @@ class SkyPilotBackend(Backend):
                 f"trial {spec.trial_number} needs {spec.workers} GPUs ({nodes} node(s) of "
                 f"{smallest}) but max_gpus={self.max_gpus}."
             )
-        self._remote_spec(spec)  # fail now, not at placement, on unreachable storage/URIs
+        self._train_script(spec)  # fail now, not at placement, on a program nodes lack,
+        self._remote_spec(spec)  # or on unreachable storage/URIs
         handle = f"trial-{spec.trial_number}-rung-{spec.rung}-{next(self._counter)}"
         self._launches[handle] = _Launch(spec, self.now(), queued_at=time.monotonic())
         self._pending.append(handle)
@@ -726,6 +752,40 @@ class SkyPilotBackend(Backend):
         except Exception:  # status unavailable: trust the downs
             return []
         return sorted(str(_field(r, "name")) for r in records)
+
+
+def node_train_script(entrypoint: str, workdir: str | os.PathLike[str]) -> str:
+    """The ``SEER_TRAIN_SCRIPT`` that runs an executor entrypoint on a node.
+
+    Nodes get ``workdir`` (synced to their working directory), so a ``.py`` target on the
+    driver's disk becomes its path relative to ``workdir``; ``module:function`` targets are
+    imported as they are. Either runs through ``python -m optuna_seer.entrypoint`` under
+    ``torchrun`` (see :mod:`optuna_seer.node_entrypoint`).
+
+    Raises:
+        ValueError: The file is outside ``workdir``, so the nodes would not have it.
+
+    Example:
+        >>> node_train_script("/home/me/proj/train.py:fit", "/home/me/proj")
+        '-m optuna_seer.entrypoint train.py:fit'
+        >>> node_train_script("mypkg.train:fit", "/home/me/proj")
+        '-m optuna_seer.entrypoint mypkg.train:fit'
+    """
+    location, colon, function = entrypoint.rpartition(":")
+    if not colon or not location.endswith(".py"):
+        location, function = entrypoint, ""
+    target = entrypoint
+    if location.endswith(".py") and Path(location).is_absolute():
+        root = Path(workdir).resolve()
+        try:
+            relative = Path(location).resolve().relative_to(root)
+        except ValueError:
+            raise ValueError(
+                f"train target {entrypoint!r} is outside workdir={str(workdir)!r}, which is all "
+                "the nodes get: move it under workdir, or pass workdir= a directory holding it."
+            ) from None
+        target = relative.as_posix() + (f":{function}" if function else "")
+    return f"-m optuna_seer.entrypoint {shlex.quote(target)}"
 
 
 def _field(record: Any, name: str) -> Any:

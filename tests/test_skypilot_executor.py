@@ -1,0 +1,236 @@
+"""The elastic executor on SkyPilot: ``ElasticTuner`` with ``SkyPilotBackend`` instead of
+``LocalBackend``, running a 3-rung SEER plan made by ``plan_seer``.
+
+Fake at the SDK boundary only (no cloud is reachable here): ``RecordingSky`` replaces the
+``sky`` client's cluster calls (launch/exec/job_status/cancel/down/status/get). Everything
+else is real: the plan, ``SeerSampler``/``SeerPruner``, ``ElasticTuner``, the SkyPilot
+Task/Resources objects, one ``python -m optuna_seer.node_entrypoint`` process per node with
+SkyPilot's variables, torchrun, plain-PyTorch DDP over gloo (``examples/torch_digits.py``),
+checkpoints in a moto S3 server on 127.0.0.1, and the study in SQLite served to the nodes
+through Optuna's gRPC storage proxy, which the backend starts itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+import math
+from pathlib import Path
+import signal
+import threading
+import time
+from types import FrameType
+
+import optuna
+from optuna.trial import TrialState
+import pytest
+import torch
+
+from optuna_seer.backends.skypilot import SkyPilotBackend
+from optuna_seer.budget import Budget
+from optuna_seer.checkpoints import open_store
+from optuna_seer.cost_model import ClusterLimits
+from optuna_seer.executor import ElasticTuner
+from optuna_seer.pruner import SeerPruner
+from optuna_seer.sampler import SeerSampler
+from optuna_seer.storage_proxy import free_port
+from optuna_seer.trial_context import checkpoint_name
+from optuna_seer.workload import Workload
+from tests.fake_sky import REPO_ROOT, RecordingSky, sky_home
+from tests.local_s3 import local_s3
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+TRAIN = f"{REPO_ROOT / 'examples' / 'torch_digits.py'}:train"
+BUCKET = "seer-executor"
+# A cloud-sized workload (10-minute epochs on 2-GPU nodes) under a 20-minute deadline: the
+# planner must widen the survivors, 4 × 1 GPU → 2 × 2 → 1 × 4. The digits MLP trains in
+# well under a second per epoch here, so the run never comes near the deadline or budget.
+WORKLOAD = Workload(epoch_seconds=600, scaling="linear", max_epochs=4, gpus_per_node=2)
+BUDGET = Budget(deadline="20m", dollars=5.0, price_per_gpu_hour=3.0)
+LIMITS = ClusterLimits(max_gpus=4)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    with sky_home(tmp_path_factory.mktemp("sky-home")) as path:
+        yield path
+
+
+@pytest.fixture(scope="module")
+def s3_env() -> Iterator[dict[str, str]]:
+    with local_s3(BUCKET) as env:
+        yield env
+
+
+@pytest.fixture
+def fake(
+    tmp_path: Path, s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[RecordingSky]:
+    for name, value in s3_env.items():
+        monkeypatch.setenv(name, value)  # the driver and the nodes reach the same S3
+    logs = tmp_path / "node-logs"
+    logs.mkdir()
+    sdk = RecordingSky(logs, extra_env={**s3_env, "DIGITS_REPEATS": "1"})
+    yield sdk
+    sdk.kill_everything()
+
+
+def tuner_on_sky(fake: RecordingSky, tmp_path: Path) -> tuple[ElasticTuner, SkyPilotBackend]:
+    pruner = SeerPruner(BUDGET, WORKLOAD, reduction_factor=2, limits=LIMITS, max_configs=4)
+    shape = [(r.n_trials, r.resource, r.gpus_per_trial) for r in pruner.plan.rungs]
+    assert shape == [(4, 1, 1), (2, 2, 2), (1, 4, 4)], pruner.plan
+    study = optuna.create_study(
+        study_name="sky-seer",
+        storage=f"sqlite:///{tmp_path / 'study.db'}",
+        direction="maximize",
+        sampler=SeerSampler(optuna.samplers.RandomSampler(seed=0)),
+        pruner=pruner,
+    )
+    backend = SkyPilotBackend(
+        resources="A100:2",
+        clouds=["aws", "gcp"],
+        use_spot=True,
+        proxy_host="127.0.0.1",  # the gRPC proxy the nodes dial
+        proxy_port=free_port(),
+        max_gpus=LIMITS.max_gpus or 0,
+        price_per_gpu_hour=1.5,
+        workdir=REPO_ROOT,  # TRAIN lies under it, so the nodes have it
+        poll_interval_s=0.2,
+        sdk=fake,
+    )
+    tuner = ElasticTuner(
+        study,
+        backend=backend,
+        train=TRAIN,
+        checkpoints=f"s3://{BUCKET}/{tmp_path.name}",
+        workload=WORKLOAD,
+        drift_tolerance=math.inf,  # keep the plan's shape: this test is about the backend
+        progress=False,
+    )
+    return tuner, backend
+
+
+def node_logs(tmp_path: Path) -> str:
+    return "\n".join(
+        f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+        for p in sorted((tmp_path / "node-logs").iterdir())
+    )
+
+
+def nothing_left(fake: RecordingSky, backend: SkyPilotBackend) -> None:
+    """No cluster up (``sky status`` through the SDK is empty), no node process, no proxy."""
+    assert fake.get(fake.status()) == []
+    assert fake.clusters == {} and backend.clusters == {}
+    assert fake.running_processes() == 0
+    assert {call[1] for call in fake.ops("down")} == set(fake.launched)
+
+
+def test_a_three_rung_seer_plan_runs_on_skypilot_clusters(
+    fake: RecordingSky, tmp_path: Path
+) -> None:
+    tuner, backend = tuner_on_sky(fake, tmp_path)
+    result = tuner.run()
+    study = optuna.load_study(study_name="sky-seer", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    trials = {t.number: t for t in study.trials}
+    assert [r.state for r in result.launches] == ["succeeded"] * 7, node_logs(tmp_path)
+
+    # Trials end PRUNED or COMPLETE as their reported values say: each rung keeps its best.
+    assert sorted(result.trial_states.values()) == ["COMPLETE", "PRUNED", "PRUNED", "PRUNED"]
+    for record in result.rungs[:-1]:
+        epoch = record.planned.resource
+        kept = [trials[n].intermediate_values[epoch] for n in record.promoted]
+        dropped = [trials[n].intermediate_values[epoch] for n in record.eliminated]
+        assert len(kept) == result.plan.rungs[record.planned.index + 1].n_trials
+        assert min(kept) >= max(dropped)
+        for number in record.eliminated:
+            assert trials[number].state is TrialState.PRUNED
+            assert trials[number].last_step == epoch
+    (finalist,) = result.rungs[-1].trials
+    best = trials[finalist]
+    assert best.state is TrialState.COMPLETE
+    assert sorted(best.intermediate_values) == [1, 2, 3, 4]
+    assert best.value == best.intermediate_values[4] == result.best_value
+    assert [r.workers for r in result.launches if r.trial_number == finalist] == [1, 2, 4]
+
+    # Clusters: rung 0 packs 4 one-GPU trials two per 2-GPU node (2 single-node clusters);
+    # rung 1 reuses both nodes for its 2 two-GPU trials; rung 2's 4-GPU trial needs 2 nodes,
+    # and SkyPilot cannot grow a cluster, so the old ones go down and a 2-node one comes up.
+    launches, execs = fake.ops("launch"), fake.ops("exec")
+    assert [call[2:] for call in launches] == [(1, 2), (1, 2), (2, 2)]
+    c0, c1, c2 = (call[1] for call in launches)
+    assert sorted(call[1] for call in execs[:4]) == [c0, c0, c1, c1]
+    assert all(call[3:] == (1, 1) for call in execs[:4])
+    assert sorted(call[1] for call in execs[4:6]) == [c0, c1]
+    assert all(call[3:] == (1, 2) for call in execs[4:6])
+    assert [call[1] for call in execs[6:]] == [c2] and execs[6][3:] == (2, 2)
+    order = [(call[0], call[1]) for call in fake.calls if call[0] in ("launch", "down")]
+    assert order == [
+        ("launch", c0),
+        ("launch", c1),
+        ("down", c0),
+        ("down", c1),
+        ("launch", c2),
+        ("down", c2),
+    ]
+    # Fewest nodes: never more GPUs up than a rung needs (4), every node full.
+    assert fake.peak_gpus == 4
+    assert set(fake.autodown.values()) == {(backend.autostop_minutes, True)}
+    nothing_left(fake, backend)
+
+    # The finalist resumed from S3 each rung: 1 → 2 → 4 epochs on 1 → 2 → 4 workers.
+    store = open_store(f"s3://{BUCKET}/{tmp_path.name}/sky-seer/trial-{finalist}")
+    assert store.names() == [checkpoint_name(r) for r in range(3)]
+    state = torch.load(store.fetch(checkpoint_name(2), tmp_path / "final.pt"), map_location="cpu")
+    assert state["epoch"] == 4
+    assert len(backend.cost_report()) == 3 and backend.spent_dollars > 0
+
+
+class DriverBug(RuntimeError):
+    pass
+
+
+def _raise_driver_bug(signum: int, frame: FrameType | None) -> None:
+    raise DriverBug("driver bug")
+
+
+@pytest.mark.parametrize(
+    ("signum", "error", "execs_before"),
+    [
+        (signal.SIGINT, KeyboardInterrupt, 4),  # Ctrl-C while rung 0's trials run
+        (signal.SIGUSR1, DriverBug, 5),  # an exception in the driver during rung 1
+    ],
+    ids=["ctrl-c-in-rung-0", "exception-in-rung-1"],
+)
+def test_ctrl_c_or_an_exception_mid_run_tears_every_cluster_down(
+    fake: RecordingSky,
+    tmp_path: Path,
+    signum: int,
+    error: type[BaseException],
+    execs_before: int,
+) -> None:
+    tuner, backend = tuner_on_sky(fake, tmp_path)
+
+    def interrupt_while_trials_run() -> None:
+        deadline = time.monotonic() + 200
+        while time.monotonic() < deadline:
+            if len(fake.ops("exec")) >= execs_before and fake.running_processes():
+                signal.raise_signal(signum)  # delivered to the main thread, as Ctrl-C is
+                return
+            time.sleep(0.05)
+
+    previous = signal.signal(signal.SIGUSR1, _raise_driver_bug)
+    interrupter = threading.Thread(target=interrupt_while_trials_run, daemon=True)
+    try:
+        interrupter.start()
+        with pytest.raises(error):
+            tuner.run()
+        interrupter.join(timeout=5)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    nothing_left(fake, backend)
+    study = optuna.load_study(study_name="sky-seer", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    states = sorted(t.state.name for t in study.trials)
+    if execs_before > 4:  # rung 0 decided (2 pruned); the 2 survivors were running
+        assert states == ["FAIL", "FAIL", "PRUNED", "PRUNED"]
+    else:
+        assert states == ["FAIL"] * 4
