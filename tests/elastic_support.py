@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import os
 from pathlib import Path
 from typing import Any
+import urllib.request
 
 import boto3
 import pytest
@@ -37,6 +38,8 @@ def s3_server_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
+    # moto keeps its state per process, shared by every in-process server: start empty.
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
     for name, value in {
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "testing",

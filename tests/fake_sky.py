@@ -284,9 +284,13 @@ def sky_home(home: Path) -> Iterator[Path]:
     which is unreachable here); without a ``.meta`` digest beside it SkyPilot treats it as
     user-provided and never re-downloads it. Enter it before ``import sky``.
     """
-    catalog = home / ".sky" / "catalogs" / "v8" / "aws"
-    catalog.mkdir(parents=True, exist_ok=True)
-    (catalog / "vms.csv").write_text(AWS_CATALOG)
+    catalogs = [home / ".sky" / "catalogs" / "v8" / "aws"]
+    loaded = sys.modules.get("sky.catalog.common")
+    if loaded is not None:  # sky fixed its catalog directory from HOME when first imported
+        catalogs.append(Path(loaded._ABSOLUTE_VERSIONED_CATALOG_DIR) / "aws")
+    for catalog in catalogs:
+        catalog.mkdir(parents=True, exist_ok=True)
+        (catalog / "vms.csv").write_text(AWS_CATALOG)
     saved = {name: os.environ.get(name) for name in ("HOME", "SKYPILOT_DISABLE_USAGE_COLLECTION")}
     os.environ["HOME"] = str(home)
     os.environ["SKYPILOT_DISABLE_USAGE_COLLECTION"] = "1"

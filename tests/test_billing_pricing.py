@@ -202,6 +202,9 @@ def test_aws_spot_without_credentials_says_so(
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     # Unreachable endpoint: botocore must fail on credentials before any request is sent.
-    client = boto3.client("ec2", region_name="us-east-1", endpoint_url="http://127.0.0.1:9")
+    # A fresh session: boto3's default one may hold credentials cached by an earlier test.
+    client = boto3.session.Session().client(
+        "ec2", region_name="us-east-1", endpoint_url="http://127.0.0.1:9"
+    )
     with pytest.raises(RuntimeError, match="credentials"):
         aws_spot_quotes(["p3.2xlarge"], client=client)
