@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-import dataclasses
 from dataclasses import dataclass
 import math
 import time
@@ -15,7 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optuna_seer.budget import Budget
 from optuna_seer.cost_model import ClusterLimits
-from optuna_seer.ledger import read_ledger, settle_trial
+from optuna_seer.ledger import settle_trial, spent_gpu_seconds
 from optuna_seer.plan import Plan, Rung, format_seconds
 from optuna_seer.seer_planner import plan_seer
 from optuna_seer.trial_attrs import (
@@ -219,12 +218,11 @@ class SeerPruner(BasePruner):
             competing.append(value)
             study._storage.set_trial_system_attr(trial._trial_id, key, value)
             mine[rung.index] = value
-            own_gpu_seconds = settle_trial(study._storage, trial, now)
-            ledger = read_ledger(study, self._plan, now, others)
-            ledger = dataclasses.replace(ledger, gpu_seconds=ledger.gpu_seconds + own_gpu_seconds)
-            if ledger.remaining_dollars <= 0:
+            gpu_seconds = settle_trial(study._storage, trial, now)
+            spent = (gpu_seconds + spent_gpu_seconds(others, now)) * self._plan.price_per_gpu_second
+            if spent >= self._plan.budget_dollars:
                 return (
-                    f"budget: ${ledger.spent_dollars:,.2f} of "
+                    f"budget: ${spent:,.2f} of "
                     f"${self._plan.budget_dollars:,.2f} spent when rung {rung.index} ended"
                 )
             if not _promotable(value, competing, keep, rung.n_trials, direction):
