@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+import re
 import signal
 import subprocess
 import sys
@@ -80,7 +81,9 @@ def test_a_sigkilled_driver_resumes_without_repeating_rungs_or_double_charging(
         [*command, "--resume"], env=_env(), capture_output=True, text=True, timeout=360
     )
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert "resumed study 'resume' at rung 0" in resumed.stdout, resumed.stdout
+    # Under load the kill may land after rung 0 ended (the driver already in rung 1): either
+    # way the resumed driver must pick up where the study stands and repeat no finished rung.
+    assert re.search(r"resumed study 'resume' at rung [01]\b", resumed.stdout), resumed.stdout
 
     study = optuna.load_study(study_name="resume", storage=url)
     trials = study.get_trials(deepcopy=False)
