@@ -23,10 +23,13 @@ from benchmarks.baselines import (
     search_space,
 )
 from benchmarks.curves import CurveSet
-from optuna_seer.executor import ElasticTuner
+from optuna_seer.backends.replay import ReplayBackend
+from optuna_seer.executor import ElasticTuner, TuningResult
+from optuna_seer.plan import Plan
 from optuna_seer.pruner import SeerPruner
 from optuna_seer.sampler import SeerSampler
 from optuna_seer.seer_planner import plan_seer
+from optuna_seer.workload import Workload
 
 REPLAYED_TRAINING = "benchmarks.seer_arm:replayed_training"
 """What the tuner names as the training program; replays never run it."""
@@ -35,6 +38,25 @@ REPLAYED_TRAINING = "benchmarks.seer_arm:replayed_training"
 def replayed_training() -> None:
     """Stands for the training program in a replay: the ReplayBackend reports its epochs."""
     raise RuntimeError("a replayed trial is simulated by ReplayBackend, never run.")
+
+
+def run_replayed(
+    study: optuna.Study, plan: Plan, backend: ReplayBackend, workload: Workload, n_configs: int
+) -> TuningResult:
+    """The real ElasticTuner on a ReplayBackend, checkpoints in a scratch directory."""
+    with tempfile.TemporaryDirectory(prefix="seer-replay-") as checkpoints:
+        return ElasticTuner(
+            study,
+            plan,
+            backend=backend,
+            train=REPLAYED_TRAINING,
+            checkpoints=checkpoints,
+            search_space=lambda trial: search_space(trial, n_configs),
+            workload=workload,
+            storage_url="replay:in-memory",
+            poll_seconds=5.0,
+            progress=False,
+        ).run()
 
 
 def run_seer(scenario: Scenario, curves: CurveSet, seed: int) -> Outcome:
@@ -52,19 +74,7 @@ def run_seer(scenario: Scenario, curves: CurveSet, seed: int) -> Outcome:
         sampler=SeerSampler(ConfigOrderSampler(order), clock=backend.now),
         pruner=SeerPruner(plan=plan, clock=backend.now),
     )
-    with tempfile.TemporaryDirectory(prefix="seer-replay-") as checkpoints:
-        result = ElasticTuner(
-            study,
-            plan,
-            backend=backend,
-            train=REPLAYED_TRAINING,
-            checkpoints=checkpoints,
-            search_space=lambda trial: search_space(trial, n_configs),
-            workload=workload,
-            storage_url="replay:in-memory",
-            poll_seconds=5.0,
-            progress=False,
-        ).run()
+    result = run_replayed(study, plan, backend, workload, n_configs)
     best = result.best_trial
     seconds = result.wall_seconds
     dollars = backend.gpu_seconds * scenario.price_per_gpu_second

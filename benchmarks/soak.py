@@ -31,18 +31,16 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 import sys
-import tempfile
 
 import numpy as np
 import optuna
 from optuna.storages import InMemoryStorage
 from optuna.trial import TrialState
 
-from benchmarks.baselines import Scenario, search_space
+from benchmarks.baselines import Scenario
 from benchmarks.curves import CurveSet, available, load
-from benchmarks.seer_arm import REPLAYED_TRAINING
+from benchmarks.seer_arm import run_replayed
 from optuna_seer.backends.replay import ReplayBackend
-from optuna_seer.executor import ElasticTuner
 from optuna_seer.pruner import SeerPruner
 from optuna_seer.sampler import SeerSampler
 from optuna_seer.seer_planner import plan_seer
@@ -102,19 +100,7 @@ def run_one(
     lost = no_finalist = deadline_missed = False
     recovered = 0
     try:
-        with tempfile.TemporaryDirectory(prefix="seer-soak-") as checkpoints:
-            result = ElasticTuner(
-                study,
-                plan,
-                backend=backend,
-                train=REPLAYED_TRAINING,
-                checkpoints=checkpoints,
-                search_space=lambda trial: search_space(trial, n_configs),
-                workload=workload,
-                storage_url="replay:in-memory",
-                poll_seconds=5.0,
-                progress=False,
-            ).run()
+        result = run_replayed(study, plan, backend, workload, n_configs)
         failed_trials = {r.trial_number for r in result.launches if r.state == "failed"}
         trials = study.get_trials(deepcopy=False)
         recovered = sum(
