@@ -162,17 +162,20 @@ def test_refuses_a_used_study_and_finds_the_search_space(tmp_path: Path) -> None
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_a_finalist_that_cannot_finish_is_stopped_before_the_deadline(tmp_path: Path) -> None:
-    # The plan believes 1000 epochs take about a minute; on this machine they take minutes,
-    # so after rung 0 the executor re-plans, finds that even one finalist cannot finish, and
-    # the finalist is asked to stop (after an epoch, with a checkpoint) before the deadline.
-    shapes = [RungShape(2, 1, 1), RungShape(1, 1000, 1)]
-    workload = Workload(epoch_seconds=0.05, scaling="linear", max_epochs=1000, startup_seconds=8)
+    # The plan believes 100000 epochs take under a minute (0.5 ms each); no machine trains a
+    # Lightning epoch that fast, so after rung 0 the executor re-plans, finds that even one
+    # finalist cannot finish, and the finalist is asked to stop (after an epoch, with a
+    # checkpoint) before the deadline. (With 1000 epochs a fast, idle machine finished them.)
+    shapes = [RungShape(2, 1, 1), RungShape(1, 100_000, 1)]
+    workload = Workload(
+        epoch_seconds=0.0005, scaling="linear", max_epochs=100_000, startup_seconds=8
+    )
     rungs = schedule(shapes, workload, PRICE, ClusterLimits(max_gpus=2))
     plan = Plan(
         rungs=rungs,
         reduction_factor=2,
         deadline_s=120.0,
-        budget_dollars=1.0,
+        budget_dollars=100.0,  # the deadline, not the budget, is what stops it
         price_per_gpu_second=PRICE,
         min_marginal_speedup=0.2,
     )
@@ -196,6 +199,6 @@ def test_a_finalist_that_cannot_finish_is_stopped_before_the_deadline(tmp_path: 
     assert sorted(t.state.name for t in trials) == ["COMPLETE", "PRUNED"]
     (finalist,) = [t for t in trials if t.state == TrialState.COMPLETE]
     assert finalist.system_attrs["seer:stop_reason"].startswith("deadline:"), result.notes
-    assert 1 <= finalist.last_step < 1000  # type: ignore[operator]
+    assert 1 <= finalist.last_step < 100_000  # type: ignore[operator]
     assert finalist.value == finalist.intermediate_values[finalist.last_step]  # type: ignore[index]
     assert result.best_trial is not None and result.best_trial.number == finalist.number
