@@ -1,0 +1,79 @@
+"""SEER's ranking rule: rung-end value, then the mean over the rung, then trial number."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+import pytest
+
+from optuna_seer.ranking import best_finalist, rank_key, rank_trials, rung_score
+
+MAX = StudyDirection.MAXIMIZE
+MIN = StudyDirection.MINIMIZE
+
+
+def _trial(number: int, values: dict[int, float]) -> FrozenTrial:
+    trial = optuna.trial.create_trial(
+        state=TrialState.RUNNING, intermediate_values=values, params={}, distributions={}
+    )
+    trial.number = number
+    return trial
+
+
+def test_ties_at_the_rung_end_go_to_the_higher_mean_over_the_rung() -> None:
+    early = _trial(5, {1: 0.5, 2: 0.9, 3: 0.9, 4: 0.9})  # reached 0.9 first
+    late = _trial(2, {1: 0.9, 2: 0.5, 3: 0.6, 4: 0.9})
+    better = _trial(9, {1: 0.1, 2: 0.1, 3: 0.1, 4: 0.95})
+    ranked = rank_trials([late, early, better], since_step=1, rung_end=4, direction=MAX)
+    # The rung-end value decides first; step 1 (the previous rung) does not count.
+    assert [t.number for t in ranked] == [9, 5, 2]
+    assert rung_score(late, 1, 4) == (0.9, pytest.approx((0.5 + 0.6 + 0.9) / 3))
+
+
+def test_a_full_tie_goes_to_the_lower_trial_number_and_minimize_flips_the_order() -> None:
+    a, b = _trial(4, {1: 0.3, 2: 0.2}), _trial(3, {1: 0.3, 2: 0.2})
+    assert [t.number for t in rank_trials([a, b], 0, 2, MAX)] == [3, 4]
+    low, high = _trial(1, {1: 0.4, 2: 0.2}), _trial(0, {1: 0.6, 2: 0.2})
+    assert [t.number for t in rank_trials([high, low], 0, 2, MIN)] == [1, 0]
+    assert rank_key(low, 0, 2, MIN) == (0.2, pytest.approx(0.3), 1)
+
+
+def test_the_rung_end_is_the_first_step_at_or_past_it_and_a_cut_trial_its_last() -> None:
+    past = _trial(0, {2: 0.4, 5: 0.8, 6: 0.99})
+    assert rung_score(past, 1, 4) == (0.8, pytest.approx(0.6))  # step 6 is after the rung
+    cut = _trial(1, {2: 0.4, 3: 0.5})
+    assert rung_score(cut, 1, 4) == (0.5, pytest.approx(0.45))
+    idle = _trial(2, {1: 0.7})  # nothing after the previous rung: its last value alone
+    assert rung_score(idle, 1, 4) == (0.7, 0.7)
+
+
+def test_non_finite_values_inside_the_rung_are_left_out_but_not_at_its_end() -> None:
+    assert rung_score(_trial(0, {1: math.nan, 2: 0.5, 3: 0.7}), 0, 3) == (0.7, pytest.approx(0.6))
+    with pytest.raises(ValueError, match=r"trial 1 reported nan at step 3"):
+        rung_score(_trial(1, {2: 0.5, 3: math.nan}), 0, 3)
+
+
+def test_bad_input_names_the_value_and_what_is_valid() -> None:
+    trial = _trial(0, {1: 0.5})
+    with pytest.raises(ValueError, match=r"since_step=3 and rung_end=3: need 0 <= since_step"):
+        rung_score(trial, 3, 3)
+    with pytest.raises(ValueError, match=r"since_step=-1"):
+        rung_score(trial, -1, 3)
+    with pytest.raises(TypeError, match=r"rung_end=2.5 must be an int"):
+        rung_score(trial, 0, 2.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"since_step=True must be an int"):
+        rung_score(trial, True, 2)
+    with pytest.raises(ValueError, match=r"trial 4 reported no value"):
+        rung_score(_trial(4, {}), 0, 2)
+    with pytest.raises(ValueError, match=r"direction=.*NOT_SET.*must be MAXIMIZE or MINIMIZE"):
+        rank_key(trial, 0, 1, StudyDirection.NOT_SET)
+
+
+def test_best_finalist_skips_trials_without_values_and_is_none_without_any() -> None:
+    silent, good = _trial(0, {}), _trial(1, {3: 0.2, 9: 0.8})
+    assert best_finalist([silent, good], 3, 9, MAX) is good
+    assert best_finalist([silent], 3, 9, MAX) is None
+    assert best_finalist([], 3, 9, MAX) is None
