@@ -54,6 +54,7 @@ from optuna_seer.cost_model import ClusterLimits, RungShape, schedule
 from optuna_seer.ledger import Ledger, charge_trial, read_ledger, start_clock
 from optuna_seer.plan import Plan, Rung, format_seconds
 from optuna_seer.pruner import SeerPruner
+from optuna_seer.ranking import best_finalist
 from optuna_seer.retry import RetryPolicy, call_with_retries, is_transient_storage_error
 from optuna_seer.sampler import SeerSampler
 from optuna_seer.scaling import ScalingCurve
@@ -630,9 +631,10 @@ class ElasticTuner:
         now = self._backend.now()
         trials = self._study.get_trials(deepcopy=False)
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        best: FrozenTrial | None = None
-        if complete:
-            best = self._study.best_trial
+        # SEER's rung rule, not Optuna's best_trial: ties in the final value (frequent with
+        # accuracies on a small validation set) go to the higher mean over the last rung.
+        since = schedule_[-2].resource if len(schedule_) > 1 else 0
+        best = best_finalist(complete, since, self._plan.max_epochs, self._study.direction)
         final = replace(self._plan, rungs=tuple(schedule_))
         return TuningResult(
             study_name=self._study.study_name,
