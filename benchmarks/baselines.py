@@ -20,8 +20,10 @@ trial number ``i`` trains configuration ``config_order(n, seed)[i % n]``.
 
 The selected configuration is the trial with the best validation accuracy among those that
 completed (all ``max_epochs``); if none did, the best last-reported validation accuracy of any
-trial (ties: more epochs, then the earlier trial). Its score is the recorded *test* accuracy of
-that trial's model at its last trained epoch.
+trial (ties: more epochs, then the earlier trial), as ``study.best_trial`` would pick. The
+rung-synchronous plans rank their finalists by SEER's rung rule instead
+(:func:`~optuna_seer.ranking.best_finalist`, as the elastic executor does). Its score is the
+recorded *test* accuracy of that trial's model at its last trained epoch.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from optuna_seer.budget import Budget
 from optuna_seer.cost_model import ClusterLimits, RungShape, schedule
 from optuna_seer.plan import Plan, Rung
 from optuna_seer.pruner import SeerPruner
+from optuna_seer.ranking import best_finalist
 from optuna_seer.sampler import SeerSampler
 from optuna_seer.seer_planner import InfeasiblePlanError, plan_seer, rung_resources
 from optuna_seer.workload import Workload
@@ -154,11 +157,13 @@ def _outcome(
     backend: ReplayBackend,
     seconds: float,
     dollars: float,
+    selected: FrozenTrial | None = None,
 ) -> Outcome:
+    """Score ``selected`` (default: the best validation accuracy, as described above)."""
     trials = [t for t in study.get_trials(deepcopy=False) if CONFIG_PARAM in t.params]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     best: tuple[float, int, int] | None = None  # (validation, epochs, -number)
-    for t in complete or trials:
+    for t in [selected] if selected is not None else complete or trials:
         value = backend.validation_accuracy(study.study_name, t.number)
         epochs = backend.epochs_trained(study.study_name, t.number)
         if value is not None and (best is None or (value, epochs, -t.number) > best):
@@ -431,7 +436,11 @@ def run_plan(
         dollars = backend.gpu_seconds * scenario.price_per_gpu_second
     else:
         dollars = billed_gpus * seconds * scenario.price_per_gpu_second
-    return _outcome(method, seed, scenario, study, backend, seconds, dollars)
+    # The finalists are ranked by SEER's rung rule, as the elastic executor ranks its own.
+    finalists = [study.trials[t.number] for t in alive]
+    since = plan.rungs[-2].resource if len(plan.rungs) > 1 else 0
+    selected = best_finalist(finalists, since, plan.max_epochs, study.direction)
+    return _outcome(method, seed, scenario, study, backend, seconds, dollars, selected)
 
 
 def naive_elastic_plan(scenario: Scenario, max_epochs: int, max_configs: int) -> Plan:

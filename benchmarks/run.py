@@ -254,6 +254,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="one data set, one scenario")
     parser.add_argument("--datasets", nargs="+", help="default: every recorded data set")
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), help="default: all")
+    parser.add_argument(
+        "--scenarios",
+        nargs="+",
+        choices=[s.name for s in SCENARIOS],
+        metavar="NAME",
+        help=f"default: all of {[s.name for s in SCENARIOS]}",
+    )
     parser.add_argument("--curves", type=Path, default=recorded.CURVES_DIR)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     parser.add_argument("--no-plot", action="store_true")
@@ -265,6 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not datasets:
         parser.error(f"no recorded curves in {args.curves}; run benchmarks/record_curves.py.")
     scenarios: tuple[Scenario, ...] = SCENARIOS
+    if args.scenarios:
+        scenarios = tuple(s for s in SCENARIOS if s.name in args.scenarios)
     if args.quick:
         datasets, scenarios = datasets[-1:], QUICK_SCENARIOS
     methods = {name: METHODS[name] for name in (args.methods or METHODS)}

@@ -5,11 +5,19 @@ from __future__ import annotations
 import math
 
 import optuna
+from optuna.storages import InMemoryStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 import pytest
 
+from benchmarks import curves as recorded
+from benchmarks.baselines import ConfigOrderSampler, Scenario, config_order, run_plan
+from benchmarks.seer_arm import run_replayed
+from optuna_seer import plan_seer
+from optuna_seer.backends.replay import RecordedCurve
+from optuna_seer.pruner import SeerPruner
 from optuna_seer.ranking import best_finalist, rank_key, rank_trials, rung_score
+from optuna_seer.sampler import SeerSampler
 
 MAX = StudyDirection.MAXIMIZE
 MIN = StudyDirection.MINIMIZE
@@ -77,3 +85,61 @@ def test_best_finalist_skips_trials_without_values_and_is_none_without_any() -> 
     assert best_finalist([silent, good], 3, 9, MAX) is good
     assert best_finalist([silent], 3, 9, MAX) is None
     assert best_finalist([], 3, 9, MAX) is None
+
+
+EPOCHS = 9
+
+
+def _tied_at_the_end(n: int) -> recorded.CurveSet:
+    """Configuration ``i`` holds a plateau of its own for ``EPOCHS - 1`` epochs, then every
+    one reports 0.9: the finalists tie at their last epoch."""
+    plateau = [0.5 + 0.3 * ((7 * i) % n) / n for i in range(n)]
+    return recorded.CurveSet(
+        dataset="ties",
+        configs=tuple({"config_id": i} for i in range(n)),
+        curves=tuple(
+            RecordedCurve(val_acc=(p,) * (EPOCHS - 1) + (0.9,), test_acc=(p,) * EPOCHS)
+            for p in plateau
+        ),
+        epoch_seconds=tuple(0.01 for _ in range(n)),
+    )
+
+
+def test_the_elastic_tuner_reports_the_finalist_its_rung_rule_ranks_first() -> None:
+    """Every configuration ends at 0.9 validation accuracy, from different plateaus. The
+    tuner's best trial is the finalist with the highest mean over the last rung, not the
+    lowest trial number (what ``study.best_trial`` would give)."""
+    n = 18
+    curve_set = _tied_at_the_end(n)
+    scenario = Scenario("ties", deadline_s=1800.0, dollars=6.0, scaling="babi")
+    workload = scenario.workload(EPOCHS)
+    plan = plan_seer(scenario.budget, workload, 3, max_configs=n)
+    assert len(plan.rungs) > 1
+    storage = InMemoryStorage()
+    backend = scenario.backend(curve_set, 0, max(r.gpus for r in plan.rungs), storage=storage)
+    study = optuna.create_study(
+        storage=storage,
+        direction="maximize",
+        sampler=SeerSampler(ConfigOrderSampler(config_order(n, 0)), clock=backend.now),
+        pruner=SeerPruner(plan=plan, clock=backend.now),
+    )
+    result = run_replayed(study, plan, backend, workload, n)
+    finalists = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    assert len(finalists) > 1 and {t.value for t in finalists} == {0.9}
+    since = result.final_plan.rungs[-2].resource
+    expected = rank_trials(finalists, since, EPOCHS, MAX)[0]
+    assert result.best_trial is not None and result.best_trial.number == expected.number
+    # The tie-break decided: Optuna's best_trial would take the lowest-numbered finalist.
+    assert expected.number != min(t.number for t in finalists)
+
+
+def test_the_static_plan_ranks_its_finalists_by_the_same_rule() -> None:
+    n = 18
+    curve_set = _tied_at_the_end(n)
+    plateau = [c.val_acc[0] for c in curve_set.curves]
+    scenario = Scenario("ties", deadline_s=1800.0, dollars=6.0, scaling="babi")
+    plan = plan_seer(scenario.budget, scenario.workload(EPOCHS), 3, max_configs=n)
+    outcome = run_plan("static-plan", plan, scenario, curve_set, seed=0)
+    started = config_order(n, 0)[: plan.n_configs]
+    # Every finalist ends at 0.9; the one with the highest plateau (last-rung mean) wins.
+    assert outcome.config_id == max(started, key=lambda c: plateau[c])
