@@ -12,6 +12,7 @@ import optuna
 import pytest
 
 from benchmarks import curves as recorded
+from benchmarks import rung_rules
 from benchmarks.baselines import (
     OPTUNA_PRUNERS,
     Scenario,
@@ -156,3 +157,16 @@ def test_run_quick_writes_tables_json_and_plot(tmp_path: Path) -> None:
     assert {"oracle", "static-plan", "optuna-sha", "no-pruning"} <= set(summary)
     assert (tmp_path / "results.png").stat().st_size > 0
     assert (tmp_path / "results.md").read_text().startswith("Command:")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rung_rules_replays_the_decisions_the_static_plan_makes(
+    seed: int, curve_set: recorded.CurveSet
+) -> None:
+    # Today's SeerPruner.decide_rung breaks promotion ties by trial number; the static plan
+    # ranks its finalists by the rung mean: rung_rules' "rung mean at selection".
+    plan = plan_seer(
+        SCENARIO.budget, SCENARIO.workload(EPOCHS), 3, max_configs=len(curve_set.curves)
+    )
+    outcome = run_plan("static-plan", plan, SCENARIO, curve_set, seed=seed)
+    assert rung_rules.select(curve_set, plan, seed, promote=False, final=True) == outcome.config_id
