@@ -13,6 +13,7 @@ Usage::
 
     python benchmarks/run.py --seeds 10        # the published tables (docs/benchmarks.md)
     python benchmarks/run.py --quick           # smoke test: one data set, one scenario
+    python benchmarks/run.py --datasets wine --scenarios "30m $24 babi" --methods seer
 
 Results go to ``--out`` (default ``benchmarks/results/``): ``results.json`` with every run
 and summary, ``results.md`` with the tables, and ``results.png``.
