@@ -12,6 +12,7 @@ import optuna
 import pytest
 
 from benchmarks import curves as recorded
+from benchmarks import run as run_script
 from benchmarks import rung_rules
 from benchmarks.baselines import (
     OPTUNA_PRUNERS,
@@ -170,3 +171,14 @@ def test_rung_rules_replays_the_decisions_the_static_plan_makes(
     )
     outcome = run_plan("static-plan", plan, SCENARIO, curve_set, seed=seed)
     assert rung_rules.select(curve_set, plan, seed, promote=False, final=True) == outcome.config_id
+
+
+def test_run_filters_data_sets_scenarios_and_methods(tmp_path: Path) -> None:
+    argv = ["--datasets", "wine", "--scenarios", "30m $24 babi", "--seeds", "1"]
+    argv += ["--methods", "static-plan", "--no-plot", "--out", str(tmp_path)]
+    assert run_script.main(argv) == 0
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert [(r["dataset"], r["scenario"]["name"]) for r in results] == [("wine", "30m $24 babi")]
+    assert set(results[0]["runs"]) == {"static-plan"}
+    with pytest.raises(SystemExit):
+        run_script.main(["--scenarios", "1h $5 linear"])
