@@ -1,0 +1,80 @@
+"""Running the same driver again on a started study (ReplayBackend: cheap; the real-process
+version is test_fault_driver_killed.py): a finished study is not run twice, a study started
+with another plan is refused, and ``resume=True/False`` insist on a started/new study."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from replay_study import plan, run_replay
+
+from optuna_seer.executor import ElasticTuner, StudyMismatchError, TuningResult
+from optuna_seer.pruner import SeerPruner
+from optuna_seer.run_report import format_report
+from optuna_seer.sampler import SeerSampler
+
+
+def _again(
+    run_study: optuna.Study, backend: object, tmp_path: Path, **kwargs: object
+) -> TuningResult:
+    """A new driver on the same study and storage (the pruner may carry another plan)."""
+    the_plan = kwargs.pop("the_plan", plan())
+    study = optuna.load_study(
+        study_name=run_study.study_name,
+        storage=run_study._storage,
+        sampler=SeerSampler(optuna.samplers.RandomSampler(seed=0)),
+        pruner=SeerPruner(plan=the_plan),  # type: ignore[arg-type]
+    )
+    options: dict[str, object] = {
+        "backend": backend,
+        "train": "benchmarks.seer_arm:replayed_training",
+        "checkpoints": tmp_path / "ckpt",
+        "search_space": lambda trial: trial.suggest_int("config_id", 0, 7),
+        "storage_url": "replay:in-memory",
+        "progress": False,
+    }
+    options.update(kwargs)
+    return ElasticTuner(study, **options).run()  # type: ignore[arg-type]
+
+
+def test_a_finished_study_is_not_run_again_its_stored_result_comes_back(tmp_path: Path) -> None:
+    run = run_replay(tmp_path)
+    first = run.result
+    trained = run.backend.gpu_seconds
+    again = _again(run.study, run.backend, tmp_path)
+    assert again.reloaded and not first.reloaded
+    assert again.best_trial is not None and first.best_trial is not None
+    assert again.best_trial.number == first.best_trial.number
+    order = lambda r: (r.started_at, r.trial_number, r.rung)  # noqa: E731
+    assert sorted(again.launches, key=order) == sorted(first.launches, key=order)
+    assert [r.planned for r in again.rungs] == [r.planned for r in first.rungs]
+    assert [r.promoted for r in again.rungs] == [r.promoted for r in first.rungs]
+    assert again.ledger.gpu_seconds == pytest.approx(first.ledger.gpu_seconds)
+    assert again.wall_seconds == pytest.approx(first.wall_seconds)
+    assert "already finished" in again.notes[-1] and "nothing was run" in again.notes[-1]
+    assert len(run.study.trials) == len(first.trial_states)  # no trial was added
+    assert run.backend.gpu_seconds == trained  # the backend launched nothing
+    report = format_report(again)
+    assert f"best: trial {first.best_trial.number}" in report
+    with pytest.raises(ValueError, match="resume=False wants a new study"):
+        _again(run.study, run.backend, tmp_path, resume=False)
+
+
+def test_a_study_started_with_another_plan_is_refused_naming_both_values(tmp_path: Path) -> None:
+    run = run_replay(tmp_path)
+    other = plan(deadline_s=7200.0, budget=9.0)
+    with pytest.raises(StudyMismatchError) as caught:
+        _again(run.study, run.backend, tmp_path, the_plan=other)
+    message = str(caught.value)
+    assert "deadline 3600 s (stored) vs 7200 s (now)" in message
+    assert "budget $5 (stored) vs $9 (now)" in message
+    assert "another name" in message
+
+
+def test_resume_true_needs_a_started_study_and_resume_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="nothing to continue"):
+        run_replay(tmp_path, resume=True)
+    with pytest.raises(ValueError, match=r"resume='maybe' must be 'auto'"):
+        run_replay(tmp_path, resume="maybe")
