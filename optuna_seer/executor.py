@@ -669,7 +669,7 @@ class ElasticTuner:
             "slots": self._backend.slots,
             "sampled": sampled,
             "done": [rung_done(r) for r in records],
-            "notes": [note[:1000] for note in self._notes[-200:]],
+            "notes": [note[:500] for note in self._notes[-50:]],  # an RDB Text column: <64 KB
             "retried": sum(self._retries.values()),
             "fallbacks": self._fallbacks,
             "finished_at": finished_at,

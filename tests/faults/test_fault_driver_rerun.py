@@ -8,12 +8,34 @@ from pathlib import Path
 
 import optuna
 import pytest
-from replay_study import plan, run_replay
+from replay_study import (
+    EPOCH_SECONDS,
+    STARTUP_SECONDS,
+    assert_consistent_steps,
+    curves,
+    plan,
+    run_replay,
+)
 
+from optuna_seer.backends.replay import ReplayBackend
 from optuna_seer.executor import ElasticTuner, StudyMismatchError, TuningResult
 from optuna_seer.pruner import SeerPruner
 from optuna_seer.run_report import format_report
 from optuna_seer.sampler import SeerSampler
+
+
+def _tuner(study: optuna.Study, backend: object, tmp_path: Path, **kwargs: object) -> ElasticTuner:
+    options: dict[str, object] = {
+        "backend": backend,
+        "train": "benchmarks.seer_arm:replayed_training",
+        "checkpoints": tmp_path / "ckpt",
+        "search_space": lambda trial: trial.suggest_int("config_id", 0, 7),
+        "storage_url": "replay:in-memory",
+        "poll_seconds": 5.0,
+        "progress": False,
+    }
+    options.update(kwargs)
+    return ElasticTuner(study, **options)  # type: ignore[arg-type]
 
 
 def _again(
@@ -27,16 +49,7 @@ def _again(
         sampler=SeerSampler(optuna.samplers.RandomSampler(seed=0)),
         pruner=SeerPruner(plan=the_plan),  # type: ignore[arg-type]
     )
-    options: dict[str, object] = {
-        "backend": backend,
-        "train": "benchmarks.seer_arm:replayed_training",
-        "checkpoints": tmp_path / "ckpt",
-        "search_space": lambda trial: trial.suggest_int("config_id", 0, 7),
-        "storage_url": "replay:in-memory",
-        "progress": False,
-    }
-    options.update(kwargs)
-    return ElasticTuner(study, **options).run()  # type: ignore[arg-type]
+    return _tuner(study, backend, tmp_path, **kwargs).run()
 
 
 def test_a_finished_study_is_not_run_again_its_stored_result_comes_back(tmp_path: Path) -> None:
@@ -78,3 +91,36 @@ def test_resume_true_needs_a_started_study_and_resume_is_checked(tmp_path: Path)
         run_replay(tmp_path, resume=True)
     with pytest.raises(ValueError, match=r"resume='maybe' must be 'auto'"):
         run_replay(tmp_path, resume="maybe")
+
+
+def test_a_driver_killed_while_sampling_is_resumed_with_every_configuration(
+    tmp_path: Path,
+) -> None:
+    # What a driver SIGKILLed after asking 3 of the plan's 8 configurations leaves in the
+    # storage: its progress (saved before sampling) and 3 placed trials, one of them without
+    # its parameters yet.
+    storage = optuna.storages.InMemoryStorage()
+    backend = ReplayBackend(
+        curves(), "linear", EPOCH_SECONDS, slots=4, startup_seconds=STARTUP_SECONDS,
+        storage=storage,
+    )  # fmt: skip
+    study = optuna.create_study(
+        storage=storage,
+        study_name="killed-while-sampling",
+        direction="maximize",
+        sampler=SeerSampler(optuna.samplers.RandomSampler(seed=0), clock=backend.now),
+        pruner=SeerPruner(plan=plan(), clock=backend.now),
+    )
+    tuner = _tuner(study, backend, tmp_path)
+    tuner._save_progress(0, plan().rungs, [], sampled=False)
+    for number in range(3):
+        trial = study.ask()
+        if number < 2:
+            trial.suggest_int("config_id", 0, 7)
+    result = _tuner(study, backend, tmp_path).run()
+    assert "resumed study 'killed-while-sampling' at rung 0" in result.notes[0]
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == plan().n_configs
+    assert all("config_id" in t.params for t in trials)
+    assert result.best_trial is not None
+    assert_consistent_steps(study)
