@@ -64,6 +64,7 @@ from optuna_seer.scaling import ScalingCurve
 from optuna_seer.seer_planner import assign_gpus, gpu_candidates
 from optuna_seer.storage_url import storage_url_of
 from optuna_seer.trial_attrs import (
+    STUDY_DRIVER_ALIVE,
     STUDY_EXECUTOR_PROGRESS,
     STUDY_PLAN,
     TRIAL_BEYOND_PLAN,
@@ -81,6 +82,9 @@ from optuna_seer.workload import Workload
 SearchSpace = Callable[[optuna.Trial], Any]
 T = TypeVar("T")
 _STORAGE_RETRIES = RetryPolicy(attempts=6, base_s=0.5, max_s=8.0)
+# How often the driver records that it is alive while launches run; a killed driver's
+# launches on a backend whose launches end with it are charged up to two periods past it.
+HEARTBEAT_SECONDS = 5.0
 
 
 class StudyMismatchError(ValueError):
@@ -390,9 +394,11 @@ class ElasticTuner:
             return its stored result, running nothing, if it finished; start it if it is
             new. ``True``: the study must have been started (else ``ValueError``).
             ``False``: the study must be new (else ``ValueError``). Launches a killed
-            driver left running are charged from their start to the resume (an upper
-            bound: nobody saw them end) and run again from their last good checkpoint. A
-            stored plan that differs from this one raises :class:`StudyMismatchError`.
+            driver left running run again from their last good checkpoint; they are
+            charged from their start to the resume (an upper bound: nobody saw them end)
+            or, on a backend whose launches end with the driver (``LocalBackend``), to two
+            heartbeats past its last one. A stored plan or slot count that differs from
+            this one raises :class:`StudyMismatchError`.
 
     Example:
         >>> tuner = ElasticTuner(study, plan=pruner.plan,  # doctest: +SKIP
@@ -494,6 +500,7 @@ class ElasticTuner:
         self._launches: list[LaunchRecord] = []
         self._t0 = 0.0
         self._charged_gpu_s = 0.0
+        self._beat_at = -math.inf
 
     # ----------------------------------------------------------------- helpers
     def _retrying(self, what: str, call: Callable[[], T]) -> T:
@@ -649,6 +656,16 @@ class ElasticTuner:
             self._resume[trial.number] = None
             self._states[trial.number] = TrialState.RUNNING.name
 
+    def _heartbeat(self, now: float) -> None:
+        """Record that the driver is alive at ``now`` (see ``launches_end_with_driver``)."""
+        self._beat_at = now
+        self._retrying(
+            "record the driver's heartbeat",
+            lambda: self._study._storage.set_study_system_attr(
+                self._study._study_id, STUDY_DRIVER_ALIVE, now
+            ),
+        )
+
     def _save_progress(
         self,
         index: int,
@@ -776,6 +793,13 @@ class ElasticTuner:
         self._fallbacks = int(progress.get("fallbacks", 0))
         alive: list[int] = []
         lost_gpu_s = 0.0
+        # Launches the killed driver left running are charged up to now (an upper bound),
+        # or, where they end with the driver, up to two heartbeats past its last one.
+        lost_until, until = now, "the resume"
+        beat = storage.get_study_system_attrs(self._study._study_id).get(STUDY_DRIVER_ALIVE)
+        if self._backend.launches_end_with_driver and beat is not None:
+            lost_until = min(now, float(beat) + 2 * HEARTBEAT_SECONDS)
+            until = "the driver's last heartbeat"
         for trial in self._study.get_trials(deepcopy=False):
             attrs = trial.system_attrs
             if TRIAL_PLACEMENT not in attrs or attrs.get(TRIAL_BEYOND_PLAN):
@@ -806,13 +830,12 @@ class ElasticTuner:
                     live = optuna.Trial(self._study, trial._trial_id)
                     self._search_space(live)
                     self._params[number] = dict(live.params)
-                # Launches the killed driver left running: charged up to now (an upper
-                # bound); idle trials stop accruing over the downtime.
+                # Idle trials stop accruing over the downtime.
                 seconds = 0.0
                 if in_flight is not None and int(in_flight["launch"]) >= len(launches):
                     charged_until = float(attrs.get(TRIAL_LEDGER, [0.0, 0.0])[1])
                     began = max(float(in_flight["started_at"]), charged_until)
-                    seconds = max(now - began, 0.0) * int(in_flight["workers"])
+                    seconds = max(lost_until - began, 0.0) * int(in_flight["workers"])
                     lost_gpu_s += seconds
                 if in_flight is not None:
                     storage.set_trial_system_attr(trial._trial_id, TRIAL_IN_FLIGHT, None)
@@ -832,7 +855,7 @@ class ElasticTuner:
             f"({format_seconds(now - self._t0)} after it started): {len(alive)} trial(s) in "
             f"play, {len(self._done_in_rung)} of them already through this rung, "
             f"{len(self._launches)} earlier launch(es); {lost_gpu_s:,.1f} slot-seconds charged "
-            "for launches the stopped driver left running"
+            f"for launches the stopped driver left running (up to {until})"
         )
         return index, schedule_, alive
 
@@ -889,6 +912,8 @@ class ElasticTuner:
         stop_for = ""
         while pending or running:
             now = backend.now()
+            if backend.launches_end_with_driver and now - self._beat_at >= HEARTBEAT_SECONDS:
+                self._heartbeat(now)
             in_flight = sum((now - t) * workers for _, _, t in running.values())
             spent = (self._charged_gpu_s + in_flight) * price
             burn = len(running) * workers * price * grace

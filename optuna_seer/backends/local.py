@@ -243,6 +243,11 @@ class LocalBackend(Backend):
     def now(self) -> float:
         return time.time()
 
+    @property
+    def launches_end_with_driver(self) -> bool:
+        """``True``: every worker ends itself when the driver dies (``SEER_DRIVER_PID``)."""
+        return True
+
     def wait(self, handles: Sequence[str], timeout_s: float) -> list[str]:
         deadline = time.monotonic() + max(timeout_s, 0.0)
         while True:
