@@ -147,7 +147,10 @@ def watch_driver(
 
     def watch() -> None:
         if driver_fd is not None and _alive(pid, ticks):
-            select.select([driver_fd], [], [])  # readable once the driver has exited
+            waiter = select.poll()
+            waiter.register(driver_fd, select.POLLIN)
+            while not waiter.poll():  # readable once the driver has exited
+                pass
         else:
             while _alive(pid, ticks):
                 time.sleep(poll_s)

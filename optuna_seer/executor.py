@@ -88,10 +88,11 @@ HEARTBEAT_SECONDS = 5.0
 
 
 class StudyMismatchError(ValueError):
-    """The study in the storage was started with another plan (deadline, budget, slots...).
+    """This run cannot continue the study in the storage: it was started with another plan
+    (deadline, budget, slots...), or it was stopped by an error that failed its trials.
 
-    Continuing it under this plan would mix two runs in one study; run it with its original
-    settings, or start a new study under another name.
+    Continuing it would mix two runs in one study; run it with its original settings, or
+    start a new study under another name.
     """
 
 
@@ -551,9 +552,9 @@ class ElasticTuner:
 
         Raises:
             ValueError: The study has trials no ``ElasticTuner`` started; ``resume=False``
-                and the study was started; ``resume=True`` and it was not; or it was
-                stopped by an error (its trials were told ``FAIL``).
-            StudyMismatchError: The study was started with another plan or slot count.
+                and the study was started; or ``resume=True`` and it was not.
+            StudyMismatchError: The study was started with another plan or slot count, or
+                it was stopped by an error (its trials were told ``FAIL``).
         """
         study = self._study
         storage = study._storage
@@ -578,7 +579,7 @@ class ElasticTuner:
         if progress is not None:
             self._check_same_run(attrs, progress)
             if progress.get("stopped"):
-                raise ValueError(
+                raise StudyMismatchError(
                     f"study {name!r} was stopped by {progress['stopped']} in rung "
                     f"{progress['rung']} and its trials in play were told FAIL, so it cannot "
                     "be continued; start a new study (another study_name)."

@@ -17,11 +17,18 @@ from replay_study import (
     run_replay,
 )
 
-from optuna_seer.backends.replay import ReplayBackend
+from optuna_seer.backends.replay import EpochObserver, ReplayBackend
 from optuna_seer.executor import ElasticTuner, StudyMismatchError, TuningResult
 from optuna_seer.pruner import SeerPruner
 from optuna_seer.run_report import format_report
 from optuna_seer.sampler import SeerSampler
+
+
+def _backend(storage: optuna.storages.BaseStorage) -> ReplayBackend:
+    return ReplayBackend(
+        curves(), "linear", EPOCH_SECONDS, slots=4, startup_seconds=STARTUP_SECONDS,
+        storage=storage,
+    )  # fmt: skip
 
 
 def _tuner(study: optuna.Study, backend: object, tmp_path: Path, **kwargs: object) -> ElasticTuner:
@@ -100,10 +107,7 @@ def test_a_driver_killed_while_sampling_is_resumed_with_every_configuration(
     # storage: its progress (saved before sampling) and 3 placed trials, one of them without
     # its parameters yet.
     storage = optuna.storages.InMemoryStorage()
-    backend = ReplayBackend(
-        curves(), "linear", EPOCH_SECONDS, slots=4, startup_seconds=STARTUP_SECONDS,
-        storage=storage,
-    )  # fmt: skip
+    backend = _backend(storage)
     study = optuna.create_study(
         storage=storage,
         study_name="killed-while-sampling",
@@ -124,3 +128,24 @@ def test_a_driver_killed_while_sampling_is_resumed_with_every_configuration(
     assert all("config_id" in t.params for t in trials)
     assert result.best_trial is not None
     assert_consistent_steps(study)
+
+
+class DriverBug(RuntimeError):
+    pass
+
+
+def test_a_study_stopped_by_a_driver_error_is_not_continued(tmp_path: Path) -> None:
+    def factory(backend: ReplayBackend) -> EpochObserver:
+        def observe(handle: str, epoch: int, value: float) -> None:
+            if backend.launch_spec(handle).rung == 1:
+                raise DriverBug("a bug in the driver")
+
+        return observe
+
+    storage = optuna.storages.InMemoryStorage()
+    with pytest.raises(DriverBug):
+        run_replay(tmp_path, observer=factory, storage=storage)
+    study = optuna.load_study(study_name="faults-0", storage=storage)
+    assert {t.state.name for t in study.trials} <= {"FAIL", "PRUNED"}
+    with pytest.raises(StudyMismatchError, match="stopped by DriverBug in rung 1"):
+        _again(study, _backend(storage), tmp_path)
