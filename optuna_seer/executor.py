@@ -608,7 +608,8 @@ class ElasticTuner:
                     f"{format_seconds(self._plan.predicted_seconds)} and "
                     f"${self._plan.predicted_cost:,.2f} predicted"
                 )
-            while index < len(schedule_):
+            # (Nothing alive: killed after the last trial was told, before it saved that.)
+            while index < len(schedule_) and alive:
                 rung = schedule_[index]
                 self._save_progress(index, schedule_, records)
                 record, alive, cut_short = self._run_rung(rung, alive, schedule_)
