@@ -5,6 +5,12 @@ Run the whole job (driver, 2 CPU slots, SQLite storage, a 5-minute deadline)::
     python examples/lightning_digits.py --deadline 5m --budget 1.0 --slots 2 \\
         --storage sqlite:///runs/seer.db --out runs/
 
+Run the same command again and it continues where it stood (the driver was killed, the
+machine rebooted): same study, same plan, finished rungs not repeated, the deadline still
+counted from the first start. Once the study has finished, the same command prints its
+stored result and runs nothing; ``--fresh`` starts a new study (``digits-2``, ...) and
+``--study-name`` picks one by name.
+
 The driver plans the job (``SeerPruner``), asks Optuna for configurations
 (``SeerSampler``), and hands them to :class:`~optuna_seer.executor.ElasticTuner`, which
 launches :func:`train` once per trial per rung with the plan's number of workers. Nothing is
@@ -22,7 +28,6 @@ import argparse
 import os
 from pathlib import Path
 import sys
-import time
 from typing import Any
 
 import optuna
@@ -138,7 +143,13 @@ def train() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog="Running the same command again continues its study if it was interrupted "
+        "(same plan, finished rungs kept, the deadline counted from the first start) or, if "
+        "it finished, prints its stored result and runs nothing. A command whose deadline, "
+        "budget or slots differ from the study's is refused; add --fresh for a new study.",
+    )
     parser.add_argument("--deadline", default="5m", help="wall-clock limit, e.g. 5m or 300")
     parser.add_argument("--budget", type=float, default=1.0, help="dollars")
     parser.add_argument(
@@ -174,14 +185,25 @@ def main(argv: list[str] | None = None) -> int:
         help="plan for this fraction less than the deadline (start-up times vary on a busy "
         "machine); the executor then holds the job to the planned deadline",
     )
-    parser.add_argument("--study-name", default=None)
+    parser.add_argument(
+        "--study-name",
+        default="digits",
+        help="the study (series) to run or continue: the newest of NAME, NAME-2, ... in the "
+        "storage (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start a new study under the next free name of the series (NAME-2, ...) instead "
+        "of continuing or re-reporting the newest one",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     from optuna_seer.backends.local import LocalBackend
     from optuna_seer.budget import Budget, parse_duration
     from optuna_seer.cost_model import ClusterLimits
-    from optuna_seer.executor import ElasticTuner
+    from optuna_seer.executor import ElasticTuner, StudyMismatchError, resumable_study_name
     from optuna_seer.pruner import SeerPruner
     from optuna_seer.run_report import format_report, plot_timeline
     from optuna_seer.sampler import SeerSampler
@@ -212,13 +234,16 @@ def main(argv: list[str] | None = None) -> int:
         max_configs=args.max_configs,
     )
     print(pruner.plan, flush=True)
+    name = resumable_study_name(args.storage, args.study_name, fresh=args.fresh)
     study = optuna.create_study(
         storage=args.storage,
-        study_name=args.study_name or f"digits-{time.strftime('%Y%m%d-%H%M%S')}",
+        study_name=name,
         direction="maximize",
         sampler=SeerSampler(optuna.samplers.TPESampler(seed=args.seed)),
         pruner=pruner,
+        load_if_exists=True,
     )
+    print(f"study {name!r} in {args.storage}", flush=True)
     tuner = ElasticTuner(
         study,
         plan=pruner.plan,
@@ -228,7 +253,16 @@ def main(argv: list[str] | None = None) -> int:
         checkpoints=args.checkpoints or str(out / "ckpt"),
         workload=workload,
     )
-    result = tuner.run()
+    try:
+        result = tuner.run()
+    except StudyMismatchError as exc:
+        parser.exit(2, f"error: {exc}\nStart a new study with --fresh or --study-name NAME.\n")
+    if result.reloaded:
+        print(
+            f"study {name!r} already finished; nothing was run. Its stored result follows "
+            "(a new run: add --fresh).",
+            flush=True,
+        )
     report = format_report(result)
     print(report)
     (out / "report.txt").write_text(report + "\n")

@@ -8,6 +8,9 @@ the verdict and broadcasts it to every rank) and saves its rung-end checkpoint::
     python examples/torch_digits.py --deadline 3m --slots 2 --storage sqlite:///runs/torch.db \\
         --out runs/torch/
 
+Running the same command again continues its study if it was interrupted, or prints the
+stored result if it finished (``--fresh``: a new study).
+
 Resizing: the checkpoint holds the model, optimizer and LR-scheduler state and the epoch
 counter; the data of every epoch is one seeded permutation split across ranks
 (``ctx.distributed_sampler``) with a fixed global batch, so a trial resumed on another
@@ -129,19 +132,31 @@ def train() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog="Running the same command again continues its study if it was interrupted or, "
+        "if it finished, prints its stored result and runs nothing; --fresh starts a new one.",
+    )
     parser.add_argument("--deadline", default="3m")
     parser.add_argument("--budget", type=float, default=1.0)
     parser.add_argument("--slots", type=int, default=2)
     parser.add_argument("--storage", default="sqlite:///runs/torch.db")
     parser.add_argument("--out", default="runs/torch/")
     parser.add_argument("--max-configs", type=int, default=6)
+    parser.add_argument(
+        "--study-name",
+        default="torch-digits",
+        help="the study (series) to run or continue: the newest of NAME, NAME-2, ...",
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help="start a new study under the next free name"
+    )
     args = parser.parse_args(argv)
 
     from optuna_seer.backends.local import LocalBackend
     from optuna_seer.budget import Budget
     from optuna_seer.cost_model import ClusterLimits
-    from optuna_seer.executor import ElasticTuner
+    from optuna_seer.executor import ElasticTuner, StudyMismatchError, resumable_study_name
     from optuna_seer.pruner import SeerPruner
     from optuna_seer.run_report import format_report, plot_timeline
     from optuna_seer.sampler import SeerSampler
@@ -165,20 +180,28 @@ def main(argv: list[str] | None = None) -> int:
         max_configs=args.max_configs,
     )
     print(pruner.plan, flush=True)
+    name = resumable_study_name(args.storage, args.study_name, fresh=args.fresh)
     study = optuna.create_study(
         storage=args.storage,
-        study_name=f"torch-digits-{time.strftime('%Y%m%d-%H%M%S')}",
+        study_name=name,
         direction="maximize",
         sampler=SeerSampler(optuna.samplers.TPESampler(seed=0)),
         pruner=pruner,
+        load_if_exists=True,
     )
-    result = ElasticTuner(
-        study,
-        backend=LocalBackend(slots=args.slots, log_dir=out / "logs"),
-        train=train,
-        checkpoints=str(out / "ckpt"),
-        workload=workload,
-    ).run()
+    print(f"study {name!r} in {args.storage}", flush=True)
+    try:
+        result = ElasticTuner(
+            study,
+            backend=LocalBackend(slots=args.slots, log_dir=out / "logs"),
+            train=train,
+            checkpoints=str(out / "ckpt"),
+            workload=workload,
+        ).run()
+    except StudyMismatchError as exc:
+        parser.exit(2, f"error: {exc}\nStart a new study with --fresh or --study-name NAME.\n")
+    if result.reloaded:
+        print(f"study {name!r} already finished; nothing was run (a new run: --fresh).")
     print(format_report(result))
     plot_timeline(result, out / "timeline.png")
     return 0 if result.best_trial is not None else 1

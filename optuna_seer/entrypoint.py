@@ -8,7 +8,9 @@
 * ``package.module:function``: import the module and call ``function()``.
 
 Backends start this module (under ``torchrun`` for several workers) with the ``SEER_*``
-variables set, so a user's training code never needs a launcher of its own.
+variables set, so a user's training code never needs a launcher of its own. When the backend
+names its driver (``SEER_DRIVER_PID``, set by ``LocalBackend``), a watchdog ends the launch
+as soon as the driver dies (:mod:`optuna_seer.driver_watch`).
 
 Example:
     >>> resolve_target("examples/lightning_digits.py:train")  # doctest: +SKIP
@@ -24,6 +26,8 @@ import os
 from pathlib import Path
 import runpy
 import sys
+
+from optuna_seer.driver_watch import watch_driver
 
 _LOADED_AS = "__seer_entrypoint__"
 
@@ -71,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     if len(args) != 1:
         raise SystemExit("usage: python -m optuna_seer.entrypoint TARGET")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    watch_driver()  # before the training code is imported: a dead driver ends us at once
     resolve_target(args[0])()
 
 

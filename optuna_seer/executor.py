@@ -25,16 +25,20 @@ launched again from the trial's last good checkpoint on fresh workers, at most
 counted in :class:`TuningResult` and the re-planning after the rung accounts for the time lost.
 
 The executor keeps its progress in the study's storage (the rung it runs, the re-planned
-rungs, every finished launch and every launch in flight), so ``ElasticTuner(...,
-resume=True).run()`` in a new driver continues a study whose driver was killed: finished
-rungs are not run again, each trial resumes from its last good checkpoint, and the cost
-already charged is not charged again.
+rungs, the rungs done, every finished launch and every launch in flight, whether the run
+finished), so running the same driver again continues a study whose driver was killed
+(``resume="auto"``, the default): finished rungs are not run again, each trial resumes from
+its last good checkpoint, the cost already charged is not charged again, and the deadline
+clock keeps running from the study's first start. A study that already finished is not run
+again: ``run()`` returns its stored result. A study started with another plan (deadline,
+budget, slots) is refused with :class:`StudyMismatchError`.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
+import contextlib
 from dataclasses import asdict, dataclass, field, replace
 import importlib.util
 import inspect
@@ -61,7 +65,9 @@ from optuna_seer.scaling import ScalingCurve
 from optuna_seer.seer_planner import assign_gpus, gpu_candidates
 from optuna_seer.storage_url import storage_url_of
 from optuna_seer.trial_attrs import (
+    STUDY_DRIVER_ALIVE,
     STUDY_EXECUTOR_PROGRESS,
+    STUDY_PLAN,
     TRIAL_BEYOND_PLAN,
     TRIAL_IN_FLIGHT,
     TRIAL_LAUNCHES,
@@ -77,6 +83,18 @@ from optuna_seer.workload import Workload
 SearchSpace = Callable[[optuna.Trial], Any]
 T = TypeVar("T")
 _STORAGE_RETRIES = RetryPolicy(attempts=6, base_s=0.5, max_s=8.0)
+# How often the driver records that it is alive while launches run; a killed driver's
+# launches on a backend whose launches end with it are charged up to two periods past it.
+HEARTBEAT_SECONDS = 5.0
+
+
+class StudyMismatchError(ValueError):
+    """This run cannot continue the study in the storage: it was started with another plan
+    (deadline, budget, slots...), or it was stopped by an error that failed its trials.
+
+    Continuing it would mix two runs in one study; run it with its original settings, or
+    start a new study under another name.
+    """
 
 
 @dataclass(frozen=True)
@@ -160,6 +178,8 @@ class TuningResult:
     trial_states: dict[int, str] = field(default_factory=dict)
     retried_launches: int = 0
     checkpoint_fallbacks: int = 0
+    reloaded: bool = False
+    """The study had already finished: nothing was run, this was read back from storage."""
 
     @property
     def failed_launches(self) -> int:
@@ -209,6 +229,38 @@ def entrypoint_of(train: str | Path | Callable[[], Any]) -> str:
         f"train={train!r} must be a script path, 'file.py:function', 'module:function' or a "
         "module-level function."
     )
+
+
+def resumable_study_name(
+    storage: str | optuna.storages.BaseStorage, base: str, *, fresh: bool = False
+) -> str:
+    """The study a re-runnable command works on, so that running it again resumes it.
+
+    The newest of ``base``, ``base-2``, ``base-3``, ... in ``storage`` (``base`` when none
+    exists); with ``fresh``, the next free name of that series. Pass it to
+    ``optuna.create_study(..., load_if_exists=True)``: :meth:`ElasticTuner.run` then
+    continues that study if its driver was stopped, or returns its stored result if it
+    finished.
+
+    Example:
+        >>> storage = optuna.storages.InMemoryStorage()
+        >>> resumable_study_name(storage, "digits")
+        'digits'
+        >>> _ = optuna.create_study(storage=storage, study_name="digits")
+        >>> resumable_study_name(storage, "digits")
+        'digits'
+        >>> resumable_study_name(storage, "digits", fresh=True)
+        'digits-2'
+    """
+    if not isinstance(base, str) or not base:
+        raise ValueError(f"study name {base!r} must be a non-empty string.")
+    names = set(optuna.get_all_study_names(storage))
+    count = 1
+    while (base if count == 1 else f"{base}-{count}") in names:
+        count += 1
+    if fresh or count == 1:
+        return base if count == 1 else f"{base}-{count}"
+    return base if count == 2 else f"{base}-{count - 1}"
 
 
 def _search_space_of(train: str | Path | Callable[[], Any]) -> SearchSpace:
@@ -338,11 +390,17 @@ class ElasticTuner:
             same rung (from the trial's last good checkpoint, on fresh workers) before the
             trial is told ``FAIL``. Retries are not started once the deadline or budget guard
             has asked running trials to stop.
-        resume: Continue a study this executor already started (its driver was killed):
-            rebuild the rung, the live trials, their checkpoints and the ledger from the
-            storage. Launches the killed driver left running are charged from their start
-            to now (an upper bound: nobody saw them end) and run again from their last good
-            checkpoint. Without it, a study with trials is refused.
+        resume: What to do with a study an ``ElasticTuner`` already started. ``"auto"``
+            (default): continue it if it did not finish (its driver was killed), rebuilding
+            the rung, the live trials, their checkpoints and the ledger from the storage;
+            return its stored result, running nothing, if it finished; start it if it is
+            new. ``True``: the study must have been started (else ``ValueError``).
+            ``False``: the study must be new (else ``ValueError``). Launches a killed
+            driver left running run again from their last good checkpoint; they are
+            charged from their start to the resume (an upper bound: nobody saw them end)
+            or, on a backend whose launches end with the driver (``LocalBackend``), to two
+            heartbeats past its last one. A stored plan or slot count that differs from
+            this one raises :class:`StudyMismatchError`.
 
     Example:
         >>> tuner = ElasticTuner(study, plan=pruner.plan,  # doctest: +SKIP
@@ -369,7 +427,7 @@ class ElasticTuner:
         poll_seconds: float = 0.5,
         progress: bool = True,
         max_launch_retries: int = 2,
-        resume: bool = False,
+        resume: bool | str = "auto",
     ) -> None:
         if not isinstance(study, optuna.Study):
             raise TypeError(f"study={study!r} must be an optuna.Study.")
@@ -430,9 +488,13 @@ class ElasticTuner:
                 "failed launch fails its trial)."
             )
         self._max_retries = max_launch_retries
-        if not isinstance(resume, bool):
-            raise TypeError(f"resume={resume!r} must be True or False.")
-        self._resume_study = resume
+        if not (isinstance(resume, bool) or resume == "auto"):
+            raise ValueError(
+                f"resume={resume!r} must be 'auto' (continue a started study, start a new "
+                "one), True (must continue) or False (must be new)."
+            )
+        self._resume_study: bool | str = resume
+        self._records_done: list[RungRecord] = []
         self._done_in_rung: set[int] = set()
         self._retries: dict[tuple[int, int], int] = {}
         self._fallbacks = 0
@@ -440,6 +502,7 @@ class ElasticTuner:
         self._launches: list[LaunchRecord] = []
         self._t0 = 0.0
         self._charged_gpu_s = 0.0
+        self._beat_at = -math.inf
 
     # ----------------------------------------------------------------- helpers
     def _retrying(self, what: str, call: Callable[[], T]) -> T:
@@ -484,53 +547,72 @@ class ElasticTuner:
     def run(self) -> TuningResult:
         """Execute the plan; returns what happened. Releases the backend on every exit.
 
+        A study this executor started before is continued where it stands (its driver was
+        killed) or, if it finished, its stored result is returned (``result.reloaded``);
+        see ``resume``.
+
         Raises:
-            ValueError: The study already has trials and ``resume`` is off, or ``resume`` is
-                on and the study was not started by an ``ElasticTuner``.
+            ValueError: The study has trials no ``ElasticTuner`` started; ``resume=False``
+                and the study was started; or ``resume=True`` and it was not.
+            StudyMismatchError: The study was started with another plan or slot count, or
+                it was stopped by an error (its trials were told ``FAIL``).
         """
         study = self._study
-        existing = study.get_trials(deepcopy=False)
-        if existing and not self._resume_study:
+        storage = study._storage
+        name = study.study_name
+        attrs = storage.get_study_system_attrs(study._study_id)
+        progress: dict[str, Any] | None = attrs.get(STUDY_EXECUTOR_PROGRESS)
+        if progress is None and study.get_trials(deepcopy=False):
             raise ValueError(
-                f"study {study.study_name!r} already has trials; pass resume=True to continue "
-                "it (its driver was stopped), or use a new study_name for a fresh run."
+                f"study {name!r} already has trials that no ElasticTuner started (there is no "
+                "executor progress in its storage); use a new study_name for a SEER run."
             )
-        progress = study._storage.get_study_system_attrs(study._study_id).get(
-            STUDY_EXECUTOR_PROGRESS
-        )
-        if existing and progress is None:
+        if progress is not None and self._resume_study is False:
             raise ValueError(
-                f"study {study.study_name!r} has trials but no ElasticTuner progress in its "
-                "storage; only a study an ElasticTuner started can be resumed."
+                f"study {name!r} already has trials and resume=False wants a new study; "
+                "continue it with resume='auto' (the default) or use a new study_name."
             )
+        if progress is None and self._resume_study is True:
+            raise ValueError(
+                f"resume=True but study {name!r} was never started by an ElasticTuner: there "
+                "is nothing to continue (resume='auto' starts it)."
+            )
+        if progress is not None:
+            self._check_same_run(attrs, progress)
+            if progress.get("stopped"):
+                raise StudyMismatchError(
+                    f"study {name!r} was stopped by {progress['stopped']} in rung "
+                    f"{progress['rung']} and its trials in play were told FAIL, so it cannot "
+                    "be continued; start a new study (another study_name)."
+                )
         self._t0 = start_clock(study, self._backend.now())
         self._ids: dict[int, int] = {}
         self._params: dict[int, dict[str, Any]] = {}
         self._states: dict[int, str] = {}
         self._resume: dict[int, str | None] = {}
+        if progress is not None and progress.get("finished_at") is not None:
+            return self._stored_result(progress)
         schedule_: list[Rung] = list(self._plan.rungs)
         records: list[RungRecord] = []
+        index = 0
         try:
             if progress is not None:
                 index, schedule_, alive = self._restore(progress)
+                records = list(self._records_done)
             else:
-                for _ in range(self._plan.n_configs):
-                    trial = study.ask()
-                    self._search_space(trial)
-                    self._ids[trial.number] = trial._trial_id
-                    self._params[trial.number] = dict(trial.params)
-                    self._resume[trial.number] = None
-                    self._states[trial.number] = TrialState.RUNNING.name
+                # Saved before sampling, so a driver killed while sampling is resumed too.
+                self._save_progress(0, schedule_, records, sampled=False)
+                self._sample(self._plan.n_configs)
                 alive = list(self._ids)
                 self._say(
                     f"{len(alive)} configurations sampled; plan: {len(schedule_)} rungs, "
                     f"{format_seconds(self._plan.predicted_seconds)} and "
                     f"${self._plan.predicted_cost:,.2f} predicted"
                 )
-                index = 0
-            while index < len(schedule_):
+            # (Nothing alive: killed after the last trial was told, before it saved that.)
+            while index < len(schedule_) and alive:
                 rung = schedule_[index]
-                self._save_progress(index, schedule_)
+                self._save_progress(index, schedule_, records)
                 record, alive, cut_short = self._run_rung(rung, alive, schedule_)
                 records.append(record)
                 if cut_short:
@@ -551,23 +633,158 @@ class ElasticTuner:
                     )
                 alive = alive[:keep]
                 index += 1
-        except BaseException:
+        except BaseException as exc:
             self._backend.release()
             for number, state in self._states.items():
                 if state == TrialState.RUNNING.name:
                     self._tell(number, TrialState.FAIL, "executor stopped by an error")
+            with contextlib.suppress(Exception):  # the storage may be what failed
+                self._save_progress(index, schedule_, records, stopped=type(exc).__name__)
             raise
         self._backend.release()
-        return self._result(records, schedule_)
+        finished = self._backend.now()
+        self._save_progress(index, schedule_, records, finished_at=finished)
+        return self._result(records, schedule_, finished)
 
-    def _save_progress(self, index: int, schedule_: Sequence[Rung]) -> None:
+    def _sample(self, count: int) -> None:
+        """Ask Optuna for ``count`` more configurations (stops at the plan's width)."""
+        for _ in range(count):
+            trial = self._study.ask()
+            if self._study._storage.get_trial_system_attrs(trial._trial_id).get(TRIAL_BEYOND_PLAN):
+                self._study.tell(trial, state=TrialState.PRUNED)
+                break
+            self._search_space(trial)
+            self._ids[trial.number] = trial._trial_id
+            self._params[trial.number] = dict(trial.params)
+            self._resume[trial.number] = None
+            self._states[trial.number] = TrialState.RUNNING.name
+
+    def _heartbeat(self, now: float) -> None:
+        """Record that the driver is alive at ``now`` (see ``launches_end_with_driver``)."""
+        self._beat_at = now
+        self._retrying(
+            "record the driver's heartbeat",
+            lambda: self._study._storage.set_study_system_attr(
+                self._study._study_id, STUDY_DRIVER_ALIVE, now
+            ),
+        )
+
+    def _save_progress(
+        self,
+        index: int,
+        schedule_: Sequence[Rung],
+        records: Sequence[RungRecord],
+        *,
+        sampled: bool = True,
+        finished_at: float | None = None,
+        stopped: str | None = None,
+    ) -> None:
+        def rung_done(record: RungRecord) -> dict[str, Any]:
+            kept = {k: v for k, v in asdict(record).items() if k != "launches"}
+            return kept  # launches are kept per trial (seer:launches), not twice
+
+        value: dict[str, Any] = {
+            "rung": index,
+            "rungs": [asdict(r) for r in schedule_],
+            "slots": self._backend.slots,
+            "sampled": sampled,
+            "done": [rung_done(r) for r in records],
+            "notes": [note[:500] for note in self._notes[-50:]],  # an RDB Text column: <64 KB
+            "retried": sum(self._retries.values()),
+            "fallbacks": self._fallbacks,
+            "finished_at": finished_at,
+            "stopped": stopped,
+        }
         self._retrying(
             "save the executor's progress",
             lambda: self._study._storage.set_study_system_attr(
-                self._study._study_id,
-                STUDY_EXECUTOR_PROGRESS,
-                {"rung": index, "rungs": [asdict(r) for r in schedule_]},
+                self._study._study_id, STUDY_EXECUTOR_PROGRESS, value
             ),
+        )
+
+    def _record_from(self, stored: dict[str, Any]) -> RungRecord:
+        """A rung record saved by :meth:`_save_progress`, its launches from the trials."""
+        planned = Rung(**stored["planned"])
+        return RungRecord(
+            planned=planned,
+            started_at=float(stored["started_at"]),
+            finished_at=float(stored["finished_at"]),
+            trials=tuple(stored["trials"]),
+            promoted=tuple(stored["promoted"]),
+            eliminated=tuple(stored["eliminated"]),
+            gpu_seconds=float(stored["gpu_seconds"]),
+            launches=tuple(r for r in self._launches if r.rung == planned.index),
+        )
+
+    def _check_same_run(self, attrs: dict[str, Any], progress: dict[str, Any]) -> None:
+        """Refuse to continue a study that was started with another plan or slot count."""
+        stored = attrs.get(STUDY_PLAN)
+        then = Plan.from_dict(stored) if stored is not None else None
+        now = self._plan
+        differences: list[str] = []
+        if then is not None and then != now:
+            pairs = [
+                ("deadline", f"{then.deadline_s:g} s", f"{now.deadline_s:g} s"),
+                ("budget", f"${then.budget_dollars:g}", f"${now.budget_dollars:g}"),
+                (
+                    "price",
+                    f"${then.price_per_gpu_second * 3600:g}/GPU-hour",
+                    f"${now.price_per_gpu_second * 3600:g}/GPU-hour",
+                ),
+                ("configurations", str(then.n_configs), str(now.n_configs)),
+                (
+                    "rung epochs",
+                    str([r.resource for r in then.rungs]),
+                    str([r.resource for r in now.rungs]),
+                ),
+                (
+                    "workers per trial",
+                    str([r.gpus_per_trial for r in then.rungs]),
+                    str([r.gpus_per_trial for r in now.rungs]),
+                ),
+                ("reduction factor", str(then.reduction_factor), str(now.reduction_factor)),
+            ]
+            differences = [f"{what} {a} (stored) vs {b} (now)" for what, a, b in pairs if a != b]
+            if not differences:
+                differences = ["the rungs' predicted times and costs (another workload)"]
+        slots = progress.get("slots")
+        if slots is not None and int(slots) != self._backend.slots:
+            differences.append(f"slots {slots} (stored) vs {self._backend.slots} (now)")
+        if differences:
+            raise StudyMismatchError(
+                f"study {self._study.study_name!r} was started with another plan: "
+                f"{'; '.join(differences)}. Run it again with its original settings to "
+                "continue it, or start a new study under another name."
+            )
+
+    def _stored_result(self, progress: dict[str, Any]) -> TuningResult:
+        """The result of a study that already finished, read back from the storage."""
+        for trial in self._study.get_trials(deepcopy=False):
+            if TRIAL_PLACEMENT not in trial.system_attrs:
+                continue
+            self._states[trial.number] = trial.state.name
+            self._launches.extend(
+                LaunchRecord(**{**r, "lanes": tuple(r["lanes"])})
+                for r in trial.system_attrs.get(TRIAL_LAUNCHES, [])
+            )
+        self._launches.sort(key=lambda r: r.started_at)
+        self._notes = list(progress.get("notes", []))
+        finished = float(progress["finished_at"])
+        self._say(
+            f"study {self._study.study_name!r} already finished "
+            f"({format_seconds(finished - self._t0)} after it started): nothing was run, this "
+            "is its stored result; start a new run under another study name"
+        )
+        result = self._result(
+            [self._record_from(d) for d in progress.get("done", [])],
+            [Rung(**r) for r in progress["rungs"]],
+            finished,
+        )
+        return replace(
+            result,
+            retried_launches=int(progress.get("retried", 0)),
+            checkpoint_fallbacks=int(progress.get("fallbacks", 0)),
+            reloaded=True,
         )
 
     def _restore(self, progress: dict[str, Any]) -> tuple[int, list[Rung], list[int]]:
@@ -575,8 +792,17 @@ class ElasticTuner:
         storage, now = self._study._storage, self._backend.now()
         index = int(progress["rung"])
         schedule_ = [Rung(**r) for r in progress["rungs"]]
+        self._notes = list(progress.get("notes", []))
+        self._fallbacks = int(progress.get("fallbacks", 0))
         alive: list[int] = []
         lost_gpu_s = 0.0
+        # Launches the killed driver left running are charged up to now (an upper bound),
+        # or, where they end with the driver, up to two heartbeats past its last one.
+        lost_until, until = now, "the resume"
+        beat = storage.get_study_system_attrs(self._study._study_id).get(STUDY_DRIVER_ALIVE)
+        if self._backend.launches_end_with_driver and beat is not None:
+            lost_until = min(now, float(beat) + 2 * HEARTBEAT_SECONDS)
+            until = "the driver's last heartbeat"
         for trial in self._study.get_trials(deepcopy=False):
             attrs = trial.system_attrs
             if TRIAL_PLACEMENT not in attrs or attrs.get(TRIAL_BEYOND_PLAN):
@@ -601,18 +827,27 @@ class ElasticTuner:
             in_flight = attrs.get(TRIAL_IN_FLIGHT)
             if trial.state == TrialState.RUNNING:
                 alive.append(number)
-                # Launches the killed driver left running: charged up to now (an upper
-                # bound); idle trials stop accruing over the downtime.
+                if not progress.get("sampled", True):
+                    # Killed while sampling: finish this trial's search space (parameters
+                    # already suggested keep their values).
+                    live = optuna.Trial(self._study, trial._trial_id)
+                    self._search_space(live)
+                    self._params[number] = dict(live.params)
+                # Idle trials stop accruing over the downtime.
                 seconds = 0.0
                 if in_flight is not None and int(in_flight["launch"]) >= len(launches):
                     charged_until = float(attrs.get(TRIAL_LEDGER, [0.0, 0.0])[1])
                     began = max(float(in_flight["started_at"]), charged_until)
-                    seconds = max(now - began, 0.0) * int(in_flight["workers"])
+                    seconds = max(lost_until - began, 0.0) * int(in_flight["workers"])
                     lost_gpu_s += seconds
                 if in_flight is not None:
                     storage.set_trial_system_attr(trial._trial_id, TRIAL_IN_FLIGHT, None)
                 charge_trial(storage, trial, seconds, now)
+        if not progress.get("sampled", True):
+            self._sample(self._plan.n_configs - len(self._ids))
+            alive = [n for n in self._ids if self._states[n] == TrialState.RUNNING.name]
         self._launches.sort(key=lambda r: r.started_at)
+        self._records_done = [self._record_from(d) for d in progress.get("done", [])]
         self._charged_gpu_s = sum(
             float(t.system_attrs.get(TRIAL_LEDGER, [0.0])[0])
             for t in self._study.get_trials(deepcopy=False)
@@ -622,13 +857,12 @@ class ElasticTuner:
             f"resumed study {self._study.study_name!r} at rung {index} "
             f"({format_seconds(now - self._t0)} after it started): {len(alive)} trial(s) in "
             f"play, {len(self._done_in_rung)} of them already through this rung, "
-            f"{len(self._launches)} earlier launch(es); {lost_gpu_s:,.0f} slot-seconds charged "
-            "for launches the stopped driver left running"
+            f"{len(self._launches)} earlier launch(es); {lost_gpu_s:,.1f} slot-seconds charged "
+            f"for launches the stopped driver left running (up to {until})"
         )
         return index, schedule_, alive
 
-    def _result(self, records: list[RungRecord], schedule_: list[Rung]) -> TuningResult:
-        now = self._backend.now()
+    def _result(self, records: list[RungRecord], schedule_: list[Rung], now: float) -> TuningResult:
         trials = self._study.get_trials(deepcopy=False)
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         # SEER's rung rule, not Optuna's best_trial: ties in the final value (frequent with
@@ -666,7 +900,6 @@ class ElasticTuner:
         pending = deque(n for n in alive if n not in self._done_in_rung)
         running: dict[str, tuple[int, tuple[int, ...], float]] = {}
         free_lanes = list(range(backend.slots))
-        launches: list[LaunchRecord] = []
         survivors: list[int] = [n for n in alive if n in self._done_in_rung]
         self._done_in_rung = set()
         soft_stopped = hard_stopped = False
@@ -683,6 +916,8 @@ class ElasticTuner:
         stop_for = ""
         while pending or running:
             now = backend.now()
+            if backend.launches_end_with_driver and now - self._beat_at >= HEARTBEAT_SECONDS:
+                self._heartbeat(now)
             in_flight = sum((now - t) * workers for _, _, t in running.values())
             spent = (self._charged_gpu_s + in_flight) * price
             burn = len(running) * workers * price * grace
@@ -765,7 +1000,6 @@ class ElasticTuner:
                 number, lanes, _ = running.pop(handle)
                 free_lanes = sorted(free_lanes + list(lanes))
                 launch = self._finish_launch(handle, number, rung, lanes, soft_stopped)
-                launches.append(launch)
                 if launch.state != LaunchState.FAILED.value:
                     survivors.append(number)
                     bar.update(1)
@@ -778,15 +1012,17 @@ class ElasticTuner:
         bar.close()
         if refused and not stop_for:
             stop_for = "budget"
+        # A resumed rung: its launches from before the driver was killed count too.
+        ours = tuple(r for r in self._launches if r.rung == rung.index)
         record = RungRecord(
             planned=rung,
-            started_at=started,
+            started_at=min([started, *(r.started_at for r in ours)]),
             finished_at=backend.now() - self._t0,
             trials=tuple(alive),
             promoted=(),
             eliminated=(),
-            gpu_seconds=sum(r.wall_seconds * r.workers for r in launches),
-            launches=tuple(launches),
+            gpu_seconds=sum(r.wall_seconds * r.workers for r in ours),
+            launches=ours,
         )
         ordered = [n for n in alive if n in survivors]
         return record, ordered, stop_for

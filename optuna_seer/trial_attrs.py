@@ -27,6 +27,8 @@ TRIAL_STOP_REASON = "seer:stop_reason"
 
 STUDY_EXECUTOR_PROGRESS = "seer:executor_progress"
 """ElasticTuner's progress: the rung it is running and the (re-planned) rungs, for resuming."""
+STUDY_DRIVER_ALIVE = "seer:driver_alive_at"
+"""When ElasticTuner's driver last showed it was alive (a heartbeat while trials run)."""
 TRIAL_LAUNCHES = "seer:launches"
 """Every finished launch of a trial (rung, workers, times, state, checkpoint), for resuming."""
 TRIAL_IN_FLIGHT = "seer:in_flight"

@@ -14,6 +14,9 @@ templates in ``optuna_seer/templates/`` set the same ones on cloud nodes);
 ``SEER_RESUME_FROM``        checkpoint to resume from (absent: start fresh)
 ``SEER_PARAMS``             the trial's hyperparameters, as JSON
 ``SEER_MAX_EPOCHS``         epochs of a full training (for LR schedules; optional)
+``SEER_DRIVER_PID``         the driver's pid: the launch ends itself when it dies
+                            (local backends only; :mod:`optuna_seer.driver_watch`)
+``SEER_DRIVER_STARTED``     the driver's start time, so a reused pid is not it
 ==========================  ===================================================
 
 The world size and rank come from ``torch.distributed``'s usual variables (``WORLD_SIZE``,

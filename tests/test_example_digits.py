@@ -22,17 +22,16 @@ def test_lightning_digits_example_runs_to_a_report(
     assert spec is not None and spec.loader is not None
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    code = example.main(
-        [
-            "--deadline", "4m",
-            "--max-configs", "4",
-            "--epoch-seconds", "1",
-            "--max-epochs", "3",
-            "--slots", "2",
-            "--storage", f"sqlite:///{tmp_path / 'seer.db'}",
-            "--out", str(tmp_path / "out"),
-        ]
-    )  # fmt: skip
+    argv = [
+        "--deadline", "4m",
+        "--max-configs", "4",
+        "--epoch-seconds", "1",
+        "--max-epochs", "3",
+        "--slots", "2",
+        "--storage", f"sqlite:///{tmp_path / 'seer.db'}",
+        "--out", str(tmp_path / "out"),
+    ]  # fmt: skip
+    code = example.main(argv)
     printed = capsys.readouterr().out
     assert code == 0
     report = (tmp_path / "out" / "report.txt").read_text()
@@ -41,3 +40,16 @@ def test_lightning_digits_example_runs_to_a_report(
     assert re.search(r"deadline 0:03:24 \(met\)", report)
     assert "overhead per launch" in report and "best: trial" in report
     assert (tmp_path / "out" / "timeline.png").stat().st_size > 0
+
+    # The same command again: the study finished, so it says so, prints the stored result
+    # and runs nothing (no new study, no launch).
+    assert example.main(argv) == 0
+    again = capsys.readouterr().out
+    assert "study 'digits' already finished; nothing was run" in again
+    assert report.splitlines()[-1] in again  # the same best trial
+    assert sorted(p.name for p in (tmp_path / "out" / "ckpt").iterdir()) == ["digits"]
+    # Another deadline for the same study is refused, naming both values.
+    with pytest.raises(SystemExit) as refused:
+        example.main([*argv, "--deadline", "5m"])
+    assert refused.value.code == 2
+    assert "deadline 204 s (stored) vs 255 s (now)" in capsys.readouterr().err

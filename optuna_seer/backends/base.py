@@ -106,3 +106,13 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def wait(self, handles: Sequence[str], timeout_s: float) -> list[str]:
         """Block until one of ``handles`` is done or ``timeout_s`` passes; the done handles."""
+
+    @property
+    def launches_end_with_driver(self) -> bool:
+        """Whether this backend's launches end soon after the driver process dies.
+
+        ``False`` (the default: a cloud cluster keeps running, and billing, until it stops
+        itself). When ``True``, a resumed executor charges the launches a killed driver left
+        running only up to the driver's last heartbeat, not up to the resume.
+        """
+        return False

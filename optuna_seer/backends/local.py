@@ -5,6 +5,11 @@ worker runs ``python -m optuna_seer.entrypoint TARGET``; with ``k > 1`` workers 
 same under ``torchrun --nproc_per_node=k`` with its rendezvous on 127.0.0.1, so Lightning
 (``strategy="ddp"``) or plain ``torch.distributed`` see a real world of size ``k`` (gloo on
 CPU, NCCL on GPU). Each launch is its own process group, so stopping it ends every worker.
+
+Each launch also carries the driver's pid (``SEER_DRIVER_PID``): if the driver dies (even
+by SIGKILL), every worker of every launch ends itself within moments, so no orphan keeps a
+slot busy or trains beside the trial's relaunch after a resume
+(:mod:`optuna_seer.driver_watch`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import IO
 
 import optuna_seer
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState, LaunchStatus
+from optuna_seer.driver_watch import driver_env
 from optuna_seer.trial_context import launch_env
 
 _LOG_TAIL_CHARS = 2000
@@ -170,6 +176,7 @@ class LocalBackend(Backend):
         env.update(self._env)
         env.update(spec.env)
         env.update(launch_env(spec))
+        env.update(driver_env())
         if self._gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(self._gpus[s] for s in slots)
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -235,6 +242,11 @@ class LocalBackend(Backend):
 
     def now(self) -> float:
         return time.time()
+
+    @property
+    def launches_end_with_driver(self) -> bool:
+        """``True``: every worker ends itself when the driver dies (``SEER_DRIVER_PID``)."""
+        return True
 
     def wait(self, handles: Sequence[str], timeout_s: float) -> list[str]:
         deadline = time.monotonic() + max(timeout_s, 0.0)

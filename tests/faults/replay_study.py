@@ -75,11 +75,12 @@ def run_replay(
     preemption_rate: float = 0.0,
     seed: int = 0,
     the_plan: Plan | None = None,
+    storage: optuna.storages.BaseStorage | None = None,
     **tuner_kwargs: object,
 ) -> ReplayRun:
     """Run the study; ``observer(backend)`` builds an epoch observer that may inject faults."""
     the_plan = the_plan or plan()
-    storage = optuna.storages.InMemoryStorage()
+    storage = storage or optuna.storages.InMemoryStorage()
     holder: dict[str, ReplayBackend] = {}
 
     def observe(handle: str, epoch: int, value: float) -> None:

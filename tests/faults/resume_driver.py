@@ -1,13 +1,16 @@
-"""A driver process for the resume test: a tiny two-rung plan on real LocalBackend workers.
+"""A driver process for the killed-driver tests: a tiny two-rung plan on real LocalBackend
+workers (Lightning DDP on CPU, SQLite storage).
 
-Usage: ``python resume_driver.py SQLITE_URL WORKDIR [--resume]``; prints the report.
+Usage: ``python resume_driver.py SQLITE_URL WORKDIR [--final-workers K] [--final-epochs E]
+[--repeats R]``; prints the report. Run again with the same arguments, it continues the study
+(``ElasticTuner``'s default ``resume="auto"``) or, once finished, prints its stored result.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
-import sys
 
 import optuna
 
@@ -33,13 +36,18 @@ def search_space(trial: optuna.Trial) -> None:
 
 
 def main() -> None:
-    url, workdir = sys.argv[1], Path(sys.argv[2])
-    resume = "--resume" in sys.argv[3:]
-    workload = Workload(epoch_seconds=1.0, scaling="linear", max_epochs=3, startup_seconds=15)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("workdir", type=Path)
+    parser.add_argument("--final-workers", type=int, default=1)
+    parser.add_argument("--final-epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=1, help="copies of the digits per epoch")
+    args = parser.parse_args()
+    epochs = args.final_epochs
+    workload = Workload(epoch_seconds=1.0, scaling="linear", max_epochs=epochs, startup_seconds=15)
+    shapes = [RungShape(2, 1, 1), RungShape(1, epochs, args.final_workers)]
     plan = Plan(
-        rungs=schedule(
-            [RungShape(2, 1, 1), RungShape(1, 3, 1)], workload, PRICE, ClusterLimits(max_gpus=2)
-        ),
+        rungs=schedule(shapes, workload, PRICE, ClusterLimits(max_gpus=2)),
         reduction_factor=2,
         deadline_s=1800.0,
         budget_dollars=5.0,
@@ -47,23 +55,25 @@ def main() -> None:
         min_marginal_speedup=0.2,
     )
     study = optuna.create_study(
-        storage=url,
+        storage=args.url,
         study_name=STUDY,
         direction="maximize",
         sampler=SeerSampler(optuna.samplers.RandomSampler(seed=0)),
         pruner=SeerPruner(plan=plan),
-        load_if_exists=resume,
+        load_if_exists=True,
     )
-    env = {"DIGITS_REPEATS": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env = {
+        "DIGITS_REPEATS": str(args.repeats),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+    }
     result = ElasticTuner(
         study,
-        backend=LocalBackend(slots=2, log_dir=workdir / "logs", env=env),
+        backend=LocalBackend(slots=2, log_dir=args.workdir / "logs", env=env),
         train=TRAIN,
         search_space=search_space,
-        checkpoints=workdir / "ckpt",
+        checkpoints=args.workdir / "ckpt",
         drift_tolerance=float("inf"),
         progress=False,
-        resume=resume,
     ).run()
     print(format_report(result), flush=True)
 

@@ -1,0 +1,101 @@
+"""Helpers for the killed-driver tests: start a real driver process, SIGKILL it alone, and
+find the worker processes of a study through /proc (by the SEER_STUDY in their environment).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+
+import optuna_seer
+
+HERE = Path(__file__).resolve().parent
+ROOT = str(Path(optuna_seer.__file__).resolve().parent.parent)
+STUDY = "resume"  # resume_driver.py's study
+
+
+def driver_command(url: str, workdir: Path, *options: str) -> list[str]:
+    """The argv of a ``resume_driver.py`` run (the same argv resumes it)."""
+    return [sys.executable, str(HERE / "resume_driver.py"), url, str(workdir), *options]
+
+
+def driver_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH", "")) if p)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def proc_env(pid: int) -> dict[str, str] | None:
+    """The environment ``pid`` started with, or ``None`` if it is gone (or not ours)."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    items = raw.decode(errors="replace").split("\0")
+    return dict(item.split("=", 1) for item in items if "=" in item)
+
+
+def is_live(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped holds nothing and runs nothing)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def study_pids(study_name: str) -> list[int]:
+    """Live worker processes of ``study_name``: the workers, torchrun agents and ranks (they
+    carry SEER_STUDY in their environment)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            env = proc_env(int(entry.name))
+            if env is not None and env.get("SEER_STUDY") == study_name and is_live(int(entry.name)):
+                found.append(int(entry.name))
+    return found
+
+
+def wait_until_gone(pids: list[int], timeout_s: float = 30.0) -> list[int]:
+    """Poll until none of ``pids`` runs or ``timeout_s`` passes; the ones still running."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        left = [pid for pid in pids if is_live(pid)]
+        if not left:
+            return []
+        time.sleep(0.2)
+    return [pid for pid in pids if is_live(pid)]
+
+
+def trials_of(url: str) -> list[optuna.trial.FrozenTrial]:
+    try:
+        return optuna.load_study(study_name=STUDY, storage=url).get_trials(deepcopy=False)
+    except (KeyError, optuna.exceptions.StorageInternalError, ValueError):
+        return []  # not created yet, or the file is being created
+
+
+def kill_driver_when(
+    driver: subprocess.Popen[bytes],
+    url: str,
+    ready: Callable[[list[optuna.trial.FrozenTrial]], bool],
+    timeout_s: float = 300,
+) -> float:
+    """SIGKILL the driver process alone once ``ready(trials)``; returns the kill time."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and driver.poll() is None:
+        if ready(trials_of(url)):
+            break
+        time.sleep(0.2)
+    assert driver.poll() is None, (driver.communicate()[0] or b"").decode()[-3000:]
+    os.kill(driver.pid, signal.SIGKILL)
+    killed_at = time.time()
+    driver.wait()
+    return killed_at
