@@ -70,17 +70,13 @@ def test_storage_errors_and_redaction_do_not_show_the_password() -> None:
     assert PASSWORD not in repr(caught.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known leak, for the SkyPilot backend's owner: SkyPilotBackend.trial_task puts "
-    "SEER_STORAGE (with its password) into the task's envs, so the rendered task YAML holds "
-    "it; SkyPilot's Task(secrets=...) carries env vars that it redacts.",
-)
 def test_a_rendered_skypilot_trial_task_holds_no_storage_password(tmp_path: Path) -> None:
+    import yaml
+
     from optuna_seer.backends.base import LaunchSpec
     from optuna_seer.backends.skypilot import SkyPilotBackend
-    from optuna_seer.placement import TrialSlot
-    from tests.fake_sky import REPO_ROOT, sky_home
+    from optuna_seer.placement import ClusterShape, TrialSlot
+    from tests.fake_sky import REPO_ROOT, node_variables, sky_home
 
     with sky_home(tmp_path / "sky-home"):
         backend = SkyPilotBackend(
@@ -104,4 +100,15 @@ def test_a_rendered_skypilot_trial_task_holds_no_storage_password(tmp_path: Path
             checkpoint_uri="s3://bucket/seer/digits/trial-1",
         )
         task = backend.trial_task(spec, TrialSlot("seer-x-0", nodes=1, gpus_per_node=8))
-        assert PASSWORD not in json.dumps(task.to_yaml_config(), default=str)
+        # The nodes still get the full URL in their environment (they need it) ...
+        assert node_variables(task)["SEER_STORAGE"] == STORAGE_URL
+        # ... but not as a plain env, and not in the YAML SkyPilot keeps in its cluster table
+        # and shows (`to_yaml_config(use_user_specified_yaml=True)`, what its backend stores).
+        assert PASSWORD not in json.dumps(task.envs)
+        kept = task.to_yaml_config(use_user_specified_yaml=True)
+        assert kept["secrets"]["SEER_STORAGE"] == "<redacted>"
+        assert PASSWORD not in yaml.safe_dump(kept)
+        assert PASSWORD not in repr(task) + str(task)
+        # The cluster (setup-only) task carries only the template's placeholder.
+        cluster = backend.cluster_task(ClusterShape(1, 8))
+        assert PASSWORD not in json.dumps(cluster.to_yaml_config(), default=str)
