@@ -52,6 +52,7 @@ def test_a_run_leaves_no_planted_secret_behind(
             format_report(run.result),
             "\n".join(run.result.notes),
             repr(run.result.ledger),
+            repr(run.result),
             printed.out,
             printed.err,
             _everything_in(run.study),
@@ -60,6 +61,54 @@ def test_a_run_leaves_no_planted_secret_behind(
     )
     for secret in (PASSWORD, AWS_SECRET, "PLANTEDKEYID"):
         assert secret not in haystack
+
+
+def test_a_local_launch_log_holds_no_storage_password(tmp_path: Path) -> None:
+    # A real worker process that gets the full URL (it must, to open the study) and fails to
+    # open it (no such database here): neither its log file nor the status message the
+    # executor records may show the password.
+    from optuna_seer.backends.base import LaunchSpec
+    from optuna_seer.backends.local import LocalBackend
+
+    script = tmp_path / "train.py"
+    script.write_text(
+        "from optuna_seer.trial_context import trial_context\ntrial_context().report(0.5, 1)\n"
+    )
+    backend = LocalBackend(slots=1, log_dir=tmp_path / "logs")
+    handle = backend.start(
+        LaunchSpec(
+            study_name="s",
+            storage=STORAGE_URL,
+            trial_number=0,
+            params={},
+            rung=0,
+            target_epochs=1,
+            workers=1,
+            checkpoint_uri=str(tmp_path / "ckpt"),
+            entrypoint=str(script),
+        )
+    )
+    while not backend.wait([handle], 30.0):
+        pass
+    status = backend.poll(handle)
+    backend.release()
+    assert status.state.name == "FAILED"
+    logs = _files_under(tmp_path / "logs")
+    assert "trial_context" in logs  # the log is there, with the worker's error
+    assert PASSWORD not in logs + status.message
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "nosuchdialect"])
+def test_the_report_command_does_not_print_the_password(
+    dialect: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from optuna_seer.cli import main
+
+    url = STORAGE_URL.replace("postgresql", dialect)
+    assert main(["report", "--storage", url, "--study", "digits"]) != 0
+    printed = capsys.readouterr()
+    assert "db.invalid" in printed.err  # it says which storage it could not open ...
+    assert PASSWORD not in printed.out + printed.err  # ... without the password
 
 
 def test_storage_errors_and_redaction_do_not_show_the_password() -> None:
