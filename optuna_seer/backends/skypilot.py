@@ -27,7 +27,9 @@ that drives local processes drives clouds unchanged. How it maps the backend cal
 Nodes see the study through ``storage`` (an RDB or ``grpc://`` URL), or, when the executor's
 storage is a local SQLite file, through a gRPC proxy this backend starts on the driver
 (:class:`optuna_seer.storage_proxy.StorageProxy`). Checkpoints live under ``checkpoints``
-(``s3://bucket/prefix``).
+(``s3://bucket/prefix``). The study URL (it may hold an RDB password) and any variable named
+like a credential reach the nodes as SkyPilot ``secrets`` (redacted in every task YAML
+SkyPilot keeps or shows), not ``envs``: see :func:`is_secret_env`.
 """
 
 from __future__ import annotations
@@ -64,8 +66,11 @@ DEFAULT_TEMPLATE = TEMPLATES_DIR / "trial.yaml"
 ENV_ADVERTISE_HOST = "SEER_ADVERTISE_HOST"
 # Storage URLs a cloud node can open; anything else lives on the driver's disk.
 REMOTE_STORAGE_SCHEMES = ("grpc://", "postgresql", "mysql", "oracle", "mssql")
-# Node variables that may hold credentials: passed as SkyPilot ``secrets``, not ``envs``.
+# Node variables that hold credentials: passed as SkyPilot ``secrets``, not ``envs``. The
+# study URL (an RDB password), and any variable whose name says it is one (a launch's extra
+# env, e.g. AWS_SECRET_ACCESS_KEY or HF_TOKEN).
 SECRET_ENVS = (ENV_STORAGE,)
+SECRET_NAME_PARTS = ("SECRET", "PASSWORD", "TOKEN", "CREDENTIAL", "ACCESS_KEY", "API_KEY")
 _RUNNING_JOB_STATES = {"INIT", "PENDING", "SETTING_UP", "RUNNING"}
 _STOPPED_JOB_STATES = {"CANCELLED"}
 
@@ -332,7 +337,7 @@ class SkyPilotBackend(Backend):
         # The study URL may hold an RDB password: it goes to the nodes as a SkyPilot secret
         # (set in their environment like an env var, but redacted in every YAML SkyPilot
         # keeps or shows: its cluster table, the dashboard, `sky status`), never in envs.
-        secret_envs = {name: env.pop(name) for name in SECRET_ENVS if name in env}
+        secret_envs = {name: env.pop(name) for name in list(env) if is_secret_env(name)}
         config["envs"] = env
         config["secrets"] = {**_inline_secrets(config.get("secrets")), **secret_envs}
         return self._sky.Task.from_yaml_config(config)
@@ -792,6 +797,19 @@ def node_train_script(entrypoint: str, workdir: str | os.PathLike[str]) -> str:
             ) from None
         target = relative.as_posix() + (f":{function}" if function else "")
     return f"-m optuna_seer.entrypoint {shlex.quote(target)}"
+
+
+def is_secret_env(name: str) -> bool:
+    """Whether a node variable goes to SkyPilot as a secret (redacted) rather than an env.
+
+    Example:
+        >>> is_secret_env("SEER_STORAGE"), is_secret_env("AWS_SECRET_ACCESS_KEY")
+        (True, True)
+        >>> is_secret_env("SEER_TRIAL")
+        False
+    """
+    upper = name.upper()
+    return name in SECRET_ENVS or any(part in upper for part in SECRET_NAME_PARTS)
 
 
 def _field(record: Any, name: str) -> Any:
