@@ -60,6 +60,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= 1")
+    return value
+
+
 def _duration(text: str) -> float:
     if text.strip() in ("0", "0s"):
         return 0.0
@@ -93,7 +103,7 @@ def _add_cloud_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--spot-interruptions", type=_positive_float, default=0.0, help="per node-hour"
     )
-    group.add_argument("--samples", type=int, default=1000, help="Monte Carlo samples")
+    group.add_argument("--samples", type=_positive_int, default=1000, help="Monte Carlo samples")
     group.add_argument("--seed", type=int, default=0)
 
 
@@ -114,7 +124,7 @@ def _add_instance_arguments(parser: argparse.ArgumentParser) -> None:
         help="plan on local worker slots at this $/h each (instead of instance types)",
     )
     group.add_argument("--no-sky", action="store_true", help="do not read SkyPilot's catalog")
-    group.add_argument("--max-gpus", type=int, default=64, help="quota: GPUs at once")
+    group.add_argument("--max-gpus", type=_positive_int, default=64, help="quota: GPUs at once")
 
 
 def _cloud(args: argparse.Namespace) -> CloudModel:
@@ -263,6 +273,28 @@ def _load_plan_file(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or "plan" not in data:
         raise ValueError(f"{path} is not a plan written by 'optuna-seer plan --out'.")
     return data
+
+
+def _load_measured_file(path: Path) -> tuple[float, float]:
+    """(wall seconds, dollars) of a run, from ``{"wall_seconds": …, "dollars": …}``."""
+    expected = '{"wall_seconds": 5400, "dollars": 12.5}'
+    try:
+        measured = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read --measured {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"--measured {path} is not JSON ({exc}); write e.g. {expected}.") from None
+    try:
+        wall, dollars = float(measured["wall_seconds"]), float(measured["dollars"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(
+            f"--measured {path} must hold e.g. {expected}, not {measured!r:.60}."
+        ) from None
+    if not (math.isfinite(wall) and wall > 0 and math.isfinite(dollars) and dollars >= 0):
+        raise ValueError(
+            f"--measured {path}: wall_seconds={wall!r} must be > 0 and dollars={dollars!r} >= 0."
+        )
+    return wall, dollars
 
 
 def _cmd_plan(args: argparse.Namespace, out: Any) -> int:
@@ -443,7 +475,12 @@ def _profile_local(args: argparse.Namespace, workers: tuple[int, ...], out: Any)
     epochs = (args.epochs[0], args.epochs[1])
     entrypoint = entrypoint_of(args.script)
     if args.params is not None:
-        params = json.loads(args.params)
+        try:
+            params = json.loads(args.params)
+        except ValueError as exc:
+            raise ValueError(
+                f"--params {args.params!r} is not JSON ({exc}); write e.g. '{{\"lr\": 0.01}}'."
+            ) from None
         if not isinstance(params, dict):
             raise ValueError(f"--params {args.params!r} must be a JSON object.")
     else:
@@ -523,15 +560,42 @@ def store_prediction(
 def _measured_from_study(storage: str, study_name: str) -> tuple[float, float, dict[str, Any]]:
     """(wall seconds, GPU-seconds, study system attrs) of a finished SEER run, from its
     deadline clock and ledger in storage."""
+    from urllib.parse import urlsplit
+
     import optuna
 
     from optuna_seer.ledger import spent_gpu_seconds
+    from optuna_seer.storage_url import open_storage, redact_url
     from optuna_seer.trial_attrs import STUDY_STARTED_AT, TRIAL_STOP_REASON
 
-    study = optuna.load_study(study_name=study_name, storage=storage)
+    shown = redact_url(storage)
+    try:
+        opened = open_storage(storage)
+    except Exception as exc:  # SQLAlchemy, drivers, gRPC: many kinds, all a bad --storage
+        detail = str(exc).replace(storage, shown)
+        try:
+            password = urlsplit(storage).password
+        except ValueError:  # not a URL at all: nothing to hide
+            password = None
+        if password:
+            detail = detail.replace(password, "***")
+        raise ValueError(
+            f"cannot open --storage {shown} ({type(exc).__name__}: {detail}); give an Optuna "
+            "storage URL such as sqlite:///runs/seer.db or postgresql://user@host/db."
+        ) from None
+    names = [s.study_name for s in opened.get_all_studies()]
+    if study_name not in names:
+        raise ValueError(
+            f"--study {study_name!r} is not in {shown}; its studies: {names or 'none'}."
+        )
+    study = optuna.load_study(study_name=study_name, storage=opened)
     attrs = study._storage.get_study_system_attrs(study._study_id)
     if STUDY_STARTED_AT not in attrs:
-        raise ValueError(f"study {study_name!r} has no deadline clock: it was not run by SEER.")
+        raise ValueError(
+            f"study {study_name!r} has no deadline clock, so it was not run by SEER (an "
+            "ElasticTuner, or SeerSampler/SeerPruner, starts it): give a SEER study's name, "
+            "or compare a plan with --plan plan.json --measured run.json."
+        )
     trials = study.get_trials(deepcopy=False)
     ends = [t.datetime_complete.timestamp() for t in trials if t.datetime_complete is not None]
     if not ends:
@@ -579,6 +643,8 @@ def _cmd_report(args: argparse.Namespace, out: Any) -> int:
             raise ValueError("give --plan plan.json, or --storage URL --study NAME of a SEER run.")
         wall, gpu_seconds, attrs = _measured_from_study(args.storage, args.study)
         prediction, source = _study_prediction(args, attrs)
+        if STUDY_PLAN not in attrs:
+            raise ValueError(f"study {args.study!r} holds no SEER plan; pass --plan plan.json.")
         price = Plan.from_dict(attrs[STUDY_PLAN]).price_per_gpu_second * 3600.0
         dollars = gpu_seconds * price / 3600.0
         print(f"study {args.study!r}: predicted by {source}", file=out)
@@ -600,13 +666,7 @@ def _cmd_report(args: argparse.Namespace, out: Any) -> int:
             raise ValueError(f"{args.plan} holds no prediction; pass --profile to simulate it.")
         price = elastic.stages[0].instance.dollars_per_gpu_hour
         if args.measured is not None:
-            measured = json.loads(Path(args.measured).read_text(encoding="utf-8"))
-            try:
-                wall, dollars = float(measured["wall_seconds"]), float(measured["dollars"])
-            except (KeyError, TypeError, ValueError):
-                raise ValueError(
-                    f"{args.measured} must hold {{'wall_seconds': …, 'dollars': …}}."
-                ) from None
+            wall, dollars = _load_measured_file(args.measured)
         elif args.storage and args.study:
             wall, gpu_seconds, _ = _measured_from_study(args.storage, args.study)
             dollars = gpu_seconds * price / 3600.0

@@ -42,6 +42,12 @@ class ClusterLimits:
                 raise TypeError(f"max_gpus={self.max_gpus!r} must be an int or None.")
             if self.max_gpus < 1:
                 raise ValueError(f"max_gpus={self.max_gpus} must be >= 1 (or None for no limit).")
+        if isinstance(self.provisioning_seconds, bool) or not isinstance(
+            self.provisioning_seconds, (int, float)
+        ):
+            raise TypeError(
+                f"provisioning_seconds={self.provisioning_seconds!r} must be a number of seconds."
+            )
         if not math.isfinite(self.provisioning_seconds) or self.provisioning_seconds < 0:
             raise ValueError(
                 f"provisioning_seconds={self.provisioning_seconds!r} must be >= 0 and finite."

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 import datetime
 import math
 from typing import Any
@@ -151,16 +151,39 @@ class Plan:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
-        fields = dict(data)
-        fields.pop("predicted_seconds", None)
-        fields.pop("predicted_cost", None)
-        if not isinstance(data, dict):
-            raise TypeError(f"Plan.from_dict needs a dict, got {type(data).__name__}: {data!r}")
+        """The plan :meth:`to_dict` wrote (the predictions it adds are recomputed).
+
+        Raises:
+            ValueError: A key is missing or unknown, or a value is invalid; the message
+                names it and says what is valid.
+        """
         try:
-            rungs = tuple(Rung(**r) for r in fields.pop("rungs"))
-            return cls(rungs=rungs, **fields)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"not a valid Plan dict ({exc}): {data!r}") from None
+            return cls._from_checked_dict(data)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"not a valid Plan dict: {exc}") from None
+
+    @classmethod
+    def _from_checked_dict(cls, data: object) -> Plan:
+        if not isinstance(data, dict):
+            raise ValueError(
+                f"a dict as Plan.to_dict() writes it is needed, got {type(data).__name__}: "
+                f"{data!r:.80}"
+            )
+        values = dict(data)
+        values.pop("predicted_seconds", None)
+        values.pop("predicted_cost", None)
+        _require_keys(values, _PLAN_KEYS, "the plan")
+        rungs = values.pop("rungs")
+        if not isinstance(rungs, list) or not rungs:
+            raise ValueError(f"the plan's rungs={rungs!r:.80} must be a non-empty list of rungs.")
+        for index, rung in enumerate(rungs):
+            if not isinstance(rung, dict):
+                raise ValueError(
+                    f"rung {index} of the plan is {rung!r:.60}; it must be a dict with keys "
+                    f"{', '.join(_RUNG_KEYS)}."
+                )
+            _require_keys(rung, _RUNG_KEYS, f"rung {index} of the plan")
+        return cls(rungs=tuple(Rung(**r) for r in rungs), **values)
 
     def __str__(self) -> str:
         head = (
@@ -199,3 +222,18 @@ class Plan:
         lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
         lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in rows]
         return head + "\n".join(lines)
+
+
+_RUNG_KEYS = tuple(f.name for f in fields(Rung))
+_PLAN_KEYS = tuple(f.name for f in fields(Plan))
+
+
+def _require_keys(data: dict[str, Any], keys: tuple[str, ...], what: str) -> None:
+    """Refuse ``data`` unless its keys are exactly ``keys``, naming the odd ones."""
+    missing = [k for k in keys if k not in data]
+    unknown = sorted(str(k) for k in data if k not in keys)
+    problems = ([f"lacks {missing}"] if missing else []) + (
+        [f"has unknown key(s) {unknown}"] if unknown else []
+    )
+    if problems:
+        raise ValueError(f"{what} {' and '.join(problems)}; valid keys: {', '.join(keys)}.")

@@ -269,14 +269,7 @@ class Profile:
         contention = data.get("contention", 1.0)
         if isinstance(contention, Mapping):
             contention = {_worker_key(k, "contention"): v for k, v in contention.items()}
-        measurements = tuple(
-            Measurement(
-                workers=int(m["workers"]),
-                epoch_seconds=tuple(m["epoch_seconds"]),
-                startup_seconds=tuple(m.get("startup_seconds", ())),
-            )
-            for m in data.get("measurements", ())
-        )
+        measurements = _measurements_from(data.get("measurements", []))
         return cls(
             epoch_seconds=data["epoch_seconds"],
             scaling=scaling,
@@ -301,12 +294,58 @@ class Profile:
         """Read and validate a profile JSON file."""
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
+        except OSError as exc:
+            raise ValueError(
+                f"cannot read profile {path} ({exc.strerror or exc}): give the path of a "
+                "profile JSON ('optuna-seer profile --out' writes one)."
+            ) from None
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
             raise ValueError(f"profile {path} is not valid JSON: {exc}") from None
         try:
             return cls.from_dict(data)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"profile {path}: {exc}") from None
+
+
+def _measurements_from(raw: Any) -> tuple[Measurement, ...]:
+    """The ``measurements`` list of a profile's JSON form, checked entry by entry."""
+    if not isinstance(raw, list):
+        raise ValueError(
+            f"measurements={raw!r:.60} must be a list of "
+            '{"workers": k, "epoch_seconds": [...], "startup_seconds": [...]}.'
+        )
+    found = []
+    for index, entry in enumerate(raw):
+        where = f"measurements[{index}]"
+        if not isinstance(entry, Mapping):
+            raise ValueError(
+                f"{where}={entry!r:.60} must be an object with workers and epoch_seconds."
+            )
+        for key in ("workers", "epoch_seconds"):
+            if key not in entry:
+                raise ValueError(f"{where} lacks {key!r}; it needs workers and epoch_seconds.")
+        unknown = sorted(set(entry) - {"workers", "epoch_seconds", "startup_seconds"})
+        if unknown:
+            raise ValueError(
+                f"{where} has unknown key(s) {unknown}; valid: workers, epoch_seconds, "
+                "startup_seconds."
+            )
+        for key in ("epoch_seconds", "startup_seconds"):
+            if not isinstance(entry.get(key, []), list):
+                raise ValueError(f"{where}.{key}={entry[key]!r:.60} must be a list of seconds.")
+        if not entry["epoch_seconds"]:
+            raise ValueError(f"{where}.epoch_seconds is empty; give at least one epoch's seconds.")
+        try:
+            found.append(
+                Measurement(
+                    workers=entry["workers"],
+                    epoch_seconds=tuple(entry["epoch_seconds"]),
+                    startup_seconds=tuple(entry.get("startup_seconds", [])),
+                )
+            )
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: {exc}") from None
+    return tuple(found)
 
 
 def _per_workers(value: float | Mapping[int, float], name: str) -> tuple[tuple[int, float], ...]:

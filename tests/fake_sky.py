@@ -54,6 +54,14 @@ def node_env(base: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+def node_variables(task: Any) -> dict[str, str]:
+    """What a SkyPilot job's environment gets from ``task``: its envs and its secrets
+    (in plain text; SkyPilot's backend builds the job's variables with the same call)."""
+    from sky.task import get_plaintext_envs_and_secrets
+
+    return dict(get_plaintext_envs_and_secrets(task.envs_and_secrets))
+
+
 @dataclass
 class FakeCluster:
     name: str
@@ -160,7 +168,7 @@ class RecordingSky:
         port = str(free_port())  # all nodes of a job dial one master; jobs never share one
         for rank, node in enumerate(nodes):
             cluster.free[node] -= gpus
-            env = node_env({**task.envs, **self.extra_env})
+            env = node_env({**node_variables(task), **self.extra_env})
             env.update(
                 {
                     "SKYPILOT_NODE_RANK": str(rank),

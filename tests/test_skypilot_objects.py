@@ -23,7 +23,7 @@ from optuna_seer.backends.skypilot import (
 from optuna_seer.node_entrypoint import torchrun_command
 from optuna_seer.placement import ClusterShape, TrialSlot
 from optuna_seer.trial_context import ENV_CHECKPOINT_URI, ENV_STORAGE, trial_context
-from tests.fake_sky import REPO_ROOT, node_env, sky_home
+from tests.fake_sky import REPO_ROOT, node_env, node_variables, sky_home
 from tests.local_s3 import local_s3
 
 
@@ -78,7 +78,7 @@ def test_trial_template_is_a_valid_multi_node_task(sky: Any) -> None:
     assert resources.accelerators == {"A100": 8}
     assert "python -m optuna_seer.node_entrypoint" in task.run
     # The template's defaults already satisfy the SEER_* contract a script reads.
-    context = trial_context(task.envs)
+    context = trial_context(node_variables(task))
     assert (context.trial_number, context.rung, context.resume_checkpoint) == (0, 0, None)
 
 
@@ -153,7 +153,7 @@ def test_trial_task_carries_the_contract_with_remote_uris(sky: Any) -> None:
     # fetch=False: read the contract only. Fetching would download the resume checkpoint
     # from s3://bucket (the node's job, tested against a local S3 server in
     # test_node_entrypoint.py), and tests never touch the network.
-    context = trial_context(task.envs, fetch=False)
+    context = trial_context(node_variables(task), fetch=False)
     assert context.storage == "postgresql://u:p@db.example.com/optuna"
     assert context.checkpoint_uri == "s3://bucket/seer/digits/trial-3"
     assert context.resume_uri == "s3://bucket/seer/digits/trial-3/rung-0.ckpt"

@@ -27,7 +27,9 @@ that drives local processes drives clouds unchanged. How it maps the backend cal
 Nodes see the study through ``storage`` (an RDB or ``grpc://`` URL), or, when the executor's
 storage is a local SQLite file, through a gRPC proxy this backend starts on the driver
 (:class:`optuna_seer.storage_proxy.StorageProxy`). Checkpoints live under ``checkpoints``
-(``s3://bucket/prefix``).
+(``s3://bucket/prefix``). The study URL (it may hold an RDB password) and any variable named
+like a credential reach the nodes as SkyPilot ``secrets`` (redacted in every task YAML
+SkyPilot keeps or shows), not ``envs``: see :func:`is_secret_env`.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ from optuna_seer.placement import (
     split_across_nodes,
 )
 from optuna_seer.storage_proxy import StorageProxy
-from optuna_seer.trial_context import ENV_RESUME_FROM, ENV_TRAIN_SCRIPT, launch_env
+from optuna_seer.trial_context import ENV_RESUME_FROM, ENV_STORAGE, ENV_TRAIN_SCRIPT, launch_env
 
 # The SkyPilot YAMLs ship inside the package (installed users get them too).
 TEMPLATES_DIR = Path(optuna_seer.__file__).resolve().parent / "templates"
@@ -64,6 +66,11 @@ DEFAULT_TEMPLATE = TEMPLATES_DIR / "trial.yaml"
 ENV_ADVERTISE_HOST = "SEER_ADVERTISE_HOST"
 # Storage URLs a cloud node can open; anything else lives on the driver's disk.
 REMOTE_STORAGE_SCHEMES = ("grpc://", "postgresql", "mysql", "oracle", "mssql")
+# Node variables that hold credentials: passed as SkyPilot ``secrets``, not ``envs``. The
+# study URL (an RDB password), and any variable whose name says it is one (a launch's extra
+# env, e.g. AWS_SECRET_ACCESS_KEY or HF_TOKEN).
+SECRET_ENVS = (ENV_STORAGE,)
+SECRET_NAME_PARTS = ("SECRET", "PASSWORD", "TOKEN", "CREDENTIAL", "ACCESS_KEY", "API_KEY")
 _RUNNING_JOB_STATES = {"INIT", "PENDING", "SETTING_UP", "RUNNING"}
 _STOPPED_JOB_STATES = {"CANCELLED"}
 
@@ -255,9 +262,7 @@ class SkyPilotBackend(Backend):
                 f"trial template {template_path} not found: pass template= the path of a "
                 f"SkyPilot task YAML (e.g. a copy of {DEFAULT_TEMPLATE})."
             )
-        self._template: dict[str, Any] = yaml.safe_load(template_path.read_text())
-        if not isinstance(self._template, dict) or not self._template.get("run"):
-            raise ValueError(f"trial template {template_path} has no run: section.")
+        self._template = _load_template(template_path, yaml)
         self.checkpoints = checkpoints.rstrip("/") if checkpoints else None
         self.storage = storage
         self.proxy_host = proxy_host
@@ -328,7 +333,13 @@ class SkyPilotBackend(Backend):
         config["num_nodes"] = slot.nodes
         config["resources"] = {"accelerators": f"{self.accelerator}:{slot.gpus_per_node}"}
         config["workdir"] = self.workdir
-        config["envs"] = {**config.get("envs", {}), **self.node_env(spec)}
+        env = {**(config.get("envs") or {}), **self.node_env(spec)}
+        # The study URL may hold an RDB password: it goes to the nodes as a SkyPilot secret
+        # (set in their environment like an env var, but redacted in every YAML SkyPilot
+        # keeps or shows: its cluster table, the dashboard, `sky status`), never in envs.
+        secret_envs = {name: env.pop(name) for name in list(env) if is_secret_env(name)}
+        config["envs"] = env
+        config["secrets"] = {**_inline_secrets(config.get("secrets")), **secret_envs}
         return self._sky.Task.from_yaml_config(config)
 
     def node_env(self, spec: LaunchSpec) -> dict[str, str]:
@@ -788,9 +799,61 @@ def node_train_script(entrypoint: str, workdir: str | os.PathLike[str]) -> str:
     return f"-m optuna_seer.entrypoint {shlex.quote(target)}"
 
 
+def is_secret_env(name: str) -> bool:
+    """Whether a node variable goes to SkyPilot as a secret (redacted) rather than an env.
+
+    Example:
+        >>> is_secret_env("SEER_STORAGE"), is_secret_env("AWS_SECRET_ACCESS_KEY")
+        (True, True)
+        >>> is_secret_env("SEER_TRIAL")
+        False
+    """
+    upper = name.upper()
+    return name in SECRET_ENVS or any(part in upper for part in SECRET_NAME_PARTS)
+
+
 def _field(record: Any, name: str) -> Any:
     """A field of a ``sky.status`` record (a response object, or a dict)."""
     return record[name] if isinstance(record, Mapping) else getattr(record, name, None)
+
+
+def _load_template(path: Path, yaml: Any) -> dict[str, Any]:
+    """The trial template at ``path`` as a mapping, checked where this backend edits it."""
+    try:
+        template = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(f"trial template {path} is not readable YAML: {exc}") from None
+    if not isinstance(template, dict):
+        raise ValueError(
+            f"trial template {path} holds {type(template).__name__} {template!r:.60}, not a "
+            "SkyPilot task mapping (name:, resources:, envs:, setup:, run:)."
+        )
+    if not isinstance(template.get("run"), str) or not template["run"].strip():
+        raise ValueError(
+            f"trial template {path} has no run: command (got {template.get('run')!r}); give "
+            "the command every node runs, e.g. run: python -m optuna_seer.node_entrypoint."
+        )
+    for section in ("envs", "secrets"):
+        value = template.get(section)
+        if value is not None and not isinstance(value, dict):
+            raise ValueError(
+                f"trial template {path} has {section}: {value!r:.60}; give a mapping "
+                "NAME: value (or leave it out)."
+            )
+    return template
+
+
+def _inline_secrets(value: object) -> dict[str, str | None]:
+    """The ``secrets:`` mapping of a template (absent: none; a null value is a SkyPilot
+    managed-secret reference, kept as it is)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"the trial template's secrets: is {value!r}; give a mapping NAME: value (SkyPilot "
+            "inline secrets), e.g. secrets: {SEER_STORAGE: grpc://127.0.0.1:13000}."
+        )
+    return {str(k): None if v is None else str(v) for k, v in value.items()}
 
 
 def _parse_accelerators(value: object) -> tuple[str, int]:
