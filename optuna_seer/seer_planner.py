@@ -253,6 +253,11 @@ def plan_seer(
         raise TypeError(f"budget={budget!r} must be an optuna_seer.Budget.")
     if not isinstance(workload, Workload):
         raise TypeError(f"workload={workload!r} must be an optuna_seer.Workload.")
+    if limits is not None and not isinstance(limits, ClusterLimits):
+        raise TypeError(
+            f"limits={limits!r} must be an optuna_seer.ClusterLimits, e.g. "
+            "ClusterLimits(max_gpus=8), or None for no quota."
+        )
     limits = limits or ClusterLimits()
     _validate(reduction_factor, min_resource, min_marginal_speedup, max_configs, workload)
     problem = _Problem(

@@ -92,6 +92,12 @@ class LocalBackend(Backend):
         self._log_dir = Path(log_dir) if log_dir is not None else None
         self._python = python
         self._env = dict(env or {})
+        for key, value in self._env.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise TypeError(
+                    f"env={{{key!r}: {value!r}}}: environment variables are strings, e.g. "
+                    f"env={{'OMP_NUM_THREADS': '1'}}."
+                )
         self._launches: dict[str, _Launch] = {}
         self._busy: set[int] = set()
         self._counter = 0

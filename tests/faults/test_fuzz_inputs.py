@@ -561,9 +561,7 @@ def _assert_teaches(error: BaseException, names: tuple[str, ...]) -> None:
 # Gaps in modules this file's author may not edit (their owners' to fix): strict xfails, so
 # a fix shows up as an XPASS to remove from here.
 OWNERS_GAPS = {
-    "pruner-limits-dict": "seer_planner.py/pruner.py use limits= unchecked (AttributeError)",
     "sampler-clock-not-callable": "sampler.py does not check clock=",
-    "local-env-not-str": "backends/local.py does not check that env= values are str",
 }
 
 
