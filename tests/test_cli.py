@@ -314,7 +314,7 @@ def test_profile_local_backend_measures_the_users_trial(tmp_path: Path) -> None:
          "--script", f"{ROOT / 'examples' / 'torch_digits.py'}:train",
          "--workers", "1", "2", "--epochs", "1", "2", "--env", "DIGITS_REPEATS=1",
          "--log-dir", str(tmp_path / "logs"), "--out", str(out)],
-        env=env, capture_output=True, text=True, timeout=140,
+        env=env, capture_output=True, text=True, timeout=420,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     profile = Profile.load(out)
