@@ -20,7 +20,7 @@ from optuna_seer import (
     plan_seer,
     read_ledger,
 )
-from optuna_seer.trial_attrs import STUDY_PLAN, TRIAL_STOP_REASON
+from optuna_seer.trial_attrs import STUDY_PLAN, TRIAL_STOP_REASON, stop_reason
 
 
 class SimulatedClock:
@@ -140,8 +140,8 @@ def test_deadline_aware_pruning_records_why() -> None:
     clock.now += 500  # far slower than planned: 2 more epochs of rung 1 cannot fit
     trial.report(0.6, 2)
     assert trial.should_prune()
-    reason = study.trials[0].system_attrs[TRIAL_STOP_REASON]
-    assert reason.startswith("deadline: rung 1 needs")
+    reason = stop_reason(study.trials[0])
+    assert reason is not None and reason.startswith("deadline: rung 1 needs")
 
 
 def test_budget_guard_stops_at_rung_end() -> None:
@@ -157,7 +157,8 @@ def test_budget_guard_stops_at_rung_end() -> None:
     clock.now += 2000  # 2000 GPU-s at $0.001/GPU-s: twice the budget
     trial.report(0.1, plan.rungs[0].resource)
     assert trial.should_prune()
-    assert study.trials[0].system_attrs[TRIAL_STOP_REASON].startswith("budget: $2.00 of $1.00")
+    reason = stop_reason(study.trials[0])
+    assert reason is not None and reason.startswith("budget: $2.00 of $1.00")
 
 
 def test_pruner_without_its_sampler_says_how_to_fix() -> None:
