@@ -68,7 +68,7 @@ def seer_pruner(width: int) -> SeerPruner:
     return SeerPruner(plan=plan)
 
 
-def _sha_history(n: int) -> list[FrozenTrial]:
+def sha_history(n: int) -> list[FrozenTrial]:
     """N finished trials as SuccessiveHalvingPruner(min_resource=1, reduction_factor=3) leaves
     them: a trial reports epochs until a rung end (1, 3, 9) where it is not in the top third
     of the values seen there, and holds one ``completed_rung_<r>`` per rung end it reached."""
@@ -90,7 +90,7 @@ def _sha_history(n: int) -> list[FrozenTrial]:
     return trials
 
 
-def _seer_history(n: int, plan: Plan, started_at: float) -> list[FrozenTrial]:
+def seer_history(n: int, plan: Plan, started_at: float) -> list[FrozenTrial]:
     """N finished trials as SeerSampler and SeerPruner (asynchronous mode, 1 GPU per trial,
     1 s per epoch, a trial placed every 10 s) leave them: the placement, one rung-end record
     per rung end reached (value, settled cost, why it stopped there), and for finalists the
@@ -240,11 +240,11 @@ def _utc(moment: datetime.datetime | None) -> datetime.datetime | None:
 def prefill(study: optuna.Study, n: int, kind: str, pruner: SeerPruner | None) -> None:
     """N finished trials with the pruner's own records, as if the study had run that far."""
     if kind == "sha":
-        insert_trials(study, _sha_history(n))
+        insert_trials(study, sha_history(n))
     else:
         assert pruner is not None
         started_at = time.time() - 10.0 * n - 60.0
-        insert_trials(study, _seer_history(n, pruner.plan, started_at))
+        insert_trials(study, seer_history(n, pruner.plan, started_at))
         study._storage.set_study_system_attr(study._study_id, STUDY_PLAN, pruner.plan.to_dict())
         start_clock(study, started_at)
     study.get_trials(deepcopy=False)  # a running worker has the finished trials cached

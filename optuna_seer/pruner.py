@@ -44,13 +44,18 @@ class RungDecision:
     eliminated: tuple[int, ...]
 
 
-class _FinishedTrials:
-    """What one study's finished trials hold for ranking and for the ledger, gathered once per
-    process: a finished trial's rung values and cost never change (storages refuse updates to
-    finished trials), so each ``should_prune`` at a rung end reads only the running ones."""
+class _StudyCache:
+    """What a pruner keeps per study and process instead of re-reading it.
+
+    The clock start (once the sampler started it) and whether an executor runs the study
+    synchronously; and what the finished trials hold for ranking and for the ledger: a
+    finished trial's rung values and cost never change (storages refuse updates to finished
+    trials), so each ``should_prune`` at a rung end reads only the running ones.
+    """
 
     def __init__(self, storage: optuna.storages.BaseStorage, promoting_rungs: int) -> None:
         self.storage = storage  # held, so that the id keying this cache is not reused
+        self.state: tuple[float, bool] | None = None
         self.ids: set[int] = set()
         self.values: list[list[float]] = [[] for _ in range(promoting_rungs)]
         self.gpu_seconds = 0.0
@@ -170,8 +175,7 @@ class SeerPruner(BasePruner):
         if not callable(clock):
             raise TypeError(f"clock={clock!r} must be a callable returning seconds.")
         self._clock = clock
-        self._study_info: dict[int, tuple[float, bool]] = {}
-        self._finished: dict[tuple[int, int], _FinishedTrials] = {}
+        self._caches: dict[tuple[int, int], _StudyCache] = {}
         self._lock = threading.Lock()
 
     @property
@@ -183,16 +187,26 @@ class SeerPruner(BasePruner):
     def clock(self) -> Callable[[], float]:
         return self._clock
 
+    def _cache(self, study: optuna.Study) -> _StudyCache:
+        """This process's cache for ``study`` (two storages may hold studies with one id)."""
+        key = (id(study._storage), study._study_id)
+        with self._lock:
+            cache = self._caches.get(key)
+            if cache is None or cache.storage is not study._storage:
+                cache = _StudyCache(study._storage, len(self._plan.rungs) - 1)
+                self._caches[key] = cache
+            return cache
+
     def _study_state(self, study: optuna.Study) -> tuple[float, bool]:
         """(clock start, synchronous?) of ``study``, read once per process."""
-        info = self._study_info.get(study._study_id)
-        if info is None:
+        cache = self._cache(study)
+        if cache.state is None:
             attrs = study._storage.get_study_system_attrs(study._study_id)
+            synchronous = attrs.get(STUDY_MODE) == SYNCHRONOUS
             if STUDY_STARTED_AT not in attrs:
-                return self._clock(), attrs.get(STUDY_MODE) == SYNCHRONOUS
-            info = (float(attrs[STUDY_STARTED_AT]), attrs.get(STUDY_MODE) == SYNCHRONOUS)
-            self._study_info[study._study_id] = info
-        return info
+                return self._clock(), synchronous
+            cache.state = (float(attrs[STUDY_STARTED_AT]), synchronous)
+        return cache.state
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         if study._is_multi_objective():
@@ -289,9 +303,7 @@ class SeerPruner(BasePruner):
         if reason is None:
             reason = self._out_of_time(trial, step, now, started_at)
         if reason is not None and not written:
-            if step < self._plan.max_epochs:
-                return self._stop(study, trial, reason)
-            written.append(rungs[-1])  # stopped at the last rung's end: record it there
+            written.append(rungs[-1])  # stopped at the last epoch: the last rung's end
         storage = study._storage
         for rung in written:
             stop = reason if rung is written[-1] else None
@@ -308,16 +320,12 @@ class SeerPruner(BasePruner):
         by ``now``.
 
         Finished trials never change, so each process gathers them once (see
-        :class:`_FinishedTrials`); a call then reads only the trials still running.
+        :class:`_StudyCache`); a call then reads only the trials still running.
         """
         maximize = study.direction == StudyDirection.MAXIMIZE
         trials = study.get_trials(deepcopy=False)
-        key = (id(study._storage), study._study_id)
+        finished = self._cache(study)
         with self._lock:
-            finished = self._finished.get(key)
-            if finished is None or finished.storage is not study._storage:
-                finished = _FinishedTrials(study._storage, len(self._plan.rungs) - 1)
-                self._finished[key] = finished
             unfinished = finished.gather(trials)
             seen = {index: 1 + len(finished.values[index]) for index in ranked}
             better = {
@@ -393,7 +401,7 @@ class SeerPruner(BasePruner):
                 f"rung_index={rung_index}: rungs that promote are 0..{len(rungs) - 2}."
             )
         study._storage.set_study_system_attr(study._study_id, STUDY_MODE, SYNCHRONOUS)
-        self._study_info.pop(study._study_id, None)
+        self._cache(study).state = None
         rung: Rung = rungs[rung_index]
         keep = rungs[rung_index + 1].n_trials
         contenders: list[tuple[float, int, float, FrozenTrial]] = []
