@@ -353,7 +353,7 @@ def main() -> None:
     columns = ("ask+suggest", "should_prune", "whole trial")
     print(
         f"\n{'trials':>7} | "
-        + " | ".join(f"{c + ' SHA':>16} {'SEER':>7} {'ratio':>16}" for c in columns)
+        + " | ".join(f"{c + ' SHA':>16} {'SEER':>7} {'ratio':>5} {'[rounds]':>11}" for c in columns)
     )
     for n, rounds in rows:
         cells = []
@@ -363,7 +363,7 @@ def main() -> None:
             ratios = [r["seer"][column] / r["sha"][column] for r in rounds]
             spread = f"[{min(ratios):.2f}-{max(ratios):.2f}]"
             cells.append(
-                f"{sha:>16.2f} {seer:>7.2f} {statistics.median(ratios):>5.2f} {spread:>10}"
+                f"{sha:>16.2f} {seer:>7.2f} {statistics.median(ratios):>5.2f} {spread:>11}"
             )
         print(f"{n:>7} | " + " | ".join(cells))
     print("\nplanning 1,000 configurations on at most 64 GPUs (81 epochs, eta 3)")
