@@ -32,7 +32,7 @@ from optuna_seer import (
     read_ledger,
 )
 from optuna_seer.plan import format_seconds
-from optuna_seer.trial_attrs import TRIAL_STOP_REASON
+from optuna_seer.trial_attrs import stop_reason
 
 Split = tuple[torch.Tensor, torch.Tensor]
 
@@ -209,9 +209,7 @@ def main() -> None:
     trials = study.get_trials()
     states = Counter(t.state.name for t in trials)
     reasons = Counter(
-        t.system_attrs.get(TRIAL_STOP_REASON, "").split(":")[0] or "-"
-        for t in trials
-        if t.state.name == "PRUNED"
+        (stop_reason(t) or "-").split(":")[0] for t in trials if t.state.name == "PRUNED"
     )
     best = study.best_trial
     print("\nreport")

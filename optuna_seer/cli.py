@@ -566,7 +566,7 @@ def _measured_from_study(storage: str, study_name: str) -> tuple[float, float, d
 
     from optuna_seer.ledger import spent_gpu_seconds
     from optuna_seer.storage_url import open_storage, redact_url
-    from optuna_seer.trial_attrs import STUDY_STARTED_AT, TRIAL_STOP_REASON
+    from optuna_seer.trial_attrs import STUDY_STARTED_AT, stop_reason
 
     shown = redact_url(storage)
     try:
@@ -601,11 +601,7 @@ def _measured_from_study(storage: str, study_name: str) -> tuple[float, float, d
     if not ends:
         raise ValueError(f"study {study_name!r} has no finished trials yet.")
     end = max(ends)
-    cut = sum(
-        1
-        for t in trials
-        if str(t.system_attrs.get(TRIAL_STOP_REASON, "")).startswith(("deadline", "budget"))
-    )
+    cut = sum(1 for t in trials if (stop_reason(t) or "").startswith(("deadline", "budget")))
     attrs = {**attrs, _CUT_SHORT: cut}
     return end - float(attrs[STUDY_STARTED_AT]), spent_gpu_seconds(trials, end), attrs
 

@@ -1,11 +1,15 @@
 """The deadline clock and the dollar ledger, kept in the study's storage.
 
-Each trial carries ``[gpu_seconds, as_of]`` in its system attrs: GPU-seconds charged up to the
-time ``as_of`` (until the first charge: nothing, as of its placement). A running trial keeps
-accruing ``(now - as_of) × its current GPUs``. The study
-carries the time its first trial was placed, which starts the deadline clock. Because both live
-in storage, every worker process computes the same spend and the same time left, and a
-restarted driver picks them up where they were.
+Each trial's account is ``[gpu_seconds, as_of]``: GPU-seconds charged up to the time ``as_of``
+(until the first charge: nothing, as of its placement). A running trial keeps accruing
+``(now - as_of) × its current GPUs``. The account is written in one of two places, and the
+entry with the latest ``as_of`` is the trial's account: ``seer:ledger`` (by executors that
+time workers, and when a trial finishes), or the rung-end record the asynchronous pruner
+writes (``seer:rung_<r>_end``), which settles the account in the same write as the rung's
+value. Every write replaces a whole entry at once, so a crash leaves the last one intact. The
+study carries the time its first trial was placed, which starts the deadline clock. Because
+both live in storage, every worker process computes the same spend and the same time left,
+and a restarted driver picks them up where they were.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from optuna_seer.trial_attrs import (
     TRIAL_LEDGER,
     TRIAL_PLACEMENT,
     gpus_for,
+    rung_end_key,
 )
 
 
@@ -53,18 +58,55 @@ class Ledger:
         return self.budget_dollars - self.spent_dollars
 
 
-def _account(trial: FrozenTrial) -> tuple[float, float] | None:
-    """(GPU-seconds charged, as of when) for a placed trial; accrual starts at placement."""
-    entry = trial.system_attrs.get(TRIAL_LEDGER)
-    if entry is not None:
-        return float(entry[0]), float(entry[1])
-    placed = trial.system_attrs.get(TRIAL_PLACEMENT)
-    return None if placed is None else (0.0, float(placed["placed_at"]))
+def trial_account(trial: FrozenTrial) -> tuple[float, float] | None:
+    """``(GPU-seconds charged, as of when)``: the trial's latest settled account, ``None`` for
+    trials SEER neither placed nor charged. Accrual starts at placement."""
+    attrs = trial.system_attrs
+    entry = attrs.get(TRIAL_LEDGER)
+    placed = attrs.get(TRIAL_PLACEMENT)
+    if placed is None:
+        return None if entry is None else (float(entry[0]), float(entry[1]))
+    charged, as_of = (0.0, float(placed["placed_at"])) if entry is None else entry
+    for rung in range(len(placed["ends"])):
+        record = attrs.get(rung_end_key(rung))
+        # Charges only grow with time: the latest entry (the larger one on a tie) is current.
+        if record is not None and (record["ledger"][1], record["ledger"][0]) > (as_of, charged):
+            charged, as_of = record["ledger"]
+    return float(charged), float(as_of)
+
+
+def settled(trial: FrozenTrial, now: float) -> tuple[float, float] | None:
+    """The trial's account settled as of ``now`` (what :func:`settle_trial` writes), or
+    ``None`` for a trial SEER did not place; writes nothing."""
+    entry = trial_account(trial)
+    if entry is None:
+        return None
+    charged, as_of = entry
+    if now > as_of:
+        charged += (now - as_of) * gpus_for(trial)
+    return charged, max(now, as_of)
+
+
+def settled_at_stop(trial: FrozenTrial) -> bool:
+    """Whether the pruner stopped ``trial`` at a rung end and settled its account in that
+    same write (its latest entry is a rung-end record carrying a stop), so closing the
+    account when the trial finishes would add nothing but the moments until Optuna's
+    ``tell``."""
+    attrs = trial.system_attrs
+    placed = attrs.get(TRIAL_PLACEMENT)
+    account = trial_account(trial)
+    if placed is None or account is None:
+        return False
+    for rung in range(len(placed["ends"])):
+        record = attrs.get(rung_end_key(rung))
+        if record is not None and "stop" in record and float(record["ledger"][1]) == account[1]:
+            return True
+    return False
 
 
 def trial_gpu_seconds(trial: FrozenTrial, now: float) -> float:
     """GPU-seconds ``trial`` has cost by ``now`` (0 for trials SEER did not place)."""
-    entry = _account(trial)
+    entry = trial_account(trial)
     if entry is None:
         return 0.0
     charged, as_of = entry
@@ -81,23 +123,21 @@ def spent_gpu_seconds(trials: Sequence[FrozenTrial], now: float) -> float:
 def settle_trial(storage: optuna.storages.BaseStorage, trial: FrozenTrial, now: float) -> float:
     """Fold a trial's accrued GPU-seconds into its stored charge as of ``now``; returns it.
 
-    Call it at rung ends and when the trial stops so that finished trials stop accruing.
+    Call it when the trial stops so that finished trials stop accruing (the asynchronous
+    pruner settles at rung ends inside its rung-end record instead, see :func:`settled`).
     """
-    entry = _account(trial)
-    if entry is None:
+    account = settled(trial, now)
+    if account is None:
         return 0.0
-    charged, as_of = entry
-    if now > as_of:
-        charged += (now - as_of) * gpus_for(trial)
-    storage.set_trial_system_attr(trial._trial_id, TRIAL_LEDGER, [charged, max(now, as_of)])
-    return charged
+    storage.set_trial_system_attr(trial._trial_id, TRIAL_LEDGER, list(account))
+    return account[0]
 
 
 def charge_trial(
     storage: optuna.storages.BaseStorage, trial: FrozenTrial, gpu_seconds: float, now: float
 ) -> None:
     """Add measured ``gpu_seconds`` to a trial's charge (for executors that time workers)."""
-    charged, _ = _account(trial) or (0.0, now)
+    charged, _ = trial_account(trial) or (0.0, now)
     storage.set_trial_system_attr(trial._trial_id, TRIAL_LEDGER, [charged + gpu_seconds, now])
 
 

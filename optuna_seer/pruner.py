@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from dataclasses import dataclass
 import math
+import threading
 import time
 
 import optuna
@@ -14,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optuna_seer.budget import Budget
 from optuna_seer.cost_model import ClusterLimits
-from optuna_seer.ledger import settle_trial, spent_gpu_seconds
+from optuna_seer.ledger import settled, trial_account, trial_gpu_seconds
 from optuna_seer.plan import Plan, Rung, format_seconds
 from optuna_seer.seer_planner import plan_seer
 from optuna_seer.trial_attrs import (
@@ -22,10 +24,12 @@ from optuna_seer.trial_attrs import (
     STUDY_STARTED_AT,
     SYNCHRONOUS,
     TRIAL_BEYOND_PLAN,
-    TRIAL_LEDGER,
     TRIAL_PLACEMENT,
     TRIAL_STOP_REASON,
     promoted_key,
+    rung_end,
+    rung_end_key,
+    rung_value,
     rung_value_key,
 )
 from optuna_seer.workload import Workload
@@ -40,20 +44,52 @@ class RungDecision:
     eliminated: tuple[int, ...]
 
 
-def _is_better(a: float, b: float, direction: StudyDirection) -> bool:
-    return a > b if direction == StudyDirection.MAXIMIZE else a < b
+class _StudyCache:
+    """What a pruner keeps per study and process instead of re-reading it.
 
+    The clock start (once the sampler started it) and whether an executor runs the study
+    synchronously; and what the finished trials hold for ranking and for the ledger: a
+    finished trial's rung values and cost never change (storages refuse updates to finished
+    trials), so each ``should_prune`` at a rung end reads only the running ones.
+    """
 
-def _promotable(
-    value: float, competing: list[float], keep: int, seen: int, direction: StudyDirection
-) -> bool:
-    """ASHA's rule with SEER's fraction: in the top ``keep/seen`` of the values seen so far."""
-    top = (len(competing) * keep) // seen
-    ordered = sorted(competing, reverse=direction == StudyDirection.MAXIMIZE)
-    if top == 0:
-        return value == ordered[0]
-    worst_kept = ordered[top - 1]
-    return value == worst_kept or _is_better(value, worst_kept, direction)
+    def __init__(self, storage: optuna.storages.BaseStorage, promoting_rungs: int) -> None:
+        self.storage = storage  # held, so that the id keying this cache is not reused
+        self.state: tuple[float, bool] | None = None
+        self.ids: set[int] = set()
+        self.values: list[list[float]] = [[] for _ in range(promoting_rungs)]
+        self.gpu_seconds = 0.0
+
+    def gather(self, trials: list[FrozenTrial]) -> list[FrozenTrial]:
+        """Add the newly finished ``trials``; returns those not finished."""
+        ids = self.ids
+        unfinished = []
+        added = False
+        for t in trials:
+            if t._trial_id in ids:
+                continue
+            if not t.state.is_finished():
+                unfinished.append(t)
+                continue
+            ids.add(t._trial_id)
+            attrs = t.system_attrs
+            for index, values in enumerate(self.values):
+                value = rung_value(attrs, index)
+                if value is not None:
+                    values.append(value)
+                    added = True
+            self.gpu_seconds += trial_gpu_seconds(t, 0.0)
+        if added:
+            for values in self.values:
+                values.sort()
+        return unfinished
+
+    def beating(self, index: int, own: float, maximize: bool) -> int:
+        """How many finished trials beat ``own`` at rung ``index``."""
+        values = self.values[index]
+        if maximize:
+            return len(values) - bisect.bisect_right(values, own)
+        return bisect.bisect_left(values, own)
 
 
 class SeerPruner(BasePruner):
@@ -75,7 +111,11 @@ class SeerPruner(BasePruner):
       plan's survivors. It is also deadline-aware: a trial that, at its epoch rate measured
       since its last rung end (the plan's rate before that), cannot finish its current rung
       before the deadline is stopped, and one is stopped when the study's ledger shows the
-      budget spent. The reason is recorded in the trial's ``seer:stop_reason`` system attr.
+      budget spent. Read why with :func:`~optuna_seer.trial_attrs.stop_reason`.
+
+    Per trial and rung end, the asynchronous mode writes one system attr
+    (``seer:rung_<r>_end``: the value, the trial's settled cost, why it stops there if it
+    does), where Optuna's ``SuccessiveHalvingPruner`` writes its ``completed_rung_<r>``.
 
     It needs :class:`~optuna_seer.SeerSampler`, which places trials in the plan; a study
     without it raises a ``ValueError`` at the first report, naming the fix.
@@ -135,7 +175,8 @@ class SeerPruner(BasePruner):
         if not callable(clock):
             raise TypeError(f"clock={clock!r} must be a callable returning seconds.")
         self._clock = clock
-        self._study_info: dict[int, tuple[float, bool]] = {}
+        self._caches: dict[tuple[int, int], _StudyCache] = {}
+        self._lock = threading.Lock()
 
     @property
     def plan(self) -> Plan:
@@ -146,16 +187,26 @@ class SeerPruner(BasePruner):
     def clock(self) -> Callable[[], float]:
         return self._clock
 
+    def _cache(self, study: optuna.Study) -> _StudyCache:
+        """This process's cache for ``study`` (two storages may hold studies with one id)."""
+        key = (id(study._storage), study._study_id)
+        with self._lock:
+            cache = self._caches.get(key)
+            if cache is None or cache.storage is not study._storage:
+                cache = _StudyCache(study._storage, len(self._plan.rungs) - 1)
+                self._caches[key] = cache
+            return cache
+
     def _study_state(self, study: optuna.Study) -> tuple[float, bool]:
         """(clock start, synchronous?) of ``study``, read once per process."""
-        info = self._study_info.get(study._study_id)
-        if info is None:
+        cache = self._cache(study)
+        if cache.state is None:
             attrs = study._storage.get_study_system_attrs(study._study_id)
+            synchronous = attrs.get(STUDY_MODE) == SYNCHRONOUS
             if STUDY_STARTED_AT not in attrs:
-                return self._clock(), attrs.get(STUDY_MODE) == SYNCHRONOUS
-            info = (float(attrs[STUDY_STARTED_AT]), attrs.get(STUDY_MODE) == SYNCHRONOUS)
-            self._study_info[study._study_id] = info
-        return info
+                return self._clock(), synchronous
+            cache.state = (float(attrs[STUDY_STARTED_AT]), synchronous)
+        return cache.state
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         if study._is_multi_objective():
@@ -186,94 +237,138 @@ class SeerPruner(BasePruner):
         now = self._clock()
         if synchronous:
             return self._pruned_by_decision(study, trial, step)
-        reason = self._asynchronous_verdict(study, trial, step, value, now)
-        if reason is not None:
-            return self._stop(study, trial, reason)
-        return self._out_of_time(study, trial, step, now, started_at)
+        return self._asynchronous_verdict(study, trial, step, value, now, started_at)
 
     def _asynchronous_verdict(
-        self, study: optuna.Study, trial: FrozenTrial, step: int, value: float, now: float
-    ) -> str | None:
-        """Why ``trial`` must stop at ``step`` in asynchronous mode, or ``None``.
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        step: int,
+        value: float,
+        now: float,
+        started_at: float,
+    ) -> bool:
+        """Whether ``trial`` must stop at ``step`` in asynchronous mode; records why.
 
-        Reads all trials only when the trial crosses a rung end (as Optuna's
-        SuccessiveHalvingPruner does), so the cost per ``should_prune`` stays comparable.
+        Reads all trials only when the trial crosses a rung end or reaches the last epoch (as
+        Optuna's SuccessiveHalvingPruner does), and writes once there: the rung-end record
+        holds the value, the trial's settled cost and the reason it stops, if it does. Between
+        rung ends only a deadline stop writes (its reason).
         """
         rungs = self._plan.rungs
         attrs = trial.system_attrs
-        mine = {
-            r.index: float(attrs[rung_value_key(r.index)])
-            for r in rungs[:-1]
-            if rung_value_key(r.index) in attrs
-        }
+        mine: dict[int, float] = {}
+        for rung in rungs[:-1]:
+            own = rung_value(attrs, rung.index)
+            if own is not None:
+                mine[rung.index] = own
         crossed = [r for r in rungs[:-1] if r.resource <= step and r.index not in mine]
         if not crossed and step < self._plan.max_epochs:
-            return None
-        others = [t for t in study.get_trials(deepcopy=False) if t.number != trial.number]
-        direction = study.direction
+            late = self._out_of_time(trial, step, now, started_at)
+            return late is not None and self._stop(study, trial, late)
+        ranked = {**mine, **{r.index: value for r in crossed}}
+        seen, better, others_gpu_seconds = self._rank_among_others(study, trial, ranked, now)
+        charged, as_of = settled(trial, now) or (0.0, now)
+        reason: str | None = None
+        written: list[Rung] = []
         for rung in crossed:
-            key = rung_value_key(rung.index)
-            keep = rungs[rung.index + 1].n_trials
-            competing = [float(t.system_attrs[key]) for t in others if key in t.system_attrs]
-            competing.append(value)
-            study._storage.set_trial_system_attr(trial._trial_id, key, value)
-            mine[rung.index] = value
-            gpu_seconds = settle_trial(study._storage, trial, now)
-            spent = (gpu_seconds + spent_gpu_seconds(others, now)) * self._plan.price_per_gpu_second
+            written.append(rung)
+            spent = (charged + others_gpu_seconds) * self._plan.price_per_gpu_second
             if spent >= self._plan.budget_dollars:
-                return (
+                reason = (
                     f"budget: ${spent:,.2f} of "
                     f"${self._plan.budget_dollars:,.2f} spent when rung {rung.index} ended"
                 )
-            if not _promotable(value, competing, keep, rung.n_trials, direction):
-                return (
+                break
+            # ASHA's rule with SEER's fraction: in the top n_{r+1}/n_r of the values seen.
+            keep = rungs[rung.index + 1].n_trials
+            if better[rung.index] >= max(seen[rung.index] * keep // rung.n_trials, 1):
+                reason = (
                     f"rung {rung.index}: {value:.6g} not in the top {keep}/{rung.n_trials} "
-                    f"of {len(competing)} values seen"
+                    f"of {seen[rung.index]} values seen"
                 )
-        # A trial promoted early, before better ones reported, gives its place back: at every
-        # rung end it must still rank within the plan's survivors of each rung it passed.
-        for index, own in mine.items():
-            key = rung_value_key(index)
-            keep = rungs[index + 1].n_trials
-            better = sum(
-                1
-                for t in others
-                if key in t.system_attrs and _is_better(float(t.system_attrs[key]), own, direction)
+                break
+        if reason is None:
+            # A trial promoted early, before better ones reported, gives its place back: at
+            # every rung end it must still rank within the plan's survivors of each rung it
+            # passed.
+            for index, own in ranked.items():
+                keep = rungs[index + 1].n_trials
+                if better[index] >= keep:
+                    reason = (
+                        f"rung {index}: displaced, {better[index]} trials beat {own:.6g} and "
+                        f"the plan keeps {keep}"
+                    )
+                    break
+        if reason is None:
+            reason = self._out_of_time(trial, step, now, started_at)
+        if reason is not None and not written:
+            written.append(rungs[-1])  # stopped at the last epoch: the last rung's end
+        storage = study._storage
+        for rung in written:
+            stop = reason if rung is written[-1] else None
+            storage.set_trial_system_attr(
+                trial._trial_id, rung_end_key(rung.index), rung_end(value, charged, as_of, stop)
             )
-            if better >= keep:
-                return (
-                    f"rung {index}: displaced, {better} trials beat {own:.6g} and the plan "
-                    f"keeps {keep}"
-                )
-        return None
+        return reason is not None
+
+    def _rank_among_others(
+        self, study: optuna.Study, trial: FrozenTrial, ranked: dict[int, float], now: float
+    ) -> tuple[dict[int, int], dict[int, int], float]:
+        """For each rung in ``ranked``: how many values were seen there (``trial``'s own
+        included) and how many beat ``trial``'s; and the GPU-seconds the other trials have cost
+        by ``now``.
+
+        Finished trials never change, so each process gathers them once (see
+        :class:`_StudyCache`); a call then reads only the trials still running.
+        """
+        maximize = study.direction == StudyDirection.MAXIMIZE
+        trials = study.get_trials(deepcopy=False)
+        finished = self._cache(study)
+        with self._lock:
+            unfinished = finished.gather(trials)
+            seen = {index: 1 + len(finished.values[index]) for index in ranked}
+            better = {
+                index: finished.beating(index, own, maximize) for index, own in ranked.items()
+            }
+            others_gpu_seconds = finished.gpu_seconds
+        for other in unfinished:
+            if other.number == trial.number:
+                continue
+            attrs = other.system_attrs
+            for index, own in ranked.items():
+                theirs = rung_value(attrs, index)
+                if theirs is not None:
+                    seen[index] += 1
+                    if theirs > own if maximize else theirs < own:
+                        better[index] += 1
+            others_gpu_seconds += trial_gpu_seconds(other, now)
+        return seen, better, others_gpu_seconds
 
     def _out_of_time(
-        self, study: optuna.Study, trial: FrozenTrial, step: int, now: float, started_at: float
-    ) -> bool:
+        self, trial: FrozenTrial, step: int, now: float, started_at: float
+    ) -> str | None:
+        """Why ``trial`` cannot finish its rung before the deadline, or ``None`` if it can."""
         if step >= self._plan.max_epochs or step <= 0:
-            return False
+            return None
         rung = self._plan.rung_for_step(step)
         # Epoch time measured since the last rung end (the ledger settles there), so launch
         # start-up never counts as training; the plan's estimate until a rung end is timed.
         attrs = trial.system_attrs
-        passed = [r for r in self._plan.rungs[:-1] if rung_value_key(r.index) in attrs]
-        account = attrs.get(TRIAL_LEDGER)
+        passed = [r for r in self._plan.rungs[:-1] if rung_value(attrs, r.index) is not None]
+        account = trial_account(trial)
         if passed and account is not None and step > passed[-1].resource:
-            seconds_per_epoch = max(now - float(account[1]), 0.0) / (step - passed[-1].resource)
+            seconds_per_epoch = max(now - account[1], 0.0) / (step - passed[-1].resource)
         else:
             seconds_per_epoch = rung.epoch_seconds
         needed = (rung.resource - step) * seconds_per_epoch
         left = started_at + self._plan.deadline_s - now
         if needed <= left:
-            return False
-        return self._stop(
-            study,
-            trial,
-            (
-                f"deadline: rung {rung.index} needs {needed:.0f} s more "
-                f"({rung.resource - step} epochs at {seconds_per_epoch:.1f} s), "
-                f"{max(left, 0.0):.0f} s left of {format_seconds(self._plan.deadline_s)}"
-            ),
+            return None
+        return (
+            f"deadline: rung {rung.index} needs {needed:.0f} s more "
+            f"({rung.resource - step} epochs at {seconds_per_epoch:.1f} s), "
+            f"{max(left, 0.0):.0f} s left of {format_seconds(self._plan.deadline_s)}"
         )
 
     def _pruned_by_decision(self, study: optuna.Study, trial: FrozenTrial, step: int) -> bool:
@@ -306,7 +401,7 @@ class SeerPruner(BasePruner):
                 f"rung_index={rung_index}: rungs that promote are 0..{len(rungs) - 2}."
             )
         study._storage.set_study_system_attr(study._study_id, STUDY_MODE, SYNCHRONOUS)
-        self._study_info.pop(study._study_id, None)
+        self._cache(study).state = None
         rung: Rung = rungs[rung_index]
         keep = rungs[rung_index + 1].n_trials
         contenders: list[tuple[float, int, float, FrozenTrial]] = []

@@ -12,7 +12,7 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_seer.ledger import settle_trial, start_clock
+from optuna_seer.ledger import settle_trial, settled_at_stop, start_clock
 from optuna_seer.plan import Plan
 from optuna_seer.pruner import SeerPruner
 from optuna_seer.trial_attrs import (
@@ -164,7 +164,11 @@ class SeerSampler(BaseSampler):
         with self._lock:
             self._refused.pop(trial._trial_id, None)
         pruner = study.pruner
-        if isinstance(pruner, SeerPruner) and TRIAL_PLACEMENT in trial.system_attrs:
+        if (
+            isinstance(pruner, SeerPruner)
+            and TRIAL_PLACEMENT in trial.system_attrs
+            and not (state == TrialState.PRUNED and settled_at_stop(trial))
+        ):
             settle_trial(study._storage, trial, self._now(pruner))
         self._base.after_trial(study, trial, state, values)
 

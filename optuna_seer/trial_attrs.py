@@ -7,6 +7,7 @@ sees the same plan, clock, placements and ledger.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import optuna
@@ -44,8 +45,58 @@ def placement(
 
 
 def rung_value_key(rung: int) -> str:
-    """The trial attr holding the value a trial had when it finished ``rung``."""
+    """The trial attr where a synchronous decision records the value a trial had at the end
+    of ``rung`` (asynchronous pruning writes :func:`rung_end_key` instead)."""
     return f"seer:rung_{rung}_value"
+
+
+@functools.cache
+def rung_end_key(rung: int) -> str:
+    """The trial attr the asynchronous pruner writes, once, when a trial ends ``rung``.
+
+    One write carries all it records there (see :func:`rung_end`), so a rung end costs SEER
+    one storage write, as it costs Optuna's ``SuccessiveHalvingPruner``.
+    """
+    return f"seer:rung_{rung}_end"
+
+
+def rung_end(
+    value: float, gpu_seconds: float, as_of: float, stop: str | None = None
+) -> dict[str, Any]:
+    """What the trial had at a rung end: its ``value``, its cost account settled as of then
+    (``[gpu_seconds, as_of]``, as in ``seer:ledger``), and why it stopped there, if it did."""
+    record: dict[str, Any] = {"value": value, "ledger": [gpu_seconds, as_of]}
+    if stop is not None:
+        record["stop"] = stop
+    return record
+
+
+def rung_value(attrs: dict[str, Any], rung: int) -> float | None:
+    """The value a trial (by its system ``attrs``) had at the end of ``rung``, if recorded."""
+    record = attrs.get(rung_end_key(rung))
+    if record is not None:
+        return float(record["value"])
+    value = attrs.get(rung_value_key(rung))
+    return None if value is None else float(value)
+
+
+def stop_reason(trial: FrozenTrial) -> str | None:
+    """Why SEER stopped ``trial`` (``None`` if it did not): the executor's or a deadline
+    stop's ``seer:stop_reason``, or the stop recorded with a rung end.
+
+    Example:
+        >>> reasons = [stop_reason(t) for t in study.trials]  # doctest: +SKIP
+    """
+    attrs = trial.system_attrs
+    reason = attrs.get(TRIAL_STOP_REASON)
+    if reason is not None:
+        return str(reason)
+    placed = attrs.get(TRIAL_PLACEMENT)
+    for rung in range(len(placed["ends"]) if placed is not None else 0):
+        record = attrs.get(rung_end_key(rung))
+        if record is not None and "stop" in record:
+            return str(record["stop"])
+    return None
 
 
 def launch_timing_key(rung: int) -> str:

@@ -20,7 +20,20 @@ from optuna_seer import (
     plan_seer,
     read_ledger,
 )
-from optuna_seer.trial_attrs import STUDY_PLAN, TRIAL_STOP_REASON
+from optuna_seer.cost_model import RungShape, schedule
+from optuna_seer.ledger import trial_account
+from optuna_seer.trial_attrs import (
+    STUDY_PLAN,
+    TRIAL_LEDGER,
+    TRIAL_PLACEMENT,
+    TRIAL_STOP_REASON,
+    placement,
+    rung_end,
+    rung_end_key,
+    rung_value,
+    rung_value_key,
+    stop_reason,
+)
 
 
 class SimulatedClock:
@@ -140,8 +153,8 @@ def test_deadline_aware_pruning_records_why() -> None:
     clock.now += 500  # far slower than planned: 2 more epochs of rung 1 cannot fit
     trial.report(0.6, 2)
     assert trial.should_prune()
-    reason = study.trials[0].system_attrs[TRIAL_STOP_REASON]
-    assert reason.startswith("deadline: rung 1 needs")
+    reason = stop_reason(study.trials[0])
+    assert reason is not None and reason.startswith("deadline: rung 1 needs")
 
 
 def test_budget_guard_stops_at_rung_end() -> None:
@@ -157,7 +170,8 @@ def test_budget_guard_stops_at_rung_end() -> None:
     clock.now += 2000  # 2000 GPU-s at $0.001/GPU-s: twice the budget
     trial.report(0.1, plan.rungs[0].resource)
     assert trial.should_prune()
-    assert study.trials[0].system_attrs[TRIAL_STOP_REASON].startswith("budget: $2.00 of $1.00")
+    reason = stop_reason(study.trials[0])
+    assert reason is not None and reason.startswith("budget: $2.00 of $1.00")
 
 
 def test_pruner_without_its_sampler_says_how_to_fix() -> None:
@@ -237,3 +251,159 @@ def test_states_after_async_run_are_final(storage: object) -> None:
     states = Counter(t.state for t in study.trials)
     assert set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}
     assert len(study.trials) <= pruner.plan.n_configs + 2  # each thread may ask one too many
+
+
+def three_rung_pruner(clock: SimulatedClock, width: int = 9) -> SeerPruner:
+    """Rungs ending at epochs 1, 3, 9 over ``width`` trials, keeping a third, 1 GPU each."""
+    workload = Workload(epoch_seconds=60, scaling="linear", max_epochs=9)
+    shapes = [RungShape(-(-width // 3**r), 3**r, 1) for r in range(3)]
+    plan = Plan(
+        rungs=schedule(shapes, workload, 3.6 / 3600, ClusterLimits()),
+        reduction_factor=3,
+        deadline_s=1e7,
+        budget_dollars=1e7,
+        price_per_gpu_second=0.001,
+        min_marginal_speedup=0.2,
+    )
+    return SeerPruner(plan=plan, clock=clock)
+
+
+def test_async_rung_end_is_one_write_with_value_cost_and_reason(storage: object) -> None:
+    clock = SimulatedClock()
+    pruner = three_rung_pruner(clock)
+    study = optuna.create_study(
+        direction="maximize",
+        storage=storage,  # type: ignore[arg-type]
+        pruner=pruner,
+        sampler=SeerSampler(optuna.samplers.RandomSampler(seed=0), clock=clock),
+    )
+    placed_at = clock.now
+
+    def attrs(trial: optuna.Trial) -> dict[str, object]:
+        return study._storage.get_trial_system_attrs(trial._trial_id)
+
+    good = study.ask()
+    good.suggest_float("x", 0, 1)
+    before = attrs(good)
+    clock.now += 60
+    good.report(0.9, 1)
+    assert not good.should_prune()
+    after = attrs(good)
+    # One attr written at the rung end: the value and the cost settled as of now, no reason.
+    assert set(after) - set(before) == {rung_end_key(0)}
+    assert {k: v for k, v in after.items() if k != rung_end_key(0)} == before
+    assert after[rung_end_key(0)] == {"value": 0.9, "ledger": [60.0, placed_at + 60]}
+    assert TRIAL_LEDGER not in after
+    clock.now += 60
+    good.report(0.91, 2)
+    assert not good.should_prune()
+    assert attrs(good) == after  # not a rung end: nothing written
+
+    worse = study.ask()
+    worse.suggest_float("x", 0, 1)
+    clock.now += 30
+    worse.report(0.1, 1)
+    assert worse.should_prune()
+    record = attrs(worse)[rung_end_key(0)]
+    assert record["ledger"] == [30.0, clock.now] and record["value"] == 0.1
+    assert record["stop"].startswith("rung 0: 0.1 not in the top 3/9 of 2 values seen")
+    study.tell(worse, state=TrialState.PRUNED)
+    # Settled when it was stopped, in the same write: telling Optuna adds nothing.
+    assert TRIAL_LEDGER not in attrs(worse)
+    assert stop_reason(study._storage.get_trial(worse._trial_id)) == record["stop"]
+
+    clock.now += 10
+    study.tell(good, 0.95)  # a finished trial stops accruing: its account is closed
+    assert attrs(good)[TRIAL_LEDGER] == [160.0, clock.now]
+    assert stop_reason(study._storage.get_trial(good._trial_id)) is None
+    clock.now += 1000  # nothing runs: the spend stays put
+    assert read_ledger(study, pruner.plan, clock.now).gpu_seconds == 190.0
+
+
+def test_last_epoch_stop_is_recorded_at_the_last_rung_end() -> None:
+    clock = SimulatedClock()
+    pruner = three_rung_pruner(clock, width=3)  # keeps 1 at rung 0 and 1 at rung 1
+    study = optuna.create_study(
+        direction="maximize", pruner=pruner, sampler=SeerSampler(clock=clock)
+    )
+    early = study.ask()
+    for epoch in range(1, 4):
+        early.report(0.1 * epoch, epoch)
+        assert not early.should_prune()  # the only value seen: the best
+    late = study.ask()
+    for epoch in range(1, 4):
+        late.report(0.5 * epoch, epoch)
+        assert not late.should_prune()
+    for epoch in range(4, 10):
+        early.report(0.1 * epoch, epoch)
+        assert early.should_prune() is (epoch == 9)  # displaced, told at its last epoch
+    record = study._storage.get_trial_system_attrs(early._trial_id)[rung_end_key(2)]
+    assert record["stop"].startswith("rung 0: displaced, 1 trials beat 0.1")
+    study.tell(early, state=TrialState.PRUNED)
+    assert stop_reason(study.trials[0]) == record["stop"]
+
+
+def test_studies_written_by_earlier_versions_are_read() -> None:
+    """Before one record per rung end, a rung end wrote ``seer:rung_<r>_value`` and
+    ``seer:ledger`` separately; such studies rank and add up the same."""
+    clock = SimulatedClock()
+    pruner = three_rung_pruner(clock)
+    study = optuna.create_study(
+        direction="maximize", pruner=pruner, sampler=SeerSampler(clock=clock)
+    )
+    ends = [1, 3, 9]
+    for value in (0.9, 0.8, 0.7):
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.PRUNED,
+                intermediate_values={1: value},
+                system_attrs={
+                    TRIAL_PLACEMENT: placement([1, 1, 1], ends, clock.now - 100),
+                    rung_value_key(0): value,
+                    TRIAL_LEDGER: [60.0, clock.now - 40],
+                },
+            )
+        )
+    old = study.trials[0]
+    assert rung_value(old.system_attrs, 0) == 0.9
+    assert trial_account(old) == (60.0, clock.now - 40)
+    assert read_ledger(study, pruner.plan, clock.now).gpu_seconds == 180.0
+    trial = study.ask()
+    trial.report(0.1, 1)
+    assert trial.should_prune()
+    reason = stop_reason(study._storage.get_trial(trial._trial_id))
+    assert reason is not None and reason.endswith("of 4 values seen")
+
+
+def test_latest_ledger_entry_wins() -> None:
+    clock = SimulatedClock()
+    study = optuna.create_study(pruner=three_rung_pruner(clock), sampler=SeerSampler(clock=clock))
+    trial = study.ask()
+    storage = study._storage
+    storage.set_trial_system_attr(trial._trial_id, rung_end_key(0), rung_end(0.5, 60.0, 10.0))
+    storage.set_trial_system_attr(trial._trial_id, TRIAL_LEDGER, [50.0, 5.0])
+    assert trial_account(storage.get_trial(trial._trial_id)) == (60.0, 10.0)
+    storage.set_trial_system_attr(trial._trial_id, TRIAL_LEDGER, [75.0, 10.0])
+    assert trial_account(storage.get_trial(trial._trial_id)) == (75.0, 10.0)  # a tie: larger
+
+
+def test_one_pruner_keeps_two_studies_with_one_id_apart() -> None:
+    """Two in-memory storages both number their first study 0: a pruner shared by them must
+    not rank one study's trials against the other's."""
+    clock = SimulatedClock()
+    pruner = three_rung_pruner(clock)
+    first = optuna.create_study(
+        direction="maximize", pruner=pruner, sampler=SeerSampler(clock=clock)
+    )
+    for value in (0.8, 0.9):  # each the best so far: both promoted
+        trial = first.ask()
+        trial.report(value, 1)
+        assert not trial.should_prune()
+        first.tell(trial, value)
+    second = optuna.create_study(
+        direction="maximize", pruner=pruner, sampler=SeerSampler(clock=clock)
+    )
+    assert second._study_id == first._study_id
+    trial = second.ask()
+    trial.report(0.1, 1)
+    assert not trial.should_prune()  # the first value this study has seen
