@@ -18,6 +18,7 @@ from optuna_seer.budget import Budget
 from optuna_seer.cost_model import ClusterLimits
 from optuna_seer.ledger import settled, trial_account, trial_gpu_seconds
 from optuna_seer.plan import Plan, Rung, format_seconds
+from optuna_seer.ranking import RankKey, rank_key
 from optuna_seer.seer_planner import plan_seer
 from optuna_seer.trial_attrs import (
     STUDY_MODE,
@@ -389,8 +390,10 @@ class SeerPruner(BasePruner):
         """Synchronous decision for ``rung_index``: keep the top ``n_{r+1}`` trials.
 
         Considers every placed trial that reported at (or past) the rung's end and was not
-        already eliminated; ties go to the lower trial number. Records each trial's value and
-        verdict in its system attrs, so later ``should_prune`` calls in any process agree.
+        already eliminated, ranked by :func:`optuna_seer.ranking.rank_key`: ties in the
+        rung-end value go to the higher mean over the rung, then the lower trial number.
+        Records each trial's value and verdict in its system attrs, so later
+        ``should_prune`` calls in any process agree.
 
         Raises:
             ValueError: ``rung_index`` is not a rung that promotes (the last one does not).
@@ -404,7 +407,8 @@ class SeerPruner(BasePruner):
         self._cache(study).state = None
         rung: Rung = rungs[rung_index]
         keep = rungs[rung_index + 1].n_trials
-        contenders: list[tuple[float, int, float, FrozenTrial]] = []
+        since = rungs[rung_index - 1].resource if rung_index > 0 else 0
+        contenders: list[tuple[RankKey, int, float, FrozenTrial]] = []
         for t in study.get_trials(deepcopy=False):
             if TRIAL_PLACEMENT not in t.system_attrs or t.system_attrs.get(TRIAL_BEYOND_PLAN):
                 continue
@@ -423,9 +427,10 @@ class SeerPruner(BasePruner):
                     f"trial {t.number} reported {value!r} at rung {rung_index}; SeerPruner "
                     "ranks finite values only."
                 )
-            order = -value if study.direction == StudyDirection.MAXIMIZE else value
-            contenders.append((order, t.number, value, t))
-        contenders.sort(key=lambda c: (c[0], c[1]))
+            contenders.append(
+                (rank_key(t, since, rung.resource, study.direction), t.number, value, t)
+            )
+        contenders.sort(key=lambda c: c[0])
         promoted = {c[1] for c in contenders[:keep]}
         for _, number, value, t in contenders:
             study._storage.set_trial_system_attr(t._trial_id, rung_value_key(rung_index), value)

@@ -59,6 +59,11 @@ class SeerSampler(BaseSampler):
             raise TypeError(
                 f"base_sampler={base_sampler!r} must be an optuna.samplers.BaseSampler."
             )
+        if clock is not None and not callable(clock):
+            raise TypeError(
+                f"clock={clock!r} must be a callable returning seconds since the epoch, e.g. "
+                "time.time, or None for the pruner's clock."
+            )
         self._base = base_sampler if base_sampler is not None else TPESampler()
         self._clock = clock
         self._refused: dict[int, str] = {}

@@ -560,25 +560,7 @@ def _assert_teaches(error: BaseException, names: tuple[str, ...]) -> None:
 
 # Gaps in modules this file's author may not edit (their owners' to fix): strict xfails, so
 # a fix shows up as an XPASS to remove from here.
-OWNERS_GAPS = {
-    "sampler-clock-not-callable": "sampler.py does not check clock=",
-}
-
-
-def _params(cases: list[Bad]) -> list[Any]:
-    return [
-        pytest.param(
-            case,
-            id=case.id,
-            marks=[pytest.mark.xfail(strict=True, reason=OWNERS_GAPS[case.id])]
-            if case.id in OWNERS_GAPS
-            else [],
-        )
-        for case in cases
-    ]
-
-
-@pytest.mark.parametrize("case", _params(ALL))
+@pytest.mark.parametrize("case", ALL, ids=lambda case: case.id)
 def test_malformed_input_is_refused_with_a_message_naming_it(
     case: Bad, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
