@@ -19,13 +19,19 @@ from optuna_seer.budget import Budget, parse_duration
 from optuna_seer.checkpoints import CorruptCheckpointError, open_store
 from optuna_seer.cost_model import ClusterLimits
 from optuna_seer.elastic_plan import ElasticPlan, Stage
-from optuna_seer.executor import ElasticTuner, TuningResult
+from optuna_seer.executor import (
+    ElasticTuner,
+    StudyMismatchError,
+    TuningResult,
+    resumable_study_name,
+)
 from optuna_seer.ledger import Ledger, read_ledger
 from optuna_seer.placement import place
 from optuna_seer.plan import Plan, Rung
 from optuna_seer.pricing import PriceQuote, resolve_quote
 from optuna_seer.profile import Profile, fit_profile, measure_on_backend
 from optuna_seer.pruner import RungDecision, SeerPruner
+from optuna_seer.ranking import best_finalist, rank_key, rank_trials, rung_score
 from optuna_seer.rubberband_planner import (
     PlanningProblem,
     RubberBandResult,
@@ -39,7 +45,7 @@ from optuna_seer.scaling import ScalingCurve
 from optuna_seer.seer_planner import InfeasiblePlanError, gpu_candidates, plan_seer
 from optuna_seer.simulator import CloudModel, SimulationResult, simulate
 from optuna_seer.storage_proxy import StorageProxy
-from optuna_seer.trial_attrs import gpus_for
+from optuna_seer.trial_attrs import gpus_for, stop_reason
 from optuna_seer.trial_context import TrialContext, trial_context
 from optuna_seer.workload import Workload
 
@@ -78,10 +84,12 @@ __all__ = [
     "SkyPilotBackend",
     "Stage",
     "StorageProxy",
+    "StudyMismatchError",
     "SuccessiveHalvingJob",
     "TrialContext",
     "TuningResult",
     "Workload",
+    "best_finalist",
     "best_static_plan",
     "fit_profile",
     "format_report",
@@ -94,9 +102,14 @@ __all__ = [
     "plan_rubberband",
     "plan_seer",
     "plot_timeline",
+    "rank_key",
+    "rank_trials",
     "read_ledger",
     "resolve_quote",
+    "resumable_study_name",
+    "rung_score",
     "simulate",
+    "stop_reason",
     "trial_context",
 ]
 
