@@ -34,7 +34,7 @@ from typing import Any
 
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState
 from optuna_seer.scaling import ScalingCurve
-from optuna_seer.workload import Workload
+from optuna_seer.workload import Workload, contention_on, contention_table
 
 PROFILE_FORMAT = 1
 
@@ -143,17 +143,7 @@ class Profile:
         object.__setattr__(
             self, "_startup_table", _per_workers(self.startup_seconds, "startup_seconds")
         )
-        table = _per_workers(self.contention, "contention")
-        if not isinstance(self.contention, Mapping):
-            table = ((1, 1.0),) if table[0][1] == 1.0 else ((1, 1.0), (2, table[0][1]))
-        for launches, slowdown in table:
-            if slowdown <= 0 or (launches == 1 and slowdown != 1.0):
-                raise ValueError(
-                    f"contention[{launches}]={slowdown!r}: slowdowns must be > 0, and 1.0 for "
-                    "one launch alone (it is the reference the other counts are relative to)."
-                )
-        if table[0][0] != 1:
-            table = ((1, 1.0), *table)
+        table = contention_table(self.contention)
         object.__setattr__(self, "_contention_table", table)
         object.__setattr__(self, "contention", dict(table))
 
@@ -177,28 +167,37 @@ class Profile:
     def contention_on(self, launches: int) -> float:
         """Slowdown of each launch's start-up and epochs when ``launches`` run at once (the
         factor at the largest measured count ``<= launches``; 1.0 for one launch)."""
-        return _lookup(self._contention_table, max(1, launches))
+        return contention_on(self._contention_table, launches)
 
     def workload(self, max_epochs: int, gpus_per_node: int = 8) -> Workload:
         """The deterministic :class:`Workload` this profile describes (for ``plan_seer``;
-        a :class:`Workload` has one start-up time: the one-worker figure is used)."""
+        a :class:`Workload` has one start-up time: the one-worker figure is used), with the
+        profile's contention, so SEER's plan times trials that share the host as measured.
+
+        Example:
+            >>> p = Profile(epoch_seconds=10, scaling="linear", contention={2: 1.5})
+            >>> p.workload(max_epochs=3).contention_on(2)
+            1.5
+        """
         return Workload(
             epoch_seconds=float(self.epoch_seconds),
             scaling=self.curve,
             max_epochs=max_epochs,
             gpus_per_node=gpus_per_node,
             startup_seconds=self.startup_on(1),
+            contention=dict(self._contention_table),
         )
 
     @classmethod
     def from_workload(cls, workload: Workload, epoch_cv: float = 0.0) -> Profile:
-        """A profile with ``workload``'s timings (and no checkpoint cost)."""
+        """A profile with ``workload``'s timings and contention (and no checkpoint cost)."""
         return cls(
             epoch_seconds=workload.epoch_seconds,
             scaling=workload.curve,
             epoch_cv=epoch_cv,
             startup_seconds=workload.startup_seconds,
             source="workload",
+            contention=workload.contention_by_launches,
         )
 
     def to_dict(self) -> dict[str, Any]:
