@@ -153,7 +153,20 @@ class Profile:
         return self.scaling
 
     def epoch_seconds_on(self, workers: int) -> float:
-        """Mean seconds per epoch on ``workers`` workers: ``t1 / s(k)``."""
+        """Mean seconds per epoch on ``workers`` workers: ``t1 / s(k)``, except past the
+        curve's last useful count, where a measurement at exactly ``workers`` is used (a
+        fitted table stops where more workers stop helping, so the planner never picks them;
+        a plan that uses them anyway is predicted as measured, slower if it was).
+
+        Example:
+            >>> p = fit_profile([Measurement(1, (1.0,)), Measurement(2, (3.0,))])
+            >>> p.curve.to_spec(), p.epoch_seconds_on(2)
+            ({1: 1.0}, 3.0)
+        """
+        if workers > self.curve.max_useful_gpus:
+            for measurement in self.measurements:
+                if measurement.workers == workers:
+                    return measurement.mean_epoch_seconds
         return float(self.epoch_seconds) / self.curve.speedup(workers)
 
     def cv_on(self, workers: int) -> float:
@@ -545,10 +558,60 @@ def measure_on_backend(
     return measurements_from_durations(durations)
 
 
+def measure_alone_and_together(
+    backend: Backend,
+    make_spec: Callable[[int, int, int], LaunchSpec],
+    *,
+    launches: int = 2,
+    epochs: tuple[int, int] = (1, 3),
+    repeats: int = 1,
+    timeout_s: float = 3600.0,
+) -> tuple[Measurement, float]:
+    """One-worker timings and their contention, measured in alternation so that both see the
+    same background load (on a shared host the load of other jobs drifts by the minute, and a
+    ratio of launches timed minutes apart measures that drift, not contention).
+
+    Per repeat and epoch count it times one launch alone, then ``launches`` one-worker launches
+    together. Returns the alone launches' :class:`Measurement` (start-up and epoch time by
+    :func:`measurements_from_durations`) and the contention ``mean(together) / mean(alone)``
+    over the same epoch counts: the profile's ``contention[launches]``.
+    ``make_spec(workers, target_epochs, index)`` gets a distinct ``index`` per launch.
+
+    Raises:
+        RuntimeError: A launch failed or did not finish within ``timeout_s``.
+
+    Example:
+        >>> alone, factor = measure_alone_and_together(backend, make_spec)  # doctest: +SKIP
+        >>> fit_profile([alone], contention={2: factor})  # doctest: +SKIP
+    """
+    _check_epochs(epochs, repeats)
+    if isinstance(launches, bool) or not isinstance(launches, int) or launches < 2:
+        raise ValueError(f"launches={launches!r} must be a whole number >= 2.")
+    if launches > backend.slots:
+        raise ValueError(f"launches={launches} exceeds the backend's {backend.slots} slots.")
+    alone: dict[tuple[int, int], list[float]] = {}
+    together: list[float] = []
+    alone_for_together: list[float] = []
+    index = 0
+    try:
+        for _ in range(repeats):
+            for target in epochs:
+                (seconds,) = _timed_launches(backend, [make_spec(1, target, index)], timeout_s)
+                alone.setdefault((1, target), []).append(seconds)
+                specs = [make_spec(1, target, index + 1 + i) for i in range(launches)]
+                together += _timed_launches(backend, specs, timeout_s)
+                alone_for_together += [seconds] * launches
+                index += 1 + launches
+    finally:
+        backend.release()
+    (measurement,) = measurements_from_durations(alone)
+    return measurement, statistics.fmean(together) / statistics.fmean(alone_for_together)
+
+
 def measure_contention(
     backend: Backend,
     make_spec: Callable[[int, int, int], LaunchSpec],
-    alone: Measurement,
+    alone: Measurement | None = None,
     *,
     launches: int = 2,
     epochs: tuple[int, int] = (1, 3),
@@ -563,10 +626,17 @@ def measure_contention(
     (``startup + epochs × epoch``). The ratio is the profile's ``contention[launches]``;
     it is not clipped below 1 (on an idle machine with free cores it can be ~1.0).
     ``make_spec(workers, target_epochs, index)`` gets a distinct ``index`` per launch.
+    With ``alone=None`` the launches alone are timed in alternation with the concurrent ones
+    (:func:`measure_alone_and_together`), which a host shared with other jobs needs.
 
     Raises:
         RuntimeError: A launch failed or did not finish within ``timeout_s``.
     """
+    if alone is None:
+        return measure_alone_and_together(
+            backend, make_spec, launches=launches, epochs=epochs, repeats=repeats,
+            timeout_s=timeout_s,
+        )[1]  # fmt: skip
     _check_epochs(epochs, repeats)
     if isinstance(launches, bool) or not isinstance(launches, int) or launches < 2:
         raise ValueError(f"launches={launches!r} must be a whole number >= 2.")
