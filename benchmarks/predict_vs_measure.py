@@ -55,10 +55,11 @@ from optuna_seer.elastic_plan import ElasticPlan
 from optuna_seer.executor import ElasticTuner, entrypoint_of
 from optuna_seer.plan import Plan
 from optuna_seer.pricing import PriceQuote
-from optuna_seer.profile import Profile, fit_profile, measure_alone_and_together
+from optuna_seer.profile import Measurement, Profile, fit_profile, measure_alone_and_together
 from optuna_seer.pruner import SeerPruner
 from optuna_seer.sampler import SeerSampler
 from optuna_seer.simulator import CloudModel, simulate, used_gpu_seconds
+from optuna_seer.trial_attrs import launch_timing_key
 from optuna_seer.trial_context import ENV_MAX_EPOCHS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,8 +114,11 @@ def profile_now(args: argparse.Namespace, round_: int) -> Profile:
         env={"DIGITS_REPEATS": str(args.data_repeats)},
     )
 
+    ids: dict[int, int] = {}
+
     def make_spec(workers: int, target: int, index: int) -> LaunchSpec:
         trial = study.ask()
+        ids[trial.number] = trial._trial_id
         return LaunchSpec(
             study_name=study.study_name,
             storage=storage,
@@ -128,6 +132,11 @@ def profile_now(args: argparse.Namespace, round_: int) -> Profile:
             entrypoint=entrypoint_of(args.script),
         )
 
+    def reported(spec: LaunchSpec) -> tuple[float, int] | None:
+        attrs = study._storage.get_trial_system_attrs(ids[spec.trial_number])
+        timing = attrs.get(launch_timing_key(0))
+        return None if timing is None else (timing["train_seconds"], timing["epochs"])
+
     load = load_average()
     alone, factor = measure_alone_and_together(
         backend,
@@ -135,6 +144,7 @@ def profile_now(args: argparse.Namespace, round_: int) -> Profile:
         launches=args.slots,
         epochs=(args.profile_epochs[0], args.profile_epochs[1]),
         repeats=args.launches,
+        reported=reported,
     )
     return fit_profile(
         [alone],
@@ -198,18 +208,31 @@ def run_once(spec: str, profile: Profile, args: argparse.Namespace, repeat: int)
     }
 
 
-def predictions(spec: str, profile: Profile, slots: int, price: float) -> dict[str, float]:
-    """Predicted time (p50) and ledger dollars of plan ``spec`` by each model."""
+def predictions(
+    spec: str, profiles: dict[str, Profile], slots: int, price: float
+) -> dict[str, tuple[float, float]]:
+    """Predicted (time p50, ledger dollars) of plan ``spec`` by each labelled profile."""
     shapes = parse_plan(spec)
     quote = PriceQuote("local-slot", "cpu", 1, price, source="configured")
-    elastic = ElasticPlan.from_seer(seer_plan(shapes, profile, slots, price), quote)
-    alone = Profile.from_dict({**profile.to_dict(), "contention": 1.0})
-    out: dict[str, float] = {}
-    for label, used in (("model", profile), ("no contention", alone)):
-        result = simulate(elastic, used, CloudModel(), samples=400, seed=0)
-        out[f"{label} s"] = result.jct_p50
-        out[f"{label} $"] = used_gpu_seconds(elastic, used) * price / 3600.0
+    out = {}
+    for label, profile in profiles.items():
+        elastic = ElasticPlan.from_seer(seer_plan(shapes, profile, slots, price), quote)
+        result = simulate(elastic, profile, CloudModel(), samples=400, seed=0)
+        out[label] = (result.jct_p50, used_gpu_seconds(elastic, profile) * price / 3600.0)
     return out
+
+
+def pooled(profiles: Sequence[Profile], slots: int) -> Profile:
+    """One profile from several rounds' one-worker measurements (all their samples) and the
+    median of their contention factors."""
+    samples = [m for p in profiles for m in p.measurements if m.workers == 1]
+    merged = Measurement(
+        1,
+        tuple(t for m in samples for t in m.epoch_seconds),
+        tuple(t for m in samples for t in m.startup_seconds),
+    )
+    factor = statistics.median(p.contention_on(slots) for p in profiles)
+    return fit_profile([merged], accelerator="cpu", source="pooled", contention={slots: factor})
 
 
 def quantile(values: Sequence[float], q: float) -> float:
@@ -218,30 +241,43 @@ def quantile(values: Sequence[float], q: float) -> float:
 
 
 def report(runs: Sequence[dict[str, Any]], slots: int, fixed: Profile | None) -> None:
-    """Per run predicted vs measured, then p50/p90 of |ratio - 1| per model, overall and
-    per plan. Each run is predicted from its own round's profile unless ``fixed`` is given."""
-    labels = ("model", "no contention")
+    """Per run predicted vs measured, then p50/p90 of |ratio - 1| per model, overall and per
+    plan. Each run is predicted from its own round's profile (``model``; ``fixed`` instead
+    when given), from all rounds' profiles up to its own pooled (``pooled``), and from its
+    round's profile without contention (``no contention``)."""
     errors: dict[str, dict[str, list[float]]] = {}
     print(
         f"{'plan':<18}{'round':>6}{'load 1m':>8}{'contention':>11}{'meas. s':>9}{'pred. s':>9}"
-        f"{'ratio':>7}{'meas. $':>9}{'pred. $':>9}{'ratio':>7}{'no-cont. s':>11}{'ratio':>7}"
+        f"{'ratio':>7}{'meas. $':>9}{'pred. $':>9}{'ratio':>7}{'pooled s':>9}{'ratio':>7}"
+        f"{'no-cont. s':>11}{'ratio':>7}"
     )
+    by_round: dict[int, Profile] = {}
+    for run in runs:
+        if "profile" in run:
+            by_round.setdefault(run["repeat"], Profile.from_dict(run["profile"]))
     for run in runs:
         profile = fixed or Profile.from_dict(run["profile"])
-        pred = predictions(run["plan"], profile, slots, run["price_per_slot_hour"])
+        earlier = [p for r, p in sorted(by_round.items()) if r <= run["repeat"]]
+        models = {
+            "model": profile,
+            "pooled": pooled(earlier, slots) if earlier and fixed is None else profile,
+            "no contention": Profile.from_dict({**profile.to_dict(), "contention": 1.0}),
+        }
+        pred = predictions(run["plan"], models, slots, run["price_per_slot_hour"])
         ratios = {}
-        for label in labels:
-            ratios[f"{label} (time)"] = run["wall_seconds"] / pred[f"{label} s"]
-            ratios[f"{label} (dollars)"] = run["dollars"] / pred[f"{label} $"]
+        for label, (seconds, dollars) in pred.items():
+            ratios[f"{label} (time)"] = run["wall_seconds"] / seconds
+            ratios[f"{label} (dollars)"] = run["dollars"] / dollars
         for key, ratio in ratios.items():
             for group in ("all", run["plan"]):
                 errors.setdefault(group, {}).setdefault(key, []).append(abs(ratio - 1.0))
         print(
             f"{run['plan']:<18}{run['repeat']:>6}{run['load_before'][0]:>8.2f}"
             f"{profile.contention_on(slots):>11.2f}"
-            f"{run['wall_seconds']:>9.1f}{pred['model s']:>9.1f}{ratios['model (time)']:>7.3f}"
-            f"{run['dollars']:>9.4f}{pred['model $']:>9.4f}{ratios['model (dollars)']:>7.3f}"
-            f"{pred['no contention s']:>11.1f}{ratios['no contention (time)']:>7.3f}"
+            f"{run['wall_seconds']:>9.1f}{pred['model'][0]:>9.1f}{ratios['model (time)']:>7.3f}"
+            f"{run['dollars']:>9.4f}{pred['model'][1]:>9.4f}{ratios['model (dollars)']:>7.3f}"
+            f"{pred['pooled'][0]:>9.1f}{ratios['pooled (time)']:>7.3f}"
+            f"{pred['no contention'][0]:>11.1f}{ratios['no contention (time)']:>7.3f}"
         )
     print()
     print(f"{'|measured/predicted - 1|':<46}{'p50':>8}{'p90':>8}{'runs':>6}")

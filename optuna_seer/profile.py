@@ -558,6 +558,26 @@ def measure_on_backend(
     return measurements_from_durations(durations)
 
 
+ReportedTraining = Callable[[LaunchSpec], tuple[float, int] | None]
+"""``reported(spec)``: the (training seconds, epochs) a finished launch of ``spec`` reported
+(``TrialContext.record_training``; ``SeerCallback`` does it), or ``None`` if it did not."""
+
+
+def _from_reports(
+    walls: Sequence[float], reports: Sequence[tuple[float, int] | None]
+) -> Measurement | None:
+    """A one-worker Measurement from launches' own split of wall time into training (epochs)
+    and the rest (start-up): the executor's split, with no differencing noise."""
+    if not reports or any(r is None or r[1] < 1 or r[0] <= 0 for r in reports):
+        return None
+    pairs = [(wall, r) for wall, r in zip(walls, reports) if r is not None]
+    return Measurement(
+        1,
+        tuple(train / count for _, (train, count) in pairs),
+        tuple(max(0.0, wall - train) for wall, (train, _) in pairs),
+    )
+
+
 def measure_alone_and_together(
     backend: Backend,
     make_spec: Callable[[int, int, int], LaunchSpec],
@@ -566,15 +586,19 @@ def measure_alone_and_together(
     epochs: tuple[int, int] = (1, 3),
     repeats: int = 1,
     timeout_s: float = 3600.0,
+    reported: ReportedTraining | None = None,
 ) -> tuple[Measurement, float]:
     """One-worker timings and their contention, measured in alternation so that both see the
     same background load (on a shared host the load of other jobs drifts by the minute, and a
     ratio of launches timed minutes apart measures that drift, not contention).
 
     Per repeat and epoch count it times one launch alone, then ``launches`` one-worker launches
-    together. Returns the alone launches' :class:`Measurement` (start-up and epoch time by
-    :func:`measurements_from_durations`) and the contention ``mean(together) / mean(alone)``
-    over the same epoch counts: the profile's ``contention[launches]``.
+    together. Returns the alone launches' :class:`Measurement` and the contention
+    ``mean(together) / mean(alone)`` over the same epoch counts: the profile's
+    ``contention[launches]``. Start-up and epoch time come from the launches' own reports
+    when ``reported`` gives them (each launch: epoch = training seconds / epochs, start-up =
+    wall - training; robust when start-up jitter dwarfs an epoch), else by difference
+    (:func:`measurements_from_durations`).
     ``make_spec(workers, target_epochs, index)`` gets a distinct ``index`` per launch.
 
     Raises:
@@ -590,21 +614,28 @@ def measure_alone_and_together(
     if launches > backend.slots:
         raise ValueError(f"launches={launches} exceeds the backend's {backend.slots} slots.")
     alone: dict[tuple[int, int], list[float]] = {}
+    walls: list[float] = []
+    reports: list[tuple[float, int] | None] = []
     together: list[float] = []
     alone_for_together: list[float] = []
     index = 0
     try:
         for _ in range(repeats):
             for target in epochs:
-                (seconds,) = _timed_launches(backend, [make_spec(1, target, index)], timeout_s)
+                spec = make_spec(1, target, index)
+                (seconds,) = _timed_launches(backend, [spec], timeout_s)
                 alone.setdefault((1, target), []).append(seconds)
+                walls.append(seconds)
+                reports.append(None if reported is None else reported(spec))
                 specs = [make_spec(1, target, index + 1 + i) for i in range(launches)]
                 together += _timed_launches(backend, specs, timeout_s)
                 alone_for_together += [seconds] * launches
                 index += 1 + launches
     finally:
         backend.release()
-    (measurement,) = measurements_from_durations(alone)
+    measurement = _from_reports(walls, reports)
+    if measurement is None:
+        (measurement,) = measurements_from_durations(alone)
     return measurement, statistics.fmean(together) / statistics.fmean(alone_for_together)
 
 

@@ -296,6 +296,14 @@ def test_measure_alone_and_together_alternates_launches() -> None:
     assert alone.workers == 1 and len(alone.epoch_seconds) == 1
     assert 0.5 < factor < 2.0
     assert 0.5 < measure_contention(backend, _spec, launches=2, epochs=(1, 2)) < 2.0
+    # With the launches' own reports, each alone launch gives one start-up and one epoch
+    # sample: epoch = training / epochs, start-up = wall - training.
+    reports = {1: (0.3, 1), 2: (0.6, 2)}
+    split, _ = measure_alone_and_together(
+        backend, _spec, epochs=(1, 2), reported=lambda spec: reports[spec.target_epochs]
+    )
+    assert split.epoch_seconds == pytest.approx((0.3, 0.3))
+    assert len(split.startup_seconds) == 2
     with pytest.raises(ValueError, match="launches"):
         measure_alone_and_together(backend, _spec, launches=1)
     with pytest.raises(ValueError, match="exceeds"):
