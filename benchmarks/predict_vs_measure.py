@@ -244,7 +244,8 @@ def report(runs: Sequence[dict[str, Any]], slots: int, fixed: Profile | None) ->
     """Per run predicted vs measured, then p50/p90 of |ratio - 1| per model, overall and per
     plan. Each run is predicted from its own round's profile (``model``; ``fixed`` instead
     when given), from all rounds' profiles up to its own pooled (``pooled``), and from its
-    round's profile without contention (``no contention``)."""
+    round's profile without contention (``no contention``); ``oracle`` is each plan's median
+    measured run, the best any prediction made before a run could hope for."""
     errors: dict[str, dict[str, list[float]]] = {}
     print(
         f"{'plan':<18}{'round':>6}{'load 1m':>8}{'contention':>11}{'meas. s':>9}{'pred. s':>9}"
@@ -279,12 +280,27 @@ def report(runs: Sequence[dict[str, Any]], slots: int, fixed: Profile | None) ->
             f"{pred['pooled'][0]:>9.1f}{ratios['pooled (time)']:>7.3f}"
             f"{pred['no contention'][0]:>11.1f}{ratios['no contention (time)']:>7.3f}"
         )
+    # The noise floor: predicting each run by its own plan's median measured time (an
+    # oracle that has seen all the runs) still errs by the runs' own spread.
+    for spec in dict.fromkeys(r["plan"] for r in runs):
+        same = [r for r in runs if r["plan"] == spec]
+        middle = statistics.median(r["wall_seconds"] for r in same)
+        middle_dollars = statistics.median(r["dollars"] for r in same)
+        for run in same:
+            for group in ("all", spec):
+                by_key = errors.setdefault(group, {})
+                by_key.setdefault("oracle: plan's median run (time)", []).append(
+                    abs(run["wall_seconds"] / middle - 1.0)
+                )
+                by_key.setdefault("oracle: plan's median run (dollars)", []).append(
+                    abs(run["dollars"] / middle_dollars - 1.0)
+                )
     print()
-    print(f"{'|measured/predicted - 1|':<46}{'p50':>8}{'p90':>8}{'runs':>6}")
+    print(f"{'|measured/predicted - 1|':<52}{'p50':>8}{'p90':>8}{'runs':>6}")
     for group, by_key in errors.items():
         for key, values in by_key.items():
             print(
-                f"{group + ': ' + key:<46}{quantile(values, 0.5):>8.3f}"
+                f"{group + ': ' + key:<52}{quantile(values, 0.5):>8.3f}"
                 f"{quantile(values, 0.9):>8.3f}{len(values):>6}"
             )
     loads = [r["load_before"][0] for r in runs] + [r["load_after"][0] for r in runs]

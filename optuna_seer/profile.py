@@ -12,7 +12,10 @@ A :class:`Profile` is what the planner and the simulator know about the user's t
 * ``contention``: how much slower a launch runs when ``n`` launches share the host at once
   (``{launches: slowdown}``; 1.0 on dedicated resources). On a few shared CPU cores two
   concurrent trials slow each other down, which launches measured one at a time do not see:
-  :func:`measure_contention` measures it.
+  :func:`measure_alone_and_together` measures it (alternating launches alone and together,
+  so a shared host's drifting background load does not pass for contention).
+  :meth:`Profile.workload` hands it to SEER's :class:`Workload`, so ``plan_seer`` and
+  ``cost_model.schedule`` time the waves as the simulator does.
 
 Build one from measurements with :func:`fit_profile` (``optuna-seer profile`` measures a real
 data-parallel run; :func:`measure_on_backend` measures the user's trial through any
