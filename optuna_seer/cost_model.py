@@ -4,8 +4,10 @@ Pure functions over plain data. For rung ``r`` with ``n`` trials, ``k`` GPUs eac
 ``Δe = e_r - e_{r-1}`` epochs to train, on a cluster of at most ``M`` GPUs:
 
 * ``concurrent = min(n, M // k)`` trials run at once, in ``waves = ceil(n / concurrent)``;
-* ``τ_r = d_r + waves · (startup + Δe · t1 / s(k))`` where ``d_r`` is the provisioning delay,
-  paid when the number of provisioned GPUs changes (always for the first rung);
+* ``τ_r = d_r + Σ_waves c(m_w) · (startup + Δe · t1 / s(k))`` where ``d_r`` is the
+  provisioning delay, paid when the number of provisioned GPUs changes (always for the first
+  rung), and ``c(m_w)`` is the workload's contention for the ``m_w`` trials of wave ``w``
+  running at once (1.0 unless trials share hardware, e.g. CPU cores);
 * ``cost_r = concurrent · k · τ_r · p``: GPUs are billed while provisioned, waits included.
 """
 
@@ -95,7 +97,12 @@ def schedule(
         epoch_s = workload.epoch_seconds_on(k)
         gpus = concurrent * k
         delay = limits.provisioning_seconds if gpus != previous_gpus else 0.0
-        seconds = delay + waves * (
+        # Each wave is slowed by the contention of its own number of trials at once.
+        slowdowns = sum(
+            workload.contention_on(min(concurrent, shape.n_trials - first))
+            for first in range(0, shape.n_trials, concurrent)
+        )
+        seconds = delay + slowdowns * (
             workload.startup_seconds + (shape.resource - previous_resource) * epoch_s
         )
         rungs.append(
@@ -107,7 +114,7 @@ def schedule(
                 start_s=start,
                 end_s=start + seconds,
                 cost=gpus * seconds * price_per_gpu_second,
-                epoch_seconds=epoch_s,
+                epoch_seconds=epoch_s * workload.contention_on(concurrent),
                 concurrent_trials=concurrent,
                 waves=waves,
             )

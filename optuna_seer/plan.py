@@ -25,7 +25,8 @@ class Rung:
         start_s: Seconds from the job's start when the rung starts.
         end_s: Seconds from the job's start when its last trial reaches ``resource``.
         cost: Dollars the rung's GPUs cost while provisioned.
-        epoch_seconds: Seconds one epoch takes on ``gpus_per_trial`` GPUs.
+        epoch_seconds: Seconds one epoch takes on ``gpus_per_trial`` GPUs, with
+            ``concurrent_trials`` trials running at once (the workload's contention included).
         concurrent_trials: Trials running at once (the cluster limit may force waves).
         waves: ``ceil(n_trials / concurrent_trials)``.
     """

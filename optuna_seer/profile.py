@@ -12,7 +12,10 @@ A :class:`Profile` is what the planner and the simulator know about the user's t
 * ``contention``: how much slower a launch runs when ``n`` launches share the host at once
   (``{launches: slowdown}``; 1.0 on dedicated resources). On a few shared CPU cores two
   concurrent trials slow each other down, which launches measured one at a time do not see:
-  :func:`measure_contention` measures it.
+  :func:`measure_alone_and_together` measures it (alternating launches alone and together,
+  so a shared host's drifting background load does not pass for contention).
+  :meth:`Profile.workload` hands it to SEER's :class:`Workload`, so ``plan_seer`` and
+  ``cost_model.schedule`` time the waves as the simulator does.
 
 Build one from measurements with :func:`fit_profile` (``optuna-seer profile`` measures a real
 data-parallel run; :func:`measure_on_backend` measures the user's trial through any
@@ -34,7 +37,7 @@ from typing import Any
 
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState
 from optuna_seer.scaling import ScalingCurve
-from optuna_seer.workload import Workload
+from optuna_seer.workload import Workload, contention_on, contention_table
 
 PROFILE_FORMAT = 1
 
@@ -143,17 +146,7 @@ class Profile:
         object.__setattr__(
             self, "_startup_table", _per_workers(self.startup_seconds, "startup_seconds")
         )
-        table = _per_workers(self.contention, "contention")
-        if not isinstance(self.contention, Mapping):
-            table = ((1, 1.0),) if table[0][1] == 1.0 else ((1, 1.0), (2, table[0][1]))
-        for launches, slowdown in table:
-            if slowdown <= 0 or (launches == 1 and slowdown != 1.0):
-                raise ValueError(
-                    f"contention[{launches}]={slowdown!r}: slowdowns must be > 0, and 1.0 for "
-                    "one launch alone (it is the reference the other counts are relative to)."
-                )
-        if table[0][0] != 1:
-            table = ((1, 1.0), *table)
+        table = contention_table(self.contention)
         object.__setattr__(self, "_contention_table", table)
         object.__setattr__(self, "contention", dict(table))
 
@@ -163,7 +156,20 @@ class Profile:
         return self.scaling
 
     def epoch_seconds_on(self, workers: int) -> float:
-        """Mean seconds per epoch on ``workers`` workers: ``t1 / s(k)``."""
+        """Mean seconds per epoch on ``workers`` workers: ``t1 / s(k)``, except past the
+        curve's last useful count, where a measurement at exactly ``workers`` is used (a
+        fitted table stops where more workers stop helping, so the planner never picks them;
+        a plan that uses them anyway is predicted as measured, slower if it was).
+
+        Example:
+            >>> p = fit_profile([Measurement(1, (1.0,)), Measurement(2, (3.0,))])
+            >>> p.curve.to_spec(), p.epoch_seconds_on(2)
+            ({1: 1.0}, 3.0)
+        """
+        if workers > self.curve.max_useful_gpus:
+            for measurement in self.measurements:
+                if measurement.workers == workers:
+                    return measurement.mean_epoch_seconds
         return float(self.epoch_seconds) / self.curve.speedup(workers)
 
     def cv_on(self, workers: int) -> float:
@@ -177,28 +183,37 @@ class Profile:
     def contention_on(self, launches: int) -> float:
         """Slowdown of each launch's start-up and epochs when ``launches`` run at once (the
         factor at the largest measured count ``<= launches``; 1.0 for one launch)."""
-        return _lookup(self._contention_table, max(1, launches))
+        return contention_on(self._contention_table, launches)
 
     def workload(self, max_epochs: int, gpus_per_node: int = 8) -> Workload:
         """The deterministic :class:`Workload` this profile describes (for ``plan_seer``;
-        a :class:`Workload` has one start-up time: the one-worker figure is used)."""
+        a :class:`Workload` has one start-up time: the one-worker figure is used), with the
+        profile's contention, so SEER's plan times trials that share the host as measured.
+
+        Example:
+            >>> p = Profile(epoch_seconds=10, scaling="linear", contention={2: 1.5})
+            >>> p.workload(max_epochs=3).contention_on(2)
+            1.5
+        """
         return Workload(
             epoch_seconds=float(self.epoch_seconds),
             scaling=self.curve,
             max_epochs=max_epochs,
             gpus_per_node=gpus_per_node,
             startup_seconds=self.startup_on(1),
+            contention=dict(self._contention_table),
         )
 
     @classmethod
     def from_workload(cls, workload: Workload, epoch_cv: float = 0.0) -> Profile:
-        """A profile with ``workload``'s timings (and no checkpoint cost)."""
+        """A profile with ``workload``'s timings and contention (and no checkpoint cost)."""
         return cls(
             epoch_seconds=workload.epoch_seconds,
             scaling=workload.curve,
             epoch_cv=epoch_cv,
             startup_seconds=workload.startup_seconds,
             source="workload",
+            contention=workload.contention_by_launches,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -585,10 +600,91 @@ def measure_on_backend(
     return measurements_from_durations(durations)
 
 
+ReportedTraining = Callable[[LaunchSpec], tuple[float, int] | None]
+"""``reported(spec)``: the (training seconds, epochs) a finished launch of ``spec`` reported
+(``TrialContext.record_training``; ``SeerCallback`` does it), or ``None`` if it did not."""
+
+
+def _from_reports(
+    walls: Sequence[float], reports: Sequence[tuple[float, int] | None]
+) -> Measurement | None:
+    """A one-worker Measurement from launches' own split of wall time into training (epochs)
+    and the rest (start-up): the executor's split, with no differencing noise."""
+    if not reports or any(r is None or r[1] < 1 or r[0] <= 0 for r in reports):
+        return None
+    pairs = [(wall, r) for wall, r in zip(walls, reports) if r is not None]
+    return Measurement(
+        1,
+        tuple(train / count for _, (train, count) in pairs),
+        tuple(max(0.0, wall - train) for wall, (train, _) in pairs),
+    )
+
+
+def measure_alone_and_together(
+    backend: Backend,
+    make_spec: Callable[[int, int, int], LaunchSpec],
+    *,
+    launches: int = 2,
+    epochs: tuple[int, int] = (1, 3),
+    repeats: int = 1,
+    timeout_s: float = 3600.0,
+    reported: ReportedTraining | None = None,
+) -> tuple[Measurement, float]:
+    """One-worker timings and their contention, measured in alternation so that both see the
+    same background load (on a shared host the load of other jobs drifts by the minute, and a
+    ratio of launches timed minutes apart measures that drift, not contention).
+
+    Per repeat and epoch count it times one launch alone, then ``launches`` one-worker launches
+    together. Returns the alone launches' :class:`Measurement` and the contention
+    ``mean(together) / mean(alone)`` over the same epoch counts: the profile's
+    ``contention[launches]``. Start-up and epoch time come from the launches' own reports
+    when ``reported`` gives them (each launch: epoch = training seconds / epochs, start-up =
+    wall - training; robust when start-up jitter dwarfs an epoch), else by difference
+    (:func:`measurements_from_durations`).
+    ``make_spec(workers, target_epochs, index)`` gets a distinct ``index`` per launch.
+
+    Raises:
+        RuntimeError: A launch failed or did not finish within ``timeout_s``.
+
+    Example:
+        >>> alone, factor = measure_alone_and_together(backend, make_spec)  # doctest: +SKIP
+        >>> fit_profile([alone], contention={2: factor})  # doctest: +SKIP
+    """
+    _check_epochs(epochs, repeats)
+    if isinstance(launches, bool) or not isinstance(launches, int) or launches < 2:
+        raise ValueError(f"launches={launches!r} must be a whole number >= 2.")
+    if launches > backend.slots:
+        raise ValueError(f"launches={launches} exceeds the backend's {backend.slots} slots.")
+    alone: dict[tuple[int, int], list[float]] = {}
+    walls: list[float] = []
+    reports: list[tuple[float, int] | None] = []
+    together: list[float] = []
+    alone_for_together: list[float] = []
+    index = 0
+    try:
+        for _ in range(repeats):
+            for target in epochs:
+                spec = make_spec(1, target, index)
+                (seconds,) = _timed_launches(backend, [spec], timeout_s)
+                alone.setdefault((1, target), []).append(seconds)
+                walls.append(seconds)
+                reports.append(None if reported is None else reported(spec))
+                specs = [make_spec(1, target, index + 1 + i) for i in range(launches)]
+                together += _timed_launches(backend, specs, timeout_s)
+                alone_for_together += [seconds] * launches
+                index += 1 + launches
+    finally:
+        backend.release()
+    measurement = _from_reports(walls, reports)
+    if measurement is None:
+        (measurement,) = measurements_from_durations(alone)
+    return measurement, statistics.fmean(together) / statistics.fmean(alone_for_together)
+
+
 def measure_contention(
     backend: Backend,
     make_spec: Callable[[int, int, int], LaunchSpec],
-    alone: Measurement,
+    alone: Measurement | None = None,
     *,
     launches: int = 2,
     epochs: tuple[int, int] = (1, 3),
@@ -603,10 +699,17 @@ def measure_contention(
     (``startup + epochs × epoch``). The ratio is the profile's ``contention[launches]``;
     it is not clipped below 1 (on an idle machine with free cores it can be ~1.0).
     ``make_spec(workers, target_epochs, index)`` gets a distinct ``index`` per launch.
+    With ``alone=None`` the launches alone are timed in alternation with the concurrent ones
+    (:func:`measure_alone_and_together`), which a host shared with other jobs needs.
 
     Raises:
         RuntimeError: A launch failed or did not finish within ``timeout_s``.
     """
+    if alone is None:
+        return measure_alone_and_together(
+            backend, make_spec, launches=launches, epochs=epochs, repeats=repeats,
+            timeout_s=timeout_s,
+        )[1]  # fmt: skip
     _check_epochs(epochs, repeats)
     if isinstance(launches, bool) or not isinstance(launches, int) or launches < 2:
         raise ValueError(f"launches={launches!r} must be a whole number >= 2.")

@@ -183,10 +183,11 @@ def _epochs(job: SuccessiveHalvingJob, index: int) -> int:
 
 
 def _stage_time(profile: Profile, stage: Stage, epochs: int) -> float:
-    """Deterministic seconds of a stage's trials (no provisioning, no stragglers)."""
-    k = stage.gpus_per_trial
+    """Deterministic seconds of a stage's trials (no provisioning, no stragglers), each wave
+    slowed by the profile's contention for its number of trials at once."""
+    k, c, n = stage.gpus_per_trial, stage.concurrent_trials, stage.n_trials
     per_trial = profile.startup_on(k) + epochs * profile.epoch_seconds_on(k)
-    return stage.waves * per_trial
+    return per_trial * sum(profile.contention_on(min(c, n - first)) for first in range(0, n, c))
 
 
 @functools.lru_cache(maxsize=1024)

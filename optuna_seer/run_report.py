@@ -20,23 +20,30 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _ratio(actual: float, predicted: float) -> str:
+    return f"{actual / predicted:.3f}" if predicted > 0 else "-"
+
+
 def format_report(result: TuningResult) -> str:
-    """A plain-text report: rungs planned vs measured, time and cost, overhead, the best trial."""
+    """A plain-text report: rungs planned vs measured (end, seconds per epoch at the rung's
+    concurrency), time and cost predicted vs measured with their ratio, overhead per launch,
+    the best trial. The plan's cost holds every slot of a rung for its whole length; the
+    ledger charges what launches used, so a partial last wave costs less than predicted."""
     plan = result.plan
     lines = [
         f"SEER elastic run: study {result.study_name!r}, {plan.n_configs} configurations, "
         f"{len(plan.rungs)} rungs, {result.slots} slots",
         "",
-        "rung  trials  epochs  workers/trial  planned end  actual end  s/epoch  "
-        "overhead/launch  promoted",
+        "rung  trials  epochs  workers/trial  planned end  actual end  planned s/epoch  "
+        "s/epoch  overhead/launch  promoted",
     ]
     for record in result.rungs:
         rung = record.planned
         lines.append(
             f"{rung.index:>4}  {len(record.trials):>6}  {rung.resource:>6}  "
             f"{rung.gpus_per_trial:>13}  {format_seconds(rung.end_s):>11}  "
-            f"{format_seconds(record.finished_at):>10}  {_seconds(record.epoch_seconds):>7}  "
-            f"{_seconds(record.overhead_seconds):>15}  "
+            f"{format_seconds(record.finished_at):>10}  {_seconds(rung.epoch_seconds):>15}  "
+            f"{_seconds(record.epoch_seconds):>7}  {_seconds(record.overhead_seconds):>15}  "
             f"{','.join(map(str, record.promoted)) or '-'}"
         )
     overheads = [r.overhead_seconds for r in result.launches if r.overhead_seconds is not None]
@@ -46,10 +53,12 @@ def format_report(result: TuningResult) -> str:
     lines += [
         "",
         f"time: predicted {format_seconds(plan.predicted_seconds)}, actual "
-        f"{format_seconds(result.wall_seconds)}, deadline {format_seconds(plan.deadline_s)} "
-        f"({'met' if result.deadline_met else 'MISSED'})",
+        f"{format_seconds(result.wall_seconds)} (actual/predicted "
+        f"{_ratio(result.wall_seconds, plan.predicted_seconds)}), deadline "
+        f"{format_seconds(plan.deadline_s)} ({'met' if result.deadline_met else 'MISSED'})",
         f"cost: predicted ${plan.predicted_cost:,.4f}, actual ${result.spent_dollars:,.4f} "
-        f"({result.ledger.gpu_seconds:,.0f} slot-seconds at "
+        f"(actual/predicted {_ratio(result.spent_dollars, plan.predicted_cost)}; "
+        f"{result.ledger.gpu_seconds:,.0f} slot-seconds at "
         f"${plan.price_per_gpu_second * 3600:.2f}/slot-hour), budget ${plan.budget_dollars:,.2f}",
         f"launches: {len(result.launches)}; overhead per launch (start-up + resume + "
         f"checkpoint): mean {_seconds(statistics.fmean(overheads) if overheads else None)} s, "

@@ -20,6 +20,7 @@ from optuna_seer.profile import (
     fit_amdahl,
     fit_profile,
     fit_scaling,
+    measure_alone_and_together,
     measure_contention,
     measure_on_backend,
     measurements_from_durations,
@@ -282,3 +283,39 @@ def test_measure_contention_runs_launches_together() -> None:
     assert len(backend.processes) == before + 6
     assert 0.5 < factor < 2.0
     assert all(p.poll() is not None for p, _ in backend.processes.values())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_measure_alone_and_together_alternates_launches() -> None:
+    """Per epoch count: one launch alone, then two at once; the alone launches give the
+    Measurement. Sleeping processes do not compete for cores, so the factor stays near 1."""
+    backend = SubprocessBackend(startup=0.2, epoch=0.3)
+    alone, factor = measure_alone_and_together(backend, _spec, launches=2, epochs=(1, 2))
+    assert len(backend.processes) == 2 * (1 + 2)
+    assert alone.workers == 1 and len(alone.epoch_seconds) == 1
+    assert 0.5 < factor < 2.0
+    assert 0.5 < measure_contention(backend, _spec, launches=2, epochs=(1, 2)) < 2.0
+    # With the launches' own reports, each alone launch gives one start-up and one epoch
+    # sample: epoch = training / epochs, start-up = wall - training.
+    reports = {1: (0.3, 1), 2: (0.6, 2)}
+    split, _ = measure_alone_and_together(
+        backend, _spec, epochs=(1, 2), reported=lambda spec: reports[spec.target_epochs]
+    )
+    assert split.epoch_seconds == pytest.approx((0.3, 0.3))
+    assert len(split.startup_seconds) == 2
+    with pytest.raises(ValueError, match="launches"):
+        measure_alone_and_together(backend, _spec, launches=1)
+    with pytest.raises(ValueError, match="exceeds"):
+        measure_alone_and_together(backend, _spec, launches=64)
+
+
+def test_epoch_time_past_the_fitted_curve_is_the_measured_one() -> None:
+    """Two workers measured slower than one: the table stops at 1 (never planned), but a plan
+    that uses 2 anyway is predicted at the measured 2-worker time, not the flat curve's."""
+    profile = fit_profile([Measurement(1, (1.0, 1.0)), Measurement(2, (4.0, 6.0))])
+    assert profile.curve.to_spec() == {1: 1.0}
+    assert profile.epoch_seconds_on(1) == 1.0
+    assert profile.epoch_seconds_on(2) == 5.0
+    assert profile.epoch_seconds_on(4) == 1.0  # not measured: the curve's (flat) value
+    assert Profile.from_dict(profile.to_dict()).epoch_seconds_on(2) == 5.0

@@ -36,6 +36,7 @@ def deterministic_cases(draw: st.DrawFn) -> tuple[list[RungShape], Workload, flo
         scaling=draw(st.sampled_from(SCALINGS)),
         max_epochs=resources[-1],
         startup_seconds=draw(st.floats(0.0, 300.0)),
+        contention=draw(st.sampled_from([1.0, 1.6, {2: 1.3, 4: 2.0, 16: 3.5}])),
     )
     limits = ClusterLimits(
         max_gpus=draw(st.sampled_from([None, 8, 16, 64])),

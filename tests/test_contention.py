@@ -1,0 +1,107 @@
+"""Contention (trials sharing a host run slower) in the Workload, SEER's schedule and plan.
+
+Pure and timing-free: a profile's measured contention must reach ``schedule()`` and
+``plan_seer`` through ``Profile.workload()``, and the deterministic model must then agree
+with the simulator that the profile feeds directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from optuna_seer.budget import Budget
+from optuna_seer.cost_model import ClusterLimits, RungShape, schedule
+from optuna_seer.elastic_plan import ElasticPlan
+from optuna_seer.pricing import PriceQuote
+from optuna_seer.profile import Profile
+from optuna_seer.seer_planner import plan_seer
+from optuna_seer.simulator import CloudModel, simulate
+from optuna_seer.workload import Workload, contention_table
+
+PRICE = 3.6 / 3600.0  # $ per slot-second
+SLOTS = ClusterLimits(max_gpus=2)
+
+
+def _workload(contention: float | dict[int, float] = 1.0) -> Workload:
+    return Workload(
+        epoch_seconds=10.0,
+        scaling="amdahl:0.8",
+        max_epochs=4,
+        gpus_per_node=2,
+        startup_seconds=5.0,
+        contention=contention,
+    )
+
+
+def test_default_is_no_contention_and_old_calls_still_work() -> None:
+    plain = Workload(epoch_seconds=10.0, scaling="linear", max_epochs=3)
+    assert plain.contention == {1: 1.0}
+    assert [plain.contention_on(n) for n in (0, 1, 2, 64)] == [1.0, 1.0, 1.0, 1.0]
+    assert hash(plain) == hash(Workload(epoch_seconds=10.0, scaling="linear", max_epochs=3))
+
+
+def test_contention_lookup_and_validation() -> None:
+    w = _workload({2: 1.4, 4: 2.0})
+    assert [w.contention_on(n) for n in (1, 2, 3, 4, 9)] == [1.0, 1.4, 1.4, 2.0, 2.0]
+    assert _workload(1.5).contention == {1: 1.0, 2: 1.5}
+    assert w == _workload({4: 2.0, 2: 1.4}) and hash(w) == hash(_workload({4: 2.0, 2: 1.4}))
+    with pytest.raises(ValueError, match=r"contention\[1\]=1.2"):
+        _workload({1: 1.2})
+    with pytest.raises(ValueError, match=r"contention\[2\]=0"):
+        _workload({2: 0.0})
+    with pytest.raises(ValueError, match="contention key 0"):
+        _workload({0: 1.5})
+    with pytest.raises(ValueError, match="empty"):
+        _workload({})
+    with pytest.raises(TypeError, match="must be a number"):
+        contention_table({2: "fast"})  # type: ignore[dict-item]
+
+
+def test_contention_above_one_lengthens_and_prices_each_wave() -> None:
+    """3 one-slot trials on 2 slots: a wave of 2 at once (slowed 1.5x), then 1 alone."""
+    shapes = [RungShape(3, 2, 1), RungShape(1, 4, 2)]
+    alone = schedule(shapes, _workload(), PRICE, SLOTS)
+    shared = schedule(shapes, _workload({2: 1.5}), PRICE, SLOTS)
+    launch = 5.0 + 2 * 10.0
+    assert alone[0].end_s == pytest.approx(2 * launch)
+    assert shared[0].end_s == pytest.approx(1.5 * launch + launch)
+    assert shared[0].cost == pytest.approx(2 * PRICE * 2.5 * launch)
+    # A rung's epoch time is the one its trials see at its concurrency.
+    assert shared[0].epoch_seconds == pytest.approx(1.5 * alone[0].epoch_seconds)
+    # The 2-slot finalist runs alone: contention does not touch it.
+    assert shared[1].end_s - shared[1].start_s == pytest.approx(alone[1].end_s - alone[1].start_s)
+    assert shared[1].epoch_seconds == alone[1].epoch_seconds
+    assert shared[-1].end_s > alone[-1].end_s
+
+
+def test_profile_carries_contention_into_the_workload_and_back(tmp_path: Path) -> None:
+    profile = Profile(
+        epoch_seconds=10.0, scaling="amdahl:0.8", startup_seconds=5.0, contention={2: 1.6}
+    )
+    path = tmp_path / "profile.json"
+    profile.save(path)
+    loaded = Profile.load(path)
+    assert loaded.contention_on(2) == 1.6
+    workload = loaded.workload(max_epochs=4, gpus_per_node=2)
+    assert workload.contention == {1: 1.0, 2: 1.6}
+    back = Profile.from_workload(workload)
+    assert back.contention_on(2) == 1.6
+    assert back.workload(max_epochs=4, gpus_per_node=2) == workload
+
+
+def test_seer_plan_predicts_what_the_simulator_does_with_the_profile() -> None:
+    """plan_seer times its plan with the profile's contention (through Profile.workload), so
+    its predicted time and cost equal the noise-free simulation of the same profile."""
+    profile = Profile(
+        epoch_seconds=10.0, scaling="amdahl:0.8", startup_seconds=5.0, contention={2: 1.6}
+    )
+    budget = Budget(deadline=3600.0, dollars=100.0, price_per_gpu_hour=3.6)
+    plan = plan_seer(budget, profile.workload(4, gpus_per_node=2), 2, limits=SLOTS, max_configs=4)
+    elastic = ElasticPlan.from_seer(plan, PriceQuote("local-slot", "cpu", 1, 3.6))
+    simulated = simulate(elastic, profile, CloudModel(), samples=2)
+    assert simulated.jct_p50 == pytest.approx(plan.predicted_seconds)
+    assert simulated.cost_p50 == pytest.approx(plan.predicted_cost)
+    without = plan_seer(budget, _workload(), 2, limits=SLOTS, max_configs=4)
+    assert plan.predicted_seconds > without.predicted_seconds
