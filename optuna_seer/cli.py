@@ -519,8 +519,10 @@ def _profile_local(args: argparse.Namespace, workers: tuple[int, ...], out: Any)
         )  # fmt: skip
         contention: dict[int, float] = {1: 1.0}
         if args.contention:
+            # Alone and together in alternation (alone=None): on a shared host, launches
+            # alone timed minutes before would measure the load's drift, not contention.
             contention[args.contention] = measure_contention(
-                backend, make_spec, measurements[0], launches=args.contention, epochs=epochs,
+                backend, make_spec, None, launches=args.contention, epochs=epochs,
                 repeats=args.launches, timeout_s=args.timeout,
             )  # fmt: skip
     profile = fit_profile(
