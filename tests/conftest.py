@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 import ipaddress
 from pathlib import Path
+import signal
 import socket
 from typing import Any
 
@@ -57,3 +58,19 @@ def make_storage(kind: str, directory: Path) -> optuna.storages.BaseStorage | st
 @pytest.fixture(params=STORAGE_KINDS)
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
     yield make_storage(request.param, tmp_path)
+
+
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """Python's own Ctrl-C handler (``KeyboardInterrupt`` in the main thread) for the test.
+
+    In one full CI run, two Ctrl-C tests that pass alone saw the run go on after SIGINT; a
+    test that checks what Ctrl-C does must not depend on what earlier tests or imported
+    libraries left installed for SIGINT.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

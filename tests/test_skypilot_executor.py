@@ -201,6 +201,7 @@ def _raise_driver_bug(signum: int, frame: FrameType | None) -> None:
     ],
     ids=["ctrl-c-in-rung-0", "exception-in-rung-1"],
 )
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_ctrl_c_or_an_exception_mid_run_tears_every_cluster_down(
     fake: RecordingSky,
     tmp_path: Path,

@@ -263,6 +263,7 @@ def test_a_failing_trial_is_reported_and_its_gpus_are_freed(
     assert fake.clusters == {} and backend.clusters == {}
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_ctrl_c_tears_everything_down_and_the_study_resumes(
     fake: RecordingSky, tmp_path: Path
 ) -> None:
