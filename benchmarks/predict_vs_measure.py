@@ -48,19 +48,22 @@ from typing import Any
 
 import optuna
 
-from optuna_seer.backends.base import LaunchSpec
 from optuna_seer.backends.local import LocalBackend
 from optuna_seer.cost_model import ClusterLimits, RungShape, schedule
 from optuna_seer.elastic_plan import ElasticPlan
 from optuna_seer.executor import ElasticTuner, entrypoint_of
 from optuna_seer.plan import Plan
 from optuna_seer.pricing import PriceQuote
-from optuna_seer.profile import Measurement, Profile, fit_profile, measure_alone_and_together
+from optuna_seer.profile import (
+    Measurement,
+    Profile,
+    ScratchTrials,
+    fit_profile,
+    measure_alone_and_together,
+)
 from optuna_seer.pruner import SeerPruner
 from optuna_seer.sampler import SeerSampler
 from optuna_seer.simulator import CloudModel, simulate, used_gpu_seconds
-from optuna_seer.trial_attrs import launch_timing_key
-from optuna_seer.trial_context import ENV_MAX_EPOCHS
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = f"{ROOT / 'examples' / 'lightning_digits.py'}:train"
@@ -114,37 +117,23 @@ def profile_now(args: argparse.Namespace, round_: int) -> Profile:
         env={"DIGITS_REPEATS": str(args.data_repeats)},
     )
 
-    ids: dict[int, int] = {}
-
-    def make_spec(workers: int, target: int, index: int) -> LaunchSpec:
-        trial = study.ask()
-        ids[trial.number] = trial._trial_id
-        return LaunchSpec(
-            study_name=study.study_name,
-            storage=storage,
-            trial_number=trial.number,
-            params=params,
-            rung=0,
-            target_epochs=target,
-            workers=workers,
-            checkpoint_uri=str(args.out / "ckpt" / study.study_name / f"trial-{trial.number}"),
-            env={ENV_MAX_EPOCHS: str(args.profile_epochs[1])},
-            entrypoint=entrypoint_of(args.script),
-        )
-
-    def reported(spec: LaunchSpec) -> tuple[float, int] | None:
-        attrs = study._storage.get_trial_system_attrs(ids[spec.trial_number])
-        timing = attrs.get(launch_timing_key(0))
-        return None if timing is None else (timing["train_seconds"], timing["epochs"])
+    trials = ScratchTrials(
+        study,
+        storage,
+        params,
+        entrypoint_of(args.script),
+        args.profile_epochs[1],
+        args.out / "ckpt" / study.study_name,
+    )
 
     load = load_average()
     alone, factor = measure_alone_and_together(
         backend,
-        make_spec,
+        trials.spec,
         launches=args.slots,
         epochs=(args.profile_epochs[0], args.profile_epochs[1]),
         repeats=args.launches,
-        reported=reported,
+        reported=trials.reported,
     )
     return fit_profile(
         [alone],

@@ -36,7 +36,13 @@ from optuna_seer.pricing import (
     resolve_quote,
     sky_catalog_quote,
 )
-from optuna_seer.profile import Profile, fit_profile, measure_contention, measure_on_backend
+from optuna_seer.profile import (
+    Profile,
+    ScratchTrials,
+    fit_profile,
+    measure_contention,
+    measure_on_backend,
+)
 from optuna_seer.rubberband_planner import (
     PlanningProblem,
     SuccessiveHalvingJob,
@@ -462,10 +468,8 @@ def _profile_local(args: argparse.Namespace, workers: tuple[int, ...], out: Any)
     (``torchrun`` DDP for several workers) reporting to a scratch SQLite study."""
     import optuna
 
-    from optuna_seer.backends.base import LaunchSpec
     from optuna_seer.backends.local import LocalBackend
     from optuna_seer.executor import entrypoint_of
-    from optuna_seer.trial_context import ENV_MAX_EPOCHS
 
     if args.script is None:
         raise ValueError("--backend local needs --script file.py:function (the training).")
@@ -498,23 +502,11 @@ def _profile_local(args: argparse.Namespace, workers: tuple[int, ...], out: Any)
         study = optuna.create_study(storage=storage, study_name="seer-profile")
         backend = LocalBackend(slots=slots, log_dir=args.log_dir or Path(scratch) / "logs", env=env)
 
-        def make_spec(count: int, target: int, repeat: int) -> LaunchSpec:
-            trial = study.ask()  # a fresh trial per launch: workers report to it
-            return LaunchSpec(
-                study_name=study.study_name,
-                storage=storage,
-                trial_number=trial.number,
-                params=params,
-                rung=0,
-                target_epochs=target,
-                workers=count,
-                checkpoint_uri=str(Path(scratch) / "ckpt" / f"trial-{trial.number}"),
-                env={ENV_MAX_EPOCHS: str(epochs[1])},
-                entrypoint=entrypoint,
-            )
-
+        trials = ScratchTrials(
+            study, storage, params, entrypoint, epochs[1], Path(scratch) / "ckpt"
+        )
         measurements = measure_on_backend(
-            backend, make_spec, workers=workers, epochs=epochs, repeats=args.launches,
+            backend, trials.spec, workers=workers, epochs=epochs, repeats=args.launches,
             timeout_s=args.timeout,
         )  # fmt: skip
         contention: dict[int, float] = {1: 1.0}
@@ -522,7 +514,7 @@ def _profile_local(args: argparse.Namespace, workers: tuple[int, ...], out: Any)
             # Alone and together in alternation (alone=None): on a shared host, launches
             # alone timed minutes before would measure the load's drift, not contention.
             contention[args.contention] = measure_contention(
-                backend, make_spec, None, launches=args.contention, epochs=epochs,
+                backend, trials.spec, None, launches=args.contention, epochs=epochs,
                 repeats=args.launches, timeout_s=args.timeout,
             )  # fmt: skip
     profile = fit_profile(

@@ -35,8 +35,12 @@ from pathlib import Path
 import statistics
 from typing import Any
 
+import optuna
+
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState
 from optuna_seer.scaling import ScalingCurve
+from optuna_seer.trial_attrs import launch_timing_key
+from optuna_seer.trial_context import ENV_MAX_EPOCHS
 from optuna_seer.workload import Workload, contention_on, contention_table
 
 PROFILE_FORMAT = 1
@@ -603,6 +607,56 @@ def measure_on_backend(
 ReportedTraining = Callable[[LaunchSpec], tuple[float, int] | None]
 """``reported(spec)``: the (training seconds, epochs) a finished launch of ``spec`` reported
 (``TrialContext.record_training``; ``SeerCallback`` does it), or ``None`` if it did not."""
+
+
+@dataclass
+class ScratchTrials:
+    """Profiling launches of ``entrypoint`` with ``params``, each a fresh trial of ``study``
+    (a scratch study the workers report to), for :func:`measure_on_backend`,
+    :func:`measure_alone_and_together` and :func:`measure_contention`.
+
+    ``spec`` is their ``make_spec``; ``reported`` reads back the training time a finished
+    launch recorded (their ``reported``).
+
+    Example:
+        >>> import optuna  # doctest: +SKIP
+        >>> study = optuna.create_study(storage="sqlite:///profile.db")  # doctest: +SKIP
+        >>> trials = ScratchTrials(study, "sqlite:///profile.db", {"lr": 0.01},
+        ...                        "train.py:train", 3, Path("ckpt"))  # doctest: +SKIP
+        >>> measure_on_backend(backend, trials.spec, workers=(1, 2))  # doctest: +SKIP
+    """
+
+    study: optuna.Study
+    storage: str
+    params: Mapping[str, Any]
+    entrypoint: str
+    max_epochs: int
+    checkpoint_dir: Path
+    _ids: dict[int, int] = field(default_factory=dict)
+
+    def spec(self, workers: int, target_epochs: int, index: int) -> LaunchSpec:
+        """A launch of a fresh trial on ``workers`` to ``target_epochs`` (``index`` unused:
+        every call asks for a new trial)."""
+        trial = self.study.ask()
+        self._ids[trial.number] = trial._trial_id
+        return LaunchSpec(
+            study_name=self.study.study_name,
+            storage=self.storage,
+            trial_number=trial.number,
+            params=dict(self.params),
+            rung=0,
+            target_epochs=target_epochs,
+            workers=workers,
+            checkpoint_uri=str(self.checkpoint_dir / f"trial-{trial.number}"),
+            env={ENV_MAX_EPOCHS: str(self.max_epochs)},
+            entrypoint=self.entrypoint,
+        )
+
+    def reported(self, spec: LaunchSpec) -> tuple[float, int] | None:
+        """(training seconds, epochs) the launch of ``spec`` recorded, or ``None``."""
+        attrs = self.study._storage.get_trial_system_attrs(self._ids[spec.trial_number])
+        timing = attrs.get(launch_timing_key(0))
+        return None if timing is None else (timing["train_seconds"], timing["epochs"])
 
 
 def _from_reports(
