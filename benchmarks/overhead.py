@@ -37,13 +37,13 @@ from optuna_seer import Budget, ClusterLimits, Plan, SeerPruner, SeerSampler, Wo
 from optuna_seer.cost_model import RungShape, schedule
 from optuna_seer.ledger import start_clock
 from optuna_seer.trial_attrs import (
+    STUDY_IMPLICIT_PLACEMENT,
     STUDY_PLAN,
     TRIAL_LEDGER,
-    TRIAL_PLACEMENT,
-    placement,
     rung_end,
     rung_end_key,
 )
+from optuna_seer.trial_placement import ImplicitPlacement
 
 EPOCHS = 9
 
@@ -91,21 +91,18 @@ def sha_history(n: int) -> list[FrozenTrial]:
 
 
 def seer_history(n: int, plan: Plan, started_at: float) -> list[FrozenTrial]:
-    """N finished trials as SeerSampler and SeerPruner (asynchronous mode, 1 GPU per trial,
-    1 s per epoch, a trial placed every 10 s) leave them: the placement, one rung-end record
-    per rung end reached (value, settled cost, why it stopped there), and for finalists the
-    cost settled when they completed."""
+    """N finished trials as SeerSampler and SeerPruner (asynchronous mode on the wall clock,
+    1 GPU per trial, 1 s per epoch, a trial placed every 10 s) leave them: placed implicitly
+    (no attr of their own, see :mod:`optuna_seer.trial_placement`), one rung-end record per
+    rung end reached (value, settled cost, why it stopped there), and for finalists the cost
+    settled when they completed."""
     rungs = plan.rungs
     seen: list[list[float]] = [[] for _ in rungs]
     trials = []
     for number in range(n):
         quality = (number * 7919 % 1000) / 1000
         placed_at = started_at + 10.0 * number
-        attrs: dict[str, Any] = {
-            TRIAL_PLACEMENT: placement(
-                [r.gpus_per_trial for r in rungs], [r.resource for r in rungs], placed_at
-            )
-        }
+        attrs: dict[str, Any] = {}
         state, last = TrialState.COMPLETE, EPOCHS
         for rung in rungs:
             value = quality * rung.resource / EPOCHS
@@ -245,7 +242,11 @@ def prefill(study: optuna.Study, n: int, kind: str, pruner: SeerPruner | None) -
         assert pruner is not None
         started_at = time.time() - 10.0 * n - 60.0
         insert_trials(study, seer_history(n, pruner.plan, started_at))
-        study._storage.set_study_system_attr(study._study_id, STUDY_PLAN, pruner.plan.to_dict())
+        plan = pruner.plan
+        study._storage.set_study_system_attr(study._study_id, STUDY_PLAN, plan.to_dict())
+        study._storage.set_study_system_attr(
+            study._study_id, STUDY_IMPLICIT_PLACEMENT, ImplicitPlacement.for_plan(plan).to_dict()
+        )
         start_clock(study, started_at)
     study.get_trials(deepcopy=False)  # a running worker has the finished trials cached
 

@@ -45,8 +45,9 @@ from optuna_seer.scaling import ScalingCurve
 from optuna_seer.seer_planner import InfeasiblePlanError, gpu_candidates, plan_seer
 from optuna_seer.simulator import CloudModel, SimulationResult, simulate
 from optuna_seer.storage_proxy import StorageProxy
-from optuna_seer.trial_attrs import gpus_for, stop_reason
+from optuna_seer.trial_attrs import stop_reason
 from optuna_seer.trial_context import TrialContext, trial_context
+from optuna_seer.trial_placement import gpus_for
 from optuna_seer.workload import Workload
 
 if TYPE_CHECKING:

@@ -561,6 +561,7 @@ def _measured_from_study(storage: str, study_name: str) -> tuple[float, float, d
     from optuna_seer.ledger import spent_gpu_seconds
     from optuna_seer.storage_url import open_storage, redact_url
     from optuna_seer.trial_attrs import STUDY_STARTED_AT, stop_reason
+    from optuna_seer.trial_placement import implicit_placement_in
 
     shown = redact_url(storage)
     try:
@@ -597,7 +598,8 @@ def _measured_from_study(storage: str, study_name: str) -> tuple[float, float, d
     end = max(ends)
     cut = sum(1 for t in trials if (stop_reason(t) or "").startswith(("deadline", "budget")))
     attrs = {**attrs, _CUT_SHORT: cut}
-    return end - float(attrs[STUDY_STARTED_AT]), spent_gpu_seconds(trials, end), attrs
+    spent = spent_gpu_seconds(trials, end, implicit_placement_in(attrs))
+    return end - float(attrs[STUDY_STARTED_AT]), spent, attrs
 
 
 def _study_prediction(

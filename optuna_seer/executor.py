@@ -78,6 +78,7 @@ from optuna_seer.trial_attrs import (
     launch_timing_key,
 )
 from optuna_seer.trial_context import ENV_MAX_EPOCHS, checkpoint_name, checkpoint_object_uri
+from optuna_seer.trial_placement import ImplicitPlacement, implicit_placement, placement_of
 from optuna_seer.workload import Workload
 
 SearchSpace = Callable[[optuna.Trial], Any]
@@ -520,12 +521,18 @@ class ElasticTuner:
     def _trial(self, number: int) -> FrozenTrial:
         return self._study._storage.get_trial(self._ids[number])
 
+    def _implicit(self) -> ImplicitPlacement | None:
+        """The study's implicit-placement rule (trials placed without a write of their own)."""
+        return implicit_placement(self._study._storage, self._study._study_id)
+
     def _trial_uri(self, number: int) -> str:
         return f"{self._checkpoint_root}/{self._study.study_name}/trial-{number}"
 
     def _close_account(self, number: int) -> None:
         # Stop the ledger's accrual at its last measured charge before Optuna settles it.
-        charge_trial(self._study._storage, self._trial(number), 0.0, self._backend.now())
+        charge_trial(
+            self._study._storage, self._trial(number), 0.0, self._backend.now(), self._implicit()
+        )
 
     def _tell(self, number: int, state: TrialState, reason: str | None = None) -> None:
         storage = self._study._storage
@@ -759,8 +766,9 @@ class ElasticTuner:
 
     def _stored_result(self, progress: dict[str, Any]) -> TuningResult:
         """The result of a study that already finished, read back from the storage."""
+        implicit = self._implicit()
         for trial in self._study.get_trials(deepcopy=False):
-            if TRIAL_PLACEMENT not in trial.system_attrs:
+            if placement_of(trial, implicit) is None:
                 continue
             self._states[trial.number] = trial.state.name
             self._launches.extend(
@@ -803,9 +811,10 @@ class ElasticTuner:
         if self._backend.launches_end_with_driver and beat is not None:
             lost_until = min(now, float(beat) + 2 * HEARTBEAT_SECONDS)
             until = "the driver's last heartbeat"
+        implicit = self._implicit()
         for trial in self._study.get_trials(deepcopy=False):
             attrs = trial.system_attrs
-            if TRIAL_PLACEMENT not in attrs or attrs.get(TRIAL_BEYOND_PLAN):
+            if placement_of(trial, implicit) is None:
                 continue
             number = trial.number
             self._ids[number] = trial._trial_id
@@ -842,7 +851,7 @@ class ElasticTuner:
                     lost_gpu_s += seconds
                 if in_flight is not None:
                     storage.set_trial_system_attr(trial._trial_id, TRIAL_IN_FLIGHT, None)
-                charge_trial(storage, trial, seconds, now)
+                charge_trial(storage, trial, seconds, now, implicit)
         if not progress.get("sampled", True):
             self._sample(self._plan.n_configs - len(self._ids))
             alive = [n for n in self._ids if self._states[n] == TrialState.RUNNING.name]
@@ -1091,7 +1100,9 @@ class ElasticTuner:
         self._charged_gpu_s += gpu_seconds
         self._retrying(
             f"charge trial {number}",
-            lambda: charge_trial(self._study._storage, trial, gpu_seconds, self._backend.now()),
+            lambda: charge_trial(
+                self._study._storage, trial, gpu_seconds, self._backend.now(), self._implicit()
+            ),
         )
         launch = LaunchRecord(
             trial_number=number,
@@ -1271,9 +1282,10 @@ class ElasticTuner:
                 f"{format_seconds(left_s)} and ${left_dollars:,.2f} left"
             )
         prefix = [r.gpus_per_trial for r in schedule_[: done + 1]]
-        storage = self._study._storage
+        storage, implicit = self._study._storage, self._implicit()
         for number in alive:
-            placed = storage.get_trial_system_attrs(self._ids[number])[TRIAL_PLACEMENT]
+            placed = placement_of(self._trial(number), implicit)
+            assert placed is not None, f"trial {number} runs but was never placed"
             storage.set_trial_system_attr(
                 self._ids[number], TRIAL_PLACEMENT, {**placed, "gpus": prefix + new_gpus}
             )

@@ -21,12 +21,12 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_seer.plan import Plan
-from optuna_seer.trial_attrs import (
-    STUDY_STARTED_AT,
-    TRIAL_LEDGER,
-    TRIAL_PLACEMENT,
-    gpus_for,
-    rung_end_key,
+from optuna_seer.trial_attrs import STUDY_STARTED_AT, TRIAL_LEDGER, rung_end_key
+from optuna_seer.trial_placement import (
+    ImplicitPlacement,
+    gpus_at,
+    implicit_placement_in,
+    placement_of,
 )
 
 
@@ -58,12 +58,19 @@ class Ledger:
         return self.budget_dollars - self.spent_dollars
 
 
-def trial_account(trial: FrozenTrial) -> tuple[float, float] | None:
+def trial_account(
+    trial: FrozenTrial, implicit: ImplicitPlacement | None = None
+) -> tuple[float, float] | None:
     """``(GPU-seconds charged, as of when)``: the trial's latest settled account, ``None`` for
-    trials SEER neither placed nor charged. Accrual starts at placement."""
+    trials SEER neither placed nor charged. Accrual starts at placement.
+
+    ``implicit`` is the study's implicit-placement rule (see
+    :mod:`optuna_seer.trial_placement`); every function here that takes it needs it for
+    trials placed without a write of their own.
+    """
     attrs = trial.system_attrs
     entry = attrs.get(TRIAL_LEDGER)
-    placed = attrs.get(TRIAL_PLACEMENT)
+    placed = placement_of(trial, implicit)
     if placed is None:
         return None if entry is None else (float(entry[0]), float(entry[1]))
     charged, as_of = (0.0, float(placed["placed_at"])) if entry is None else entry
@@ -75,26 +82,34 @@ def trial_account(trial: FrozenTrial) -> tuple[float, float] | None:
     return float(charged), float(as_of)
 
 
-def settled(trial: FrozenTrial, now: float) -> tuple[float, float] | None:
+def settled(
+    trial: FrozenTrial, now: float, implicit: ImplicitPlacement | None = None
+) -> tuple[float, float] | None:
     """The trial's account settled as of ``now`` (what :func:`settle_trial` writes), or
     ``None`` for a trial SEER did not place; writes nothing."""
-    entry = trial_account(trial)
+    entry = trial_account(trial, implicit)
     if entry is None:
         return None
     charged, as_of = entry
     if now > as_of:
-        charged += (now - as_of) * gpus_for(trial)
+        charged += (now - as_of) * current_gpus(trial, implicit)
     return charged, max(now, as_of)
 
 
-def settled_at_stop(trial: FrozenTrial) -> bool:
+def current_gpus(trial: FrozenTrial, implicit: ImplicitPlacement | None = None) -> int:
+    """GPUs ``trial`` holds for its next epoch by its placement (0 if SEER did not place it)."""
+    placed = placement_of(trial, implicit)
+    return 0 if placed is None else gpus_at(placed, trial.last_step)
+
+
+def settled_at_stop(trial: FrozenTrial, implicit: ImplicitPlacement | None = None) -> bool:
     """Whether the pruner stopped ``trial`` at a rung end and settled its account in that
     same write (its latest entry is a rung-end record carrying a stop), so closing the
     account when the trial finishes would add nothing but the moments until Optuna's
     ``tell``."""
     attrs = trial.system_attrs
-    placed = attrs.get(TRIAL_PLACEMENT)
-    account = trial_account(trial)
+    placed = placement_of(trial, implicit)
+    account = trial_account(trial, implicit)
     if placed is None or account is None:
         return False
     for rung in range(len(placed["ends"])):
@@ -104,29 +119,38 @@ def settled_at_stop(trial: FrozenTrial) -> bool:
     return False
 
 
-def trial_gpu_seconds(trial: FrozenTrial, now: float) -> float:
+def trial_gpu_seconds(
+    trial: FrozenTrial, now: float, implicit: ImplicitPlacement | None = None
+) -> float:
     """GPU-seconds ``trial`` has cost by ``now`` (0 for trials SEER did not place)."""
-    entry = trial_account(trial)
+    entry = trial_account(trial, implicit)
     if entry is None:
         return 0.0
     charged, as_of = entry
     if trial.state == TrialState.RUNNING and now > as_of:
-        charged += (now - as_of) * gpus_for(trial)
+        charged += (now - as_of) * current_gpus(trial, implicit)
     return charged
 
 
-def spent_gpu_seconds(trials: Sequence[FrozenTrial], now: float) -> float:
+def spent_gpu_seconds(
+    trials: Sequence[FrozenTrial], now: float, implicit: ImplicitPlacement | None = None
+) -> float:
     """GPU-seconds all ``trials`` have cost by ``now``."""
-    return sum(trial_gpu_seconds(t, now) for t in trials)
+    return sum(trial_gpu_seconds(t, now, implicit) for t in trials)
 
 
-def settle_trial(storage: optuna.storages.BaseStorage, trial: FrozenTrial, now: float) -> float:
+def settle_trial(
+    storage: optuna.storages.BaseStorage,
+    trial: FrozenTrial,
+    now: float,
+    implicit: ImplicitPlacement | None = None,
+) -> float:
     """Fold a trial's accrued GPU-seconds into its stored charge as of ``now``; returns it.
 
     Call it when the trial stops so that finished trials stop accruing (the asynchronous
     pruner settles at rung ends inside its rung-end record instead, see :func:`settled`).
     """
-    account = settled(trial, now)
+    account = settled(trial, now, implicit)
     if account is None:
         return 0.0
     storage.set_trial_system_attr(trial._trial_id, TRIAL_LEDGER, list(account))
@@ -134,10 +158,14 @@ def settle_trial(storage: optuna.storages.BaseStorage, trial: FrozenTrial, now: 
 
 
 def charge_trial(
-    storage: optuna.storages.BaseStorage, trial: FrozenTrial, gpu_seconds: float, now: float
+    storage: optuna.storages.BaseStorage,
+    trial: FrozenTrial,
+    gpu_seconds: float,
+    now: float,
+    implicit: ImplicitPlacement | None = None,
 ) -> None:
     """Add measured ``gpu_seconds`` to a trial's charge (for executors that time workers)."""
-    charged, _ = trial_account(trial) or (0.0, now)
+    charged, _ = trial_account(trial, implicit) or (0.0, now)
     storage.set_trial_system_attr(trial._trial_id, TRIAL_LEDGER, [charged + gpu_seconds, now])
 
 
@@ -161,7 +189,7 @@ def read_ledger(
     return Ledger(
         started_at=started_at,
         now=now,
-        gpu_seconds=spent_gpu_seconds(trials, now),
+        gpu_seconds=spent_gpu_seconds(trials, now, implicit_placement_in(attrs)),
         deadline_s=plan.deadline_s,
         budget_dollars=plan.budget_dollars,
         price_per_gpu_second=plan.price_per_gpu_second,

@@ -25,13 +25,18 @@ from optuna_seer.trial_attrs import (
     STUDY_STARTED_AT,
     SYNCHRONOUS,
     TRIAL_BEYOND_PLAN,
-    TRIAL_PLACEMENT,
     TRIAL_STOP_REASON,
     promoted_key,
     rung_end,
     rung_end_key,
     rung_value,
     rung_value_key,
+)
+from optuna_seer.trial_placement import (
+    ImplicitPlacement,
+    implicit_placement,
+    implicit_placement_in,
+    placement_of,
 )
 from optuna_seer.workload import Workload
 
@@ -57,6 +62,7 @@ class _StudyCache:
     def __init__(self, storage: optuna.storages.BaseStorage, promoting_rungs: int) -> None:
         self.storage = storage  # held, so that the id keying this cache is not reused
         self.state: tuple[float, bool] | None = None
+        self.implicit: ImplicitPlacement | None = None  # read with ``state``
         self.ids: set[int] = set()
         self.values: list[list[float]] = [[] for _ in range(promoting_rungs)]
         self.gpu_seconds = 0.0
@@ -79,7 +85,7 @@ class _StudyCache:
                 if value is not None:
                     values.append(value)
                     added = True
-            self.gpu_seconds += trial_gpu_seconds(t, 0.0)
+            self.gpu_seconds += trial_gpu_seconds(t, 0.0, self.implicit)
         if added:
             for values in self.values:
                 values.sort()
@@ -199,11 +205,13 @@ class SeerPruner(BasePruner):
             return cache
 
     def _study_state(self, study: optuna.Study) -> tuple[float, bool]:
-        """(clock start, synchronous?) of ``study``, read once per process."""
+        """(clock start, synchronous?) of ``study``, read once per process (with the study's
+        implicit-placement rule, kept in the cache)."""
         cache = self._cache(study)
         if cache.state is None:
             attrs = study._storage.get_study_system_attrs(study._study_id)
             synchronous = attrs.get(STUDY_MODE) == SYNCHRONOUS
+            cache.implicit = implicit_placement_in(attrs)
             if STUDY_STARTED_AT not in attrs:
                 return self._clock(), synchronous
             cache.state = (float(attrs[STUDY_STARTED_AT]), synchronous)
@@ -221,7 +229,9 @@ class SeerPruner(BasePruner):
         attrs = trial.system_attrs
         if attrs.get(TRIAL_BEYOND_PLAN):
             return True
-        if TRIAL_PLACEMENT not in attrs:
+        started_at, synchronous = self._study_state(study)
+        implicit = self._cache(study).implicit
+        if placement_of(trial, implicit) is None:
             raise ValueError(
                 f"trial {trial.number} was not placed in the SEER plan: SeerPruner needs "
                 "create_study(sampler=SeerSampler(...), pruner=SeerPruner(...)) so that "
@@ -234,11 +244,10 @@ class SeerPruner(BasePruner):
                 "finite values only. Report a finite metric, or raise optuna.TrialPruned() "
                 "for a diverged run."
             )
-        started_at, synchronous = self._study_state(study)
         now = self._clock()
         if synchronous:
             return self._pruned_by_decision(study, trial, step)
-        return self._asynchronous_verdict(study, trial, step, value, now, started_at)
+        return self._asynchronous_verdict(study, trial, step, value, now, started_at, implicit)
 
     def _asynchronous_verdict(
         self,
@@ -248,6 +257,7 @@ class SeerPruner(BasePruner):
         value: float,
         now: float,
         started_at: float,
+        implicit: ImplicitPlacement | None,
     ) -> bool:
         """Whether ``trial`` must stop at ``step`` in asynchronous mode; records why.
 
@@ -265,11 +275,13 @@ class SeerPruner(BasePruner):
                 mine[rung.index] = own
         crossed = [r for r in rungs[:-1] if r.resource <= step and r.index not in mine]
         if not crossed and step < self._plan.max_epochs:
-            late = self._out_of_time(trial, step, now, started_at)
+            late = self._out_of_time(trial, step, now, started_at, implicit)
             return late is not None and self._stop(study, trial, late)
         ranked = {**mine, **{r.index: value for r in crossed}}
-        seen, better, others_gpu_seconds = self._rank_among_others(study, trial, ranked, now)
-        charged, as_of = settled(trial, now) or (0.0, now)
+        seen, better, others_gpu_seconds = self._rank_among_others(
+            study, trial, ranked, now, implicit
+        )
+        charged, as_of = settled(trial, now, implicit) or (0.0, now)
         reason: str | None = None
         written: list[Rung] = []
         for rung in crossed:
@@ -302,7 +314,7 @@ class SeerPruner(BasePruner):
                     )
                     break
         if reason is None:
-            reason = self._out_of_time(trial, step, now, started_at)
+            reason = self._out_of_time(trial, step, now, started_at, implicit)
         if reason is not None and not written:
             written.append(rungs[-1])  # stopped at the last epoch: the last rung's end
         storage = study._storage
@@ -314,7 +326,12 @@ class SeerPruner(BasePruner):
         return reason is not None
 
     def _rank_among_others(
-        self, study: optuna.Study, trial: FrozenTrial, ranked: dict[int, float], now: float
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        ranked: dict[int, float],
+        now: float,
+        implicit: ImplicitPlacement | None,
     ) -> tuple[dict[int, int], dict[int, int], float]:
         """For each rung in ``ranked``: how many values were seen there (``trial``'s own
         included) and how many beat ``trial``'s; and the GPU-seconds the other trials have cost
@@ -343,11 +360,16 @@ class SeerPruner(BasePruner):
                     seen[index] += 1
                     if theirs > own if maximize else theirs < own:
                         better[index] += 1
-            others_gpu_seconds += trial_gpu_seconds(other, now)
+            others_gpu_seconds += trial_gpu_seconds(other, now, implicit)
         return seen, better, others_gpu_seconds
 
     def _out_of_time(
-        self, trial: FrozenTrial, step: int, now: float, started_at: float
+        self,
+        trial: FrozenTrial,
+        step: int,
+        now: float,
+        started_at: float,
+        implicit: ImplicitPlacement | None,
     ) -> str | None:
         """Why ``trial`` cannot finish its rung before the deadline, or ``None`` if it can."""
         if step >= self._plan.max_epochs or step <= 0:
@@ -357,7 +379,7 @@ class SeerPruner(BasePruner):
         # start-up never counts as training; the plan's estimate until a rung end is timed.
         attrs = trial.system_attrs
         passed = [r for r in self._plan.rungs[:-1] if rung_value(attrs, r.index) is not None]
-        account = trial_account(trial)
+        account = trial_account(trial, implicit)
         if passed and account is not None and step > passed[-1].resource:
             seconds_per_epoch = max(now - account[1], 0.0) / (step - passed[-1].resource)
         else:
@@ -409,8 +431,9 @@ class SeerPruner(BasePruner):
         keep = rungs[rung_index + 1].n_trials
         since = rungs[rung_index - 1].resource if rung_index > 0 else 0
         contenders: list[tuple[RankKey, int, float, FrozenTrial]] = []
+        implicit = implicit_placement(study._storage, study._study_id)
         for t in study.get_trials(deepcopy=False):
-            if TRIAL_PLACEMENT not in t.system_attrs or t.system_attrs.get(TRIAL_BEYOND_PLAN):
+            if placement_of(t, implicit) is None:
                 continue
             if any(t.system_attrs.get(promoted_key(r)) is False for r in range(rung_index)):
                 continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 import contextlib
 import threading
+import time
 from typing import Any
 
 import optuna
@@ -16,11 +17,19 @@ from optuna_seer.ledger import settle_trial, settled_at_stop, start_clock
 from optuna_seer.plan import Plan
 from optuna_seer.pruner import SeerPruner
 from optuna_seer.trial_attrs import (
+    STUDY_IMPLICIT_PLACEMENT,
     STUDY_PLAN,
+    STUDY_STARTED_AT,
     TRIAL_BEYOND_PLAN,
     TRIAL_PLACEMENT,
     TRIAL_STOP_REASON,
+)
+from optuna_seer.trial_placement import (
+    ImplicitPlacement,
+    implicit_placement,
+    keeps_true_start_times,
     placement,
+    placement_of,
 )
 
 
@@ -28,10 +37,13 @@ class SeerSampler(BaseSampler):
     """Wrap a sampler so every new trial is placed in the plan of the study's ``SeerPruner``.
 
     Parameter values come from ``base_sampler`` unchanged (TPE by default). In
-    ``before_trial`` the sampler records, in the trial's system attrs, the GPUs the plan gives
-    it in each rung (read them with :func:`optuna_seer.gpus_for`), starts the trial's cost
-    account and the study's deadline clock, and stores the plan in the study so every process
-    and a restarted driver use the same one. Trials past the plan's width (``plan.n_configs``
+    ``before_trial`` the sampler places the trial: the GPUs the plan gives it in each rung
+    (read them with :func:`optuna_seer.gpus_for`) and the start of its cost account; it also
+    stores the plan in the study, so every process and a restarted driver use the same one,
+    and starts the study's deadline clock. On the wall clock the placement costs no storage
+    write: the study holds the plan's GPUs once and a trial is placed at its
+    ``datetime_start`` (see :mod:`optuna_seer.trial_placement`); on a simulated clock it is
+    written to the trial's system attrs. Trials past the plan's width (``plan.n_configs``
     trials, counted by trial number across all processes) are refused: the study is asked to
     stop, and the trial is pruned at its first ``suggest_*`` before any training runs.
 
@@ -119,7 +131,8 @@ class SeerSampler(BaseSampler):
             )
         plan = pruner.plan
         now = self._now(pruner)
-        self._prepare_study(study, plan, now)
+        wall_clock = (self._clock or pruner.clock) is time.time
+        self._prepare_study(study, plan, now, wall_clock)
         storage = study._storage
         if trial.number >= plan.n_configs:
             reason = (
@@ -134,6 +147,10 @@ class SeerSampler(BaseSampler):
             with contextlib.suppress(RuntimeError):
                 study.stop()
             return
+        if wall_clock:
+            rule = implicit_placement(storage, study._study_id)
+            if rule is not None and keeps_true_start_times(storage):
+                return  # placed at its datetime_start, which the storage wrote
         storage.set_trial_system_attr(
             trial._trial_id,
             TRIAL_PLACEMENT,
@@ -142,8 +159,12 @@ class SeerSampler(BaseSampler):
             ),
         )
 
-    def _prepare_study(self, study: optuna.Study, plan: Plan, now: float) -> None:
-        """Once per study and process: store (or check) the plan, start the deadline clock."""
+    def _prepare_study(self, study: optuna.Study, plan: Plan, now: float, wall_clock: bool) -> None:
+        """Once per study and process: store (or check) the plan, start the deadline clock.
+
+        The process that starts the clock on the wall clock first stores the implicit-placement
+        rule, so whoever sees the clock running knows whether the study has one.
+        """
         if study._study_id in self._prepared_studies:
             return
         attrs = study._storage.get_study_system_attrs(study._study_id)
@@ -155,6 +176,17 @@ class SeerSampler(BaseSampler):
                 f"study {study.study_name!r} was started with another SEER plan "
                 f"({Plan.from_dict(stored).n_configs} configurations); resume it with the same "
                 "Budget, Workload and reduction factor, or use a new study name."
+            )
+        if (
+            wall_clock
+            and STUDY_STARTED_AT not in attrs
+            and STUDY_IMPLICIT_PLACEMENT not in attrs
+            and keeps_true_start_times(study._storage)
+        ):
+            study._storage.set_study_system_attr(
+                study._study_id,
+                STUDY_IMPLICIT_PLACEMENT,
+                ImplicitPlacement.for_plan(plan).to_dict(),
             )
         start_clock(study, now)
         self._prepared_studies.add(study._study_id)
@@ -169,12 +201,12 @@ class SeerSampler(BaseSampler):
         with self._lock:
             self._refused.pop(trial._trial_id, None)
         pruner = study.pruner
-        if (
-            isinstance(pruner, SeerPruner)
-            and TRIAL_PLACEMENT in trial.system_attrs
-            and not (state == TrialState.PRUNED and settled_at_stop(trial))
-        ):
-            settle_trial(study._storage, trial, self._now(pruner))
+        if isinstance(pruner, SeerPruner):
+            rule = implicit_placement(study._storage, study._study_id)
+            if placement_of(trial, rule) is not None and not (
+                state == TrialState.PRUNED and settled_at_stop(trial, rule)
+            ):
+                settle_trial(study._storage, trial, self._now(pruner), rule)
         self._base.after_trial(study, trial, state, values)
 
     def reseed_rng(self) -> None:

@@ -1,4 +1,4 @@
-"""Where SEER keeps its state in Optuna storage, and :func:`gpus_for` to read a trial's share.
+"""Where SEER keeps its state in Optuna storage: the system-attr keys and rung records.
 
 Everything lives in study and trial *system attrs*, written through the storage (as Optuna's
 own pruners do), so every process sharing the study (SQLite, journal file, RDB, gRPC proxy)
@@ -8,9 +8,9 @@ sees the same plan, clock, placements and ledger.
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
-import optuna
 from optuna.trial import FrozenTrial
 
 STUDY_PLAN = "seer:plan"
@@ -22,6 +22,9 @@ STUDY_PREDICTION = (
 SYNCHRONOUS = "synchronous"
 
 TRIAL_PLACEMENT = "seer:placement"
+"""A trial's explicit placement (see :mod:`optuna_seer.trial_placement`)."""
+STUDY_IMPLICIT_PLACEMENT = "seer:implicit_placement"
+"""Where wall-clock trials without their own placement sit (:mod:`optuna_seer.trial_placement`)."""
 TRIAL_BEYOND_PLAN = "seer:beyond_plan"
 TRIAL_LEDGER = "seer:ledger"
 TRIAL_STOP_REASON = "seer:stop_reason"
@@ -34,14 +37,6 @@ TRIAL_LAUNCHES = "seer:launches"
 """Every finished launch of a trial (rung, workers, times, state, checkpoint), for resuming."""
 TRIAL_IN_FLIGHT = "seer:in_flight"
 """The trial's running launch (rung, workers, start) or ``None``: what a killed driver left."""
-
-
-def placement(
-    gpus_per_rung: list[int], rung_ends: list[int], placed_at: float
-) -> dict[str, list[int] | float]:
-    """The one system attr SeerSampler writes per trial: GPUs and end epoch of every rung,
-    and when the trial was placed (its cost accrues from then)."""
-    return {"gpus": gpus_per_rung, "ends": rung_ends, "placed_at": placed_at}
 
 
 def rung_value_key(rung: int) -> str:
@@ -58,6 +53,9 @@ def rung_end_key(rung: int) -> str:
     one storage write, as it costs Optuna's ``SuccessiveHalvingPruner``.
     """
     return f"seer:rung_{rung}_end"
+
+
+_RUNG_END = re.compile(r"seer:rung_\d+_end")
 
 
 def rung_end(
@@ -91,10 +89,8 @@ def stop_reason(trial: FrozenTrial) -> str | None:
     reason = attrs.get(TRIAL_STOP_REASON)
     if reason is not None:
         return str(reason)
-    placed = attrs.get(TRIAL_PLACEMENT)
-    for rung in range(len(placed["ends"]) if placed is not None else 0):
-        record = attrs.get(rung_end_key(rung))
-        if record is not None and "stop" in record:
+    for key, record in attrs.items():
+        if _RUNG_END.fullmatch(key) and "stop" in record:
             return str(record["stop"])
     return None
 
@@ -113,47 +109,3 @@ def checkpoint_fallback_key(rung: int) -> str:
 def promoted_key(rung: int) -> str:
     """The trial attr, set by a synchronous decision, saying if the trial survived ``rung``."""
     return f"seer:rung_{rung}_promoted"
-
-
-def system_attrs_of(trial: optuna.trial.BaseTrial | FrozenTrial) -> dict[str, Any]:
-    """The latest system attrs of a live or frozen trial."""
-    if isinstance(trial, optuna.Trial):
-        return trial.storage.get_trial_system_attrs(trial._trial_id)
-    if isinstance(trial, FrozenTrial):
-        return dict(trial.system_attrs)
-    raise TypeError(f"trial={trial!r} must be an optuna Trial or FrozenTrial.")
-
-
-def gpus_for(trial: optuna.trial.BaseTrial | FrozenTrial, step: int | None = None) -> int:
-    """GPUs (data-parallel workers) the plan gives ``trial`` for its next epoch.
-
-    Args:
-        trial: A trial placed by :class:`~optuna_seer.SeerSampler`.
-        step: Epochs the trial has trained; defaults to its last reported step.
-
-    Raises:
-        ValueError: The trial was not placed by ``SeerSampler`` under a ``SeerPruner``.
-
-    Example:
-        >>> def objective(trial):  # doctest: +SKIP
-        ...     trainer = L.Trainer(devices=optuna_seer.gpus_for(trial), strategy="ddp")
-    """
-    attrs = system_attrs_of(trial)
-    if TRIAL_PLACEMENT not in attrs:
-        raise ValueError(
-            f"trial {trial.number} has no SEER placement: create the study with "
-            "sampler=SeerSampler(...) and pruner=SeerPruner(...)."
-        )
-    plan_gpus: list[int] = attrs[TRIAL_PLACEMENT]["gpus"]
-    ends: list[int] = attrs[TRIAL_PLACEMENT]["ends"]
-    if step is None:
-        if isinstance(trial, optuna.Trial):
-            step = trial.storage.get_trial(trial._trial_id).last_step
-        else:
-            assert isinstance(trial, FrozenTrial)
-            step = trial.last_step
-    done = 0 if step is None else step
-    for gpus, end in zip(plan_gpus, ends):
-        if done < end:
-            return gpus
-    return plan_gpus[-1]

@@ -13,7 +13,8 @@ from optuna.trial import TrialState
 import pytest
 
 from optuna_seer import Plan
-from optuna_seer.trial_attrs import STUDY_PLAN, STUDY_STARTED_AT, TRIAL_PLACEMENT
+from optuna_seer.trial_attrs import STUDY_PLAN, STUDY_STARTED_AT
+from optuna_seer.trial_placement import implicit_placement, placement_of
 
 WORKER = textwrap.dedent(
     """
@@ -83,7 +84,8 @@ def test_processes_share_plan_clock_and_width(kind: str, tmp_path: Path) -> None
     plan = Plan.from_dict(attrs[STUDY_PLAN])
     assert STUDY_STARTED_AT in attrs
     trials = study.get_trials()
-    placed = [t for t in trials if TRIAL_PLACEMENT in t.system_attrs]
+    rule = implicit_placement(study._storage, study._study_id)
+    placed = [t for t in trials if placement_of(t, rule) is not None]
     # Exactly the plan's width was placed, across all processes; the rest were refused.
     assert len(placed) == plan.n_configs
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)

@@ -27,13 +27,13 @@ from optuna_seer.trial_attrs import (
     TRIAL_LEDGER,
     TRIAL_PLACEMENT,
     TRIAL_STOP_REASON,
-    placement,
     rung_end,
     rung_end_key,
     rung_value,
     rung_value_key,
     stop_reason,
 )
+from optuna_seer.trial_placement import placement
 
 
 class SimulatedClock:
@@ -100,8 +100,8 @@ def test_async_study_follows_the_plan(storage: object) -> None:
     assert completed and study.best_trial.state == TrialState.COMPLETE
     for t in placed:  # reports are consecutive epochs, no gaps or duplicates
         assert sorted(t.intermediate_values) == list(range(1, t.last_step + 1))  # type: ignore[operator]
-        assert gpus_for(t, step=0) == plan.rungs[0].gpus_per_trial
-        assert gpus_for(t, step=plan.max_epochs - 1) == plan.rungs[-1].gpus_per_trial
+        assert gpus_for(t, step=0, study=study) == plan.rungs[0].gpus_per_trial
+        assert gpus_for(t, step=plan.max_epochs - 1, study=study) == plan.rungs[-1].gpus_per_trial
     stored = study._storage.get_study_system_attrs(study._study_id)[STUDY_PLAN]
     assert Plan.from_dict(stored) == plan  # every process reads the same plan
     ledger = read_ledger(study, plan, pruner.clock())
