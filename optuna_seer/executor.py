@@ -1224,7 +1224,13 @@ class ElasticTuner:
         fits = current[-1].end_s <= left_s and sum(r.cost for r in current) <= left_dollars
         planned_epoch = schedule_[done].epoch_seconds
         measured_epoch = records[-1].epoch_seconds
-        planned_start = self._workload.startup_seconds if self._workload else 0.0
+        # The plan's start-up at the rung's concurrency: launches at once slow each other's too.
+        planned_start = (
+            self._workload.startup_seconds
+            * self._workload.contention_on(schedule_[done].concurrent_trials)
+            if self._workload
+            else 0.0
+        )
         measured_start = records[-1].overhead_seconds or 0.0
         drift = (
             measured_epoch is not None

@@ -1,6 +1,6 @@
 """Contention (trials sharing a host run slower) in the Workload, SEER's schedule and plan.
 
-Pure and timing-free: a profile's measured contention must reach ``schedule()`` and
+Timing-free: a profile's measured contention must reach ``schedule()`` and
 ``plan_seer`` through ``Profile.workload()``, and the deterministic model must then agree
 with the simulator that the profile feeds directly.
 """
@@ -9,13 +9,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import optuna
 import pytest
 
+from optuna_seer.backends.replay import RecordedCurve, ReplayBackend
 from optuna_seer.budget import Budget
 from optuna_seer.cost_model import ClusterLimits, RungShape, schedule
 from optuna_seer.elastic_plan import ElasticPlan
+from optuna_seer.executor import ElasticTuner
+from optuna_seer.plan import Plan
 from optuna_seer.pricing import PriceQuote
 from optuna_seer.profile import Profile
+from optuna_seer.pruner import SeerPruner
+from optuna_seer.sampler import SeerSampler
 from optuna_seer.seer_planner import plan_seer
 from optuna_seer.simulator import CloudModel, simulate
 from optuna_seer.workload import Workload, contention_table
@@ -105,3 +111,55 @@ def test_seer_plan_predicts_what_the_simulator_does_with_the_profile() -> None:
     assert simulated.cost_p50 == pytest.approx(plan.predicted_cost)
     without = plan_seer(budget, _workload(), 2, limits=SLOTS, max_configs=4)
     assert plan.predicted_seconds > without.predicted_seconds
+
+
+def test_the_executor_expects_start_up_slowed_by_contention_too(tmp_path: Path) -> None:
+    """Two launches at once start 1.5x slower, as the workload says: the measured start-up
+    (30 s) is what the plan expected at that concurrency (20 s alone x 1.5), so the executor
+    keeps the plan, silently, instead of reading it as drift ("re-timed"/"re-plan" notes)."""
+    curves = [
+        RecordedCurve(val_acc=tuple(0.1 * c + 0.01 * e for e in range(3)), test_acc=(0.5,) * 3)
+        for c in range(1, 5)
+    ]
+    workload = Workload(
+        epoch_seconds=60.0,
+        scaling="linear",
+        max_epochs=3,
+        startup_seconds=20.0,
+        contention={2: 1.5},
+    )
+    price = 3.0 / 3600
+    rungs = schedule(
+        [RungShape(2, 1, 1), RungShape(1, 3, 1)], workload, price, ClusterLimits(max_gpus=2)
+    )
+    plan = Plan(
+        rungs=rungs,
+        reduction_factor=2,
+        deadline_s=1e6,
+        budget_dollars=1e6,
+        price_per_gpu_second=price,
+        min_marginal_speedup=0.2,
+    )
+    storage = optuna.storages.InMemoryStorage()
+    # The replay's launches at two at once: start-up and epochs 1.5x the workload's alone.
+    backend = ReplayBackend(curves, "linear", 90.0, slots=2, startup_seconds=30.0, storage=storage)
+    study = optuna.create_study(
+        storage=storage,
+        direction="maximize",
+        sampler=SeerSampler(optuna.samplers.RandomSampler(0), clock=backend.now),
+        pruner=SeerPruner(plan=plan, clock=backend.now),
+    )
+    result = ElasticTuner(
+        study,
+        plan,
+        backend=backend,
+        train="benchmarks.seer_arm:replayed_training",
+        checkpoints=str(tmp_path),
+        search_space=lambda trial: trial.suggest_int("config_id", 0, len(curves) - 1),
+        workload=workload,
+        storage_url="replay:in-memory",
+        poll_seconds=5.0,
+        progress=False,
+    ).run()
+    assert result.best_trial is not None
+    assert not any(note.startswith("re-") for note in result.notes), result.notes
