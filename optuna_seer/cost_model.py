@@ -97,10 +97,11 @@ def schedule(
         epoch_s = workload.epoch_seconds_on(k)
         gpus = concurrent * k
         delay = limits.provisioning_seconds if gpus != previous_gpus else 0.0
-        # Each wave is slowed by the contention of its own number of trials at once.
-        slowdowns = sum(
-            workload.contention_on(min(concurrent, shape.n_trials - first))
-            for first in range(0, shape.n_trials, concurrent)
+        # Each wave is slowed by the contention of its own number of trials at once: the
+        # full waves by ``concurrent``'s, a last partial wave by its remainder's.
+        full_waves, remainder = divmod(shape.n_trials, concurrent)
+        slowdowns = full_waves * workload.contention_on(concurrent) + (
+            workload.contention_on(remainder) if remainder else 0.0
         )
         seconds = delay + slowdowns * (
             workload.startup_seconds + (shape.resource - previous_resource) * epoch_s

@@ -13,6 +13,10 @@ accrues from then). It is stored in one of two ways:
   trial. Asking for a trial then costs the same storage writes as under Optuna's own pruners.
 
 :func:`placement_of` reads either; :func:`gpus_for` is what training code calls.
+
+Through Optuna's gRPC proxy a start time arrives as the proxy server's local time: run the
+server in the clients' time zone (UTC everywhere is simplest), as every Optuna datetime read
+through it already needs.
 """
 
 from __future__ import annotations
