@@ -194,11 +194,11 @@ def verdict(results: list[dict[str, Any]]) -> str:
         best = max(baselines, key=lambda n: baselines[n]["test_mean"])
         best_ok = max(compliant, key=lambda n: compliant[n]["test_mean"]) if compliant else None
         ok_text = "none" if best_ok is None else f"{compliant[best_ok]['test_mean']:.4f} {best_ok}"
-        delta = (
-            "n/a"
-            if best_ok is None
-            else f"{seer['test_mean'] - compliant[best_ok]['test_mean']:+.4f}"
-        )
+        delta = "n/a"
+        if best_ok is not None:
+            difference = seer["test_mean"] - compliant[best_ok]["test_mean"]
+            # Equal sums of accuracies added in another order differ by rounding (1e-16).
+            delta = f"{0.0 if abs(difference) < 1e-9 else difference:+.4f}"
         both = min(seer["within_deadline_pct"], seer["within_budget_pct"])
         paired = "n/a"
         if best_ok is not None:
