@@ -96,20 +96,22 @@ STATISTICS = {
 
 
 def concordance(curves: recorded.CurveSet, top: int, since: int, statistic: str) -> float:
-    """Share of pairs of the ``top`` configurations (by mean validation accuracy over the last
-    rung) that ``statistic`` orders as their test accuracy after all epochs does; pairs tied
-    in either are left out."""
+    """How often ``statistic`` picks the better (by test accuracy after all epochs) of two of
+    the ``top`` configurations, over every such pair; a tie in ``statistic`` counts as a coin
+    toss (0.5), pairs tied in test accuracy are left out. The ``top`` are those with the best
+    mean validation accuracy over the last rung (epochs after ``since``)."""
     ranked = sorted(
         range(len(curves.curves)), key=lambda i: -statistics.fmean(curves.curves[i].val_acc[since:])
     )
     measure = STATISTICS[statistic]
-    agree = total = 0
+    agree, total = 0.0, 0
     for a, b in itertools.combinations(ranked[:top], 2):
         ta, tb = curves.curves[a].test_acc[-1], curves.curves[b].test_acc[-1]
+        if ta == tb:
+            continue
         va, vb = (measure(curves.curves[i].val_acc, since) for i in (a, b))
-        if ta != tb and va != vb:
-            total += 1
-            agree += (ta > tb) == (va > vb)
+        total += 1
+        agree += 0.5 if va == vb else float((ta > tb) == (va > vb))
     return agree / total if total else float("nan")
 
 
@@ -154,8 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"| {dataset} | {scenario.name} | {shape} | " + " | ".join(cells) + " |")
     since = plan_for(SCENARIOS[0], recorded.load(datasets[0], args.curves), 1).rungs[-2].resource
     print(
-        f"\nPairs of top configurations (by the mean over epochs {since + 1}-40) ordered as their "
-        "test accuracy after 40 epochs is, by each validation statistic (0.5: a coin toss).\n"
+        "\nHow often each validation statistic picks the better (by test accuracy after 40 "
+        f"epochs) of two of the top configurations (by the mean over epochs {since + 1}-40); "
+        "ties in the statistic count as a coin toss (0.5).\n"
     )
     print("| data set | top | " + " | ".join(STATISTICS) + " |")
     print("|---" * (2 + len(STATISTICS)) + "|")
