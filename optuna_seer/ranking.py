@@ -26,6 +26,10 @@ configurations the last-rung mean picks the one with the better final test accur
 often than the last value on two data sets (about 0.8 against 0.4-0.6) and, like the last
 value, no better than a coin toss on the third (36 validation examples).
 
+In a one-rung plan there was no promotion: the values over the rung are the whole learning
+curves, from the first epoch, and their mean says how fast a configuration learned as much
+as where it ended. There the selection is the promotion rule (the last value first).
+
 Example:
     >>> from optuna.study import StudyDirection
     >>> import optuna
@@ -120,7 +124,8 @@ def selection_key(
     """Sort key of a finalist, best first: the mean over the last rung, then the last value,
     then the trial number (see the module docstring for why the mean comes first here).
 
-    ``since_step`` is the last promoting rung's end (0 for a one-rung plan).
+    ``since_step`` is the last promoting rung's end; 0 (a one-rung plan) gives
+    :func:`rank_key`'s order instead: the last value first.
 
     Example:
         >>> import optuna
@@ -134,6 +139,8 @@ def selection_key(
     """
     if direction not in (StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE):
         raise ValueError(f"direction={direction!r} must be MAXIMIZE or MINIMIZE.")
+    if since_step == 0:
+        return rank_key(trial, since_step, max_epochs, direction)
     value, mean = rung_score(trial, since_step, max_epochs)
     sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
     return sign * mean, sign * value, trial.number

@@ -98,6 +98,16 @@ def test_the_final_pick_prefers_the_higher_last_rung_mean_to_a_lucky_last_value(
         selection_key(a, 0, 2, StudyDirection.NOT_SET)
 
 
+def test_a_one_rung_plan_selects_by_the_last_value_not_by_how_fast_a_curve_rose() -> None:
+    # No promotion happened: the mean over the rung would be the mean over the whole curve.
+    fast = _trial(0, {1: 0.8, 2: 0.85, 3: 0.86})
+    slow_but_higher = _trial(1, {1: 0.1, 2: 0.5, 3: 0.9})
+    assert best_finalist([fast, slow_but_higher], 0, 3, MAX) is slow_but_higher
+    assert selection_key(slow_but_higher, 0, 3, MAX) == rank_key(slow_but_higher, 0, 3, MAX)
+    # After a promotion (since_step 1) the same values rank by the mean over steps 2-3.
+    assert best_finalist([fast, slow_but_higher], 1, 3, MAX) is fast
+
+
 def test_best_finalist_skips_trials_without_values_and_is_none_without_any() -> None:
     silent, good = _trial(0, {}), _trial(1, {3: 0.2, 9: 0.8})
     assert best_finalist([silent, good], 3, 9, MAX) is good
