@@ -21,9 +21,10 @@ trial number ``i`` trains configuration ``config_order(n, seed)[i % n]``.
 The selected configuration is the trial with the best validation accuracy among those that
 completed (all ``max_epochs``); if none did, the best last-reported validation accuracy of any
 trial (ties: more epochs, then the earlier trial), as ``study.best_trial`` would pick. The
-rung-synchronous plans rank their finalists by SEER's rung rule instead
-(:func:`~optuna_seer.ranking.best_finalist`, as the elastic executor does). Its score is the
-recorded *test* accuracy of that trial's model at its last trained epoch.
+rung-synchronous plans rank their finalists by SEER's selection rule instead (the mean over
+the last rung first: :func:`~optuna_seer.ranking.best_finalist`, as the elastic executor
+does). Its score is the recorded *test* accuracy of that trial's model at its last trained
+epoch.
 """
 
 from __future__ import annotations
@@ -436,7 +437,7 @@ def run_plan(
         dollars = backend.gpu_seconds * scenario.price_per_gpu_second
     else:
         dollars = billed_gpus * seconds * scenario.price_per_gpu_second
-    # The finalists are ranked by SEER's rung rule, as the elastic executor ranks its own.
+    # The finalists are ranked by SEER's selection rule, as the elastic executor ranks its own.
     finalists = [study.trials[t.number] for t in alive]
     since = plan.rungs[-2].resource if len(plan.rungs) > 1 else 0
     selected = best_finalist(finalists, since, plan.max_epochs, study.direction)

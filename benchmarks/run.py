@@ -194,11 +194,12 @@ def verdict(results: list[dict[str, Any]]) -> str:
         best = max(baselines, key=lambda n: baselines[n]["test_mean"])
         best_ok = max(compliant, key=lambda n: compliant[n]["test_mean"]) if compliant else None
         ok_text = "none" if best_ok is None else f"{compliant[best_ok]['test_mean']:.4f} {best_ok}"
-        delta = (
-            "n/a"
-            if best_ok is None
-            else f"{seer['test_mean'] - compliant[best_ok]['test_mean']:+.4f}"
-        )
+        delta = "n/a"
+        if best_ok is not None:
+            difference = seer["test_mean"] - compliant[best_ok]["test_mean"]
+            # Recorded accuracies are rounded to 4 decimals (record_curves.py), so equal counts
+            # of correct test examples can differ by up to 5e-5 in the mean: that is a tie.
+            delta = f"{0.0 if abs(difference) < 5e-5 else difference:+.4f}"
         both = min(seer["within_deadline_pct"], seer["within_budget_pct"])
         paired = "n/a"
         if best_ok is not None:

@@ -7,12 +7,19 @@ the top ``n_{r+1}`` by the rule survive, and the best finalist by the rule is sc
 recorded test accuracy after all epochs. No straggler noise and no re-planning, so it
 measures the decision rules alone, over hundreds of seeds in seconds.
 
-Rules (validation accuracy only; the test accuracy only scores the selected model):
+Rules (validation accuracy only; the test accuracy only scores the selected model), each
+applied at promotion (rungs that promote) and at the final selection (the last rung):
 
-* ``trial number``: the rung-end value, ties to the lower trial number (SEER before the
-  change; Optuna's ``best_trial`` breaks ties the same way).
-* ``rung mean``: the rung-end value, ties to the higher mean over the rung
-  (:mod:`optuna_seer.ranking`), at promotion, at the final selection, or both.
+* ``number``: the rung-end value, ties to the lower trial number (SEER at first; Optuna's
+  ``best_trial`` breaks ties the same way).
+* ``ties``: the rung-end value, ties to the higher mean over the rung
+  (:func:`optuna_seer.ranking.rank_key`).
+* ``mean``: the mean over the rung first, then the rung-end value
+  (:func:`optuna_seer.ranking.selection_key`).
+
+SEER promotes by ``ties`` and selects by ``mean``. A second table asks the same question
+without any tuner: over pairs of the data set's top configurations, how often does each
+validation statistic order them as their test accuracy after all epochs does?
 
 Usage::
 
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+import itertools
 from pathlib import Path
 import statistics
 import sys
@@ -37,39 +45,34 @@ from optuna_seer.plan import Plan
 from optuna_seer.seer_planner import plan_seer
 
 RULES = {
-    "trial number": (False, False),
-    "rung mean at promotion": (True, False),
-    "rung mean at selection": (False, True),
-    "rung mean at both (SEER)": (True, True),
+    "number / number": ("number", "number"),
+    "ties / number": ("ties", "number"),
+    "number / ties": ("number", "ties"),
+    "ties / ties": ("ties", "ties"),
+    "ties / mean (SEER)": ("ties", "mean"),
 }
-"""Rule name: (break promotion ties by the rung mean?, break final ties by it?)."""
+"""Column name (promotion / selection): (rule at promotion, rule at the final selection)."""
 
 
-def _key(
-    val: Sequence[float], since: int, end: int, number: int, by_mean: bool
-) -> tuple[float, float, int]:
-    """Best first: the rung-end value, then (``by_mean``) the mean over the rung, then number."""
-    window = val[since:end]
-    return (-val[end - 1], -statistics.fmean(window) if by_mean else 0.0, number)
+def _key(val: Sequence[float], since: int, end: int, number: int, rule: str) -> tuple[float, ...]:
+    """Best first under ``rule`` (``number``, ``ties`` or ``mean``, see the module docstring)."""
+    last, mean = val[end - 1], statistics.fmean(val[since:end])
+    if rule == "mean":
+        return (-mean, -last, number)
+    return (-last, -mean if rule == "ties" else 0.0, number)
 
 
-def select(curves: recorded.CurveSet, plan: Plan, seed: int, promote: bool, final: bool) -> int:
-    """The configuration SEER's rung decisions select for ``seed`` under the rule."""
+def select(curves: recorded.CurveSet, plan: Plan, seed: int, promote: str, final: str) -> int:
+    """The configuration SEER's rung decisions select for ``seed`` under the rules."""
     order = config_order(len(curves.curves), seed)
     alive = list(range(plan.n_configs))  # trial numbers
     since = 0
     for rung in plan.rungs:
         last = rung.index == len(plan.rungs) - 1
-        by_mean = final if last else promote
+        rule = final if last else promote
         ranked = sorted(
             alive,
-            key=lambda n: _key(
-                curves.curves[order[n]].val_acc,
-                since,
-                rung.resource,
-                n,
-                by_mean,
-            ),
+            key=lambda n: _key(curves.curves[order[n]].val_acc, since, rung.resource, n, rule),
         )
         if last:
             return order[ranked[0]]
@@ -78,13 +81,38 @@ def select(curves: recorded.CurveSet, plan: Plan, seed: int, promote: bool, fina
     raise AssertionError("a plan has at least one rung")
 
 
-def mean_test(
-    curves: recorded.CurveSet, plan: Plan, seeds: int, promote: bool, final: bool
-) -> float:
+def mean_test(curves: recorded.CurveSet, plan: Plan, seeds: int, promote: str, final: str) -> float:
     return statistics.fmean(
         curves.curves[select(curves, plan, seed, promote, final)].test_acc[-1]
         for seed in range(seeds)
     )
+
+
+STATISTICS = {
+    "last value": lambda val, since: val[-1],
+    "mean over the last rung": lambda val, since: statistics.fmean(val[since:]),
+}
+"""Validation statistics of a fully trained configuration; ``since``: last promoting rung end."""
+
+
+def concordance(curves: recorded.CurveSet, top: int, since: int, statistic: str) -> float:
+    """How often ``statistic`` picks the better (by test accuracy after all epochs) of two of
+    the ``top`` configurations, over every such pair; a tie in ``statistic`` counts as a coin
+    toss (0.5), pairs tied in test accuracy are left out. The ``top`` are those with the best
+    mean validation accuracy over the last rung (epochs after ``since``)."""
+    ranked = sorted(
+        range(len(curves.curves)), key=lambda i: -statistics.fmean(curves.curves[i].val_acc[since:])
+    )
+    measure = STATISTICS[statistic]
+    agree, total = 0.0, 0
+    for a, b in itertools.combinations(ranked[:top], 2):
+        ta, tb = curves.curves[a].test_acc[-1], curves.curves[b].test_acc[-1]
+        if ta == tb:
+            continue
+        va, vb = (measure(curves.curves[i].val_acc, since) for i in (a, b))
+        total += 1
+        agree += 0.5 if va == vb else float((ta > tb) == (va > vb))
+    return agree / total if total else float("nan")
 
 
 def plan_for(scenario: Scenario, curves: recorded.CurveSet, min_resource: int) -> Plan:
@@ -126,6 +154,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{mean_test(curves, plan, args.seeds, p, f):.4f}" for p, f in RULES.values()
                 ]
                 print(f"| {dataset} | {scenario.name} | {shape} | " + " | ".join(cells) + " |")
+    since = plan_for(SCENARIOS[0], recorded.load(datasets[0], args.curves), 1).rungs[-2].resource
+    print(
+        "\nHow often each validation statistic picks the better (by test accuracy after 40 "
+        f"epochs) of two of the top configurations (by the mean over epochs {since + 1}-40); "
+        "ties in the statistic count as a coin toss (0.5).\n"
+    )
+    print("| data set | top | " + " | ".join(STATISTICS) + " |")
+    print("|---" * (2 + len(STATISTICS)) + "|")
+    for dataset in datasets:
+        curves = recorded.load(dataset, args.curves)
+        for top in (10, 20, 40):
+            cells = [f"{concordance(curves, top, since, name):.2f}" for name in STATISTICS]
+            print(f"| {dataset} | {top} | " + " | ".join(cells) + " |")
     return 0
 
 

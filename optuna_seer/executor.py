@@ -874,8 +874,8 @@ class ElasticTuner:
     def _result(self, records: list[RungRecord], schedule_: list[Rung], now: float) -> TuningResult:
         trials = self._study.get_trials(deepcopy=False)
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        # SEER's rung rule, not Optuna's best_trial: ties in the final value (frequent with
-        # accuracies on a small validation set) go to the higher mean over the last rung.
+        # SEER's selection rule, not Optuna's best_trial: the finalist with the highest mean
+        # over the last rung (then the last value), a steadier estimate than one last epoch.
         since = schedule_[-2].resource if len(schedule_) > 1 else 0
         best = best_finalist(complete, since, self._plan.max_epochs, self._study.direction)
         final = replace(self._plan, rungs=tuple(schedule_))

@@ -164,13 +164,13 @@ def test_run_quick_writes_tables_json_and_plot(tmp_path: Path) -> None:
 def test_rung_rules_replays_the_decisions_the_static_plan_makes(
     seed: int, curve_set: recorded.CurveSet
 ) -> None:
-    # SeerPruner.decide_rung and the static plan's final pick both break ties by the rung
-    # mean (optuna_seer.ranking): rung_rules' "rung mean at promotion and selection".
+    # SeerPruner.decide_rung breaks ties by the rung mean and the static plan's final pick
+    # ranks by the last rung's mean first (optuna_seer.ranking): rung_rules' "ties / mean".
     plan = plan_seer(
         SCENARIO.budget, SCENARIO.workload(EPOCHS), 3, max_configs=len(curve_set.curves)
     )
     outcome = run_plan("static-plan", plan, SCENARIO, curve_set, seed=seed)
-    assert rung_rules.select(curve_set, plan, seed, promote=True, final=True) == outcome.config_id
+    assert rung_rules.select(curve_set, plan, seed, "ties", "mean") == outcome.config_id
 
 
 def test_run_filters_data_sets_scenarios_and_methods(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""SEER's ranking rule: rung-end value, then the mean over the rung, then trial number."""
+"""SEER's ranking rules: promotion by the rung-end value (ties: the mean over the rung, then
+the trial number); the final selection by the mean over the last rung, then the last value."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from benchmarks.seer_arm import run_replayed
 from optuna_seer import plan_seer
 from optuna_seer.backends.replay import RecordedCurve
 from optuna_seer.pruner import SeerPruner
-from optuna_seer.ranking import best_finalist, rank_key, rank_trials, rung_score
+from optuna_seer.ranking import best_finalist, rank_key, rank_trials, rung_score, selection_key
 from optuna_seer.sampler import SeerSampler
 
 MAX = StudyDirection.MAXIMIZE
@@ -80,6 +81,33 @@ def test_bad_input_names_the_value_and_what_is_valid() -> None:
         rank_key(trial, 0, 1, StudyDirection.NOT_SET)
 
 
+def test_the_final_pick_prefers_the_higher_last_rung_mean_to_a_lucky_last_value() -> None:
+    # The last rung runs from step 4 to step 9; epochs before it do not count.
+    steady = _trial(0, {4: 0.2, 6: 0.92, 8: 0.92, 9: 0.92})
+    lucky = _trial(1, {4: 0.99, 6: 0.85, 8: 0.86, 9: 0.95})
+    assert best_finalist([lucky, steady], 4, 9, MAX) is steady
+    # Promotion (a rung that is not the last) still compares the rung-end value first.
+    assert rank_trials([steady, lucky], 4, 9, MAX)[0] is lucky
+    assert selection_key(steady, 4, 9, MAX) == (pytest.approx(-0.92), -0.92, 0)
+    # Equal means: the last value decides, then the trial number; minimize flips the order.
+    a, b = _trial(2, {1: 0.3, 2: 0.5}), _trial(3, {1: 0.5, 2: 0.3})
+    assert best_finalist([a, b], 0, 2, MAX) is a
+    assert best_finalist([a, b], 0, 2, MIN) is b
+    assert best_finalist([_trial(5, {1: 0.4}), _trial(4, {1: 0.4})], 0, 1, MAX).number == 4
+    with pytest.raises(ValueError, match=r"direction=.*NOT_SET.*must be MAXIMIZE or MINIMIZE"):
+        selection_key(a, 0, 2, StudyDirection.NOT_SET)
+
+
+def test_a_one_rung_plan_selects_by_the_last_value_not_by_how_fast_a_curve_rose() -> None:
+    # No promotion happened: the mean over the rung would be the mean over the whole curve.
+    fast = _trial(0, {1: 0.8, 2: 0.85, 3: 0.86})
+    slow_but_higher = _trial(1, {1: 0.1, 2: 0.5, 3: 0.9})
+    assert best_finalist([fast, slow_but_higher], 0, 3, MAX) is slow_but_higher
+    assert selection_key(slow_but_higher, 0, 3, MAX) == rank_key(slow_but_higher, 0, 3, MAX)
+    # After a promotion (since_step 1) the same values rank by the mean over steps 2-3.
+    assert best_finalist([fast, slow_but_higher], 1, 3, MAX) is fast
+
+
 def test_best_finalist_skips_trials_without_values_and_is_none_without_any() -> None:
     silent, good = _trial(0, {}), _trial(1, {3: 0.2, 9: 0.8})
     assert best_finalist([silent, good], 3, 9, MAX) is good
@@ -127,7 +155,7 @@ def test_the_elastic_tuner_reports_the_finalist_its_rung_rule_ranks_first() -> N
     finalists = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     assert len(finalists) > 1 and {t.value for t in finalists} == {0.9}
     since = result.final_plan.rungs[-2].resource
-    expected = rank_trials(finalists, since, EPOCHS, MAX)[0]
+    expected = min(finalists, key=lambda t: selection_key(t, since, EPOCHS, MAX))
     assert result.best_trial is not None and result.best_trial.number == expected.number
     # The tie-break decided: Optuna's best_trial would take the lowest-numbered finalist.
     assert expected.number != min(t.number for t in finalists)
