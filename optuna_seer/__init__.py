@@ -31,7 +31,7 @@ from optuna_seer.plan import Plan, Rung
 from optuna_seer.pricing import PriceQuote, resolve_quote
 from optuna_seer.profile import Profile, fit_profile, measure_on_backend
 from optuna_seer.pruner import RungDecision, SeerPruner
-from optuna_seer.ranking import best_finalist, rank_key, rank_trials, rung_score
+from optuna_seer.ranking import best_finalist, rank_key, rank_trials, rung_score, selection_key
 from optuna_seer.rubberband_planner import (
     PlanningProblem,
     RubberBandResult,
@@ -109,6 +109,7 @@ __all__ = [
     "resolve_quote",
     "resumable_study_name",
     "rung_score",
+    "selection_key",
     "simulate",
     "stop_reason",
     "trial_context",
