@@ -24,7 +24,7 @@ Then it predicts every run from its round's profile alone (nothing is fitted to 
 and prints, per run, predicted and measured time and dollars with their ratio, then per
 model the p50 and p90 of ``|measured / predicted - 1|`` over all runs, and per plan.
 
-Run (about 35 minutes on 2 shared cores)::
+Run (about 15 minutes on an idle 2-core machine; 35 on a loaded one; run nothing else)::
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/predict_vs_measure.py --out runs/pvm
 
@@ -309,7 +309,7 @@ def main() -> None:
     )
     parser.add_argument("--profile-epochs", type=int, nargs=2, default=(1, 3))
     parser.add_argument(
-        "--launches", type=int, default=1, help="profiling repeats per round and epoch count"
+        "--launches", type=int, default=2, help="profiling repeats per round and epoch count"
     )
     parser.add_argument("--data-repeats", type=int, default=8, help="DIGITS_REPEATS per epoch")
     parser.add_argument("--slots", type=int, default=2)
