@@ -257,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         result = tuner.run()
     except StudyMismatchError as exc:
         parser.exit(2, f"error: {exc}\nStart a new study with --fresh or --study-name NAME.\n")
+    except KeyboardInterrupt:
+        parser.exit(
+            130, f"interrupted: study {name!r} is paused; run the same command to continue.\n"
+        )
     if result.reloaded:
         print(
             f"study {name!r} already finished; nothing was run. Its stored result follows "

@@ -26,12 +26,12 @@ counted in :class:`TuningResult` and the re-planning after the rung accounts for
 
 The executor keeps its progress in the study's storage (the rung it runs, the re-planned
 rungs, the rungs done, every finished launch and every launch in flight, whether the run
-finished), so running the same driver again continues a study whose driver was killed
-(``resume="auto"``, the default): finished rungs are not run again, each trial resumes from
-its last good checkpoint, the cost already charged is not charged again, and the deadline
-clock keeps running from the study's first start. A study that already finished is not run
-again: ``run()`` returns its stored result. A study started with another plan (deadline,
-budget, slots) is refused with :class:`StudyMismatchError`.
+finished), so running the same driver again continues a study whose driver was killed or
+paused with Ctrl-C (``resume="auto"``, the default): finished rungs are not run again, each
+trial resumes from its last good checkpoint, the cost already charged is not charged again,
+and the deadline clock keeps running from the study's first start. A study that already
+finished is not run again: ``run()`` returns its stored result. A study started with another
+plan (deadline, budget, slots) is refused with :class:`StudyMismatchError`.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ from optuna_seer.seer_planner import assign_gpus, gpu_candidates
 from optuna_seer.storage_url import storage_url_of
 from optuna_seer.trial_attrs import (
     STUDY_DRIVER_ALIVE,
+    STUDY_DRIVER_PAUSED,
     STUDY_EXECUTOR_PROGRESS,
     STUDY_PLAN,
     TRIAL_BEYOND_PLAN,
@@ -392,7 +393,8 @@ class ElasticTuner:
             trial is told ``FAIL``. Retries are not started once the deadline or budget guard
             has asked running trials to stop.
         resume: What to do with a study an ``ElasticTuner`` already started. ``"auto"``
-            (default): continue it if it did not finish (its driver was killed), rebuilding
+            (default): continue it if it did not finish (its driver was killed, or paused
+            with Ctrl-C, which stops the launches and leaves the trials in play), rebuilding
             the rung, the live trials, their checkpoints and the ledger from the storage;
             return its stored result, running nothing, if it finished; start it if it is
             new. ``True``: the study must have been started (else ``ValueError``).
@@ -400,7 +402,8 @@ class ElasticTuner:
             driver left running run again from their last good checkpoint; they are
             charged from their start to the resume (an upper bound: nobody saw them end)
             or, on a backend whose launches end with the driver (``LocalBackend``), to two
-            heartbeats past its last one. A stored plan or slot count that differs from
+            heartbeats past its last one; launches a Ctrl-C stopped, to that moment. A
+            stored plan or slot count that differs from
             this one raises :class:`StudyMismatchError`.
 
     Example:
@@ -555,14 +558,16 @@ class ElasticTuner:
         """Execute the plan; returns what happened. Releases the backend on every exit.
 
         A study this executor started before is continued where it stands (its driver was
-        killed) or, if it finished, its stored result is returned (``result.reloaded``);
-        see ``resume``.
+        killed or paused with Ctrl-C) or, if it finished, its stored result is returned
+        (``result.reloaded``); see ``resume``.
 
         Raises:
             ValueError: The study has trials no ``ElasticTuner`` started; ``resume=False``
                 and the study was started; or ``resume=True`` and it was not.
             StudyMismatchError: The study was started with another plan or slot count, or
                 it was stopped by an error (its trials were told ``FAIL``).
+            KeyboardInterrupt: Ctrl-C: the backend is released (launches stopped), the
+                trials stay in play, and running the driver again continues the study.
         """
         study = self._study
         storage = study._storage
@@ -642,6 +647,14 @@ class ElasticTuner:
                 index += 1
         except BaseException as exc:
             self._backend.release()
+            if isinstance(exc, KeyboardInterrupt):
+                # Ctrl-C pauses: the trials stay in play and the same command continues the
+                # study, charging the launches just stopped up to this moment.
+                with contextlib.suppress(Exception):  # a second Ctrl-C, or the storage
+                    self._study._storage.set_study_system_attr(
+                        self._study._study_id, STUDY_DRIVER_PAUSED, self._backend.now()
+                    )
+                raise
             for number, state in self._states.items():
                 if state == TrialState.RUNNING.name:
                     self._tell(number, TrialState.FAIL, "executor stopped by an error")
@@ -805,10 +818,14 @@ class ElasticTuner:
         alive: list[int] = []
         lost_gpu_s = 0.0
         # Launches the killed driver left running are charged up to now (an upper bound),
-        # or, where they end with the driver, up to two heartbeats past its last one.
+        # or, where they end with the driver, up to two heartbeats past its last one; those
+        # a Ctrl-C stopped (a pause newer than the last heartbeat), up to the pause.
         lost_until, until = now, "the resume"
-        beat = storage.get_study_system_attrs(self._study._study_id).get(STUDY_DRIVER_ALIVE)
-        if self._backend.launches_end_with_driver and beat is not None:
+        study_attrs = storage.get_study_system_attrs(self._study._study_id)
+        beat, paused = study_attrs.get(STUDY_DRIVER_ALIVE), study_attrs.get(STUDY_DRIVER_PAUSED)
+        if paused is not None and (beat is None or float(paused) >= float(beat)):
+            lost_until, until = min(now, float(paused)), "the Ctrl-C that paused the driver"
+        elif self._backend.launches_end_with_driver and beat is not None:
             lost_until = min(now, float(beat) + 2 * HEARTBEAT_SECONDS)
             until = "the driver's last heartbeat"
         implicit = self._implicit()

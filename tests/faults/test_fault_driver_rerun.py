@@ -48,13 +48,15 @@ def _tuner(study: optuna.Study, backend: object, tmp_path: Path, **kwargs: objec
 def _again(
     run_study: optuna.Study, backend: object, tmp_path: Path, **kwargs: object
 ) -> TuningResult:
-    """A new driver on the same study and storage (the pruner may carry another plan)."""
+    """A new driver on the same study and storage (the pruner may carry another plan), on
+    the backend's simulated clock as the first one."""
     the_plan = kwargs.pop("the_plan", plan())
+    clock = backend.now  # type: ignore[attr-defined]
     study = optuna.load_study(
         study_name=run_study.study_name,
         storage=run_study._storage,
-        sampler=SeerSampler(optuna.samplers.RandomSampler(seed=0)),
-        pruner=SeerPruner(plan=the_plan),  # type: ignore[arg-type]
+        sampler=SeerSampler(optuna.samplers.RandomSampler(seed=0), clock=clock),
+        pruner=SeerPruner(plan=the_plan, clock=clock),  # type: ignore[arg-type]
     )
     return _tuner(study, backend, tmp_path, **kwargs).run()
 
@@ -149,3 +151,38 @@ def test_a_study_stopped_by_a_driver_error_is_not_continued(tmp_path: Path) -> N
     assert {t.state.name for t in study.trials} <= {"FAIL", "PRUNED"}
     with pytest.raises(StudyMismatchError, match="stopped by DriverBug in rung 1"):
         _again(study, _backend(storage), tmp_path)
+
+
+def test_ctrl_c_pauses_and_the_same_command_continues_the_study(tmp_path: Path) -> None:
+    """Ctrl-C in the driver mid-rung stops the launches and leaves the trials in play; the
+    same command then resumes at that rung, charging the stopped launches up to the Ctrl-C."""
+    seen: dict[str, object] = {}
+
+    def factory(backend: ReplayBackend) -> EpochObserver:
+        seen["backend"] = backend
+
+        def observe(handle: str, epoch: int, value: float) -> None:
+            if backend.launch_spec(handle).rung == 1 and "paused_at" not in seen:
+                seen["paused_at"] = backend.now()
+                raise KeyboardInterrupt  # what Ctrl-C raises in the driver's main thread
+
+        return observe
+
+    storage = optuna.storages.InMemoryStorage()
+    with pytest.raises(KeyboardInterrupt):
+        run_replay(tmp_path, observer=factory, storage=storage)
+    study = optuna.load_study(study_name="faults-0", storage=storage)
+    states = sorted(t.state.name for t in study.trials)
+    assert states == ["PRUNED"] * 4 + ["RUNNING"] * 4  # nothing FAILed: rung 1 is in play
+    backend = seen["backend"]
+    assert isinstance(backend, ReplayBackend)
+    result = _again(study, backend, tmp_path)  # the same machine, the same command
+    (resumed,) = [note for note in result.notes if note.startswith("resumed study")]
+    assert "resumed study 'faults-0' at rung 1" in resumed
+    assert "up to the Ctrl-C that paused the driver" in resumed
+    assert sum(1 for r in result.launches if r.rung == 0) == 8  # rung 0 is not run again
+    assert result.best_trial is not None and not result.reloaded
+    assert sorted(result.trial_states.values()).count("COMPLETE") == 2, result.notes
+    # Every second the backend ran a launch is charged once: the stopped ones to the Ctrl-C.
+    assert result.ledger.gpu_seconds == pytest.approx(backend.gpu_seconds)
+    assert_consistent_steps(study)
