@@ -87,15 +87,17 @@ def kill_driver_when(
     url: str,
     ready: Callable[[list[optuna.trial.FrozenTrial]], bool],
     timeout_s: float = 300,
+    signum: signal.Signals = signal.SIGKILL,
 ) -> float:
-    """SIGKILL the driver process alone once ``ready(trials)``; returns the kill time."""
+    """Send ``signum`` (SIGKILL: kill it) to the driver process alone once ``ready(trials)``
+    and wait for it to end; returns when the signal was sent."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and driver.poll() is None:
         if ready(trials_of(url)):
             break
         time.sleep(0.2)
     assert driver.poll() is None, (driver.communicate()[0] or b"").decode()[-3000:]
-    os.kill(driver.pid, signal.SIGKILL)
+    os.kill(driver.pid, signum)
     killed_at = time.time()
     driver.wait()
     return killed_at
