@@ -1188,13 +1188,29 @@ class ElasticTuner:
         ]
         return statistics.median(values) if values else None
 
+    def _slowdown(self, launch: LaunchRecord) -> float:
+        """The workload's contention for the launches that ran at once with ``launch`` (at its
+        middle, itself included): what its measured times are slower than alone."""
+        if self._workload is None or not any(
+            factor != 1.0 for factor in self._workload.contention_by_launches.values()
+        ):
+            return 1.0
+        middle = (launch.started_at + launch.finished_at) / 2.0
+        at_once = sum(1 for r in self._launches if r.started_at <= middle < r.finished_at)
+        return self._workload.contention_on(max(at_once, 1))
+
     def _measured_workload(self) -> Workload | None:
-        """The workload as measured so far: epoch time, speedups, launch overhead."""
+        """The workload as measured so far: epoch time, speedups, launch overhead, each as if
+        alone (the measurements divided by their contention), with the workload's contention
+        table, so that rungs running more or fewer launches at once are timed for that."""
         by_gpus: dict[int, list[float]] = {}
+        overheads: list[float] = []
         for launch in self._launches:
+            slowdown = self._slowdown(launch)
             if launch.epoch_seconds is not None:
-                by_gpus.setdefault(launch.workers, []).append(launch.epoch_seconds)
-        overheads = [r.overhead_seconds for r in self._launches if r.overhead_seconds is not None]
+                by_gpus.setdefault(launch.workers, []).append(launch.epoch_seconds / slowdown)
+            if launch.overhead_seconds is not None:
+                overheads.append(launch.overhead_seconds / slowdown)
         if not by_gpus or not overheads:
             return None
         t1, curve = measured_curve(
@@ -1208,6 +1224,7 @@ class ElasticTuner:
             max_epochs=self._plan.max_epochs,
             gpus_per_node=self._workload.gpus_per_node if self._workload else self._backend.slots,
             startup_seconds=statistics.median(overheads),
+            contention=self._workload.contention_by_launches if self._workload else 1.0,
         )
 
     def _replan(

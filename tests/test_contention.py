@@ -113,10 +113,10 @@ def test_seer_plan_predicts_what_the_simulator_does_with_the_profile() -> None:
     assert plan.predicted_seconds > without.predicted_seconds
 
 
-def test_the_executor_expects_start_up_slowed_by_contention_too(tmp_path: Path) -> None:
-    """Two launches at once start 1.5x slower, as the workload says: the measured start-up
-    (30 s) is what the plan expected at that concurrency (20 s alone x 1.5), so the executor
-    keeps the plan, silently, instead of reading it as drift ("re-timed"/"re-plan" notes)."""
+def _replayed_run(tmp_path: Path, shapes: list[RungShape]) -> object:
+    """The real ElasticTuner on a replay whose launches run 1.5x slower than the workload
+    says alone (90 s epochs, 30 s start-up against 60 s and 20 s), which is what the
+    workload's contention says for two at once."""
     curves = [
         RecordedCurve(val_acc=tuple(0.1 * c + 0.01 * e for e in range(3)), test_acc=(0.5,) * 3)
         for c in range(1, 5)
@@ -129,11 +129,8 @@ def test_the_executor_expects_start_up_slowed_by_contention_too(tmp_path: Path) 
         contention={2: 1.5},
     )
     price = 3.0 / 3600
-    rungs = schedule(
-        [RungShape(2, 1, 1), RungShape(1, 3, 1)], workload, price, ClusterLimits(max_gpus=2)
-    )
     plan = Plan(
-        rungs=rungs,
+        rungs=schedule(shapes, workload, price, ClusterLimits(max_gpus=2)),
         reduction_factor=2,
         deadline_s=1e6,
         budget_dollars=1e6,
@@ -141,7 +138,6 @@ def test_the_executor_expects_start_up_slowed_by_contention_too(tmp_path: Path) 
         min_marginal_speedup=0.2,
     )
     storage = optuna.storages.InMemoryStorage()
-    # The replay's launches at two at once: start-up and epochs 1.5x the workload's alone.
     backend = ReplayBackend(curves, "linear", 90.0, slots=2, startup_seconds=30.0, storage=storage)
     study = optuna.create_study(
         storage=storage,
@@ -149,7 +145,7 @@ def test_the_executor_expects_start_up_slowed_by_contention_too(tmp_path: Path) 
         sampler=SeerSampler(optuna.samplers.RandomSampler(0), clock=backend.now),
         pruner=SeerPruner(plan=plan, clock=backend.now),
     )
-    result = ElasticTuner(
+    return ElasticTuner(
         study,
         plan,
         backend=backend,
@@ -161,5 +157,27 @@ def test_the_executor_expects_start_up_slowed_by_contention_too(tmp_path: Path) 
         poll_seconds=5.0,
         progress=False,
     ).run()
-    assert result.best_trial is not None
-    assert not any(note.startswith("re-") for note in result.notes), result.notes
+
+
+def test_the_executor_expects_start_up_slowed_by_contention_too(tmp_path: Path) -> None:
+    """Two launches at once start 1.5x slower, as the workload says: the measured start-up
+    (30 s) is what the plan expected at that concurrency (20 s alone x 1.5), so the executor
+    keeps the plan, silently, instead of reading it as drift ("re-timed"/"re-plan" notes)."""
+    result = _replayed_run(tmp_path, [RungShape(2, 1, 1), RungShape(1, 3, 1)])
+    assert result.best_trial is not None  # type: ignore[attr-defined]
+    notes = result.notes  # type: ignore[attr-defined]
+    assert not any(note.startswith("re-") for note in notes), notes
+
+
+def test_the_executor_times_a_rung_alone_from_launches_measured_two_at_once(
+    tmp_path: Path,
+) -> None:
+    """Rung 0 ran two at once (90 s epochs, 30 s start-up, measured); rung 1 runs one trial
+    alone. Re-timing the rest of the plan takes the contention out of the measurements, so
+    rung 1 is timed at the alone rate the measurements imply (60 s, 20 s), not at 90 s."""
+    result = _replayed_run(tmp_path, [RungShape(2, 1, 1), RungShape(1, 3, 1)])
+    final = result.final_plan  # type: ignore[attr-defined]
+    alone = final.rungs[1]
+    assert alone.concurrent_trials == 1
+    assert alone.epoch_seconds == pytest.approx(60.0)
+    assert alone.end_s - alone.start_s == pytest.approx(20.0 + 2 * 60.0)
