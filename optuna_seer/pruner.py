@@ -35,7 +35,6 @@ from optuna_seer.trial_attrs import (
 from optuna_seer.trial_placement import (
     ImplicitPlacement,
     implicit_placement,
-    implicit_placement_in,
     placement_of,
 )
 from optuna_seer.workload import Workload
@@ -62,13 +61,15 @@ class _StudyCache:
     def __init__(self, storage: optuna.storages.BaseStorage, promoting_rungs: int) -> None:
         self.storage = storage  # held, so that the id keying this cache is not reused
         self.state: tuple[float, bool] | None = None
-        self.implicit: ImplicitPlacement | None = None  # read with ``state``
         self.ids: set[int] = set()
         self.values: list[list[float]] = [[] for _ in range(promoting_rungs)]
         self.gpu_seconds = 0.0
 
-    def gather(self, trials: list[FrozenTrial]) -> list[FrozenTrial]:
-        """Add the newly finished ``trials``; returns those not finished."""
+    def gather(
+        self, trials: list[FrozenTrial], implicit: ImplicitPlacement | None
+    ) -> list[FrozenTrial]:
+        """Add the newly finished ``trials`` (placed by the study's ``implicit`` rule unless
+        they carry their own placement); returns those not finished."""
         ids = self.ids
         unfinished = []
         added = False
@@ -85,7 +86,7 @@ class _StudyCache:
                 if value is not None:
                     values.append(value)
                     added = True
-            self.gpu_seconds += trial_gpu_seconds(t, 0.0, self.implicit)
+            self.gpu_seconds += trial_gpu_seconds(t, 0.0, implicit)
         if added:
             for values in self.values:
                 values.sort()
@@ -205,13 +206,11 @@ class SeerPruner(BasePruner):
             return cache
 
     def _study_state(self, study: optuna.Study) -> tuple[float, bool]:
-        """(clock start, synchronous?) of ``study``, read once per process (with the study's
-        implicit-placement rule, kept in the cache)."""
+        """(clock start, synchronous?) of ``study``, read once per process."""
         cache = self._cache(study)
         if cache.state is None:
             attrs = study._storage.get_study_system_attrs(study._study_id)
             synchronous = attrs.get(STUDY_MODE) == SYNCHRONOUS
-            cache.implicit = implicit_placement_in(attrs)
             if STUDY_STARTED_AT not in attrs:
                 return self._clock(), synchronous
             cache.state = (float(attrs[STUDY_STARTED_AT]), synchronous)
@@ -229,8 +228,7 @@ class SeerPruner(BasePruner):
         attrs = trial.system_attrs
         if attrs.get(TRIAL_BEYOND_PLAN):
             return True
-        started_at, synchronous = self._study_state(study)
-        implicit = self._cache(study).implicit
+        implicit = implicit_placement(study._storage, study._study_id)
         if placement_of(trial, implicit) is None:
             raise ValueError(
                 f"trial {trial.number} was not placed in the SEER plan: SeerPruner needs "
@@ -244,6 +242,7 @@ class SeerPruner(BasePruner):
                 "finite values only. Report a finite metric, or raise optuna.TrialPruned() "
                 "for a diverged run."
             )
+        started_at, synchronous = self._study_state(study)
         now = self._clock()
         if synchronous:
             return self._pruned_by_decision(study, trial, step)
@@ -344,7 +343,7 @@ class SeerPruner(BasePruner):
         trials = study.get_trials(deepcopy=False)
         finished = self._cache(study)
         with self._lock:
-            unfinished = finished.gather(trials)
+            unfinished = finished.gather(trials, implicit)
             seen = {index: 1 + len(finished.values[index]) for index in ranked}
             better = {
                 index: finished.beating(index, own, maximize) for index, own in ranked.items()
