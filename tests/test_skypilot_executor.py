@@ -185,8 +185,9 @@ def test_a_three_rung_seer_plan_runs_on_skypilot_clusters(
     assert len(backend.cost_report()) == 3 and backend.spent_dollars > 0
 
 
-class DriverBug(RuntimeError):
-    pass
+class DriverBug(BaseException):
+    """A bug in the driver, raised from a signal handler wherever the main thread is: a
+    BaseException, so that no handler of expected errors (a SkyPilot call's) swallows it."""
 
 
 def _raise_driver_bug(signum: int, frame: FrameType | None) -> None:
@@ -210,10 +211,10 @@ def test_ctrl_c_or_an_exception_mid_run_tears_every_cluster_down(
     execs_before: int,
 ) -> None:
     tuner, backend = tuner_on_sky(fake, tmp_path)
+    ended = threading.Event()
 
     def interrupt_while_trials_run() -> None:
-        deadline = time.monotonic() + 200
-        while time.monotonic() < deadline:
+        while not ended.is_set():  # however long SkyPilot takes to start (the test's timeout)
             if len(fake.ops("exec")) >= execs_before and fake.running_processes():
                 signal.raise_signal(signum)  # delivered to the main thread, as Ctrl-C is
                 return
@@ -227,11 +228,14 @@ def test_ctrl_c_or_an_exception_mid_run_tears_every_cluster_down(
             tuner.run()
         interrupter.join(timeout=5)
     finally:
+        ended.set()
         signal.signal(signal.SIGUSR1, previous)
     nothing_left(fake, backend)
     study = optuna.load_study(study_name="sky-seer", storage=f"sqlite:///{tmp_path / 'study.db'}")
     states = sorted(t.state.name for t in study.trials)
     if error is KeyboardInterrupt:  # a pause: the trials stay in play for a rerun
         assert states == ["RUNNING"] * 4
-    else:  # rung 0 decided (2 pruned); the 2 survivors were running
-        assert states == ["FAIL", "FAIL", "PRUNED", "PRUNED"]
+    else:  # rung 0 decided; its survivors (2, fewer if a slow start made the re-plan keep
+        # fewer) were running and were failed, the others pruned
+        assert len(states) == 4 and set(states) == {"FAIL", "PRUNED"}, states
+        assert states.count("PRUNED") >= 2, states
