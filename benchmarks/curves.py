@@ -37,8 +37,12 @@ def available(directory: Path = CURVES_DIR) -> list[str]:
     return sorted(p.name.removesuffix(".json.gz") for p in directory.glob("*.json.gz"))
 
 
-def load(dataset: str, directory: Path = CURVES_DIR) -> CurveSet:
+def load(dataset: str, directory: Path = CURVES_DIR, *, val_loss: bool = True) -> CurveSet:
     """Read ``<directory>/<dataset>.json.gz``.
+
+    With ``val_loss`` (and a recording that has it), replayed workers report the validation
+    loss as their tie-break metric; ``val_loss=False`` leaves it out (SEER selecting on the
+    validation accuracy alone).
 
     Raises:
         FileNotFoundError: No such recording; the message lists the ones there are.
@@ -52,7 +56,11 @@ def load(dataset: str, directory: Path = CURVES_DIR) -> CurveSet:
     with gzip.open(path, "rt", encoding="utf-8") as handle:
         data = json.load(handle)
     curves = tuple(
-        RecordedCurve(val_acc=tuple(c["val_acc"]), test_acc=tuple(c["test_acc"]))
+        RecordedCurve(
+            val_acc=tuple(c["val_acc"]),
+            test_acc=tuple(c["test_acc"]),
+            val_loss=tuple(c["val_loss"]) if val_loss and "val_loss" in c else None,
+        )
         for c in data["curves"]
     )
     seconds = tuple(sum(c["epoch_seconds"]) / len(c["epoch_seconds"]) for c in data["curves"])

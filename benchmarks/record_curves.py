@@ -3,7 +3,8 @@
 For each data set bundled with scikit-learn (``digits``, ``breast_cancer``, ``wine``; nothing is
 downloaded) this trains ``--configs`` configurations drawn from a realistic search space
 (learning rate, optimizer, batch size, width, depth, weight decay, dropout) for ``--epochs``
-epochs each and records, per epoch, the validation and test accuracy and the measured seconds.
+epochs each and records, per epoch, the validation and test accuracy, the validation loss
+(mean cross-entropy; ``null`` once a model diverged) and the measured seconds.
 The result is one gzipped JSON file per data set under ``benchmarks/curves/``, which
 :mod:`benchmarks.curves` loads and :class:`optuna_seer.backends.replay.ReplayBackend` replays.
 
@@ -128,20 +129,22 @@ def build_optimizer(config: dict[str, Any], model: nn.Module) -> torch.optim.Opt
     return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float | None]:
+    """(accuracy, mean cross-entropy) on ``(x, y)``; a diverged model scores (0.0, None)."""
     model.eval()
     with torch.no_grad():
         logits = model(x)
+        loss = float(nn.functional.cross_entropy(logits, y))
     model.train()
     if not torch.isfinite(logits).all():
-        return 0.0
-    return float((logits.argmax(dim=1) == y).float().mean())
+        return 0.0, None
+    return float((logits.argmax(dim=1) == y).float().mean()), loss if math.isfinite(loss) else None
 
 
 def train_curve(
     config: dict[str, Any], tensors: Sequence[torch.Tensor], epochs: int, seed: int
 ) -> dict[str, Any]:
-    """Train one configuration; per-epoch validation/test accuracy and seconds."""
+    """Train one configuration; per-epoch validation/test accuracy, validation loss, seconds."""
     x_train, y_train, x_val, y_val, x_test, y_test = tensors
     torch.manual_seed(seed + config["config_id"])
     n_out = int(y_train.max()) + 1
@@ -149,7 +152,10 @@ def train_curve(
     optimizer = build_optimizer(config, model)
     loss_fn = nn.CrossEntropyLoss()
     batch = config["batch_size"]
-    val, test, seconds = [], [], []
+    val: list[float] = []
+    val_loss: list[float | None] = []
+    test: list[float] = []
+    seconds: list[float] = []
     for _ in range(epochs):
         began = time.perf_counter()
         order = torch.randperm(len(x_train))
@@ -161,10 +167,13 @@ def train_curve(
                 loss.backward()
                 optimizer.step()
         seconds.append(time.perf_counter() - began)
-        val.append(round(accuracy(model, x_val, y_val), 4))
-        test.append(round(accuracy(model, x_test, y_test), 4))
+        val_acc, loss = evaluate(model, x_val, y_val)
+        val.append(round(val_acc, 4))
+        val_loss.append(None if loss is None else round(loss, 6))
+        test.append(round(evaluate(model, x_test, y_test)[0], 4))
     return {
         "val_acc": val,
+        "val_loss": val_loss,
         "test_acc": test,
         "epoch_seconds": [round(s, 5) for s in seconds],
     }

@@ -266,6 +266,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--curves", type=Path, default=recorded.CURVES_DIR)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument(
+        "--no-tie-break",
+        action="store_true",
+        help="replayed workers report no validation loss: SEER's selection (and the static and "
+        "naive elastic plans') then breaks ties in validation accuracy by trial number",
+    )
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds={args.seeds} must be >= 1.")
@@ -283,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = []
     tables = []
     for dataset in datasets:
-        curves = recorded.load(dataset, args.curves)
+        curves = recorded.load(dataset, args.curves, val_loss=not args.no_tie_break)
         for scenario in scenarios:
             outcomes = {
                 name: [method(scenario, curves, seed) for seed in range(args.seeds)]

@@ -14,10 +14,12 @@ applied at promotion (rungs that promote) and at the final selection (the last r
   ``best_trial`` breaks ties the same way).
 * ``ties``: the rung-end value, ties to the higher mean over the rung
   (:func:`optuna_seer.ranking.rank_key`).
-* ``mean``: the mean over the rung first, then the rung-end value
-  (:func:`optuna_seer.ranking.selection_key`).
+* ``mean``: the mean over the rung first, then the rung-end value.
+* ``mean, loss``: ``mean``, then the lower validation loss at the rung end (the tie-break
+  metric, :mod:`optuna_seer.tie_break`), then the trial number
+  (:func:`optuna_seer.ranking.selection_key` when workers report the loss).
 
-SEER promotes by ``ties`` and selects by ``mean``. A second table asks the same question
+SEER promotes by ``ties`` and selects by ``mean, loss``. A second table asks the same question
 without any tuner: over pairs of the data set's top configurations, how often does each
 validation statistic order them as their test accuracy after all epochs does?
 
@@ -29,8 +31,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 import itertools
+import math
 from pathlib import Path
 import statistics
 import sys
@@ -41,6 +44,7 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` and ``optu
 from benchmarks import curves as recorded
 from benchmarks.baselines import Scenario, config_order
 from benchmarks.run import SCENARIOS
+from optuna_seer.backends.replay import RecordedCurve
 from optuna_seer.plan import Plan
 from optuna_seer.seer_planner import plan_seer
 
@@ -49,14 +53,20 @@ RULES = {
     "ties / number": ("ties", "number"),
     "number / ties": ("number", "ties"),
     "ties / ties": ("ties", "ties"),
-    "ties / mean (SEER)": ("ties", "mean"),
+    "ties / mean": ("ties", "mean"),
+    "ties / mean, loss (SEER)": ("ties", "mean, loss"),
 }
 """Column name (promotion / selection): (rule at promotion, rule at the final selection)."""
 
 
-def _key(val: Sequence[float], since: int, end: int, number: int, rule: str) -> tuple[float, ...]:
-    """Best first under ``rule`` (``number``, ``ties`` or ``mean``, see the module docstring)."""
+def _key(curve: RecordedCurve, since: int, end: int, number: int, rule: str) -> tuple[float, ...]:
+    """Best first under ``rule`` (``number``, ``ties``, ``mean`` or ``mean, loss``, see the
+    module docstring)."""
+    val = curve.val_acc
     last, mean = val[end - 1], statistics.fmean(val[since:end])
+    if rule == "mean, loss":
+        loss = None if curve.val_loss is None else curve.val_loss[end - 1]
+        return (-mean, -last, math.inf if loss is None else loss, number)
     if rule == "mean":
         return (-mean, -last, number)
     return (-last, -mean if rule == "ties" else 0.0, number)
@@ -72,7 +82,7 @@ def select(curves: recorded.CurveSet, plan: Plan, seed: int, promote: str, final
         rule = final if last else promote
         ranked = sorted(
             alive,
-            key=lambda n: _key(curves.curves[order[n]].val_acc, since, rung.resource, n, rule),
+            key=lambda n: _key(curves.curves[order[n]], since, rung.resource, n, rule),
         )
         if last:
             return order[ranked[0]]
@@ -88,11 +98,18 @@ def mean_test(curves: recorded.CurveSet, plan: Plan, seeds: int, promote: str, f
     )
 
 
-STATISTICS = {
-    "last value": lambda val, since: val[-1],
-    "mean over the last rung": lambda val, since: statistics.fmean(val[since:]),
+STATISTICS: dict[str, Callable[[RecordedCurve, int], float]] = {
+    "last value": lambda curve, since: curve.val_acc[-1],
+    "mean over the last rung": lambda curve, since: statistics.fmean(curve.val_acc[since:]),
+    "last validation loss": lambda curve, since: -_last_loss(curve),
 }
-"""Validation statistics of a fully trained configuration; ``since``: last promoting rung end."""
+"""Validation statistics of a fully trained configuration, higher is better; ``since``: last
+promoting rung end."""
+
+
+def _last_loss(curve: RecordedCurve) -> float:
+    loss = None if curve.val_loss is None else curve.val_loss[-1]
+    return math.inf if loss is None else loss
 
 
 def concordance(curves: recorded.CurveSet, top: int, since: int, statistic: str) -> float:
@@ -109,7 +126,7 @@ def concordance(curves: recorded.CurveSet, top: int, since: int, statistic: str)
         ta, tb = curves.curves[a].test_acc[-1], curves.curves[b].test_acc[-1]
         if ta == tb:
             continue
-        va, vb = (measure(curves.curves[i].val_acc, since) for i in (a, b))
+        va, vb = (measure(curves.curves[i], since) for i in (a, b))
         total += 1
         agree += 0.5 if va == vb else float((ta > tb) == (va > vb))
     return agree / total if total else float("nan")

@@ -97,8 +97,12 @@ def build_module(params: dict[str, Any], max_epochs: int) -> Any:
 
         def validation_step(self, batch: Any, _: int) -> None:
             x, y = batch
-            acc = (self(x).argmax(dim=1) == y).float().mean()
+            logits = self(x)
+            acc = (logits.argmax(dim=1) == y).float().mean()
             self.log("val_acc", acc, sync_dist=True, on_epoch=True)
+            # Breaks ties in val_acc when SEER picks the best finalist (optuna_seer.tie_break).
+            loss = nn.functional.cross_entropy(logits, y)
+            self.log("val_loss", loss, sync_dist=True, on_epoch=True)
 
         def configure_optimizers(self) -> Any:
             optimizer = torch.optim.SGD(
@@ -137,7 +141,7 @@ def train() -> None:
     trainer = pl.Trainer(
         max_epochs=ctx.target_epochs,
         **ctx.lightning_trainer_kwargs(),
-        callbacks=[SeerCallback(ctx, monitor="val_acc")],
+        callbacks=[SeerCallback(ctx, monitor="val_acc", tie_break="val_loss")],
     )
     trainer.fit(model, train_loader, val_loader, ckpt_path=ctx.resume_checkpoint)
 

@@ -65,6 +65,7 @@ def train() -> None:
     import torch.distributed as dist
     from torch.utils.data import DataLoader, TensorDataset
 
+    from optuna_seer.tie_break import TieBreak
     from optuna_seer.trial_context import trial_context
 
     ctx = trial_context()
@@ -105,8 +106,11 @@ def train() -> None:
         stop = [False]
         if ctx.is_global_zero:
             with torch.no_grad():
-                accuracy = (model(x_val).argmax(dim=1) == y_val).float().mean().item()
-            ctx.report(epoch, accuracy)
+                logits = model(x_val)
+                accuracy = (logits.argmax(dim=1) == y_val).float().mean().item()
+                loss = nn.functional.cross_entropy(logits, y_val).item()
+            # The loss breaks ties in accuracy when SEER picks the best finalist.
+            ctx.report(epoch, accuracy, tie_break=TieBreak("val_loss", loss))
             stop = [ctx.should_stop()]
         if distributed:
             dist.broadcast_object_list(stop, src=0)

@@ -45,6 +45,7 @@ from optuna_seer.scaling import ScalingCurve
 from optuna_seer.seer_planner import InfeasiblePlanError, gpu_candidates, plan_seer
 from optuna_seer.simulator import CloudModel, SimulationResult, simulate
 from optuna_seer.storage_proxy import StorageProxy
+from optuna_seer.tie_break import TieBreak
 from optuna_seer.trial_attrs import stop_reason
 from optuna_seer.trial_context import TrialContext, trial_context
 from optuna_seer.trial_placement import gpus_for
@@ -87,6 +88,7 @@ __all__ = [
     "StorageProxy",
     "StudyMismatchError",
     "SuccessiveHalvingJob",
+    "TieBreak",
     "TrialContext",
     "TuningResult",
     "Workload",

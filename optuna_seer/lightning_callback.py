@@ -31,10 +31,11 @@ import os
 from pathlib import Path
 import tempfile
 import time
-from typing import Any
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 
+from optuna_seer.tie_break import TieBreak
 from optuna_seer.trial_context import TrialContext
 
 
@@ -45,15 +46,34 @@ class SeerCallback(pl.Callback):
         ctx: The launch's :class:`~optuna_seer.trial_context.TrialContext`.
         monitor: The logged metric to report (e.g. ``"val_acc"``); log it with
             ``sync_dist=True`` so rank 0 reports the value over all ranks' data.
+        tie_break: A second logged metric (e.g. ``"val_loss"``) that breaks ties on
+            ``monitor`` when SEER picks the best finalist (:mod:`optuna_seer.tie_break`):
+            worth it when the validation set is small and ``monitor`` is an accuracy.
+        tie_break_mode: ``"min"`` (lower ``tie_break`` is better, a loss) or ``"max"``.
     """
 
-    def __init__(self, ctx: TrialContext, monitor: str) -> None:
+    def __init__(
+        self,
+        ctx: TrialContext,
+        monitor: str,
+        tie_break: str | None = None,
+        tie_break_mode: Literal["min", "max"] = "min",
+    ) -> None:
         if not isinstance(ctx, TrialContext):
             raise TypeError(f"ctx={ctx!r} must be the TrialContext from trial_context().")
         if not isinstance(monitor, str) or not monitor:
             raise ValueError(f"monitor={monitor!r} must name a logged metric, e.g. 'val_acc'.")
+        if tie_break is not None:
+            if tie_break == monitor:
+                raise ValueError(
+                    f"tie_break={tie_break!r} is the monitored metric; name a second one "
+                    "(e.g. 'val_loss' for monitor='val_acc') or leave it None."
+                )
+            TieBreak(tie_break, None, tie_break_mode)  # validates the name and the mode
         self.ctx = ctx
         self.monitor = monitor
+        self.tie_break = tie_break
+        self.tie_break_mode = tie_break_mode
         self._started = 0.0
         self._first_epoch = 0
         self._last_epoch = 0
@@ -71,24 +91,33 @@ class SeerCallback(pl.Callback):
         self._last_epoch_end = time.monotonic()
         stop = False
         if trainer.is_global_zero:
-            metric = trainer.callback_metrics.get(self.monitor)
-            if metric is None:
-                raise RuntimeError(
-                    f"SeerCallback(monitor={self.monitor!r}): the metric was not logged this "
-                    f"epoch; logged metrics: {sorted(trainer.callback_metrics)}. Log it with "
-                    "self.log(..., sync_dist=True) in validation_step or on_validation_epoch_end."
-                )
-            value = float(metric)
+            value = self._logged(trainer, self.monitor)
             if not math.isfinite(value):
                 raise RuntimeError(
                     f"trial {self.ctx.trial_number}: {self.monitor}={value} at epoch {epoch}; "
                     "SEER ranks finite values only."
                 )
-            self.ctx.report(epoch, value)
+            tie = None
+            if self.tie_break is not None:
+                # A diverged model's loss may be inf or nan: kept as None, ranked last.
+                tie = TieBreak(
+                    self.tie_break, self._logged(trainer, self.tie_break), self.tie_break_mode
+                )
+            self.ctx.report(epoch, value, tie_break=tie)
             stop = self.ctx.should_stop()
         stop = bool(trainer.strategy.broadcast(stop, src=0))
         if stop:
             trainer.should_stop = True
+
+    def _logged(self, trainer: pl.Trainer, name: str) -> float:
+        metric = trainer.callback_metrics.get(name)
+        if metric is None:
+            raise RuntimeError(
+                f"SeerCallback: the metric {name!r} was not logged this epoch; logged metrics: "
+                f"{sorted(trainer.callback_metrics)}. Log it with self.log(..., sync_dist=True) "
+                "in validation_step or on_validation_epoch_end."
+            )
+        return float(metric)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Saved after the fit loop closed the epoch (progress counters and LR schedulers

@@ -28,6 +28,8 @@ STUDY_IMPLICIT_PLACEMENT = "seer:implicit_placement"
 TRIAL_BEYOND_PLAN = "seer:beyond_plan"
 TRIAL_LEDGER = "seer:ledger"
 TRIAL_STOP_REASON = "seer:stop_reason"
+TRIAL_TIE_BREAK = "seer:tie_break"
+"""A trial's second metric at its last reported step (:mod:`optuna_seer.tie_break`)."""
 
 STUDY_EXECUTOR_PROGRESS = "seer:executor_progress"
 """ElasticTuner's progress: the rung it is running and the (re-planned) rungs, for resuming."""

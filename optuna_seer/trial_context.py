@@ -58,6 +58,7 @@ from optuna.storages import BaseStorage
 from optuna_seer.backends.base import LaunchSpec
 from optuna_seer.checkpoints import CorruptCheckpointError, LocalStore, open_store
 from optuna_seer.storage_url import open_storage
+from optuna_seer.tie_break import TieBreak, record_tie_break
 from optuna_seer.trial_attrs import (
     TRIAL_STOP_REASON,
     checkpoint_fallback_key,
@@ -138,17 +139,24 @@ class TrialContext:
         study_id = self._storage.get_study_id_from_name(self.study_name)
         return self._storage.get_trial_id_from_study_id_trial_number(study_id, self.trial_number)
 
-    def report(self, epoch: int, value: float) -> None:
+    def report(self, epoch: int, value: float, *, tie_break: TieBreak | None = None) -> None:
         """Record ``value`` after ``epoch`` cumulative epochs (rank 0 writes; others no-op).
 
         Writes the intermediate value through the storage, so no ``optuna.Trial`` is built in
         the worker (that would re-run the sampler). A launch retried after a failure re-trains
         (and re-reports) the epochs the failed launch trained after its checkpoint; the first
         value of each epoch is kept, as ``optuna.Trial.report`` does.
+
+        ``tie_break`` (e.g. ``TieBreak("val_loss", loss)``) is kept with it, for SEER's final
+        selection among finalists tied on ``value`` (:mod:`optuna_seer.tie_break`); it costs
+        one more storage write per epoch.
         """
         if not self.is_global_zero:
             return
-        report_first_value(self._storage, self.trial_id, int(epoch), float(value))
+        step = int(epoch)
+        wrote = report_first_value(self._storage, self.trial_id, step, float(value))
+        if wrote and tie_break is not None:
+            record_tie_break(self._storage, self.trial_id, step, tie_break)
 
     def should_stop(self) -> bool:
         """Whether the executor wants this trial to stop (eliminated, or the deadline).

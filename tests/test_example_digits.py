@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
 import re
 
 from elastic_support import REPO
+import optuna
+from optuna.trial import TrialState
 import pytest
+
+from optuna_seer.trial_attrs import TRIAL_TIE_BREAK
 
 
 @pytest.mark.slow
@@ -40,6 +45,12 @@ def test_lightning_digits_example_runs_to_a_report(
     assert re.search(r"deadline 0:03:24 \(met\)", report)
     assert "overhead per launch" in report and "best: trial" in report
     assert (tmp_path / "out" / "timeline.png").stat().st_size > 0
+    # Each DDP worker's rank 0 kept the validation loss with the accuracy, for the final pick.
+    study = optuna.load_study(study_name="digits", storage=f"sqlite:///{tmp_path / 'seer.db'}")
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        record = trial.system_attrs[TRIAL_TIE_BREAK]
+        assert record["name"] == "val_loss" and record["step"] == max(trial.intermediate_values)
+        assert math.isfinite(record["value"])
 
     # The same command again: the study finished, so it says so, prints the stored result
     # and runs nothing (no new study, no launch).

@@ -88,7 +88,7 @@ def test_the_final_pick_prefers_the_higher_last_rung_mean_to_a_lucky_last_value(
     assert best_finalist([lucky, steady], 4, 9, MAX) is steady
     # Promotion (a rung that is not the last) still compares the rung-end value first.
     assert rank_trials([steady, lucky], 4, 9, MAX)[0] is lucky
-    assert selection_key(steady, 4, 9, MAX) == (pytest.approx(-0.92), -0.92, 0)
+    assert selection_key(steady, 4, 9, MAX) == (pytest.approx(-0.92), -0.92, math.inf, 0)
     # Equal means: the last value decides, then the trial number; minimize flips the order.
     a, b = _trial(2, {1: 0.3, 2: 0.5}), _trial(3, {1: 0.5, 2: 0.3})
     assert best_finalist([a, b], 0, 2, MAX) is a
@@ -103,7 +103,8 @@ def test_a_one_rung_plan_selects_by_the_last_value_not_by_how_fast_a_curve_rose(
     fast = _trial(0, {1: 0.8, 2: 0.85, 3: 0.86})
     slow_but_higher = _trial(1, {1: 0.1, 2: 0.5, 3: 0.9})
     assert best_finalist([fast, slow_but_higher], 0, 3, MAX) is slow_but_higher
-    assert selection_key(slow_but_higher, 0, 3, MAX) == rank_key(slow_but_higher, 0, 3, MAX)
+    value, mean, number = rank_key(slow_but_higher, 0, 3, MAX)
+    assert selection_key(slow_but_higher, 0, 3, MAX) == (value, mean, math.inf, number)
     # After a promotion (since_step 1) the same values rank by the mean over steps 2-3.
     assert best_finalist([fast, slow_but_higher], 1, 3, MAX) is fast
 

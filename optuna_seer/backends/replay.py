@@ -13,7 +13,9 @@ trained (when it resumes from a checkpoint; from 0 otherwise) to ``spec.target_e
   is deterministic whatever order launches happen in;
 * at the end of each epoch writes the recorded validation accuracy of the trial's
   configuration to Optuna storage as the intermediate value at ``step=epoch``: exactly what a
-  real worker does with ``storage.set_trial_intermediate_value``; and, like a worker asked to
+  real worker does with ``storage.set_trial_intermediate_value`` (and, when the curve has a
+  validation loss, writes it as the trial's tie-break metric, as a worker with
+  ``SeerCallback(tie_break="val_loss")`` does); and, like a worker asked to
   stop (the trial's ``seer:stop_reason`` system attr is set), ends the launch successfully
   after that epoch (its checkpoint keeps the epochs trained);
 * when a launch ends successfully, records its training seconds and epochs in the trial's
@@ -52,28 +54,37 @@ from optuna.storages import BaseStorage
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState, LaunchStatus
 from optuna_seer.scaling import ScalingCurve
 from optuna_seer.storage_url import open_storage
+from optuna_seer.tie_break import TieBreak, record_tie_break
 from optuna_seer.trial_attrs import TRIAL_STOP_REASON, launch_timing_key
 from optuna_seer.trial_context import report_first_value
 
 
 @dataclass(frozen=True)
 class RecordedCurve:
-    """Validation and test accuracy of one configuration after each epoch (index 0 = epoch 1).
+    """Validation and test accuracy of one configuration after each epoch (index 0 = epoch 1),
+    and optionally its validation loss (``None`` where it was not finite), which a replayed
+    worker reports as its tie-break metric (:mod:`optuna_seer.tie_break`).
 
     Example:
-        >>> curve = RecordedCurve(val_acc=(0.5, 0.8), test_acc=(0.4, 0.7))
+        >>> curve = RecordedCurve(val_acc=(0.5, 0.8), test_acc=(0.4, 0.7), val_loss=(0.9, 0.4))
         >>> curve.epochs
         2
     """
 
     val_acc: tuple[float, ...]
     test_acc: tuple[float, ...]
+    val_loss: tuple[float | None, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.val_acc or len(self.val_acc) != len(self.test_acc):
             raise ValueError(
                 f"a RecordedCurve needs as many validation as test values, at least one: got "
                 f"{len(self.val_acc)} and {len(self.test_acc)}."
+            )
+        if self.val_loss is not None and len(self.val_loss) != len(self.val_acc):
+            raise ValueError(
+                f"a RecordedCurve's val_loss needs one value (or None) per epoch: got "
+                f"{len(self.val_loss)} for {len(self.val_acc)} epochs."
             )
         for value in (*self.val_acc, *self.test_acc):
             if not math.isfinite(value):
@@ -83,6 +94,9 @@ class RecordedCurve:
     def epochs(self) -> int:
         return len(self.val_acc)
 
+
+VAL_LOSS = "val_loss"
+"""The tie-break metric a replayed worker reports when its curve has a validation loss."""
 
 EpochObserver = Callable[[str, int, float], None]
 """Called as ``observer(handle, epoch, validation_value)`` after each simulated epoch."""
@@ -445,7 +459,10 @@ class ReplayBackend(Backend):
         value = launch.curve.val_acc[epoch - 1]
         storage = self._storage_for(launch.spec.storage)
         try:
-            report_first_value(storage, launch.trial_id, epoch, value)
+            wrote = report_first_value(storage, launch.trial_id, epoch, value)
+            if wrote and launch.curve.val_loss is not None:
+                loss = TieBreak(VAL_LOSS, launch.curve.val_loss[epoch - 1])
+                record_tie_break(storage, launch.trial_id, epoch, loss)
         except optuna.exceptions.UpdateFinishedTrialError as exc:
             self._finish(launch, LaunchState.FAILED, f"worker could not report: {exc}")
             return
