@@ -20,7 +20,9 @@ trial number ``i`` trains configuration ``config_order(n, seed)[i % n]``.
 
 The selected configuration is the trial with the best validation accuracy among those that
 completed (all ``max_epochs``); if none did, the best last-reported validation accuracy of any
-trial (ties: more epochs, then the earlier trial), as ``study.best_trial`` would pick. The
+trial (ties: more epochs, then the earlier trial), as ``study.best_trial`` would pick; with
+``tie_break=True`` (an ablation: what if Optuna users broke ties as SEER does) ties in
+validation accuracy go first to the lower validation loss the replayed worker reported. The
 rung-synchronous plans rank their finalists by SEER's selection rule instead (the mean over
 the last rung first: :func:`~optuna_seer.ranking.best_finalist`, as the elastic executor
 does). Its score is the recorded *test* accuracy of that trial's model at its last trained
@@ -52,6 +54,7 @@ from optuna_seer.pruner import SeerPruner
 from optuna_seer.ranking import best_finalist
 from optuna_seer.sampler import SeerSampler
 from optuna_seer.seer_planner import InfeasiblePlanError, plan_seer, rung_resources
+from optuna_seer.tie_break import tie_break_key
 from optuna_seer.workload import Workload
 
 CONFIG_PARAM = "config_id"
@@ -159,20 +162,22 @@ def _outcome(
     seconds: float,
     dollars: float,
     selected: FrozenTrial | None = None,
+    tie_break: bool = False,
 ) -> Outcome:
     """Score ``selected`` (default: the best validation accuracy, as described above)."""
     trials = [t for t in study.get_trials(deepcopy=False) if CONFIG_PARAM in t.params]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    best: tuple[float, int, int] | None = None  # (validation, epochs, -number)
+    best: tuple[float, int, float, int] | None = None  # (validation, epochs, -loss, -number)
     for t in [selected] if selected is not None else complete or trials:
         value = backend.validation_accuracy(study.study_name, t.number)
         epochs = backend.epochs_trained(study.study_name, t.number)
-        if value is not None and (best is None or (value, epochs, -t.number) > best):
-            best = (value, epochs, -t.number)
+        loss = tie_break_key(t, max(t.intermediate_values, default=0)) if tie_break else 0.0
+        if value is not None and (best is None or (value, epochs, -loss, -t.number) > best):
+            best = (value, epochs, -loss, -t.number)
     if best is None:
         config_id, val, test, epochs = None, None, None, 0
     else:
-        number = -best[2]
+        number = -best[3]
         config_id = int(study.trials[number].params[CONFIG_PARAM])
         val, epochs = best[0], best[1]
         test = backend.test_accuracy(study.study_name, number)
@@ -260,8 +265,11 @@ OPTUNA_PRUNERS: dict[str, PrunerFactory] = {
 }
 
 
-def run_optuna_pruner(method: str, scenario: Scenario, curves: CurveSet, seed: int) -> Outcome:
-    """An Optuna study with ``OPTUNA_PRUNERS[method]`` on a fixed pool of one-GPU workers."""
+def run_optuna_pruner(
+    method: str, scenario: Scenario, curves: CurveSet, seed: int, *, tie_break: bool = False
+) -> Outcome:
+    """An Optuna study with ``OPTUNA_PRUNERS[method]`` on a fixed pool of one-GPU workers
+    (``tie_break``: select with ties in validation accuracy broken by the validation loss)."""
 
     def build(backend: ReplayBackend, storage: BaseStorage, order: Sequence[int]) -> optuna.Study:
         return optuna.create_study(
@@ -272,7 +280,7 @@ def run_optuna_pruner(method: str, scenario: Scenario, curves: CurveSet, seed: i
             pruner=OPTUNA_PRUNERS[method](curves.epochs),
         )
 
-    return _run_pool(method, scenario, curves, seed, build)
+    return _run_pool(method, scenario, curves, seed, build, tie_break=tie_break)
 
 
 def run_seer_pool(scenario: Scenario, curves: CurveSet, seed: int) -> Outcome:
@@ -325,6 +333,7 @@ def _run_pool(
     seed: int,
     build: StudyBuilder,
     max_epochs: int | None = None,
+    tie_break: bool = False,
 ) -> Outcome:
     """Drive the study ``build`` makes on ``P`` one-GPU workers, each trial to ``max_epochs``
     (default: all recorded epochs), until the deadline."""
@@ -383,7 +392,7 @@ def _run_pool(
                 more = launch()
     seconds = backend.now() - started
     dollars = pool * seconds * scenario.price_per_gpu_second
-    return _outcome(method, seed, scenario, study, backend, seconds, dollars)
+    return _outcome(method, seed, scenario, study, backend, seconds, dollars, tie_break=tie_break)
 
 
 def run_plan(

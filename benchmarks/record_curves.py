@@ -16,9 +16,9 @@ Seeds (everything is deterministic given them, on one CPU thread):
   ``random_state=--seed``, and standardised with the training split's mean and sd;
 * configuration ``i`` is initialised and shuffled with ``torch.manual_seed(--seed + i)``.
 
-Time: the committed curves (``--configs 150 --epochs 40``, the defaults) took 855 s of wall
+Time: the committed curves (``--configs 150 --epochs 40``, the defaults) took 530 s of wall
 time on the shared 2-core development machine (``nice``, ``OMP_NUM_THREADS=1``, torch 2.13
-CPU): digits 483 s, breast_cancer 272 s, wine 100 s (stored in each file under ``"seconds"``).
+CPU): digits 373 s, breast_cancer 115 s, wine 42 s (stored in each file under ``"seconds"``).
 Seconds per epoch are wall-clock on a shared machine, so they are noisy; they are kept for
 reference, and the replays give every configuration the same simulated ``t1`` (the planner's
 assumption).

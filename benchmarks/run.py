@@ -81,9 +81,9 @@ def _naive_elastic(scenario: Scenario, curves: recorded.CurveSet, seed: int) -> 
     )
 
 
-def _optuna(name: str) -> Method:
+def _optuna(name: str, tie_break: bool = False) -> Method:
     def method(scenario: Scenario, curves: recorded.CurveSet, seed: int) -> Outcome:
-        return run_optuna_pruner(name, scenario, curves, seed)
+        return run_optuna_pruner(name, scenario, curves, seed, tie_break=tie_break)
 
     return method
 
@@ -272,6 +272,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="replayed workers report no validation loss: SEER's selection (and the static and "
         "naive elastic plans') then breaks ties in validation accuracy by trial number",
     )
+    parser.add_argument(
+        "--baselines-tie-break",
+        action="store_true",
+        help="ablation: the Optuna pruners' runs also select with ties in validation accuracy "
+        "broken by the lower validation loss, as SEER does",
+    )
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds={args.seeds} must be >= 1.")
@@ -285,6 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         datasets, scenarios = datasets[-1:], QUICK_SCENARIOS
     methods = {name: METHODS[name] for name in (args.methods or METHODS)}
+    if args.baselines_tie_break:
+        methods.update({n: _optuna(n, tie_break=True) for n in methods if n in OPTUNA_PRUNERS})
     began = time.perf_counter()
     results = []
     tables = []

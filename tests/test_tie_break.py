@@ -13,7 +13,13 @@ from optuna.trial import FrozenTrial, TrialState
 import pytest
 
 from benchmarks import curves as recorded
-from benchmarks.baselines import ConfigOrderSampler, Scenario, config_order, run_plan
+from benchmarks.baselines import (
+    ConfigOrderSampler,
+    Scenario,
+    config_order,
+    run_optuna_pruner,
+    run_plan,
+)
 from benchmarks.seer_arm import run_replayed
 from optuna_seer import plan_seer
 from optuna_seer.backends.replay import RecordedCurve
@@ -242,3 +248,19 @@ def test_seer_callback_reports_the_tie_break_metric_with_the_monitored_one(
     study.ask()
     with pytest.raises(RuntimeError, match=r"'val_f1' was not logged.*\['val_acc', 'val_loss'\]"):
         _fit(replace(ctx, trial_number=1), "val_f1")
+
+
+def test_the_baselines_ablation_breaks_ties_by_the_loss_only_when_asked() -> None:
+    n = 18
+    curve_set = _tied_with_losses(n)
+    scenario = Scenario("ties", deadline_s=1800.0, dollars=6.0, scaling="babi")
+    order = config_order(n, 0)
+    plain = run_optuna_pruner("no-pruning", scenario, curve_set, seed=0)
+    ablated = run_optuna_pruner("no-pruning", scenario, curve_set, seed=0, tie_break=True)
+    assert plain.configs_tried == ablated.configs_tried > 1
+    tried = order[: plain.configs_tried]
+    loss = {c: curve_set.curves[c].val_loss[-1] for c in tried}  # type: ignore[index]
+    assert plain.config_id == order[0]  # study.best_trial's rule: the first of the tie
+    assert ablated.config_id == min(tried, key=lambda c: loss[c])
+    assert ablated.test_acc is not None and plain.test_acc is not None
+    assert ablated.test_acc > plain.test_acc
