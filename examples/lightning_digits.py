@@ -5,6 +5,13 @@ Run the whole job (driver, 2 CPU slots, SQLite storage, a 5-minute deadline)::
     python examples/lightning_digits.py --deadline 5m --budget 1.0 --slots 2 \\
         --storage sqlite:///runs/seer.db --out runs/
 
+Plan from measured times instead of the defaults (``--epoch-seconds 5 --startup-seconds 20``)
+by profiling this training first (``scripts/demo.sh`` does, once)::
+
+    optuna-seer profile --backend local --script examples/lightning_digits.py:train \\
+        --workers 1 2 --epochs 1 3 --contention 2 --out runs/profile.json
+    python examples/lightning_digits.py ... --profile runs/profile.json
+
 Run the same command again and it continues where it stood (the driver was killed, the
 machine rebooted): same study, same plan, finished rungs not repeated, the deadline still
 counted from the first start. Once the study has finished, the same command prints its
@@ -183,6 +190,14 @@ def main(argv: list[str] | None = None) -> int:
         help="speedup of one trial on k slots (2 CPU cores: far from linear)",
     )
     parser.add_argument(
+        "--profile",
+        type=Path,
+        help="plan from this measured profile (epoch time, start-up, scaling and contention "
+        "of this training on this machine; 'optuna-seer profile --backend local --script "
+        "examples/lightning_digits.py:train ...' writes one) instead of --epoch-seconds, "
+        "--startup-seconds and --scaling",
+    )
+    parser.add_argument(
         "--safety",
         type=float,
         default=0.15,
@@ -208,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     from optuna_seer.budget import Budget, parse_duration
     from optuna_seer.cost_model import ClusterLimits
     from optuna_seer.executor import ElasticTuner, StudyMismatchError, resumable_study_name
+    from optuna_seer.profile import Profile
     from optuna_seer.pruner import SeerPruner
     from optuna_seer.run_report import format_report, plot_timeline
     from optuna_seer.sampler import SeerSampler
@@ -217,13 +233,26 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.storage.startswith("sqlite:///"):
         Path(args.storage[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-    workload = Workload(
-        epoch_seconds=args.epoch_seconds,
-        scaling=args.scaling,
-        max_epochs=args.max_epochs,
-        gpus_per_node=args.slots,
-        startup_seconds=args.startup_seconds,
-    )
+    if args.profile is not None:
+        try:
+            profile = Profile.load(args.profile)
+        except ValueError as exc:
+            parser.error(str(exc))
+        workload = profile.workload(args.max_epochs, gpus_per_node=args.slots)
+        print(
+            f"workload measured in {args.profile}: {workload.epoch_seconds:.2f} s per epoch on "
+            f"one slot, {workload.startup_seconds:.1f} s start-up, {args.slots} launches at "
+            f"once {workload.contention_on(args.slots):.2f}x slower",
+            flush=True,
+        )
+    else:
+        workload = Workload(
+            epoch_seconds=args.epoch_seconds,
+            scaling=args.scaling,
+            max_epochs=args.max_epochs,
+            gpus_per_node=args.slots,
+            startup_seconds=args.startup_seconds,
+        )
     if not 0 <= args.safety < 1:
         parser.error(f"--safety={args.safety} must lie in [0, 1).")
     deadline_s = parse_duration(args.deadline) * (1 - args.safety)

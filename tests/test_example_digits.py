@@ -12,6 +12,7 @@ import optuna
 from optuna.trial import TrialState
 import pytest
 
+from optuna_seer.profile import Profile
 from optuna_seer.trial_attrs import TRIAL_TIE_BREAK
 
 
@@ -27,10 +28,14 @@ def test_lightning_digits_example_runs_to_a_report(
     assert spec is not None and spec.loader is not None
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
+    # The plan comes from a profile file, as scripts/demo.sh makes one (the measured times
+    # are written here by hand: 1 s epochs, 20 s start-up, to keep the run small).
+    profile = tmp_path / "profile.json"
+    Profile(epoch_seconds=1.0, scaling="amdahl:0.8", startup_seconds=20.0).save(profile)
     argv = [
         "--deadline", "4m",
         "--max-configs", "4",
-        "--epoch-seconds", "1",
+        "--profile", str(profile),
         "--max-epochs", "3",
         "--slots", "2",
         "--storage", f"sqlite:///{tmp_path / 'seer.db'}",
@@ -42,6 +47,7 @@ def test_lightning_digits_example_runs_to_a_report(
     report = (tmp_path / "out" / "report.txt").read_text()
     assert report in printed
     assert "planning for 204 s of the 4m deadline" in printed  # the default 15 % margin
+    assert f"workload measured in {profile}: 1.00 s per epoch on one slot, 20.0 s" in printed
     assert re.search(r"deadline 0:03:24 \(met\)", report)
     assert "overhead per launch" in report and "best: trial" in report
     assert (tmp_path / "out" / "timeline.png").stat().st_size > 0
@@ -64,3 +70,8 @@ def test_lightning_digits_example_runs_to_a_report(
         example.main([*argv, "--deadline", "5m"])
     assert refused.value.code == 2
     assert "deadline 204 s (stored) vs 255 s (now)" in capsys.readouterr().err
+    # A profile that is not there is named, with what would do.
+    with pytest.raises(SystemExit) as missing:
+        example.main([*argv, "--profile", str(tmp_path / "none.json")])
+    assert missing.value.code == 2
+    assert "cannot read profile" in capsys.readouterr().err
