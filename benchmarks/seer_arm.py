@@ -59,8 +59,11 @@ def run_replayed(
         ).run()
 
 
-def run_seer(scenario: Scenario, curves: CurveSet, seed: int) -> Outcome:
-    """One seeded SEER run: ``ElasticTuner(...).run()`` on a ``ReplayBackend``."""
+def replay_seer(
+    scenario: Scenario, curves: CurveSet, seed: int
+) -> tuple[optuna.Study, TuningResult, ReplayBackend]:
+    """One seeded SEER run, ``ElasticTuner(...).run()`` on a ``ReplayBackend``: the study,
+    the tuner's result and the backend (which knows the replayed test accuracies)."""
     n_configs = len(curves.curves)
     order = config_order(n_configs, seed)
     workload = scenario.workload(curves.epochs)
@@ -74,7 +77,12 @@ def run_seer(scenario: Scenario, curves: CurveSet, seed: int) -> Outcome:
         sampler=SeerSampler(ConfigOrderSampler(order), clock=backend.now),
         pruner=SeerPruner(plan=plan, clock=backend.now),
     )
-    result = run_replayed(study, plan, backend, workload, n_configs)
+    return study, run_replayed(study, plan, backend, workload, n_configs), backend
+
+
+def run_seer(scenario: Scenario, curves: CurveSet, seed: int) -> Outcome:
+    """One seeded SEER run (:func:`replay_seer`), scored."""
+    study, result, backend = replay_seer(scenario, curves, seed)
     best = result.best_trial
     seconds = result.wall_seconds
     dollars = backend.gpu_seconds * scenario.price_per_gpu_second

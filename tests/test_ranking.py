@@ -6,19 +6,16 @@ from __future__ import annotations
 import math
 
 import optuna
-from optuna.storages import InMemoryStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 import pytest
 
 from benchmarks import curves as recorded
-from benchmarks.baselines import ConfigOrderSampler, Scenario, config_order, run_plan
-from benchmarks.seer_arm import run_replayed
+from benchmarks.baselines import Scenario, config_order, run_plan
+from benchmarks.seer_arm import replay_seer
 from optuna_seer import plan_seer
 from optuna_seer.backends.replay import RecordedCurve
-from optuna_seer.pruner import SeerPruner
 from optuna_seer.ranking import best_finalist, rank_key, rank_trials, rung_score, selection_key
-from optuna_seer.sampler import SeerSampler
 
 MAX = StudyDirection.MAXIMIZE
 MIN = StudyDirection.MINIMIZE
@@ -141,18 +138,8 @@ def test_the_elastic_tuner_reports_the_finalist_its_rung_rule_ranks_first() -> N
     n = 18
     curve_set = _tied_at_the_end(n)
     scenario = Scenario("ties", deadline_s=1800.0, dollars=6.0, scaling="babi")
-    workload = scenario.workload(EPOCHS)
-    plan = plan_seer(scenario.budget, workload, 3, max_configs=n)
-    assert len(plan.rungs) > 1
-    storage = InMemoryStorage()
-    backend = scenario.backend(curve_set, 0, max(r.gpus for r in plan.rungs), storage=storage)
-    study = optuna.create_study(
-        storage=storage,
-        direction="maximize",
-        sampler=SeerSampler(ConfigOrderSampler(config_order(n, 0)), clock=backend.now),
-        pruner=SeerPruner(plan=plan, clock=backend.now),
-    )
-    result = run_replayed(study, plan, backend, workload, n)
+    study, result, _ = replay_seer(scenario, curve_set, seed=0)
+    assert len(result.plan.rungs) > 1
     finalists = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     assert len(finalists) > 1 and {t.value for t in finalists} == {0.9}
     since = result.final_plan.rungs[-2].resource

@@ -7,25 +7,20 @@ import math
 from pathlib import Path
 
 import optuna
-from optuna.storages import InMemoryStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 import pytest
 
 from benchmarks import curves as recorded
 from benchmarks.baselines import (
-    ConfigOrderSampler,
     Scenario,
     config_order,
     run_optuna_pruner,
     run_plan,
 )
-from benchmarks.seer_arm import run_replayed
-from optuna_seer import plan_seer
+from benchmarks.seer_arm import replay_seer
 from optuna_seer.backends.replay import RecordedCurve
-from optuna_seer.pruner import SeerPruner
 from optuna_seer.ranking import best_finalist, selection_key
-from optuna_seer.sampler import SeerSampler
 from optuna_seer.tie_break import TieBreak, record_tie_break, tie_break_key
 from optuna_seer.trial_attrs import TRIAL_TIE_BREAK
 from optuna_seer.trial_context import TrialContext
@@ -151,17 +146,7 @@ def test_the_elastic_tuner_on_replay_picks_the_tied_finalist_with_the_lowest_los
     n = 18
     curve_set = _tied_with_losses(n)
     scenario = Scenario("ties", deadline_s=1800.0, dollars=6.0, scaling="babi")
-    workload = scenario.workload(EPOCHS)
-    plan = plan_seer(scenario.budget, workload, 3, max_configs=n)
-    storage = InMemoryStorage()
-    backend = scenario.backend(curve_set, 0, max(r.gpus for r in plan.rungs), storage=storage)
-    study = optuna.create_study(
-        storage=storage,
-        direction="maximize",
-        sampler=SeerSampler(ConfigOrderSampler(config_order(n, 0)), clock=backend.now),
-        pruner=SeerPruner(plan=plan, clock=backend.now),
-    )
-    result = run_replayed(study, plan, backend, workload, n)
+    study, result, _ = replay_seer(scenario, curve_set, seed=0)
     finalists = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     assert len(finalists) > 1
     losses = {t.number: t.system_attrs[TRIAL_TIE_BREAK]["value"] for t in finalists}
@@ -171,6 +156,7 @@ def test_the_elastic_tuner_on_replay_picks_the_tied_finalist_with_the_lowest_los
     assert best != min(losses)  # not the first of the tie, as study.best_trial would pick
 
     # The static plan runs the same rung machinery and ranks its finalists the same way.
+    plan = result.plan
     static = run_plan("static-plan", plan, scenario, curve_set, seed=0)
     started = config_order(n, 0)[: plan.n_configs]
     assert static.test_acc is not None and static.config_id in started
