@@ -59,14 +59,19 @@ RULES = {
 """Column name (promotion / selection): (rule at promotion, rule at the final selection)."""
 
 
+def _loss_at(curve: RecordedCurve, epoch: int) -> float:
+    """The validation loss after ``epoch``; ``inf`` (worst) where none was recorded."""
+    loss = None if curve.val_loss is None else curve.val_loss[epoch - 1]
+    return math.inf if loss is None else loss
+
+
 def _key(curve: RecordedCurve, since: int, end: int, number: int, rule: str) -> tuple[float, ...]:
     """Best first under ``rule`` (``number``, ``ties``, ``mean`` or ``mean, loss``, see the
     module docstring)."""
     val = curve.val_acc
     last, mean = val[end - 1], statistics.fmean(val[since:end])
     if rule == "mean, loss":
-        loss = None if curve.val_loss is None else curve.val_loss[end - 1]
-        return (-mean, -last, math.inf if loss is None else loss, number)
+        return (-mean, -last, _loss_at(curve, end), number)
     if rule == "mean":
         return (-mean, -last, number)
     return (-last, -mean if rule == "ties" else 0.0, number)
@@ -101,15 +106,10 @@ def mean_test(curves: recorded.CurveSet, plan: Plan, seeds: int, promote: str, f
 STATISTICS: dict[str, Callable[[RecordedCurve, int], float]] = {
     "last value": lambda curve, since: curve.val_acc[-1],
     "mean over the last rung": lambda curve, since: statistics.fmean(curve.val_acc[since:]),
-    "last validation loss": lambda curve, since: -_last_loss(curve),
+    "last validation loss": lambda curve, since: -_loss_at(curve, curve.epochs),
 }
 """Validation statistics of a fully trained configuration, higher is better; ``since``: last
 promoting rung end."""
-
-
-def _last_loss(curve: RecordedCurve) -> float:
-    loss = None if curve.val_loss is None else curve.val_loss[-1]
-    return math.inf if loss is None else loss
 
 
 def concordance(curves: recorded.CurveSet, top: int, since: int, statistic: str) -> float:
