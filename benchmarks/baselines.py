@@ -24,7 +24,7 @@ trial (ties: more epochs, then the earlier trial), as ``study.best_trial`` would
 ``tie_break=True`` (an ablation: what if Optuna users broke ties as SEER does) ties in
 validation accuracy go first to the lower validation loss the replayed worker reported. The
 rung-synchronous plans rank their finalists by SEER's selection rule instead (the mean over
-the last rung first: :func:`~optuna_seer.ranking.best_finalist`, as the elastic executor
+the last rung first: :func:`~optuna_seer.integration.ranking.best_finalist`, as the elastic executor
 does). Its score is the recorded *test* accuracy of that trial's model at its last trained
 epoch.
 """
@@ -47,15 +47,15 @@ from optuna.trial import FrozenTrial, TrialState
 from benchmarks.curves import CurveSet
 from optuna_seer.backends.base import LaunchSpec
 from optuna_seer.backends.replay import ReplayBackend
-from optuna_seer.budget import Budget
-from optuna_seer.cost_model import ClusterLimits, RungShape, schedule
-from optuna_seer.plan import Plan, Rung
-from optuna_seer.pruner import SeerPruner
-from optuna_seer.ranking import best_finalist
-from optuna_seer.sampler import SeerSampler
-from optuna_seer.seer_planner import InfeasiblePlanError, plan_seer, rung_resources
-from optuna_seer.tie_break import tie_break_key
-from optuna_seer.workload import Workload
+from optuna_seer.integration.pruner import SeerPruner
+from optuna_seer.integration.ranking import best_finalist
+from optuna_seer.integration.sampler import SeerSampler
+from optuna_seer.integration.tie_break import tie_break_key
+from optuna_seer.planning.budget import Budget
+from optuna_seer.planning.cost_model import ClusterLimits, RungShape, schedule
+from optuna_seer.planning.plan import Plan, Rung
+from optuna_seer.planning.seer import InfeasiblePlanError, plan_seer, rung_resources
+from optuna_seer.planning.workload import Workload
 
 CONFIG_PARAM = "config_id"
 

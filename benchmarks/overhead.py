@@ -34,16 +34,16 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 from sqlalchemy import func, insert, select
 
 from optuna_seer import Budget, ClusterLimits, Plan, SeerPruner, SeerSampler, Workload, plan_seer
-from optuna_seer.cost_model import RungShape, schedule
-from optuna_seer.ledger import start_clock
-from optuna_seer.trial_attrs import (
+from optuna_seer.integration.keys import (
     STUDY_IMPLICIT_PLACEMENT,
     STUDY_PLAN,
     TRIAL_LEDGER,
     rung_end,
     rung_end_key,
 )
-from optuna_seer.trial_placement import ImplicitPlacement
+from optuna_seer.integration.ledger import start_clock
+from optuna_seer.integration.trial_gpus import ImplicitPlacement
+from optuna_seer.planning.cost_model import RungShape, schedule
 
 EPOCHS = 9
 
@@ -93,7 +93,7 @@ def sha_history(n: int) -> list[FrozenTrial]:
 def seer_history(n: int, plan: Plan, started_at: float) -> list[FrozenTrial]:
     """N finished trials as SeerSampler and SeerPruner (asynchronous mode on the wall clock,
     1 GPU per trial, 1 s per epoch, a trial placed every 10 s) leave them: placed implicitly
-    (no attr of their own, see :mod:`optuna_seer.trial_placement`), one rung-end record per
+    (no attr of their own, see :mod:`optuna_seer.integration.trial_gpus`), one rung-end record per
     rung end reached (value, settled cost, why it stopped there), and for finalists the cost
     settled when they completed."""
     rungs = plan.rungs

@@ -21,17 +21,18 @@ import argparse
 import statistics
 import time
 
-from optuna_seer.pricing import PriceQuote, find_quote, shipped_price_table
-from optuna_seer.profile import Profile
-from optuna_seer.rubberband_planner import (
+from optuna_seer.planning.prices import PriceQuote
+from optuna_seer.planning.profile import Profile
+from optuna_seer.planning.rubberband import (
     PlanningProblem,
     SuccessiveHalvingJob,
     exhaustive_plan,
     plan_rubberband,
     static_plans,
 )
-from optuna_seer.seer_planner import InfeasiblePlanError
-from optuna_seer.simulator import CloudModel
+from optuna_seer.planning.seer import InfeasiblePlanError
+from optuna_seer.planning.simulator import CloudModel
+from optuna_seer.pricing.sources import find_quote, shipped_price_table
 
 SCALINGS = ["linear", "amdahl:0.95", "power:0.6", "imagenet-resnet50"]
 SLACKS = [1.05, 1.25, 1.5, 2.0, 3.0, 5.0]

@@ -4,7 +4,7 @@ Each round (``--rounds``, default 5):
 
 1. Profiles the example's own training (``examples/lightning_digits.py:train``) on
    ``LocalBackend`` right before the round's runs, at the concurrency they run at:
-   :func:`optuna_seer.profile.measure_alone_and_together` times one-worker launches alone
+   :func:`optuna_seer.profiling.harness.measure_alone_and_together` times one-worker launches alone
    and ``--slots`` of them together, in alternation at two epoch counts, so start-up, epoch
    time and contention are all measured under the same background load.
 2. Runs a few small fixed plans (``--plans``) once each: ``ElasticTuner`` on
@@ -14,8 +14,8 @@ Each round (``--rounds``, default 5):
 
 Then it predicts every run from its round's profile alone (nothing is fitted to the runs):
 
-* ``model``: :func:`optuna_seer.simulator.simulate` p50 of the plan's time, and
-  :func:`optuna_seer.simulator.used_gpu_seconds` × price for the ledger's dollars, with the
+* ``model``: :func:`optuna_seer.planning.simulator.simulate` p50 of the plan's time, and
+  :func:`optuna_seer.planning.simulator.used_gpu_seconds` × price for the ledger's dollars, with the
   profile's start-up, epoch time and contention at each wave's number of launches at once
   (``cost_model.schedule``, what SEER plans with, gives the same time);
 * ``no contention``: the same with the profile's contention dropped (each launch as fast
@@ -49,21 +49,16 @@ from typing import Any
 import optuna
 
 from optuna_seer.backends.local import LocalBackend
-from optuna_seer.cost_model import ClusterLimits, RungShape, schedule
-from optuna_seer.elastic_plan import ElasticPlan
-from optuna_seer.executor import ElasticTuner, entrypoint_of
-from optuna_seer.plan import Plan
-from optuna_seer.pricing import PriceQuote
-from optuna_seer.profile import (
-    Measurement,
-    Profile,
-    ScratchTrials,
-    fit_profile,
-    measure_alone_and_together,
-)
-from optuna_seer.pruner import SeerPruner
-from optuna_seer.sampler import SeerSampler
-from optuna_seer.simulator import CloudModel, simulate, used_gpu_seconds
+from optuna_seer.execution.tuner import ElasticTuner, entrypoint_of
+from optuna_seer.integration.pruner import SeerPruner
+from optuna_seer.integration.sampler import SeerSampler
+from optuna_seer.planning.cost_model import ClusterLimits, RungShape, schedule
+from optuna_seer.planning.plan import Plan
+from optuna_seer.planning.prices import PriceQuote
+from optuna_seer.planning.profile import Measurement, Profile, fit_profile
+from optuna_seer.planning.simulator import CloudModel, simulate, used_gpu_seconds
+from optuna_seer.planning.stage_plan import ElasticPlan
+from optuna_seer.profiling.harness import ScratchTrials, load_profile, measure_alone_and_together
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = f"{ROOT / 'examples' / 'lightning_digits.py'}:train"
@@ -323,7 +318,7 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     runs_path = args.out / "runs.jsonl"
-    fixed = None if args.profile is None else Profile.load(args.profile)
+    fixed = None if args.profile is None else load_profile(args.profile)
     if not args.predict_only:
         specs = [s.strip() for s in args.plans.split(";") if s.strip()]
         for round_ in range(args.rounds):

@@ -47,8 +47,8 @@ from benchmarks.baselines import (
     run_seer_pool,
 )
 from benchmarks.seer_arm import run_seer
-from optuna_seer.plan import format_seconds
-from optuna_seer.seer_planner import plan_seer
+from optuna_seer.planning.plan import format_seconds
+from optuna_seer.planning.seer import plan_seer
 
 # t1 = 60 simulated seconds per epoch on one GPU, 40 epochs to train fully (40 min on one GPU),
 # $3/GPU-hour, 30 s to (re)start a trial, 10 % straggler noise. $24 buys 8 GPU-hours: the

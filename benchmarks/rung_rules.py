@@ -13,11 +13,11 @@ applied at promotion (rungs that promote) and at the final selection (the last r
 * ``number``: the rung-end value, ties to the lower trial number (SEER at first; Optuna's
   ``best_trial`` breaks ties the same way).
 * ``ties``: the rung-end value, ties to the higher mean over the rung
-  (:func:`optuna_seer.ranking.rank_key`).
+  (:func:`optuna_seer.integration.ranking.rank_key`).
 * ``mean``: the mean over the rung first, then the rung-end value.
 * ``mean, loss``: ``mean``, then the lower validation loss at the rung end (the tie-break
-  metric, :mod:`optuna_seer.tie_break`), then the trial number
-  (:func:`optuna_seer.ranking.selection_key` when workers report the loss).
+  metric, :mod:`optuna_seer.integration.tie_break`), then the trial number
+  (:func:`optuna_seer.integration.ranking.selection_key` when workers report the loss).
 
 SEER promotes by ``ties`` and selects by ``mean, loss``. A second table asks the same question
 without any tuner: over pairs of the data set's top configurations, how often does each
@@ -45,8 +45,8 @@ from benchmarks import curves as recorded
 from benchmarks.baselines import Scenario, config_order
 from benchmarks.run import SCENARIOS
 from optuna_seer.backends.replay import RecordedCurve
-from optuna_seer.plan import Plan
-from optuna_seer.seer_planner import plan_seer
+from optuna_seer.planning.plan import Plan
+from optuna_seer.planning.seer import plan_seer
 
 RULES = {
     "number / number": ("number", "number"),

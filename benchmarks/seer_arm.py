@@ -1,4 +1,4 @@
-"""The SEER arm: the real :class:`~optuna_seer.executor.ElasticTuner` on the replay clock.
+"""The SEER arm: the real :class:`~optuna_seer.execution.tuner.ElasticTuner` on the replay clock.
 
 The tuner is the one that drives ``LocalBackend``'s DDP processes; only the backend differs.
 The study uses :class:`~optuna_seer.SeerSampler` and :class:`~optuna_seer.SeerPruner` with
@@ -24,12 +24,12 @@ from benchmarks.baselines import (
 )
 from benchmarks.curves import CurveSet
 from optuna_seer.backends.replay import ReplayBackend
-from optuna_seer.executor import ElasticTuner, TuningResult
-from optuna_seer.plan import Plan
-from optuna_seer.pruner import SeerPruner
-from optuna_seer.sampler import SeerSampler
-from optuna_seer.seer_planner import plan_seer
-from optuna_seer.workload import Workload
+from optuna_seer.execution.tuner import ElasticTuner, TuningResult
+from optuna_seer.integration.pruner import SeerPruner
+from optuna_seer.integration.sampler import SeerSampler
+from optuna_seer.planning.plan import Plan
+from optuna_seer.planning.seer import plan_seer
+from optuna_seer.planning.workload import Workload
 
 REPLAYED_TRAINING = "benchmarks.seer_arm:replayed_training"
 """What the tuner names as the training program; replays never run it."""

@@ -1,6 +1,6 @@
 """Soak test: replayed SEER studies with random faults; nothing may be lost or overspent.
 
-Runs the real :class:`~optuna_seer.executor.ElasticTuner` on a
+Runs the real :class:`~optuna_seer.execution.tuner.ElasticTuner` on a
 :class:`~optuna_seer.backends.replay.ReplayBackend` (recorded learning curves, simulated
 clock) while injecting faults at random: spot preemptions during an epoch (the backend's
 seeded ``preemption_rate``) and launches killed at an epoch end (``fail_launch``, as a rank
@@ -41,9 +41,9 @@ from benchmarks.baselines import Scenario
 from benchmarks.curves import CurveSet, available, load
 from benchmarks.seer_arm import run_replayed
 from optuna_seer.backends.replay import ReplayBackend
-from optuna_seer.pruner import SeerPruner
-from optuna_seer.sampler import SeerSampler
-from optuna_seer.seer_planner import plan_seer
+from optuna_seer.integration.pruner import SeerPruner
+from optuna_seer.integration.sampler import SeerSampler
+from optuna_seer.planning.seer import plan_seer
 
 SCENARIOS = (
     Scenario("30m $24 babi", deadline_s=1800.0, dollars=24.0, scaling="babi"),

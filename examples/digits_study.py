@@ -31,8 +31,8 @@ from optuna_seer import (
     gpus_for,
     read_ledger,
 )
-from optuna_seer.plan import format_seconds
-from optuna_seer.trial_attrs import stop_reason
+from optuna_seer.integration.keys import stop_reason
+from optuna_seer.planning.plan import format_seconds
 
 Split = tuple[torch.Tensor, torch.Tensor]
 

@@ -19,7 +19,7 @@ stored result and runs nothing; ``--fresh`` starts a new study (``digits-2``, ..
 ``--study-name`` picks one by name.
 
 The driver plans the job (``SeerPruner``), asks Optuna for configurations
-(``SeerSampler``), and hands them to :class:`~optuna_seer.executor.ElasticTuner`, which
+(``SeerSampler``), and hands them to :class:`~optuna_seer.execution.tuner.ElasticTuner`, which
 launches :func:`train` once per trial per rung with the plan's number of workers. Nothing is
 downloaded: the data set ships with scikit-learn.
 
@@ -107,7 +107,8 @@ def build_module(params: dict[str, Any], max_epochs: int) -> Any:
             logits = self(x)
             acc = (logits.argmax(dim=1) == y).float().mean()
             self.log("val_acc", acc, sync_dist=True, on_epoch=True)
-            # Breaks ties in val_acc when SEER picks the best finalist (optuna_seer.tie_break).
+            # Breaks ties in val_acc when SEER picks the best finalist
+            # (optuna_seer.integration.tie_break).
             loss = nn.functional.cross_entropy(logits, y)
             self.log("val_loss", loss, sync_dist=True, on_epoch=True)
 
@@ -130,8 +131,8 @@ def train() -> None:
     import pytorch_lightning as pl
     from torch.utils.data import DataLoader, TensorDataset
 
-    from optuna_seer.lightning_callback import SeerCallback
-    from optuna_seer.trial_context import trial_context
+    from optuna_seer.worker.context import trial_context
+    from optuna_seer.worker.lightning import SeerCallback
 
     ctx = trial_context()
     pl.seed_everything(int(ctx.params.get("seed", 0)), verbose=False)
@@ -220,14 +221,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from optuna_seer.backends.local import LocalBackend
-    from optuna_seer.budget import Budget, parse_duration
-    from optuna_seer.cost_model import ClusterLimits
-    from optuna_seer.executor import ElasticTuner, StudyMismatchError, resumable_study_name
-    from optuna_seer.profile import Profile
-    from optuna_seer.pruner import SeerPruner
-    from optuna_seer.run_report import format_report, plot_timeline
-    from optuna_seer.sampler import SeerSampler
-    from optuna_seer.workload import Workload
+    from optuna_seer.execution.report import format_report, plot_timeline
+    from optuna_seer.execution.tuner import ElasticTuner, StudyMismatchError, resumable_study_name
+    from optuna_seer.integration.pruner import SeerPruner
+    from optuna_seer.integration.sampler import SeerSampler
+    from optuna_seer.planning.budget import Budget, parse_duration
+    from optuna_seer.planning.cost_model import ClusterLimits
+    from optuna_seer.planning.workload import Workload
+    from optuna_seer.profiling.harness import load_profile
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -235,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.storage[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     if args.profile is not None:
         try:
-            profile = Profile.load(args.profile)
+            profile = load_profile(args.profile)
         except ValueError as exc:
             parser.error(str(exc))
         workload = profile.workload(args.max_epochs, gpus_per_node=args.slots)

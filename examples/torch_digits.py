@@ -1,6 +1,6 @@
 """The same SEER contract without Lightning: plain PyTorch DDP on scikit-learn's digits.
 
-A launch reads its :func:`~optuna_seer.trial_context.trial_context`, resumes from the
+A launch reads its :func:`~optuna_seer.worker.context.trial_context`, resumes from the
 checkpoint it is given, trains to ``ctx.target_epochs``, reports each epoch's validation
 accuracy (rank 0, through the storage), stops early when the executor says so (rank 0 reads
 the verdict and broadcasts it to every rank) and saves its rung-end checkpoint::
@@ -65,8 +65,8 @@ def train() -> None:
     import torch.distributed as dist
     from torch.utils.data import DataLoader, TensorDataset
 
-    from optuna_seer.tie_break import TieBreak
-    from optuna_seer.trial_context import trial_context
+    from optuna_seer.integration.tie_break import TieBreak
+    from optuna_seer.worker.context import trial_context
 
     ctx = trial_context()
     distributed = ctx.world_size > 1
@@ -158,13 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from optuna_seer.backends.local import LocalBackend
-    from optuna_seer.budget import Budget
-    from optuna_seer.cost_model import ClusterLimits
-    from optuna_seer.executor import ElasticTuner, StudyMismatchError, resumable_study_name
-    from optuna_seer.pruner import SeerPruner
-    from optuna_seer.run_report import format_report, plot_timeline
-    from optuna_seer.sampler import SeerSampler
-    from optuna_seer.workload import Workload
+    from optuna_seer.execution.report import format_report, plot_timeline
+    from optuna_seer.execution.tuner import ElasticTuner, StudyMismatchError, resumable_study_name
+    from optuna_seer.integration.pruner import SeerPruner
+    from optuna_seer.integration.sampler import SeerSampler
+    from optuna_seer.planning.budget import Budget
+    from optuna_seer.planning.cost_model import ClusterLimits
+    from optuna_seer.planning.workload import Workload
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -13,46 +13,54 @@ from typing import TYPE_CHECKING, Any
 from optuna_seer.backends.base import Backend, LaunchSpec
 from optuna_seer.backends.local import LocalBackend
 from optuna_seer.backends.replay import RecordedCurve, ReplayBackend
-from optuna_seer.backends.skypilot import SkyPilotBackend
-from optuna_seer.billing import BillingRule
-from optuna_seer.budget import Budget, parse_duration
-from optuna_seer.checkpoints import CorruptCheckpointError, open_store
-from optuna_seer.cost_model import ClusterLimits
-from optuna_seer.elastic_plan import ElasticPlan, Stage
-from optuna_seer.executor import (
+from optuna_seer.backends.skypilot.backend import SkyPilotBackend
+from optuna_seer.execution.report import format_report, plot_timeline
+from optuna_seer.execution.tuner import (
     ElasticTuner,
     StudyMismatchError,
     TuningResult,
     resumable_study_name,
 )
-from optuna_seer.ledger import Ledger, read_ledger
-from optuna_seer.placement import place
-from optuna_seer.plan import Plan, Rung
-from optuna_seer.pricing import PriceQuote, resolve_quote
-from optuna_seer.profile import Profile, fit_profile, measure_on_backend
-from optuna_seer.pruner import RungDecision, SeerPruner
-from optuna_seer.ranking import best_finalist, rank_key, rank_trials, rung_score, selection_key
-from optuna_seer.rubberband_planner import (
+from optuna_seer.integration.keys import stop_reason
+from optuna_seer.integration.ledger import Ledger, read_ledger
+from optuna_seer.integration.pruner import RungDecision, SeerPruner
+from optuna_seer.integration.ranking import (
+    best_finalist,
+    rank_key,
+    rank_trials,
+    rung_score,
+    selection_key,
+)
+from optuna_seer.integration.sampler import SeerSampler
+from optuna_seer.integration.tie_break import TieBreak
+from optuna_seer.integration.trial_gpus import gpus_for
+from optuna_seer.planning.billing import BillingRule
+from optuna_seer.planning.budget import Budget, parse_duration
+from optuna_seer.planning.cost_model import ClusterLimits
+from optuna_seer.planning.placement import place
+from optuna_seer.planning.plan import Plan, Rung
+from optuna_seer.planning.prices import PriceQuote
+from optuna_seer.planning.profile import Profile, fit_profile
+from optuna_seer.planning.rubberband import (
     PlanningProblem,
     RubberBandResult,
     SuccessiveHalvingJob,
     best_static_plan,
     plan_rubberband,
 )
-from optuna_seer.run_report import format_report, plot_timeline
-from optuna_seer.sampler import SeerSampler
-from optuna_seer.scaling import ScalingCurve
-from optuna_seer.seer_planner import InfeasiblePlanError, gpu_candidates, plan_seer
-from optuna_seer.simulator import CloudModel, SimulationResult, simulate
-from optuna_seer.storage_proxy import StorageProxy
-from optuna_seer.tie_break import TieBreak
-from optuna_seer.trial_attrs import stop_reason
-from optuna_seer.trial_context import TrialContext, trial_context
-from optuna_seer.trial_placement import gpus_for
-from optuna_seer.workload import Workload
+from optuna_seer.planning.scaling import ScalingCurve
+from optuna_seer.planning.seer import InfeasiblePlanError, gpu_candidates, plan_seer
+from optuna_seer.planning.simulator import CloudModel, SimulationResult, simulate
+from optuna_seer.planning.stage_plan import ElasticPlan, Stage
+from optuna_seer.planning.workload import Workload
+from optuna_seer.pricing.sources import resolve_quote
+from optuna_seer.profiling.harness import measure_on_backend
+from optuna_seer.storage.proxy import StorageProxy
+from optuna_seer.worker.checkpoints import CorruptCheckpointError, open_store
+from optuna_seer.worker.context import TrialContext, trial_context
 
 if TYPE_CHECKING:
-    from optuna_seer.lightning_callback import SeerCallback
+    from optuna_seer.worker.lightning import SeerCallback
 
 __version__ = "0.1.0"
 
@@ -120,7 +128,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "SeerCallback":
-        from optuna_seer.lightning_callback import SeerCallback
+        from optuna_seer.worker.lightning import SeerCallback
 
         return SeerCallback
     raise AttributeError(f"module 'optuna_seer' has no attribute {name!r}")

@@ -4,7 +4,7 @@
 ``exec``, ``job_status``, ``cancel``, ``down``, ``status``, ``get``). It records every call,
 checks that what it is given is a real ``sky.Task`` and that each job fits its cluster the
 way SkyPilot's job queue would, and runs each job for real: one
-``python -m optuna_seer.node_entrypoint`` process per node with the ``SKYPILOT_*`` variables
+``python -m optuna_seer.worker.node_entrypoint`` process per node with the ``SKYPILOT_*`` variables
 a SkyPilot node has (all nodes on 127.0.0.1), so torchrun, the training script, S3 and the
 study are all real. Job states are the real ``sky.JobStatus`` values.
 """
@@ -182,7 +182,7 @@ class RecordingSky:
             log = open(self.log_dir / f"{cluster_name}-job{job_id}-node{rank}.log", "wb")  # noqa: SIM115
             processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "optuna_seer.node_entrypoint"],
+                    [sys.executable, "-m", "optuna_seer.worker.node_entrypoint"],
                     cwd=task.workdir,
                     env=env,
                     stdout=log,

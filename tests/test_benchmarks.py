@@ -165,7 +165,8 @@ def test_rung_rules_replays_the_decisions_the_static_plan_makes(
     seed: int, curve_set: recorded.CurveSet
 ) -> None:
     # SeerPruner.decide_rung breaks ties by the rung mean and the static plan's final pick
-    # ranks by the last rung's mean first (optuna_seer.ranking): rung_rules' "ties / mean".
+    # ranks by the last rung's mean first (optuna_seer.integration.ranking): rung_rules' "ties /
+    # mean".
     plan = plan_seer(
         SCENARIO.budget, SCENARIO.workload(EPOCHS), 3, max_configs=len(curve_set.curves)
     )

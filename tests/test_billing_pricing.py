@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import optuna_seer
-from optuna_seer.billing import BillingRule
-from optuna_seer.pricing import (
-    PriceQuote,
+from optuna_seer.planning.billing import BillingRule
+from optuna_seer.planning.prices import PriceQuote
+from optuna_seer.pricing.sources import (
     aws_spot_quotes,
     find_quote,
     read_price_csv,
@@ -131,7 +131,7 @@ def test_sky_catalog_is_read_when_on_disk(tmp_path: Path) -> None:
     empty_home.mkdir()
     offline = textwrap.dedent(
         """
-        from optuna_seer.pricing import resolve_quote, sky_catalog_quote
+        from optuna_seer.pricing.sources import resolve_quote, sky_catalog_quote
         print(sky_catalog_quote("p3.8xlarge"), resolve_quote("p3.8xlarge").source)
         """
     )
@@ -146,7 +146,7 @@ def test_sky_catalog_is_read_when_on_disk(tmp_path: Path) -> None:
 
     script = textwrap.dedent(
         """
-        from optuna_seer.pricing import sky_catalog_quote
+        from optuna_seer.pricing.sources import sky_catalog_quote
         on_demand = sky_catalog_quote("p3.8xlarge")
         spot = sky_catalog_quote("p3.8xlarge", market="spot")
         print(on_demand.dollars_per_hour, on_demand.gpus, on_demand.source, spot.dollars_per_hour)

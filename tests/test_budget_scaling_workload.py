@@ -7,7 +7,7 @@ import math
 import pytest
 
 from optuna_seer import Budget, ScalingCurve, Workload, parse_duration
-from optuna_seer.cost_model import ClusterLimits
+from optuna_seer.planning.cost_model import ClusterLimits
 
 
 @pytest.mark.parametrize(

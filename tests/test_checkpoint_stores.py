@@ -10,8 +10,8 @@ from elastic_support import (
 )
 import pytest
 
-from optuna_seer.checkpoints import CorruptCheckpointError, LocalStore, S3Store, open_store
-from optuna_seer.trial_context import checkpoint_object_uri, fetch_checkpoint
+from optuna_seer.worker.checkpoints import CorruptCheckpointError, LocalStore, S3Store, open_store
+from optuna_seer.worker.context import checkpoint_object_uri, fetch_checkpoint
 
 
 def _file(tmp_path: Path, payload: bytes) -> Path:

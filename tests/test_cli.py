@@ -11,8 +11,9 @@ import sys
 import pytest
 
 import optuna_seer
-from optuna_seer.cli import main
-from optuna_seer.profile import Profile
+from optuna_seer.cli.main import main
+from optuna_seer.planning.profile import Profile
+from optuna_seer.profiling.harness import load_profile
 
 ROOT = Path(optuna_seer.__file__).resolve().parent.parent
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -143,7 +144,7 @@ def test_profile_command_measures_real_gloo_training(tmp_path: Path) -> None:
         env=env, capture_output=True, text=True, timeout=380,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    profile = Profile.load(out)
+    profile = load_profile(out)
     assert [m.workers for m in profile.measurements] == [1, 2]
     assert all(len(m.epoch_seconds) == 2 for m in profile.measurements)
     assert profile.epoch_seconds > 0 and profile.startup_on(1) > 0 and profile.startup_on(2) > 0
@@ -157,7 +158,7 @@ def test_report_reads_a_seer_ledger_from_storage(
 
     import optuna
 
-    from optuna_seer.ledger import charge_trial, start_clock
+    from optuna_seer.integration.ledger import charge_trial, start_clock
 
     plan_path = tmp_path / "plan.json"
     argv = [
@@ -213,7 +214,7 @@ def _seer_study(storage: str, name: str) -> object:
     import optuna
 
     from optuna_seer import Budget, SeerPruner, SeerSampler, Workload
-    from optuna_seer.cost_model import ClusterLimits
+    from optuna_seer.planning.cost_model import ClusterLimits
 
     pruner = SeerPruner(
         Budget(deadline=600.0, dollars=1.0, price_per_gpu_hour=3.6),
@@ -235,12 +236,12 @@ def test_report_from_storage_alone_uses_the_stored_prediction(
 
     import optuna
 
-    from optuna_seer.cli import store_prediction
-    from optuna_seer.elastic_plan import ElasticPlan
-    from optuna_seer.ledger import charge_trial, start_clock
-    from optuna_seer.pricing import PriceQuote
-    from optuna_seer.simulator import simulate
-    from optuna_seer.trial_attrs import TRIAL_STOP_REASON
+    from optuna_seer.cli.main import store_prediction
+    from optuna_seer.integration.keys import TRIAL_STOP_REASON
+    from optuna_seer.integration.ledger import charge_trial, start_clock
+    from optuna_seer.planning.prices import PriceQuote
+    from optuna_seer.planning.simulator import simulate
+    from optuna_seer.planning.stage_plan import ElasticPlan
 
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     study = _seer_study(storage, "run")
@@ -317,7 +318,7 @@ def test_profile_local_backend_measures_the_users_trial(tmp_path: Path) -> None:
         env=env, capture_output=True, text=True, timeout=420,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    profile = Profile.load(out)
+    profile = load_profile(out)
     assert [m.workers for m in profile.measurements] == [1, 2]
     assert all(len(m.startup_seconds) == 1 for m in profile.measurements)
     assert profile.epoch_seconds > 0 and profile.startup_on(1) > 0

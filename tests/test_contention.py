@@ -13,18 +13,19 @@ import optuna
 import pytest
 
 from optuna_seer.backends.replay import RecordedCurve, ReplayBackend
-from optuna_seer.budget import Budget
-from optuna_seer.cost_model import ClusterLimits, RungShape, schedule
-from optuna_seer.elastic_plan import ElasticPlan
-from optuna_seer.executor import ElasticTuner
-from optuna_seer.plan import Plan
-from optuna_seer.pricing import PriceQuote
-from optuna_seer.profile import Profile
-from optuna_seer.pruner import SeerPruner
-from optuna_seer.sampler import SeerSampler
-from optuna_seer.seer_planner import plan_seer
-from optuna_seer.simulator import CloudModel, simulate
-from optuna_seer.workload import Workload, contention_table
+from optuna_seer.execution.tuner import ElasticTuner
+from optuna_seer.integration.pruner import SeerPruner
+from optuna_seer.integration.sampler import SeerSampler
+from optuna_seer.planning.budget import Budget
+from optuna_seer.planning.cost_model import ClusterLimits, RungShape, schedule
+from optuna_seer.planning.plan import Plan
+from optuna_seer.planning.prices import PriceQuote
+from optuna_seer.planning.profile import Profile
+from optuna_seer.planning.seer import plan_seer
+from optuna_seer.planning.simulator import CloudModel, simulate
+from optuna_seer.planning.stage_plan import ElasticPlan
+from optuna_seer.planning.workload import Workload, contention_table
+from optuna_seer.profiling.harness import load_profile, save_profile
 
 PRICE = 3.6 / 3600.0  # $ per slot-second
 SLOTS = ClusterLimits(max_gpus=2)
@@ -87,8 +88,8 @@ def test_profile_carries_contention_into_the_workload_and_back(tmp_path: Path) -
         epoch_seconds=10.0, scaling="amdahl:0.8", startup_seconds=5.0, contention={2: 1.6}
     )
     path = tmp_path / "profile.json"
-    profile.save(path)
-    loaded = Profile.load(path)
+    save_profile(profile, path)
+    loaded = load_profile(path)
     assert loaded.contention_on(2) == 1.6
     workload = loaded.workload(max_epochs=4, gpus_per_node=2)
     assert workload.contention == {1: 1.0, 2: 1.6}

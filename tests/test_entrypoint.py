@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from optuna_seer.entrypoint import resolve_target
-from optuna_seer.executor import entrypoint_of
+from optuna_seer.execution.tuner import entrypoint_of
+from optuna_seer.worker.entrypoint import resolve_target
 
 
 def test_forms(tmp_path: Path) -> None:
@@ -22,7 +22,7 @@ def test_forms(tmp_path: Path) -> None:
     import os
 
     assert os.environ.pop("SEER_TEST_RAN") == "main"
-    assert resolve_target("optuna_seer.entrypoint:main") is not None
+    assert resolve_target("optuna_seer.worker.entrypoint:main") is not None
     assert entrypoint_of(f"{script}:train") == f"{script.resolve()}:train"
     assert entrypoint_of(test_forms).endswith("test_entrypoint.py:test_forms")
 
@@ -33,7 +33,7 @@ def test_forms(tmp_path: Path) -> None:
         ("", "must be 'script.py'"),
         ("missing.py", "does not exist"),
         ("no_such_module_xyz:train", "cannot be imported"),
-        ("optuna_seer.entrypoint:nothing", "has no function 'nothing'"),
+        ("optuna_seer.worker.entrypoint:nothing", "has no function 'nothing'"),
     ],
 )
 def test_bad_targets(target: str, message: str) -> None:

@@ -12,8 +12,9 @@ import optuna
 from optuna.trial import TrialState
 import pytest
 
-from optuna_seer.profile import Profile
-from optuna_seer.trial_attrs import TRIAL_TIE_BREAK
+from optuna_seer.integration.keys import TRIAL_TIE_BREAK
+from optuna_seer.planning.profile import Profile
+from optuna_seer.profiling.harness import save_profile
 
 
 @pytest.mark.slow
@@ -31,7 +32,7 @@ def test_lightning_digits_example_runs_to_a_report(
     # The plan comes from a profile file, as scripts/demo.sh makes one (the measured times
     # are written here by hand: 1 s epochs, 20 s start-up, to keep the run small).
     profile = tmp_path / "profile.json"
-    Profile(epoch_seconds=1.0, scaling="amdahl:0.8", startup_seconds=20.0).save(profile)
+    save_profile(Profile(epoch_seconds=1.0, scaling="amdahl:0.8", startup_seconds=20.0), profile)
     argv = [
         "--deadline", "4m",
         "--max-configs", "4",

@@ -45,7 +45,7 @@ def test_launch_sees_the_contract_and_imports_this_checkout(tmp_path: Path) -> N
         tmp_path,
         """
         import json, os, optuna_seer
-        from optuna_seer.trial_context import trial_context
+        from optuna_seer.worker.context import trial_context
         ctx = trial_context()
         json.dump({"trial": ctx.trial_number, "params": dict(ctx.params),
                    "package": optuna_seer.__file__, "extra": os.environ["EXTRA"]},

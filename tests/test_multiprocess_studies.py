@@ -13,8 +13,8 @@ from optuna.trial import TrialState
 import pytest
 
 from optuna_seer import Plan
-from optuna_seer.trial_attrs import STUDY_PLAN, STUDY_STARTED_AT
-from optuna_seer.trial_placement import implicit_placement, placement_of
+from optuna_seer.integration.keys import STUDY_PLAN, STUDY_STARTED_AT
+from optuna_seer.integration.trial_gpus import implicit_placement, placement_of
 
 WORKER = textwrap.dedent(
     """

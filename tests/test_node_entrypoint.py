@@ -17,9 +17,9 @@ import optuna
 import pytest
 import torch
 
-from optuna_seer.checkpoints import open_store
-from optuna_seer.node_entrypoint import fetch_resume_checkpoint, torchrun_command
-from optuna_seer.storage_proxy import StorageProxy
+from optuna_seer.storage.proxy import StorageProxy
+from optuna_seer.worker.checkpoints import open_store
+from optuna_seer.worker.node_entrypoint import fetch_resume_checkpoint, torchrun_command
 from tests.fake_sky import REPO_ROOT, free_port, kill_group, node_env
 from tests.local_s3 import local_s3
 
@@ -58,8 +58,12 @@ def test_torchrun_command_single_node_is_standalone_and_cpu_gets_one_process() -
 
 
 def test_the_script_may_be_a_module_target_with_arguments() -> None:
-    env = {"SEER_TRAIN_SCRIPT": "-m optuna_seer.entrypoint 'my dir/train.py:main'"}
-    assert torchrun_command(env)[-3:] == ["-m", "optuna_seer.entrypoint", "my dir/train.py:main"]
+    env = {"SEER_TRAIN_SCRIPT": "-m optuna_seer.worker.entrypoint 'my dir/train.py:main'"}
+    assert torchrun_command(env)[-3:] == [
+        "-m",
+        "optuna_seer.worker.entrypoint",
+        "my dir/train.py:main",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -114,7 +118,7 @@ def run_nodes(env: dict[str, str], nodes: int, timeout_s: float) -> list[str]:
         )
         processes.append(
             subprocess.Popen(
-                [sys.executable, "-m", "optuna_seer.node_entrypoint"],
+                [sys.executable, "-m", "optuna_seer.worker.node_entrypoint"],
                 env=node,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,

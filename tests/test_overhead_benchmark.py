@@ -17,8 +17,8 @@ from benchmarks.overhead import (
     sha_history,
 )
 from optuna_seer import SeerSampler
-from optuna_seer.ledger import read_ledger
-from optuna_seer.trial_attrs import stop_reason
+from optuna_seer.integration.keys import stop_reason
+from optuna_seer.integration.ledger import read_ledger
 
 
 @pytest.mark.parametrize("kind", ["sha", "seer"])

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 import pytest
 
-from optuna_seer.placement import (
+from optuna_seer.planning.placement import (
     ClusterShape,
     OpenCluster,
     place,

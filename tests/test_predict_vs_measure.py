@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.predict_vs_measure import parse_plan, pooled, predictions, quantile
-from optuna_seer.cost_model import RungShape
-from optuna_seer.profile import Measurement, Profile, fit_profile
+from optuna_seer.planning.cost_model import RungShape
+from optuna_seer.planning.profile import Measurement, Profile, fit_profile
 
 
 def test_plan_spec_parses_and_rejects_garbage() -> None:

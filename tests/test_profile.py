@@ -14,18 +14,22 @@ from hypothesis import strategies as st
 import pytest
 
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState, LaunchStatus
-from optuna_seer.profile import (
+from optuna_seer.planning.profile import (
     Measurement,
     Profile,
     fit_amdahl,
     fit_profile,
     fit_scaling,
+    measurements_from_durations,
+)
+from optuna_seer.planning.scaling import ScalingCurve
+from optuna_seer.profiling.harness import (
+    load_profile,
     measure_alone_and_together,
     measure_contention,
     measure_on_backend,
-    measurements_from_durations,
+    save_profile,
 )
-from optuna_seer.scaling import ScalingCurve
 
 
 def test_measurement_statistics_and_validation() -> None:
@@ -82,8 +86,8 @@ def test_fit_profile_from_measurements() -> None:
 def test_profile_json_round_trip(tmp_path: Path) -> None:
     profile = fit_profile([Measurement(1, (10.0, 11.0), (2.0,)), Measurement(2, (6.0,), (3.0,))])
     path = tmp_path / "profile.json"
-    profile.save(path)
-    loaded = Profile.load(path)
+    save_profile(profile, path)
+    loaded = load_profile(path)
     assert loaded == profile
     assert loaded.workload(max_epochs=9, gpus_per_node=4).epoch_seconds_on(2) == pytest.approx(
         profile.epoch_seconds_on(2)
@@ -102,7 +106,7 @@ def test_hand_written_profile(tmp_path: Path) -> None:
             }
         )
     )
-    profile = Profile.load(path)
+    profile = load_profile(path)
     assert (profile.startup_on(2), profile.startup_on(8)) == (45, 90)
     assert profile.workload(max_epochs=3).startup_seconds == 45
     assert profile.epoch_seconds_on(8) == pytest.approx(600 / 4.29)
@@ -126,14 +130,14 @@ def test_bad_profiles_are_named(tmp_path: Path, data: dict[str, object], match: 
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=match):
-        Profile.load(path)
+        load_profile(path)
 
 
 def test_not_json(tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
     path.write_text("{nope")
     with pytest.raises(ValueError, match="not valid JSON"):
-        Profile.load(path)
+        load_profile(path)
 
 
 def test_measurements_from_durations() -> None:
@@ -232,8 +236,8 @@ def test_contention_table_validation_and_round_trip(tmp_path: Path) -> None:
     assert Profile(epoch_seconds=4, scaling="linear", contention=1.3).contention_on(5) == 1.3
     assert Profile(epoch_seconds=4, scaling="linear").contention_on(2) == 1.0
     path = tmp_path / "p.json"
-    profile.save(path)
-    assert Profile.load(path).to_dict() == profile.to_dict()
+    save_profile(profile, path)
+    assert load_profile(path).to_dict() == profile.to_dict()
     assert json.loads(path.read_text())["contention"] == {"1": 1.0, "2": 1.6, "4": 2.5}
     with pytest.raises(ValueError, match="contention"):
         Profile(epoch_seconds=4, scaling="linear", contention={1: 1.2})
@@ -242,7 +246,7 @@ def test_contention_table_validation_and_round_trip(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"epoch_seconds": 1, "scaling": "linear", "contention": {"x": 2}}))
     with pytest.raises(ValueError, match="contention"):
-        Profile.load(bad)
+        load_profile(bad)
 
 
 def test_measure_rejects_bad_arguments() -> None:

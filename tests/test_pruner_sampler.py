@@ -20,9 +20,7 @@ from optuna_seer import (
     plan_seer,
     read_ledger,
 )
-from optuna_seer.cost_model import RungShape, schedule
-from optuna_seer.ledger import trial_account
-from optuna_seer.trial_attrs import (
+from optuna_seer.integration.keys import (
     STUDY_PLAN,
     TRIAL_LEDGER,
     TRIAL_PLACEMENT,
@@ -33,7 +31,9 @@ from optuna_seer.trial_attrs import (
     rung_value_key,
     stop_reason,
 )
-from optuna_seer.trial_placement import placement
+from optuna_seer.integration.ledger import trial_account
+from optuna_seer.integration.trial_gpus import placement
+from optuna_seer.planning.cost_model import RungShape, schedule
 
 
 class SimulatedClock:

@@ -15,7 +15,13 @@ from benchmarks.baselines import Scenario, config_order, run_plan
 from benchmarks.seer_arm import replay_seer
 from optuna_seer import plan_seer
 from optuna_seer.backends.replay import RecordedCurve
-from optuna_seer.ranking import best_finalist, rank_key, rank_trials, rung_score, selection_key
+from optuna_seer.integration.ranking import (
+    best_finalist,
+    rank_key,
+    rank_trials,
+    rung_score,
+    selection_key,
+)
 
 MAX = StudyDirection.MAXIMIZE
 MIN = StudyDirection.MINIMIZE

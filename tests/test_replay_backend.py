@@ -10,7 +10,7 @@ import pytest
 
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState
 from optuna_seer.backends.replay import RecordedCurve, ReplayBackend
-from optuna_seer.trial_attrs import TRIAL_STOP_REASON, launch_timing_key
+from optuna_seer.integration.keys import TRIAL_STOP_REASON, launch_timing_key
 
 CURVES = [
     RecordedCurve(val_acc=(0.1, 0.2, 0.3, 0.4), test_acc=(0.15, 0.25, 0.35, 0.45)),

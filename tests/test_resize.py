@@ -27,7 +27,7 @@ import torch
 
 from optuna_seer.backends.base import LaunchSpec
 from optuna_seer.backends.local import LocalBackend
-from optuna_seer.trial_context import checkpoint_name, checkpoint_object_uri, fetch_checkpoint
+from optuna_seer.worker.context import checkpoint_name, checkpoint_object_uri, fetch_checkpoint
 
 
 def _spec(

@@ -8,11 +8,10 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 import pytest
 
-from optuna_seer.cost_model import ClusterLimits
-from optuna_seer.elastic_plan import ElasticPlan
-from optuna_seer.pricing import PriceQuote
-from optuna_seer.profile import Profile
-from optuna_seer.rubberband_planner import (
+from optuna_seer.planning.cost_model import ClusterLimits
+from optuna_seer.planning.prices import PriceQuote
+from optuna_seer.planning.profile import Profile
+from optuna_seer.planning.rubberband import (
     PlanningProblem,
     SuccessiveHalvingJob,
     best_static_plan,
@@ -21,8 +20,9 @@ from optuna_seer.rubberband_planner import (
     stage_options,
     static_plans,
 )
-from optuna_seer.seer_planner import InfeasiblePlanError, gpu_candidates
-from optuna_seer.simulator import CloudModel
+from optuna_seer.planning.seer import InfeasiblePlanError, gpu_candidates
+from optuna_seer.planning.simulator import CloudModel
+from optuna_seer.planning.stage_plan import ElasticPlan
 
 ONE = PriceQuote("gpu-1x", "V100", 1, 3.06)
 FOUR = PriceQuote("gpu-4x", "V100", 4, 12.24)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from optuna_seer.cost_model import ClusterLimits, RungShape, schedule
-from optuna_seer.executor import LaunchRecord, RungRecord, TuningResult
-from optuna_seer.ledger import Ledger
-from optuna_seer.plan import Plan
-from optuna_seer.run_report import format_report
-from optuna_seer.workload import Workload
+from optuna_seer.execution.report import format_report
+from optuna_seer.execution.tuner import LaunchRecord, RungRecord, TuningResult
+from optuna_seer.integration.ledger import Ledger
+from optuna_seer.planning.cost_model import ClusterLimits, RungShape, schedule
+from optuna_seer.planning.plan import Plan
+from optuna_seer.planning.workload import Workload
 
 PRICE = 3.6 / 3600.0
 

@@ -18,8 +18,8 @@ from optuna_seer import (
     gpu_candidates,
     plan_seer,
 )
-from optuna_seer.cost_model import RungShape, schedule
-from optuna_seer.seer_planner import rung_resources
+from optuna_seer.planning.cost_model import RungShape, schedule
+from optuna_seer.planning.seer import rung_resources
 
 SCALINGS = st.sampled_from(
     ["linear", "amdahl:0.95", "amdahl:0.8", "power:0.6", "imagenet-resnet50", "babi", "resnet50"]

@@ -9,12 +9,12 @@ from hypothesis import strategies as st
 import numpy as np
 import pytest
 
-from optuna_seer.cost_model import ClusterLimits, RungShape, schedule
-from optuna_seer.elastic_plan import ElasticPlan, Stage, nodes_for
-from optuna_seer.pricing import PriceQuote
-from optuna_seer.profile import Profile
-from optuna_seer.simulator import CloudModel, PlanEvaluator, simulate, used_gpu_seconds
-from optuna_seer.workload import Workload
+from optuna_seer.planning.cost_model import ClusterLimits, RungShape, schedule
+from optuna_seer.planning.prices import PriceQuote
+from optuna_seer.planning.profile import Profile
+from optuna_seer.planning.simulator import CloudModel, PlanEvaluator, simulate, used_gpu_seconds
+from optuna_seer.planning.stage_plan import ElasticPlan, Stage, nodes_for
+from optuna_seer.planning.workload import Workload
 
 SCALINGS = ["linear", "amdahl:0.95", "power:0.6", "imagenet-resnet50", "babi"]
 
@@ -181,8 +181,8 @@ def test_spot_interruptions_slow_the_job() -> None:
 
 
 def test_from_seer_plan_uses_the_same_engine() -> None:
-    from optuna_seer.budget import Budget
-    from optuna_seer.seer_planner import plan_seer
+    from optuna_seer.planning.budget import Budget
+    from optuna_seer.planning.seer import plan_seer
 
     workload = Workload(epoch_seconds=600, scaling="amdahl:0.95", max_epochs=27, startup_seconds=30)
     limits = ClusterLimits(max_gpus=64, provisioning_seconds=120)

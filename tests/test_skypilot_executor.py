@@ -4,7 +4,7 @@
 Fake at the SDK boundary only (no cloud is reachable here): ``RecordingSky`` replaces the
 ``sky`` client's cluster calls (launch/exec/job_status/cancel/down/status/get). Everything
 else is real: the plan, ``SeerSampler``/``SeerPruner``, ``ElasticTuner``, the SkyPilot
-Task/Resources objects, one ``python -m optuna_seer.node_entrypoint`` process per node with
+Task/Resources objects, one ``python -m optuna_seer.worker.node_entrypoint`` process per node with
 SkyPilot's variables, torchrun, plain-PyTorch DDP over gloo (``examples/torch_digits.py``),
 checkpoints in a moto S3 server on 127.0.0.1, and the study in SQLite served to the nodes
 through Optuna's gRPC storage proxy, which the backend starts itself.
@@ -25,16 +25,16 @@ from optuna.trial import TrialState
 import pytest
 import torch
 
-from optuna_seer.backends.skypilot import SkyPilotBackend
-from optuna_seer.budget import Budget
-from optuna_seer.checkpoints import open_store
-from optuna_seer.cost_model import ClusterLimits
-from optuna_seer.executor import ElasticTuner
-from optuna_seer.pruner import SeerPruner
-from optuna_seer.sampler import SeerSampler
-from optuna_seer.storage_proxy import free_port
-from optuna_seer.trial_context import checkpoint_name
-from optuna_seer.workload import Workload
+from optuna_seer.backends.skypilot.backend import SkyPilotBackend
+from optuna_seer.execution.tuner import ElasticTuner
+from optuna_seer.integration.pruner import SeerPruner
+from optuna_seer.integration.sampler import SeerSampler
+from optuna_seer.planning.budget import Budget
+from optuna_seer.planning.cost_model import ClusterLimits
+from optuna_seer.planning.workload import Workload
+from optuna_seer.storage.proxy import free_port
+from optuna_seer.worker.checkpoints import open_store
+from optuna_seer.worker.context import checkpoint_name
 from tests.fake_sky import REPO_ROOT, RecordingSky, sky_home
 from tests.local_s3 import local_s3
 

@@ -14,15 +14,15 @@ import pytest
 
 import optuna_seer
 from optuna_seer.backends.base import LaunchSpec
-from optuna_seer.backends.skypilot import (
+from optuna_seer.backends.skypilot.backend import (
     DEFAULT_TEMPLATE,
     TEMPLATES_DIR,
     SkyPilotBackend,
     node_train_script,
 )
-from optuna_seer.node_entrypoint import torchrun_command
-from optuna_seer.placement import ClusterShape, TrialSlot
-from optuna_seer.trial_context import ENV_CHECKPOINT_URI, ENV_STORAGE, trial_context
+from optuna_seer.planning.placement import ClusterShape, TrialSlot
+from optuna_seer.worker.context import ENV_CHECKPOINT_URI, ENV_STORAGE, trial_context
+from optuna_seer.worker.node_entrypoint import torchrun_command
 from tests.fake_sky import REPO_ROOT, node_env, node_variables, sky_home
 from tests.local_s3 import local_s3
 
@@ -76,7 +76,7 @@ def test_trial_template_is_a_valid_multi_node_task(sky: Any) -> None:
     assert task.num_nodes == 2
     (resources,) = task.resources
     assert resources.accelerators == {"A100": 8}
-    assert "python -m optuna_seer.node_entrypoint" in task.run
+    assert "python -m optuna_seer.worker.node_entrypoint" in task.run
     # The template's defaults already satisfy the SEER_* contract a script reads.
     context = trial_context(node_variables(task))
     assert (context.trial_number, context.rung, context.resume_checkpoint) == (0, 0, None)
@@ -165,15 +165,21 @@ def test_trial_task_carries_the_contract_with_remote_uris(sky: Any) -> None:
 def test_the_executors_train_target_runs_on_the_nodes_relative_to_workdir() -> None:
     train = f"{REPO_ROOT / 'examples' / 'torch_digits.py'}:train"  # as ElasticTuner gives it
     env = backend(script=None).node_env(spec(entrypoint=train))
-    assert env["SEER_TRAIN_SCRIPT"] == "-m optuna_seer.entrypoint examples/torch_digits.py:train"
+    assert (
+        env["SEER_TRAIN_SCRIPT"]
+        == "-m optuna_seer.worker.entrypoint examples/torch_digits.py:train"
+    )
     # What the node runs under torchrun: the same entry point LocalBackend runs.
     command = torchrun_command({**env, "SKYPILOT_NUM_GPUS_PER_NODE": "2"})
-    assert command[-3:] == ["-m", "optuna_seer.entrypoint", "examples/torch_digits.py:train"]
+    assert command[-3:] == ["-m", "optuna_seer.worker.entrypoint", "examples/torch_digits.py:train"]
     assert (
         node_train_script("my pkg/train.py", "/work")
-        == "-m optuna_seer.entrypoint 'my pkg/train.py'"
+        == "-m optuna_seer.worker.entrypoint 'my pkg/train.py'"
     )
-    assert node_train_script("pkg.train:fit", "/work") == "-m optuna_seer.entrypoint pkg.train:fit"
+    assert (
+        node_train_script("pkg.train:fit", "/work")
+        == "-m optuna_seer.worker.entrypoint pkg.train:fit"
+    )
 
 
 def test_a_program_the_nodes_cannot_run_is_refused_at_start(tmp_path: Path) -> None:

@@ -26,10 +26,10 @@ import optuna
 import pytest
 
 from optuna_seer.backends.base import LaunchSpec, LaunchState
-from optuna_seer.backends.skypilot import SkyPilotBackend
-from optuna_seer.checkpoints import open_store
-from optuna_seer.plan import Plan, Rung
-from optuna_seer.storage_proxy import free_port
+from optuna_seer.backends.skypilot.backend import SkyPilotBackend
+from optuna_seer.planning.plan import Plan, Rung
+from optuna_seer.storage.proxy import free_port
+from optuna_seer.worker.checkpoints import open_store
 from tests.fake_sky import REPO_ROOT, RecordingSky, sky_home
 from tests.local_s3 import local_s3
 

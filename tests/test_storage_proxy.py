@@ -10,14 +10,14 @@ import sys
 import optuna
 import pytest
 
-from optuna_seer.storage_proxy import StorageProxy
-from optuna_seer.storage_url import open_storage, parse_grpc_url
+from optuna_seer.storage.proxy import StorageProxy
+from optuna_seer.storage.urls import open_storage, parse_grpc_url
 from tests.fake_sky import node_env
 
 WORKER = """
 import sys
 import optuna
-from optuna_seer.storage_url import open_storage
+from optuna_seer.storage.urls import open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 study = optuna.load_study(study_name="proxy", storage=open_storage(sys.argv[1]))

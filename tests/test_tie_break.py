@@ -20,10 +20,10 @@ from benchmarks.baselines import (
 )
 from benchmarks.seer_arm import replay_seer
 from optuna_seer.backends.replay import RecordedCurve
-from optuna_seer.ranking import best_finalist, selection_key
-from optuna_seer.tie_break import TieBreak, record_tie_break, tie_break_key
-from optuna_seer.trial_attrs import TRIAL_TIE_BREAK
-from optuna_seer.trial_context import TrialContext
+from optuna_seer.integration.keys import TRIAL_TIE_BREAK
+from optuna_seer.integration.ranking import best_finalist, selection_key
+from optuna_seer.integration.tie_break import TieBreak, record_tie_break, tie_break_key
+from optuna_seer.worker.context import TrialContext
 
 MAX = StudyDirection.MAXIMIZE
 
@@ -163,7 +163,7 @@ def test_the_elastic_tuner_on_replay_picks_the_tied_finalist_with_the_lowest_los
 
 
 def test_seer_callback_checks_its_tie_break_on_construction(tmp_path: Path) -> None:
-    from optuna_seer.lightning_callback import SeerCallback
+    from optuna_seer.worker.lightning import SeerCallback
 
     ctx = _context(f"sqlite:///{tmp_path / 'unused.db'}", "unused")
     with pytest.raises(ValueError, match=r"tie_break='val_acc' is the monitored metric"):
@@ -181,7 +181,7 @@ def _fit(ctx: TrialContext, tie_break: str) -> None:
     from torch import nn
     from torch.utils.data import DataLoader, TensorDataset
 
-    from optuna_seer.lightning_callback import SeerCallback
+    from optuna_seer.worker.lightning import SeerCallback
 
     class Tiny(pl.LightningModule):
         def __init__(self) -> None:

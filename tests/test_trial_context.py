@@ -9,14 +9,10 @@ from optuna.storages import JournalStorage
 import pytest
 
 from optuna_seer.backends.base import LaunchSpec
-from optuna_seer.storage_url import open_storage, storage_url_of
-from optuna_seer.trial_attrs import TRIAL_STOP_REASON, launch_timing_key
-from optuna_seer.trial_context import (
-    ENV_MAX_EPOCHS,
-    checkpoint_name,
-    launch_env,
-    trial_context,
-)
+from optuna_seer.backends.launch_env import launch_env
+from optuna_seer.integration.keys import TRIAL_STOP_REASON, launch_timing_key
+from optuna_seer.storage.urls import open_storage, storage_url_of
+from optuna_seer.worker.context import ENV_MAX_EPOCHS, checkpoint_name, trial_context
 
 
 def _spec(url: str, **changes: object) -> LaunchSpec:

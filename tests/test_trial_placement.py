@@ -10,15 +10,15 @@ import optuna
 import pytest
 
 from optuna_seer import Budget, SeerPruner, SeerSampler, Workload, gpus_for, read_ledger
-from optuna_seer.storage_proxy import StorageProxy
-from optuna_seer.storage_url import open_storage
-from optuna_seer.trial_attrs import STUDY_IMPLICIT_PLACEMENT, TRIAL_PLACEMENT
-from optuna_seer.trial_placement import (
+from optuna_seer.integration.keys import STUDY_IMPLICIT_PLACEMENT, TRIAL_PLACEMENT
+from optuna_seer.integration.trial_gpus import (
     ImplicitPlacement,
     implicit_placement,
     keeps_true_start_times,
     placement_of,
 )
+from optuna_seer.storage.proxy import StorageProxy
+from optuna_seer.storage.urls import open_storage
 
 
 def seer_pair(clock: object = time.time) -> tuple[SeerSampler, SeerPruner]:

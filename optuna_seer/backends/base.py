@@ -32,7 +32,7 @@ class LaunchSpec:
         resume_from: Checkpoint to resume from, or ``None`` to start fresh.
         env: Extra environment variables for the workers.
         entrypoint: The training program: ``path/to/script.py``, ``path/to/file.py:function``
-            or ``package.module:function`` (run by ``python -m optuna_seer.entrypoint``).
+            or ``package.module:function`` (run by ``python -m optuna_seer.worker.entrypoint``).
     """
 
     study_name: str

@@ -1,7 +1,7 @@
 """LocalBackend: trials as processes on this machine; ``k`` workers = a ``k``-process DDP run.
 
 A slot is one CPU worker process (one GPU when the machine has GPUs). A launch with one
-worker runs ``python -m optuna_seer.entrypoint TARGET``; with ``k > 1`` workers it runs the
+worker runs ``python -m optuna_seer.worker.entrypoint TARGET``; with ``k > 1`` workers it runs the
 same under ``torchrun --nproc_per_node=k`` with its rendezvous on 127.0.0.1, so Lightning
 (``strategy="ddp"``) or plain ``torch.distributed`` see a real world of size ``k`` (gloo on
 CPU, NCCL on GPU). Each launch is its own process group, so stopping it ends every worker.
@@ -9,7 +9,7 @@ CPU, NCCL on GPU). Each launch is its own process group, so stopping it ends eve
 Each launch also carries the driver's pid (``SEER_DRIVER_PID``): if the driver dies (even
 by SIGKILL), every worker of every launch ends itself within moments, so no orphan keeps a
 slot busy or trains beside the trial's relaunch after a resume
-(:mod:`optuna_seer.driver_watch`).
+(:mod:`optuna_seer.worker.driver_watch`).
 """
 
 from __future__ import annotations
@@ -26,10 +26,9 @@ import tempfile
 import time
 from typing import IO
 
-import optuna_seer
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState, LaunchStatus
-from optuna_seer.driver_watch import driver_env
-from optuna_seer.trial_context import launch_env
+from optuna_seer.backends.launch_env import launch_env
+from optuna_seer.worker.driver_watch import driver_env
 
 _LOG_TAIL_CHARS = 2000
 
@@ -143,7 +142,7 @@ class LocalBackend(Backend):
 
     def command(self, spec: LaunchSpec) -> list[str]:
         """The command line a launch of ``spec`` runs."""
-        run = ["-m", "optuna_seer.entrypoint", spec.entrypoint]
+        run = ["-m", "optuna_seer.worker.entrypoint", spec.entrypoint]
         if spec.workers == 1:
             return [self._python, *run]
         return [
@@ -177,7 +176,7 @@ class LocalBackend(Backend):
         slots = tuple(free[: spec.workers])
         env = dict(os.environ)
         env.setdefault("OMP_NUM_THREADS", "1")
-        root = str(Path(optuna_seer.__file__).resolve().parent.parent)
+        root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
         env.update(self._env)
         env.update(spec.env)

@@ -52,18 +52,18 @@ import optuna
 from optuna.storages import BaseStorage
 
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState, LaunchStatus
-from optuna_seer.scaling import ScalingCurve
-from optuna_seer.storage_url import open_storage
-from optuna_seer.tie_break import TieBreak, record_tie_break
-from optuna_seer.trial_attrs import TRIAL_STOP_REASON, launch_timing_key
-from optuna_seer.trial_context import report_first_value
+from optuna_seer.integration.keys import TRIAL_STOP_REASON, launch_timing_key
+from optuna_seer.integration.tie_break import TieBreak, record_tie_break
+from optuna_seer.planning.scaling import ScalingCurve
+from optuna_seer.storage.urls import open_storage
+from optuna_seer.worker.context import report_first_value
 
 
 @dataclass(frozen=True)
 class RecordedCurve:
     """Validation and test accuracy of one configuration after each epoch (index 0 = epoch 1),
     and optionally its validation loss (``None`` where it was not finite), which a replayed
-    worker reports as its tie-break metric (:mod:`optuna_seer.tie_break`).
+    worker reports as its tie-break metric (:mod:`optuna_seer.integration.tie_break`).
 
     Example:
         >>> curve = RecordedCurve(val_acc=(0.5, 0.8), test_acc=(0.4, 0.7), val_loss=(0.9, 0.4))
@@ -131,7 +131,7 @@ class ReplayBackend(Backend):
         startup_seconds: Simulated seconds each launch needs before its first epoch.
         start_time: The clock's reading before anything runs.
         storage: Where trials report; by default the storage named by each ``spec.storage``
-            (any URL :func:`optuna_seer.storage_url.open_storage` opens).
+            (any URL :func:`optuna_seer.storage.urls.open_storage` opens).
         config_param: The trial parameter holding the index into ``curves``.
         observer: Called after every simulated epoch, at that epoch's time, with the handle,
             the epoch and the reported value; it may call :meth:`stop` (e.g. to let an Optuna
@@ -144,10 +144,11 @@ class ReplayBackend(Backend):
     Example:
         >>> import optuna
         >>> from optuna_seer.backends.base import LaunchSpec
+        >>> from optuna_seer.integration.optuna_internals import storage_of
         >>> study = optuna.create_study(direction="maximize")
         >>> trial = study.ask({"config_id": optuna.distributions.IntDistribution(0, 0)})
         >>> backend = ReplayBackend([RecordedCurve((0.5, 0.9), (0.4, 0.8))], "linear",
-        ...                         epoch_seconds=60.0, slots=4, storage=study._storage)
+        ...                         epoch_seconds=60.0, slots=4, storage=storage_of(study))
         >>> handle = backend.start(LaunchSpec(study.study_name, "", trial.number, trial.params,
         ...                                   rung=0, target_epochs=2, workers=2,
         ...                                   checkpoint_uri="unused"))

@@ -13,12 +13,12 @@ from pathlib import Path
 import optuna
 
 from optuna_seer.backends.replay import EpochObserver, RecordedCurve, ReplayBackend
-from optuna_seer.cost_model import ClusterLimits, RungShape, schedule
-from optuna_seer.executor import ElasticTuner, TuningResult
-from optuna_seer.plan import Plan
-from optuna_seer.pruner import SeerPruner
-from optuna_seer.sampler import SeerSampler
-from optuna_seer.workload import Workload
+from optuna_seer.execution.tuner import ElasticTuner, TuningResult
+from optuna_seer.integration.pruner import SeerPruner
+from optuna_seer.integration.sampler import SeerSampler
+from optuna_seer.planning.cost_model import ClusterLimits, RungShape, schedule
+from optuna_seer.planning.plan import Plan
+from optuna_seer.planning.workload import Workload
 
 PRICE = 3.0 / 3600
 MAX_EPOCHS = 6

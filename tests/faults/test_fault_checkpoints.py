@@ -11,9 +11,10 @@ import optuna
 import pytest
 
 from optuna_seer.backends.base import LaunchSpec
-from optuna_seer.checkpoints import open_store
-from optuna_seer.trial_attrs import checkpoint_fallback_key
-from optuna_seer.trial_context import checkpoint_object_uri, launch_env, trial_context
+from optuna_seer.backends.launch_env import launch_env
+from optuna_seer.integration.keys import checkpoint_fallback_key
+from optuna_seer.worker.checkpoints import open_store
+from optuna_seer.worker.context import checkpoint_object_uri, trial_context
 
 
 def _setup(tmp_path: Path, store_uri: str) -> tuple[optuna.Study, dict[str, str]]:

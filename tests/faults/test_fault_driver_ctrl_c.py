@@ -23,7 +23,7 @@ import optuna
 import pytest
 from replay_study import assert_consistent_steps
 
-from optuna_seer.trial_attrs import STUDY_DRIVER_PAUSED, TRIAL_IN_FLIGHT, TRIAL_LAUNCHES
+from optuna_seer.integration.keys import STUDY_DRIVER_PAUSED, TRIAL_IN_FLIGHT, TRIAL_LAUNCHES
 
 
 def _python_handles_ctrl_c() -> None:

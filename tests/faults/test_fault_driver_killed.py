@@ -27,8 +27,8 @@ from optuna.trial import TrialState
 import pytest
 from replay_study import assert_consistent_steps
 
-from optuna_seer.executor import HEARTBEAT_SECONDS
-from optuna_seer.trial_attrs import STUDY_STARTED_AT, TRIAL_IN_FLIGHT, TRIAL_LAUNCHES
+from optuna_seer.execution.tuner import HEARTBEAT_SECONDS
+from optuna_seer.integration.keys import STUDY_STARTED_AT, TRIAL_IN_FLIGHT, TRIAL_LAUNCHES
 
 
 def _launch_records(url: str) -> dict[int, list[dict[str, Any]]]:

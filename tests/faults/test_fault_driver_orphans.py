@@ -23,9 +23,9 @@ import pytest
 from replay_study import assert_consistent_steps
 import torch
 
-from optuna_seer.checkpoints import open_store
-from optuna_seer.trial_attrs import launch_timing_key
-from optuna_seer.trial_context import fetch_checkpoint
+from optuna_seer.integration.keys import launch_timing_key
+from optuna_seer.worker.checkpoints import open_store
+from optuna_seer.worker.context import fetch_checkpoint
 
 FINAL_EPOCHS = 40  # far more than can train in the moments between the check and the kill
 

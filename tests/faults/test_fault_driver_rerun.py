@@ -18,10 +18,10 @@ from replay_study import (
 )
 
 from optuna_seer.backends.replay import EpochObserver, ReplayBackend
-from optuna_seer.executor import ElasticTuner, StudyMismatchError, TuningResult
-from optuna_seer.pruner import SeerPruner
-from optuna_seer.run_report import format_report
-from optuna_seer.sampler import SeerSampler
+from optuna_seer.execution.report import format_report
+from optuna_seer.execution.tuner import ElasticTuner, StudyMismatchError, TuningResult
+from optuna_seer.integration.pruner import SeerPruner
+from optuna_seer.integration.sampler import SeerSampler
 
 
 def _backend(storage: optuna.storages.BaseStorage) -> ReplayBackend:

@@ -13,7 +13,7 @@ import threading
 import pytest
 
 import optuna_seer
-from optuna_seer.driver_watch import (
+from optuna_seer.worker.driver_watch import (
     ENV_DRIVER_PID,
     ENV_DRIVER_STARTED,
     driver_env,
@@ -24,7 +24,7 @@ from optuna_seer.driver_watch import (
 ROOT = str(Path(optuna_seer.__file__).resolve().parent.parent)
 WORKER = (
     "import time\n"
-    "from optuna_seer.driver_watch import watch_driver\n"
+    "from optuna_seer.worker.driver_watch import watch_driver\n"
     "watch_driver()\n"
     "print('watching', flush=True)\n"
     "time.sleep(120)\n"

@@ -10,7 +10,7 @@ import pytest
 from replay_study import assert_consistent_steps, run_replay
 
 from optuna_seer.backends.replay import EpochObserver, ReplayBackend
-from optuna_seer.run_report import format_report
+from optuna_seer.execution.report import format_report
 
 
 def _kill_once(rung: int, at_epoch: int) -> tuple[dict[str, int], object]:

@@ -15,14 +15,14 @@ from optuna.trial import TrialState
 import pytest
 
 from optuna_seer.backends.local import LocalBackend
-from optuna_seer.checkpoints import open_store
-from optuna_seer.cost_model import ClusterLimits, RungShape, schedule
-from optuna_seer.executor import ElasticTuner
-from optuna_seer.plan import Plan
-from optuna_seer.pruner import SeerPruner
-from optuna_seer.run_report import format_report
-from optuna_seer.sampler import SeerSampler
-from optuna_seer.workload import Workload
+from optuna_seer.execution.report import format_report
+from optuna_seer.execution.tuner import ElasticTuner
+from optuna_seer.integration.pruner import SeerPruner
+from optuna_seer.integration.sampler import SeerSampler
+from optuna_seer.planning.cost_model import ClusterLimits, RungShape, schedule
+from optuna_seer.planning.plan import Plan
+from optuna_seer.planning.workload import Workload
+from optuna_seer.worker.checkpoints import open_store
 
 PRICE = 3.0 / 3600
 STUDY = "sigkill-rank"

@@ -10,8 +10,8 @@ import optuna
 import pytest
 from replay_study import run_replay
 
-from optuna_seer.run_report import format_report
-from optuna_seer.storage_url import open_storage, redact_url
+from optuna_seer.execution.report import format_report
+from optuna_seer.storage.urls import open_storage, redact_url
 
 PASSWORD = "PLANTED-pw-7f3c9"
 AWS_SECRET = "PLANTEDawsSECRETkey0123456789abcdefGHIJ"
@@ -72,7 +72,7 @@ def test_a_local_launch_log_holds_no_storage_password(tmp_path: Path) -> None:
 
     script = tmp_path / "train.py"
     script.write_text(
-        "from optuna_seer.trial_context import trial_context\ntrial_context().report(0.5, 1)\n"
+        "from optuna_seer.worker.context import trial_context\ntrial_context().report(0.5, 1)\n"
     )
     backend = LocalBackend(slots=1, log_dir=tmp_path / "logs")
     handle = backend.start(
@@ -102,7 +102,7 @@ def test_a_local_launch_log_holds_no_storage_password(tmp_path: Path) -> None:
 def test_the_report_command_does_not_print_the_password(
     dialect: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from optuna_seer.cli import main
+    from optuna_seer.cli.main import main
 
     url = STORAGE_URL.replace("postgresql", dialect)
     assert main(["report", "--storage", url, "--study", "digits"]) != 0
@@ -123,8 +123,8 @@ def test_a_rendered_skypilot_trial_task_holds_no_storage_password(tmp_path: Path
     import yaml
 
     from optuna_seer.backends.base import LaunchSpec
-    from optuna_seer.backends.skypilot import SkyPilotBackend
-    from optuna_seer.placement import ClusterShape, TrialSlot
+    from optuna_seer.backends.skypilot.backend import SkyPilotBackend
+    from optuna_seer.planning.placement import ClusterShape, TrialSlot
     from tests.fake_sky import REPO_ROOT, node_variables, sky_home
 
     with sky_home(tmp_path / "sky-home"):
@@ -173,7 +173,7 @@ def test_the_templates_declare_the_storage_url_a_secret(name: str, tmp_path: Pat
     # SkyPilot redacts it, not in envs.
     import yaml
 
-    from optuna_seer.backends.skypilot import TEMPLATES_DIR
+    from optuna_seer.backends.skypilot.backend import TEMPLATES_DIR
     from tests.fake_sky import node_variables, sky_home
 
     with sky_home(tmp_path / "sky-home"):

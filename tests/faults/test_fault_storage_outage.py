@@ -18,13 +18,13 @@ from botocore.config import Config
 import optuna
 import pytest
 
-from optuna_seer.checkpoints import S3Store
-from optuna_seer.retry import (
+from optuna_seer.storage.retry import (
     RetryPolicy,
     StorageUnavailableError,
     call_with_retries,
     is_transient_storage_error,
 )
+from optuna_seer.worker.checkpoints import S3Store
 
 
 def _free_port() -> int:

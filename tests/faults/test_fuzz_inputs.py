@@ -26,13 +26,14 @@ import pytest
 
 from optuna_seer import Budget, ClusterLimits, Plan, SeerPruner, SeerSampler, Workload, plan_seer
 from optuna_seer.backends.local import LocalBackend
-from optuna_seer.cli import main
-from optuna_seer.elastic_plan import ElasticPlan
-from optuna_seer.executor import ElasticTuner
-from optuna_seer.pricing import PriceQuote
-from optuna_seer.profile import Profile
-from optuna_seer.trial_attrs import STUDY_PLAN, STUDY_STARTED_AT
-from optuna_seer.trial_context import trial_context
+from optuna_seer.cli.main import main
+from optuna_seer.execution.tuner import ElasticTuner
+from optuna_seer.integration.keys import STUDY_PLAN, STUDY_STARTED_AT
+from optuna_seer.planning.prices import PriceQuote
+from optuna_seer.planning.profile import Profile
+from optuna_seer.planning.stage_plan import ElasticPlan
+from optuna_seer.profiling.harness import load_profile
+from optuna_seer.worker.context import trial_context
 
 BUDGET = Budget(deadline="1h", dollars=10.0, price_per_gpu_hour=3.0)
 WORKLOAD = Workload(epoch_seconds=60.0, scaling="amdahl:0.9", max_epochs=9, gpus_per_node=4)
@@ -358,18 +359,18 @@ PROFILES = [
     ),
     Bad(
         "profile-file-truncated",
-        lambda p: Profile.load(_write(p / "p.json", '{"epoch_seconds": 6')),
+        lambda p: load_profile(_write(p / "p.json", '{"epoch_seconds": 6')),
         ("p.json",),
     ),
     Bad(
         "profile-file-a-list",
-        lambda p: Profile.load(_write(p / "p.json", "[60, 0.9]")),
+        lambda p: load_profile(_write(p / "p.json", "[60, 0.9]")),
         ("p.json",),
     ),
-    Bad("profile-file-missing", lambda p: Profile.load(p / "nowhere.json"), ("nowhere.json",)),
+    Bad("profile-file-missing", lambda p: load_profile(p / "nowhere.json"), ("nowhere.json",)),
     Bad(
         "profile-file-not-utf8",
-        lambda p: Profile.load(_write_bytes(p / "p.json", b'{"epoch_seconds": \xff}')),
+        lambda p: load_profile(_write_bytes(p / "p.json", b'{"epoch_seconds": \xff}')),
         ("p.json",),
     ),
 ]
@@ -386,7 +387,7 @@ def _write_bytes(path: Path, data: bytes) -> Path:
 
 # ---------------------------------------------------------------------------- templates
 def _sky_backend(tmp_path: Path, **overrides: Any) -> object:
-    from optuna_seer.backends.skypilot import SkyPilotBackend
+    from optuna_seer.backends.skypilot.backend import SkyPilotBackend
 
     options: dict[str, Any] = {
         "script": "train.py",
@@ -407,8 +408,8 @@ def _template(tmp_path: Path, text: str) -> object:
 
 def _render(tmp_path: Path, nodes: int, gpus: int) -> object:
     from optuna_seer.backends.base import LaunchSpec
-    from optuna_seer.backends.skypilot import SkyPilotBackend
-    from optuna_seer.placement import TrialSlot
+    from optuna_seer.backends.skypilot.backend import SkyPilotBackend
+    from optuna_seer.planning.placement import TrialSlot
 
     backend = _sky_backend(tmp_path)
     assert isinstance(backend, SkyPilotBackend)
@@ -533,7 +534,7 @@ def _report_from_study(tmp_path: Path, attrs: dict[str, Any]) -> object:
 
 def _report_plan(url: str) -> object:
     """What ``optuna-seer report --storage`` does with the study's stored plan."""
-    from optuna_seer.cli import _measured_from_study
+    from optuna_seer.cli.main import _measured_from_study
 
     _, _, attrs = _measured_from_study(url, "run")
     if STUDY_PLAN not in attrs:

@@ -1,7 +1,7 @@
 """A training script that follows the SEER_* contract: an MLP on scikit-learn's digits.
 
 Runs under ``torchrun`` (any number of nodes × processes) with Lightning DDP on CPU (gloo):
-reads :func:`optuna_seer.trial_context.trial_context`, resumes from ``SEER_RESUME_FROM``,
+reads :func:`optuna_seer.worker.context.trial_context`, resumes from ``SEER_RESUME_FROM``,
 trains to ``SEER_TARGET_EPOCHS`` cumulative epochs, reports validation accuracy to the study
 at that step (rank 0), and saves ``rung-<r>.ckpt`` into ``SEER_CHECKPOINT_URI``.
 """
@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from optuna_seer.storage_url import open_storage
-from optuna_seer.trial_context import trial_context
+from optuna_seer.storage.urls import open_storage
+from optuna_seer.worker.context import trial_context
 
 
 class DigitsMLP(pl.LightningModule):

@@ -16,8 +16,8 @@ import time
 
 import optuna
 
-from optuna_seer.storage_url import open_storage
-from optuna_seer.trial_context import trial_context
+from optuna_seer.storage.urls import open_storage
+from optuna_seer.worker.context import trial_context
 
 
 def main() -> int:

@@ -13,8 +13,8 @@ import sys
 from sky import optimizer
 from sky.utils import common
 
-from optuna_seer.backends.skypilot import SkyPilotBackend
-from optuna_seer.placement import ClusterShape
+from optuna_seer.backends.skypilot.backend import SkyPilotBackend
+from optuna_seer.planning.placement import ClusterShape
 
 
 def main() -> None:

@@ -1,0 +1,37 @@
+"""What a backend puts in a launch's environment: the ``SEER_*`` contract of a training script.
+
+The worker side reads these variables (:func:`optuna_seer.worker.context.trial_context`); a
+backend writes them from a :class:`~optuna_seer.backends.base.LaunchSpec`.
+"""
+
+from __future__ import annotations
+
+import json
+
+from optuna_seer.backends.base import LaunchSpec
+from optuna_seer.worker.context import (
+    ENV_CHECKPOINT_URI,
+    ENV_PARAMS,
+    ENV_RESUME_FROM,
+    ENV_RUNG,
+    ENV_STORAGE,
+    ENV_STUDY,
+    ENV_TARGET_EPOCHS,
+    ENV_TRIAL,
+)
+
+
+def launch_env(spec: LaunchSpec) -> dict[str, str]:
+    """The environment variables that carry ``spec`` to a training script."""
+    env = {
+        ENV_STUDY: spec.study_name,
+        ENV_STORAGE: spec.storage,
+        ENV_TRIAL: str(spec.trial_number),
+        ENV_RUNG: str(spec.rung),
+        ENV_TARGET_EPOCHS: str(spec.target_epochs),
+        ENV_CHECKPOINT_URI: spec.checkpoint_uri,
+        ENV_PARAMS: json.dumps(dict(spec.params), sort_keys=True),
+    }
+    if spec.resume_from is not None:
+        env[ENV_RESUME_FROM] = spec.resume_from
+    return env

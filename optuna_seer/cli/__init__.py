@@ -1,0 +1,1 @@
+"""The ``optuna-seer`` command line: ``plan``, ``simulate``, ``profile``, ``report``, ..."""

@@ -1,0 +1,116 @@
+"""Where SEER keeps its state in Optuna storage: the system-attr keys and rung records.
+
+Everything lives in study and trial *system attrs*, written through the storage (as Optuna's
+own pruners do), so every process sharing the study (SQLite, journal file, RDB, gRPC proxy)
+sees the same plan, clock, placements and ledger.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+
+from optuna.trial import FrozenTrial
+
+STUDY_PLAN = "seer:plan"
+STUDY_STARTED_AT = "seer:started_at"
+STUDY_MODE = "seer:mode"
+STUDY_PREDICTION = (
+    "seer:prediction"  # what the simulator predicted for the run (optuna-seer report)
+)
+SYNCHRONOUS = "synchronous"
+
+TRIAL_PLACEMENT = "seer:placement"
+"""A trial's explicit placement (see :mod:`optuna_seer.integration.trial_gpus`)."""
+STUDY_IMPLICIT_PLACEMENT = "seer:implicit_placement"
+"""Where wall-clock trials without their own placement sit
+(:mod:`optuna_seer.integration.trial_gpus`)."""
+TRIAL_BEYOND_PLAN = "seer:beyond_plan"
+TRIAL_LEDGER = "seer:ledger"
+TRIAL_STOP_REASON = "seer:stop_reason"
+TRIAL_TIE_BREAK = "seer:tie_break"
+"""A trial's second metric at its last reported step (:mod:`optuna_seer.integration.tie_break`)."""
+
+STUDY_EXECUTOR_PROGRESS = "seer:executor_progress"
+"""ElasticTuner's progress: the rung it is running and the (re-planned) rungs, for resuming."""
+STUDY_DRIVER_ALIVE = "seer:driver_alive_at"
+"""When ElasticTuner's driver last showed it was alive (a heartbeat while trials run)."""
+STUDY_DRIVER_PAUSED = "seer:driver_paused_at"
+"""When Ctrl-C paused ElasticTuner's driver (its launches stopped then); a rerun continues."""
+TRIAL_LAUNCHES = "seer:launches"
+"""Every finished launch of a trial (rung, workers, times, state, checkpoint), for resuming."""
+TRIAL_IN_FLIGHT = "seer:in_flight"
+"""The trial's running launch (rung, workers, start) or ``None``: what a killed driver left."""
+
+
+def rung_value_key(rung: int) -> str:
+    """The trial attr where a synchronous decision records the value a trial had at the end
+    of ``rung`` (asynchronous pruning writes :func:`rung_end_key` instead)."""
+    return f"seer:rung_{rung}_value"
+
+
+@functools.cache
+def rung_end_key(rung: int) -> str:
+    """The trial attr the asynchronous pruner writes, once, when a trial ends ``rung``.
+
+    One write carries all it records there (see :func:`rung_end`), so a rung end costs SEER
+    one storage write, as it costs Optuna's ``SuccessiveHalvingPruner``.
+    """
+    return f"seer:rung_{rung}_end"
+
+
+_RUNG_END = re.compile(r"seer:rung_\d+_end")
+
+
+def rung_end(
+    value: float, gpu_seconds: float, as_of: float, stop: str | None = None
+) -> dict[str, Any]:
+    """What the trial had at a rung end: its ``value``, its cost account settled as of then
+    (``[gpu_seconds, as_of]``, as in ``seer:ledger``), and why it stopped there, if it did."""
+    record: dict[str, Any] = {"value": value, "ledger": [gpu_seconds, as_of]}
+    if stop is not None:
+        record["stop"] = stop
+    return record
+
+
+def rung_value(attrs: dict[str, Any], rung: int) -> float | None:
+    """The value a trial (by its system ``attrs``) had at the end of ``rung``, if recorded."""
+    record = attrs.get(rung_end_key(rung))
+    if record is not None:
+        return float(record["value"])
+    value = attrs.get(rung_value_key(rung))
+    return None if value is None else float(value)
+
+
+def stop_reason(trial: FrozenTrial) -> str | None:
+    """Why SEER stopped ``trial`` (``None`` if it did not): the executor's or a deadline
+    stop's ``seer:stop_reason``, or the stop recorded with a rung end.
+
+    Example:
+        >>> reasons = [stop_reason(t) for t in study.trials]  # doctest: +SKIP
+    """
+    attrs = trial.system_attrs
+    reason = attrs.get(TRIAL_STOP_REASON)
+    if reason is not None:
+        return str(reason)
+    for key, record in attrs.items():
+        if _RUNG_END.fullmatch(key) and "stop" in record:
+            return str(record["stop"])
+    return None
+
+
+def launch_timing_key(rung: int) -> str:
+    """The trial attr where a worker records how long its launch for ``rung`` trained."""
+    return f"seer:rung_{rung}_training"
+
+
+def checkpoint_fallback_key(rung: int) -> str:
+    """The trial attr where a worker records that its resume checkpoint for ``rung`` was
+    corrupt or missing, and which one it used instead (``None``: it started from scratch)."""
+    return f"seer:rung_{rung}_checkpoint_fallback"
+
+
+def promoted_key(rung: int) -> str:
+    """The trial attr, set by a synchronous decision, saying if the trial survived ``rung``."""
+    return f"seer:rung_{rung}_promoted"

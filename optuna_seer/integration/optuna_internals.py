@@ -1,0 +1,33 @@
+"""The one place that reaches into Optuna's private API.
+
+SEER keeps its state in the study's storage, as Optuna's own pruners do, so it needs a study's
+storage and id and a trial's id, which Optuna does not expose publicly. Every such access goes
+through these functions, so an Optuna release that renames them changes this file only.
+Checked against Optuna 4.0 to 5.x.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial
+
+
+def storage_of(study: optuna.Study) -> BaseStorage:
+    """The storage that holds ``study`` (Optuna's ``Study._storage``)."""
+    storage: BaseStorage = study._storage
+    return storage
+
+
+def study_id_of(study: optuna.Study) -> int:
+    """The storage's id of ``study`` (Optuna's ``Study._study_id``)."""
+    study_id: int = study._study_id
+    return study_id
+
+
+def trial_id_of(trial: optuna.Trial | FrozenTrial | Any) -> int:
+    """The storage's id of a live or frozen trial (Optuna's ``_trial_id``)."""
+    trial_id: int = trial._trial_id
+    return trial_id

@@ -1,0 +1,473 @@
+"""SeerPruner: eliminate trials rung by rung as the SEER plan says, within deadline and budget."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable
+from dataclasses import dataclass
+import math
+import threading
+import time
+
+import optuna
+from optuna.pruners import BasePruner
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from optuna_seer.integration.keys import (
+    STUDY_MODE,
+    STUDY_STARTED_AT,
+    SYNCHRONOUS,
+    TRIAL_BEYOND_PLAN,
+    TRIAL_STOP_REASON,
+    promoted_key,
+    rung_end,
+    rung_end_key,
+    rung_value,
+    rung_value_key,
+)
+from optuna_seer.integration.ledger import settled, trial_account, trial_gpu_seconds
+from optuna_seer.integration.optuna_internals import storage_of, study_id_of, trial_id_of
+from optuna_seer.integration.ranking import RankKey, rank_key
+from optuna_seer.integration.trial_gpus import (
+    ImplicitPlacement,
+    implicit_placement,
+    placement_of,
+)
+from optuna_seer.planning.budget import Budget
+from optuna_seer.planning.cost_model import ClusterLimits
+from optuna_seer.planning.plan import Plan, Rung, format_seconds
+from optuna_seer.planning.seer import plan_seer
+from optuna_seer.planning.workload import Workload
+
+
+@dataclass(frozen=True)
+class RungDecision:
+    """Who survived a rung, by trial number, best first."""
+
+    rung: int
+    promoted: tuple[int, ...]
+    eliminated: tuple[int, ...]
+
+
+class _StudyCache:
+    """What a pruner keeps per study and process instead of re-reading it.
+
+    The clock start (once the sampler started it) and whether an executor runs the study
+    synchronously; and what the finished trials hold for ranking and for the ledger: a
+    finished trial's rung values and cost never change (storages refuse updates to finished
+    trials), so each ``should_prune`` at a rung end reads only the running ones.
+    """
+
+    def __init__(self, storage: optuna.storages.BaseStorage, promoting_rungs: int) -> None:
+        self.storage = storage  # held, so that the id keying this cache is not reused
+        self.state: tuple[float, bool] | None = None
+        self.ids: set[int] = set()
+        self.values: list[list[float]] = [[] for _ in range(promoting_rungs)]
+        self.gpu_seconds = 0.0
+
+    def gather(
+        self, trials: list[FrozenTrial], implicit: ImplicitPlacement | None
+    ) -> list[FrozenTrial]:
+        """Add the newly finished ``trials`` (placed by the study's ``implicit`` rule unless
+        they carry their own placement); returns those not finished."""
+        ids = self.ids
+        unfinished = []
+        added = False
+        for t in trials:
+            if trial_id_of(t) in ids:
+                continue
+            if not t.state.is_finished():
+                unfinished.append(t)
+                continue
+            ids.add(trial_id_of(t))
+            attrs = t.system_attrs
+            for index, values in enumerate(self.values):
+                value = rung_value(attrs, index)
+                if value is not None:
+                    values.append(value)
+                    added = True
+            self.gpu_seconds += trial_gpu_seconds(t, 0.0, implicit)
+        if added:
+            for values in self.values:
+                values.sort()
+        return unfinished
+
+    def beating(self, index: int, own: float, maximize: bool) -> int:
+        """How many finished trials beat ``own`` at rung ``index``."""
+        values = self.values[index]
+        if maximize:
+            return len(values) - bisect.bisect_right(values, own)
+        return bisect.bisect_left(values, own)
+
+
+class SeerPruner(BasePruner):
+    """Prune by the SEER plan: keep the top ``n_{r+1}`` of each rung, stop before the deadline.
+
+    The plan is computed once, on construction, by :func:`~optuna_seer.plan_seer` (or given).
+    Rung ``r`` ends when a trial has reported ``plan.rungs[r].resource`` epochs (report the
+    cumulative epoch count as ``step``).
+
+    Two modes make the same decisions:
+
+    * **Synchronous** (the elastic executor): once every trial of a rung has reported, the
+      executor calls :meth:`decide_rung`, which keeps exactly the top ``n_{r+1}``.
+    * **Asynchronous** (plain ``study.optimize`` on a fixed pool): a trial reaching a rung's end
+      is promoted when its value is in the top ``n_{r+1}/n_r`` of the values seen at that rung
+      (ASHA); with all ``n_r`` values seen this is the synchronous rule. A trial promoted
+      early gives its place back at its next rung end (or before completing) once ``n_{r+1}``
+      trials have beaten its value at a rung it passed, so the finalists converge to the
+      plan's survivors. It is also deadline-aware: a trial that, at its epoch rate measured
+      since its last rung end (the plan's rate before that), cannot finish its current rung
+      before the deadline is stopped, and one is stopped when the study's ledger shows the
+      budget spent. Read why with :func:`~optuna_seer.integration.keys.stop_reason`.
+
+    Per trial and rung end, the asynchronous mode writes one system attr
+    (``seer:rung_<r>_end``: the value, the trial's settled cost, why it stops there if it
+    does), where Optuna's ``SuccessiveHalvingPruner`` writes its ``completed_rung_<r>``.
+
+    It needs :class:`~optuna_seer.SeerSampler`, which places trials in the plan; a study
+    without it raises a ``ValueError`` at the first report, naming the fix.
+
+    Args:
+        budget: Deadline, dollars and GPU price (with ``workload``), or pass ``plan``.
+        workload: Epoch time, scaling, max epochs.
+        reduction_factor: ``η``, at least 2.
+        plan: A ready plan instead of ``budget``/``workload``.
+        limits, min_resource, min_marginal_speedup, max_configs: See :func:`plan_seer`.
+        clock: Seconds since the epoch; replaced by a simulated clock in replays.
+
+    Example:
+        >>> import optuna
+        >>> from optuna_seer import Budget, SeerPruner, SeerSampler, Workload
+        >>> pruner = SeerPruner(Budget(deadline="2h", dollars=50, price_per_gpu_hour=3.0),
+        ...                     Workload(epoch_seconds=60, scaling="linear", max_epochs=9))
+        >>> study = optuna.create_study(direction="maximize", pruner=pruner,
+        ...                             sampler=SeerSampler(optuna.samplers.RandomSampler(0)))
+        >>> pruner.plan.n_configs > 1
+        True
+    """
+
+    def __init__(
+        self,
+        budget: Budget | None = None,
+        workload: Workload | None = None,
+        reduction_factor: int = 3,
+        *,
+        plan: Plan | None = None,
+        limits: ClusterLimits | None = None,
+        min_resource: int = 1,
+        min_marginal_speedup: float = 0.2,
+        max_configs: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if plan is not None:
+            if budget is not None or workload is not None:
+                raise ValueError("give either plan=... or budget=... and workload=..., not both.")
+            if not isinstance(plan, Plan):
+                raise TypeError(f"plan={plan!r} must be an optuna_seer.Plan.")
+            self._plan = plan
+        else:
+            if budget is None or workload is None:
+                raise ValueError(
+                    "SeerPruner needs budget=Budget(...) and workload=Workload(...), or plan=..."
+                )
+            self._plan = plan_seer(
+                budget,
+                workload,
+                reduction_factor,
+                limits=limits,
+                min_resource=min_resource,
+                min_marginal_speedup=min_marginal_speedup,
+                max_configs=max_configs,
+            )
+        if not callable(clock):
+            raise TypeError(f"clock={clock!r} must be a callable returning seconds.")
+        self._clock = clock
+        self._caches: dict[tuple[int, int], _StudyCache] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def plan(self) -> Plan:
+        """The SEER schedule this pruner enforces."""
+        return self._plan
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self._clock
+
+    def _cache(self, study: optuna.Study) -> _StudyCache:
+        """This process's cache for ``study`` (two storages may hold studies with one id)."""
+        key = (id(storage_of(study)), study_id_of(study))
+        with self._lock:
+            cache = self._caches.get(key)
+            if cache is None or cache.storage is not storage_of(study):
+                cache = _StudyCache(storage_of(study), len(self._plan.rungs) - 1)
+                self._caches[key] = cache
+            return cache
+
+    def _study_state(self, study: optuna.Study) -> tuple[float, bool]:
+        """(clock start, synchronous?) of ``study``, read once per process."""
+        cache = self._cache(study)
+        if cache.state is None:
+            attrs = storage_of(study).get_study_system_attrs(study_id_of(study))
+            synchronous = attrs.get(STUDY_MODE) == SYNCHRONOUS
+            if STUDY_STARTED_AT not in attrs:
+                return self._clock(), synchronous
+            cache.state = (float(attrs[STUDY_STARTED_AT]), synchronous)
+        return cache.state
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        if study._is_multi_objective():
+            raise ValueError(
+                "SeerPruner ranks trials by one reported value; multi-objective studies "
+                f"(directions={study.directions}) are not supported."
+            )
+        step = trial.last_step
+        if step is None:
+            return False
+        attrs = trial.system_attrs
+        if attrs.get(TRIAL_BEYOND_PLAN):
+            return True
+        implicit = implicit_placement(storage_of(study), study_id_of(study))
+        if placement_of(trial, implicit) is None:
+            raise ValueError(
+                f"trial {trial.number} was not placed in the SEER plan: SeerPruner needs "
+                "create_study(sampler=SeerSampler(...), pruner=SeerPruner(...)) so that "
+                "every trial gets its rung and GPUs."
+            )
+        value = trial.intermediate_values[step]
+        if not math.isfinite(value):
+            raise ValueError(
+                f"trial {trial.number} reported {value!r} at step {step}; SeerPruner ranks "
+                "finite values only. Report a finite metric, or raise optuna.TrialPruned() "
+                "for a diverged run."
+            )
+        started_at, synchronous = self._study_state(study)
+        now = self._clock()
+        if synchronous:
+            return self._pruned_by_decision(study, trial, step)
+        return self._asynchronous_verdict(study, trial, step, value, now, started_at, implicit)
+
+    def _asynchronous_verdict(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        step: int,
+        value: float,
+        now: float,
+        started_at: float,
+        implicit: ImplicitPlacement | None,
+    ) -> bool:
+        """Whether ``trial`` must stop at ``step`` in asynchronous mode; records why.
+
+        Reads all trials only when the trial crosses a rung end or reaches the last epoch (as
+        Optuna's SuccessiveHalvingPruner does), and writes once there: the rung-end record
+        holds the value, the trial's settled cost and the reason it stops, if it does. Between
+        rung ends only a deadline stop writes (its reason).
+        """
+        rungs = self._plan.rungs
+        attrs = trial.system_attrs
+        mine: dict[int, float] = {}
+        for rung in rungs[:-1]:
+            own = rung_value(attrs, rung.index)
+            if own is not None:
+                mine[rung.index] = own
+        crossed = [r for r in rungs[:-1] if r.resource <= step and r.index not in mine]
+        if not crossed and step < self._plan.max_epochs:
+            late = self._out_of_time(trial, step, now, started_at, implicit)
+            return late is not None and self._stop(study, trial, late)
+        ranked = {**mine, **{r.index: value for r in crossed}}
+        seen, better, others_gpu_seconds = self._rank_among_others(
+            study, trial, ranked, now, implicit
+        )
+        charged, as_of = settled(trial, now, implicit) or (0.0, now)
+        reason: str | None = None
+        written: list[Rung] = []
+        for rung in crossed:
+            written.append(rung)
+            spent = (charged + others_gpu_seconds) * self._plan.price_per_gpu_second
+            if spent >= self._plan.budget_dollars:
+                reason = (
+                    f"budget: ${spent:,.2f} of "
+                    f"${self._plan.budget_dollars:,.2f} spent when rung {rung.index} ended"
+                )
+                break
+            # ASHA's rule with SEER's fraction: in the top n_{r+1}/n_r of the values seen.
+            keep = rungs[rung.index + 1].n_trials
+            if better[rung.index] >= max(seen[rung.index] * keep // rung.n_trials, 1):
+                reason = (
+                    f"rung {rung.index}: {value:.6g} not in the top {keep}/{rung.n_trials} "
+                    f"of {seen[rung.index]} values seen"
+                )
+                break
+        if reason is None:
+            # A trial promoted early, before better ones reported, gives its place back: at
+            # every rung end it must still rank within the plan's survivors of each rung it
+            # passed.
+            for index, own in ranked.items():
+                keep = rungs[index + 1].n_trials
+                if better[index] >= keep:
+                    reason = (
+                        f"rung {index}: displaced, {better[index]} trials beat {own:.6g} and "
+                        f"the plan keeps {keep}"
+                    )
+                    break
+        if reason is None:
+            reason = self._out_of_time(trial, step, now, started_at, implicit)
+        if reason is not None and not written:
+            written.append(rungs[-1])  # stopped at the last epoch: the last rung's end
+        storage = storage_of(study)
+        for rung in written:
+            stop = reason if rung is written[-1] else None
+            storage.set_trial_system_attr(
+                trial_id_of(trial), rung_end_key(rung.index), rung_end(value, charged, as_of, stop)
+            )
+        return reason is not None
+
+    def _rank_among_others(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        ranked: dict[int, float],
+        now: float,
+        implicit: ImplicitPlacement | None,
+    ) -> tuple[dict[int, int], dict[int, int], float]:
+        """For each rung in ``ranked``: how many values were seen there (``trial``'s own
+        included) and how many beat ``trial``'s; and the GPU-seconds the other trials have cost
+        by ``now``.
+
+        Finished trials never change, so each process gathers them once (see
+        :class:`_StudyCache`); a call then reads only the trials still running.
+        """
+        maximize = study.direction == StudyDirection.MAXIMIZE
+        trials = study.get_trials(deepcopy=False)
+        finished = self._cache(study)
+        with self._lock:
+            unfinished = finished.gather(trials, implicit)
+            seen = {index: 1 + len(finished.values[index]) for index in ranked}
+            better = {
+                index: finished.beating(index, own, maximize) for index, own in ranked.items()
+            }
+            others_gpu_seconds = finished.gpu_seconds
+        for other in unfinished:
+            if other.number == trial.number:
+                continue
+            attrs = other.system_attrs
+            for index, own in ranked.items():
+                theirs = rung_value(attrs, index)
+                if theirs is not None:
+                    seen[index] += 1
+                    if theirs > own if maximize else theirs < own:
+                        better[index] += 1
+            others_gpu_seconds += trial_gpu_seconds(other, now, implicit)
+        return seen, better, others_gpu_seconds
+
+    def _out_of_time(
+        self,
+        trial: FrozenTrial,
+        step: int,
+        now: float,
+        started_at: float,
+        implicit: ImplicitPlacement | None,
+    ) -> str | None:
+        """Why ``trial`` cannot finish its rung before the deadline, or ``None`` if it can."""
+        if step >= self._plan.max_epochs or step <= 0:
+            return None
+        rung = self._plan.rung_for_step(step)
+        # Epoch time measured since the last rung end (the ledger settles there), so launch
+        # start-up never counts as training; the plan's estimate until a rung end is timed.
+        attrs = trial.system_attrs
+        passed = [r for r in self._plan.rungs[:-1] if rung_value(attrs, r.index) is not None]
+        account = trial_account(trial, implicit)
+        if passed and account is not None and step > passed[-1].resource:
+            seconds_per_epoch = max(now - account[1], 0.0) / (step - passed[-1].resource)
+        else:
+            seconds_per_epoch = rung.epoch_seconds
+        needed = (rung.resource - step) * seconds_per_epoch
+        left = started_at + self._plan.deadline_s - now
+        if needed <= left:
+            return None
+        return (
+            f"deadline: rung {rung.index} needs {needed:.0f} s more "
+            f"({rung.resource - step} epochs at {seconds_per_epoch:.1f} s), "
+            f"{max(left, 0.0):.0f} s left of {format_seconds(self._plan.deadline_s)}"
+        )
+
+    def _pruned_by_decision(self, study: optuna.Study, trial: FrozenTrial, step: int) -> bool:
+        for rung in self._plan.rungs[:-1]:
+            if step < rung.resource:
+                return False
+            survived = trial.system_attrs.get(promoted_key(rung.index))
+            if survived is False:
+                return True
+        return False
+
+    @staticmethod
+    def _stop(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
+        storage_of(study).set_trial_system_attr(trial_id_of(trial), TRIAL_STOP_REASON, reason)
+        return True
+
+    def decide_rung(self, study: optuna.Study, rung_index: int) -> RungDecision:
+        """Synchronous decision for ``rung_index``: keep the top ``n_{r+1}`` trials.
+
+        Considers every placed trial that reported at (or past) the rung's end and was not
+        already eliminated, ranked by :func:`optuna_seer.integration.ranking.rank_key`: ties in the
+        rung-end value go to the higher mean over the rung, then the lower trial number.
+        Records each trial's value and verdict in its system attrs, so later
+        ``should_prune`` calls in any process agree.
+
+        Raises:
+            ValueError: ``rung_index`` is not a rung that promotes (the last one does not).
+        """
+        rungs = self._plan.rungs
+        if not (0 <= rung_index < len(rungs) - 1):
+            raise ValueError(
+                f"rung_index={rung_index}: rungs that promote are 0..{len(rungs) - 2}."
+            )
+        storage_of(study).set_study_system_attr(study_id_of(study), STUDY_MODE, SYNCHRONOUS)
+        self._cache(study).state = None
+        rung: Rung = rungs[rung_index]
+        keep = rungs[rung_index + 1].n_trials
+        since = rungs[rung_index - 1].resource if rung_index > 0 else 0
+        contenders: list[tuple[RankKey, int, float, FrozenTrial]] = []
+        implicit = implicit_placement(storage_of(study), study_id_of(study))
+        for t in study.get_trials(deepcopy=False):
+            if placement_of(t, implicit) is None:
+                continue
+            if any(t.system_attrs.get(promoted_key(r)) is False for r in range(rung_index)):
+                continue
+            steps = [s for s in t.intermediate_values if s >= rung.resource]
+            if not steps or t.state not in (
+                TrialState.RUNNING,
+                TrialState.WAITING,
+                TrialState.COMPLETE,
+            ):
+                continue
+            value = t.intermediate_values[min(steps)]
+            if not math.isfinite(value):
+                raise ValueError(
+                    f"trial {t.number} reported {value!r} at rung {rung_index}; SeerPruner "
+                    "ranks finite values only."
+                )
+            contenders.append(
+                (rank_key(t, since, rung.resource, study.direction), t.number, value, t)
+            )
+        contenders.sort(key=lambda c: c[0])
+        promoted = {c[1] for c in contenders[:keep]}
+        for _, number, value, t in contenders:
+            storage_of(study).set_trial_system_attr(
+                trial_id_of(t), rung_value_key(rung_index), value
+            )
+            storage_of(study).set_trial_system_attr(
+                trial_id_of(t), promoted_key(rung_index), number in promoted
+            )
+            if number not in promoted:
+                self._stop(
+                    study, t, f"rung {rung_index}: not in the top {keep} of {len(contenders)}"
+                )
+        return RungDecision(
+            rung=rung_index,
+            promoted=tuple(c[1] for c in contenders[:keep]),
+            eliminated=tuple(c[1] for c in contenders[keep:]),
+        )

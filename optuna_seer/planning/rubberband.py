@@ -1,0 +1,523 @@
+"""RubberBand: the cheapest resource plan whose completion time meets a deadline.
+
+The job (successive halving: trials and epochs per rung) is fixed; the plan chooses, per
+stage, GPUs per trial and the cluster (instance type, nodes). Objective: minimise the mean
+simulated cost subject to the ``quantile`` (default p95) of the simulated completion time
+being at most the deadline. The search (pure; all timing by
+:class:`~optuna_seer.planning.simulator.PlanEvaluator`, with every simulated plan cached):
+
+1. Candidate options per stage: every worthwhile GPU count ``k`` (``gpu_candidates``) on
+   every instance type, with the node counts that give each distinct number of waves, kept
+   when no other option is both faster and cheaper (its own boot included).
+2. Start points: the best *static* cluster (:func:`best_static_plan`: one cluster for the whole
+   job, every stage giving its trials as many GPUs as help, idle ones lent to the remaining
+   trials) and the fastest plan (each stage's fastest option).
+3. From each start, greedy moves among single-stage changes (and pairs of adjacent stages
+   moved onto one cluster, which saves a provisioning) that stay feasible and cost less:
+   RubberBand's criterion applies the best cost-marginal benefit
+   ``M = (cost_best − cost_new) / (JCT_new − JCT_best)`` (changes that are cheaper *and*
+   faster first); a second pass applies the largest saving. Each stops when no move is
+   cheaper. The cheapest result wins, so the plan is never dearer than the static baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import functools
+import math
+
+import numpy as np
+
+from optuna_seer.planning.cost_model import ClusterLimits
+from optuna_seer.planning.plan import format_seconds
+from optuna_seer.planning.prices import PriceQuote
+from optuna_seer.planning.profile import Profile
+from optuna_seer.planning.scaling import ScalingCurve
+from optuna_seer.planning.seer import InfeasiblePlanError, gpu_candidates, rung_resources
+from optuna_seer.planning.simulator import CloudModel, PlanEvaluator, PlanStats, empirical_quantile
+from optuna_seer.planning.stage_plan import ElasticPlan, Stage, concurrent_trials, nodes_for
+from optuna_seer.planning.workload import Workload
+
+_MAX_OPTIONS_PER_SHAPE = 16
+
+
+@dataclass(frozen=True)
+class SuccessiveHalvingJob:
+    """A successive-halving job: trials and cumulative epochs per rung.
+
+    Example:
+        >>> job = SuccessiveHalvingJob.geometric(81, 3, 27)
+        >>> job.n_trials, job.resources
+        ((81, 27, 9, 3), (1, 3, 9, 27))
+    """
+
+    n_trials: tuple[int, ...]
+    resources: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not self.n_trials or len(self.n_trials) != len(self.resources):
+            raise ValueError(
+                f"n_trials={self.n_trials!r} and resources={self.resources!r} must be non-empty "
+                "and of equal length (one entry per rung)."
+            )
+        for name, values in (("n_trials", self.n_trials), ("resources", self.resources)):
+            if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+                raise ValueError(f"{name}={values!r} must be whole numbers >= 1.")
+        for r in range(1, len(self.n_trials)):
+            if (
+                self.n_trials[r] > self.n_trials[r - 1]
+                or self.resources[r] <= self.resources[r - 1]
+            ):
+                raise ValueError(
+                    f"rung {r}: trials must not grow and epochs must grow "
+                    f"(n_trials={self.n_trials!r}, resources={self.resources!r})."
+                )
+
+    @classmethod
+    def geometric(
+        cls, n_configs: int, reduction_factor: int, max_epochs: int, min_resource: int = 1
+    ) -> SuccessiveHalvingJob:
+        """``n_configs`` configurations, keeping ``1/η`` per rung, the finalists to ``max_epochs``
+        (as many rungs as fit between ``min_resource`` and ``max_epochs``)."""
+        for name, value, low in (
+            ("n_configs", n_configs, 1),
+            ("reduction_factor", reduction_factor, 2),
+            ("max_epochs", max_epochs, 1),
+            ("min_resource", min_resource, 1),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name}={value!r} must be a whole number >= {low}.")
+        rungs = 1
+        while (
+            reduction_factor**rungs <= n_configs
+            and rung_resources(max_epochs, reduction_factor, rungs + 1, min_resource) is not None
+        ):
+            rungs += 1
+        resources = rung_resources(max_epochs, reduction_factor, rungs, min_resource)
+        if resources is None:
+            raise ValueError(f"min_resource={min_resource} exceeds max_epochs={max_epochs}.")
+        trials = tuple(math.ceil(n_configs / reduction_factor**r) for r in range(rungs))
+        return cls(trials, resources)
+
+
+@dataclass(frozen=True)
+class PlanningProblem:
+    """Everything RubberBand plans against.
+
+    Args:
+        job: Trials and epochs per rung.
+        profile: The trial's timings (epoch time, scaling, spread, start-up).
+        instances: Instance types (with prices) the plan may use; one accelerator model.
+        deadline_s: The completion-time target, seconds.
+        cloud: Provisioning delays, billing and data costs.
+        max_gpus: Quota: most GPUs provisioned at once.
+        quantile: ``P(JCT <= deadline)`` the plan must reach (0.95: the p95 meets it).
+        samples: Monte Carlo samples per evaluation.
+        seed: Random seed (same seed, same plan).
+        min_marginal_speedup: GPU counts whose extra GPUs add less than this fraction of one
+            GPU's throughput are never considered.
+    """
+
+    job: SuccessiveHalvingJob
+    profile: Profile
+    instances: tuple[PriceQuote, ...]
+    deadline_s: float
+    cloud: CloudModel = field(default_factory=CloudModel)
+    max_gpus: int = 64
+    quantile: float = 0.95
+    samples: int = 400
+    seed: int = 0
+    min_marginal_speedup: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not self.instances:
+            raise ValueError("instances is empty; give at least one PriceQuote.")
+        if not math.isfinite(self.deadline_s) or self.deadline_s <= 0:
+            raise ValueError(f"deadline_s={self.deadline_s!r} must be positive and finite.")
+        if isinstance(self.max_gpus, bool) or not isinstance(self.max_gpus, int):
+            raise TypeError(f"max_gpus={self.max_gpus!r} must be an int.")
+        small = [q.instance_type for q in self.instances if q.gpus > self.max_gpus]
+        if len(small) == len(self.instances):
+            raise ValueError(
+                f"max_gpus={self.max_gpus} is below the GPUs of every instance type ({small})."
+            )
+        if not (0.0 < self.quantile <= 1.0):
+            raise ValueError(f"quantile={self.quantile!r} must lie in (0, 1].")
+        if not (0.0 < self.min_marginal_speedup <= 1.0):
+            raise ValueError(
+                f"min_marginal_speedup={self.min_marginal_speedup!r} must be in (0, 1]."
+            )
+
+    def evaluator(self) -> PlanEvaluator:
+        return PlanEvaluator(self.profile, self.cloud, self.samples, self.seed, self.quantile)
+
+
+@dataclass(frozen=True)
+class RubberBandResult:
+    """The chosen plan, its simulation, and the static baseline it was compared with."""
+
+    plan: ElasticPlan
+    stats: PlanStats
+    static_plan: ElasticPlan | None
+    static_stats: PlanStats | None
+    deadline_s: float
+    quantile: float
+    evaluations: int
+
+    def summary(self) -> str:
+        lines = [
+            f"RubberBand plan: cost ${self.stats.cost:,.2f} (mean), "
+            f"p{round(self.quantile * 100)} time {format_seconds(self.stats.jct_quantile)} "
+            f"of {format_seconds(self.deadline_s)} deadline"
+        ]
+        if self.static_stats is not None:
+            lines.append(
+                f"best static cluster: ${self.static_stats.cost:,.2f} "
+                f"({self.static_stats.cost / self.stats.cost:.2f}× the plan)"
+            )
+        return "\n".join(lines)
+
+
+def _epochs(job: SuccessiveHalvingJob, index: int) -> int:
+    return job.resources[index] - (job.resources[index - 1] if index else 0)
+
+
+def _stage_time(profile: Profile, stage: Stage, epochs: int) -> float:
+    """Deterministic seconds of a stage's trials (no provisioning, no stragglers), each wave
+    slowed by the profile's contention for its number of trials at once."""
+    k, c, n = stage.gpus_per_trial, stage.concurrent_trials, stage.n_trials
+    per_trial = profile.startup_on(k) + epochs * profile.epoch_seconds_on(k)
+    return per_trial * sum(profile.contention_on(min(c, n - first)) for first in range(0, n, c))
+
+
+@functools.lru_cache(maxsize=1024)
+def _gpu_counts(
+    curve: ScalingCurve, gpus_per_node: int, max_gpus: int, min_gain: float
+) -> tuple[int, ...]:
+    workload = Workload(epoch_seconds=1.0, scaling=curve, max_epochs=1, gpus_per_node=gpus_per_node)
+    counts = gpu_candidates(workload, ClusterLimits(max_gpus=max_gpus), min_gain)
+    return tuple(k for k in counts if k <= gpus_per_node or k % gpus_per_node == 0)
+
+
+class _Search:
+    """One planning run's caches: GPU counts, stage choices and simulated plans."""
+
+    def __init__(self, problem: PlanningProblem, evaluator: PlanEvaluator | None = None) -> None:
+        self.problem = problem
+        self.evaluator = evaluator or problem.evaluator()
+        self.rungs = len(problem.job.n_trials)
+        self._fastest: dict[tuple[int, PriceQuote, int], Stage | None] = {}
+        self._stats: dict[ElasticPlan, PlanStats] = {}
+
+    def gpu_counts(self, instance: PriceQuote) -> tuple[int, ...]:
+        p = self.problem
+        return _gpu_counts(p.profile.curve, instance.gpus, p.max_gpus, p.min_marginal_speedup)
+
+    def stats(self, plan: ElasticPlan) -> PlanStats:
+        found = self._stats.get(plan)
+        if found is None:
+            found = self._stats[plan] = self.evaluator.stats(plan)
+        return found
+
+    @property
+    def evaluations(self) -> int:
+        return len(self._stats)
+
+    def feasible(self, stats: PlanStats) -> bool:
+        return stats.jct_quantile <= self.problem.deadline_s
+
+    def fastest_k(self, index: int, instance: PriceQuote, nodes: int) -> Stage | None:
+        """The stage on (``instance``, ``nodes``) whose trials finish soonest: a trial gets
+        the GPUs that help most, idle ones lent to the remaining trials."""
+        key = (index, instance, nodes)
+        if key in self._fastest:
+            return self._fastest[key]
+        n, resource = self.problem.job.n_trials[index], self.problem.job.resources[index]
+        epochs = _epochs(self.problem.job, index)
+        best: tuple[float, int, Stage] | None = None
+        for k in self.gpu_counts(instance):
+            if concurrent_trials(n, k, instance.gpus, nodes) < 1:
+                continue
+            stage = Stage(n, resource, k, instance, nodes)
+            seconds = _stage_time(self.problem.profile, stage, epochs)
+            if best is None or (seconds, k) < best[:2]:
+                best = (seconds, k, stage)
+        self._fastest[key] = None if best is None else best[2]
+        return self._fastest[key]
+
+    def options(self, index: int, prune: bool = True) -> list[Stage]:
+        p = self.problem
+        n, resource = p.job.n_trials[index], p.job.resources[index]
+        epochs = _epochs(p.job, index)
+        concurrencies = sorted({math.ceil(n / w) for w in range(1, n + 1)})
+        found: dict[tuple[PriceQuote, int, int], Stage] = {}
+        for instance in p.instances:
+            if instance.gpus > p.max_gpus:
+                continue
+            max_nodes = p.max_gpus // instance.gpus
+            for k in self.gpu_counts(instance):
+                node_counts = sorted(
+                    {nodes_for(c, k, instance.gpus) for c in concurrencies}
+                    & set(range(1, max_nodes + 1))
+                )
+                if prune and len(node_counts) > _MAX_OPTIONS_PER_SHAPE:
+                    picks = np.unique(
+                        np.geomspace(1, len(node_counts), _MAX_OPTIONS_PER_SHAPE)
+                        .round()
+                        .astype(int)
+                    )
+                    node_counts = [node_counts[i - 1] for i in picks]
+                for nodes in node_counts:
+                    found[(instance, k, nodes)] = Stage(n, resource, k, instance, nodes)
+        options = list(found.values())
+        if not prune:
+            return options
+        # Cost of an option on its own cluster: its nodes billed for boot plus its own time;
+        # keep the options no other beats on both time and cost.
+        boot = p.cloud.boot_seconds
+        scored = []
+        for stage in options:
+            seconds = _stage_time(p.profile, stage, epochs)
+            rate = stage.nodes * stage.instance.dollars_per_second
+            scored.append((seconds, rate * (seconds + boot), stage))
+        scored.sort(key=lambda item: (item[0], item[1]))
+        front: list[Stage] = []
+        cheapest = math.inf
+        for _, cost, stage in scored:
+            if cost < cheapest * (1 - 1e-12):
+                front.append(stage)
+                cheapest = cost
+        return front
+
+    def static_plans(self) -> list[ElasticPlan]:
+        plans = []
+        for instance in self.problem.instances:
+            if instance.gpus > self.problem.max_gpus:
+                continue
+            for nodes in range(1, self.problem.max_gpus // instance.gpus + 1):
+                stages = [self.fastest_k(r, instance, nodes) for r in range(self.rungs)]
+                if all(s is not None for s in stages):
+                    plans.append(ElasticPlan(tuple(s for s in stages if s is not None)))
+        return plans
+
+    def best_static(self) -> tuple[ElasticPlan, PlanStats] | None:
+        best: tuple[ElasticPlan, PlanStats] | None = None
+        for plan in self.static_plans():
+            stats = self.stats(plan)
+            if self.feasible(stats) and (best is None or stats.cost < best[1].cost):
+                best = (plan, stats)
+        return best
+
+    def moves(self, plan: ElasticPlan, options: list[list[Stage]]) -> list[ElasticPlan]:
+        """Single-stage changes, and adjacent pairs moved onto one cluster."""
+        moves = []
+        stages = plan.stages
+        for index in range(len(stages)):
+            for option in options[index]:
+                if option != stages[index]:
+                    moves.append(plan.replace_stage(index, option))
+            for other in (index - 1, index + 1):
+                if 0 <= other < len(stages) and stages[other].cluster != stages[index].cluster:
+                    moved = self.fastest_k(index, *stages[other].cluster)
+                    if moved is not None:
+                        moves.append(plan.replace_stage(index, moved))
+            if index + 1 < len(stages):
+                clusters = {o.cluster for o in (*options[index], *options[index + 1])}
+                for cluster in clusters:
+                    first = self.fastest_k(index, *cluster)
+                    second = self.fastest_k(index + 1, *cluster)
+                    if first is not None and second is not None:
+                        moves.append(
+                            plan.replace_stage(index, first).replace_stage(index + 1, second)
+                        )
+        return moves
+
+    def greedy(
+        self, start: ElasticPlan, options: list[list[Stage]], by_benefit: bool
+    ) -> tuple[ElasticPlan, PlanStats]:
+        """Apply the best cheaper feasible move until none is left. ``by_benefit``: best
+        cost-marginal benefit ``M`` (RubberBand); otherwise the largest saving."""
+        plan, best = start, self.stats(start)
+        while True:
+            chosen: tuple[tuple[float, float], ElasticPlan, PlanStats] | None = None
+            for candidate in self.moves(plan, options):
+                stats = self.stats(candidate)
+                saving = best.cost - stats.cost
+                if not self.feasible(stats) or saving <= 1e-9 * max(1.0, best.cost):
+                    continue
+                slower = stats.jct_quantile - best.jct_quantile
+                benefit = saving / slower if slower > 0 else math.inf
+                key = (benefit, saving) if by_benefit else (saving, benefit)
+                if chosen is None or key > chosen[0]:
+                    chosen = (key, candidate, stats)
+            if chosen is None:
+                return plan, best
+            _, plan, best = chosen
+
+
+def stage_options(problem: PlanningProblem, index: int, *, prune: bool = True) -> list[Stage]:
+    """Candidate resources for stage ``index``; ``prune`` keeps the options no other beats
+    on both stage time and stage cost (boot included), and at most
+    ``_MAX_OPTIONS_PER_SHAPE`` node counts per (instance, GPUs per trial).
+
+    Example:
+        >>> q = PriceQuote("gpu1", "V100", 1, 3.0)
+        >>> job = SuccessiveHalvingJob((4, 1), (1, 4))
+        >>> p = PlanningProblem(job, Profile(epoch_seconds=60, scaling="amdahl:0.9"), (q,), 600.0,
+        ...                     max_gpus=4)
+        >>> sorted({(s.gpus_per_trial, s.nodes) for s in stage_options(p, 1)})
+        [(1, 1), (2, 2), (4, 4)]
+    """
+    return _Search(problem).options(index, prune)
+
+
+def static_plans(problem: PlanningProblem) -> list[ElasticPlan]:
+    """Every static cluster: one instance type and node count for the whole job, each stage
+    giving its trials the GPU count that finishes it soonest on that cluster (idle GPUs are
+    lent to the remaining trials)."""
+    return _Search(problem).static_plans()
+
+
+def best_static_plan(
+    problem: PlanningProblem, evaluator: PlanEvaluator | None = None
+) -> tuple[ElasticPlan, PlanStats] | None:
+    """The cheapest static cluster that meets the deadline (``None`` if none does)."""
+    return _Search(problem, evaluator).best_static()
+
+
+def plan_rubberband(problem: PlanningProblem) -> RubberBandResult:
+    """The cheapest plan (mean simulated cost) whose JCT quantile meets the deadline.
+
+    Raises:
+        InfeasiblePlanError: Even the fastest plan misses the deadline; ``min_deadline_s``
+            says what deadline it would meet.
+
+    Example:
+        >>> q = PriceQuote("gpu1", "V100", 1, 3.0)
+        >>> problem = PlanningProblem(
+        ...     SuccessiveHalvingJob.geometric(27, 3, 9),
+        ...     Profile(epoch_seconds=600, scaling="amdahl:0.95", epoch_cv=0.05),
+        ...     (q,), deadline_s=4 * 3600, max_gpus=32, samples=200)
+        >>> result = plan_rubberband(problem)
+        >>> result.stats.jct_quantile <= 4 * 3600
+        True
+        >>> result.stats.cost <= result.static_stats.cost
+        True
+    """
+    search = _Search(problem)
+    options = [search.options(r) for r in range(search.rungs)]
+    if any(not o for o in options):
+        raise ValueError("no instance type can run a trial within max_gpus.")
+    fastest = ElasticPlan(
+        tuple(
+            min(
+                opts,
+                key=lambda s: (
+                    _stage_time(problem.profile, s, _epochs(problem.job, opts_index)),
+                    s.nodes * s.instance.dollars_per_hour,
+                ),
+            )
+            for opts_index, opts in enumerate(options)
+        )
+    )
+    static = search.best_static()
+    starts: list[ElasticPlan] = [] if static is None else [static[0]]
+    fastest_stats = search.stats(fastest)
+    if search.feasible(fastest_stats):
+        starts.append(fastest)
+    if not starts:
+        need = fastest_stats.jct_quantile
+        raise InfeasiblePlanError(
+            f"No plan meets the deadline {format_seconds(problem.deadline_s)} at "
+            f"p{round(problem.quantile * 100)}: the fastest plan found needs "
+            f"{format_seconds(need)} ({math.ceil(need)} s). Raise the deadline or max_gpus, "
+            "or shrink the job.",
+            min_deadline_s=need,
+            min_dollars=None,
+        )
+    best: tuple[ElasticPlan, PlanStats] | None = None
+    for start in starts:
+        for by_benefit in (True, False):
+            plan, stats = search.greedy(start, options, by_benefit)
+            if best is None or stats.cost < best[1].cost:
+                best = (plan, stats)
+    assert best is not None
+    return RubberBandResult(
+        plan=best[0],
+        stats=best[1],
+        static_plan=None if static is None else static[0],
+        static_stats=None if static is None else static[1],
+        deadline_s=problem.deadline_s,
+        quantile=problem.quantile,
+        evaluations=search.evaluations,
+    )
+
+
+def exhaustive_plan(
+    problem: PlanningProblem, evaluator: PlanEvaluator | None = None
+) -> tuple[ElasticPlan, PlanStats] | None:
+    """The cheapest feasible plan over *all* per-stage options (unpruned), by branch and bound.
+
+    Only for jobs small enough to enumerate: a yardstick for :func:`plan_rubberband`. Every
+    stage may also take any other stage's cluster (so shared leases are enumerated too).
+    Bounds: a stage costs at least its own nodes for its own work, and takes at least the
+    elementwise-least work time of its options.
+    """
+    search = _Search(problem, evaluator)
+    evaluator = search.evaluator
+    rungs = search.rungs
+    raw = [search.options(r, prune=False) for r in range(rungs)]
+    clusters = {s.cluster for opts in raw for s in opts}
+    options: list[list[Stage]] = []
+    for r in range(rungs):
+        merged = {(s.instance, s.gpus_per_trial, s.nodes): s for s in raw[r]}
+        for cluster in clusters:
+            extra = search.fastest_k(r, *cluster)
+            if extra is not None:
+                merged.setdefault((extra.instance, extra.gpus_per_trial, extra.nodes), extra)
+        options.append(list(merged.values()))
+    work: list[list[tuple[Stage, np.ndarray, float]]] = []
+    previous = 0
+    for r in range(rungs):
+        rows = []
+        for stage in options[r]:
+            makespan, interrupted = evaluator.work_samples(r, stage, previous)
+            seconds = makespan + interrupted
+            rows.append(
+                (
+                    stage,
+                    seconds,
+                    float(seconds.mean()) * stage.nodes * stage.instance.dollars_per_second,
+                )
+            )
+        rows.sort(key=lambda row: row[2])
+        work.append(rows)
+        previous = problem.job.resources[r]
+    cost_tail = [sum(rows[0][2] for rows in work[r:]) for r in range(rungs)] + [0.0]
+    least = [np.min(np.stack([row[1] for row in rows]), axis=0) for rows in work]
+    time_tail = [np.sum(np.stack(least[r:]), axis=0) for r in range(rungs)]
+    time_tail.append(np.zeros(problem.samples))
+    best: tuple[ElasticPlan, PlanStats] | None = None
+
+    def search_from(prefix: list[Stage], clock: np.ndarray, spent: float) -> None:
+        nonlocal best
+        r = len(prefix)
+        if r == rungs:
+            plan = ElasticPlan(tuple(prefix))
+            stats = evaluator.stats(plan)
+            if search.feasible(stats) and (best is None or stats.cost < best[1].cost):
+                best = (plan, stats)
+            return
+        for stage, seconds, stage_cost in work[r]:
+            if best is not None and spent + stage_cost + cost_tail[r + 1] >= best[1].cost:
+                break  # rows are sorted by cost: every later one is dearer still.
+            new_clock = clock + seconds
+            if (
+                empirical_quantile(new_clock + time_tail[r + 1], problem.quantile)
+                > problem.deadline_s
+            ):
+                continue
+            search_from([*prefix, stage], new_clock, spent + stage_cost)
+
+    search_from([], np.zeros(problem.samples), 0.0)
+    return best

@@ -1,0 +1,332 @@
+"""SEER's planner: the widest search whose finalists are fully trained by the deadline, in budget.
+
+The algorithm (pure; see ``docs/planning.md`` for a worked example):
+
+1. GPU counts worth paying for form a chain ``1 = c_0 < c_1 < …``: a step is kept only if each
+   extra GPU adds at least ``min_marginal_speedup`` of one GPU's throughput,
+   ``(s(c_{i+1}) - s(c_i)) / (c_{i+1} - c_i) >= min_marginal_speedup``, and never past the peak
+   of the curve, the cluster limit, or (above one node) a count that is not whole nodes.
+2. For every number of rungs ``R`` and starting width ``n_0``: rungs keep
+   ``n_r = ceil(n_0 / η^r)`` trials to ``e_r = round(E / η^(R-1-r))`` epochs. Start with one GPU
+   per trial everywhere (no scaling loss: cheapest); while the schedule misses the deadline,
+   raise GPUs per trial from some rung on (so they never decrease) where the step saves the
+   most seconds per extra dollar, RubberBand's cost-marginal benefit.
+3. The largest feasible ``n_0`` (binary search) wins across ``R``; ties go to more finalists,
+   then to the cheaper plan. Finalists always receive ``max_epochs``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+import itertools
+import math
+
+from optuna_seer.planning.budget import Budget
+from optuna_seer.planning.cost_model import ClusterLimits, RungShape, schedule
+from optuna_seer.planning.plan import Plan, Rung, format_seconds
+from optuna_seer.planning.workload import Workload
+
+_MAX_GPUS_PER_TRIAL = 4096
+
+
+class InfeasiblePlanError(ValueError):
+    """No schedule fits: carries the smallest deadline and budget that would work.
+
+    Attributes:
+        min_deadline_s: Smallest deadline (seconds) at which one configuration can be fully
+            trained within the given budget, or ``None`` if the budget is too small for any.
+        min_dollars: Smallest budget that trains one configuration fully by the given deadline,
+            or ``None`` if no number of GPUs is fast enough.
+    """
+
+    def __init__(self, message: str, min_deadline_s: float | None, min_dollars: float | None):
+        super().__init__(message)
+        self.min_deadline_s = min_deadline_s
+        self.min_dollars = min_dollars
+
+
+def gpu_candidates(
+    workload: Workload, limits: ClusterLimits, min_marginal_speedup: float
+) -> tuple[int, ...]:
+    """GPU counts per trial that the plan may use, smallest first (always starts with 1).
+
+    Example:
+        >>> w = Workload(epoch_seconds=60.0, scaling="amdahl:0.95", max_epochs=10, gpus_per_node=8)
+        >>> gpu_candidates(w, ClusterLimits(), 0.2)
+        (1, 2, 4, 8, 16, 32)
+    """
+    per_node = workload.gpus_per_node
+    cap = min(
+        float(_MAX_GPUS_PER_TRIAL),
+        workload.curve.max_useful_gpus,
+        math.inf if limits.max_gpus is None else float(limits.max_gpus),
+    )
+    raw: set[int] = set()
+    power = 1
+    while power <= cap:
+        if power <= per_node or power % per_node == 0:
+            raw.add(power)
+        if per_node * power <= cap:
+            raw.add(per_node * power)
+        power *= 2
+    chain = [1]
+    for count in sorted(raw - {1}):
+        gain = workload.curve.speedup(count) - workload.curve.speedup(chain[-1])
+        if gain / (count - chain[-1]) >= min_marginal_speedup:
+            chain.append(count)
+    return tuple(chain)
+
+
+def rung_resources(
+    max_epochs: int, reduction_factor: int, n_rungs: int, min_resource: int
+) -> tuple[int, ...] | None:
+    """Cumulative epochs at each rung's end, geometric and ending at ``max_epochs``.
+
+    Returns ``None`` when ``n_rungs`` rungs cannot have distinct whole-epoch ends
+    of at least ``min_resource``.
+
+    Example:
+        >>> rung_resources(40, 3, 4, 1)
+        (1, 4, 13, 40)
+    """
+    ends = [
+        max(1, round(max_epochs / reduction_factor ** (n_rungs - 1 - r))) for r in range(n_rungs)
+    ]
+    ends[-1] = max_epochs
+    if ends[0] < min_resource or any(b <= a for a, b in itertools.pairwise(ends)):
+        return None
+    return tuple(ends)
+
+
+def assign_gpus(
+    n_trials: Sequence[int],
+    resources: Sequence[int],
+    workload: Workload,
+    price_per_gpu_second: float,
+    limits: ClusterLimits,
+    deadline_s: float,
+    candidates: Sequence[int],
+    *,
+    start_resource: int = 0,
+) -> tuple[Rung, ...] | None:
+    """GPUs per trial for fixed rungs: the cheapest raises that meet ``deadline_s``.
+
+    Starts from one GPU per trial and, while the schedule is too long, applies the raise
+    (a rung and every later one to at least ``c`` GPUs, ``c`` from ``candidates``) that saves
+    the most seconds per extra dollar. Returns the timed rungs, or ``None`` when no choice of
+    ``candidates`` meets the deadline. ``start_resource`` is the epoch count trials already
+    have, for re-planning the rest of a running job.
+
+    Example:
+        >>> w = Workload(epoch_seconds=60.0, scaling="linear", max_epochs=4)
+        >>> rungs = assign_gpus([4, 1], [1, 4], w, 0.001, ClusterLimits(), 200.0, [1, 2, 4])
+        >>> [r.gpus_per_trial for r in rungs]
+        [1, 2]
+    """
+    gpus = [1] * len(resources)
+
+    def build(counts: list[int]) -> tuple[Rung, ...]:
+        shapes = [RungShape(n, e, k) for n, e, k in zip(n_trials, resources, counts)]
+        return schedule(shapes, workload, price_per_gpu_second, limits, start_resource)
+
+    rungs = build(gpus)
+    while rungs[-1].end_s > deadline_s:
+        now_s = rungs[-1].end_s
+        now_cost = sum(r.cost for r in rungs)
+        best: tuple[tuple[float, int], list[int], tuple[Rung, ...]] | None = None
+        for index in range(len(gpus)):
+            for count in candidates:
+                if count <= gpus[index]:
+                    continue
+                trial_gpus = gpus[:index] + [max(k, count) for k in gpus[index:]]
+                timed = build(trial_gpus)
+                saved = now_s - timed[-1].end_s
+                if saved <= 1e-9:
+                    continue
+                extra = sum(r.cost for r in timed) - now_cost
+                # Ties (free speedups under linear scaling) go to the smallest raise.
+                score = (saved / extra if extra > 1e-12 else math.inf, -sum(trial_gpus))
+                if best is None or score > best[0]:
+                    best = (score, trial_gpus, timed)
+        if best is None:
+            return None
+        _, gpus, rungs = best
+    return rungs
+
+
+@dataclass(frozen=True)
+class _Problem:
+    workload: Workload
+    price: float
+    deadline: float
+    dollars: float
+    limits: ClusterLimits
+    candidates: tuple[int, ...]
+
+    def timed(self, shapes: list[RungShape]) -> tuple[Rung, ...]:
+        return schedule(shapes, self.workload, self.price, self.limits)
+
+    def attempt(
+        self, n_configs: int, reduction_factor: int, resources: tuple[int, ...]
+    ) -> tuple[Rung, ...] | None:
+        n_trials = [math.ceil(n_configs / reduction_factor**r) for r in range(len(resources))]
+        rungs = assign_gpus(
+            n_trials,
+            resources,
+            self.workload,
+            self.price,
+            self.limits,
+            self.deadline,
+            self.candidates,
+        )
+        if rungs is None or sum(r.cost for r in rungs) > self.dollars:
+            return None
+        return rungs
+
+
+def _validate(
+    reduction_factor: int,
+    min_resource: int,
+    min_marginal_speedup: float,
+    max_configs: int,
+    workload: Workload,
+) -> None:
+    for name, value, low in (
+        ("reduction_factor", reduction_factor, 2),
+        ("min_resource", min_resource, 1),
+        ("max_configs", max_configs, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name}={value!r} must be an int.")
+        if value < low:
+            raise ValueError(f"{name}={value} must be >= {low}.")
+    if min_resource > workload.max_epochs:
+        raise ValueError(
+            f"min_resource={min_resource} exceeds max_epochs={workload.max_epochs}; "
+            "the first rung cannot train longer than a full training."
+        )
+    if isinstance(min_marginal_speedup, bool) or not isinstance(min_marginal_speedup, (int, float)):
+        raise TypeError(f"min_marginal_speedup={min_marginal_speedup!r} must be a number.")
+    if not (0.0 < min_marginal_speedup <= 1.0):
+        raise ValueError(
+            f"min_marginal_speedup={min_marginal_speedup!r} must lie in (0, 1]: the fraction of "
+            "one GPU's throughput an extra GPU must add to be worth paying for."
+        )
+
+
+def plan_seer(
+    budget: Budget,
+    workload: Workload,
+    reduction_factor: int = 3,
+    *,
+    limits: ClusterLimits | None = None,
+    min_resource: int = 1,
+    min_marginal_speedup: float = 0.2,
+    max_configs: int = 10_000,
+) -> Plan:
+    """Plan a SEER job: how many configurations, rungs, epochs and GPUs per trial.
+
+    Args:
+        budget: Deadline, dollars and price per GPU-hour.
+        workload: Epoch time on one GPU, scaling curve, max epochs, GPUs per node.
+        reduction_factor: ``η``: each rung keeps ``1/η`` of the trials (``>= 2``).
+        limits: Cluster quota and provisioning delay.
+        min_resource: Epochs every configuration trains before the first elimination.
+        min_marginal_speedup: An extra GPU must add this fraction of one GPU's throughput.
+        max_configs: Upper bound on the configurations started.
+
+    Returns:
+        The plan; ``str(plan)`` prints it as a table.
+
+    Raises:
+        InfeasiblePlanError: Not even one configuration can be fully trained in time and
+            budget; the message names the smallest deadline and budget that would work.
+
+    Example:
+        >>> plan = plan_seer(Budget(deadline="12h", dollars=400, price_per_gpu_hour=3.0),
+        ...                  Workload(epoch_seconds=600, scaling="amdahl:0.95", max_epochs=40))
+        >>> plan.predicted_seconds <= 12 * 3600 and plan.predicted_cost <= 400
+        True
+    """
+    if not isinstance(budget, Budget):
+        raise TypeError(f"budget={budget!r} must be an optuna_seer.Budget.")
+    if not isinstance(workload, Workload):
+        raise TypeError(f"workload={workload!r} must be an optuna_seer.Workload.")
+    if limits is not None and not isinstance(limits, ClusterLimits):
+        raise TypeError(
+            f"limits={limits!r} must be an optuna_seer.ClusterLimits, e.g. "
+            "ClusterLimits(max_gpus=8), or None for no quota."
+        )
+    limits = limits or ClusterLimits()
+    _validate(reduction_factor, min_resource, min_marginal_speedup, max_configs, workload)
+    problem = _Problem(
+        workload=workload,
+        price=budget.price_per_gpu_second,
+        deadline=budget.deadline_seconds,
+        dollars=float(budget.dollars),
+        limits=limits,
+        candidates=gpu_candidates(workload, limits, min_marginal_speedup),
+    )
+    best: tuple[tuple[int, int, float], tuple[Rung, ...]] | None = None
+    n_rungs = 1
+    while (
+        resources := rung_resources(workload.max_epochs, reduction_factor, n_rungs, min_resource)
+    ) is not None:
+        low = reduction_factor ** (n_rungs - 1)
+        if low > max_configs:
+            break
+        rungs = problem.attempt(low, reduction_factor, resources)
+        if rungs is not None:
+            high = max_configs
+            while low < high:
+                middle = (low + high + 1) // 2
+                found = problem.attempt(middle, reduction_factor, resources)
+                if found is None:
+                    high = middle - 1
+                else:
+                    low, rungs = middle, found
+            key = (rungs[0].n_trials, rungs[-1].n_trials, -sum(r.cost for r in rungs))
+            if best is None or key > best[0]:
+                best = (key, rungs)
+        n_rungs += 1
+    if best is None:
+        raise _infeasible(problem, workload)
+    return Plan(
+        rungs=best[1],
+        reduction_factor=reduction_factor,
+        deadline_s=problem.deadline,
+        budget_dollars=problem.dollars,
+        price_per_gpu_second=problem.price,
+        min_marginal_speedup=min_marginal_speedup,
+    )
+
+
+def _infeasible(problem: _Problem, workload: Workload) -> InfeasiblePlanError:
+    singles = [problem.timed([RungShape(1, workload.max_epochs, k)]) for k in problem.candidates]
+    in_time = [sum(r.cost for r in s) for s in singles if s[-1].end_s <= problem.deadline]
+    in_budget = [s[-1].end_s for s in singles if sum(r.cost for r in s) <= problem.dollars]
+    min_dollars = min(in_time) if in_time else None
+    min_deadline = min(in_budget) if in_budget else None
+    fastest = singles[-1][-1]
+    parts = [
+        f"No SEER plan fits a deadline of {format_seconds(problem.deadline)} and a budget of "
+        f"${problem.dollars:,.2f}: even one configuration needs {workload.max_epochs} epochs."
+    ]
+    if min_dollars is not None:
+        parts.append(f"By this deadline the smallest budget that works is ${min_dollars:,.2f}.")
+    else:
+        parts.append(
+            f"No GPU count is fast enough: the fastest worthwhile one "
+            f"({fastest.gpus_per_trial} GPUs) needs {format_seconds(fastest.end_s)}."
+        )
+    if min_deadline is not None:
+        parts.append(
+            f"Within this budget the smallest deadline that works is {format_seconds(min_deadline)}"
+            f" ({math.ceil(min_deadline)} s)."
+        )
+    else:
+        cheapest = min(sum(r.cost for r in s) for s in singles)
+        parts.append(f"The budget is below the cheapest full training (${cheapest:,.2f}).")
+    parts.append("Or lower max_epochs.")
+    return InfeasiblePlanError(" ".join(parts), min_deadline, min_dollars)

@@ -1,0 +1,209 @@
+"""What an instance costs per hour, and where that figure came from.
+
+Three sources, best first:
+
+1. SkyPilot's catalog (:func:`sky_catalog_quote`), used only when a catalog CSV is already on
+   disk (``~/.sky/catalogs/<version>/<cloud>/vms.csv``): looking a price up never downloads.
+2. AWS spot prices from EC2's ``describe_spot_price_history`` (:func:`aws_spot_quotes`), when
+   boto3 finds credentials.
+3. A small table shipped with the package (:func:`shipped_price_table`): list prices with their
+   source and date, the offline fallback. Refresh it, or pass your own CSV, for real budgets.
+
+Every figure is a :class:`PriceQuote`, so a plan can say which price it assumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+import csv
+import datetime
+import importlib.resources
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from optuna_seer.planning.prices import MARKETS, PriceQuote
+
+
+def read_price_csv(path: str | Path) -> tuple[PriceQuote, ...]:
+    """Quotes from a CSV with the columns of the shipped table (``optuna_seer/data/prices.csv``).
+
+    Raises:
+        ValueError: A column is missing or a row is malformed; the message names the row.
+    """
+    with open(path, newline="", encoding="utf-8") as handle:
+        return _parse_rows(csv.DictReader(handle), str(path))
+
+
+def shipped_price_table() -> tuple[PriceQuote, ...]:
+    """The offline fallback: list prices shipped with the package, each with source and date.
+
+    Example:
+        >>> any(q.instance_type == "p3.2xlarge" for q in shipped_price_table())
+        True
+    """
+    text = importlib.resources.files("optuna_seer").joinpath("data/prices.csv").read_text("utf-8")
+    return _parse_rows(csv.DictReader(text.splitlines()), "optuna_seer/data/prices.csv")
+
+
+def _parse_rows(rows: Iterable[dict[str, str]], where: str) -> tuple[PriceQuote, ...]:
+    quotes = []
+    for line, row in enumerate(rows, start=2):
+        missing = [c for c in ("instance_type", "gpus", "dollars_per_hour") if not row.get(c)]
+        if missing:
+            raise ValueError(f"{where}:{line}: missing {', '.join(missing)} in {row!r}.")
+        try:
+            quotes.append(PriceQuote.from_dict(dict(row)))
+        except ValueError as exc:
+            raise ValueError(f"{where}:{line}: {exc}") from None
+    return tuple(quotes)
+
+
+def find_quote(
+    quotes: Sequence[PriceQuote], instance_type: str, market: str = "on-demand", region: str = ""
+) -> PriceQuote:
+    """The quote for ``instance_type`` in ``market`` (and ``region`` if given); cheapest wins.
+
+    Raises:
+        ValueError: No quote matches; the message lists the instance types that have one.
+    """
+    matches = [
+        q
+        for q in quotes
+        if q.instance_type == instance_type
+        and q.market == market
+        and (not region or q.region == region)
+    ]
+    if not matches:
+        known = sorted({q.instance_type for q in quotes if q.market == market})
+        raise ValueError(
+            f"no {market} price for instance type {instance_type!r}"
+            f"{f' in {region}' if region else ''}; known: {', '.join(known) or 'none'}."
+        )
+    return min(matches, key=lambda q: q.dollars_per_hour)
+
+
+def sky_catalog_quote(
+    instance_type: str, *, cloud: str = "aws", market: str = "on-demand", region: str = ""
+) -> PriceQuote | None:
+    """The price SkyPilot's catalog gives, or ``None`` when SkyPilot or its catalog is absent.
+
+    Never downloads: SkyPilot fetches missing catalogs from the internet, so this looks only
+    when ``<catalog dir>/<cloud>/vms.csv`` is already on disk.
+    """
+    if market not in MARKETS:
+        raise ValueError(f"market={market!r} must be one of {MARKETS}.")
+    try:
+        from sky import catalog as sky_catalog
+        from sky.catalog import common as sky_common
+    except ImportError:
+        return None
+    if not os.path.exists(sky_common.get_catalog_path(f"{cloud}/vms.csv")):
+        return None
+    try:
+        price = sky_catalog.get_hourly_cost(
+            instance_type, market == "spot", region or None, None, clouds=cloud
+        )
+        accelerators = sky_catalog.get_accelerators_from_instance_type(instance_type, clouds=cloud)
+    except Exception:  # SkyPilot raises many types for an unknown type/region: no quote then.
+        return None
+    if not accelerators or not math.isfinite(price):
+        return None
+    name, count = next(iter(accelerators.items()))
+    return PriceQuote(
+        instance_type=instance_type,
+        accelerator=name,
+        gpus=max(1, math.ceil(count)),
+        dollars_per_hour=float(price),
+        market=market,
+        region=region,
+        source=f"skypilot-catalog:{cloud}",
+        date=datetime.date.today().isoformat(),
+    )
+
+
+def aws_spot_quotes(
+    instance_types: Sequence[str],
+    *,
+    region: str = "us-east-1",
+    on_demand: Sequence[PriceQuote] = (),
+    client: Any = None,
+) -> tuple[PriceQuote, ...]:
+    """Current AWS spot prices (cheapest zone) for ``instance_types``.
+
+    Uses EC2 ``describe_spot_price_history`` through boto3 (``client``: an EC2 client, e.g.
+    one with an ``endpoint_url``; by default ``boto3.client("ec2", region_name=region)``).
+    GPUs and accelerator are taken from the matching ``on_demand`` quote or the shipped table.
+
+    Raises:
+        RuntimeError: boto3 is not installed or has no credentials; the message says which.
+    """
+    try:
+        import boto3
+        import botocore.exceptions
+    except ImportError:
+        raise RuntimeError("AWS spot prices need boto3: pip install 'optuna-seer[s3]'.") from None
+    if client is None:
+        client = boto3.client("ec2", region_name=region)
+    known = {q.instance_type: q for q in (*shipped_price_table(), *on_demand)}
+    latest: dict[str, tuple[datetime.datetime, float]] = {}
+    try:
+        pages = client.get_paginator("describe_spot_price_history").paginate(
+            InstanceTypes=list(instance_types),
+            ProductDescriptions=["Linux/UNIX"],
+            StartTime=datetime.datetime.now(datetime.timezone.utc),
+        )
+        for page in pages:
+            for entry in page["SpotPriceHistory"]:
+                name, price = entry["InstanceType"], float(entry["SpotPrice"])
+                stamp = entry["Timestamp"]
+                if name not in latest or price < latest[name][1]:
+                    latest[name] = (stamp, price)
+    except botocore.exceptions.NoCredentialsError:
+        raise RuntimeError(
+            "AWS spot prices need credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a "
+            "profile); falling back to on-demand prices is the caller's choice."
+        ) from None
+    quotes = []
+    for name in instance_types:
+        if name not in latest or name not in known:
+            continue
+        stamp, price = latest[name]
+        quotes.append(
+            PriceQuote(
+                instance_type=name,
+                accelerator=known[name].accelerator,
+                gpus=known[name].gpus,
+                dollars_per_hour=price,
+                market="spot",
+                region=region,
+                source="aws-describe-spot-price-history",
+                date=stamp.date().isoformat(),
+            )
+        )
+    return tuple(quotes)
+
+
+def resolve_quote(
+    instance_type: str,
+    *,
+    market: str = "on-demand",
+    region: str = "",
+    table: Sequence[PriceQuote] | None = None,
+    use_sky: bool = True,
+) -> PriceQuote:
+    """The best available price for ``instance_type``: SkyPilot's catalog, else ``table``
+    (default: the shipped table).
+
+    Example:
+        >>> resolve_quote("p3.8xlarge", use_sky=False).gpus
+        4
+    """
+    if use_sky:
+        quote = sky_catalog_quote(instance_type, market=market, region=region)
+        if quote is not None:
+            return quote
+    return find_quote(
+        shipped_price_table() if table is None else table, instance_type, market, region
+    )
