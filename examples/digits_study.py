@@ -22,16 +22,9 @@ from sklearn.model_selection import train_test_split
 import torch
 from torch import nn
 
-from optuna_seer import (
-    Budget,
-    ClusterLimits,
-    SeerPruner,
-    SeerSampler,
-    Workload,
-    gpus_for,
-    read_ledger,
-)
+from optuna_seer import Budget, ClusterLimits, SeerPruner, SeerSampler, Workload, gpus_for
 from optuna_seer.integration.keys import stop_reason
+from optuna_seer.integration.ledger import read_ledger
 from optuna_seer.planning.plan import format_seconds
 
 Split = tuple[torch.Tensor, torch.Tensor]

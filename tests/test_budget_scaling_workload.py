@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from optuna_seer import Budget, ScalingCurve, Workload, parse_duration
+from optuna_seer import Budget, ScalingCurve, Workload
+from optuna_seer.planning.budget import parse_duration
 from optuna_seer.planning.cost_model import ClusterLimits
 
 

@@ -18,7 +18,6 @@ from optuna_seer import (
     Workload,
     gpus_for,
     plan_seer,
-    read_ledger,
 )
 from optuna_seer.integration.keys import (
     STUDY_PLAN,
@@ -31,7 +30,7 @@ from optuna_seer.integration.keys import (
     rung_value_key,
     stop_reason,
 )
-from optuna_seer.integration.ledger import trial_account
+from optuna_seer.integration.ledger import read_ledger, trial_account
 from optuna_seer.integration.trial_gpus import placement
 from optuna_seer.planning.cost_model import RungShape, schedule
 

@@ -9,17 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 import pytest
 
-from optuna_seer import (
-    Budget,
-    ClusterLimits,
-    InfeasiblePlanError,
-    Plan,
-    Workload,
-    gpu_candidates,
-    plan_seer,
-)
+from optuna_seer import Budget, ClusterLimits, InfeasiblePlanError, Plan, Workload, plan_seer
 from optuna_seer.planning.cost_model import RungShape, schedule
-from optuna_seer.planning.seer import rung_resources
+from optuna_seer.planning.seer import gpu_candidates, rung_resources
 
 SCALINGS = st.sampled_from(
     ["linear", "amdahl:0.95", "amdahl:0.8", "power:0.6", "imagenet-resnet50", "babi", "resnet50"]

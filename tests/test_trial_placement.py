@@ -9,8 +9,9 @@ import time
 import optuna
 import pytest
 
-from optuna_seer import Budget, SeerPruner, SeerSampler, Workload, gpus_for, read_ledger
+from optuna_seer import Budget, SeerPruner, SeerSampler, Workload, gpus_for
 from optuna_seer.integration.keys import STUDY_IMPLICIT_PLACEMENT, TRIAL_PLACEMENT
+from optuna_seer.integration.ledger import read_ledger
 from optuna_seer.integration.trial_gpus import (
     ImplicitPlacement,
     implicit_placement,
