@@ -19,25 +19,18 @@ from dataclasses import dataclass
 import os
 from pathlib import Path
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from typing import IO
 
+from optuna_seer._ports import free_port
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState, LaunchStatus
 from optuna_seer.backends.launch_env import launch_env
 from optuna_seer.worker.driver_watch import driver_env
 
 _LOG_TAIL_CHARS = 2000
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -152,7 +145,7 @@ class LocalBackend(Backend):
             "--nnodes=1",
             f"--nproc_per_node={spec.workers}",
             "--master_addr=127.0.0.1",
-            f"--master_port={_free_port()}",
+            f"--master_port={free_port()}",
             *run,
         ]
 

@@ -12,17 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 import os
-import socket
 import time
 from typing import Any
 
+from optuna_seer._ports import free_port
 from optuna_seer.planning.profile import Measurement
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def train_worker(
@@ -113,7 +107,7 @@ def measure_local_ddp(
             launched_at = time.time()
             mp.start_processes(  # type: ignore[attr-defined,no-untyped-call]
                 train_worker,
-                args=(count, _free_port(), epochs, data_repeats, launched_at, results),
+                args=(count, free_port(), epochs, data_repeats, launched_at, results),
                 nprocs=count,
                 join=True,
                 start_method="spawn",

@@ -22,7 +22,6 @@ import argparse
 from collections.abc import Sequence
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,14 +30,8 @@ import warnings
 
 import optuna
 
+from optuna_seer._ports import free_port
 from optuna_seer.storage.urls import GRPC_PREFIX, redact_url
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago on ``host``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 class StorageProxy:

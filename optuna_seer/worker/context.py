@@ -49,12 +49,12 @@ import json
 import os
 from pathlib import Path
 import re
-import sys
 import tempfile
 from typing import Any
 
 from optuna.storages import BaseStorage
 
+from optuna_seer._logging import get_logger
 from optuna_seer.integration.keys import (
     TRIAL_STOP_REASON,
     checkpoint_fallback_key,
@@ -63,6 +63,8 @@ from optuna_seer.integration.keys import (
 from optuna_seer.integration.tie_break import TieBreak, record_tie_break
 from optuna_seer.storage.urls import open_storage
 from optuna_seer.worker.checkpoints import CorruptCheckpointError, LocalStore, open_store
+
+_logger = get_logger(__name__)
 
 ENV_STUDY = "SEER_STUDY"
 ENV_STORAGE = "SEER_STORAGE"
@@ -307,11 +309,12 @@ def trial_context(environ: Mapping[str, str] | None = None, *, fetch: bool = Tru
         resume_uri=resume_uri,
     )
     if errors and context.is_global_zero:
-        print(
-            f"[seer] trial {context.trial_number}: checkpoint {wanted} unusable "
-            f"({'; '.join(errors)}); resuming from {resume_uri or 'scratch'}",
-            file=sys.stderr,
-            flush=True,
+        _logger.warning(
+            "trial %d: checkpoint %s unusable (%s); resuming from %s",
+            context.trial_number,
+            wanted,
+            "; ".join(errors),
+            resume_uri or "scratch",
         )
         context._storage.set_trial_system_attr(
             context.trial_id,

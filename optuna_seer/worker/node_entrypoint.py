@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 
+from optuna_seer._logging import get_logger
 from optuna_seer.worker.checkpoints import (
     CheckpointStore,
     CorruptCheckpointError,
@@ -54,6 +55,8 @@ from optuna_seer.worker.context import (
     ENV_TRAIN_SCRIPT,
     trial_context,
 )
+
+_logger = get_logger(__name__)
 
 ENV_MASTER_PORT = "SEER_MASTER_PORT"
 ENV_PROCS_PER_NODE = "SEER_PROCS_PER_NODE"
@@ -141,9 +144,7 @@ def fetch_resume_checkpoint(resume_from: str, local_dir: Path) -> Path:
             errors.append(str(exc))
             continue
         if candidate != name:
-            print(
-                f"[seer] {name} is corrupt; resuming from the earlier {candidate}", file=sys.stderr
-            )
+            _logger.warning("%s is corrupt; resuming from the earlier %s", name, candidate)
         return fetched
     raise CorruptCheckpointError("; ".join(errors))
 
@@ -178,14 +179,14 @@ def run_node(environ: Mapping[str, str] | None = None, extra_args: Sequence[str]
     env[ENV_CHECKPOINT_URI] = str(out_dir)
     code = subprocess.run(command, env=env, check=False).returncode
     if code != 0:
-        print(f"[seer] torchrun exited with {code}; nothing uploaded", file=sys.stderr)
+        _logger.error("torchrun exited with %d; nothing uploaded", code)
         return code
     if rank == 0:
         uploaded = upload_checkpoints(out_dir, remote)
         if not uploaded:
-            print(f"[seer] {env[ENV_TRAIN_SCRIPT]} wrote no checkpoint", file=sys.stderr)
+            _logger.warning("%s wrote no checkpoint", env[ENV_TRAIN_SCRIPT])
         for uri in uploaded:
-            print(f"[seer] uploaded {uri}")
+            _logger.info("uploaded %s", uri)
     return 0
 
 
