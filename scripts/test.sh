@@ -12,3 +12,11 @@ echo "[layers] lint-imports (contracts in pyproject.toml)"; "$py/lint-imports" -
 echo "[tests] pytest"
 export OMP_NUM_THREADS=1 HOME="${SEER_TEST_HOME:-$(mktemp -d)}"
 "$py/python" -m pytest tests optuna_seer --doctest-modules "$@"
+# The oldest Optuna pyproject.toml claims: the fast tests again with it first on the path.
+floor=$(sed -n 's/^ *"optuna>=\([0-9.]*\)".*/\1/p' pyproject.toml)
+if [ "${SEER_SKIP_OPTUNA_FLOOR:-0}" != 1 ] && [ $# -eq 0 ]; then
+  target="${SEER_VENV:-.venv}/optuna-$floor"
+  [ -d "$target/optuna" ] || "$py/python" -m pip install -q --no-deps --target "$target" "optuna==$floor.0"
+  echo "[tests] fast tests on optuna==$floor.0"
+  PYTHONPATH="$target" "$py/python" -m pytest tests optuna_seer --doctest-modules -m "not slow" -q -p no:cacheprovider
+fi

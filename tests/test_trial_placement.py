@@ -21,6 +21,18 @@ from optuna_seer.integration.trial_gpus import (
 from optuna_seer.storage.proxy import StorageProxy
 from optuna_seer.storage.urls import open_storage
 
+# Optuna 4's RDB storage kept the writer's local time, so there SEER writes every placement
+# (keeps_true_start_times is False) and the tests of implicit placement on SQLite do not apply.
+OPTUNA_5 = pytest.mark.skipif(
+    int(optuna.__version__.split(".")[0]) < 5,
+    reason="implicit placement on RDB storages needs Optuna 5 (UTC start times)",
+)
+
+
+def test_rdb_start_times_are_trusted_from_optuna_5_only(tmp_path: Path) -> None:
+    storage = optuna.storages.get_storage(f"sqlite:///{tmp_path / 's.db'}")
+    assert keeps_true_start_times(storage) is (int(optuna.__version__.split(".")[0]) >= 5)
+
 
 def seer_pair(clock: object = time.time) -> tuple[SeerSampler, SeerPruner]:
     pruner = SeerPruner(
@@ -45,6 +57,7 @@ def timezone() -> Iterator[None]:
     time.tzset()
 
 
+@OPTUNA_5
 def test_wall_clock_trials_are_placed_without_a_write(tmp_path: Path) -> None:
     sampler, pruner = seer_pair()
     study = optuna.create_study(
@@ -84,6 +97,7 @@ def test_simulated_clock_trials_are_placed_explicitly() -> None:
     assert ledger.gpu_seconds == 10.0 * pruner.plan.rungs[0].gpus_per_trial
 
 
+@OPTUNA_5
 def test_start_times_are_true_moments_across_time_zones(tmp_path: Path, timezone: None) -> None:
     """Another process of the study, in another time zone, reads the implicitly placed
     trial's start as the same moment and places its own trials implicitly too (Optuna 5's RDB
@@ -117,6 +131,7 @@ def test_start_times_are_true_moments_across_time_zones(tmp_path: Path, timezone
         assert placed is not None and before - 1e-3 <= placed["placed_at"] <= after + 1e-3
 
 
+@OPTUNA_5
 def test_a_grpc_proxy_study_gets_explicit_placements(tmp_path: Path) -> None:
     """Through Optuna's gRPC proxy a naive start time is the server's local time, which a
     worker in another time zone would misread: trials are placed with a write there."""

@@ -48,11 +48,11 @@ import itertools
 import math
 
 import numpy as np
-import optuna
 from optuna.storages import BaseStorage
 
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState, LaunchStatus
 from optuna_seer.integration.keys import TRIAL_STOP_REASON, launch_timing_key
+from optuna_seer.integration.optuna_internals import UpdateFinishedTrialError
 from optuna_seer.integration.tie_break import TieBreak, record_tie_break
 from optuna_seer.planning.scaling import ScalingCurve
 from optuna_seer.storage.urls import open_storage
@@ -464,7 +464,7 @@ class ReplayBackend(Backend):
             if wrote and launch.curve.val_loss is not None:
                 loss = TieBreak(VAL_LOSS, launch.curve.val_loss[epoch - 1])
                 record_tie_break(storage, launch.trial_id, epoch, loss)
-        except optuna.exceptions.UpdateFinishedTrialError as exc:
+        except UpdateFinishedTrialError as exc:
             self._finish(launch, LaunchState.FAILED, f"worker could not report: {exc}")
             return
         self._progress[launch.key] = epoch

@@ -3,7 +3,7 @@
 SEER keeps its state in the study's storage, as Optuna's own pruners do, so it needs a study's
 storage and id and a trial's id, which Optuna does not expose publicly. Every such access goes
 through these functions, so an Optuna release that renames them changes this file only.
-Checked against Optuna 4.0 to 5.x.
+Checked against Optuna 4.2 (the floor in pyproject.toml) to 5.x.
 """
 
 from __future__ import annotations
@@ -13,6 +13,12 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
+
+#: What a storage raises when a finished trial is updated: ``UpdateFinishedTrialError`` since
+#: Optuna 4.3, a plain ``RuntimeError`` (its base class) before.
+UpdateFinishedTrialError: type[RuntimeError] = getattr(
+    optuna.exceptions, "UpdateFinishedTrialError", RuntimeError
+)
 
 
 def storage_of(study: optuna.Study) -> BaseStorage:
