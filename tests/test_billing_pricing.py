@@ -13,7 +13,9 @@ import pytest
 
 import optuna_seer
 from optuna_seer.planning.billing import BillingRule
+from optuna_seer.planning.placement import ClusterShape
 from optuna_seer.planning.prices import PriceQuote
+from optuna_seer.pricing.clusters import ClusterPricer, launched_hourly_price
 from optuna_seer.pricing.sources import (
     aws_spot_quotes,
     find_quote,
@@ -208,3 +210,37 @@ def test_aws_spot_without_credentials_says_so(
     )
     with pytest.raises(RuntimeError, match="credentials"):
         aws_spot_quotes(["p3.2xlarge"], client=client)
+
+
+class _Launched:
+    def __init__(self, hourly: float) -> None:
+        self.hourly = hourly
+
+    def get_cost(self, seconds: float) -> float:
+        return self.hourly * seconds / 3600
+
+    def __str__(self) -> str:
+        return "AWS(p4d.24xlarge)"
+
+
+class _Handle:
+    def __init__(self, hourly: float) -> None:
+        self.launched_resources = _Launched(hourly)
+
+
+def test_a_launched_cluster_is_priced_by_what_skypilot_launched() -> None:
+    assert launched_hourly_price(_Handle(12.5), 2) == (25.0, "skypilot: AWS(p4d.24xlarge)")
+    assert launched_hourly_price(_Handle(float("nan")), 2) is None  # keep the estimate
+    assert launched_hourly_price(object(), 2) is None
+
+
+def test_cluster_pricer_without_catalog_uses_the_configured_price_or_says_unknown() -> None:
+    pricer = ClusterPricer("A100", (), use_spot=True, price_per_gpu_hour=1.5)
+    assert pricer.hourly_price(ClusterShape(2, 4)) == (
+        12.0,
+        "configured $1.5/GPU-hour (no SkyPilot catalog price)",
+    )
+    unknown = ClusterPricer("A100", (), use_spot=False, price_per_gpu_hour=None)
+    assert unknown.hourly_price(ClusterShape(1, 8))[0] is None
+    with pytest.raises(ValueError, match=r"price_per_gpu_hour=-1\.0"):
+        ClusterPricer("A100", (), use_spot=False, price_per_gpu_hour=-1.0)

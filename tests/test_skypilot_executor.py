@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 import pytest
 import torch
 
+from optuna_seer._ports import free_port
 from optuna_seer.backends.skypilot.backend import SkyPilotBackend
 from optuna_seer.execution.tuner import ElasticTuner
 from optuna_seer.integration.pruner import SeerPruner
@@ -32,7 +33,6 @@ from optuna_seer.integration.sampler import SeerSampler
 from optuna_seer.planning.budget import Budget
 from optuna_seer.planning.cost_model import ClusterLimits
 from optuna_seer.planning.workload import Workload
-from optuna_seer.storage.proxy import free_port
 from optuna_seer.worker.checkpoints import open_store
 from optuna_seer.worker.context import checkpoint_name
 from tests.fake_sky import REPO_ROOT, RecordingSky, sky_home

@@ -14,13 +14,10 @@ import pytest
 
 import optuna_seer
 from optuna_seer.backends.base import LaunchSpec
-from optuna_seer.backends.skypilot.backend import (
-    DEFAULT_TEMPLATE,
-    TEMPLATES_DIR,
-    SkyPilotBackend,
-    node_train_script,
-)
+from optuna_seer.backends.skypilot import TEMPLATES_DIR, SkyPilotBackend
+from optuna_seer.backends.skypilot.tasks import DEFAULT_TEMPLATE, node_train_script
 from optuna_seer.planning.placement import ClusterShape, TrialSlot
+from optuna_seer.pricing.sources import sky_accelerator_quote
 from optuna_seer.worker.context import ENV_CHECKPOINT_URI, ENV_STORAGE, trial_context
 from optuna_seer.worker.node_entrypoint import torchrun_command
 from tests.fake_sky import REPO_ROOT, node_env, node_variables, sky_home
@@ -266,6 +263,32 @@ def test_prices_fall_back_to_the_configured_price_and_say_so() -> None:
     assert "configured $2.0/GPU-hour" in source
     unknown = backend(clouds=["aws"], price_per_gpu_hour=None).hourly_price(ClusterShape(1, 2))
     assert unknown[0] is None and "unknown" in unknown[1]
+
+
+def test_one_catalog_lookup_prices_by_accelerator_and_never_downloads(home: Path) -> None:
+    # The backend and the planners share pricing.sources' lookup: cheapest matching type.
+    quote = sky_accelerator_quote("A100", 8, cloud="aws", market="spot")
+    assert quote is not None
+    assert (quote.instance_type, quote.dollars_per_hour, quote.gpus) == ("p4d.24xlarge", 12.5, 8)
+    assert sky_accelerator_quote("A100", 2, cloud="aws") is None  # no such instance
+    # GCP's catalog is not on disk: no quote, and no download attempted.
+    assert sky_accelerator_quote("A100", 8, cloud="gcp") is None
+    assert not list(home.glob(".sky/catalogs/*/gcp/vms.csv"))
+    # A region in the infra string is priced in that region, and named in the source.
+    price, source = backend(clouds=["aws/us-east-1"], use_spot=False).hourly_price(
+        ClusterShape(1, 8)
+    )
+    assert (price, source) == (
+        pytest.approx(32.7726),
+        "skypilot catalog: aws/us-east-1 p4d.24xlarge",
+    )
+
+
+def test_no_cloud_named_means_no_single_catalog_price() -> None:
+    # SkyPilot may pick any cloud: the configured price is the estimate.
+    price, source = backend(clouds=[]).hourly_price(ClusterShape(1, 8))
+    assert price == pytest.approx(16.0)
+    assert "configured $2.0/GPU-hour" in source
 
 
 @pytest.mark.slow

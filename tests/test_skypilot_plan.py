@@ -25,10 +25,10 @@ from typing import Any
 import optuna
 import pytest
 
+from optuna_seer._ports import free_port
 from optuna_seer.backends.base import LaunchSpec, LaunchState
 from optuna_seer.backends.skypilot.backend import SkyPilotBackend
 from optuna_seer.planning.plan import Plan, Rung
-from optuna_seer.storage.proxy import free_port
 from optuna_seer.worker.checkpoints import open_store
 from tests.fake_sky import REPO_ROOT, RecordingSky, sky_home
 from tests.local_s3 import local_s3
@@ -40,7 +40,18 @@ BUCKET = "seer-plan"
 
 
 def rung(index: int, n_trials: int, resource: int, gpus: int) -> Rung:
-    return Rung(index, n_trials, resource, gpus, 0.0, 0.0, 0.0, 60.0, n_trials, 1)
+    return Rung(
+        index=index,
+        n_trials=n_trials,
+        resource=resource,
+        gpus_per_trial=gpus,
+        start_s=0.0,
+        end_s=0.0,
+        cost=0.0,
+        epoch_seconds=60.0,
+        concurrent_trials=n_trials,
+        waves=1,
+    )
 
 
 # 4 trials × 1 GPU → 2 trials × 2 GPUs → 1 trial × 4 GPUs, on nodes of 2 GPUs.

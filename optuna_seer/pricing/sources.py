@@ -2,8 +2,10 @@
 
 Three sources, best first:
 
-1. SkyPilot's catalog (:func:`sky_catalog_quote`), used only when a catalog CSV is already on
-   disk (``~/.sky/catalogs/<version>/<cloud>/vms.csv``): looking a price up never downloads.
+1. SkyPilot's catalog (:func:`sky_catalog_quote` for an instance type,
+   :func:`sky_accelerator_quote` for the cheapest instance with some GPUs), used only when the
+   cloud's catalog CSV is already on disk (``~/.sky/catalogs/<version>/<cloud>/vms.csv``):
+   looking a price up never downloads.
 2. AWS spot prices from EC2's ``describe_spot_price_history`` (:func:`aws_spot_quotes`), when
    boto3 finds credentials.
 3. A small table shipped with the package (:func:`shipped_price_table`): list prices with their
@@ -84,16 +86,15 @@ def find_quote(
     return min(matches, key=lambda q: q.dollars_per_hour)
 
 
-def sky_catalog_quote(
-    instance_type: str, *, cloud: str = "aws", market: str = "on-demand", region: str = ""
-) -> PriceQuote | None:
-    """The price SkyPilot's catalog gives, or ``None`` when SkyPilot or its catalog is absent.
+def _sky_catalog(cloud: str) -> Any | None:
+    """SkyPilot's ``sky.catalog`` module when ``cloud``'s catalog CSV is on disk, else ``None``.
 
-    Never downloads: SkyPilot fetches missing catalogs from the internet, so this looks only
-    when ``<catalog dir>/<cloud>/vms.csv`` is already on disk.
+    The one gate of every catalog lookup here: SkyPilot fetches a missing catalog from the
+    internet, so a price is looked up only when ``<catalog dir>/<cloud>/vms.csv`` is already
+    there (and never for no cloud at all, where SkyPilot would fetch every cloud's).
     """
-    if market not in MARKETS:
-        raise ValueError(f"market={market!r} must be one of {MARKETS}.")
+    if not cloud:
+        return None
     try:
         from sky import catalog as sky_catalog
         from sky.catalog import common as sky_common
@@ -101,14 +102,37 @@ def sky_catalog_quote(
         return None
     if not os.path.exists(sky_common.get_catalog_path(f"{cloud}/vms.csv")):
         return None
+    return sky_catalog
+
+
+def _check_market(market: str) -> None:
+    if market not in MARKETS:
+        raise ValueError(f"market={market!r} must be one of {MARKETS}.")
+
+
+def sky_catalog_quote(
+    instance_type: str, *, cloud: str = "aws", market: str = "on-demand", region: str = ""
+) -> PriceQuote | None:
+    """The price SkyPilot's catalog gives, or ``None`` when SkyPilot or its catalog is absent.
+
+    Never downloads: SkyPilot fetches missing catalogs from the internet, so this looks only
+    when ``<catalog dir>/<cloud>/vms.csv`` is already on disk. ``region`` empty: the cheapest
+    region's price.
+    """
+    _check_market(market)
+    catalog = _sky_catalog(cloud.lower())
+    if catalog is None:
+        return None
     try:
-        price = sky_catalog.get_hourly_cost(
-            instance_type, market == "spot", region or None, None, clouds=cloud
+        price = catalog.get_hourly_cost(
+            instance_type, market == "spot", region or None, None, clouds=cloud.lower()
         )
-        accelerators = sky_catalog.get_accelerators_from_instance_type(instance_type, clouds=cloud)
+        accelerators = catalog.get_accelerators_from_instance_type(
+            instance_type, clouds=cloud.lower()
+        )
     except Exception:  # SkyPilot raises many types for an unknown type/region: no quote then.
         return None
-    if not accelerators or not math.isfinite(price):
+    if not accelerators or not math.isfinite(price) or price < 0:
         return None
     name, count = next(iter(accelerators.items()))
     return PriceQuote(
@@ -118,9 +142,41 @@ def sky_catalog_quote(
         dollars_per_hour=float(price),
         market=market,
         region=region,
-        source=f"skypilot-catalog:{cloud}",
+        source=f"skypilot-catalog:{cloud.lower()}",
         date=datetime.date.today().isoformat(),
     )
+
+
+def sky_accelerator_quote(
+    accelerator: str,
+    gpus: int,
+    *,
+    cloud: str = "aws",
+    market: str = "on-demand",
+    region: str = "",
+) -> PriceQuote | None:
+    """The cheapest instance type of ``cloud`` with ``gpus`` × ``accelerator``, priced by
+    SkyPilot's catalog (:func:`sky_catalog_quote`); ``None`` when the catalog is not on disk or
+    has no such instance. Never downloads.
+    """
+    _check_market(market)
+    catalog = _sky_catalog(cloud.lower())
+    if catalog is None:
+        return None
+    try:
+        types, _ = catalog.get_instance_type_for_accelerator(
+            accelerator,
+            gpus,
+            use_spot=market == "spot",
+            region=region or None,
+            clouds=cloud.lower(),
+        )
+    except Exception:  # offline or partial catalogs raise many kinds: no quote then.
+        return None
+    if not types:
+        return None
+    # SkyPilot lists the matching instance types cheapest first.
+    return sky_catalog_quote(types[0], cloud=cloud, market=market, region=region)
 
 
 def aws_spot_quotes(

@@ -1,0 +1,329 @@
+"""The SkyPilot tasks of a trial: resources, the template's YAML, the node environment, secrets.
+
+:class:`TaskBuilder` turns the trial template (``optuna_seer/templates/trial.yaml`` by
+default) into the two kinds of ``sky.Task`` :class:`~optuna_seer.backends.skypilot.SkyPilotBackend`
+hands to SkyPilot: a *cluster task* (``sky launch``: provision and set up a cluster, no
+``run``) and a *trial task* (``sky exec``: one trial on its slot of a cluster). The study URL
+(it may hold an RDB password) and any variable named like a credential reach the nodes as
+SkyPilot ``secrets`` (redacted in every task YAML SkyPilot keeps or shows), not ``envs``: see
+:func:`is_secret_env`.
+
+``sky`` and ``yaml`` are imported when a builder is made, not when this module is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+import copy
+from dataclasses import replace
+import importlib.resources
+import os
+from pathlib import Path
+import shlex
+from typing import Any, Literal
+
+from optuna_seer.backends.base import LaunchSpec
+from optuna_seer.backends.launch_env import launch_env
+from optuna_seer.planning.placement import ClusterShape, TrialSlot
+from optuna_seer.worker.context import ENV_RESUME_FROM, ENV_STORAGE, ENV_TRAIN_SCRIPT
+
+# The SkyPilot YAMLs ship inside the package (installed users get them too).
+TEMPLATES_DIR = Path(str(importlib.resources.files("optuna_seer").joinpath("templates")))
+DEFAULT_TEMPLATE = TEMPLATES_DIR / "trial.yaml"
+# Node variables that hold credentials: passed as SkyPilot ``secrets``, not ``envs``. The
+# study URL (an RDB password), and any variable whose name says it is one (a launch's extra
+# env, e.g. AWS_SECRET_ACCESS_KEY or HF_TOKEN).
+SECRET_ENVS = (ENV_STORAGE,)
+SECRET_NAME_PARTS = ("SECRET", "PASSWORD", "TOKEN", "CREDENTIAL", "ACCESS_KEY", "API_KEY")
+
+
+class TaskBuilder:
+    """Builds the ``sky.Task`` objects (and their YAML) of one backend's clusters and trials.
+
+    Args mirror :class:`~optuna_seer.backends.skypilot.SkyPilotBackend`'s, plus
+    ``storage_for_nodes``: the study URL nodes open for the executor's URL (it may start a
+    storage proxy). Every argument is checked here, and what SkyPilot will be given is
+    validated with SkyPilot itself.
+    """
+
+    def __init__(
+        self,
+        *,
+        resources: str | Mapping[str, Any],
+        clouds: Sequence[str],
+        use_spot: bool,
+        on_demand_fallback: bool,
+        candidate_order: Literal["cost", "listed"],
+        script: str | None,
+        checkpoints: str | None,
+        workdir: str | os.PathLike[str] | None,
+        template: str | os.PathLike[str] | None,
+        storage_for_nodes: Callable[[str], str],
+    ) -> None:
+        import sky
+        import yaml
+
+        if script is not None and (not isinstance(script, str) or not script):
+            raise ValueError(
+                f"script={script!r} must name the training script to run, or be left out "
+                "(the executor's train= is run)."
+            )
+        if checkpoints is not None and not checkpoints.startswith("s3://"):
+            raise ValueError(
+                f"checkpoints={checkpoints!r} must be an s3://bucket/prefix every node can reach."
+            )
+        if isinstance(clouds, str):
+            raise TypeError(f"clouds={clouds!r} must be a list of infra strings, e.g. ['aws'].")
+        if candidate_order not in ("cost", "listed"):
+            raise ValueError(f"candidate_order={candidate_order!r} must be 'cost' or 'listed'.")
+        base = {"accelerators": resources} if isinstance(resources, str) else dict(resources)
+        for key in ("infra", "cloud", "use_spot", "any_of", "ordered"):
+            if key in base:
+                raise ValueError(
+                    f"resources has {key!r}: pass clouds=[...] and use_spot=... instead, "
+                    "the backend builds SkyPilot's candidates from them."
+                )
+        self._sky = sky
+        self.accelerator, self.gpus_per_node = parse_accelerators(base.get("accelerators"))
+        self._base_resources = base
+        self.clouds = tuple(clouds)
+        self.use_spot = use_spot
+        self.on_demand_fallback = on_demand_fallback
+        self.candidate_order = candidate_order
+        self.script = script
+        self.checkpoints = checkpoints.rstrip("/") if checkpoints else None
+        self.workdir = str(Path(workdir) if workdir is not None else Path.cwd())
+        self._storage_for_nodes = storage_for_nodes
+        # Validate what SkyPilot will be given, now, with SkyPilot itself.
+        self.node_resources(ClusterShape(1, self.gpus_per_node))
+        template_path = Path(template) if template is not None else DEFAULT_TEMPLATE
+        if not template_path.is_file():
+            raise ValueError(
+                f"trial template {template_path} not found: pass template= the path of a "
+                f"SkyPilot task YAML (e.g. a copy of {DEFAULT_TEMPLATE})."
+            )
+        self._template = load_template(template_path, yaml)
+        self.cluster_task(ClusterShape(1, self.gpus_per_node))  # SkyPilot checks the template
+
+    # ----------------------------------------------------------------- resources
+    def candidates(self) -> list[dict[str, Any]]:
+        """Resource candidates (cloud × spot tier) as SkyPilot YAML fields."""
+        tiers = [True, False] if self.use_spot and self.on_demand_fallback else [self.use_spot]
+        clouds: list[str | None] = list(self.clouds) or [None]
+        found: list[dict[str, Any]] = []
+        for spot in tiers:
+            for cloud in clouds:
+                candidate: dict[str, Any] = {"use_spot": spot}
+                if cloud is not None:
+                    candidate["infra"] = cloud
+                found.append(candidate)
+        return found
+
+    def node_resources_config(self, shape: ClusterShape) -> dict[str, Any]:
+        """The ``resources:`` YAML of a cluster of ``shape`` (with its candidates)."""
+        config = dict(self._base_resources)
+        config["accelerators"] = f"{self.accelerator}:{shape.gpus_per_node}"
+        candidates = self.candidates()
+        if len(candidates) == 1:
+            config.update(candidates[0])
+        else:
+            config["any_of" if self.candidate_order == "cost" else "ordered"] = candidates
+        return config
+
+    def node_resources(self, shape: ClusterShape) -> Any:
+        """Real ``sky.Resources`` candidates: a set (one, or ``any_of``) or a list (``ordered``)."""
+        return self._sky.Resources.from_yaml_config(self.node_resources_config(shape))
+
+    # --------------------------------------------------------------------- tasks
+    def cluster_task(self, shape: ClusterShape) -> Any:
+        """The task ``sky launch`` gets to provision and set up a cluster (no ``run``)."""
+        config = copy.deepcopy(self._template)
+        config.pop("run", None)
+        config["name"] = "seer-provision"
+        config["num_nodes"] = shape.nodes
+        config["resources"] = self.node_resources_config(shape)
+        config["workdir"] = self.workdir
+        return self._sky.Task.from_yaml_config(config)
+
+    def trial_task(self, spec: LaunchSpec, slot: TrialSlot) -> Any:
+        """The task ``sky exec`` runs for one trial on its slot."""
+        config = copy.deepcopy(self._template)
+        config["name"] = f"seer-trial-{spec.trial_number}-rung-{spec.rung}"
+        config["num_nodes"] = slot.nodes
+        config["resources"] = {"accelerators": f"{self.accelerator}:{slot.gpus_per_node}"}
+        config["workdir"] = self.workdir
+        env = {**(config.get("envs") or {}), **self.node_env(spec)}
+        # The study URL may hold an RDB password: it goes to the nodes as a SkyPilot secret
+        # (set in their environment like an env var, but redacted in every YAML SkyPilot
+        # keeps or shows: its cluster table, the dashboard, `sky status`), never in envs.
+        secret_envs = {name: env.pop(name) for name in list(env) if is_secret_env(name)}
+        config["envs"] = env
+        config["secrets"] = {**_inline_secrets(config.get("secrets")), **secret_envs}
+        return self._sky.Task.from_yaml_config(config)
+
+    # ------------------------------------------------------------ node contract
+    def node_env(self, spec: LaunchSpec) -> dict[str, str]:
+        """The variables a trial's nodes get: the ``SEER_*`` contract plus the script."""
+        env = launch_env(self.remote_spec(spec))
+        env.setdefault(ENV_RESUME_FROM, "")
+        env[ENV_TRAIN_SCRIPT] = self.train_script(spec)
+        env.update({str(k): str(v) for k, v in spec.env.items()})
+        return env
+
+    def train_script(self, spec: LaunchSpec) -> str:
+        """``SEER_TRAIN_SCRIPT`` for ``spec``: its entrypoint as the nodes see it, or ``script``.
+
+        Raises:
+            ValueError: Both or neither of ``spec.entrypoint`` and ``script`` are given, or the
+                entrypoint lies outside ``workdir``.
+        """
+        if spec.entrypoint and self.script is not None:
+            raise ValueError(
+                f"trial {spec.trial_number} names its program (entrypoint={spec.entrypoint!r}, "
+                f"the executor's train=) and SkyPilotBackend has script={self.script!r}: leave "
+                "script out, the nodes run the executor's train=."
+            )
+        if spec.entrypoint:
+            return node_train_script(spec.entrypoint, self.workdir)
+        if self.script is None:
+            raise ValueError(
+                f"trial {spec.trial_number} names no program (LaunchSpec.entrypoint is empty) "
+                "and SkyPilotBackend has no script=: give one of them."
+            )
+        return self.script
+
+    def remote_spec(self, spec: LaunchSpec) -> LaunchSpec:
+        """``spec`` as the nodes see it: storage they can open, checkpoints on S3.
+
+        Raises:
+            ValueError: A checkpoint is on the driver's disk and no ``checkpoints`` prefix is
+                set, or the storage cannot be reached from the nodes.
+        """
+        checkpoint_uri, resume_from = spec.checkpoint_uri, spec.resume_from
+        if not checkpoint_uri.startswith("s3://"):
+            if self.checkpoints is None:
+                raise ValueError(
+                    f"checkpoint_uri={checkpoint_uri!r} is on the driver's disk, which cloud "
+                    "nodes cannot read: pass checkpoints='s3://bucket/prefix' to SkyPilotBackend."
+                )
+            checkpoint_uri = f"{self.checkpoints}/{spec.study_name}/trial-{spec.trial_number}"
+            if resume_from is not None and not resume_from.startswith("s3://"):
+                resume_from = f"{checkpoint_uri}/{Path(resume_from).name}"
+        return replace(
+            spec,
+            storage=self._storage_for_nodes(spec.storage),
+            checkpoint_uri=checkpoint_uri,
+            resume_from=resume_from,
+        )
+
+
+def node_train_script(entrypoint: str, workdir: str | os.PathLike[str]) -> str:
+    """The ``SEER_TRAIN_SCRIPT`` that runs an executor entrypoint on a node.
+
+    Nodes get ``workdir`` (synced to their working directory), so a ``.py`` target on the
+    driver's disk becomes its path relative to ``workdir``; ``module:function`` targets are
+    imported as they are. Either runs through ``python -m optuna_seer.worker.entrypoint`` under
+    ``torchrun`` (see :mod:`optuna_seer.worker.node_entrypoint`).
+
+    Raises:
+        ValueError: The file is outside ``workdir``, so the nodes would not have it.
+
+    Example:
+        >>> node_train_script("/home/me/proj/train.py:fit", "/home/me/proj")
+        '-m optuna_seer.worker.entrypoint train.py:fit'
+        >>> node_train_script("mypkg.train:fit", "/home/me/proj")
+        '-m optuna_seer.worker.entrypoint mypkg.train:fit'
+    """
+    location, colon, function = entrypoint.rpartition(":")
+    if not colon or not location.endswith(".py"):
+        location, function = entrypoint, ""
+    target = entrypoint
+    if location.endswith(".py") and Path(location).is_absolute():
+        root = Path(workdir).resolve()
+        try:
+            relative = Path(location).resolve().relative_to(root)
+        except ValueError:
+            raise ValueError(
+                f"train target {entrypoint!r} is outside workdir={str(workdir)!r}, which is all "
+                "the nodes get: move it under workdir, or pass workdir= a directory holding it."
+            ) from None
+        target = relative.as_posix() + (f":{function}" if function else "")
+    return f"-m optuna_seer.worker.entrypoint {shlex.quote(target)}"
+
+
+def is_secret_env(name: str) -> bool:
+    """Whether a node variable goes to SkyPilot as a secret (redacted) rather than an env.
+
+    Example:
+        >>> is_secret_env("SEER_STORAGE"), is_secret_env("AWS_SECRET_ACCESS_KEY")
+        (True, True)
+        >>> is_secret_env("SEER_TRIAL")
+        False
+    """
+    upper = name.upper()
+    return name in SECRET_ENVS or any(part in upper for part in SECRET_NAME_PARTS)
+
+
+def load_template(path: Path, yaml: Any) -> dict[str, Any]:
+    """The trial template at ``path`` as a mapping, checked where the builder edits it.
+
+    Raises:
+        ValueError: It is not readable YAML, not a mapping, has no ``run:`` command, or its
+            ``envs:``/``secrets:`` is not a mapping; the message names the file.
+    """
+    try:
+        template = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(f"trial template {path} is not readable YAML: {exc}") from None
+    if not isinstance(template, dict):
+        raise ValueError(
+            f"trial template {path} holds {type(template).__name__} {template!r:.60}, not a "
+            "SkyPilot task mapping (name:, resources:, envs:, setup:, run:)."
+        )
+    if not isinstance(template.get("run"), str) or not template["run"].strip():
+        raise ValueError(
+            f"trial template {path} has no run: command (got {template.get('run')!r}); give "
+            "the command every node runs, e.g. run: python -m optuna_seer.worker.node_entrypoint."
+        )
+    for section in ("envs", "secrets"):
+        value = template.get(section)
+        if value is not None and not isinstance(value, dict):
+            raise ValueError(
+                f"trial template {path} has {section}: {value!r:.60}; give a mapping "
+                "NAME: value (or leave it out)."
+            )
+    return template
+
+
+def parse_accelerators(value: object) -> tuple[str, int]:
+    """``"A100:8"`` → ``("A100", 8)``; a bare name means one GPU.
+
+    Example:
+        >>> parse_accelerators("A100:8"), parse_accelerators("T4")
+        (('A100', 8), ('T4', 1))
+    """
+    if not isinstance(value, str) or not value:
+        raise ValueError(
+            f"resources needs accelerators like 'A100:8' (name:GPUs per node), got {value!r}."
+        )
+    name, _, count = value.partition(":")
+    try:
+        gpus = int(count) if count else 1
+    except ValueError:
+        raise ValueError(f"accelerators={value!r}: the count after ':' must be an int.") from None
+    if not name or gpus < 1:
+        raise ValueError(f"accelerators={value!r} must be NAME:COUNT with COUNT >= 1.")
+    return name, gpus
+
+
+def _inline_secrets(value: object) -> dict[str, str | None]:
+    """The ``secrets:`` mapping of a template (absent: none; a null value is a SkyPilot
+    managed-secret reference, kept as it is)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"the trial template's secrets: is {value!r}; give a mapping NAME: value (SkyPilot "
+            "inline secrets), e.g. secrets: {SEER_STORAGE: grpc://127.0.0.1:13000}."
+        )
+    return {str(k): None if v is None else str(v) for k, v in value.items()}
