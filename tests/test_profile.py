@@ -23,6 +23,7 @@ from optuna_seer.planning.profile import (
     measurements_from_durations,
 )
 from optuna_seer.planning.scaling import ScalingCurve
+from optuna_seer.planning.workload import TrialTiming
 from optuna_seer.profiling.harness import (
     load_profile,
     measure_alone_and_together,
@@ -92,6 +93,21 @@ def test_profile_json_round_trip(tmp_path: Path) -> None:
     assert loaded.workload(max_epochs=9, gpus_per_node=4).epoch_seconds_on(2) == pytest.approx(
         profile.epoch_seconds_on(2)
     )
+
+
+def test_profile_and_workload_share_one_timing() -> None:
+    """Epoch time, scaling and contention are one TrialTiming, copied whole both ways."""
+    profile = Profile(epoch_seconds=60, scaling="amdahl:0.9", startup_seconds={1: 5, 4: 9},
+                      contention={2: 1.3})  # fmt: skip
+    workload = profile.workload(max_epochs=9, gpus_per_node=4)
+    assert isinstance(workload, TrialTiming) and isinstance(profile, TrialTiming)
+    assert workload.timing() == profile.timing()
+    assert (workload.startup_on(4), workload.max_epochs, workload.gpus_per_node) == (5.0, 9, 4)
+    back = Profile.from_workload(workload, epoch_cv=0.1)
+    assert back.timing() == profile.timing() and back.cv_on(2) == 0.1
+    assert hash(back) == hash(Profile.from_workload(workload, epoch_cv=0.1))
+    with pytest.raises(ValueError, match="epoch_seconds=0"):
+        Profile(epoch_seconds=0, scaling="linear")
 
 
 def test_hand_written_profile(tmp_path: Path) -> None:

@@ -140,7 +140,7 @@ def test_job_validation() -> None:
     assert SuccessiveHalvingJob.geometric(10, 3, 9).n_trials == (10, 4, 2)
     with pytest.raises(ValueError, match="reduction_factor"):
         SuccessiveHalvingJob.geometric(10, 1, 9)
-    with pytest.raises(ValueError, match="trials must not grow"):
+    with pytest.raises(ValueError, match="survivors must shrink"):
         SuccessiveHalvingJob((3, 9), (1, 3))
     with pytest.raises(ValueError, match="equal length"):
         SuccessiveHalvingJob((3,), (1, 3))

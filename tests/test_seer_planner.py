@@ -251,3 +251,34 @@ def test_plan_table_and_json() -> None:
     assert "rung" in text and "GPUs/trial" in text and f"{plan.n_configs} configurations" in text
     with pytest.raises(ValueError, match="not a valid Plan dict"):
         Plan.from_dict({"rungs": [{"index": 0}]})
+
+
+def test_plan_json_as_earlier_versions_wrote_it() -> None:
+    """A plan file written before rungs shared one shape type loads, and is written alike."""
+    rung = {"start_s": 0.0, "cost": 1.0, "epoch_seconds": 60.0, "waves": 1}
+    written = {
+        "rungs": [
+            {"index": 0, "n_trials": 4, "resource": 1, "gpus_per_trial": 1, **rung}
+            | {"end_s": 60.0, "concurrent_trials": 4},
+            {"index": 1, "n_trials": 1, "resource": 3, "gpus_per_trial": 2, **rung}
+            | {"start_s": 60.0, "end_s": 120.0, "concurrent_trials": 1},
+        ],
+        "reduction_factor": 4,
+        "deadline_s": 3600.0,
+        "budget_dollars": 10.0,
+        "price_per_gpu_second": 0.001,
+        "min_marginal_speedup": 0.05,
+        "predicted_seconds": 120.0,
+        "predicted_cost": 2.0,
+    }
+    plan = Plan.from_dict(written)
+    assert [(r.index, r.n_trials, r.resource, r.gpus_per_trial) for r in plan.rungs] == [
+        (0, 4, 1, 1),
+        (1, 1, 3, 2),
+    ]
+    assert plan.to_dict() == written
+    keys = "index n_trials resource gpus_per_trial start_s end_s cost epoch_seconds"
+    assert [list(r) for r in plan.to_dict()["rungs"]] == [
+        [*keys.split(), "concurrent_trials", "waves"]
+    ] * 2
+    assert [r.shape for r in plan.rungs] == [RungShape(4, 1, 1), RungShape(1, 3, 2)]

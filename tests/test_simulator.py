@@ -197,6 +197,13 @@ def test_from_seer_plan_uses_the_same_engine() -> None:
     assert [s.nodes for s in plan.stages] == [
         nodes_for(r.concurrent_trials, r.gpus_per_trial, 1) for r in seer.rungs
     ]
+    # One rung type: a SEER rung and the stage placing it train the same shape.
+    assert [s.shape for s in plan.stages] == [r.shape for r in seer.rungs]
+    assert plan.rung_shapes() == tuple(r.shape for r in seer.rungs)
+    assert all(
+        isinstance(s, RungShape) and isinstance(r, RungShape)
+        for s, r in zip(plan.stages, seer.rungs)
+    )
 
 
 def test_evaluator_validates_arguments() -> None:
@@ -218,6 +225,38 @@ def test_stage_placement_is_validated() -> None:
     plan = ElasticPlan((Stage(4, 1, 16, eight, 4), Stage(1, 3, 8, eight, 1)))
     assert [s.concurrent_trials for s in plan.stages] == [2, 1]
     assert ElasticPlan.from_dict(plan.to_dict()) == plan
+    with pytest.raises(ValueError, match=r"Stage\.n_trials=0"):
+        Stage(0, 1, 1, eight, 1)
+    with pytest.raises(TypeError, match=r"Stage\.nodes=1\.5"):
+        Stage(1, 1, 1, eight, 1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="Stage objects"):
+        ElasticPlan(())
+
+
+def test_elastic_plan_json_is_unchanged() -> None:
+    """A plan file as earlier versions wrote it still loads, and is written the same."""
+    quote = {
+        "instance_type": "p3.16xlarge",
+        "accelerator": "V100",
+        "gpus": 8,
+        "dollars_per_hour": 24.48,
+        "market": "on-demand",
+        "region": "",
+        "source": "user",
+        "date": "",
+    }
+    written = {
+        "stages": [
+            {"n_trials": 4, "resource": 1, "gpus_per_trial": 16, "instance": quote, "nodes": 4},
+            {"n_trials": 1, "resource": 3, "gpus_per_trial": 8, "instance": quote, "nodes": 1},
+        ]
+    }
+    plan = ElasticPlan.from_dict(written)
+    assert [(s.n_trials, s.resource, s.gpus_per_trial, s.nodes) for s in plan.stages] == [
+        (4, 1, 16, 4),
+        (1, 3, 8, 1),
+    ]
+    assert plan.to_dict() == written
 
 
 def test_contention_slows_each_wave_by_its_launches_at_once() -> None:

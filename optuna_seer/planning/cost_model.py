@@ -17,8 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 import math
 
-from optuna_seer.planning.plan import Rung
+from optuna_seer.planning.plan import Rung, RungShape
 from optuna_seer.planning.workload import Workload
+
+# RungShape lives with the rungs that extend it; it stays importable from here for callers.
+__all__ = ["ClusterLimits", "RungShape", "schedule"]
 
 
 @dataclass(frozen=True)
@@ -54,15 +57,6 @@ class ClusterLimits:
             raise ValueError(
                 f"provisioning_seconds={self.provisioning_seconds!r} must be >= 0 and finite."
             )
-
-
-@dataclass(frozen=True)
-class RungShape:
-    """A rung before timing: how many trials, to what cumulative epoch, on how many GPUs."""
-
-    n_trials: int
-    resource: int
-    gpus_per_trial: int
 
 
 def schedule(
@@ -104,7 +98,7 @@ def schedule(
             workload.contention_on(remainder) if remainder else 0.0
         )
         seconds = delay + slowdowns * (
-            workload.startup_seconds + (shape.resource - previous_resource) * epoch_s
+            workload.startup_on(k) + (shape.resource - previous_resource) * epoch_s
         )
         rungs.append(
             Rung(

@@ -1,11 +1,20 @@
-"""The SEER schedule as plain data: rungs of trials, epochs and GPUs, with times and costs."""
+"""Rungs as plain data: what one rung trains, SEER's timed rungs, and the SEER schedule.
+
+A :class:`RungShape` is what one rung of successive halving trains: trials, cumulative epochs
+and GPUs per trial. Both planners' rungs extend it, so its checks live here once: SEER's
+:class:`Rung` adds the deterministic timing and cost the plan predicts, RubberBand's
+:class:`~optuna_seer.planning.stage_plan.Stage` adds the cluster it runs on.
+:func:`check_halving` is the rule every chain of rungs obeys (survivors shrink, epochs grow).
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 import datetime
-import math
 from typing import Any
+
+from optuna_seer.planning.checks import number, whole
 
 
 def format_seconds(seconds: float) -> str:
@@ -13,15 +22,76 @@ def format_seconds(seconds: float) -> str:
     return str(datetime.timedelta(seconds=round(seconds)))
 
 
+def format_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """``rows`` under ``columns``, every column right-aligned to its widest cell.
+
+    Example:
+        >>> print(format_table(["rung", "trials"], [["0", "27"], ["1", "9"]]))
+        rung  trials
+           0      27
+           1       9
+    """
+    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
-class Rung:
-    """One stage of the schedule.
+class RungShape:
+    """What one rung trains: how many trials, to what cumulative epoch, on how many GPUs.
 
     Attributes:
-        index: 0 for the first rung.
         n_trials: Trials that train in this rung (the survivors of the previous one).
         resource: Cumulative epochs every trial of the rung has at the rung's end.
         gpus_per_trial: Data-parallel workers (GPUs) each trial gets in this rung.
+
+    Example:
+        >>> RungShape(9, 3, 2).shape == RungShape(9, 3, 2)
+        True
+    """
+
+    n_trials: int
+    resource: int
+    gpus_per_trial: int
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        whole(self.n_trials, "n_trials", owner=owner)
+        whole(self.resource, "resource", owner=owner)
+        whole(self.gpus_per_trial, "gpus_per_trial", owner=owner)
+
+    @property
+    def shape(self) -> RungShape:
+        """Just what the rung trains, without a subclass's timing or cluster."""
+        return RungShape(self.n_trials, self.resource, self.gpus_per_trial)
+
+
+def check_halving(n_trials: Sequence[int], resources: Sequence[int], noun: str = "rung") -> None:
+    """Refuse a chain of rungs unless survivors never grow and epochs always grow.
+
+    Example:
+        >>> check_halving([9, 3], [1, 3])
+        >>> check_halving([3, 9], [1, 3], "stage")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: stage 1 (9 trials to 3 epochs) does not follow stage 0 ...
+    """
+    for index in range(1, len(n_trials)):
+        if resources[index] <= resources[index - 1] or n_trials[index] > n_trials[index - 1]:
+            raise ValueError(
+                f"{noun} {index} ({n_trials[index]} trials to {resources[index]} epochs) "
+                f"does not follow {noun} {index - 1} ({n_trials[index - 1]} trials to "
+                f"{resources[index - 1]} epochs): survivors must shrink and epochs grow."
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rung(RungShape):
+    """One rung of a SEER schedule: its :class:`RungShape` and the timing SEER predicts for it.
+
+    Attributes:
+        index: 0 for the first rung.
         start_s: Seconds from the job's start when the rung starts.
         end_s: Seconds from the job's start when its last trial reaches ``resource``.
         cost: Dollars the rung's GPUs cost while provisioned.
@@ -29,12 +99,11 @@ class Rung:
             ``concurrent_trials`` trials running at once (the workload's contention included).
         concurrent_trials: Trials running at once (the cluster limit may force waves).
         waves: ``ceil(n_trials / concurrent_trials)``.
+
+    The shape's fields may be given by position, the rest by keyword only.
     """
 
     index: int
-    n_trials: int
-    resource: int
-    gpus_per_trial: int
     start_s: float
     end_s: float
     cost: float
@@ -43,25 +112,12 @@ class Rung:
     waves: int
 
     def __post_init__(self) -> None:
-        for name in (
-            "index",
-            "n_trials",
-            "resource",
-            "gpus_per_trial",
-            "concurrent_trials",
-            "waves",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"Rung.{name}={value!r} must be an int.")
-            if value < (0 if name == "index" else 1):
-                raise ValueError(f"Rung.{name}={value} must be >= {0 if name == 'index' else 1}.")
+        super().__post_init__()
+        whole(self.index, "index", 0, owner="Rung")
+        whole(self.concurrent_trials, "concurrent_trials", owner="Rung")
+        whole(self.waves, "waves", owner="Rung")
         for name in ("start_s", "end_s", "cost", "epoch_seconds"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"Rung.{name}={value!r} must be a number.")
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"Rung.{name}={value!r} must be finite and >= 0.")
+            number(getattr(self, name), name, owner="Rung")
         if self.end_s < self.start_s:
             raise ValueError(
                 f"rung {self.index} ends ({self.end_s}) before it starts ({self.start_s})."
@@ -91,32 +147,19 @@ class Plan:
     def __post_init__(self) -> None:
         if not self.rungs or not all(isinstance(r, Rung) for r in self.rungs):
             raise ValueError(f"a Plan needs one or more Rung objects, got {self.rungs!r}.")
-        if isinstance(self.reduction_factor, bool) or not isinstance(self.reduction_factor, int):
-            raise TypeError(f"reduction_factor={self.reduction_factor!r} must be an int.")
-        if self.reduction_factor < 2:
-            raise ValueError(f"reduction_factor={self.reduction_factor} must be >= 2.")
+        whole(self.reduction_factor, "reduction_factor", 2)
         for name in (
             "deadline_s",
             "budget_dollars",
             "price_per_gpu_second",
             "min_marginal_speedup",
         ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name}={value!r} must be a number.")
-            if not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name}={value!r} must be positive and finite.")
+            number(getattr(self, name), name, positive=True)
         if [r.index for r in self.rungs] != list(range(len(self.rungs))):
             raise ValueError(
                 f"rung indices {[r.index for r in self.rungs]} must be 0, 1, 2, ... in order."
             )
-        for before, after in zip(self.rungs, self.rungs[1:]):
-            if after.resource <= before.resource or after.n_trials > before.n_trials:
-                raise ValueError(
-                    f"rung {after.index} ({after.n_trials} trials to {after.resource} epochs) "
-                    f"does not follow rung {before.index} ({before.n_trials} trials to "
-                    f"{before.resource} epochs): survivors must shrink and epochs grow."
-                )
+        check_halving([r.n_trials for r in self.rungs], [r.resource for r in self.rungs])
 
     @property
     def n_configs(self) -> int:
@@ -144,8 +187,8 @@ class Plan:
         return self.rungs[-1]
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["rungs"] = [asdict(r) for r in self.rungs]
+        data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["rungs"] = [{key: getattr(r, key) for key in _RUNG_KEYS} for r in self.rungs]
         data["predicted_seconds"] = self.predicted_seconds
         data["predicted_cost"] = self.predicted_cost
         return data
@@ -219,13 +262,11 @@ class Plan:
             )
             for r in self.rungs
         ]
-        widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(columns)]
-        lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
-        lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in rows]
-        return head + "\n".join(lines)
+        return head + format_table(columns, rows)
 
 
-_RUNG_KEYS = tuple(f.name for f in fields(Rung))
+# Rung keys in the order Plan.to_dict has always written them (the index first).
+_RUNG_KEYS = ("index", *(f.name for f in fields(Rung) if f.name != "index"))
 _PLAN_KEYS = tuple(f.name for f in fields(Plan))
 
 

@@ -17,6 +17,10 @@ A :class:`Profile` is what the planner and the simulator know about the user's t
   :meth:`Profile.workload` hands it to SEER's :class:`Workload`, so ``plan_seer`` and
   ``cost_model.schedule`` time the waves as the simulator does.
 
+``epoch_seconds``, ``scaling`` and ``contention`` are the
+:class:`~optuna_seer.planning.workload.TrialTiming` that a :class:`Profile` and SEER's
+:class:`Workload` both extend: one definition, checked once, copied whole between them.
+
 Build one from measurements with :func:`fit_profile` (``optuna-seer profile`` measures a real
 data-parallel run; :func:`measure_on_backend` measures the user's trial through any
 :class:`~optuna_seer.backends.base.Backend`), or write the JSON by hand::
@@ -29,22 +33,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-import math
 import statistics
 from typing import Any
 
+from optuna_seer.planning.checks import number, whole
 from optuna_seer.planning.scaling import ScalingCurve
-from optuna_seer.planning.workload import Workload, contention_on, contention_table
+from optuna_seer.planning.workload import TrialTiming, Workload
 
 PROFILE_FORMAT = 1
-
-
-def _number(value: Any, name: str, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name}={value!r} must be a number, not {type(value).__name__}.")
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        raise ValueError(f"{name}={value!r} must be {'> 0' if positive else '>= 0'} and finite.")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -67,19 +63,18 @@ class Measurement:
     startup_seconds: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
-            raise ValueError(f"workers={self.workers!r} must be a whole number >= 1.")
+        whole(self.workers, "workers")
         if not self.epoch_seconds:
             raise ValueError(f"the measurement at {self.workers} workers has no epoch times.")
         object.__setattr__(
             self,
             "epoch_seconds",
-            tuple(_number(t, "epoch_seconds", positive=True) for t in self.epoch_seconds),
+            tuple(number(t, "epoch_seconds", positive=True) for t in self.epoch_seconds),
         )
         object.__setattr__(
             self,
             "startup_seconds",
-            tuple(_number(t, "startup_seconds") for t in self.startup_seconds),
+            tuple(number(t, "startup_seconds") for t in self.startup_seconds),
         )
 
     @property
@@ -95,12 +90,12 @@ class Measurement:
 
 
 @dataclass(frozen=True)
-class Profile:
-    """What the planner and simulator know about one trial's training.
+class Profile(TrialTiming):
+    """What the planner and simulator know about one trial's training: a :class:`TrialTiming`
+    (``epoch_seconds`` on one worker, ``scaling``, keyword-only ``contention``) with spreads,
+    start-up and checkpoint size.
 
     Args:
-        epoch_seconds: Seconds per epoch on one worker.
-        scaling: Speedup curve: a :class:`ScalingCurve` or any spec it parses.
         epoch_cv: Relative spread (std/mean) of one epoch's time: a number for every worker
             count, or ``{workers: cv}`` (the nearest measured count at or below is used).
         startup_seconds: Seconds from launching a trial to its first epoch: a number, or
@@ -109,10 +104,10 @@ class Profile:
         accelerator: The accelerator (GPU model) the profile was measured on.
         measurements: The raw measurements the profile was fitted from (empty if hand-written).
         source: Free text: how the profile was obtained.
-        contention: Slowdown of every launch's start-up and epochs when several launches run
-            at once on the same host: ``{launches: factor}`` (1 launch: 1.0; the factor at the
-            largest count at or below is used), or one number for two or more launches.
-            Leave it at 1.0 when every launch has its own machine or cores.
+
+    ``contention`` is the slowdown of every launch's start-up and epochs when several
+    launches run at once on the same host; leave it at 1.0 when every launch has its own
+    machine or cores.
 
     Example:
         >>> p = Profile(epoch_seconds=600, scaling="amdahl:0.95", epoch_cv=0.05)
@@ -122,35 +117,24 @@ class Profile:
         1.4
     """
 
-    epoch_seconds: float
-    scaling: str | Mapping[int, float] | ScalingCurve
     epoch_cv: float | Mapping[int, float] = 0.0
     startup_seconds: float | Mapping[int, float] = 0.0
     checkpoint_gb: float = 0.0
     accelerator: str = ""
     measurements: tuple[Measurement, ...] = ()
     source: str = "hand-written"
-    contention: float | Mapping[int, float] = 1.0
     _cv_table: tuple[tuple[int, float], ...] = field(default=(), init=False, repr=False)
     _startup_table: tuple[tuple[int, float], ...] = field(default=(), init=False, repr=False)
-    _contention_table: tuple[tuple[int, float], ...] = field(default=(), init=False, repr=False)
 
     def __post_init__(self) -> None:
-        _number(self.epoch_seconds, "epoch_seconds", positive=True)
-        _number(self.checkpoint_gb, "checkpoint_gb")
-        object.__setattr__(self, "scaling", ScalingCurve.parse(self.scaling))
+        super().__post_init__()
+        number(self.checkpoint_gb, "checkpoint_gb")
         object.__setattr__(self, "_cv_table", _per_workers(self.epoch_cv, "epoch_cv"))
         object.__setattr__(
             self, "_startup_table", _per_workers(self.startup_seconds, "startup_seconds")
         )
-        table = contention_table(self.contention)
-        object.__setattr__(self, "_contention_table", table)
-        object.__setattr__(self, "contention", dict(table))
 
-    @property
-    def curve(self) -> ScalingCurve:
-        assert isinstance(self.scaling, ScalingCurve)
-        return self.scaling
+    __hash__ = TrialTiming.__hash__
 
     def epoch_seconds_on(self, workers: int) -> float:
         """Mean seconds per epoch on ``workers`` workers: ``t1 / s(k)``, except past the
@@ -167,7 +151,7 @@ class Profile:
             for measurement in self.measurements:
                 if measurement.workers == workers:
                     return measurement.mean_epoch_seconds
-        return float(self.epoch_seconds) / self.curve.speedup(workers)
+        return super().epoch_seconds_on(workers)
 
     def cv_on(self, workers: int) -> float:
         """Relative spread of an epoch's time on ``workers`` workers."""
@@ -177,15 +161,10 @@ class Profile:
         """Seconds from launching a trial on ``workers`` workers to its first epoch."""
         return _lookup(self._startup_table, workers)
 
-    def contention_on(self, launches: int) -> float:
-        """Slowdown of each launch's start-up and epochs when ``launches`` run at once (the
-        factor at the largest measured count ``<= launches``; 1.0 for one launch)."""
-        return contention_on(self._contention_table, launches)
-
     def workload(self, max_epochs: int, gpus_per_node: int = 8) -> Workload:
-        """The deterministic :class:`Workload` this profile describes (for ``plan_seer``;
-        a :class:`Workload` has one start-up time: the one-worker figure is used), with the
-        profile's contention, so SEER's plan times trials that share the host as measured.
+        """The deterministic :class:`Workload` for ``plan_seer``: this profile's
+        :class:`TrialTiming` (contention included, so SEER times trials that share the host
+        as measured) and its one-worker start-up (a :class:`Workload` has one start-up time).
 
         Example:
             >>> p = Profile(epoch_seconds=10, scaling="linear", contention={2: 1.5})
@@ -193,24 +172,20 @@ class Profile:
             1.5
         """
         return Workload(
-            epoch_seconds=float(self.epoch_seconds),
-            scaling=self.curve,
+            **self.timing(),
             max_epochs=max_epochs,
             gpus_per_node=gpus_per_node,
             startup_seconds=self.startup_on(1),
-            contention=dict(self._contention_table),
         )
 
     @classmethod
     def from_workload(cls, workload: Workload, epoch_cv: float = 0.0) -> Profile:
-        """A profile with ``workload``'s timings and contention (and no checkpoint cost)."""
+        """A profile with ``workload``'s timing and start-up (and no checkpoint cost)."""
         return cls(
-            epoch_seconds=workload.epoch_seconds,
-            scaling=workload.curve,
+            **workload.timing(),
             epoch_cv=epoch_cv,
             startup_seconds=workload.startup_seconds,
             source="workload",
-            contention=workload.contention_by_launches,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -224,7 +199,7 @@ class Profile:
             "checkpoint_gb": float(self.checkpoint_gb),
             "accelerator": self.accelerator,
             "source": self.source,
-            "contention": {str(k): f for k, f in self._contention_table},
+            "contention": {str(k): f for k, f in self.contention_by_launches.items()},
             "measurements": [
                 {
                     "workers": m.workers,
@@ -339,12 +314,12 @@ def _measurements_from(raw: Any) -> tuple[Measurement, ...]:
 def _per_workers(value: float | Mapping[int, float], name: str) -> tuple[tuple[int, float], ...]:
     """``value`` as sorted ``(workers, value)`` pairs; a number applies to every count."""
     if not isinstance(value, Mapping):
-        return ((1, _number(value, name)),)
+        return ((1, number(value, name)),)
     table = []
     for workers, item in value.items():
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"{name} key {workers!r} must be a worker count >= 1.")
-        table.append((workers, _number(item, f"{name}[{workers}]")))
+        table.append((workers, number(item, f"{name}[{workers}]")))
     if not table:
         raise ValueError(f"{name}={{}} is empty; give a number or {{workers: value}}.")
     return tuple(sorted(table))

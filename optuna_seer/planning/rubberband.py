@@ -29,7 +29,7 @@ import math
 import numpy as np
 
 from optuna_seer.planning.cost_model import ClusterLimits
-from optuna_seer.planning.plan import format_seconds
+from optuna_seer.planning.plan import check_halving, format_seconds
 from optuna_seer.planning.prices import PriceQuote
 from optuna_seer.planning.profile import Profile
 from optuna_seer.planning.scaling import ScalingCurve
@@ -63,15 +63,7 @@ class SuccessiveHalvingJob:
         for name, values in (("n_trials", self.n_trials), ("resources", self.resources)):
             if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
                 raise ValueError(f"{name}={values!r} must be whole numbers >= 1.")
-        for r in range(1, len(self.n_trials)):
-            if (
-                self.n_trials[r] > self.n_trials[r - 1]
-                or self.resources[r] <= self.resources[r - 1]
-            ):
-                raise ValueError(
-                    f"rung {r}: trials must not grow and epochs must grow "
-                    f"(n_trials={self.n_trials!r}, resources={self.resources!r})."
-                )
+        check_halving(self.n_trials, self.resources)
 
     @classmethod
     def geometric(

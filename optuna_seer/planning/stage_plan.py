@@ -1,9 +1,9 @@
 """A resource plan for a successive-halving job: per stage, GPUs per trial and cluster shape.
 
-Where a SEER :class:`~optuna_seer.planning.plan.Plan` says *what* to train (trials and epochs per
-rung),
-an :class:`ElasticPlan` says *on what*: for every rung (a *stage*), the GPUs each trial gets
-and the cluster it runs on (an instance type and a number of nodes). Consecutive stages with
+An :class:`ElasticPlan` says, for every rung (a *stage*), what it trains (the
+:class:`~optuna_seer.planning.plan.RungShape` a :class:`Stage` extends, the type SEER's
+:class:`~optuna_seer.planning.plan.Rung` extends too) and the cluster it runs on (an instance
+type and a number of nodes). Consecutive stages with
 the same instance type and node count share one cluster (one lease, no new provisioning);
 any change provisions a new cluster. RubberBand chooses these; the simulator prices them.
 
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import math
 from typing import Any
 
-from optuna_seer.planning.cost_model import RungShape
-from optuna_seer.planning.plan import Plan, format_seconds
+from optuna_seer.planning.checks import whole
+from optuna_seer.planning.plan import Plan, RungShape, check_halving, format_seconds, format_table
 from optuna_seer.planning.prices import PriceQuote
 
 
@@ -58,28 +58,20 @@ def nodes_for(concurrent: int, gpus_per_trial: int, gpus_per_node: int) -> int:
 
 
 @dataclass(frozen=True)
-class Stage:
-    """One rung's trials, epochs and resources.
+class Stage(RungShape):
+    """One rung's :class:`RungShape` (trials, epochs, GPUs per trial) on its cluster.
 
     Attributes:
-        n_trials: Trials trained in this stage.
-        resource: Cumulative epochs every trial has at the stage's end.
-        gpus_per_trial: Data-parallel workers (GPUs) per trial.
         instance: The instance type (and its price) of the stage's cluster.
         nodes: Instances in the stage's cluster.
     """
 
-    n_trials: int
-    resource: int
-    gpus_per_trial: int
     instance: PriceQuote
     nodes: int
 
     def __post_init__(self) -> None:
-        for name in ("n_trials", "resource", "gpus_per_trial", "nodes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"stage {name}={value!r} must be a whole number >= 1.")
+        super().__post_init__()
+        whole(self.nodes, "nodes", owner="Stage")
         if not isinstance(self.instance, PriceQuote):
             raise TypeError(f"stage instance={self.instance!r} must be a PriceQuote.")
         if self.concurrent_trials < 1:
@@ -89,6 +81,11 @@ class Stage:
                 f"{self.gpus_per_trial} GPUs; use a count <= {self.instance.gpus} or a multiple "
                 f"of it with enough nodes."
             )
+
+    @classmethod
+    def placed(cls, rung: RungShape, instance: PriceQuote, nodes: int) -> Stage:
+        """``rung``'s trials on ``nodes`` × ``instance`` (a SEER :class:`Rung` included)."""
+        return cls(rung.n_trials, rung.resource, rung.gpus_per_trial, instance, nodes)
 
     @property
     def gpus(self) -> int:
@@ -132,22 +129,19 @@ class ElasticPlan:
     stages: tuple[Stage, ...]
 
     def __post_init__(self) -> None:
-        if not self.stages:
-            raise ValueError("an ElasticPlan needs at least one stage.")
-        for index, (before, after) in enumerate(zip(self.stages, self.stages[1:]), start=1):
-            if after.resource <= before.resource or after.n_trials > before.n_trials:
-                raise ValueError(
-                    f"stage {index} ({after.n_trials} trials to {after.resource} epochs) does "
-                    f"not follow stage {index - 1} ({before.n_trials} trials to "
-                    f"{before.resource} epochs): survivors must shrink and epochs grow."
-                )
+        if not self.stages or not all(isinstance(s, Stage) for s in self.stages):
+            raise ValueError(
+                f"an ElasticPlan needs one or more Stage objects, got {self.stages!r}."
+            )
+        check_halving([s.n_trials for s in self.stages], [s.resource for s in self.stages], "stage")
 
     @property
     def max_gpus(self) -> int:
         return max(s.gpus for s in self.stages)
 
     def rung_shapes(self) -> tuple[RungShape, ...]:
-        return tuple(RungShape(s.n_trials, s.resource, s.gpus_per_trial) for s in self.stages)
+        """What each stage trains, without its cluster."""
+        return tuple(s.shape for s in self.stages)
 
     def replace_stage(self, index: int, stage: Stage) -> ElasticPlan:
         return ElasticPlan((*self.stages[:index], stage, *self.stages[index + 1 :]))
@@ -171,15 +165,12 @@ class ElasticPlan:
 
     @classmethod
     def from_seer(cls, plan: Plan, instance: PriceQuote) -> ElasticPlan:
-        """The resources a SEER plan uses, on ``instance`` nodes (for simulating it)."""
+        """A SEER plan's rungs on the fewest ``instance`` nodes that run each rung's trials
+        as SEER schedules them (for simulating it)."""
         return cls(
             tuple(
-                Stage(
-                    r.n_trials,
-                    r.resource,
-                    r.gpus_per_trial,
-                    instance,
-                    nodes_for(r.concurrent_trials, r.gpus_per_trial, instance.gpus),
+                Stage.placed(
+                    r, instance, nodes_for(r.concurrent_trials, r.gpus_per_trial, instance.gpus)
                 )
                 for r in plan.rungs
             )
@@ -225,7 +216,4 @@ class ElasticPlan:
             if starts:
                 row += [format_seconds(starts[index]), format_seconds(ends[index])]
             rows.append(row)
-        widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
-        lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
-        lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
-        return "\n".join(lines)
+        return format_table(columns, rows)

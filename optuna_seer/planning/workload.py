@@ -1,23 +1,21 @@
-"""What one trial of the user's training costs in time: the input to every planner."""
+"""What one trial of the user's training costs in time: the input to every planner.
+
+:class:`TrialTiming` holds the figures every description of a trial shares (one epoch's
+seconds on one GPU, the scaling curve, the contention of concurrent launches) and checks
+them once. SEER's :class:`Workload` extends it with the job (epochs, node size, one start-up
+time); the measured :class:`~optuna_seer.planning.profile.Profile` extends it with spreads,
+start-up per worker count and checkpoint size.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
 import math
 from typing import Any
 
+from optuna_seer.planning.checks import number, whole
 from optuna_seer.planning.scaling import ScalingCurve
-
-
-def _whole(value: int, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(
-            f"{name}={value!r} must be a whole number (int), not {type(value).__name__}."
-        )
-    if value < minimum:
-        raise ValueError(f"{name}={value} must be >= {minimum}.")
-    return value
 
 
 def contention_table(
@@ -62,7 +60,7 @@ def contention_table(
     return tuple(table)
 
 
-def contention_on(table: tuple[tuple[int, float], ...], launches: int) -> float:
+def contention_on(table: Iterable[tuple[int, float]], launches: int) -> float:
     """The slowdown in ``table`` (from :func:`contention_table`) at the largest count
     ``<= launches``; 1.0 for one launch or none."""
     chosen = 1.0
@@ -73,60 +71,37 @@ def contention_on(table: tuple[tuple[int, float], ...], launches: int) -> float:
 
 
 @dataclass(frozen=True)
-class Workload:
-    """The training job every trial runs, as the planner sees it.
+class TrialTiming:
+    """One trial's epoch time on ``k`` GPUs, and how concurrent launches slow each other.
 
     Args:
-        epoch_seconds: Seconds one epoch takes on one GPU (a measured profile beats a guess).
+        epoch_seconds: Seconds one epoch takes on one GPU (worker).
         scaling: How much faster ``k`` GPUs train one trial: see :class:`ScalingCurve`.
-        max_epochs: Epochs a configuration needs to be fully trained; the finalists get them.
-        gpus_per_node: GPUs on one machine; trials up to this size live on one node.
-        startup_seconds: Seconds to (re)launch a trial: process start-up, rendezvous and
-            checkpoint load. Paid once per trial per rung, since survivors are relaunched.
         contention: How much slower each trial (start-up and epochs) runs when several run
             at once and share the hardware: ``{trials at once: slowdown}`` (the factor at the
             largest count at or below is used; 1 trial: 1.0), or one number for two or more.
-            1.0 (the default) when every trial has its own GPUs; on a few shared CPU cores a
-            measured profile has it (``Profile.workload`` passes it on).
+            1.0 (the default) when every trial has its own GPUs or cores. Keyword only.
 
     Example:
-        >>> w = Workload(epoch_seconds=600.0, scaling="amdahl:0.95", max_epochs=40)
-        >>> round(w.epoch_seconds_on(4), 1)
-        172.5
-        >>> Workload(epoch_seconds=10, scaling="linear", max_epochs=3, contention=1.5).contention
-        {1: 1.0, 2: 1.5}
+        >>> t = TrialTiming(600.0, "amdahl:0.95", contention={2: 1.4})
+        >>> round(t.epoch_seconds_on(4), 1), t.contention_on(3)
+        (172.5, 1.4)
     """
 
     epoch_seconds: float
     scaling: str | Mapping[int, float] | ScalingCurve
-    max_epochs: int
-    gpus_per_node: int = 8
-    startup_seconds: float = 0.0
-    contention: float | Mapping[int, float] = 1.0
+    contention: float | Mapping[int, float] = field(default=1.0, kw_only=True)
 
     def __post_init__(self) -> None:
-        for name in ("epoch_seconds", "startup_seconds"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name}={value!r} must be a number of seconds.")
-            if not math.isfinite(value) or value < 0 or (name == "epoch_seconds" and value == 0):
-                bound = "positive" if name == "epoch_seconds" else "non-negative"
-                raise ValueError(f"{name}={value!r} must be {bound} and finite.")
-        _whole(self.max_epochs, "max_epochs", 1)
-        _whole(self.gpus_per_node, "gpus_per_node", 1)
+        number(self.epoch_seconds, "epoch_seconds", positive=True)
         object.__setattr__(self, "scaling", ScalingCurve.parse(self.scaling))
         object.__setattr__(self, "contention", dict(contention_table(self.contention)))
 
     def __hash__(self) -> int:
-        contention = tuple(sorted(self.contention_by_launches.items()))
         return hash(
-            (
-                self.epoch_seconds,
-                self.scaling,
-                self.max_epochs,
-                self.gpus_per_node,
-                self.startup_seconds,
-                contention,
+            tuple(
+                tuple(sorted(value.items())) if isinstance(value, Mapping) else value
+                for value in (getattr(self, f.name) for f in fields(self))
             )
         )
 
@@ -140,10 +115,55 @@ class Workload:
         assert isinstance(self.contention, dict)
         return self.contention
 
+    def timing(self) -> dict[str, Any]:
+        """This object's :class:`TrialTiming` fields, as keyword arguments for another
+        :class:`TrialTiming` (a :class:`Workload` from a profile, or back)."""
+        return {f.name: getattr(self, f.name) for f in fields(TrialTiming)}
+
     def epoch_seconds_on(self, gpus: int) -> float:
         """Seconds one epoch takes on ``gpus`` GPUs alone: ``t1 / s(k)``."""
         return float(self.epoch_seconds) / self.curve.speedup(gpus)
 
     def contention_on(self, trials: int) -> float:
-        """Slowdown of each trial's start-up and epochs when ``trials`` run at once."""
-        return contention_on(tuple(self.contention_by_launches.items()), trials)
+        """Slowdown of each trial's start-up and epochs when ``trials`` run at once (the
+        factor at the largest count ``<= trials``; 1.0 for one trial)."""
+        return contention_on(self.contention_by_launches.items(), trials)
+
+
+@dataclass(frozen=True)
+class Workload(TrialTiming):
+    """The training job every trial runs, as the planner sees it: a :class:`TrialTiming`
+    (``epoch_seconds``, ``scaling``, keyword-only ``contention``) and the job's shape.
+
+    Args:
+        max_epochs: Epochs a configuration needs to be fully trained; the finalists get them.
+        gpus_per_node: GPUs on one machine; trials up to this size live on one node.
+        startup_seconds: Seconds to (re)launch a trial: process start-up, rendezvous and
+            checkpoint load. Paid once per trial per rung, since survivors are relaunched.
+
+    A measured profile beats a guess of ``epoch_seconds``; on a few shared CPU cores it has
+    the contention too (``Profile.workload`` passes it on).
+
+    Example:
+        >>> w = Workload(epoch_seconds=600.0, scaling="amdahl:0.95", max_epochs=40)
+        >>> round(w.epoch_seconds_on(4), 1)
+        172.5
+        >>> Workload(epoch_seconds=10, scaling="linear", max_epochs=3, contention=1.5).contention
+        {1: 1.0, 2: 1.5}
+    """
+
+    max_epochs: int
+    gpus_per_node: int = 8
+    startup_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        whole(self.max_epochs, "max_epochs")
+        whole(self.gpus_per_node, "gpus_per_node")
+        number(self.startup_seconds, "startup_seconds")
+
+    __hash__ = TrialTiming.__hash__
+
+    def startup_on(self, gpus: int) -> float:
+        """Seconds to (re)launch a trial: one figure for every GPU count."""
+        return float(self.startup_seconds)
