@@ -221,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from optuna_seer.backends.local import LocalBackend
-    from optuna_seer.execution.report import format_report, plot_timeline
+    from optuna_seer.cli.plots import plot_timeline
+    from optuna_seer.execution.report import format_report
     from optuna_seer.execution.tuner import ElasticTuner, StudyMismatchError, resumable_study_name
     from optuna_seer.integration.pruner import SeerPruner
     from optuna_seer.integration.sampler import SeerSampler

@@ -102,6 +102,29 @@ def test_plan_on_local_slots(profile_path: Path, capsys: pytest.CaptureFixture[s
     assert code == 0 and "local-slot" in capsys.readouterr().out
 
 
+def test_png_without_matplotlib_names_the_extra_to_install(
+    tmp_path: Path,
+    profile_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from optuna_seer.cli.plots import PLOT_EXTRA, PlottingUnavailableError, plot_timeline
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now fails
+    code = main(
+        [
+            "plan", "--deadline", "20h", "--profile", str(profile_path), "--configs", "9",
+            "--max-epochs", "9", "--price-per-slot-hour", "0.5", "--max-gpus", "2",
+            "--samples", "50", "--png", str(tmp_path / "plan.png"),
+        ]
+    )  # fmt: skip
+    assert code == 2
+    assert f"pip install 'optuna-seer[{PLOT_EXTRA}]'" in capsys.readouterr().err
+    assert not (tmp_path / "plan.png").exists()
+    with pytest.raises(PlottingUnavailableError, match="matplotlib"):
+        plot_timeline(None, tmp_path / "timeline.png")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("argv", "code", "message"),
     [
@@ -236,9 +259,9 @@ def test_report_from_storage_alone_uses_the_stored_prediction(
 
     import optuna
 
-    from optuna_seer.cli.main import store_prediction
     from optuna_seer.integration.keys import TRIAL_STOP_REASON
     from optuna_seer.integration.ledger import charge_trial, start_clock
+    from optuna_seer.integration.prediction import store_prediction
     from optuna_seer.planning.prices import PriceQuote
     from optuna_seer.planning.simulator import simulate
     from optuna_seer.planning.stage_plan import ElasticPlan

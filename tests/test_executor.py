@@ -11,7 +11,8 @@ from optuna.trial import TrialState
 import pytest
 
 from optuna_seer.backends.local import LocalBackend
-from optuna_seer.execution.report import format_report, plot_timeline
+from optuna_seer.cli.plots import plot_timeline
+from optuna_seer.execution.report import format_report
 from optuna_seer.execution.tuner import ElasticTuner
 from optuna_seer.integration.pruner import SeerPruner
 from optuna_seer.integration.sampler import SeerSampler

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from optuna_seer.execution.report import format_report
 from optuna_seer.execution.tuner import LaunchRecord, RungRecord, TuningResult
 from optuna_seer.integration.ledger import Ledger
@@ -28,11 +30,32 @@ def _result() -> TuningResult:
     return TuningResult("s", plan, plan, None, (record,), launches, ledger, 2, 45.0)
 
 
+def _rung_table(report: str) -> list[dict[str, str]]:
+    """The report's rung table, one dict per rung keyed by the header's column names.
+
+    Names are separated by two or more spaces (a name may hold one: ``planned end``); no
+    value holds a space, so a row splits on whitespace, and must give one value per name.
+    """
+    lines = report.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("rung "))
+    names = re.split(r" {2,}", lines[at].strip())
+    rows = []
+    for line in lines[at + 1 :]:
+        if not line.strip():
+            break
+        values = line.split()
+        assert len(values) == len(names), f"{line!r} does not fit the header {names}"
+        rows.append(dict(zip(names, values)))
+    return rows
+
+
 def test_report_prints_predicted_next_to_measured() -> None:
     report = format_report(_result())
-    assert "planned s/epoch" in report
-    rung_row = report.splitlines()[3].split()
+    (rung,) = _rung_table(report)
     # Planned 15.0 s/epoch (10 s at 1.5x contention) next to the measured 18.0.
-    assert rung_row[6:8] == ["15.0", "18.0"]
+    assert rung["planned s/epoch"] == "15.0"
+    assert rung["s/epoch"] == "18.0"
+    assert rung["trials"] == "2" and rung["epochs"] == "2" and rung["workers/trial"] == "1"
+    assert rung["actual end"] == "0:00:45"
     assert "time: predicted 0:00:38, actual 0:00:45 (actual/predicted 1.200)" in report
     assert "cost: predicted $0.0750, actual $0.0900 (actual/predicted 1.200;" in report

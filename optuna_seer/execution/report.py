@@ -1,15 +1,14 @@
-"""The final report of an elastic run (text) and its timeline (PNG: who held which slots when).
+"""The final report of an elastic run, as plain text (the run's timeline, a PNG, is drawn by
+:func:`optuna_seer.cli.plots.plot_timeline`).
 
 Example::
 
     result = ElasticTuner(...).run()
     print(format_report(result))
-    plot_timeline(result, "runs/timeline.png")
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 import statistics
 
 from optuna_seer.execution.tuner import TuningResult
@@ -85,45 +84,3 @@ def format_report(result: TuningResult) -> str:
             f"params {result.best_params}"
         )
     return "\n".join(lines)
-
-
-def plot_timeline(result: TuningResult, path: str | Path) -> Path:
-    """Write a PNG with one row per slot and one bar per launch (colour = trial)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(10, 1.2 + 0.6 * result.slots))
-    colours = plt.get_cmap("tab10")
-    for launch in result.launches:
-        for lane in launch.lanes:
-            axes.barh(
-                lane,
-                launch.wall_seconds,
-                left=launch.started_at,
-                color=colours(launch.trial_number % 10),
-                edgecolor="black",
-                hatch="//" if launch.state != "succeeded" else None,
-            )
-            axes.text(
-                launch.started_at + launch.wall_seconds / 2,
-                lane,
-                f"t{launch.trial_number} r{launch.rung}",
-                ha="center",
-                va="center",
-                fontsize=8,
-            )
-    for record in result.rungs:
-        axes.axvline(record.finished_at, color="grey", linestyle=":", linewidth=1)
-    axes.axvline(result.plan.deadline_s, color="red", linewidth=1.5, label="deadline")
-    axes.set_yticks(range(result.slots), [f"slot {i}" for i in range(result.slots)])
-    axes.set_xlabel("seconds since start")
-    axes.set_title(f"SEER run {result.study_name}: which trial held which slots when")
-    axes.legend(loc="upper right")
-    figure.tight_layout()
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(target, dpi=100)
-    plt.close(figure)
-    return target

@@ -10,7 +10,7 @@ write or truncate them, and the SkyPilot templates. Every case has a pytest id, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 import copy
 from dataclasses import dataclass
 import json
@@ -534,23 +534,15 @@ def _report_from_study(tmp_path: Path, attrs: dict[str, Any]) -> object:
 
 def _report_plan(url: str) -> object:
     """What ``optuna-seer report --storage`` does with the study's stored plan."""
-    from optuna_seer.cli.main import _measured_from_study
+    from optuna_seer.cli.report_command import measured_from_study
 
-    _, _, attrs = _measured_from_study(url, "run")
+    _, _, attrs = measured_from_study(url, "run")
     if STUDY_PLAN not in attrs:
         raise ValueError("study 'run' holds no SEER plan; pass --plan plan.json.")
     return Plan.from_dict(attrs[STUDY_PLAN])
 
 
 ALL = CONFIGURATIONS + PLANS + PROFILES + TEMPLATES + REPORTS
-
-
-@pytest.fixture(scope="module")
-def sky_home_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    from tests.fake_sky import sky_home
-
-    with sky_home(tmp_path_factory.mktemp("sky-home")) as path:
-        yield path
 
 
 def _assert_teaches(error: BaseException, names: tuple[str, ...]) -> None:

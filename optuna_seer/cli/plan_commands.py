@@ -1,0 +1,216 @@
+"""``optuna-seer plan`` and ``optuna-seer simulate``: plan a job on priced instances, and
+simulate a saved plan's time and cost.
+
+``plan`` finds the cheapest plan meeting the deadline (RubberBand, ``--objective min-cost``) or
+SEER's most configurations within the budget (``--objective max-accuracy``), prints it with
+its simulated distribution and can write it (``--out``) and chart it (``--png``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+import json
+from pathlib import Path
+import sys
+from typing import Any, TextIO
+
+from optuna_seer.cli.arguments import cloud_model
+from optuna_seer.cli.plots import write_plan_chart
+from optuna_seer.integration.prediction import prediction_summary
+from optuna_seer.planning.budget import Budget
+from optuna_seer.planning.cost_model import ClusterLimits
+from optuna_seer.planning.plan import format_seconds
+from optuna_seer.planning.prices import PriceQuote
+from optuna_seer.planning.profile import Profile
+from optuna_seer.planning.rubberband import (
+    PlanningProblem,
+    SuccessiveHalvingJob,
+    plan_rubberband,
+)
+from optuna_seer.planning.seer import plan_seer
+from optuna_seer.planning.simulator import SimulationResult, simulate
+from optuna_seer.planning.stage_plan import ElasticPlan
+from optuna_seer.pricing.sources import (
+    aws_spot_quotes,
+    find_quote,
+    read_price_csv,
+    resolve_quote,
+    sky_catalog_quote,
+)
+from optuna_seer.profiling.harness import load_profile
+
+PLAN_FORMAT = 1
+"""The ``format`` of the plan JSON ``optuna-seer plan --out`` writes."""
+
+
+def _instances(args: argparse.Namespace, profile: Profile) -> tuple[PriceQuote, ...]:
+    if args.price_per_slot_hour is not None:
+        return (
+            PriceQuote(
+                "local-slot",
+                profile.accelerator or "cpu",
+                1,
+                args.price_per_slot_hour,
+                source="--price-per-slot-hour",
+            ),
+        )
+    names = args.instance or ["p3.2xlarge", "p3.8xlarge", "p3.16xlarge"]
+    table = read_price_csv(args.prices) if args.prices else None
+    if table is not None:
+        return tuple(find_quote(table, n, args.market, args.region) for n in names)
+    if args.market == "spot":
+        return _spot_quotes(names, args.region, use_sky=not args.no_sky)
+    return tuple(
+        resolve_quote(n, market=args.market, region=args.region, use_sky=not args.no_sky)
+        for n in names
+    )
+
+
+def _spot_quotes(names: Sequence[str], region: str, *, use_sky: bool) -> tuple[PriceQuote, ...]:
+    """Spot prices: SkyPilot's catalog where on disk, else AWS ``describe_spot_price_history``
+    (boto3's usual credentials; ``AWS_ENDPOINT_URL`` is honoured)."""
+    found = {}
+    for name in names:
+        quote = sky_catalog_quote(name, market="spot", region=region) if use_sky else None
+        if quote is not None:
+            found[name] = quote
+    missing = [n for n in names if n not in found]
+    if missing:
+        try:
+            quotes = aws_spot_quotes(missing, region=region or "us-east-1")
+        except RuntimeError as exc:
+            raise ValueError(f"no spot prices for {', '.join(missing)}: {exc}") from None
+        found.update({q.instance_type: q for q in quotes})
+    unknown = [n for n in names if n not in found]
+    if unknown:
+        raise ValueError(
+            f"no spot price for {', '.join(unknown)} (not offered in the region, or not in the "
+            "shipped table's instance types); pass --prices with a spot row."
+        )
+    return tuple(found[n] for n in names)
+
+
+def print_prediction(result: SimulationResult, out: TextIO) -> None:
+    """Two lines: the simulated time and cost, mean, p50 and p95."""
+    print(
+        f"time  mean {format_seconds(result.jct_mean)}  p50 {format_seconds(result.jct_p50)}  "
+        f"p95 {format_seconds(result.jct_p95)}\n"
+        f"cost  mean ${result.cost_mean:,.2f}  p50 ${result.cost_p50:,.2f}  "
+        f"p95 ${result.cost_p95:,.2f}",
+        file=out,
+    )
+
+
+def load_plan_file(path: Path) -> dict[str, Any]:
+    """The record ``optuna-seer plan --out`` wrote (``plan``, and ``prediction`` etc.)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read plan {path}: {exc}") from None
+    if not isinstance(data, dict) or "plan" not in data:
+        raise ValueError(f"{path} is not a plan written by 'optuna-seer plan --out'.")
+    return data
+
+
+def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
+    """``optuna-seer plan``: 0, or 1 when the cheapest plan meeting the deadline is over
+    ``--budget``."""
+    profile = load_profile(args.profile)
+    cloud = cloud_model(args)
+    instances = _instances(args, profile)
+    deadline = args.deadline
+    record: dict[str, Any] = {"format": PLAN_FORMAT, "objective": args.objective}
+    over_budget = False
+    if args.objective == "min-cost":
+        job = SuccessiveHalvingJob.geometric(
+            args.configs, args.reduction_factor, args.max_epochs, args.min_resource
+        )
+        problem = PlanningProblem(
+            job,
+            profile,
+            instances,
+            deadline,
+            cloud=cloud,
+            max_gpus=args.max_gpus,
+            quantile=args.quantile,
+            samples=args.samples,
+            seed=args.seed,
+        )
+        found = plan_rubberband(problem)
+        plan = found.plan
+        result = simulate(plan, profile, cloud, samples=args.samples, seed=args.seed)
+        print(found.summary(), file=out)
+        over_budget = args.budget is not None and found.stats.cost > args.budget
+        if found.static_stats is not None:
+            record["static_cost_mean"] = found.static_stats.cost
+    else:
+        if args.budget is None:
+            raise ValueError("--objective max-accuracy needs --budget (dollars).")
+        instance = instances[0]
+        seer = plan_seer(
+            Budget(deadline, args.budget, instance.dollars_per_gpu_hour),
+            profile.workload(args.max_epochs, gpus_per_node=instance.gpus),
+            args.reduction_factor,
+            limits=ClusterLimits(
+                max_gpus=args.max_gpus,
+                provisioning_seconds=cloud.queue_seconds + cloud.boot_seconds,
+            ),
+            min_resource=args.min_resource,
+            max_configs=args.configs,
+        )
+        print(seer, file=out)
+        plan = ElasticPlan.from_seer(seer, instance)
+        result = simulate(plan, profile, cloud, samples=args.samples, seed=args.seed)
+        record["seer_plan"] = seer.to_dict()
+    print(plan.table(result.stage_start_s, result.stage_end_s), file=out)
+    print_prediction(result, out)
+    quantile_s = result.jct_quantile(args.quantile)
+    print(
+        f"P(finish by deadline) = {result.probability_by(deadline):.3f}; "
+        f"p{round(args.quantile * 100)} {format_seconds(quantile_s)} vs deadline "
+        f"{format_seconds(deadline)}",
+        file=out,
+    )
+    record.update(
+        deadline_s=deadline,
+        budget=args.budget,
+        quantile=args.quantile,
+        plan=plan.to_dict(),
+        prediction=prediction_summary(result),
+    )
+    if args.out:
+        Path(args.out).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.out}", file=out)
+    if args.png:
+        write_plan_chart(args.png, plan, result, deadline, args.budget, f"{args.objective} plan")
+        print(f"wrote {args.png}", file=out)
+    if over_budget:
+        print(
+            f"optuna-seer plan: over budget: the cheapest plan meeting the deadline costs "
+            f"${result.cost_mean:,.2f} (mean) > ${args.budget:,.2f}; raise the budget or the "
+            "deadline, or shrink the job.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace, out: TextIO) -> int:
+    """``optuna-seer simulate``: a saved plan's simulated time and cost."""
+    data = load_plan_file(args.plan)
+    plan = ElasticPlan.from_dict(data["plan"])
+    profile = load_profile(args.profile)
+    result = simulate(plan, profile, cloud_model(args), samples=args.samples, seed=args.seed)
+    print(plan.table(result.stage_start_s, result.stage_end_s), file=out)
+    print_prediction(result, out)
+    deadline = args.deadline if args.deadline is not None else data.get("deadline_s")
+    if deadline is not None:
+        print(
+            f"P(finish by {format_seconds(deadline)}) = {result.probability_by(deadline):.3f}",
+            file=out,
+        )
+    if args.png:
+        write_plan_chart(args.png, plan, result, deadline, data.get("budget"), "simulated plan")
+        print(f"wrote {args.png}", file=out)
+    return 0

@@ -1,0 +1,137 @@
+"""Every chart of optuna-seer: a plan's Gantt and spend chart, and a finished run's timeline.
+
+matplotlib is optional: it is imported only when a chart is drawn, and a missing install
+raises :class:`PlottingUnavailableError`, which says what to install.
+
+Example::
+
+    result = ElasticTuner(...).run()
+    plot_timeline(result, "runs/timeline.png")
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from optuna_seer.execution.tuner import TuningResult
+    from optuna_seer.planning.simulator import SimulationResult
+    from optuna_seer.planning.stage_plan import ElasticPlan
+
+PLOT_EXTRA = "lightning"
+"""The optuna-seer extra whose requirements include matplotlib."""
+
+
+class PlottingUnavailableError(ImportError):
+    """matplotlib, which draws the charts, is not installed."""
+
+
+def _pyplot(chart: str) -> Any:
+    """matplotlib's ``pyplot`` on the file-only Agg backend, imported on first use."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise PlottingUnavailableError(
+            f"the {chart} needs matplotlib, which is not installed: "
+            f"pip install 'optuna-seer[{PLOT_EXTRA}]' (or pip install matplotlib)."
+        ) from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_plan_chart(
+    path: Path,
+    plan: ElasticPlan,
+    result: SimulationResult,
+    deadline_s: float | None,
+    budget: float | None,
+    title: str,
+) -> None:
+    """Write a PNG: the plan's stages as a Gantt chart over its cumulative (mean) spend, with
+    the deadline, the p95 finish and the budget marked."""
+    plt = _pyplot("--png chart")
+    hours = 3600.0
+    figure, (gantt, spend) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    colours = plt.get_cmap("viridis")
+    most = max(s.gpus_per_trial for s in plan.stages)
+    for index, stage in enumerate(plan.stages):
+        start, end = result.stage_start_s[index] / hours, result.stage_end_s[index] / hours
+        gantt.barh(
+            index,
+            end - start,
+            left=start,
+            color=colours(math.log2(stage.gpus_per_trial) / max(1.0, math.log2(most))),
+            edgecolor="black",
+        )
+        gantt.text(
+            start + (end - start) / 2,
+            index,
+            f"{stage.n_trials}×{stage.gpus_per_trial} GPU · {stage.nodes}×"
+            f"{stage.instance.instance_type}",
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="white",
+        )
+    gantt.set_yticks(range(len(plan.stages)))
+    gantt.set_yticklabels([f"rung {i}" for i in range(len(plan.stages))])
+    gantt.invert_yaxis()
+    gantt.set_ylabel("trials × GPUs per trial")
+    gantt.set_title(title)
+    times = [0.0, *(e / hours for e in result.stage_end_s)]
+    costs = [0.0, *result.stage_cost]
+    spend.plot(times, costs, marker="o", label="cumulative cost (mean)")
+    spend.set_ylabel("dollars")
+    spend.set_xlabel("hours since start")
+    for axis in (gantt, spend):
+        if deadline_s is not None:
+            axis.axvline(deadline_s / hours, color="red", linestyle="--", label="deadline")
+        axis.axvline(result.jct_p95 / hours, color="orange", linestyle=":", label="p95 finish")
+    if budget is not None:
+        spend.axhline(budget, color="purple", linestyle="--", label="budget")
+    spend.legend(loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_timeline(result: TuningResult, path: str | Path) -> Path:
+    """Write a PNG with one row per slot and one bar per launch (colour = trial)."""
+    plt = _pyplot("run timeline")
+    figure, axes = plt.subplots(figsize=(10, 1.2 + 0.6 * result.slots))
+    colours = plt.get_cmap("tab10")
+    for launch in result.launches:
+        for lane in launch.lanes:
+            axes.barh(
+                lane,
+                launch.wall_seconds,
+                left=launch.started_at,
+                color=colours(launch.trial_number % 10),
+                edgecolor="black",
+                hatch="//" if launch.state != "succeeded" else None,
+            )
+            axes.text(
+                launch.started_at + launch.wall_seconds / 2,
+                lane,
+                f"t{launch.trial_number} r{launch.rung}",
+                ha="center",
+                va="center",
+                fontsize=8,
+            )
+    for record in result.rungs:
+        axes.axvline(record.finished_at, color="grey", linestyle=":", linewidth=1)
+    axes.axvline(result.plan.deadline_s, color="red", linewidth=1.5, label="deadline")
+    axes.set_yticks(range(result.slots), [f"slot {i}" for i in range(result.slots)])
+    axes.set_xlabel("seconds since start")
+    axes.set_title(f"SEER run {result.study_name}: which trial held which slots when")
+    axes.legend(loc="upper right")
+    figure.tight_layout()
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(target, dpi=100)
+    plt.close(figure)
+    return target

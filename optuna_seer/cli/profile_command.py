@@ -1,0 +1,154 @@
+"""``optuna-seer profile``: measure epoch and start-up times and fit a :class:`Profile`.
+
+Two sources: the built-in probe (a torch gloo data-parallel MLP on 127.0.0.1), or the user's
+own trial (``--backend local --script file.py:function``) launched for real on
+:class:`~optuna_seer.backends.local.LocalBackend`, reporting to a scratch SQLite study.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+import statistics
+import tempfile
+from typing import Any, TextIO
+
+from optuna_seer.planning.profile import Profile, fit_profile
+from optuna_seer.profiling.harness import (
+    ScratchTrials,
+    measure_contention,
+    measure_on_backend,
+    save_profile,
+)
+
+
+def cmd_profile(args: argparse.Namespace, out: TextIO) -> int:
+    """``optuna-seer profile``: measure, print the fitted profile and write it to ``--out``."""
+    workers = tuple(sorted({c for group in args.workers for c in group}))
+    if 1 not in workers:
+        raise ValueError(f"--workers {workers} must include 1: speedups are relative to it.")
+    if args.backend == "local":
+        return _profile_local(args, workers, out)
+    if args.script is not None or args.contention:
+        raise ValueError("--script and --contention profile the user's trial: add --backend local.")
+    from optuna_seer.profiling.probe import measure_local_ddp
+
+    args.epochs = args.epochs or [3]
+    if len(args.epochs) != 1:
+        raise ValueError(f"--epochs {args.epochs}: the probe takes one count (e.g. 3).")
+    measurements = measure_local_ddp(
+        workers, epochs=args.epochs[0], data_repeats=args.repeats, launches=args.launches
+    )
+    profile = fit_profile(
+        measurements,
+        scaling_model=args.scaling_model,
+        checkpoint_gb=args.checkpoint_gb,
+        accelerator="cpu",
+        source="optuna-seer profile: torch gloo data-parallel MLP on digits, 127.0.0.1",
+    )
+    return _print_and_save_profile(profile, args.out, out)
+
+
+def _print_and_save_profile(profile: Profile, path: Path, out: TextIO) -> int:
+    for m in profile.measurements:
+        print(
+            f"{m.workers} worker(s): epoch {m.mean_epoch_seconds:.3f} s (cv {m.epoch_cv:.3f}), "
+            f"start-up {statistics.fmean(m.startup_seconds):.2f} s",
+            file=out,
+        )
+    print(f"scaling: {profile.curve.to_spec()}", file=out)
+    contention = profile.to_dict()["contention"]
+    if len(contention) > 1:
+        print(f"contention (launches at once: slowdown): {contention}", file=out)
+    save_profile(profile, path)
+    print(f"wrote {path}", file=out)
+    return 0
+
+
+def _first_draw(script: str) -> dict[str, Any]:
+    """One draw (seeded) of the search space defined next to ``script``."""
+    import optuna
+
+    from optuna_seer.execution.entry import search_space_of
+
+    try:
+        space = search_space_of(script)
+    except ValueError:
+        raise ValueError(
+            f"{script} defines no search_space(trial); pass --params '{{\"lr\": 0.01, ...}}'."
+        ) from None
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    space(trial)
+    return dict(trial.params)
+
+
+def _params(args: argparse.Namespace) -> dict[str, Any]:
+    """The hyperparameters every profiling launch trains with: ``--params`` or one draw."""
+    if args.params is None:
+        return _first_draw(args.script)
+    try:
+        params = json.loads(args.params)
+    except ValueError as exc:
+        raise ValueError(
+            f"--params {args.params!r} is not JSON ({exc}); write e.g. '{{\"lr\": 0.01}}'."
+        ) from None
+    if not isinstance(params, dict):
+        raise ValueError(f"--params {args.params!r} must be a JSON object.")
+    return params
+
+
+def _profile_local(args: argparse.Namespace, workers: tuple[int, ...], out: TextIO) -> int:
+    """Profile the user's trial on :class:`LocalBackend`: real launches of ``--script``
+    (``torchrun`` DDP for several workers) reporting to a scratch SQLite study."""
+    import optuna
+
+    from optuna_seer.backends.local import LocalBackend
+    from optuna_seer.execution.entry import entrypoint_of
+
+    if args.script is None:
+        raise ValueError("--backend local needs --script file.py:function (the training).")
+    args.epochs = args.epochs or [1, 3]
+    if len(args.epochs) != 2 or not 1 <= args.epochs[0] < args.epochs[1]:
+        raise ValueError(f"--epochs {args.epochs}: give two counts a < b, e.g. --epochs 1 3.")
+    epochs = (args.epochs[0], args.epochs[1])
+    entrypoint = entrypoint_of(args.script)
+    params = _params(args)
+    env = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--env {item!r} must be KEY=VALUE.")
+        env[key] = value
+    slots = args.slots or max(*workers, args.contention, 1)
+    print(f"profiling {args.script} with params {params} on {slots} local slot(s)", file=out)
+    with tempfile.TemporaryDirectory(prefix="seer-profile-") as scratch:
+        storage = f"sqlite:///{Path(scratch) / 'profile.db'}"
+        study = optuna.create_study(storage=storage, study_name="seer-profile")
+        backend = LocalBackend(slots=slots, log_dir=args.log_dir or Path(scratch) / "logs", env=env)
+
+        trials = ScratchTrials(
+            study, storage, params, entrypoint, epochs[1], Path(scratch) / "ckpt"
+        )
+        measurements = measure_on_backend(
+            backend, trials.spec, workers=workers, epochs=epochs, repeats=args.launches,
+            timeout_s=args.timeout,
+        )  # fmt: skip
+        contention: dict[int, float] = {1: 1.0}
+        if args.contention:
+            # Alone and together in alternation (alone=None): on a shared host, launches
+            # alone timed minutes before would measure the load's drift, not contention.
+            contention[args.contention] = measure_contention(
+                backend, trials.spec, None, launches=args.contention, epochs=epochs,
+                repeats=args.launches, timeout_s=args.timeout,
+            )  # fmt: skip
+    profile = fit_profile(
+        measurements,
+        scaling_model=args.scaling_model,
+        checkpoint_gb=args.checkpoint_gb,
+        accelerator="cpu",
+        source=f"optuna-seer profile --backend local --script {args.script} (params {params})",
+        contention=contention,
+    )
+    return _print_and_save_profile(profile, args.out, out)
