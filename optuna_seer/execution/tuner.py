@@ -95,7 +95,6 @@ __all__ = [
 ]
 
 _logger = get_logger(__name__)
-_search_space_of = search_space_of  # the name cli.main used before it was public
 
 
 class ElasticTuner:
