@@ -130,10 +130,37 @@ def test_synchronous_decision_keeps_exactly_the_top(storage: object) -> None:
     # The verdict reaches should_prune in the (synchronous) study, for every trial.
     for trial in trials:
         assert trial.should_prune() is (trial.number in decision.eliminated)
-    # The async rule on the same complete rung makes the same decision.
-    fraction_keep = plan.rungs[1].n_trials
-    ordered = sorted(values.values(), reverse=True)
-    assert {n for n, v in values.items() if v >= ordered[fraction_keep - 1]} == set(expected)
+    # The asynchronous rule, for a trial that reaches the rung's end after every other one,
+    # makes the same decision: the best, the last survivor, the first eliminated, the worst.
+    ranked = sorted(values, key=lambda n: (-values[n], n))
+    keep = plan.rungs[1].n_trials
+    for last in (ranked[0], ranked[keep - 1], ranked[keep], ranked[-1]):
+        pruned, reason = asynchronous_verdict_of_last(plan, values, last)
+        assert pruned is (last in decision.eliminated), (last, reason)
+        assert (reason is not None) is pruned
+        if pruned:
+            assert f"not in the top {keep}/{first.n_trials} of {first.n_trials}" in str(reason)
+
+
+def asynchronous_verdict_of_last(
+    plan: Plan, values: dict[int, float], last: int
+) -> tuple[bool, str | None]:
+    """SeerPruner's asynchronous verdict on trial ``last`` of a fresh in-memory study whose
+    trials report ``values`` at the end of rung 0, ``last`` after all the others; and the
+    reason it records (the storages themselves are covered by the synchronous half)."""
+    study = optuna.create_study(
+        direction="maximize",
+        pruner=SeerPruner(plan=plan),
+        sampler=SeerSampler(optuna.samplers.RandomSampler(seed=0)),
+    )
+    trials = [study.ask() for _ in values]
+    for trial in trials:
+        trial.report(values[trial.number], plan.rungs[0].resource)
+    for trial in trials:
+        if trial.number != last:
+            trial.should_prune()
+    pruned = trials[last].should_prune()
+    return pruned, stop_reason(study.trials[last])
 
 
 def test_deadline_aware_pruning_records_why() -> None:
