@@ -20,18 +20,12 @@ The finalists are told ``COMPLETE`` with their last reported value. Near the dea
 running trials are asked to stop after their current epoch (they still checkpoint); at the
 deadline they are stopped (:mod:`~optuna_seer.execution.guard`).
 
-A launch that fails (a rank killed, the process group killed, the node preempted) is
-launched again from the trial's last good checkpoint on fresh workers, at most
-``max_launch_retries`` times per trial and rung; its cost stays charged, the retries are
-counted in :class:`TuningResult` and the re-planning after the rung accounts for the time lost.
-
-The executor keeps its progress in the study's storage (:mod:`~optuna_seer.execution.journal`),
-so running the same driver again continues a study whose driver was killed or paused with
-Ctrl-C (``resume="auto"``, the default; :mod:`~optuna_seer.execution.resume`): finished rungs
-are not run again, each trial resumes from its last good checkpoint, the cost already charged
-is not charged again, and the deadline clock keeps running from the study's first start. A
-study that already finished is not run again: ``run()`` returns its stored result. A study
-started with another plan (deadline, budget, slots) is refused with :class:`StudyMismatchError`.
+A failed launch is launched again from the trial's last good checkpoint on fresh workers,
+at most ``max_launch_retries`` times per trial and rung (its cost stays charged). The run's
+progress lives in the study's storage (:mod:`~optuna_seer.execution.journal`), so the same
+driver run again continues a study whose driver was killed or paused with Ctrl-C, returns
+the stored result of one that finished, and refuses one started with another plan with
+:class:`StudyMismatchError` (:mod:`~optuna_seer.execution.resume`).
 
 Each decision is kept in ``TuningResult.notes`` and, with ``progress=True``, logged at INFO
 under Optuna's logger tree (``optuna.optuna_seer.execution.tuner``, so
@@ -51,22 +45,12 @@ from optuna.trial import TrialState
 
 from optuna_seer._logging import get_logger
 from optuna_seer.backends.base import Backend
-from optuna_seer.execution.entry import (
-    SearchSpace,
-    TrainTarget,
-    entrypoint_of,
-    search_space_of,
-)
+from optuna_seer.execution.entry import SearchSpace, TrainTarget, entrypoint_of, search_space_of
 from optuna_seer.execution.journal import HEARTBEAT_SECONDS, Progress, RunJournal, launches_of
 from optuna_seer.execution.measurement import measured_workload
 from optuna_seer.execution.naming import resumable_study_name
 from optuna_seer.execution.replanner import Policy, Standing, replan
-from optuna_seer.execution.results import (
-    LaunchRecord,
-    RungRecord,
-    StudyMismatchError,
-    TuningResult,
-)
+from optuna_seer.execution.results import LaunchRecord, RungRecord, StudyMismatchError, TuningResult
 from optuna_seer.execution.resume import check_can_run, restore
 from optuna_seer.execution.rung import LaunchSettings, RungRunner
 from optuna_seer.execution.state import RunState
