@@ -1,4 +1,5 @@
-"""Shared fixtures: Optuna storages of every kind, real and on disk."""
+"""Shared fixtures: Optuna storages of every kind, real and on disk; a local S3 server; a
+SkyPilot home with a small catalog; Python's own Ctrl-C handler."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from typing import Any
 
 import optuna
 import pytest
+
+from tests.fake_sky import sky_home
+from tests.local_s3 import S3Server
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -74,3 +78,30 @@ def ctrl_c_raises() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture
+def s3_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
+    """A real moto S3 server on 127.0.0.1 (no AWS: the SDK talks to it over HTTP), empty but
+    for its bucket ``seer-test``; ``stop()`` and ``start()`` take it down and back.
+
+    ``AWS_ENDPOINT_URL`` and fake credentials go into the environment, so boto3 in this
+    process and in every worker subprocess (which inherit it) use the local server.
+    """
+    server = S3Server("seer-test")
+    server.start()
+    try:
+        server.reset()  # moto keeps its state per process: start empty
+        for name, value in server.env.items():
+            monkeypatch.setenv(name, value)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def sky_home_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """``HOME`` (where ``sky`` keeps ``~/.sky``) in a fresh directory with a small AWS
+    catalog, for the rest of the module: see :func:`tests.fake_sky.sky_home`."""
+    with sky_home(tmp_path_factory.mktemp("sky-home")) as path:
+        yield path

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from elastic_support import (
-    S3Server,
-    s3_server_fixture,  # noqa: F401 - registers the fixture
-)
 import pytest
 
 from optuna_seer.worker.checkpoints import CorruptCheckpointError, LocalStore, S3Store, open_store
 from optuna_seer.worker.context import checkpoint_object_uri, fetch_checkpoint
+from tests.local_s3 import S3Server
 
 
 def _file(tmp_path: Path, payload: bytes) -> Path:
@@ -33,8 +30,6 @@ def test_local_store_round_trip_and_corruption(tmp_path: Path) -> None:
 
 
 def test_s3_store_round_trip_and_corruption(tmp_path: Path, s3_server: S3Server) -> None:
-    import boto3
-
     store = open_store(f"s3://{s3_server.bucket}/study/trial-0")
     assert isinstance(store, S3Store)
     uri = store.put(_file(tmp_path, b"epoch-3"), "rung-1.ckpt")
@@ -43,7 +38,7 @@ def test_s3_store_round_trip_and_corruption(tmp_path: Path, s3_server: S3Server)
     local = fetch_checkpoint(uri)
     assert Path(local).read_bytes() == b"epoch-3"
     Path(local).unlink()
-    boto3.client("s3").put_object(
+    s3_server.client().put_object(
         Bucket=s3_server.bucket, Key="study/trial-0/rung-1.ckpt", Body=b"tampered"
     )
     with pytest.raises(CorruptCheckpointError, match="SHA-256"):

@@ -13,14 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from elastic_support import (
-    DIGITS_TRAIN,
-    FIXED_PARAMS,
-    S3Server,
-    run_launches,
-    s3_server_fixture,  # noqa: F401 - registers the fixture
-    worker_env,
-)
+from elastic_support import DIGITS_TRAIN, FIXED_PARAMS, run_launches, worker_env
 import optuna
 import pytest
 import torch
@@ -28,6 +21,7 @@ import torch
 from optuna_seer.backends.base import LaunchSpec
 from optuna_seer.backends.local import LocalBackend
 from optuna_seer.worker.context import checkpoint_name, checkpoint_object_uri, fetch_checkpoint
+from tests.local_s3 import S3Server
 
 
 def _spec(

@@ -1,10 +1,12 @@
-"""Helpers for the killed-driver tests: start a real driver process, SIGKILL it alone, and
-find the worker processes of a study through /proc (by the SEER_STUDY in their environment).
+"""Helpers for the killed-driver tests: a real driver process (started by the
+``start_driver`` fixture of ``conftest.py`` here), SIGKILLed alone, and the worker processes
+of a study found through /proc (by the SEER_STUDY in their environment).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 import os
 from pathlib import Path
 import signal
@@ -31,6 +33,25 @@ def driver_env() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH", "")) if p)
     env.setdefault("OMP_NUM_THREADS", "1")
     return env
+
+
+@dataclass(frozen=True)
+class Driver:
+    """A ``resume_driver.py`` process on the SQLite study at ``url``, started by ``command``."""
+
+    url: str
+    command: list[str]
+    process: subprocess.Popen[bytes]
+
+    def rerun(self, timeout_s: float) -> subprocess.CompletedProcess[str]:
+        """The same command again, to its end (what a user does after a crash or Ctrl-C)."""
+        return subprocess.run(
+            self.command, env=driver_env(), capture_output=True, text=True, timeout=timeout_s
+        )
+
+
+StartDriver = Callable[..., Driver]
+"""``start_driver(*options, preexec_fn=None)``: the ``start_driver`` fixture's type."""
 
 
 def proc_env(pid: int) -> dict[str, str] | None:

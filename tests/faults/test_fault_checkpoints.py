@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from elastic_support import S3Server, s3_server_fixture  # noqa: F401 - fixture
 import optuna
 import pytest
 
@@ -15,6 +14,7 @@ from optuna_seer.backends.launch_env import launch_env
 from optuna_seer.integration.keys import checkpoint_fallback_key
 from optuna_seer.worker.checkpoints import open_store
 from optuna_seer.worker.context import checkpoint_object_uri, trial_context
+from tests.local_s3 import S3Server
 
 
 def _setup(tmp_path: Path, store_uri: str) -> tuple[optuna.Study, dict[str, str]]:
@@ -78,11 +78,9 @@ def test_a_good_checkpoint_records_nothing(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_corrupt_s3_checkpoint_falls_back(tmp_path: Path, s3_server: S3Server) -> None:
-    import boto3
-
     prefix = f"s3://{s3_server.bucket}/study/trial-0"
     study, env = _setup(tmp_path, prefix)
-    boto3.client("s3").put_object(
+    s3_server.client().put_object(
         Bucket=s3_server.bucket, Key="study/trial-0/rung-1.ckpt", Body=b"truncated"
     )
     ctx = trial_context(env)

@@ -4,16 +4,13 @@ up to the Ctrl-C only (real driver, real Lightning workers, SQLite)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 import re
 import signal
-import subprocess
 import time
 
 from driver_procs import (
     STUDY,
-    driver_command,
-    driver_env,
+    StartDriver,
     kill_driver_when,
     study_pids,
     trials_of,
@@ -34,16 +31,11 @@ def _python_handles_ctrl_c() -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_ctrl_c_pauses_a_real_driver_and_the_same_command_continues(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'seer.db'}"
-    command = driver_command(url, tmp_path)
-    driver = subprocess.Popen(
-        command,
-        env=driver_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        preexec_fn=_python_handles_ctrl_c,
-    )
+def test_ctrl_c_pauses_a_real_driver_and_the_same_command_continues(
+    start_driver: StartDriver,
+) -> None:
+    run = start_driver(preexec_fn=_python_handles_ctrl_c)
+    url, driver = run.url, run.process
     # Mid-rung: as soon as a rung-0 value is in the storage (the launches still run).
     kill_driver_when(
         driver, url, lambda ts: any(t.intermediate_values for t in ts), signum=signal.SIGINT
@@ -66,7 +58,7 @@ def test_ctrl_c_pauses_a_real_driver_and_the_same_command_continues(tmp_path: Pa
     ]
 
     time.sleep(5.0)  # downtime, which nobody pays for
-    resumed = subprocess.run(command, env=driver_env(), capture_output=True, text=True, timeout=420)
+    resumed = run.rerun(timeout_s=420)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     found = re.search(
         r"resumed study 'resume' at rung ([01]) .*?; ([\d,.]+) slot-seconds charged for "

@@ -7,16 +7,13 @@ of the same command finds the study finished and prints its stored result, runni
 
 from __future__ import annotations
 
-from pathlib import Path
 import re
-import subprocess
 import time
 from typing import Any
 
 from driver_procs import (
     STUDY,
-    driver_command,
-    driver_env,
+    StartDriver,
     kill_driver_when,
     study_pids,
     trials_of,
@@ -48,16 +45,15 @@ def _seconds(clock: str) -> float:
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_the_same_command_resumes_a_sigkilled_driver_and_then_reports_it_finished(
-    tmp_path: Path,
+    start_driver: StartDriver,
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'seer.db'}"
-    command = driver_command(url, tmp_path)
     first_start = time.time()
-    driver = subprocess.Popen(
-        command, env=driver_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    driver = start_driver()
+    url = driver.url
     # Mid-rung: as soon as a rung-0 value is in the storage (the launches still run).
-    killed_at = kill_driver_when(driver, url, lambda ts: any(t.intermediate_values for t in ts))
+    killed_at = kill_driver_when(
+        driver.process, url, lambda ts: any(t.intermediate_values for t in ts)
+    )
 
     # Only the driver was killed: its workers end themselves, and none is left to train
     # beside the relaunch (asserted by pid through /proc, within 30 s).
@@ -75,7 +71,7 @@ def test_the_same_command_resumes_a_sigkilled_driver_and_then_reports_it_finishe
 
     # Resume only after more downtime than a killed launch may be charged for.
     time.sleep(max(killed_at + 2 * HEARTBEAT_SECONDS + 5.0 - time.time(), 0.0))
-    resumed = subprocess.run(command, env=driver_env(), capture_output=True, text=True, timeout=420)
+    resumed = driver.rerun(timeout_s=420)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     # Under load the kill may land after rung 0 ended (the driver already in rung 1): either
     # way the resumed driver picks up where the study stands and repeats no finished rung.
@@ -123,7 +119,7 @@ def test_the_same_command_resumes_a_sigkilled_driver_and_then_reports_it_finishe
 
     # The same command once more: the study is finished; it says so, prints the stored
     # result and runs nothing (no launch, no charge).
-    again = subprocess.run(command, env=driver_env(), capture_output=True, text=True, timeout=120)
+    again = driver.rerun(timeout_s=120)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "already finished" in again.stdout and "nothing was run" in again.stdout
     assert f"best: trial {finalist.number}" in again.stdout

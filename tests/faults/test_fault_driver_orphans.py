@@ -6,12 +6,10 @@ gloo, SQLite)."""
 from __future__ import annotations
 
 from pathlib import Path
-import subprocess
 
 from driver_procs import (
     STUDY,
-    driver_command,
-    driver_env,
+    StartDriver,
     kill_driver_when,
     proc_env,
     study_pids,
@@ -38,15 +36,10 @@ def _finalist_training(trials: list[optuna.trial.FrozenTrial]) -> bool:
 @pytest.mark.slow
 @pytest.mark.timeout(420)
 def test_a_sigkilled_driver_leaves_no_ddp_worker_and_an_intact_checkpoint(
-    tmp_path: Path,
+    tmp_path: Path, start_driver: StartDriver
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'seer.db'}"
-    command = driver_command(
-        url, tmp_path, "--final-workers", "2", "--final-epochs", str(FINAL_EPOCHS)
-    )
-    driver = subprocess.Popen(
-        command, env=driver_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    driver = start_driver("--final-workers", "2", "--final-epochs", str(FINAL_EPOCHS))
+    url = driver.url
     ranks: list[int] = []
     launch: list[int] = []
 
@@ -57,7 +50,7 @@ def test_a_sigkilled_driver_leaves_no_ddp_worker_and_an_intact_checkpoint(
         ranks[:] = [p for p in launch if (proc_env(p) or {}).get("RANK") in ("0", "1")]
         return len(ranks) == 2
 
-    kill_driver_when(driver, url, two_ranks_training)
+    kill_driver_when(driver.process, url, two_ranks_training)
     assert len(ranks) == 2 and len(launch) >= 3, launch  # the torchrun agent and two ranks
 
     # Every process of the launch, and of the study, ends by itself within 30 s.

@@ -10,9 +10,9 @@ import subprocess
 import sys
 import threading
 
+from driver_procs import ROOT
 import pytest
 
-import optuna_seer
 from optuna_seer.worker.driver_watch import (
     ENV_DRIVER_PID,
     ENV_DRIVER_STARTED,
@@ -21,7 +21,6 @@ from optuna_seer.worker.driver_watch import (
     watch_driver,
 )
 
-ROOT = str(Path(optuna_seer.__file__).resolve().parent.parent)
 WORKER = (
     "import time\n"
     "from optuna_seer.worker.driver_watch import watch_driver\n"

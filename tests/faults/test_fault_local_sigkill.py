@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 
+from driver_procs import proc_env, study_pids
 from elastic_support import DIGITS_TRAIN, worker_env
 import optuna
 from optuna.trial import TrialState
@@ -31,20 +32,7 @@ FINAL_EPOCHS = 6
 
 def _rank_pids(study_name: str, rank: str) -> list[int]:
     """PIDs of live worker processes of ``study_name`` with torchrun's ``RANK=rank``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            raw = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        env = dict(
-            item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item
-        )
-        if env.get("SEER_STUDY") == study_name and env.get("RANK") == rank:
-            found.append(int(entry.name))
-    return found
+    return [pid for pid in study_pids(study_name) if (proc_env(pid) or {}).get("RANK") == rank]
 
 
 def _kill_rank_one_at_step(url: str, step: int, killed: list[int], stop: threading.Event) -> None:

@@ -119,73 +119,72 @@ def test_storage_errors_and_redaction_do_not_show_the_password() -> None:
     assert PASSWORD not in repr(caught.value)
 
 
-def test_a_rendered_skypilot_trial_task_holds_no_storage_password(tmp_path: Path) -> None:
+@pytest.mark.usefixtures("sky_home_dir")
+def test_a_rendered_skypilot_trial_task_holds_no_storage_password() -> None:
     import yaml
 
     from optuna_seer.backends.base import LaunchSpec
     from optuna_seer.backends.skypilot.backend import SkyPilotBackend
     from optuna_seer.planning.placement import ClusterShape, TrialSlot
-    from tests.fake_sky import REPO_ROOT, node_variables, sky_home
+    from tests.fake_sky import REPO_ROOT, node_variables
 
-    with sky_home(tmp_path / "sky-home"):
-        backend = SkyPilotBackend(
-            script="train.py",
-            resources="A100:8",
-            clouds=["aws"],
-            use_spot=True,
-            checkpoints="s3://bucket/seer",
-            storage=STORAGE_URL,
-            price_per_gpu_hour=2.0,
-            workdir=str(REPO_ROOT),
-        )
-        spec = LaunchSpec(
-            study_name="digits",
-            storage="sqlite:////tmp/study.db",
-            trial_number=1,
-            params={},
-            rung=0,
-            target_epochs=1,
-            workers=8,
-            checkpoint_uri="s3://bucket/seer/digits/trial-1",
-            env={"AWS_SECRET_ACCESS_KEY": AWS_SECRET, "DEBUG": "1"},
-        )
-        task = backend.trial_task(spec, TrialSlot("seer-x-0", nodes=1, gpus_per_node=8))
-        # The nodes still get the full URL in their environment (they need it) ...
-        assert node_variables(task)["SEER_STORAGE"] == STORAGE_URL
-        assert node_variables(task)["AWS_SECRET_ACCESS_KEY"] == AWS_SECRET
-        assert task.envs["DEBUG"] == "1"  # plain variables stay envs
-        # ... but not as a plain env, and not in the YAML SkyPilot keeps in its cluster table
-        # and shows (`to_yaml_config(use_user_specified_yaml=True)`, what its backend stores).
-        kept = task.to_yaml_config(use_user_specified_yaml=True)
-        assert kept["secrets"]["SEER_STORAGE"] == "<redacted>"
-        for secret in (PASSWORD, AWS_SECRET):
-            assert secret not in json.dumps(task.envs)
-            assert secret not in yaml.safe_dump(kept)
-            assert secret not in repr(task) + str(task)
-        # The cluster (setup-only) task carries only the template's placeholder.
-        cluster = backend.cluster_task(ClusterShape(1, 8))
-        assert PASSWORD not in json.dumps(cluster.to_yaml_config(), default=str)
+    backend = SkyPilotBackend(
+        script="train.py",
+        resources="A100:8",
+        clouds=["aws"],
+        use_spot=True,
+        checkpoints="s3://bucket/seer",
+        storage=STORAGE_URL,
+        price_per_gpu_hour=2.0,
+        workdir=str(REPO_ROOT),
+    )
+    spec = LaunchSpec(
+        study_name="digits",
+        storage="sqlite:////tmp/study.db",
+        trial_number=1,
+        params={},
+        rung=0,
+        target_epochs=1,
+        workers=8,
+        checkpoint_uri="s3://bucket/seer/digits/trial-1",
+        env={"AWS_SECRET_ACCESS_KEY": AWS_SECRET, "DEBUG": "1"},
+    )
+    task = backend.trial_task(spec, TrialSlot("seer-x-0", nodes=1, gpus_per_node=8))
+    # The nodes still get the full URL in their environment (they need it) ...
+    assert node_variables(task)["SEER_STORAGE"] == STORAGE_URL
+    assert node_variables(task)["AWS_SECRET_ACCESS_KEY"] == AWS_SECRET
+    assert task.envs["DEBUG"] == "1"  # plain variables stay envs
+    # ... but not as a plain env, and not in the YAML SkyPilot keeps in its cluster table
+    # and shows (`to_yaml_config(use_user_specified_yaml=True)`, what its backend stores).
+    kept = task.to_yaml_config(use_user_specified_yaml=True)
+    assert kept["secrets"]["SEER_STORAGE"] == "<redacted>"
+    for secret in (PASSWORD, AWS_SECRET):
+        assert secret not in json.dumps(task.envs)
+        assert secret not in yaml.safe_dump(kept)
+        assert secret not in repr(task) + str(task)
+    # The cluster (setup-only) task carries only the template's placeholder.
+    cluster = backend.cluster_task(ClusterShape(1, 8))
+    assert PASSWORD not in json.dumps(cluster.to_yaml_config(), default=str)
 
 
+@pytest.mark.usefixtures("sky_home_dir")
 @pytest.mark.parametrize("name", ["driver.yaml", "trial.yaml"])
-def test_the_templates_declare_the_storage_url_a_secret(name: str, tmp_path: Path) -> None:
+def test_the_templates_declare_the_storage_url_a_secret(name: str) -> None:
     # Launched by hand with `--secret NAME=<url with password>`, the URL must end up where
     # SkyPilot redacts it, not in envs.
+    import sky
     import yaml
 
     from optuna_seer.backends.skypilot.backend import TEMPLATES_DIR
-    from tests.fake_sky import node_variables, sky_home
+    from tests.fake_sky import node_variables
 
-    with sky_home(tmp_path / "sky-home"):
-        import sky
-
-        key = "SEER_STORAGE_URL" if name == "driver.yaml" else "SEER_STORAGE"
-        task = sky.Task.from_yaml_config(
-            yaml.safe_load((TEMPLATES_DIR / name).read_text()),
-            secrets_overrides=[(key, STORAGE_URL)],
-        )
-        assert node_variables(task)[key] == STORAGE_URL
-        assert key not in task.envs
-        kept = task.to_yaml_config(use_user_specified_yaml=True)
-        assert kept["secrets"][key] == "<redacted>"
-        assert PASSWORD not in json.dumps(kept, default=str)
+    key = "SEER_STORAGE_URL" if name == "driver.yaml" else "SEER_STORAGE"
+    task = sky.Task.from_yaml_config(
+        yaml.safe_load((TEMPLATES_DIR / name).read_text()),
+        secrets_overrides=[(key, STORAGE_URL)],
+    )
+    assert node_variables(task)[key] == STORAGE_URL
+    assert key not in task.envs
+    kept = task.to_yaml_config(use_user_specified_yaml=True)
+    assert kept["secrets"][key] == "<redacted>"
+    assert PASSWORD not in json.dumps(kept, default=str)

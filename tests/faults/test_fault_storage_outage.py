@@ -1,19 +1,16 @@
-"""S3 or the study storage unavailable for a while (a real moto server stopped and restarted;
-a SQLite file locked by another connection): requests retry with backoff and jitter, then
-fail with a clear error; nothing half-written, and an S3 outage is never mistaken for a
-corrupt checkpoint."""
+"""S3 or the study storage unavailable for a while (the real moto server of the ``s3_server``
+fixture stopped and restarted; a SQLite file locked by another connection): requests retry
+with backoff and jitter, then fail with a clear error; nothing half-written, and an S3 outage
+is never mistaken for a corrupt checkpoint."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 import random
-import socket
 import sqlite3
 import threading
 import time
 
-import boto3
 from botocore.config import Config
 import optuna
 import pytest
@@ -25,86 +22,38 @@ from optuna_seer.storage.retry import (
     is_transient_storage_error,
 )
 from optuna_seer.worker.checkpoints import S3Store
+from tests.local_s3 import S3Server
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class _Moto:
-    """A moto server on a fixed port that can be stopped and started again (state is kept)."""
-
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self._server = None
-
-    def start(self) -> None:
-        from moto.server import ThreadedMotoServer
-
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        self._server.start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-
-
-@pytest.fixture(name="moto")
-def moto_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Moto]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    server = _Moto()
-    server.start()
-    boto3.client("s3", endpoint_url=server.endpoint).create_bucket(Bucket="outage")
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def _store(moto: _Moto, policy: RetryPolicy, prefix: str) -> S3Store:
+def _store(server: S3Server, policy: RetryPolicy, prefix: str) -> S3Store:
     # botocore's own quick retries off, so the test sees ours.
-    client = boto3.client(
-        "s3",
-        endpoint_url=moto.endpoint,
-        config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=2),
+    client = server.client(
+        config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=2)
     )
-    # moto keeps its objects in this process across tests: a prefix per test.
-    return S3Store(f"s3://outage/{prefix}/trial-0", client=client, retry=policy)
+    return S3Store(f"s3://{server.bucket}/{prefix}/trial-0", client=client, retry=policy)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-def test_requests_ride_out_a_server_restart(moto: _Moto, tmp_path: object) -> None:
-    from pathlib import Path
-
-    work = Path(str(tmp_path))
-    store = _store(moto, RetryPolicy(attempts=12, base_s=0.2, max_s=1.0), "restart")
-    weights = work / "w.ckpt"
+def test_requests_ride_out_a_server_restart(s3_server: S3Server, tmp_path: Path) -> None:
+    store = _store(s3_server, RetryPolicy(attempts=12, base_s=0.2, max_s=1.0), "restart")
+    weights = tmp_path / "w.ckpt"
     weights.write_bytes(b"weights" * 1000)
     store.put(weights, "rung-0.ckpt")
-    moto.stop()
-    restarter = threading.Timer(2.0, moto.start)
+    s3_server.stop()
+    restarter = threading.Timer(2.0, s3_server.start)
     restarter.start()
     try:
         began = time.monotonic()
-        fetched = store.fetch("rung-0.ckpt", work / "back.ckpt")  # waits out the outage
+        fetched = store.fetch("rung-0.ckpt", tmp_path / "back.ckpt")  # waits out the outage
         waited = time.monotonic() - began
         assert fetched.read_bytes() == weights.read_bytes()
         assert waited > 0.5  # it really was down when the fetch began
-        moto.stop()
-        threading.Timer(1.5, moto.start).start()
+        s3_server.stop()
+        threading.Timer(1.5, s3_server.start).start()
         store.put(weights, "rung-1.ckpt")  # an upload rides it out too
         assert store.names() == ["rung-0.ckpt", "rung-1.ckpt"]
-        assert store.fetch("rung-1.ckpt", work / "b1.ckpt").read_bytes() == weights.read_bytes()
+        assert store.fetch("rung-1.ckpt", tmp_path / "b1.ckpt").read_bytes() == weights.read_bytes()
     finally:
         restarter.join()
 
@@ -112,21 +61,18 @@ def test_requests_ride_out_a_server_restart(moto: _Moto, tmp_path: object) -> No
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_server_that_stays_down_gives_a_clear_error_not_corruption(
-    moto: _Moto, tmp_path: object
+    s3_server: S3Server, tmp_path: Path
 ) -> None:
-    from pathlib import Path
-
-    work = Path(str(tmp_path))
-    store = _store(moto, RetryPolicy(attempts=3, base_s=0.05, max_s=0.1), "down")
-    weights = work / "w.ckpt"
+    store = _store(s3_server, RetryPolicy(attempts=3, base_s=0.05, max_s=0.1), "down")
+    weights = tmp_path / "w.ckpt"
     weights.write_bytes(b"x")
     store.put(weights, "rung-0.ckpt")
-    moto.stop()
+    s3_server.stop()
     with pytest.raises(StorageUnavailableError, match=r"read rung-0\.ckpt\.sha256 .*3 times"):
-        store.fetch("rung-0.ckpt", work / "back.ckpt")
-    with pytest.raises(StorageUnavailableError, match=r"upload rung-1\.ckpt .*s3://outage"):
+        store.fetch("rung-0.ckpt", tmp_path / "back.ckpt")
+    with pytest.raises(StorageUnavailableError, match=r"upload rung-1\.ckpt .*s3://seer-test/down"):
         store.put(weights, "rung-1.ckpt")
-    moto.start()
+    s3_server.start()
     # Nothing half-written: the failed put left no rung-1 checkpoint that could verify.
     assert store.names() == ["rung-0.ckpt"]
 
