@@ -91,3 +91,26 @@ def test_a_planning_module_that_imports_optuna_breaks_the_contracts(tmp_path: Pa
     broken = lint()
     assert broken.returncode != 0
     assert "The planning core is pure" in broken.stdout and "BROKEN" in broken.stdout
+
+
+OPTUNA_PRIVATE = {"_storage", "_study_id", "_trial_id", "_backend", "_file_path", "_host", "_port"}
+# Attributes of that name on our own objects (not Optuna's): (file, expression).
+OURS = {("worker/context.py", "context._storage")}
+
+
+def test_only_the_adapter_touches_optunas_private_attributes() -> None:
+    """``optuna_seer/_optuna.py`` is the one module an Optuna release that renames them breaks."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE).as_posix()
+        if relative == "_optuna.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in OPTUNA_PRIVATE
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+                and (relative, ast.unparse(node)) not in OURS
+            ):
+                found.append(f"{relative}:{node.lineno}: {ast.unparse(node)}")
+    assert not found, "use optuna_seer._optuna instead of:\n" + "\n".join(found)

@@ -50,9 +50,9 @@ import math
 import numpy as np
 from optuna.storages import BaseStorage
 
+from optuna_seer._optuna import UpdateFinishedTrialError
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState, LaunchStatus
 from optuna_seer.integration.keys import TRIAL_STOP_REASON, launch_timing_key
-from optuna_seer.integration.optuna_internals import UpdateFinishedTrialError
 from optuna_seer.integration.tie_break import TieBreak, record_tie_break
 from optuna_seer.planning.scaling import ScalingCurve
 from optuna_seer.storage.urls import open_storage
@@ -144,7 +144,7 @@ class ReplayBackend(Backend):
     Example:
         >>> import optuna
         >>> from optuna_seer.backends.base import LaunchSpec
-        >>> from optuna_seer.integration.optuna_internals import storage_of
+        >>> from optuna_seer._optuna import storage_of
         >>> study = optuna.create_study(direction="maximize")
         >>> trial = study.ask({"config_id": optuna.distributions.IntDistribution(0, 0)})
         >>> backend = ReplayBackend([RecordedCurve((0.5, 0.9), (0.4, 0.8))], "linear",

@@ -13,10 +13,10 @@ import math
 from pathlib import Path
 from typing import Any, TextIO
 
+from optuna_seer._optuna import storage_of, study_id_of
 from optuna_seer.cli.arguments import cloud_model
 from optuna_seer.cli.plan_commands import load_plan_file
 from optuna_seer.integration.keys import STUDY_PLAN
-from optuna_seer.integration.optuna_internals import storage_of, study_id_of
 from optuna_seer.integration.prediction import prediction_summary, stored_prediction
 from optuna_seer.planning.plan import Plan, format_seconds
 from optuna_seer.planning.prices import PriceQuote

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import optuna
 from optuna.trial import FrozenTrial
 
+from optuna_seer._optuna import storage_of, study_id_of, trial_id_of
 from optuna_seer.execution.results import LaunchRecord, RungRecord
 from optuna_seer.integration.keys import (
     STUDY_DRIVER_ALIVE,
@@ -36,7 +37,6 @@ from optuna_seer.integration.keys import (
     TRIAL_STOP_REASON,
 )
 from optuna_seer.integration.ledger import Ledger, charge_trial, read_ledger, start_clock
-from optuna_seer.integration.optuna_internals import storage_of, study_id_of, trial_id_of
 from optuna_seer.integration.trial_gpus import ImplicitPlacement, implicit_placement
 from optuna_seer.planning.plan import Plan, Rung
 from optuna_seer.storage.retry import RetryPolicy, call_with_retries, is_transient_storage_error

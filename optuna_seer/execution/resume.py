@@ -14,6 +14,7 @@ from collections.abc import Callable
 import optuna
 from optuna.trial import TrialState
 
+from optuna_seer._optuna import trial_id_of
 from optuna_seer.backends.base import Backend
 from optuna_seer.execution.entry import SearchSpace
 from optuna_seer.execution.journal import (
@@ -26,7 +27,6 @@ from optuna_seer.execution.journal import (
 )
 from optuna_seer.execution.results import StudyMismatchError
 from optuna_seer.execution.state import RunState
-from optuna_seer.integration.optuna_internals import trial_id_of
 from optuna_seer.integration.trial_gpus import placement_of
 from optuna_seer.planning.plan import Plan, Rung, format_seconds
 

@@ -44,6 +44,7 @@ import optuna
 from optuna.trial import TrialState
 
 from optuna_seer._logging import get_logger
+from optuna_seer._optuna import storage_of, trial_id_of
 from optuna_seer.backends.base import Backend
 from optuna_seer.execution.entry import SearchSpace, TrainTarget, entrypoint_of, search_space_of
 from optuna_seer.execution.journal import HEARTBEAT_SECONDS, Progress, RunJournal, launches_of
@@ -54,7 +55,6 @@ from optuna_seer.execution.results import LaunchRecord, RungRecord, StudyMismatc
 from optuna_seer.execution.resume import check_can_run, restore
 from optuna_seer.execution.rung import LaunchSettings, RungRunner
 from optuna_seer.execution.state import RunState
-from optuna_seer.integration.optuna_internals import storage_of, trial_id_of
 from optuna_seer.integration.pruner import SeerPruner
 from optuna_seer.integration.ranking import best_finalist
 from optuna_seer.integration.sampler import SeerSampler

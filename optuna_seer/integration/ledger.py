@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_seer._optuna import storage_of, study_id_of, trial_id_of
 from optuna_seer.integration.keys import STUDY_STARTED_AT, TRIAL_LEDGER, rung_end_key
-from optuna_seer.integration.optuna_internals import storage_of, study_id_of, trial_id_of
 from optuna_seer.integration.trial_gpus import (
     ImplicitPlacement,
     gpus_at,

@@ -12,8 +12,8 @@ from typing import Any
 
 import optuna
 
+from optuna_seer._optuna import storage_of, study_id_of
 from optuna_seer.integration.keys import STUDY_PREDICTION
-from optuna_seer.integration.optuna_internals import storage_of, study_id_of
 from optuna_seer.planning.profile import Profile
 from optuna_seer.planning.simulator import SimulationResult, used_gpu_seconds
 from optuna_seer.planning.stage_plan import ElasticPlan

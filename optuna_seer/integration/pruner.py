@@ -14,6 +14,7 @@ from optuna.pruners import BasePruner
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_seer._optuna import storage_of, study_id_of, trial_id_of
 from optuna_seer.integration.keys import (
     STUDY_MODE,
     STUDY_STARTED_AT,
@@ -27,7 +28,6 @@ from optuna_seer.integration.keys import (
     rung_value_key,
 )
 from optuna_seer.integration.ledger import settled, trial_account, trial_gpu_seconds
-from optuna_seer.integration.optuna_internals import storage_of, study_id_of, trial_id_of
 from optuna_seer.integration.ranking import RankKey, rank_key
 from optuna_seer.integration.trial_gpus import (
     ImplicitPlacement,

@@ -13,6 +13,7 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_seer._optuna import storage_of, study_id_of, trial_id_of
 from optuna_seer.integration.keys import (
     STUDY_IMPLICIT_PLACEMENT,
     STUDY_PLAN,
@@ -22,7 +23,6 @@ from optuna_seer.integration.keys import (
     TRIAL_STOP_REASON,
 )
 from optuna_seer.integration.ledger import settle_trial, settled_at_stop, start_clock
-from optuna_seer.integration.optuna_internals import storage_of, study_id_of, trial_id_of
 from optuna_seer.integration.pruner import SeerPruner
 from optuna_seer.integration.trial_gpus import (
     ImplicitPlacement,

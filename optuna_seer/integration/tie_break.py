@@ -15,7 +15,7 @@ Example:
     >>> import optuna
     >>> study = optuna.create_study()
     >>> trial = study.ask()
-    >>> from optuna_seer.integration.optuna_internals import storage_of, trial_id_of
+    >>> from optuna_seer._optuna import storage_of, trial_id_of
     >>> record_tie_break(storage_of(study), trial_id_of(trial), 3, TieBreak("val_loss", 0.21))
     >>> frozen = study.trials[0]
     >>> tie_break_key(frozen, step=3)  # lower is better: the loss itself

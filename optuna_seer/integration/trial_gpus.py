@@ -29,13 +29,13 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
+from optuna_seer._optuna import storage_of, study_id_of, trial_id_of, unwrap_storage
 from optuna_seer.integration.keys import (
     STUDY_IMPLICIT_PLACEMENT,
     STUDY_STARTED_AT,
     TRIAL_BEYOND_PLAN,
     TRIAL_PLACEMENT,
 )
-from optuna_seer.integration.optuna_internals import storage_of, study_id_of, trial_id_of
 from optuna_seer.planning.plan import Plan
 
 
@@ -56,7 +56,7 @@ def keeps_true_start_times(storage: optuna.storages.BaseStorage) -> bool:
     time, which a reader in another time zone would misread). Any other storage: no.
     """
     # Optuna hands studies an RDB storage wrapped in a cache that holds it as ``_backend``.
-    for candidate in (storage, getattr(storage, "_backend", None)):
+    for candidate in (storage, unwrap_storage(storage)):
         if isinstance(candidate, optuna.storages.JournalStorage | optuna.storages.InMemoryStorage):
             return True
         if isinstance(candidate, optuna.storages.RDBStorage):

@@ -18,9 +18,9 @@ from typing import Any
 
 import optuna
 
+from optuna_seer._optuna import storage_of, trial_id_of
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState
 from optuna_seer.integration.keys import launch_timing_key
-from optuna_seer.integration.optuna_internals import storage_of, trial_id_of
 from optuna_seer.planning.profile import (
     Measurement,
     Profile,

@@ -25,6 +25,8 @@ import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
+from optuna_seer._optuna import grpc_address_of, journal_file_of, unwrap_storage
+
 JOURNAL_PREFIX = "journal:"
 GRPC_PREFIX = "grpc://"
 
@@ -91,20 +93,17 @@ def storage_url_of(storage: BaseStorage) -> str:
         ValueError: The storage lives in this process only (in-memory), or its kind has no
             URL form here; the message says which storages work.
     """
-    backend = storage
-    if type(storage).__name__ == "_CachedStorage":  # Optuna wraps RDBs in a cache layer.
-        backend = getattr(storage, "_backend", storage)
+    backend = unwrap_storage(storage)  # Optuna wraps RDBs in a cache layer.
     if isinstance(backend, RDBStorage):
         return str(backend.url)
     if isinstance(backend, JournalStorage):
-        journal = getattr(backend, "_backend", None)
-        if isinstance(journal, JournalFileBackend):
-            return JOURNAL_PREFIX + str(journal._file_path)
+        path = journal_file_of(backend)
+        if path is not None:
+            return JOURNAL_PREFIX + path
     if isinstance(backend, optuna.storages.GrpcStorageProxy):
-        host = getattr(backend, "_host", None)
-        port = getattr(backend, "_port", None)
-        if host is not None and port is not None:
-            return f"{GRPC_PREFIX}{host}:{port}"
+        address = grpc_address_of(backend)
+        if address is not None:
+            return f"{GRPC_PREFIX}{address[0]}:{address[1]}"
     raise ValueError(
         f"the study's storage ({type(backend).__name__}) cannot be shared with worker "
         "processes: create the study with an RDB URL such as 'sqlite:///seer.db', a "

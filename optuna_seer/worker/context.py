@@ -241,7 +241,7 @@ def report_first_value(storage: BaseStorage, trial_id: int, step: int, value: fl
         >>> import optuna
         >>> study = optuna.create_study()
         >>> trial = study.ask()
-        >>> from optuna_seer.integration.optuna_internals import storage_of, trial_id_of
+        >>> from optuna_seer._optuna import storage_of, trial_id_of
         >>> report_first_value(storage_of(study), trial_id_of(trial), 1, 0.5)
         True
         >>> report_first_value(storage_of(study), trial_id_of(trial), 1, 0.7)

@@ -1,7 +1,9 @@
 """The one place that reaches into Optuna's private API.
 
 SEER keeps its state in the study's storage, as Optuna's own pruners do, so it needs a study's
-storage and id and a trial's id, which Optuna does not expose publicly. Every such access goes
+storage and id and a trial's id, which Optuna does not expose publicly; sharing a storage with
+worker processes needs what a storage wraps (an RDB behind Optuna's cache, a journal file, a
+gRPC proxy's address). Every such access goes
 through these functions, so an Optuna release that renames them changes this file only.
 Checked against Optuna 4.2 (the floor in pyproject.toml) to 5.x.
 """
@@ -12,6 +14,7 @@ from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
+from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial
 
 #: What a storage raises when a finished trial is updated: ``UpdateFinishedTrialError`` since
@@ -37,3 +40,28 @@ def trial_id_of(trial: optuna.Trial | FrozenTrial | Any) -> int:
     """The storage's id of a live or frozen trial (Optuna's ``_trial_id``)."""
     trial_id: int = trial._trial_id
     return trial_id
+
+
+def unwrap_storage(storage: BaseStorage) -> BaseStorage:
+    """The storage behind Optuna's cache layer (``_CachedStorage._backend``), else ``storage``."""
+    if type(storage).__name__ == "_CachedStorage":
+        inner: BaseStorage = getattr(storage, "_backend", storage)
+        return inner
+    return storage
+
+
+def journal_file_of(storage: optuna.storages.JournalStorage) -> str | None:
+    """The file a journal storage appends to, or ``None`` when its backend is not a file."""
+    backend = getattr(storage, "_backend", None)
+    if isinstance(backend, JournalFileBackend):
+        return str(backend._file_path)
+    return None
+
+
+def grpc_address_of(proxy: BaseStorage) -> tuple[str, int] | None:
+    """``(host, port)`` of an ``optuna.storages.GrpcStorageProxy`` client, if it keeps them."""
+    host = getattr(proxy, "_host", None)
+    port = getattr(proxy, "_port", None)
+    if host is None or port is None:
+        return None
+    return str(host), int(port)
