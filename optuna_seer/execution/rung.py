@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from optuna.trial import TrialState
-from tqdm.auto import tqdm  # type: ignore[import-untyped]
+from tqdm.auto import tqdm
 
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState
 from optuna_seer.execution.guard import (
