@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from optuna_seer.planning.simulator import SimulationResult
     from optuna_seer.planning.stage_plan import ElasticPlan
 
-PLOT_EXTRA = "lightning"
+PLOT_EXTRA = "plot"
 """The optuna-seer extra whose requirements include matplotlib."""
 
 
