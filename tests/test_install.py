@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+import shutil
 import subprocess
 import sys
 import venv
@@ -15,13 +16,19 @@ import venv
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+IGNORED = shutil.ignore_patterns("__pycache__", "*.egg-info")
 
 
 @pytest.mark.slow
 def test_a_core_install_plans_without_torch(tmp_path: Path) -> None:
+    source = tmp_path / "source"  # setuptools writes build/ beside the sources: not in the repo
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(REPO / "optuna_seer", source / "optuna_seer", ignore=IGNORED)
     wheels = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(source)],
         check=True,
         timeout=300,
     )
