@@ -7,11 +7,15 @@ what is valid; the groups (cloud model, instances and prices) are shared by seve
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 import math
 from pathlib import Path
 
-from optuna_seer.planning.budget import parse_duration
+from optuna_seer.planning.budget import check_price_per_hour, parse_duration
 from optuna_seer.planning.simulator import CloudModel
+
+MAX_LOCAL_WORKERS = 1024
+"""The most worker processes (or slots) ``optuna-seer profile`` starts on this machine."""
 
 
 def positive_float(text: str) -> float:
@@ -23,6 +27,36 @@ def positive_float(text: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be >= 0 and finite")
     return value
+
+
+def price_per_hour(text: str) -> float:
+    """Dollars per hour: a number > 0 and at most a million."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    try:
+        return check_price_per_hour(value, "price")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argument type: a whole number from ``low`` to ``high``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{text[:40]!r} must be a whole number from {low:,} to {high:,}"
+            )
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
 
 
 def positive_int(text: str) -> int:
@@ -52,8 +86,10 @@ def worker_list(text: str) -> tuple[int, ...]:
         counts = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a list like 1,2,4") from None
-    if not counts or any(c < 1 for c in counts):
-        raise argparse.ArgumentTypeError(f"{text!r} must be worker counts >= 1, e.g. 1 2")
+    if not counts or any(not 1 <= c <= MAX_LOCAL_WORKERS for c in counts):
+        raise argparse.ArgumentTypeError(
+            f"{text[:40]!r} must be worker counts from 1 to {MAX_LOCAL_WORKERS}, e.g. 1 2"
+        )
     return counts
 
 
@@ -89,7 +125,7 @@ def add_instance_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--prices", type=Path, help="CSV price table (columns of the shipped one)")
     group.add_argument(
         "--price-per-slot-hour",
-        type=positive_float,
+        type=price_per_hour,
         help="plan on local worker slots at this $/h each (instead of instance types)",
     )
     group.add_argument("--no-sky", action="store_true", help="do not read SkyPilot's catalog")

@@ -20,10 +20,13 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 import sys
+from typing import NoReturn
 
 from optuna_seer.cli.arguments import (
+    MAX_LOCAL_WORKERS,
     add_cloud_arguments,
     add_instance_arguments,
+    bounded_int,
     duration,
     positive_float,
     worker_list,
@@ -35,7 +38,15 @@ from optuna_seer.cli.report_command import cmd_report
 from optuna_seer.planning.seer import InfeasiblePlanError
 
 
-def _add_plan_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (exit code 2), no usage."""
+
+    def error(self, message: str) -> NoReturn:
+        text = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
+
+
+def _add_plan_command(commands: argparse._SubParsersAction[_Parser]) -> None:
     plan = commands.add_parser(
         "plan", help="plan a job: min-cost (RubberBand) or max-accuracy (SEER)"
     )
@@ -63,7 +74,7 @@ def _add_plan_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     sim.set_defaults(handler=cmd_simulate)
 
 
-def _add_profile_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_profile_command(commands: argparse._SubParsersAction[_Parser]) -> None:
     prof = commands.add_parser(
         "profile",
         help="measure epoch and start-up times: a built-in gloo probe, or your trial on a backend",
@@ -81,16 +92,23 @@ def _add_profile_command(commands: argparse._SubParsersAction[argparse.ArgumentP
     )
     prof.add_argument(
         "--epochs",
-        type=int,
+        type=bounded_int(1, 100_000),
         nargs="+",
         default=None,
         help="probe: epochs per launch (3); local: two counts to separate start-up (1 3)",
     )
-    prof.add_argument("--repeats", type=int, default=4, help="probe: copies of the data per epoch")
-    prof.add_argument("--launches", type=int, default=1, help="launches per worker count")
+    prof.add_argument(
+        "--repeats",
+        type=bounded_int(1, 10_000),
+        default=4,
+        help="probe: copies of the data per epoch",
+    )
+    prof.add_argument(
+        "--launches", type=bounded_int(1, 1000), default=1, help="launches per worker count"
+    )
     prof.add_argument(
         "--contention",
-        type=int,
+        type=bounded_int(0, MAX_LOCAL_WORKERS),
         default=0,
         help="local: also time N one-worker launches at once (the profile's contention)",
     )
@@ -98,7 +116,11 @@ def _add_profile_command(commands: argparse._SubParsersAction[argparse.ArgumentP
     prof.add_argument(
         "--env", action="append", default=[], help="local: KEY=VALUE for every launch"
     )
-    prof.add_argument("--slots", type=int, help="local: slots (default: the most used at once)")
+    prof.add_argument(
+        "--slots",
+        type=bounded_int(1, MAX_LOCAL_WORKERS),
+        help="local: slots (default: the most used at once)",
+    )
     prof.add_argument("--log-dir", type=Path, help="local: keep launch logs here")
     prof.add_argument("--timeout", type=duration, default=1800.0, help="local: per launch")
     prof.add_argument("--scaling-model", choices=("table", "amdahl"), default="table")
@@ -106,7 +128,7 @@ def _add_profile_command(commands: argparse._SubParsersAction[argparse.ArgumentP
     prof.set_defaults(handler=cmd_profile)
 
 
-def _add_report_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_report_command(commands: argparse._SubParsersAction[_Parser]) -> None:
     rep = commands.add_parser("report", help="predicted vs measured time and cost")
     rep.add_argument("--plan", type=Path, help="plan JSON (default: the study's SEER plan)")
     rep.add_argument("--profile", type=Path, help="re-simulate with this profile")
@@ -119,11 +141,11 @@ def _add_report_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``optuna-seer`` parser; each sub-command's ``handler`` runs it."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="optuna-seer",
         description="Plan, simulate and profile deadline- and budget-bound tuning jobs.",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_plan_command(commands)
     _add_profile_command(commands)
     _add_report_command(commands)
@@ -137,11 +159,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args, sys.stdout))
     except InfeasiblePlanError as exc:
-        print(f"optuna-seer: infeasible: {exc}", file=sys.stderr)
+        print(f"optuna-seer: infeasible: {_one_line(exc)}", file=sys.stderr)
         return 1
     except (ValueError, TypeError, OSError, PlottingUnavailableError) as exc:
-        print(f"optuna-seer {args.command}: error: {exc}", file=sys.stderr)
+        print(f"optuna-seer {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:  # a profiling launch failed or timed out: not the input
+        print(f"optuna-seer {args.command}: failed: {_one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    """``exc``'s message on one line (a path or a value it quotes may hold line breaks)."""
+    return " ".join(str(exc).splitlines())
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 import json
+import math
 from pathlib import Path
 import sys
 from typing import Any, TextIO
@@ -18,7 +19,7 @@ from typing import Any, TextIO
 from optuna_seer.cli.arguments import cloud_model
 from optuna_seer.cli.plots import write_plan_chart
 from optuna_seer.integration.prediction import prediction_summary
-from optuna_seer.planning.budget import Budget
+from optuna_seer.planning.budget import Budget, parse_duration
 from optuna_seer.planning.cost_model import ClusterLimits
 from optuna_seer.planning.plan import format_seconds
 from optuna_seer.planning.prices import PriceQuote
@@ -38,7 +39,7 @@ from optuna_seer.pricing.sources import (
     resolve_quote,
     sky_catalog_quote,
 )
-from optuna_seer.profiling.harness import load_profile
+from optuna_seer.profiling.harness import load_profile, read_json_file
 
 PLAN_FORMAT = 1
 """The ``format`` of the plan JSON ``optuna-seer plan --out`` writes."""
@@ -103,13 +104,27 @@ def print_prediction(result: SimulationResult, out: TextIO) -> None:
 
 
 def load_plan_file(path: Path) -> dict[str, Any]:
-    """The record ``optuna-seer plan --out`` wrote (``plan``, and ``prediction`` etc.)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"cannot read plan {path}: {exc}") from None
+    """The record ``optuna-seer plan --out`` wrote (``plan``, and ``prediction`` etc.), its
+    ``deadline_s`` and ``budget`` checked (``None`` or a valid figure)."""
+    data = read_json_file(path, "plan", "a plan JSON ('optuna-seer plan --out' writes one)")
     if not isinstance(data, dict) or "plan" not in data:
         raise ValueError(f"{path} is not a plan written by 'optuna-seer plan --out'.")
+    deadline = data.get("deadline_s")
+    if deadline is not None:
+        if isinstance(deadline, str):  # a number is written; "12h" is not a plan's
+            raise ValueError(f"plan {path}: deadline_s={deadline!r:.40} must be seconds.")
+        try:
+            parse_duration(deadline, name=f"plan {path}: deadline_s")
+        except TypeError as exc:
+            raise ValueError(str(exc)) from None
+    budget = data.get("budget")
+    if budget is not None and (
+        isinstance(budget, bool)
+        or not isinstance(budget, (int, float))
+        or not math.isfinite(budget)
+        or budget < 0
+    ):
+        raise ValueError(f"plan {path}: budget={budget!r:.40} must be dollars >= 0, or null.")
     return data
 
 

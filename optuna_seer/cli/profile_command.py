@@ -1,6 +1,7 @@
 """``optuna-seer profile``: measure epoch and start-up times and fit a :class:`Profile`.
 
-Two sources: the built-in probe (a torch gloo data-parallel MLP on 127.0.0.1), or the user's
+Two sources: the built-in probe (a torch data-parallel MLP on 127.0.0.1: NCCL across GPUs,
+gloo across CPU processes), or the user's
 own trial (``--backend local --script file.py:function``) launched for real on
 :class:`~optuna_seer.backends.local.LocalBackend`, reporting to a scratch SQLite study.
 """
@@ -8,7 +9,6 @@ own trial (``--backend local --script file.py:function``) launched for real on
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 import statistics
 import tempfile
@@ -19,6 +19,7 @@ from optuna_seer.profiling.harness import (
     ScratchTrials,
     measure_contention,
     measure_on_backend,
+    parse_json,
     save_profile,
 )
 
@@ -32,11 +33,12 @@ def cmd_profile(args: argparse.Namespace, out: TextIO) -> int:
         return _profile_local(args, workers, out)
     if args.script is not None or args.contention:
         raise ValueError("--script and --contention profile the user's trial: add --backend local.")
-    from optuna_seer.profiling.probe import measure_local_ddp
+    from optuna_seer.profiling.probe import measure_local_ddp, probe_device
 
     args.epochs = args.epochs or [3]
     if len(args.epochs) != 1:
         raise ValueError(f"--epochs {args.epochs}: the probe takes one count (e.g. 3).")
+    accelerator, ddp = probe_device()
     measurements = measure_local_ddp(
         workers, epochs=args.epochs[0], data_repeats=args.repeats, launches=args.launches
     )
@@ -44,13 +46,14 @@ def cmd_profile(args: argparse.Namespace, out: TextIO) -> int:
         measurements,
         scaling_model=args.scaling_model,
         checkpoint_gb=args.checkpoint_gb,
-        accelerator="cpu",
-        source="optuna-seer profile: torch gloo data-parallel MLP on digits, 127.0.0.1",
+        accelerator=accelerator,
+        source=f"optuna-seer profile: torch {ddp} data-parallel MLP on digits, 127.0.0.1",
     )
     return _print_and_save_profile(profile, args.out, out)
 
 
 def _print_and_save_profile(profile: Profile, path: Path, out: TextIO) -> int:
+    print(f"accelerator: {profile.accelerator}", file=out)
     for m in profile.measurements:
         print(
             f"{m.workers} worker(s): epoch {m.mean_epoch_seconds:.3f} s (cv {m.epoch_cv:.3f}), "
@@ -89,11 +92,9 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
     if args.params is None:
         return _first_draw(args.script)
     try:
-        params = json.loads(args.params)
+        params = parse_json(args.params, f"--params {args.params[:60]!r}")
     except ValueError as exc:
-        raise ValueError(
-            f"--params {args.params!r} is not JSON ({exc}); write e.g. '{{\"lr\": 0.01}}'."
-        ) from None
+        raise ValueError(f"{exc}; write e.g. '{{\"lr\": 0.01}}'.") from None
     if not isinstance(params, dict):
         raise ValueError(f"--params {args.params!r} must be a JSON object.")
     return params
@@ -109,6 +110,8 @@ def _profile_local(args: argparse.Namespace, workers: tuple[int, ...], out: Text
 
     if args.script is None:
         raise ValueError("--backend local needs --script file.py:function (the training).")
+    if args.timeout <= 0:
+        raise ValueError(f"--timeout {args.timeout} must be a duration > 0, e.g. 30m.")
     args.epochs = args.epochs or [1, 3]
     if len(args.epochs) != 2 or not 1 <= args.epochs[0] < args.epochs[1]:
         raise ValueError(f"--epochs {args.epochs}: give two counts a < b, e.g. --epochs 1 3.")
@@ -135,6 +138,7 @@ def _profile_local(args: argparse.Namespace, workers: tuple[int, ...], out: Text
             backend, trials.spec, workers=workers, epochs=epochs, repeats=args.launches,
             timeout_s=args.timeout,
         )  # fmt: skip
+        accelerator = backend.accelerator
         contention: dict[int, float] = {1: 1.0}
         if args.contention:
             # Alone and together in alternation (alone=None): on a shared host, launches
@@ -147,7 +151,7 @@ def _profile_local(args: argparse.Namespace, workers: tuple[int, ...], out: Text
         measurements,
         scaling_model=args.scaling_model,
         checkpoint_gb=args.checkpoint_gb,
-        accelerator="cpu",
+        accelerator=accelerator,
         source=f"optuna-seer profile --backend local --script {args.script} (params {params})",
         contention=contention,
     )

@@ -8,7 +8,6 @@ file, a re-simulation with ``--profile``, or the prediction stored with the run.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import Any, TextIO
@@ -22,25 +21,68 @@ from optuna_seer.planning.plan import Plan, format_seconds
 from optuna_seer.planning.prices import PriceQuote
 from optuna_seer.planning.simulator import simulate, used_gpu_seconds
 from optuna_seer.planning.stage_plan import ElasticPlan
-from optuna_seer.profiling.harness import load_profile
+from optuna_seer.profiling.harness import load_profile, parse_json
 
 CUT_SHORT = "trials cut short"
 """The key :func:`measured_from_study` adds to the attrs it returns: trials the deadline or
 the budget stopped."""
 
 
+def check_prediction(prediction: object, where: str) -> dict[str, Any]:
+    """``prediction`` if it holds the figures the report compares: ``jct_p50_s`` > 0 and
+    ``cost_p50`` >= 0 (and ``used_cost`` >= 0 where present), all finite numbers.
+
+    Raises:
+        ValueError: One is missing or invalid; the message names it and ``where`` it came from.
+    """
+    if not isinstance(prediction, dict):
+        raise ValueError(
+            f"{where}'s prediction={prediction!r:.60} must be a dict with jct_p50_s and "
+            "cost_p50; pass --profile to simulate the plan instead."
+        )
+    for key, required, positive in (
+        ("jct_p50_s", True, True),
+        ("cost_p50", True, False),
+        ("used_cost", False, False),
+    ):
+        if key not in prediction:
+            if required:
+                raise ValueError(
+                    f"{where}'s prediction lacks {key}; it needs jct_p50_s and cost_p50 (pass "
+                    "--profile to simulate the plan instead)."
+                )
+            continue
+        value = prediction[key]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value < 0
+            or (positive and value == 0)
+        ):
+            raise ValueError(
+                f"{where}'s prediction {key}={value!r:.40} must be a finite number "
+                f"{'> 0' if positive else '>= 0'}."
+            )
+    return prediction
+
+
 def load_measured_file(path: Path) -> tuple[float, float]:
     """(wall seconds, dollars) of a run, from ``{"wall_seconds": …, "dollars": …}``."""
     expected = '{"wall_seconds": 5400, "dollars": 12.5}'
     try:
-        measured = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ValueError(f"cannot read --measured {path}: {exc.strerror or exc}") from None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+    except ValueError as exc:  # UnicodeDecodeError
         raise ValueError(f"--measured {path} is not JSON ({exc}); write e.g. {expected}.") from None
     try:
+        measured = parse_json(text, f"--measured {path}")
+    except ValueError as exc:
+        raise ValueError(f"{exc}; write e.g. {expected}.") from None
+    try:
         wall, dollars = float(measured["wall_seconds"]), float(measured["dollars"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         raise ValueError(
             f"--measured {path} must hold e.g. {expected}, not {measured!r:.60}."
         ) from None
@@ -134,6 +176,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
             raise ValueError("give --plan plan.json, or --storage URL --study NAME of a SEER run.")
         wall, gpu_seconds, attrs = measured_from_study(args.storage, args.study)
         prediction, source = _study_prediction(args, attrs)
+        prediction = check_prediction(prediction, f"study {args.study!r}")
         if STUDY_PLAN not in attrs:
             raise ValueError(f"study {args.study!r} holds no SEER plan; pass --plan plan.json.")
         price = Plan.from_dict(attrs[STUDY_PLAN]).price_per_gpu_second * 3600.0
@@ -157,6 +200,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
             prediction = prediction_summary(result)
         if prediction is None:
             raise ValueError(f"{args.plan} holds no prediction; pass --profile to simulate it.")
+        prediction = check_prediction(prediction, f"plan {args.plan}")
         price = elastic.stages[0].instance.dollars_per_gpu_hour
         if args.measured is not None:
             wall, dollars = load_measured_file(args.measured)

@@ -6,6 +6,12 @@ from dataclasses import dataclass
 import math
 import re
 
+MAX_SECONDS = 1e13
+"""The longest duration the planners take (about 317,000 years): deadlines, timeouts and job
+times beyond it are refused, so no time or cost computed from them overflows."""
+MAX_DOLLARS_PER_HOUR = 1e6
+"""The highest price per instance (or GPU) hour the planners take: a million dollars."""
+
 _UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
 
@@ -47,8 +53,11 @@ def parse_duration(value: str | float | int, *, name: str = "deadline") -> float
             f"{name}={value!r} has type {type(value).__name__}; give seconds as a number "
             "or a string like '12h'."
         )
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"{name}={value!r} must be a positive, finite duration.")
+    if not math.isfinite(seconds) or seconds <= 0 or seconds > MAX_SECONDS:
+        raise ValueError(
+            f"{name}={value!r:.40} must be a positive, finite duration of at most "
+            f"{MAX_SECONDS:.0e} s (about 317,000 years)."
+        )
     return seconds
 
 
@@ -57,6 +66,28 @@ def _positive_finite(value: float, name: str) -> float:
         raise TypeError(f"{name}={value!r} must be a number, not {type(value).__name__}.")
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name}={value!r} must be a positive, finite number.")
+    return float(value)
+
+
+def check_price_per_hour(value: object, name: str, *, allow_zero: bool = False) -> float:
+    """``value`` as a float if it is a finite price per hour in ``(0, MAX_DOLLARS_PER_HOUR]``
+    (``[0, …]`` with ``allow_zero``).
+
+    Example:
+        >>> check_price_per_hour(1e308, "price_per_gpu_hour")
+        Traceback (most recent call last):
+        ...
+        ValueError: price_per_gpu_hour=1e+308 must be > 0 and at most 1e+06 dollars per hour.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}={value!r} must be a number, not {type(value).__name__}.")
+    low_ok = value >= 0 if allow_zero else value > 0
+    if not math.isfinite(value) or not low_ok or value > MAX_DOLLARS_PER_HOUR:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(
+            f"{name}={value!r} must be {bound} and at most {MAX_DOLLARS_PER_HOUR:.0e} dollars "
+            "per hour."
+        )
     return float(value)
 
 
@@ -82,7 +113,7 @@ class Budget:
     def __post_init__(self) -> None:
         parse_duration(self.deadline, name="deadline")
         _positive_finite(self.dollars, "dollars")
-        _positive_finite(self.price_per_gpu_hour, "price_per_gpu_hour")
+        check_price_per_hour(self.price_per_gpu_hour, "price_per_gpu_hour")
 
     @property
     def deadline_seconds(self) -> float:

@@ -12,13 +12,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 import datetime
+import math
 from typing import Any
 
 from optuna_seer.planning.checks import number, whole
 
+_TIMEDELTA_SECONDS = datetime.timedelta.max.days * 86400.0
+
 
 def format_seconds(seconds: float) -> str:
-    """``5430.0 -> '1:30:30'``."""
+    """``5430.0 -> '1:30:30'``; any float, even past what a ``timedelta`` holds.
+
+    Example:
+        >>> format_seconds(5430.0), format_seconds(-100), format_seconds(1e300)
+        ('1:30:30', '-0:01:40', '1e+300 s')
+        >>> format_seconds(float("inf")), format_seconds(float("nan"))
+        ('inf s', 'nan s')
+    """
+    if not math.isfinite(seconds) or abs(seconds) >= _TIMEDELTA_SECONDS:
+        return f"{seconds:.4g} s"
+    if seconds < 0:
+        return "-" + format_seconds(-seconds)
     return str(datetime.timedelta(seconds=round(seconds)))
 
 

@@ -28,14 +28,28 @@ import math
 
 import numpy as np
 
+from optuna_seer.planning.budget import MAX_SECONDS, check_price_per_hour
+from optuna_seer.planning.checks import number
 from optuna_seer.planning.cost_model import ClusterLimits
 from optuna_seer.planning.plan import check_halving, format_seconds
 from optuna_seer.planning.prices import PriceQuote
 from optuna_seer.planning.profile import Profile
 from optuna_seer.planning.scaling import ScalingCurve
-from optuna_seer.planning.seer import InfeasiblePlanError, gpu_candidates, rung_resources
+from optuna_seer.planning.seer import (
+    InfeasiblePlanError,
+    check_job_scale,
+    gpu_candidates,
+    rung_resources,
+)
 from optuna_seer.planning.simulator import CloudModel, PlanEvaluator, PlanStats, empirical_quantile
-from optuna_seer.planning.stage_plan import ElasticPlan, Stage, concurrent_trials, nodes_for
+from optuna_seer.planning.stage_plan import (
+    MAX_GPUS,
+    MAX_TRIALS,
+    ElasticPlan,
+    Stage,
+    concurrent_trials,
+    nodes_for,
+)
 from optuna_seer.planning.workload import Workload
 
 _MAX_OPTIONS_PER_SHAPE = 16
@@ -62,7 +76,11 @@ class SuccessiveHalvingJob:
             )
         for name, values in (("n_trials", self.n_trials), ("resources", self.resources)):
             if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
-                raise ValueError(f"{name}={values!r} must be whole numbers >= 1.")
+                raise ValueError(f"{name}={values!r:.80} must be whole numbers >= 1.")
+        if self.n_trials[0] > MAX_TRIALS:
+            raise ValueError(
+                f"n_trials={self.n_trials[0]} configurations must be at most {MAX_TRIALS:,}."
+            )
         check_halving(self.n_trials, self.resources)
 
     @classmethod
@@ -124,10 +142,21 @@ class PlanningProblem:
     def __post_init__(self) -> None:
         if not self.instances:
             raise ValueError("instances is empty; give at least one PriceQuote.")
-        if not math.isfinite(self.deadline_s) or self.deadline_s <= 0:
-            raise ValueError(f"deadline_s={self.deadline_s!r} must be positive and finite.")
+        number(self.deadline_s, "deadline_s", positive=True)
+        if self.deadline_s > MAX_SECONDS:
+            raise ValueError(
+                f"deadline_s={self.deadline_s!r} must be at most {MAX_SECONDS:.0e} s "
+                "(about 317,000 years)."
+            )
+        for quote in self.instances:
+            # Free instances leave the cost nothing to minimise; huge prices overflow it.
+            check_price_per_hour(
+                quote.dollars_per_hour, f"dollars_per_hour of {quote.instance_type}"
+            )
         if isinstance(self.max_gpus, bool) or not isinstance(self.max_gpus, int):
             raise TypeError(f"max_gpus={self.max_gpus!r} must be an int.")
+        if not 1 <= self.max_gpus <= MAX_GPUS:
+            raise ValueError(f"max_gpus={self.max_gpus} must be from 1 to {MAX_GPUS:,}.")
         small = [q.instance_type for q in self.instances if q.gpus > self.max_gpus]
         if len(small) == len(self.instances):
             raise ValueError(
@@ -139,6 +168,11 @@ class PlanningProblem:
             raise ValueError(
                 f"min_marginal_speedup={self.min_marginal_speedup!r} must be in (0, 1]."
             )
+        check_job_scale(
+            self.profile.startup_on(1),
+            self.profile.epoch_seconds_on(1),
+            self.job.resources[-1],
+        )
 
     def evaluator(self) -> PlanEvaluator:
         return PlanEvaluator(self.profile, self.cloud, self.samples, self.seed, self.quantile)
@@ -163,10 +197,12 @@ class RubberBandResult:
             f"of {format_seconds(self.deadline_s)} deadline"
         ]
         if self.static_stats is not None:
-            lines.append(
-                f"best static cluster: ${self.static_stats.cost:,.2f} "
-                f"({self.static_stats.cost / self.stats.cost:.2f}× the plan)"
+            ratio = (
+                f"{self.static_stats.cost / self.stats.cost:.2f}× the plan"
+                if self.stats.cost > 0
+                else "the plan costs nothing"
             )
+            lines.append(f"best static cluster: ${self.static_stats.cost:,.2f} ({ratio})")
         return "\n".join(lines)
 
 
@@ -335,7 +371,8 @@ class _Search:
             for candidate in self.moves(plan, options):
                 stats = self.stats(candidate)
                 saving = best.cost - stats.cost
-                if not self.feasible(stats) or saving <= 1e-9 * max(1.0, best.cost):
+                # ``not >``: a NaN saving (an overflowed cost) is no saving.
+                if not self.feasible(stats) or not saving > 1e-9 * max(1.0, best.cost):
                     continue
                 slower = stats.jct_quantile - best.jct_quantile
                 benefit = saving / slower if slower > 0 else math.inf
@@ -422,8 +459,8 @@ def plan_rubberband(problem: PlanningProblem) -> RubberBandResult:
         raise InfeasiblePlanError(
             f"No plan meets the deadline {format_seconds(problem.deadline_s)} at "
             f"p{round(problem.quantile * 100)}: the fastest plan found needs "
-            f"{format_seconds(need)} ({math.ceil(need)} s). Raise the deadline or max_gpus, "
-            "or shrink the job.",
+            f"{format_seconds(need)} ({math.ceil(need) if math.isfinite(need) else need} s). "
+            "Raise the deadline or max_gpus, or shrink the job.",
             min_deadline_s=need,
             min_dollars=None,
         )
@@ -434,6 +471,11 @@ def plan_rubberband(problem: PlanningProblem) -> RubberBandResult:
             if best is None or stats.cost < best[1].cost:
                 best = (plan, stats)
     assert best is not None
+    if not math.isfinite(best[1].cost):
+        raise ValueError(
+            f"every plan's simulated cost overflows (${best[1].cost}): the cloud's transfer or "
+            "storage prices, or the profile's checkpoint_gb, are too large."
+        )
     return RubberBandResult(
         plan=best[0],
         stats=best[1],

@@ -22,12 +22,14 @@ from dataclasses import dataclass
 import itertools
 import math
 
-from optuna_seer.planning.budget import Budget
+from optuna_seer.planning.budget import MAX_SECONDS, Budget
 from optuna_seer.planning.cost_model import ClusterLimits, RungShape, schedule
 from optuna_seer.planning.plan import Plan, Rung, format_seconds
 from optuna_seer.planning.workload import Workload
 
 _MAX_GPUS_PER_TRIAL = 4096
+MAX_CONFIGS = 1_000_000
+"""The most configurations :func:`plan_seer` considers (``max_configs``)."""
 
 
 class InfeasiblePlanError(ValueError):
@@ -44,6 +46,31 @@ class InfeasiblePlanError(ValueError):
         super().__init__(message)
         self.min_deadline_s = min_deadline_s
         self.min_dollars = min_dollars
+
+
+def check_job_scale(startup_s: float, epoch_s: float, max_epochs: int) -> float:
+    """One configuration's full training on one GPU, in seconds, if it is at most
+    :data:`~optuna_seer.planning.budget.MAX_SECONDS`; else a ``ValueError`` naming it.
+
+    The planners refuse such a job up front: its times and costs would overflow.
+
+    Example:
+        >>> check_job_scale(30.0, 600.0, 27)
+        16230.0
+        >>> check_job_scale(0.0, 1e300, 27)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: one configuration's full training takes 2.7e+301 s on one GPU ...
+    """
+    seconds = startup_s + max_epochs * epoch_s
+    if not seconds <= MAX_SECONDS:
+        raise ValueError(
+            f"one configuration's full training takes {seconds:.4g} s on one GPU (start-up "
+            f"{startup_s:.4g} s + {max_epochs} epochs × {epoch_s:.4g} s), more than the "
+            f"{MAX_SECONDS:.0e} s the planners handle: check the profile's epoch_seconds and "
+            "startup_seconds, and max_epochs."
+        )
+    return seconds
 
 
 def gpu_candidates(
@@ -201,6 +228,8 @@ def _validate(
             raise TypeError(f"{name}={value!r} must be an int.")
         if value < low:
             raise ValueError(f"{name}={value} must be >= {low}.")
+    if max_configs > MAX_CONFIGS:
+        raise ValueError(f"max_configs={max_configs} must be at most {MAX_CONFIGS:,}.")
     if min_resource > workload.max_epochs:
         raise ValueError(
             f"min_resource={min_resource} exceeds max_epochs={workload.max_epochs}; "
@@ -260,6 +289,7 @@ def plan_seer(
         )
     limits = limits or ClusterLimits()
     _validate(reduction_factor, min_resource, min_marginal_speedup, max_configs, workload)
+    check_job_scale(workload.startup_on(1), workload.epoch_seconds_on(1), workload.max_epochs)
     problem = _Problem(
         workload=workload,
         price=budget.price_per_gpu_second,

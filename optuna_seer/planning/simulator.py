@@ -42,6 +42,11 @@ from optuna_seer.planning.stage_plan import ElasticPlan, Stage
 Array = npt.NDArray[np.float64]
 _SECONDS_PER_MONTH = 30 * 86400.0
 _EXACT_SUM_EPOCHS = 32
+MAX_SAMPLES = 100_000
+"""The most Monte Carlo samples one evaluator draws."""
+MAX_DRAWS = 50_000_000
+"""The most values (samples × trials of a stage) the simulator holds for one stage."""
+_CHUNK_DRAWS = 4_000_000  # epoch-time draws made at once (same stream as one call)
 
 
 @dataclass(frozen=True)
@@ -208,8 +213,14 @@ class PlanEvaluator:
         seed: int = 0,
         quantile: float = 0.95,
     ) -> None:
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-            raise ValueError(f"samples={samples!r} must be a whole number >= 1.")
+        if (
+            isinstance(samples, bool)
+            or not isinstance(samples, int)
+            or not 1 <= samples <= MAX_SAMPLES
+        ):
+            raise ValueError(
+                f"samples={samples!r} must be a whole number from 1 to {MAX_SAMPLES:,}."
+            )
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed={seed!r} must be a whole number >= 0.")
         if not (0.0 < quantile <= 1.0):
@@ -231,8 +242,16 @@ class PlanEvaluator:
             cv = self.profile.cv_on(k)
             rng = np.random.default_rng([self.seed, 1, index, k])
             if epochs <= _EXACT_SUM_EPOCHS:
-                draws = _lognormal(rng, 1.0, cv, (self.samples, n, epochs))
-                cached = draws.mean(axis=2)
+                # Row blocks drawn in order are the numbers one call would draw.
+                rows = max(1, _CHUNK_DRAWS // (n * epochs))
+                cached = np.concatenate(
+                    [
+                        _lognormal(rng, 1.0, cv, (min(rows, self.samples - first), n, epochs)).mean(
+                            axis=2
+                        )
+                        for first in range(0, self.samples, rows)
+                    ]
+                )
             else:  # Central limit: the mean of many epochs is normal around 1.
                 draws = rng.normal(1.0, cv / math.sqrt(epochs), (self.samples, n))
                 cached = np.maximum(draws, 0.05)
@@ -261,6 +280,18 @@ class PlanEvaluator:
         cached = self._makespans.get(key)
         if cached is not None:
             return cached
+        if self.samples * stage.n_trials > MAX_DRAWS:
+            raise ValueError(
+                f"samples={self.samples:,} × {stage.n_trials:,} trials in stage {index} is more "
+                f"than the {MAX_DRAWS:,} values the simulator holds; use fewer samples."
+            )
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow: inf, never feasible
+            cached = self._work_samples(index, stage, epochs)
+        self._makespans[key] = cached
+        return cached
+
+    def _work_samples(self, index: int, stage: Stage, epochs: int) -> tuple[Array, Array]:
+        k, c = stage.gpus_per_trial, stage.concurrent_trials
         epoch_s = self.profile.epoch_seconds_on(k)
         startup = self.profile.startup_on(k)
         # Wave j holds trials j·c … (j+1)·c − 1, slowed by the profile's contention for that
@@ -279,12 +310,12 @@ class PlanEvaluator:
         interruptions: Array = np.zeros(self.samples)
         if stage.instance.market == "spot" and rate > 0:
             rng = np.random.default_rng([self.seed, 3, index, k, c, stage.nodes])
-            counts = rng.poisson(rate * stage.nodes * makespan / 3600.0)
+            expected = rate * stage.nodes * makespan / 3600.0
+            # A stage long enough to pass Poisson's range never meets a deadline anyway.
+            counts = rng.poisson(np.nan_to_num(np.minimum(expected, 1e15), nan=1e15))
             penalty = self.cloud.queue_seconds + self.cloud.boot_seconds + startup + 0.5 * epoch_s
             interruptions = np.asarray(counts * penalty, dtype=float)
-        cached = (makespan, interruptions)
-        self._makespans[key] = cached
-        return cached
+        return makespan, interruptions
 
     def _run(
         self, plan: ElasticPlan, detail: bool
@@ -331,7 +362,8 @@ class PlanEvaluator:
 
     def stats(self, plan: ElasticPlan) -> PlanStats:
         """Mean cost, JCT at the evaluator's quantile, and mean JCT of ``plan``."""
-        jct, cost, _ = self._run(plan, detail=False)
+        with np.errstate(over="ignore", invalid="ignore"):
+            jct, cost, _ = self._run(plan, detail=False)
         return PlanStats(
             cost=float(cost.mean()),
             jct_quantile=empirical_quantile(jct, self.quantile),
@@ -339,8 +371,19 @@ class PlanEvaluator:
         )
 
     def result(self, plan: ElasticPlan) -> SimulationResult:
-        """The full distribution of ``plan``'s time and cost."""
-        jct, cost, per_stage = self._run(plan, detail=True)
+        """The full distribution of ``plan``'s time and cost.
+
+        Raises:
+            ValueError: A time or cost overflows (is not finite).
+        """
+        with np.errstate(over="ignore", invalid="ignore"):
+            jct, cost, per_stage = self._run(plan, detail=True)
+        if not (np.isfinite(jct).all() and np.isfinite(cost).all()):
+            raise ValueError(
+                f"simulating the plan overflows: time up to {float(np.max(jct)):.4g} s, cost up "
+                f"to ${float(np.max(cost)):.4g}; the profile's times (epoch_seconds, scaling, "
+                "contention, startup_seconds) or the prices are too large."
+            )
         return SimulationResult(
             jct=tuple(float(v) for v in jct),
             cost=tuple(float(v) for v in cost),

@@ -19,9 +19,15 @@ from dataclasses import dataclass
 import math
 from typing import Any
 
+from optuna_seer.planning.budget import check_price_per_hour
 from optuna_seer.planning.checks import whole
 from optuna_seer.planning.plan import Plan, RungShape, check_halving, format_seconds, format_table
 from optuna_seer.planning.prices import PriceQuote
+
+MAX_TRIALS = 100_000
+"""The most trials one stage (or rung) of a plan may hold: the simulator draws every one."""
+MAX_GPUS = 100_000
+"""The most GPUs (or slots) a plan may provision at once, and the most per trial."""
 
 
 def concurrent_trials(n_trials: int, gpus_per_trial: int, gpus_per_node: int, nodes: int) -> int:
@@ -74,6 +80,19 @@ class Stage(RungShape):
         whole(self.nodes, "nodes", owner="Stage")
         if not isinstance(self.instance, PriceQuote):
             raise TypeError(f"stage instance={self.instance!r} must be a PriceQuote.")
+        check_price_per_hour(
+            self.instance.dollars_per_hour,
+            f"dollars_per_hour of {self.instance.instance_type}",
+            allow_zero=True,
+        )
+        if self.n_trials > MAX_TRIALS:
+            raise ValueError(f"Stage.n_trials={self.n_trials} must be at most {MAX_TRIALS:,}.")
+        for name, value in (("gpus_per_trial", self.gpus_per_trial), ("GPUs", self.gpus)):
+            if value > MAX_GPUS:
+                raise ValueError(
+                    f"a stage's {name}={value} (nodes={self.nodes} × {self.instance.gpus}) must "
+                    f"be at most {MAX_GPUS:,}."
+                )
         if self.concurrent_trials < 1:
             raise ValueError(
                 f"a stage of {self.nodes} × {self.instance.instance_type} "
@@ -113,6 +132,15 @@ class Stage(RungShape):
             "instance": self.instance.to_dict(),
             "nodes": self.nodes,
         }
+
+
+def _whole_number(value: object, name: str) -> int:
+    """A JSON whole number (``3`` or ``3.0``) as an ``int``; anything else is refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}={value!r:.40} must be a whole number")
+    return value
 
 
 @dataclass(frozen=True)
@@ -181,21 +209,35 @@ class ElasticPlan:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ElasticPlan:
-        try:
-            return cls(
-                tuple(
-                    Stage(
-                        n_trials=int(s["n_trials"]),
-                        resource=int(s["resource"]),
-                        gpus_per_trial=int(s["gpus_per_trial"]),
-                        instance=PriceQuote.from_dict(s["instance"]),
-                        nodes=int(s["nodes"]),
-                    )
-                    for s in data["stages"]
-                )
+        """The plan :meth:`to_dict` wrote.
+
+        Raises:
+            ValueError: Not such a dict, or a value is invalid; the message names it.
+        """
+        if not isinstance(data, dict) or not isinstance(data.get("stages"), list):
+            raise ValueError(
+                f"not an ElasticPlan dict: {data!r:.80}; it needs 'stages': a list of stages."
             )
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"not an ElasticPlan dict ({exc}).") from None
+        stages = []
+        for index, raw in enumerate(data["stages"]):
+            try:
+                if not isinstance(raw, dict) or not isinstance(raw.get("instance"), dict):
+                    raise TypeError(f"{raw!r:.80} is not a dict with an 'instance' dict")
+                stages.append(
+                    Stage(
+                        n_trials=_whole_number(raw["n_trials"], "n_trials"),
+                        resource=_whole_number(raw["resource"], "resource"),
+                        gpus_per_trial=_whole_number(raw["gpus_per_trial"], "gpus_per_trial"),
+                        instance=PriceQuote.from_dict(raw["instance"]),
+                        nodes=_whole_number(raw["nodes"], "nodes"),
+                    )
+                )
+            except (KeyError, TypeError, ValueError, OverflowError) as exc:
+                raise ValueError(f"not an ElasticPlan dict: stage {index}: {exc}") from None
+        try:
+            return cls(tuple(stages))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"not an ElasticPlan dict: {exc}") from None
 
     def table(self, starts: Sequence[float] = (), ends: Sequence[float] = ()) -> str:
         """The plan as a text table; ``starts``/``ends`` (seconds) add timing columns."""

@@ -37,20 +37,80 @@ def save_profile(profile: Profile, path: str | Path) -> None:
     temporary.replace(target)
 
 
-def load_profile(path: str | Path) -> Profile:
-    """Read and validate a profile JSON file."""
+MAX_JSON_DEPTH = 32
+"""The deepest nesting :func:`parse_json` accepts: the package's files are a few levels deep."""
+
+
+def json_depth(data: Any) -> int:
+    """How deeply ``data`` nests lists and dicts (0 for a plain value), without recursion.
+
+    Example:
+        >>> json_depth({"a": [1, {"b": []}]}), json_depth(3)
+        (4, 0)
+    """
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            value = list(value.values())
+        if isinstance(value, list):
+            deepest = max(deepest, depth)
+            stack.extend((item, depth + 1) for item in value)
+    return deepest
+
+
+def parse_json(text: str, what: str) -> Any:
+    """``text`` parsed as JSON, or a ``ValueError`` that names ``what`` and says why.
+
+    Refused: text that is not JSON, and JSON nested more than :data:`MAX_JSON_DEPTH` levels
+    (so no deep structure reaches code that recurses over it).
+
+    Example:
+        >>> parse_json('{"a": [1]}', "profile p.json")
+        {'a': [1]}
+        >>> parse_json("[" * 100 + "]" * 100, "profile p.json")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: profile p.json nests JSON 100 levels deep; at most 32 are accepted.
+    """
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(text)
+    except RecursionError:
+        raise ValueError(
+            f"{what} nests JSON too deeply to read; at most {MAX_JSON_DEPTH} levels are accepted."
+        ) from None
+    except ValueError as exc:  # JSONDecodeError
+        raise ValueError(f"{what} is not valid JSON: {exc}") from None
+    depth = json_depth(data)
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(
+            f"{what} nests JSON {depth} levels deep; at most {MAX_JSON_DEPTH} are accepted."
+        )
+    return data
+
+
+def read_json_file(path: str | Path, what: str, example: str) -> Any:
+    """The JSON in file ``path`` (a ``what``: ``"profile"``, ``"plan"``…), or a ``ValueError``
+    that names the file, says why, and how to make one (``example``)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ValueError(
-            f"cannot read profile {path} ({exc.strerror or exc}): give the path of a "
-            "profile JSON ('optuna-seer profile --out' writes one)."
+            f"cannot read {what} {path} ({exc.strerror or exc}): give the path of {example}."
         ) from None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        raise ValueError(f"profile {path} is not valid JSON: {exc}") from None
+    except ValueError as exc:  # UnicodeDecodeError
+        raise ValueError(f"{what} {path} is not valid JSON: {exc}") from None
+    return parse_json(text, f"{what} {path}")
+
+
+def load_profile(path: str | Path) -> Profile:
+    """Read and validate a profile JSON file."""
+    data = read_json_file(
+        path, "profile", "a profile JSON ('optuna-seer profile --out' writes one)"
+    )
     try:
         return Profile.from_dict(data)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ValueError(f"profile {path}: {exc}") from None
 
 

@@ -904,10 +904,8 @@ def test_malformed_command_line_exits_non_zero_with_one_message(
     assert "Traceback" not in err
     lines = err.strip().splitlines()
     last = lines[-1]
-    if lines[0].startswith("usage:"):  # argparse: its usage, then one error line
-        assert last.startswith("optuna-seer"), err
-    else:  # main's handler: one line
-        assert len(lines) == 1 and last.startswith("optuna-seer"), err
+    # One line, from argparse (no usage) or from main's handler.
+    assert len(lines) == 1 and last.startswith("optuna-seer"), err
     assert any(name in last for name in case.names), f"{last!r} names none of {case.names}"
     assert TEACHES.search(last) or "invalid choice" in last, f"{last!r} does not teach"
 
