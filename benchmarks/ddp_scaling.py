@@ -1,11 +1,15 @@
 """Measure the data-parallel scaling curve of the example's Lightning model on this machine.
 
 For each worker count k it runs ``torchrun --standalone --nproc_per_node=k`` on this file in
-worker mode: Lightning DDP (NCCL on GPUs, gloo on CPU processes) trains the digits MLP of
+worker mode: Lightning DDP (NCCL across k GPUs, gloo across k CPU processes) trains the digits
+MLP of
 ``examples/lightning_digits.py`` with a fixed *global* batch (strong scaling) and rank 0
 times every epoch after the first. Prints seconds per epoch and speedup per k, and writes the
-curve as JSON, ready for ``Workload(scaling=...)``.
+curve as JSON, ready for ``Workload(scaling=...)``. By default it runs on this machine's
+GPUs when it has any (``--accelerator auto``) at 1, 2, 4 ... workers up to its slot count
+(:func:`optuna_seer.backends.local.machine_slots`).
 
+    python benchmarks/ddp_scaling.py
     python benchmarks/ddp_scaling.py --accelerator cpu --workers 1 2
     python benchmarks/ddp_scaling.py --accelerator gpu --workers 1 2 4 8 --out curve.json
 """
@@ -24,7 +28,8 @@ import tempfile
 import time
 from typing import Any
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "lightning_digits.py"
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "lightning_digits.py"
 
 
 def _example() -> Any:
@@ -86,10 +91,40 @@ def worker(args: argparse.Namespace) -> None:
         Path(args.result).write_text(json.dumps({"epochs": times, "backend": backend}))
 
 
+def _default_workers(slots: int) -> list[int]:
+    """1, 2, 4 ... and ``slots`` itself."""
+    counts = [1]
+    while counts[-1] * 2 < slots:
+        counts.append(counts[-1] * 2)
+    return counts if counts[-1] == slots else [*counts, slots]
+
+
+def _machine(accelerator: str) -> tuple[str, int, str]:
+    """``(accelerator, slots, device name)`` for ``--accelerator`` on this machine."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from optuna_seer.backends.local import cpu_slots, gpu_name, visible_gpus
+
+    gpus = len(visible_gpus())
+    if accelerator == "auto":
+        accelerator = "gpu" if gpus else "cpu"
+    if accelerator == "gpu":
+        if not gpus:
+            raise SystemExit("--accelerator gpu: no GPU is visible (torch.cuda.device_count() 0).")
+        return "gpu", gpus, gpu_name(0)
+    return "cpu", cpu_slots(), "cpu"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--accelerator", choices=["cpu", "gpu"], default="cpu")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--accelerator", choices=["auto", "cpu", "gpu"], default="auto")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=None,
+        help="worker counts (default: 1, 2, 4 ... up to this machine's GPUs, else CPU slots)",
+    )
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=24, help="noisy copies of digits")
     parser.add_argument("--global-batch", type=int, default=256)
@@ -101,6 +136,13 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
+    args.accelerator, slots, device = _machine(args.accelerator)
+    args.workers = args.workers or _default_workers(slots)
+    if args.accelerator == "gpu" and max(args.workers) > slots:
+        raise SystemExit(
+            f"--workers {args.workers}: this machine has {slots} GPU(s), one per worker; "
+            f"use counts up to {slots}."
+        )
     rows = []
     for k in args.workers:
         with tempfile.TemporaryDirectory() as scratch:
@@ -128,7 +170,7 @@ def main() -> None:
         rows.append((k, epoch_s, wall, measured["backend"]))
     base = rows[0][1] * rows[0][0]
     print(
-        f"\n{args.accelerator} data-parallel scaling, global batch {args.global_batch}, "
+        f"\n{device} data-parallel scaling, global batch {args.global_batch}, "
         f"{args.repeats}x digits, hidden {args.hidden}"
     )
     print(f"{'workers':>7} {'backend':>8} {'s/epoch':>9} {'speedup':>8} {'launch+run s':>13}")
@@ -137,7 +179,16 @@ def main() -> None:
     if args.out:
         curve = {str(k): round(base / epoch_s, 4) for k, epoch_s, _, _ in rows}
         Path(args.out).write_text(
-            json.dumps({"accelerator": args.accelerator, "speedup": curve}, indent=2)
+            json.dumps(
+                {
+                    "accelerator": args.accelerator,
+                    "device": device,
+                    "backend": rows[-1][3],
+                    "speedup": curve,
+                    "seconds_per_epoch": {str(k): round(e, 4) for k, e, _, _ in rows},
+                },
+                indent=2,
+            )
         )
 
 

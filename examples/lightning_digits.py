@@ -1,8 +1,9 @@
 """Tune an MLP on scikit-learn's digits with SEER, resizing Lightning DDP trials between rungs.
 
-Run the whole job (driver, 2 CPU slots, SQLite storage, a 5-minute deadline)::
+Run the whole job (driver, SQLite storage, a 5-minute deadline; one slot per GPU of this
+machine, else one per CPU core up to 8, unless ``--slots N``)::
 
-    python examples/lightning_digits.py --deadline 5m --budget 1.0 --slots 2 \\
+    python examples/lightning_digits.py --deadline 5m --budget 1.0 \\
         --storage sqlite:///runs/seer.db --out runs/
 
 Plan from measured times instead of the defaults (``--epoch-seconds 5 --startup-seconds 20``)
@@ -170,7 +171,12 @@ def main(argv: list[str] | None = None) -> int:
         default=3.0,
         help="what one slot costs per hour (priced like a GPU)",
     )
-    parser.add_argument("--slots", type=int, default=2, help="CPU worker processes at once")
+    parser.add_argument(
+        "--slots",
+        type=int,
+        default=None,
+        help="workers at once (default: one per visible GPU, else one per CPU core, up to 8)",
+    )
     parser.add_argument("--storage", default="sqlite:///runs/seer.db")
     parser.add_argument("--out", default="runs/", help="report, timeline, logs, checkpoints")
     parser.add_argument("--checkpoints", default=None, help="directory or s3://bucket/prefix")
@@ -220,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    from optuna_seer.backends.local import LocalBackend
+    from optuna_seer.backends.local import LocalBackend, accelerator_name, machine_slots
     from optuna_seer.cli.plots import plot_timeline
     from optuna_seer.execution.report import format_report
     from optuna_seer.execution.tuner import ElasticTuner, StudyMismatchError, resumable_study_name
@@ -231,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     from optuna_seer.planning.workload import Workload
     from optuna_seer.profiling.harness import load_profile
 
+    if args.slots is None:
+        args.slots = machine_slots()
+    print(f"{args.slots} slot(s) on {accelerator_name()}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.storage.startswith("sqlite:///"):

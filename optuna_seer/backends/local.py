@@ -1,10 +1,14 @@
 """LocalBackend: trials as processes on this machine; ``k`` workers = a ``k``-process DDP run.
 
-A slot is one CPU worker process (one GPU when the machine has GPUs). A launch with one
-worker runs ``python -m optuna_seer.worker.entrypoint TARGET``; with ``k > 1`` workers it runs the
-same under ``torchrun --nproc_per_node=k`` with its rendezvous on 127.0.0.1, so Lightning
-(``strategy="ddp"``) or plain ``torch.distributed`` see a real world of size ``k`` (gloo on
-CPU, NCCL on GPU). Each launch is its own process group, so stopping it ends every worker.
+A slot is one GPU when the machine has GPUs, else one CPU worker process; by default there
+are as many slots as the machine has (:func:`machine_slots`: every visible GPU, else the CPU
+cores this process may use, at most 8). A launch with one worker runs
+``python -m optuna_seer.worker.entrypoint TARGET``; with ``k > 1`` workers it runs the same under
+``torchrun --nproc_per_node=k`` with its rendezvous on 127.0.0.1, so Lightning
+(``strategy="ddp"``) or plain ``torch.distributed`` see a real world of size ``k``. Each launch
+sees only its own GPUs (``CUDA_VISIBLE_DEVICES``, none on CPU slots), so DDP on one node uses
+NCCL across a launch's GPUs and gloo across CPU processes (:attr:`LocalBackend.ddp_backend`).
+Each launch is its own process group, so stopping it ends every worker.
 
 Each launch also carries the driver's pid (``SEER_DRIVER_PID``): if the driver dies (even
 by SIGKILL), every worker of every launch ends itself within moments, so no orphan keeps a
@@ -31,6 +35,66 @@ from optuna_seer.backends.launch_env import launch_env
 from optuna_seer.worker.driver_watch import driver_env
 
 _LOG_TAIL_CHARS = 2000
+MAX_CPU_SLOTS = 8
+"""CPU slots :func:`machine_slots` offers at most (each is a training process)."""
+
+
+def visible_gpus() -> tuple[str, ...]:
+    """The GPUs this process may use, named as a launch's ``CUDA_VISIBLE_DEVICES`` takes them.
+
+    The count is torch's (``torch.cuda.device_count()``, which honours
+    ``CUDA_VISIBLE_DEVICES``); the names are that many first entries of
+    ``CUDA_VISIBLE_DEVICES`` when it is set (indices, ``GPU-...`` UUIDs or MIG ids), else
+    ``0 .. n-1``, so the launch given slot ``i`` gets the GPU this process calls ``cuda:i``.
+    ``()`` without CUDA or without torch.
+    """
+    try:
+        import torch
+    except ImportError:
+        return ()
+    count = int(torch.cuda.device_count())
+    if count <= 0:
+        return ()
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is None:
+        return tuple(str(i) for i in range(count))
+    names = [name.strip() for name in listed.split(",") if name.strip()]
+    if len(names) < count:  # torch counted GPUs the variable does not name: trust torch
+        return tuple(str(i) for i in range(count))
+    return tuple(names[:count])
+
+
+def cpu_slots(cap: int = MAX_CPU_SLOTS) -> int:
+    """CPU worker slots: the cores this process may run on (its affinity), between 1 and
+    ``cap``."""
+    if hasattr(os, "sched_getaffinity"):
+        cores = len(os.sched_getaffinity(0))
+    else:  # pragma: no cover - macOS, Windows
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, cap))
+
+
+def machine_slots() -> int:
+    """Worker slots this machine offers: one per visible GPU, else :func:`cpu_slots`.
+
+    Example:
+        >>> machine_slots() == (len(visible_gpus()) or cpu_slots())
+        True
+    """
+    return len(visible_gpus()) or cpu_slots()
+
+
+def gpu_name(index: int = 0) -> str:
+    """The model of visible GPU ``index`` (``torch.cuda.get_device_name``), e.g.
+    ``"NVIDIA H200"``."""
+    import torch
+
+    return str(torch.cuda.get_device_name(index))
+
+
+def accelerator_name() -> str:
+    """What this machine trains on: the first visible GPU's model, or ``"cpu"``."""
+    return gpu_name(0) if visible_gpus() else "cpu"
 
 
 @dataclass
@@ -49,36 +113,45 @@ class LocalBackend(Backend):
     """Run trials as local processes on ``slots`` workers.
 
     Args:
-        slots: Workers that may run at once (CPU processes; on a GPU machine at most the
-            number of visible GPUs, each launch pinned with ``CUDA_VISIBLE_DEVICES``).
+        slots: Workers that may run at once; by default one per GPU of ``gpus``, or
+            :func:`cpu_slots` CPU processes when there is none. With GPUs, at most their number.
+        gpus: The GPUs slots use, named as ``CUDA_VISIBLE_DEVICES`` names them (slot ``i``
+            gets ``gpus[i]``); by default every visible one (:func:`visible_gpus`). ``()``:
+            CPU processes, with GPUs hidden from launches, even on a GPU machine.
         log_dir: Where each launch's output goes (``trial-<n>-rung-<r>.log``); a temporary
             directory if ``None``.
         python: The interpreter for workers (this one by default).
         env: Extra environment variables for every launch.
 
     Example:
-        >>> backend = LocalBackend(slots=2)
-        >>> backend.slots, backend.free_slots
-        (2, 2)
+        >>> backend = LocalBackend(slots=2, gpus=())
+        >>> backend.slots, backend.free_slots, backend.ddp_backend, backend.accelerator
+        (2, 2, 'gloo', 'cpu')
+        >>> LocalBackend().slots == machine_slots()
+        True
     """
 
     def __init__(
         self,
-        slots: int,
+        slots: int | None = None,
         *,
+        gpus: Sequence[str] | None = None,
         log_dir: str | Path | None = None,
         python: str = sys.executable,
         env: Mapping[str, str] | None = None,
     ) -> None:
+        self._gpus = visible_gpus() if gpus is None else _checked_gpus(gpus)
+        if slots is None:
+            slots = len(self._gpus) or cpu_slots()
         if isinstance(slots, bool) or not isinstance(slots, int):
             raise TypeError(f"slots={slots!r} must be an int.")
         if slots < 1:
             raise ValueError(f"slots={slots} must be >= 1.")
-        self._gpus = self._visible_gpus()
         if self._gpus and slots > len(self._gpus):
             raise ValueError(
-                f"slots={slots} but this machine has {len(self._gpus)} GPUs; use at most "
-                f"{len(self._gpus)}."
+                f"slots={slots} but this machine has {len(self._gpus)} GPUs "
+                f"({','.join(self._gpus)}); use at most {len(self._gpus)} (leave slots out for "
+                "one per GPU), or gpus=() for CPU processes."
             )
         self._slots = slots
         self._log_dir = Path(log_dir) if log_dir is not None else None
@@ -94,13 +167,26 @@ class LocalBackend(Backend):
         self._busy: set[int] = set()
         self._counter = 0
 
-    @staticmethod
-    def _visible_gpus() -> list[str]:
-        import torch
+    @property
+    def gpus(self) -> tuple[str, ...]:
+        """The GPUs slots use (slot ``i``: ``gpus[i]``); ``()`` for CPU processes."""
+        return self._gpus
 
-        if not torch.cuda.is_available():
-            return []
-        return [str(i) for i in range(torch.cuda.device_count())]
+    @property
+    def ddp_backend(self) -> str:
+        """The ``torch.distributed`` backend a multi-worker launch uses: ``"nccl"`` across
+        its GPUs, ``"gloo"`` across CPU processes (Lightning's ``strategy="ddp"`` picks the
+        same from the devices a launch sees)."""
+        return "nccl" if self._gpus else "gloo"
+
+    @property
+    def accelerator(self) -> str:
+        """What launches train on: the GPU model (``torch.cuda.get_device_name``) or
+        ``"cpu"``; a profile measured here records it."""
+        if not self._gpus:
+            return "cpu"
+        visible = visible_gpus()
+        return gpu_name(visible.index(self._gpus[0]) if self._gpus[0] in visible else 0)
 
     @property
     def slots(self) -> int:
@@ -175,8 +261,8 @@ class LocalBackend(Backend):
         env.update(spec.env)
         env.update(launch_env(spec))
         env.update(driver_env())
-        if self._gpus:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(self._gpus[s] for s in slots)
+        # Only the launch's own GPUs, none for CPU slots (so Lightning picks cpu and gloo).
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(self._gpus[s] for s in slots if self._gpus)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._counter += 1
         handle = f"local-{self._counter}-trial-{spec.trial_number}-rung-{spec.rung}"
@@ -253,3 +339,12 @@ class LocalBackend(Backend):
             if done or time.monotonic() >= deadline:
                 return done
             time.sleep(min(0.2, max(deadline - time.monotonic(), 0.0)))
+
+
+def _checked_gpus(gpus: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(gpus, str) or not all(isinstance(g, str) and g.strip() for g in gpus):
+        raise TypeError(f"gpus={gpus!r} must be a sequence of GPU names, e.g. ('0', '1') or ().")
+    names = tuple(g.strip() for g in gpus)
+    if len(set(names)) != len(names):
+        raise ValueError(f"gpus={gpus!r} names a GPU twice; give each GPU once.")
+    return names
