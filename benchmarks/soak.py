@@ -5,7 +5,8 @@ Runs the real :class:`~optuna_seer.execution.tuner.ElasticTuner` on a
 clock) while injecting faults at random: spot preemptions during an epoch (the backend's
 seeded ``preemption_rate``) and launches killed at an epoch end (``fail_launch``, as a rank
 SIGKILLed). It keeps running seeded studies until ``--faults`` faults have been injected and
-prints one line::
+prints a table of the faults by kind (how many, in how many studies, studies lost with one),
+then one line::
 
     faults injected 106, trials recovered 84, epochs lost 286, dollars over budget 0.0000
     (beyond one increment of $0.0683), studies lost 0, deadlines missed 0 (15 studies; 0 ended
@@ -52,11 +53,21 @@ SCENARIOS = (
 )
 
 
+PREEMPTED = "spot node preempted mid-epoch"
+KILLED = "rank SIGKILLed at an epoch end"
+DEFENCES = {
+    PREEMPTED: "relaunch from the last good checkpoint",
+    KILLED: "relaunch from the last good checkpoint",
+}
+"""Each fault kind the soak injects, and what the executor does about it (the table's rows)."""
+
+
 @dataclass(frozen=True)
 class SoakRun:
     """What one faulty study did."""
 
     faults: int
+    by_kind: dict[str, int]
     recovered: int
     epochs_lost: int
     spent: float
@@ -76,10 +87,13 @@ def run_one(
     storage = InMemoryStorage()
     kills = np.random.default_rng([seed, 2])
     holder: list[ReplayBackend] = []
+    killed = [0]
 
     def kill_sometimes(handle: str, epoch: int, value: float) -> None:
         if kills.random() < kill_rate:
+            before = holder[0].faults_injected
             holder[0].fail_launch(handle)
+            killed[0] += holder[0].faults_injected - before
 
     backend = scenario.backend(
         curves,
@@ -120,6 +134,7 @@ def run_one(
         lost = True
     return SoakRun(
         faults=backend.faults_injected,
+        by_kind={PREEMPTED: backend.faults_injected - killed[0], KILLED: killed[0]},
         recovered=recovered,
         epochs_lost=backend.epochs_lost,
         spent=backend.gpu_seconds * scenario.price_per_gpu_second,
@@ -158,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     over = max((max(r.spent - r.budget, 0.0) for r in runs), default=0.0)
     beyond = max(over - increment, 0.0)
     lost = sum(r.lost for r in runs)
+    print(fault_table(runs))
     print(
         f"faults injected {sum(r.faults for r in runs)}, trials recovered "
         f"{sum(r.recovered for r in runs)}, epochs lost {sum(r.epochs_lost for r in runs)}, "
@@ -168,6 +184,19 @@ def main(argv: list[str] | None = None) -> int:
         f"${min(r.budget - r.spent for r in runs):.2f})"
     )
     return 1 if lost or beyond > 0 else 0
+
+
+def fault_table(runs: list[SoakRun]) -> str:
+    """Per fault kind: faults injected, studies that had one, those of them lost, defence."""
+    header = f"{'fault':32} {'injected':>8} {'studies':>8} {'lost':>5}  defence"
+    rows = [header]
+    for kind, defence in DEFENCES.items():
+        hit = [r for r in runs if r.by_kind.get(kind, 0)]
+        rows.append(
+            f"{kind:32} {sum(r.by_kind.get(kind, 0) for r in hit):8} {len(hit):8} "
+            f"{sum(r.lost for r in hit):5}  {defence}"
+        )
+    return "\n".join(rows)
 
 
 def widest_rung(scenario: Scenario, curves: CurveSet) -> int:
