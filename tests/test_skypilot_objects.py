@@ -95,6 +95,11 @@ def test_driver_template_is_a_valid_cpu_task_with_the_proxy_port(sky: Any) -> No
     assert resources.accelerators is None
     assert resources.ports == ["13000"]
     assert "SEER_ADVERTISE_HOST" in task.run
+    # The port is the storage tunnel's; its credential is made by SkyPilotBackend on the
+    # driver and reaches the nodes as a secret: the template carries none, nor a proxy URL.
+    carried = {**task.envs, **task.secrets}
+    assert not any(str(v).startswith(("grpc://", "grpcs://")) for v in carried.values())
+    assert not any("TOKEN" in name for name in carried)
 
 
 def test_spot_with_on_demand_fallback_across_clouds_is_an_any_of_set(sky: Any) -> None:

@@ -42,6 +42,12 @@ def test_open_storage_refuses_empty_and_proxying_a_proxy() -> None:
         open_storage(None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"'grpc://127.0.0.1:1' is already a gRPC proxy URL"):
         StorageProxy("grpc://127.0.0.1:1")
+    # A tunnelled proxy's URL too, and the message does not repeat its token.
+    tunnelled = "grpcs://seer:s3cret-token-of-the-job@10.0.0.2:1?pin=" + "ab" * 32
+    with pytest.raises(ValueError, match=r"is already a gRPC proxy URL") as refused:
+        StorageProxy(tunnelled)
+    assert "s3cret" not in str(refused.value)
+    assert "grpcs://seer:<token>@host:port?pin=<sha256>" in str(empty.value)
 
 
 @pytest.mark.slow

@@ -5,7 +5,12 @@ Workers run in other processes (or on other machines), so the executor hands the
 * an RDB URL (``sqlite:///runs/seer.db``, ``postgresql://…``, ``mysql://…``);
 * ``journal:<path>`` for a :class:`~optuna.storages.JournalStorage` on a
   :class:`~optuna.storages.journal.JournalFileBackend` file (this package's convention);
-* ``grpc://host:port`` for Optuna's gRPC storage proxy.
+* ``grpc://host:port`` for Optuna's gRPC storage proxy as it is (unencrypted, no credential:
+  :class:`~optuna_seer.storage.proxy.StorageProxy` serves it on loopback only);
+* ``grpcs://seer:<token>@host:port?pin=<sha256>`` for that proxy behind the authenticated TLS
+  tunnel of :mod:`optuna_seer.storage.tunnel` (what cloud nodes get): the token is the job's
+  credential (in the password's place, so :func:`redact_url` hides it) and ``pin`` the SHA-256
+  of the certificate the driver must show.
 
 An in-memory storage has no URL: no other process can see it.
 
@@ -18,7 +23,9 @@ Example:
 
 from __future__ import annotations
 
-from urllib.parse import urlparse
+import time
+from typing import NamedTuple
+from urllib.parse import parse_qs, quote, unquote, urlparse
 import warnings
 
 import optuna
@@ -26,9 +33,21 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
 from optuna_seer._optuna import grpc_address_of, journal_file_of, unwrap_storage
+from optuna_seer.storage.tunnel import TunnelClient, TunnelRefusedError, shared_tunnel
 
 JOURNAL_PREFIX = "journal:"
 GRPC_PREFIX = "grpc://"
+GRPCS_PREFIX = "grpcs://"
+TUNNEL_USER = "seer"
+
+
+class GrpcsAddress(NamedTuple):
+    """What a ``grpcs://`` URL names: the tunnel's address and the credential to show it."""
+
+    host: str
+    port: int
+    token: str
+    fingerprint: str
 
 
 def parse_grpc_url(url: str) -> tuple[str, int]:
@@ -48,6 +67,44 @@ def parse_grpc_url(url: str) -> tuple[str, int]:
     return parsed.hostname, port
 
 
+def grpcs_url(host: str, port: int, token: str, fingerprint: str) -> str:
+    """The ``grpcs://`` URL of a tunnelled proxy (the inverse of :func:`parse_grpcs_url`).
+
+    Example:
+        >>> grpcs_url("10.0.0.5", 13000, "t0ken-of-the-job", "ab" * 32)[:46]
+        'grpcs://seer:t0ken-of-the-job@10.0.0.5:13000?p'
+    """
+    where = f"[{host}]" if ":" in host else host
+    return f"{GRPCS_PREFIX}{TUNNEL_USER}:{quote(token, safe='')}@{where}:{port}?pin={fingerprint}"
+
+
+def parse_grpcs_url(url: str) -> GrpcsAddress:
+    """``"grpcs://seer:TOKEN@host:port?pin=SHA256"`` → :class:`GrpcsAddress`.
+
+    Example:
+        >>> parse_grpcs_url("grpcs://seer:t0ken-of-the-job@10.0.0.5:13000?pin=" + "ab" * 32)[:3]
+        ('10.0.0.5', 13000, 't0ken-of-the-job')
+    """
+    form = "grpcs://seer:<token>@host:port?pin=<64 hex digits>"
+    parsed = urlparse(url)
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    pins = parse_qs(parsed.query).get("pin", [])
+    pin = pins[0].lower() if len(pins) == 1 else ""
+    if (
+        parsed.scheme != "grpcs"
+        or not parsed.hostname
+        or port is None
+        or not parsed.password
+        or len(pin) != 64
+        or any(c not in "0123456789abcdef" for c in pin)
+    ):
+        raise ValueError(f"storage URL {redact_url(url)!r} is not of the form {form}")
+    return GrpcsAddress(parsed.hostname, port, unquote(parsed.password), pin)
+
+
 def redact_url(url: str) -> str:
     """``url`` with its password replaced, for logs and reports.
 
@@ -65,23 +122,35 @@ def redact_url(url: str) -> str:
 def open_storage(url: str) -> BaseStorage:
     """The Optuna storage behind ``url`` (see the module docstring for the forms).
 
-    ``grpc://host:port`` gives a ``GrpcStorageProxy`` and waits up to 30 s for its server.
+    ``grpc://host:port`` gives a ``GrpcStorageProxy`` and waits up to 30 s for its server;
+    ``grpcs://…`` gives a :class:`TunneledGrpcStorage`, which waits up to 30 s for the tunnel
+    to admit its credential.
+
+    Raises:
+        TunnelRefusedError: A ``grpcs://`` server refused the token or showed another
+            certificate than the pinned one.
+        ConnectionError: The server did not answer within 30 s.
     """
     if not isinstance(url, str):
         raise TypeError(f"storage URL {url!r} must be a str such as 'sqlite:///path.db'.")
     if not url:
         raise ValueError(
             f"storage URL {url!r} must be a non-empty RDB URL (sqlite:///path.db, "
-            "postgresql://…), journal:<path> or grpc://host:port."
+            "postgresql://…), journal:<path>, grpc://host:port or "
+            "grpcs://seer:<token>@host:port?pin=<sha256>."
         )
     if url.startswith(JOURNAL_PREFIX):
         return JournalStorage(JournalFileBackend(url[len(JOURNAL_PREFIX) :]))
+    if url.startswith(GRPCS_PREFIX):
+        return TunneledGrpcStorage(url)
     if url.startswith(GRPC_PREFIX):
         host, port = parse_grpc_url(url)
         with warnings.catch_warnings():  # experimental since Optuna 4.2; we opt in knowingly
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             proxy = optuna.storages.GrpcStorageProxy(host=host, port=port)
-        proxy.wait_server_ready(timeout=30)
+        wait_server_ready = getattr(proxy, "wait_server_ready", None)  # Optuna 4.3+
+        if wait_server_ready is not None:
+            wait_server_ready(timeout=30)
         return proxy
     return optuna.storages.get_storage(url)
 
@@ -94,6 +163,8 @@ def storage_url_of(storage: BaseStorage) -> str:
             URL form here; the message says which storages work.
     """
     backend = unwrap_storage(storage)  # Optuna wraps RDBs in a cache layer.
+    if isinstance(backend, TunneledGrpcStorage):
+        return backend.url
     if isinstance(backend, RDBStorage):
         return str(backend.url)
     if isinstance(backend, JournalStorage):
@@ -109,3 +180,40 @@ def storage_url_of(storage: BaseStorage) -> str:
         "processes: create the study with an RDB URL such as 'sqlite:///seer.db', a "
         "JournalStorage(JournalFileBackend(path)), or pass storage_url=... explicitly."
     )
+
+
+class TunneledGrpcStorage(optuna.storages.GrpcStorageProxy):
+    """Optuna's ``GrpcStorageProxy`` through this process's authenticated TLS tunnel.
+
+    Opened from a ``grpcs://`` URL (see :func:`parse_grpcs_url`); it pickles as that URL, so a
+    copy in another process opens its own tunnel.
+
+    Raises:
+        TunnelRefusedError: The tunnel refused the token, or showed another certificate.
+        ConnectionError: The tunnel did not admit the credential within ``timeout_s``.
+    """
+
+    def __init__(self, url: str, *, timeout_s: float = 30.0) -> None:
+        address = parse_grpcs_url(url)
+        self.url = url
+        self.tunnel: TunnelClient = shared_tunnel(*address)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self.tunnel.probe(timeout_s=min(10.0, timeout_s))
+                break
+            except TunnelRefusedError:
+                raise
+            except ConnectionError as exc:
+                if time.monotonic() > deadline:
+                    raise ConnectionError(
+                        f"storage {redact_url(url)} did not admit this credential within "
+                        f"{timeout_s} s: {exc}"
+                    ) from None
+                time.sleep(0.5)
+        with warnings.catch_warnings():  # experimental since Optuna 4.2; we opt in knowingly
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            super().__init__(host=self.tunnel.grpc_host, port=0)
+
+    def __reduce__(self) -> tuple[type[TunneledGrpcStorage], tuple[str]]:
+        return (TunneledGrpcStorage, (self.url,))

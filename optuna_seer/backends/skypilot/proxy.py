@@ -1,20 +1,25 @@
 """The study URL cloud nodes open, serving the driver's own storage when they cannot open it.
 
-Nodes reach the study through an RDB or ``grpc://`` URL as it is. A storage only the driver
-can open (a local SQLite file) is served through Optuna's gRPC proxy
-(:class:`optuna_seer.storage.proxy.StorageProxy`, started on first need) on an address the
-nodes can reach: ``proxy_host``, or ``$SEER_ADVERTISE_HOST`` (set by the driver template).
+Nodes reach the study through an RDB, ``grpc://`` or ``grpcs://`` URL as it is. A storage
+only the driver can open (a local SQLite file) is served through Optuna's gRPC proxy
+(:class:`optuna_seer.storage.proxy.StorageProxy`, started on first need) behind the
+authenticated TLS tunnel of :mod:`optuna_seer.storage.tunnel`, with a credential made for this
+backend (one job) only, on an address the nodes can reach: ``proxy_host``, or
+``$SEER_ADVERTISE_HOST`` (set by the driver template). The URL nodes get,
+``grpcs://seer:<token>@host:port?pin=<sha256>``, holds the credential: it reaches them as the
+``SEER_STORAGE`` SkyPilot secret (:mod:`optuna_seer.backends.skypilot.tasks`), never as an env,
+and is written elsewhere only redacted.
 """
 
 from __future__ import annotations
 
 import os
 
-from optuna_seer.storage.proxy import StorageProxy
+from optuna_seer.storage.proxy import ProxyCredential, StorageProxy
 
 ENV_ADVERTISE_HOST = "SEER_ADVERTISE_HOST"
 # Storage URLs a cloud node can open; anything else lives on the driver's disk.
-REMOTE_STORAGE_SCHEMES = ("grpc://", "postgresql", "mysql", "oracle", "mssql")
+REMOTE_STORAGE_SCHEMES = ("grpc://", "grpcs://", "postgresql", "mysql", "oracle", "mssql")
 
 
 class NodeStorage:
@@ -23,7 +28,7 @@ class NodeStorage:
     Args:
         storage: The URL nodes use whatever the executor's is (``None``: decide per URL).
         proxy_host: Address the nodes dial for the proxy (default ``$SEER_ADVERTISE_HOST``).
-        proxy_port: Port the proxy listens on, on every interface of the driver.
+        proxy_port: Port the proxy's TLS tunnel listens on, on every interface of the driver.
 
     Example:
         >>> NodeStorage(None, None, 13000).url_for("postgresql://db.example.com/optuna")
@@ -57,12 +62,17 @@ class NodeStorage:
         if not host:
             raise ValueError(
                 "the study storage is on the driver's disk and cloud nodes cannot open it: pass "
-                "storage='postgresql://…' (an RDB every node reaches), storage='grpc://host:port' "
-                f"(a proxy you run), or proxy_host= / ${ENV_ADVERTISE_HOST} (the driver's address"
-                " the nodes can reach) so this backend serves it through Optuna's gRPC proxy."
+                "storage='postgresql://…' (an RDB every node reaches), storage='grpcs://…' (a "
+                f"proxy you run with --url-file), or proxy_host= / ${ENV_ADVERTISE_HOST} (the "
+                "driver's address the nodes can reach) so this backend serves it through "
+                "Optuna's gRPC proxy behind an authenticated TLS tunnel."
             )
         self._proxy = StorageProxy(
-            storage, host="0.0.0.0", port=self.proxy_port, advertise_host=host
+            storage,
+            host="0.0.0.0",
+            port=self.proxy_port,
+            advertise_host=host,
+            credential=ProxyCredential.generate(),
         ).start()
         self._served[storage] = self._proxy.url
         return self._proxy.url
