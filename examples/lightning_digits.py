@@ -152,7 +152,8 @@ def train() -> None:
         **ctx.lightning_trainer_kwargs(),
         callbacks=[SeerCallback(ctx, monitor="val_acc", tie_break="val_loss")],
     )
-    trainer.fit(model, train_loader, val_loader, ckpt_path=ctx.resume_checkpoint)
+    # weights_only: resuming loads tensors and numbers, never pickled code.
+    trainer.fit(model, train_loader, val_loader, ckpt_path=ctx.resume_checkpoint, weights_only=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -85,7 +85,8 @@ def train() -> None:
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=ctx.max_epochs)
     epoch = 0
     if ctx.resume_checkpoint is not None:
-        state = torch.load(ctx.resume_checkpoint, map_location="cpu")
+        # weights_only: a checkpoint holds tensors and numbers; loading one never runs code.
+        state = torch.load(ctx.resume_checkpoint, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 
+from optuna_seer.worker.checkpoint_keys import CheckpointKey
 from optuna_seer.worker.checkpoints import CorruptCheckpointError, LocalStore, S3Store, open_store
 from optuna_seer.worker.context import checkpoint_object_uri, fetch_checkpoint
 from tests.local_s3 import S3Server
@@ -50,3 +52,24 @@ def test_s3_store_round_trip_and_corruption(tmp_path: Path, s3_server: S3Server)
 def test_open_store_rejects_unknown_schemes() -> None:
     with pytest.raises(ValueError, match="only local directories and s3://"):
         open_store("gs://bucket/prefix")
+
+
+def test_s3_store_with_a_key_seals_and_refuses_a_swapped_pair(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    key = CheckpointKey("the study's checkpoint key, 64 hex digits in real runs")
+    store = open_store(f"s3://{s3_server.bucket}/keyed/trial-0", key=key)
+    uri = store.put(_file(tmp_path, b"epoch-3"), "rung-1.ckpt")
+    client = s3_server.client()
+    sidecar = client.get_object(Bucket=s3_server.bucket, Key="keyed/trial-0/rung-1.ckpt.sha256")
+    assert sidecar["Body"].read().decode().startswith(f"hmac-sha256:{key.fingerprint}:")
+    assert Path(fetch_checkpoint(uri, key=key)).read_bytes() == b"epoch-3"
+    # Whoever can write the bucket replaces the object and its digest: refused.
+    client.put_object(Bucket=s3_server.bucket, Key="keyed/trial-0/rung-1.ckpt", Body=b"forged")
+    client.put_object(
+        Bucket=s3_server.bucket,
+        Key="keyed/trial-0/rung-1.ckpt.sha256",
+        Body=hashlib.sha256(b"forged").hexdigest().encode(),
+    )
+    with pytest.raises(CorruptCheckpointError, match="plain SHA-256, not the HMAC"):
+        fetch_checkpoint(uri, key=key)

@@ -99,3 +99,12 @@ def test_in_memory_storage_has_no_url() -> None:
         storage_url_of(optuna.storages.InMemoryStorage())
     with pytest.raises(ValueError, match="must be a non-empty RDB URL"):
         open_storage("")
+
+
+def test_a_malformed_checkpoint_key_is_named_and_not_shown() -> None:
+    env = {**launch_env(_spec("sqlite:///unused.db")), "SEER_CHECKPOINT_KEY": "short-k3y"}
+    with pytest.raises(
+        RuntimeError, match="SEER_CHECKPOINT_KEY must be a string of at least 16"
+    ) as e:
+        trial_context(env)
+    assert "short-k3y" not in str(e.value)

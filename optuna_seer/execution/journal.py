@@ -23,6 +23,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from optuna_seer._optuna import storage_of, study_id_of, trial_id_of
+from optuna_seer._secrets import scrub
 from optuna_seer.execution.results import LaunchRecord, RungRecord
 from optuna_seer.integration.keys import (
     STUDY_DRIVER_ALIVE,
@@ -92,7 +93,7 @@ class Progress:
             "slots": self.slots,
             "sampled": self.sampled,
             "done": [rung_done(r) for r in self.done],
-            "notes": [note[:_NOTE_CHARS] for note in self.notes[-_NOTES_KEPT:]],
+            "notes": [scrub(note)[:_NOTE_CHARS] for note in self.notes[-_NOTES_KEPT:]],
             "retried": self.retried,
             "fallbacks": self.fallbacks,
             "finished_at": self.finished_at,
@@ -287,7 +288,7 @@ class RunJournal:
         record = {
             **asdict(launch),
             "lanes": list(launch.lanes),
-            "message": launch.message[-_MESSAGE_CHARS:],
+            "message": scrub(launch.message)[-_MESSAGE_CHARS:],
         }
         trial_id = trial_id_of(trial)
         self._retrying(
@@ -297,6 +298,7 @@ class RunJournal:
         self.clear_in_flight(trial_id)
 
     def set_stop_reason(self, trial_id: int, reason: str) -> None:
+        reason = scrub(reason)  # it may quote a worker's error
         self._retrying(
             f"record why trial (id {trial_id}) stopped",
             lambda: self._storage.set_trial_system_attr(trial_id, TRIAL_STOP_REASON, reason),

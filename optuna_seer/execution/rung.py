@@ -17,6 +17,7 @@ from typing import Any
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
+from optuna_seer._secrets import scrub
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState
 from optuna_seer.execution.guard import (
     Guard,
@@ -312,7 +313,7 @@ class RungRunner:
                 f"({'; '.join(fallback['errors'])[:300]}); rung {rung.index} resumed from "
                 f"{fallback['used'] or 'scratch'}"
             )
-        outcome, message = status.state, status.message
+        outcome, message = status.state, scrub(status.message)  # kept, stored and logged
         reached = trial.last_step is not None and trial.last_step >= rung.resource
         if outcome is LaunchState.SUCCEEDED and not reached and not stopping:
             outcome = LaunchState.FAILED

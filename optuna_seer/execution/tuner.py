@@ -45,6 +45,7 @@ from optuna.trial import TrialState
 
 from optuna_seer._logging import get_logger
 from optuna_seer._optuna import storage_of, trial_id_of
+from optuna_seer._secrets import scrub
 from optuna_seer.backends.base import Backend
 from optuna_seer.execution.entry import SearchSpace, TrainTarget, entrypoint_of, search_space_of
 from optuna_seer.execution.journal import HEARTBEAT_SECONDS, Progress, RunJournal, launches_of
@@ -238,6 +239,7 @@ class ElasticTuner:
 
     # ----------------------------------------------------------------- helpers
     def _say(self, message: str) -> None:
+        message = scrub(message)  # notes quote workers' errors; they are stored and logged
         self._state.notes.append(message)
         if self._progress:
             _logger.info(message)

@@ -1,6 +1,14 @@
-"""Checkpoint stores: a local directory or an S3 prefix, every object with a SHA-256 beside it.
+"""Checkpoint stores: a local directory or an S3 prefix, every object sealed by a digest beside it.
 
-A store keeps named checkpoint files for one trial (``rung-0.ckpt``, ``rung-1.ckpt`` …).
+A store keeps named checkpoint files for one trial (``rung-0.ckpt``, ``rung-1.ckpt`` …),
+each with a ``<name>.sha256`` sidecar. With a checkpoint key (``key=``, default
+``SEER_CHECKPOINT_KEY``: see :mod:`optuna_seer.worker.checkpoint_keys`) the sidecar holds an
+**HMAC-SHA-256** of the name and bytes, so whoever can write the store cannot swap a
+checkpoint (with its sidecar) for one the study's workers did not write; without a key, a
+plain SHA-256 (corruption is caught, tampering is not; a warning says so once). A store that
+has a key refuses a plain digest, and a keyless reader verifies a keyed one with the driver's
+keyring.
+
 Writes are atomic (local: write then rename; S3: the digest is written after the object, so
 a reader never trusts an object whose digest is missing or different). :meth:`fetch`
 verifies the digest and raises :class:`CorruptCheckpointError` on a mismatch, so a caller can
@@ -19,8 +27,9 @@ Example:
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 import hashlib
+import hmac
 import os
 from pathlib import Path
 import shutil
@@ -28,26 +37,103 @@ import tempfile
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
+from optuna_seer._logging import get_logger
 from optuna_seer.storage.retry import RetryPolicy, call_with_retries
+from optuna_seer.worker.checkpoint_keys import (
+    ENV_CHECKPOINT_KEY,
+    CheckpointKey,
+    find_key,
+    key_from_env,
+    parse_seal,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 T = TypeVar("T")
 
+_logger = get_logger(__name__)
+
 DIGEST_SUFFIX = ".sha256"
+_warned_unkeyed = False
 
 
 class CorruptCheckpointError(RuntimeError):
-    """A checkpoint's bytes do not match its recorded SHA-256 (or the digest is missing)."""
+    """A checkpoint's bytes do not match its recorded digest (or the digest is missing), or
+    it is sealed with another key (or none) than the reader's."""
+
+
+def _blocks(path: str | Path) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        yield from iter(lambda: handle.read(1 << 20), b"")
 
 
 def file_digest(path: str | Path) -> str:
+    """The plain SHA-256 of a file, in hex."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    for block in _blocks(path):
+        digest.update(block)
     return digest.hexdigest()
+
+
+def _warn_unkeyed() -> None:
+    global _warned_unkeyed
+    if not _warned_unkeyed:
+        _warned_unkeyed = True
+        _logger.warning(
+            "no checkpoint key (%s): checkpoints are sealed with a plain SHA-256, which "
+            "catches corruption but not a checkpoint swapped together with its digest",
+            ENV_CHECKPOINT_KEY,
+        )
+
+
+def seal_file(path: str | Path, name: str, key: CheckpointKey | None) -> str:
+    """The sidecar text for file ``path`` stored as ``name``: its HMAC under ``key``, or
+    (no key; a warning, once) its plain SHA-256."""
+    if key is None:
+        _warn_unkeyed()
+        return file_digest(path)
+    return key.seal(name, _blocks(path))
+
+
+def verify_file(
+    path: str | Path, name: str, recorded: str, key: CheckpointKey | None, where: str
+) -> None:
+    """Check file ``path`` (stored as ``name`` at ``where``) against its sidecar ``recorded``.
+
+    With ``key`` only a seal by that key passes; without one, a seal by a key in the driver's
+    keyring, or a plain SHA-256 (a warning, once).
+
+    Raises:
+        CorruptCheckpointError: It does not match, or is sealed by another key or by none.
+    """
+    recorded = recorded.strip()
+    sealed = parse_seal(recorded)
+    if sealed is None:
+        if key is not None:
+            raise CorruptCheckpointError(
+                f"checkpoint {where} has a plain SHA-256, not the HMAC of this study's "
+                f"checkpoint key ({key.fingerprint}): it was not written by the study's workers "
+                "(or was written before checkpoints were keyed)"
+            )
+        _warn_unkeyed()
+        if file_digest(path) != recorded:
+            raise CorruptCheckpointError(f"checkpoint {where} does not match its SHA-256")
+        return
+    fingerprint, _ = sealed
+    use = key if key is not None and key.fingerprint == fingerprint else None
+    if use is None and key is None:
+        use = find_key(fingerprint)
+    if use is None:
+        which = "this process does not have"
+        if key is not None:
+            which = f"is not this launch's ({key.fingerprint})"
+        raise CorruptCheckpointError(
+            f"checkpoint {where} is sealed with checkpoint key {fingerprint[:16]}, which "
+            f"{which}: set {ENV_CHECKPOINT_KEY} to the study's key"
+        )
+    if not hmac.compare_digest(use.seal(name, _blocks(path)), recorded):
+        raise CorruptCheckpointError(f"checkpoint {where} does not match its HMAC-SHA-256")
 
 
 def _check_name(name: str) -> str:
@@ -60,9 +146,10 @@ def _check_name(name: str) -> str:
 
 
 class CheckpointStore(abc.ABC):
-    """Named, checksummed checkpoint files under one URI."""
+    """Named, sealed checkpoint files under one URI (``key``: what seals them, or ``None``)."""
 
     uri: str
+    key: CheckpointKey | None
 
     @abc.abstractmethod
     def put(self, local_path: str | Path, name: str) -> str:
@@ -82,11 +169,12 @@ class CheckpointStore(abc.ABC):
 
 
 class LocalStore(CheckpointStore):
-    """Checkpoints in a directory (created on demand)."""
+    """Checkpoints in a directory (created on demand); ``key`` default: ``SEER_CHECKPOINT_KEY``."""
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, *, key: CheckpointKey | None = None) -> None:
         self.root = Path(directory)
         self.uri = str(self.root)
+        self.key = key if key is not None else key_from_env()
 
     def put(self, local_path: str | Path, name: str) -> str:
         _check_name(name)
@@ -95,7 +183,7 @@ class LocalStore(CheckpointStore):
         handle, temporary = tempfile.mkstemp(dir=self.root, prefix=".incoming-")
         os.close(handle)
         shutil.copyfile(local_path, temporary)
-        digest = file_digest(temporary)
+        digest = seal_file(temporary, name, self.key)
         os.replace(temporary, target)
         digest_tmp = self.root / f".{name}{DIGEST_SUFFIX}.tmp"
         digest_tmp.write_text(digest)
@@ -112,8 +200,7 @@ class LocalStore(CheckpointStore):
         target = Path(local_path)
         if target.resolve() != source.resolve():
             shutil.copyfile(source, target)
-        if file_digest(target) != digest_file.read_text().strip():
-            raise CorruptCheckpointError(f"checkpoint {source} does not match its SHA-256")
+        verify_file(target, name, digest_file.read_text(), self.key, str(source))
         return target
 
     def names(self) -> list[str]:
@@ -138,7 +225,8 @@ class S3Store(CheckpointStore):
     backoff and jitter while the server is unreachable, times out or answers 5xx/throttling
     (``retry``, see :mod:`optuna_seer.storage.retry`); then
     :class:`~optuna_seer.storage.retry.StorageUnavailableError` says which object and why. An
-    unreachable server is never taken for a corrupt checkpoint.
+    unreachable server is never taken for a corrupt checkpoint. ``key`` default:
+    ``SEER_CHECKPOINT_KEY``.
     """
 
     def __init__(
@@ -148,6 +236,7 @@ class S3Store(CheckpointStore):
         endpoint_url: str | None = None,
         client: Any = None,
         retry: RetryPolicy | None = None,
+        key: CheckpointKey | None = None,
     ) -> None:
         parsed = urlparse(uri)
         if parsed.scheme != "s3" or not parsed.netloc:
@@ -161,6 +250,7 @@ class S3Store(CheckpointStore):
             client = boto3.client("s3", endpoint_url=endpoint_url)
         self._client: S3Client = client
         self._retry = retry or RetryPolicy()
+        self.key = key if key is not None else key_from_env()
 
     def _key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
@@ -172,7 +262,7 @@ class S3Store(CheckpointStore):
 
     def put(self, local_path: str | Path, name: str) -> str:
         _check_name(name)
-        digest = file_digest(local_path)
+        digest = seal_file(local_path, name, self.key)
         # The digest goes last: a put cut short leaves a checkpoint that fails verification.
         self._call(
             f"upload {name}",
@@ -208,8 +298,7 @@ class S3Store(CheckpointStore):
             f"download {name}",
             lambda: self._client.download_file(self.bucket, self._key(name), str(target)),
         )
-        if file_digest(target) != expected:
-            raise CorruptCheckpointError(f"checkpoint {self.uri}/{name} does not match its SHA-256")
+        verify_file(target, name, expected, self.key, f"{self.uri}/{name}")
         return target
 
     def names(self) -> list[str]:
@@ -269,14 +358,17 @@ def is_transient_s3_error(error: BaseException) -> bool:
     return False
 
 
-def open_store(uri: str, *, endpoint_url: str | None = None) -> CheckpointStore:
-    """A :class:`S3Store` for ``s3://…`` URIs, else a :class:`LocalStore` directory."""
+def open_store(
+    uri: str, *, endpoint_url: str | None = None, key: CheckpointKey | None = None
+) -> CheckpointStore:
+    """A :class:`S3Store` for ``s3://…`` URIs, else a :class:`LocalStore` directory; both seal
+    with ``key`` (default: ``SEER_CHECKPOINT_KEY``, else a plain SHA-256)."""
     if not isinstance(uri, str) or not uri:
         raise ValueError(f"checkpoint URI {uri!r} must be a directory path or s3://bucket/prefix")
     if uri.startswith("s3://"):
-        return S3Store(uri, endpoint_url=endpoint_url)
+        return S3Store(uri, endpoint_url=endpoint_url, key=key)
     if "://" in uri:
         raise ValueError(
             f"checkpoint URI {uri!r}: only local directories and s3://bucket/prefix are supported"
         )
-    return LocalStore(uri)
+    return LocalStore(uri, key=key)

@@ -17,6 +17,10 @@ templates in ``optuna_seer/templates/`` set the same ones on cloud nodes);
 ``SEER_DRIVER_PID``         the driver's pid: the launch ends itself when it dies
                             (local backends only; :mod:`optuna_seer.worker.driver_watch`)
 ``SEER_DRIVER_STARTED``     the driver's start time, so a reused pid is not it
+``SEER_CHECKPOINT_KEY``     the study's checkpoint key: checkpoints are sealed and
+                            verified with its HMAC-SHA-256
+                            (:mod:`optuna_seer.worker.checkpoint_keys`; absent: a
+                            plain SHA-256, with a warning)
 ==========================  ===================================================
 
 The world size and rank come from ``torch.distributed``'s usual variables (``WORLD_SIZE``,
@@ -55,6 +59,7 @@ from typing import Any
 from optuna.storages import BaseStorage
 
 from optuna_seer._logging import get_logger
+from optuna_seer._secrets import scrub
 from optuna_seer.integration.keys import (
     TRIAL_STOP_REASON,
     checkpoint_fallback_key,
@@ -62,6 +67,7 @@ from optuna_seer.integration.keys import (
 )
 from optuna_seer.integration.tie_break import TieBreak, record_tie_break
 from optuna_seer.storage.urls import open_storage
+from optuna_seer.worker.checkpoint_keys import CheckpointKey, key_from_env
 from optuna_seer.worker.checkpoints import CorruptCheckpointError, LocalStore, open_store
 
 _logger = get_logger(__name__)
@@ -97,12 +103,15 @@ class TrialContext:
     """What one launch of a training script must do, and how it reports back.
 
     Attributes:
-        resume_checkpoint: A *local* file to resume from (verified against its SHA-256 and,
+        resume_checkpoint: A *local* file to resume from (verified against its seal and,
             for ``s3://`` stores, downloaded), or ``None`` to start fresh; pass it to
-            ``trainer.fit(..., ckpt_path=...)``.
+            ``trainer.fit(..., ckpt_path=..., weights_only=True)`` or
+            ``torch.load(..., weights_only=True)``.
         resume_uri: Where that checkpoint lives in the store.
         max_epochs: Epochs of a full training; use it for LR schedules so that a trial's
             schedule does not depend on where the rungs end.
+        checkpoint_key: The study's checkpoint key (``SEER_CHECKPOINT_KEY``), which seals
+            what :meth:`save_checkpoint` stores; ``None``: a plain SHA-256.
     """
 
     study_name: str
@@ -118,6 +127,7 @@ class TrialContext:
     local_world_size: int = 1
     max_epochs: int = 0
     resume_uri: str | None = None
+    checkpoint_key: CheckpointKey | None = field(default=None, repr=False)
 
     def discard_resume_copy(self) -> None:
         """Delete ``resume_checkpoint`` if it is a downloaded copy (once it has been loaded)."""
@@ -173,7 +183,8 @@ class TrialContext:
         """Store the rung-end checkpoint ``local_path``; rank 0 uploads, returns its URI."""
         if not self.is_global_zero:
             return None
-        return open_store(self.checkpoint_uri).put(local_path, checkpoint_name(self.rung))
+        store = open_store(self.checkpoint_uri, key=self.checkpoint_key)
+        return store.put(local_path, checkpoint_name(self.rung))
 
     def record_training(self, train_seconds: float, epochs: int) -> None:
         """Tell the executor how long this launch trained and for how many epochs (rank 0)."""
@@ -258,8 +269,9 @@ def report_first_value(storage: BaseStorage, trial_id: int, step: int, value: fl
 def trial_context(environ: Mapping[str, str] | None = None, *, fetch: bool = True) -> TrialContext:
     """Read the launch contract from the environment.
 
-    With ``fetch`` (the default) a checkpoint to resume from is verified and, from S3,
-    downloaded, so ``resume_checkpoint`` is a local file.
+    With ``fetch`` (the default) a checkpoint to resume from is verified (with the key in
+    ``SEER_CHECKPOINT_KEY``, if any) and, from S3, downloaded, so ``resume_checkpoint`` is a
+    local file.
 
     Raises:
         RuntimeError: A variable is missing or malformed; the message names it.
@@ -291,8 +303,13 @@ def trial_context(environ: Mapping[str, str] | None = None, *, fetch: bool = Tru
     local: str | None = None
     errors: list[str] = []
     wanted = resume_uri
+    try:
+        key = key_from_env(env)
+    except ValueError as exc:
+        raise RuntimeError(str(exc)) from None
     if resume_uri is not None and fetch:
-        local, resume_uri, errors = fetch_good_checkpoint(resume_uri)
+        local, resume_uri, errors = fetch_good_checkpoint(resume_uri, key=key)
+        errors = [scrub(error) for error in errors]
     context = TrialContext(
         study_name=need(ENV_STUDY),
         storage=need(ENV_STORAGE),
@@ -307,6 +324,7 @@ def trial_context(environ: Mapping[str, str] | None = None, *, fetch: bool = Tru
         local_world_size=whole("LOCAL_WORLD_SIZE", env.get("LOCAL_WORLD_SIZE", str(world_size))),
         max_epochs=whole(ENV_MAX_EPOCHS, env.get(ENV_MAX_EPOCHS, str(target_epochs))),
         resume_uri=resume_uri,
+        checkpoint_key=key,
     )
     if errors and context.is_global_zero:
         _logger.warning(
@@ -327,12 +345,15 @@ def trial_context(environ: Mapping[str, str] | None = None, *, fetch: bool = Tru
 _RUNG_CHECKPOINT = re.compile(r"rung-(\d+)\.ckpt")
 
 
-def fetch_good_checkpoint(uri: str) -> tuple[str | None, str | None, list[str]]:
+def fetch_good_checkpoint(
+    uri: str, *, key: CheckpointKey | None = None
+) -> tuple[str | None, str | None, list[str]]:
     """Fetch ``uri`` verified, falling back to the trial's earlier rung-end checkpoints.
 
     Returns ``(local copy, its URI, errors)``; ``(None, None, errors)`` when neither ``uri``
-    nor any earlier ``rung-<k>.ckpt`` in the same store is present and matches its SHA-256
-    (the launch then trains from scratch). ``errors`` says what was wrong with each one tried.
+    nor any earlier ``rung-<k>.ckpt`` in the same store is present and matches its seal
+    (under ``key``, default ``SEER_CHECKPOINT_KEY``; the launch then trains from scratch).
+    ``errors`` says what was wrong with each one tried.
 
     Example:
         >>> import tempfile
@@ -345,7 +366,7 @@ def fetch_good_checkpoint(uri: str) -> tuple[str | None, str | None, list[str]]:
     errors: list[str] = []
     if wanted is not None:
         try:
-            names = open_store(parent or ".").names()
+            names = open_store(parent or ".", key=key).names()
         except OSError as exc:
             names = []
             errors.append(f"cannot list {parent}: {exc}")
@@ -357,20 +378,24 @@ def fetch_good_checkpoint(uri: str) -> tuple[str | None, str | None, list[str]]:
         candidates += [f"{parent}/{n}" for _, n in reversed(earlier)]
     for candidate in candidates:
         try:
-            return fetch_checkpoint(candidate), candidate, errors
+            return fetch_checkpoint(candidate, key=key), candidate, errors
         except (CorruptCheckpointError, FileNotFoundError) as exc:
             errors.append(str(exc))
     return None, None, errors
 
 
-def fetch_checkpoint(uri: str) -> str:
+def fetch_checkpoint(uri: str, *, key: CheckpointKey | None = None) -> str:
     """A verified local copy of the checkpoint at ``uri`` (a local file is checked in place).
 
+    ``key``: the study's checkpoint key (default ``SEER_CHECKPOINT_KEY``; without one, a
+    keyed checkpoint is verified with the driver's keyring).
+
     Raises:
-        CorruptCheckpointError: The bytes do not match the stored SHA-256.
+        CorruptCheckpointError: The bytes do not match the stored seal, or it is sealed with
+            another key (or none) than ``key``.
     """
     parent, _, name = uri.rstrip("/").rpartition("/")
-    store = open_store(parent or ".")
+    store = open_store(parent or ".", key=key)
     if isinstance(store, LocalStore):
         return str(store.fetch(name, store.root / name))
     handle, local = tempfile.mkstemp(prefix=f"{_DOWNLOAD_PREFIX}{os.getpid()}-", suffix=".ckpt")

@@ -6,16 +6,18 @@ node of a SkyPilot cluster. From SkyPilot's variables (``SKYPILOT_NODE_RANK``,
 ``SEER_*`` launch contract it:
 
 1. downloads ``SEER_RESUME_FROM`` (an ``s3://…`` checkpoint) to a local file, verifying its
-   SHA-256 (a corrupt one falls back to the trial's newest earlier good checkpoint), and
-   points ``SEER_RESUME_FROM`` at that file (stored with its digest, which each worker's
-   :func:`~optuna_seer.worker.context.trial_context` verifies again);
+   seal with the study's key ``SEER_CHECKPOINT_KEY`` (a corrupt or foreign one falls back to
+   the trial's newest earlier good checkpoint), and points ``SEER_RESUME_FROM`` at that file
+   (sealed again, which each worker's :func:`~optuna_seer.worker.context.trial_context`
+   verifies);
 2. points ``SEER_CHECKPOINT_URI`` at an empty local directory and runs
    ``torchrun --nnodes=N --node_rank=R --nproc_per_node=G --master_addr=<first IP>`` on
    ``SEER_TRAIN_SCRIPT`` (``torchrun --standalone`` on a single node, so trials packed on one
    node never share a port), which trains to ``SEER_TARGET_EPOCHS``, reports to the study and
    saves its checkpoint into that directory;
 3. on node rank 0 only, uploads every checkpoint the script wrote to the trial's
-   ``SEER_CHECKPOINT_URI`` store, and exits with torchrun's exit code.
+   ``SEER_CHECKPOINT_URI`` store, sealed with the study's key (one whose seal the script
+   wrote is verified first), and exits with torchrun's exit code.
 
 Extra variables: ``SEER_TRAIN_SCRIPT`` (required: a script path, or any torchrun target split
 like a shell would, e.g. ``-m package.module arg``), ``SEER_MASTER_PORT`` (default 29500),
@@ -43,7 +45,9 @@ import sys
 import tempfile
 
 from optuna_seer._logging import get_logger
+from optuna_seer.worker.checkpoint_keys import CheckpointKey, key_from_env
 from optuna_seer.worker.checkpoints import (
+    DIGEST_SUFFIX,
     CheckpointStore,
     CorruptCheckpointError,
     LocalStore,
@@ -122,8 +126,11 @@ def torchrun_command(env: Mapping[str, str], extra_args: Sequence[str] = ()) -> 
     ]
 
 
-def fetch_resume_checkpoint(resume_from: str, local_dir: Path) -> Path:
-    """Download ``resume_from`` (``<store URI>/<name>``) into ``local_dir``, verified.
+def fetch_resume_checkpoint(
+    resume_from: str, local_dir: Path, key: CheckpointKey | None = None
+) -> Path:
+    """Download ``resume_from`` (``<store URI>/<name>``) into ``local_dir``, verified with
+    ``key`` (default ``SEER_CHECKPOINT_KEY``).
 
     A corrupt checkpoint falls back to the newest earlier good one in the same store.
 
@@ -133,7 +140,7 @@ def fetch_resume_checkpoint(resume_from: str, local_dir: Path) -> Path:
     store_uri, _, name = resume_from.rstrip("/").rpartition("/")
     if not store_uri or not name:
         raise ValueError(f"{ENV_RESUME_FROM}={resume_from!r} is not <checkpoint store>/<name>.")
-    store = open_store(store_uri)
+    store = open_store(store_uri, key=key)
     local_dir.mkdir(parents=True, exist_ok=True)
     candidates = [name, *sorted((n for n in store.names() if n < name), reverse=True)]
     errors: list[str] = []
@@ -150,10 +157,22 @@ def fetch_resume_checkpoint(resume_from: str, local_dir: Path) -> Path:
 
 
 def upload_checkpoints(local_dir: Path, store: CheckpointStore) -> list[str]:
-    """Upload every checkpoint in ``local_dir`` to ``store``; the stored URIs."""
-    local = open_store(str(local_dir))
+    """Upload every checkpoint in ``local_dir`` to ``store`` (sealed with its key); the
+    stored URIs.
+
+    ``local_dir`` is this node's own: a script may write its checkpoint there as a plain file
+    (it is sealed on upload), but one whose digest it wrote does not verify is left out, with
+    an error logged.
+    """
+    local = LocalStore(local_dir, key=store.key)
     uploaded: list[str] = []
     for name in local.names():
+        if (local_dir / f"{name}{DIGEST_SUFFIX}").exists():
+            try:
+                local.fetch(name, local_dir / name)
+            except CorruptCheckpointError as exc:
+                _logger.error("not uploaded: %s", exc)
+                continue
         uploaded.append(store.put(local_dir / name, name))
     return uploaded
 
@@ -169,12 +188,13 @@ def run_node(environ: Mapping[str, str] | None = None, extra_args: Sequence[str]
     out_dir = work / "out"
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
-    remote = open_store(context.checkpoint_uri)
+    key = key_from_env(env)
+    remote = open_store(context.checkpoint_uri, key=key)
     if context.resume_uri:
-        # A verified local copy, stored with its digest: every worker's trial_context checks
-        # it again before training resumes from it.
-        fetched = fetch_resume_checkpoint(context.resume_uri, work / "download")
-        env[ENV_RESUME_FROM] = LocalStore(work / "resume").put(fetched, fetched.name)
+        # A verified local copy, sealed again: every worker's trial_context checks it before
+        # training resumes from it.
+        fetched = fetch_resume_checkpoint(context.resume_uri, work / "download", key)
+        env[ENV_RESUME_FROM] = LocalStore(work / "resume", key=key).put(fetched, fetched.name)
         fetched.unlink()
     env[ENV_CHECKPOINT_URI] = str(out_dir)
     code = subprocess.run(command, env=env, check=False).returncode

@@ -1,6 +1,7 @@
-"""A corrupt or missing resume checkpoint: the worker detects it (SHA-256), resumes from the
-previous good checkpoint or from scratch, and records the event for the executor's report.
-Real stores: a directory and a local moto S3 server; real SQLite storage."""
+"""A corrupt or missing resume checkpoint: the worker detects it (its HMAC-SHA-256 under the
+study's key), resumes from the previous good checkpoint or from scratch, and records the event
+for the executor's report. Real stores: a directory and a local moto S3 server; real SQLite
+storage."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from optuna_seer.backends.base import LaunchSpec
 from optuna_seer.backends.launch_env import launch_env
 from optuna_seer.integration.keys import checkpoint_fallback_key
+from optuna_seer.worker.checkpoint_keys import key_from_env
 from optuna_seer.worker.checkpoints import open_store
 from optuna_seer.worker.context import checkpoint_object_uri, trial_context
 from tests.local_s3 import S3Server
@@ -21,11 +23,6 @@ def _setup(tmp_path: Path, store_uri: str) -> tuple[optuna.Study, dict[str, str]
     url = f"sqlite:///{tmp_path / 'seer.db'}"
     study = optuna.create_study(storage=url, study_name="ckpt", direction="maximize")
     study.ask()
-    store = open_store(store_uri)
-    for rung in (0, 1):
-        local = tmp_path / f"made-{rung}.ckpt"
-        local.write_bytes(f"weights after rung {rung}".encode())
-        store.put(local, f"rung-{rung}.ckpt")
     spec = LaunchSpec(
         study_name="ckpt",
         storage=url,
@@ -37,7 +34,13 @@ def _setup(tmp_path: Path, store_uri: str) -> tuple[optuna.Study, dict[str, str]
         checkpoint_uri=store_uri,
         resume_from=checkpoint_object_uri(store_uri, "rung-1.ckpt"),
     )
-    return study, launch_env(spec)
+    env = launch_env(spec)
+    store = open_store(store_uri, key=key_from_env(env))  # as the study's workers wrote them
+    for rung in (0, 1):
+        local = tmp_path / f"made-{rung}.ckpt"
+        local.write_bytes(f"weights after rung {rung}".encode())
+        store.put(local, f"rung-{rung}.ckpt")
+    return study, env
 
 
 def _fallback(study: optuna.Study) -> dict[str, object]:
@@ -53,7 +56,7 @@ def test_a_corrupt_checkpoint_falls_back_to_the_previous_good_one(tmp_path: Path
     assert ctx.resume_uri == str(root / "rung-0.ckpt")
     record = _fallback(study)
     assert record["used"] == str(root / "rung-0.ckpt")
-    assert "does not match its SHA-256" in str(record["errors"])
+    assert "does not match its HMAC-SHA-256" in str(record["errors"])
 
 
 def test_a_missing_checkpoint_falls_back_and_all_bad_means_from_scratch(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@
 default) into the two kinds of ``sky.Task`` :class:`~optuna_seer.backends.skypilot.SkyPilotBackend`
 hands to SkyPilot: a *cluster task* (``sky launch``: provision and set up a cluster, no
 ``run``) and a *trial task* (``sky exec``: one trial on its slot of a cluster). The study URL
-(it may hold an RDB password) and any variable named like a credential reach the nodes as
+(it may hold an RDB password), the study's checkpoint key, and any variable that holds a
+credential by its name or its value (:func:`optuna_seer._secrets.is_secret`) reach the nodes as
 SkyPilot ``secrets`` (redacted in every task YAML SkyPilot keeps or shows), not ``envs``: see
 :func:`is_secret_env`.
 
@@ -22,19 +23,21 @@ from pathlib import Path
 import shlex
 from typing import Any, Literal
 
+from optuna_seer._secrets import is_secret
 from optuna_seer.backends.base import LaunchSpec
 from optuna_seer.backends.launch_env import launch_env
 from optuna_seer.planning.placement import ClusterShape, TrialSlot
+from optuna_seer.worker.checkpoint_keys import ENV_CHECKPOINT_KEY
 from optuna_seer.worker.context import ENV_RESUME_FROM, ENV_STORAGE, ENV_TRAIN_SCRIPT
 
 # The SkyPilot YAMLs ship inside the package (installed users get them too).
 TEMPLATES_DIR = Path(str(importlib.resources.files("optuna_seer").joinpath("templates")))
 DEFAULT_TEMPLATE = TEMPLATES_DIR / "trial.yaml"
 # Node variables that hold credentials: passed as SkyPilot ``secrets``, not ``envs``. The
-# study URL (an RDB password), and any variable whose name says it is one (a launch's extra
-# env, e.g. AWS_SECRET_ACCESS_KEY or HF_TOKEN).
-SECRET_ENVS = (ENV_STORAGE,)
-SECRET_NAME_PARTS = ("SECRET", "PASSWORD", "TOKEN", "CREDENTIAL", "ACCESS_KEY", "API_KEY")
+# study URL (an RDB password), the checkpoint key, and any variable whose name or value says
+# it is one (a launch's extra env: AWS_SECRET_ACCESS_KEY, HF_TOKEN, DB_PASS, a
+# DATABASE_URL with a password, a ghp_… token under any name; see optuna_seer._secrets).
+SECRET_ENVS = (ENV_STORAGE, ENV_CHECKPOINT_KEY)
 
 
 class TaskBuilder:
@@ -156,7 +159,9 @@ class TaskBuilder:
         # The study URL may hold an RDB password: it goes to the nodes as a SkyPilot secret
         # (set in their environment like an env var, but redacted in every YAML SkyPilot
         # keeps or shows: its cluster table, the dashboard, `sky status`), never in envs.
-        secret_envs = {name: env.pop(name) for name in list(env) if is_secret_env(name)}
+        secret_envs = {
+            name: env.pop(name) for name in list(env) if is_secret_env(name, str(env[name]))
+        }
         config["envs"] = env
         config["secrets"] = {**_inline_secrets(config.get("secrets")), **secret_envs}
         return self._sky.Task.from_yaml_config(config)
@@ -251,17 +256,20 @@ def node_train_script(entrypoint: str, workdir: str | os.PathLike[str]) -> str:
     return f"-m optuna_seer.worker.entrypoint {shlex.quote(target)}"
 
 
-def is_secret_env(name: str) -> bool:
-    """Whether a node variable goes to SkyPilot as a secret (redacted) rather than an env.
+def is_secret_env(name: str, value: str = "") -> bool:
+    """Whether a node variable goes to SkyPilot as a secret (redacted) rather than an env:
+    one of :data:`SECRET_ENVS`, or a credential by its name or value
+    (:func:`optuna_seer._secrets.is_secret`).
 
     Example:
         >>> is_secret_env("SEER_STORAGE"), is_secret_env("AWS_SECRET_ACCESS_KEY")
         (True, True)
-        >>> is_secret_env("SEER_TRIAL")
+        >>> is_secret_env("DATABASE_URL", "postgresql://app:pw@db/app"), is_secret_env("DB_PASS")
+        (True, True)
+        >>> is_secret_env("SEER_TRIAL", "3")
         False
     """
-    upper = name.upper()
-    return name in SECRET_ENVS or any(part in upper for part in SECRET_NAME_PARTS)
+    return name in SECRET_ENVS or is_secret(name, value)
 
 
 def load_template(path: Path, yaml: Any) -> dict[str, Any]:
