@@ -11,6 +11,7 @@ import optuna
 import pytest
 from sqlalchemy.exc import OperationalError
 
+from optuna_seer._optuna import storage_of, trial_id_of
 from optuna_seer.execution.journal import (
     InFlight,
     Progress,
@@ -21,7 +22,6 @@ from optuna_seer.execution.journal import (
 from optuna_seer.execution.results import LaunchRecord, RungRecord
 from optuna_seer.execution.resume import lost_until
 from optuna_seer.integration.keys import TRIAL_PLACEMENT, TRIAL_STOP_REASON
-from optuna_seer._optuna import storage_of, trial_id_of
 from optuna_seer.planning.cost_model import ClusterLimits, RungShape, schedule
 from optuna_seer.planning.workload import Workload
 from optuna_seer.storage.retry import RetryPolicy, StorageUnavailableError
