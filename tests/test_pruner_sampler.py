@@ -76,12 +76,18 @@ def test_async_study_follows_the_plan(storage: object) -> None:
     )
     study.optimize(curve_objective, n_trials=plan.n_configs + 5)
     trials = study.get_trials()
-    # The width is enforced: one refused trial, then the study stops itself.
-    assert len(trials) == plan.n_configs + 1
-    refused = trials[-1]
-    assert refused.state == TrialState.PRUNED and not refused.params
-    assert "beyond the plan's width" in refused.system_attrs[TRIAL_STOP_REASON]
-    placed = trials[:-1]
+    # The width is enforced: the trial taking the last place stops the study, so no trial
+    # (and no objective body) runs beyond it.
+    assert len(trials) == plan.n_configs
+    placed = trials
+    refused = study.ask()  # asked beyond the width anyway (ask/tell): refused, not placed
+    assert "beyond the plan's width" in refused._cached_frozen_trial.system_attrs.get(
+        TRIAL_STOP_REASON,
+        study._storage.get_trial_system_attrs(refused._trial_id)[TRIAL_STOP_REASON],
+    )
+    with pytest.raises(optuna.TrialPruned, match="beyond the plan's width"):
+        refused.suggest_float("quality", 0.0, 1.0)
+    study.tell(refused, state=TrialState.PRUNED)
     best_quality = max(t.params["quality"] for t in placed)
     assert study.best_trial.params["quality"] == best_quality  # the best is never lost
     for t in placed:  # every COMPLETE trial still ranks within each rung's survivors
@@ -216,12 +222,13 @@ def test_sampler_without_pruner_is_transparent() -> None:
         gpus_for(study.trials[0])
 
 
-def test_non_finite_report_is_refused_by_name() -> None:
+def test_non_finite_report_prunes_the_trial_with_the_reason() -> None:
     study = optuna.create_study(pruner=small_plan(), sampler=SeerSampler())
     trial = study.ask()
     trial.report(float("nan"), 1)
-    with pytest.raises(ValueError, match=r"reported nan at step 1"):
-        trial.should_prune()
+    assert trial.should_prune()
+    reason = stop_reason(study._storage.get_trial(trial._trial_id))
+    assert reason is not None and reason.startswith("reported nan at step 1")
 
 
 def test_multi_objective_studies_are_refused() -> None:
@@ -346,7 +353,7 @@ def test_async_rung_end_is_one_write_with_value_cost_and_reason(storage: object)
     assert read_ledger(study, pruner.plan, clock.now).gpu_seconds == 190.0
 
 
-def test_last_epoch_stop_is_recorded_at_the_last_rung_end() -> None:
+def test_a_displaced_trial_stops_at_its_next_report() -> None:
     clock = SimulatedClock()
     pruner = three_rung_pruner(clock, width=3)  # keeps 1 at rung 0 and 1 at rung 1
     study = optuna.create_study(
@@ -360,13 +367,22 @@ def test_last_epoch_stop_is_recorded_at_the_last_rung_end() -> None:
     for epoch in range(1, 4):
         late.report(0.5 * epoch, epoch)
         assert not late.should_prune()
-    for epoch in range(4, 10):
-        early.report(0.1 * epoch, epoch)
-        assert early.should_prune() is (epoch == 9)  # displaced, told at its last epoch
-    record = study._storage.get_trial_system_attrs(early._trial_id)[rung_end_key(2)]
-    assert record["stop"].startswith("rung 0: displaced, 1 trials beat 0.1")
+    early.report(0.4, 4)
+    assert early.should_prune()  # displaced: told at its next report, not at its last epoch
+    reason = study._storage.get_trial_system_attrs(early._trial_id)[TRIAL_STOP_REASON]
+    assert reason.startswith("rung 0: displaced, 1 trials beat 0.1")
     study.tell(early, state=TrialState.PRUNED)
-    assert stop_reason(study.trials[0]) == record["stop"]
+    assert stop_reason(study.trials[0]) == reason
+    # A trial displaced at its last epoch has its stop recorded at the last rung's end.
+    for epoch in range(4, 10):
+        late.report(0.5 * epoch, epoch)
+        assert not late.should_prune()
+    last = study.ask()
+    for epoch in range(1, 4):
+        last.report(0.9 * epoch, epoch)
+        assert not last.should_prune()
+    record = study._storage.get_trial_system_attrs(late._trial_id).get(rung_end_key(2))
+    assert record is None  # finished its last epoch before it was displaced
 
 
 def test_studies_written_by_earlier_versions_are_read() -> None:

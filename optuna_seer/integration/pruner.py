@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Callable
 from dataclasses import dataclass
 import math
@@ -15,6 +14,16 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_seer._optuna import storage_of, study_id_of, trial_id_of
+from optuna_seer.integration.admission import (
+    SEAT,
+    FinishedTrials,
+    SpendView,
+    out_of_time,
+    over_budget,
+    seat_holders,
+    spend_view,
+)
+from optuna_seer.integration.clock import study_time
 from optuna_seer.integration.keys import (
     STUDY_MODE,
     STUDY_STARTED_AT,
@@ -27,8 +36,9 @@ from optuna_seer.integration.keys import (
     rung_value,
     rung_value_key,
 )
-from optuna_seer.integration.ledger import settled, trial_account, trial_gpu_seconds
+from optuna_seer.integration.ledger import settled
 from optuna_seer.integration.ranking import RankKey, rank_key
+from optuna_seer.integration.steps import check_steps
 from optuna_seer.integration.trial_gpus import (
     ImplicitPlacement,
     implicit_placement,
@@ -36,7 +46,7 @@ from optuna_seer.integration.trial_gpus import (
 )
 from optuna_seer.planning.budget import Budget
 from optuna_seer.planning.cost_model import ClusterLimits
-from optuna_seer.planning.plan import Plan, Rung, format_seconds
+from optuna_seer.planning.plan import Plan, Rung
 from optuna_seer.planning.seer import plan_seer
 from optuna_seer.planning.workload import Workload
 
@@ -48,57 +58,6 @@ class RungDecision:
     rung: int
     promoted: tuple[int, ...]
     eliminated: tuple[int, ...]
-
-
-class _StudyCache:
-    """What a pruner keeps per study and process instead of re-reading it.
-
-    The clock start (once the sampler started it) and whether an executor runs the study
-    synchronously; and what the finished trials hold for ranking and for the ledger: a
-    finished trial's rung values and cost never change (storages refuse updates to finished
-    trials), so each ``should_prune`` at a rung end reads only the running ones.
-    """
-
-    def __init__(self, storage: optuna.storages.BaseStorage, promoting_rungs: int) -> None:
-        self.storage = storage  # held, so that the id keying this cache is not reused
-        self.state: tuple[float, bool] | None = None
-        self.ids: set[int] = set()
-        self.values: list[list[float]] = [[] for _ in range(promoting_rungs)]
-        self.gpu_seconds = 0.0
-
-    def gather(
-        self, trials: list[FrozenTrial], implicit: ImplicitPlacement | None
-    ) -> list[FrozenTrial]:
-        """Add the newly finished ``trials`` (placed by the study's ``implicit`` rule unless
-        they carry their own placement); returns those not finished."""
-        ids = self.ids
-        unfinished = []
-        added = False
-        for t in trials:
-            if trial_id_of(t) in ids:
-                continue
-            if not t.state.is_finished():
-                unfinished.append(t)
-                continue
-            ids.add(trial_id_of(t))
-            attrs = t.system_attrs
-            for index, values in enumerate(self.values):
-                value = rung_value(attrs, index)
-                if value is not None:
-                    values.append(value)
-                    added = True
-            self.gpu_seconds += trial_gpu_seconds(t, 0.0, implicit)
-        if added:
-            for values in self.values:
-                values.sort()
-        return unfinished
-
-    def beating(self, index: int, own: float, maximize: bool) -> int:
-        """How many finished trials beat ``own`` at rung ``index``."""
-        values = self.values[index]
-        if maximize:
-            return len(values) - bisect.bisect_right(values, own)
-        return bisect.bisect_left(values, own)
 
 
 class SeerPruner(BasePruner):
@@ -115,12 +74,19 @@ class SeerPruner(BasePruner):
     * **Asynchronous** (plain ``study.optimize`` on a fixed pool): a trial reaching a rung's end
       is promoted when its value is in the top ``n_{r+1}/n_r`` of the values seen at that rung
       (ASHA); with all ``n_r`` values seen this is the synchronous rule. A trial promoted
-      early gives its place back at its next rung end (or before completing) once ``n_{r+1}``
-      trials have beaten its value at a rung it passed, so the finalists converge to the
-      plan's survivors. It is also deadline-aware: a trial that, at its epoch rate measured
-      since its last rung end (the plan's rate before that), cannot finish its current rung
-      before the deadline is stopped, and one is stopped when the study's ledger shows the
-      budget spent. Read why with :func:`~optuna_seer.integration.keys.stop_reason`.
+      early gives its place back at its next report once ``n_{r+1}`` trials have beaten its
+      value at a rung it passed, so the finalists converge to the plan's survivors, and at
+      most the last rung's width of trials hold a place in it, across threads and processes.
+      At every report it also checks the deadline (at the epoch rate measured since the
+      trial's last rung end) and the budget: the trial stops once what the ledger shows spent,
+      plus what trials ahead of it will cost to their rungs' ends, plus what its own rung
+      still costs at its measured epoch time, exceeds the budget (see
+      :mod:`optuna_seer.integration.admission`). Read why with
+      :func:`~optuna_seer.integration.keys.stop_reason`.
+
+    Steps must be cumulative epochs: a step beyond the plan's ``max_epochs``, or one after a
+    larger one, raises a ``ValueError`` saying so. A NaN or infinite value prunes the trial,
+    with the reason, as Optuna's own pruners do.
 
     Per trial and rung end, the asynchronous mode writes one system attr
     (``seer:rung_<r>_end``: the value, the trial's settled cost, why it stops there if it
@@ -184,7 +150,7 @@ class SeerPruner(BasePruner):
         if not callable(clock):
             raise TypeError(f"clock={clock!r} must be a callable returning seconds.")
         self._clock = clock
-        self._caches: dict[tuple[int, int], _StudyCache] = {}
+        self._caches: dict[tuple[int, int], FinishedTrials] = {}
         self._lock = threading.Lock()
 
     @property
@@ -196,13 +162,13 @@ class SeerPruner(BasePruner):
     def clock(self) -> Callable[[], float]:
         return self._clock
 
-    def _cache(self, study: optuna.Study) -> _StudyCache:
+    def _cache(self, study: optuna.Study) -> FinishedTrials:
         """This process's cache for ``study`` (two storages may hold studies with one id)."""
         key = (id(storage_of(study)), study_id_of(study))
         with self._lock:
             cache = self._caches.get(key)
             if cache is None or cache.storage is not storage_of(study):
-                cache = _StudyCache(storage_of(study), len(self._plan.rungs) - 1)
+                cache = FinishedTrials(storage_of(study), len(self._plan.rungs) - 1)
                 self._caches[key] = cache
             return cache
 
@@ -216,6 +182,23 @@ class SeerPruner(BasePruner):
                 return self._clock(), synchronous
             cache.state = (float(attrs[STUDY_STARTED_AT]), synchronous)
         return cache.state
+
+    def spend_view(
+        self,
+        study: optuna.Study,
+        now: float,
+        implicit: ImplicitPlacement | None,
+        trials: list[FrozenTrial] | None = None,
+    ) -> tuple[SpendView, list[FrozenTrial]]:
+        """The study's spend and its running trials' commitments as of ``now``, and the
+        trials not finished (reads the study's trials unless given)."""
+        if trials is None:
+            trials = study.get_trials(deepcopy=False)
+        finished = self._cache(study)
+        with self._lock:
+            unfinished = finished.gather(self._plan, trials, implicit)
+            view = spend_view(self._plan, finished, unfinished, now, implicit)
+        return view, unfinished
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         if study._is_multi_objective():
@@ -236,15 +219,15 @@ class SeerPruner(BasePruner):
                 "create_study(sampler=SeerSampler(...), pruner=SeerPruner(...)) so that "
                 "every trial gets its rung and GPUs."
             )
+        check_steps(trial, self._plan.max_epochs)
         value = trial.intermediate_values[step]
         if not math.isfinite(value):
-            raise ValueError(
-                f"trial {trial.number} reported {value!r} at step {step}; SeerPruner ranks "
-                "finite values only. Report a finite metric, or raise optuna.TrialPruned() "
-                "for a diverged run."
+            # As Optuna's own pruners do: a diverged trial is pruned, the study goes on.
+            return self._stop(
+                study, trial, f"reported {value!r} at step {step}; SEER ranks finite values only"
             )
         started_at, synchronous = self._study_state(study)
-        now = self._clock()
+        now = study_time(study, self._clock)
         if synchronous:
             return self._pruned_by_decision(study, trial, step)
         return self._asynchronous_verdict(study, trial, step, value, now, started_at, implicit)
@@ -261,10 +244,13 @@ class SeerPruner(BasePruner):
     ) -> bool:
         """Whether ``trial`` must stop at ``step`` in asynchronous mode; records why.
 
-        Reads all trials only when the trial crosses a rung end or reaches the last epoch (as
-        Optuna's SuccessiveHalvingPruner does), and writes once there: the rung-end record
-        holds the value, the trial's settled cost and the reason it stops, if it does. Between
-        rung ends only a deadline stop writes (its reason).
+        Every report reads the study's trials (finished ones once per process): the trial
+        stops as soon as better trials displaced it at a rung it passed, when its rung's
+        projected cost no longer fits the budget after the trials ahead of it, or when it
+        cannot finish its rung before the deadline. At a rung end it also faces ASHA's rule
+        and, entering the last rung, takes a seat there (see :mod:`.admission`). A rung end
+        writes one record (value, settled cost, why it stops there if it does); between rung
+        ends only a stop writes (its reason).
         """
         rungs = self._plan.rungs
         attrs = trial.system_attrs
@@ -274,25 +260,11 @@ class SeerPruner(BasePruner):
             if own is not None:
                 mine[rung.index] = own
         crossed = [r for r in rungs[:-1] if r.resource <= step and r.index not in mine]
-        if not crossed and step < self._plan.max_epochs:
-            late = self._out_of_time(trial, step, now, started_at, implicit)
-            return late is not None and self._stop(study, trial, late)
         ranked = {**mine, **{r.index: value for r in crossed}}
-        seen, better, others_gpu_seconds = self._rank_among_others(
-            study, trial, ranked, now, implicit
-        )
+        seen, better, view = self._rank_among_others(study, trial, ranked, now, implicit)
         charged, as_of = settled(trial, now, implicit) or (0.0, now)
         reason: str | None = None
-        written: list[Rung] = []
         for rung in crossed:
-            written.append(rung)
-            spent = (charged + others_gpu_seconds) * self._plan.price_per_gpu_second
-            if spent >= self._plan.budget_dollars:
-                reason = (
-                    f"budget: ${spent:,.2f} of "
-                    f"${self._plan.budget_dollars:,.2f} spent when rung {rung.index} ended"
-                )
-                break
             # ASHA's rule with SEER's fraction: in the top n_{r+1}/n_r of the values seen.
             keep = rungs[rung.index + 1].n_trials
             if better[rung.index] >= max(seen[rung.index] * keep // rung.n_trials, 1):
@@ -300,11 +272,11 @@ class SeerPruner(BasePruner):
                     f"rung {rung.index}: {value:.6g} not in the top {keep}/{rung.n_trials} "
                     f"of {seen[rung.index]} values seen"
                 )
+                crossed = crossed[: crossed.index(rung) + 1]
                 break
         if reason is None:
-            # A trial promoted early, before better ones reported, gives its place back: at
-            # every rung end it must still rank within the plan's survivors of each rung it
-            # passed.
+            # A trial promoted early, before better ones reported, gives its place back as
+            # soon as it no longer ranks within the plan's survivors of a rung it passed.
             for index, own in ranked.items():
                 keep = rungs[index + 1].n_trials
                 if better[index] >= keep:
@@ -314,16 +286,43 @@ class SeerPruner(BasePruner):
                     )
                     break
         if reason is None:
-            reason = self._out_of_time(trial, step, now, started_at, implicit)
-        if reason is not None and not written:
-            written.append(rungs[-1])  # stopped at the last epoch: the last rung's end
+            reason = over_budget(self._plan, trial, step, now, implicit, view, crossed)
+        if reason is None:
+            reason = out_of_time(self._plan, trial, step, now, started_at, implicit)
         storage = storage_of(study)
-        for rung in written:
-            stop = reason if rung is written[-1] else None
-            storage.set_trial_system_attr(
-                trial_id_of(trial), rung_end_key(rung.index), rung_end(value, charged, as_of, stop)
-            )
+        if not crossed:
+            if reason is None:
+                return False
+            if step < self._plan.max_epochs:
+                return self._stop(study, trial, reason)
+            crossed = [rungs[-1]]  # stopped at the last epoch: the last rung's end
+        seat = reason is None and crossed[-1].index == len(rungs) - 2
+        for rung in crossed:
+            record = rung_end(value, charged, as_of, reason if rung is crossed[-1] else None)
+            if seat and rung is crossed[-1]:
+                record[SEAT] = True
+            storage.set_trial_system_attr(trial_id_of(trial), rung_end_key(rung.index), record)
+        if seat:
+            reason = self._final_rung_full(study, trial)
+            if reason is not None:
+                record = rung_end(value, charged, as_of, reason)
+                storage.set_trial_system_attr(
+                    trial_id_of(trial), rung_end_key(crossed[-1].index), record
+                )
         return reason is not None
+
+    def _final_rung_full(self, study: optuna.Study, trial: FrozenTrial) -> str | None:
+        """Why ``trial``, which just recorded its seat in the last rung, must give it back: the
+        study, read again, shows more seats held than the last rung's width."""
+        maximize = study.direction == StudyDirection.MAXIMIZE
+        holders = seat_holders(self._plan, study.get_trials(deepcopy=False), maximize)
+        width = self._plan.rungs[-1].n_trials
+        if len(holders) <= width:
+            return None
+        return (
+            f"rung {len(self._plan.rungs) - 1}: full, {len(holders)} trials took one of its "
+            f"{width} places at once"
+        )
 
     def _rank_among_others(
         self,
@@ -332,24 +331,23 @@ class SeerPruner(BasePruner):
         ranked: dict[int, float],
         now: float,
         implicit: ImplicitPlacement | None,
-    ) -> tuple[dict[int, int], dict[int, int], float]:
+    ) -> tuple[dict[int, int], dict[int, int], SpendView]:
         """For each rung in ``ranked``: how many values were seen there (``trial``'s own
-        included) and how many beat ``trial``'s; and the GPU-seconds the other trials have cost
-        by ``now``.
+        included) and how many beat ``trial``'s; and the study's spend view as of ``now``
+        without ``trial``'s commitment.
 
         Finished trials never change, so each process gathers them once (see
-        :class:`_StudyCache`); a call then reads only the trials still running.
+        :class:`~optuna_seer.integration.admission.FinishedTrials`); a call then reads only the
+        trials still running.
         """
         maximize = study.direction == StudyDirection.MAXIMIZE
-        trials = study.get_trials(deepcopy=False)
+        view, unfinished = self.spend_view(study, now, implicit)
         finished = self._cache(study)
         with self._lock:
-            unfinished = finished.gather(trials, implicit)
             seen = {index: 1 + len(finished.values[index]) for index in ranked}
             better = {
                 index: finished.beating(index, own, maximize) for index, own in ranked.items()
             }
-            others_gpu_seconds = finished.gpu_seconds
         for other in unfinished:
             if other.number == trial.number:
                 continue
@@ -360,39 +358,7 @@ class SeerPruner(BasePruner):
                     seen[index] += 1
                     if theirs > own if maximize else theirs < own:
                         better[index] += 1
-            others_gpu_seconds += trial_gpu_seconds(other, now, implicit)
-        return seen, better, others_gpu_seconds
-
-    def _out_of_time(
-        self,
-        trial: FrozenTrial,
-        step: int,
-        now: float,
-        started_at: float,
-        implicit: ImplicitPlacement | None,
-    ) -> str | None:
-        """Why ``trial`` cannot finish its rung before the deadline, or ``None`` if it can."""
-        if step >= self._plan.max_epochs or step <= 0:
-            return None
-        rung = self._plan.rung_for_step(step)
-        # Epoch time measured since the last rung end (the ledger settles there), so launch
-        # start-up never counts as training; the plan's estimate until a rung end is timed.
-        attrs = trial.system_attrs
-        passed = [r for r in self._plan.rungs[:-1] if rung_value(attrs, r.index) is not None]
-        account = trial_account(trial, implicit)
-        if passed and account is not None and step > passed[-1].resource:
-            seconds_per_epoch = max(now - account[1], 0.0) / (step - passed[-1].resource)
-        else:
-            seconds_per_epoch = rung.epoch_seconds
-        needed = (rung.resource - step) * seconds_per_epoch
-        left = started_at + self._plan.deadline_s - now
-        if needed <= left:
-            return None
-        return (
-            f"deadline: rung {rung.index} needs {needed:.0f} s more "
-            f"({rung.resource - step} epochs at {seconds_per_epoch:.1f} s), "
-            f"{max(left, 0.0):.0f} s left of {format_seconds(self._plan.deadline_s)}"
-        )
+        return seen, better, view
 
     def _pruned_by_decision(self, study: optuna.Study, trial: FrozenTrial, step: int) -> bool:
         for rung in self._plan.rungs[:-1]:
@@ -416,6 +382,8 @@ class SeerPruner(BasePruner):
         rung-end value go to the higher mean over the rung, then the lower trial number.
         Records each trial's value and verdict in its system attrs, so later
         ``should_prune`` calls in any process agree.
+
+        A trial that reported NaN or infinity at the rung's end is eliminated, with the reason.
 
         Raises:
             ValueError: ``rung_index`` is not a rung that promotes (the last one does not).
@@ -445,11 +413,12 @@ class SeerPruner(BasePruner):
             ):
                 continue
             value = t.intermediate_values[min(steps)]
-            if not math.isfinite(value):
-                raise ValueError(
-                    f"trial {t.number} reported {value!r} at rung {rung_index}; SeerPruner "
-                    "ranks finite values only."
+            if not math.isfinite(value):  # diverged: eliminated, as prune() stops it
+                storage_of(study).set_trial_system_attr(
+                    trial_id_of(t), promoted_key(rung_index), False
                 )
+                self._stop(study, t, f"reported {value!r} at rung {rung_index}'s end")
+                continue
             contenders.append(
                 (rank_key(t, since, rung.resource, study.direction), t.number, value, t)
             )

@@ -14,10 +14,16 @@ from optuna.samplers import BaseSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_seer._optuna import storage_of, study_id_of, trial_id_of
+from optuna_seer.integration.admission import affordable_width, commitment, width_rank
+from optuna_seer.integration.clock import study_time
+from optuna_seer.integration.heartbeat import on_trial_end, on_trial_start
 from optuna_seer.integration.keys import (
+    STUDY_EXECUTOR_PROGRESS,
     STUDY_IMPLICIT_PLACEMENT,
+    STUDY_MODE,
     STUDY_PLAN,
     STUDY_STARTED_AT,
+    SYNCHRONOUS,
     TRIAL_BEYOND_PLAN,
     TRIAL_PLACEMENT,
     TRIAL_STOP_REASON,
@@ -32,6 +38,7 @@ from optuna_seer.integration.trial_gpus import (
     placement_of,
 )
 from optuna_seer.planning.plan import Plan
+from optuna_seer.planning.spending import budget_check
 
 
 class SeerSampler(BaseSampler):
@@ -44,9 +51,17 @@ class SeerSampler(BaseSampler):
     and starts the study's deadline clock. On the wall clock the placement costs no storage
     write: the study holds the plan's GPUs once and a trial is placed at its
     ``datetime_start`` (see :mod:`optuna_seer.integration.trial_gpus`); on a simulated clock it is
-    written to the trial's system attrs. Trials past the plan's width (``plan.n_configs``
-    trials, counted by trial number across all processes) are refused: the study is asked to
-    stop, and the trial is pruned at its first ``suggest_*`` before any training runs.
+    written to the trial's system attrs.
+
+    A new trial is refused (pruned at its first ``suggest_*`` or :func:`~optuna_seer.gpus_for`,
+    and the study asked to stop) when it is beyond the plan's width (``plan.n_configs``
+    configurations, counted over all processes by the trials placed before it that did not
+    fail, so a rerun after a crash trains the full width), or when its first rung, at the
+    epoch time measured so far, does not fit the budget left once the trials in play finish
+    their rungs (see :mod:`optuna_seer.integration.admission`; under an
+    :class:`~optuna_seer.ElasticTuner`, its own guard admits launches instead). The trial that
+    takes the last place stops the study, so no objective runs beyond the width. A study
+    holding trials SEER did not run (another sampler's or pruner's) is refused by name.
 
     Why the sampler reads ``study.pruner`` directly: Optuna hands a sampler a per-bracket
     filtered study only for ``HyperbandPruner`` subclasses, and SEER has a single bracket
@@ -82,6 +97,7 @@ class SeerSampler(BaseSampler):
         self._refused: dict[int, str] = {}
         self._lock = threading.Lock()
         self._prepared_studies: set[int] = set()
+        self._executor_studies: set[int] = set()
 
     @property
     def base_sampler(self) -> BaseSampler:
@@ -90,8 +106,9 @@ class SeerSampler(BaseSampler):
     def __str__(self) -> str:
         return f"SeerSampler({self._base})"
 
-    def _now(self, pruner: SeerPruner) -> float:
-        return (self._clock or pruner.clock)()
+    def _now(self, pruner: SeerPruner, study: optuna.Study) -> float:
+        # Study time: the wall clock shifted onto the storage's (see integration/clock.py).
+        return study_time(study, self._clock or pruner.clock)
 
     def infer_relative_search_space(
         self, study: optuna.Study, trial: FrozenTrial
@@ -131,23 +148,32 @@ class SeerSampler(BaseSampler):
                 f"directions={study.directions}. Use a single-objective study."
             )
         plan = pruner.plan
-        now = self._now(pruner)
+        now = self._now(pruner, study)
         wall_clock = (self._clock or pruner.clock) is time.time
-        self._prepare_study(study, plan, now, wall_clock)
+        self._prepare_study(study, trial, plan, now, wall_clock)
+        # Fail dead workers' trials, then beat for this one (integration/heartbeat.py).
+        on_trial_start(study, trial, self._clock or pruner.clock)
         storage = storage_of(study)
-        if trial.number >= plan.n_configs:
+        trials = storage.get_all_trials(study_id_of(study), deepcopy=False)
+        rank = width_rank(trials, trial.number)
+        reason = None
+        if rank > plan.n_configs:
             reason = (
-                f"beyond the plan's width: trial {trial.number} but the plan starts "
-                f"{plan.n_configs} configurations"
+                f"beyond the plan's width: {rank - 1} configurations were placed before trial "
+                f"{trial.number} (failed ones not counted) and the plan starts {plan.n_configs}"
             )
+        elif study_id_of(study) not in self._executor_studies:
+            reason = self._over_budget(study, pruner, trial, trials, now)
+        if reason is not None:
             storage.set_trial_system_attr(trial_id_of(trial), TRIAL_BEYOND_PLAN, True)
             storage.set_trial_system_attr(trial_id_of(trial), TRIAL_STOP_REASON, reason)
             with self._lock:
                 self._refused[trial_id_of(trial)] = reason
-            # Outside study.optimize (ask/tell) stop() raises: the executor checks the width.
-            with contextlib.suppress(RuntimeError):
-                study.stop()
+            self._stop(study)
             return
+        if rank == plan.n_configs:
+            # The last place: ask for no further trial, so no objective runs beyond the width.
+            self._stop(study)
         if wall_clock:
             rule = implicit_placement(storage, study_id_of(study))
             if rule is not None and keeps_true_start_times(storage):
@@ -160,17 +186,61 @@ class SeerSampler(BaseSampler):
             ),
         )
 
-    def _prepare_study(self, study: optuna.Study, plan: Plan, now: float, wall_clock: bool) -> None:
+    @staticmethod
+    def _stop(study: optuna.Study) -> None:
+        # Outside study.optimize (ask/tell) stop() raises: the executor checks the width.
+        with contextlib.suppress(RuntimeError):
+            study.stop()
+
+    @staticmethod
+    def _over_budget(
+        study: optuna.Study,
+        pruner: SeerPruner,
+        trial: FrozenTrial,
+        trials: list[FrozenTrial],
+        now: float,
+    ) -> str | None:
+        """Why the new ``trial`` may not start: its first rung, at the epoch time measured so
+        far, does not fit what is left once the trials in play finish their rungs."""
+        plan = pruner.plan
+        implicit = implicit_placement(storage_of(study), study_id_of(study))
+        view, _ = pruner.spend_view(study, now, implicit, trials)
+        rank = width_rank(trials, trial.number)
+        affordable = affordable_width(plan, view.scale)
+        if rank > affordable:
+            return (
+                f"budget: with epochs {view.scale:.2f} times as long as planned, "
+                f"${plan.budget_dollars:,.2f} pays for {affordable} configurations of the "
+                f"plan's shape, and trial {trial.number} would be configuration {rank}"
+            )
+        mine = commitment(plan, trial, now, implicit, view.scales, step=0, since=(now, 0))
+        if mine is None:
+            return None
+        check = budget_check(view.spent, view.budget, view.commitments, mine)
+        if check.fits:
+            return None
+        price = plan.price_per_gpu_second
+        return (
+            f"budget: ${check.spent * price:,.2f} of ${plan.budget_dollars:,.2f} spent and "
+            f"${check.ahead * price:,.2f} committed to trials in play; a new trial's first "
+            f"rung needs ${check.own * price:,.2f}"
+        )
+
+    def _prepare_study(
+        self, study: optuna.Study, trial: FrozenTrial, plan: Plan, now: float, wall_clock: bool
+    ) -> None:
         """Once per study and process: store (or check) the plan, start the deadline clock.
 
         The process that starts the clock on the wall clock first stores the implicit-placement
-        rule, so whoever sees the clock running knows whether the study has one.
+        rule, so whoever sees the clock running knows whether the study has one. A study that
+        already holds trials SEER did not run is refused (with ``trial``, the one being asked).
         """
         if study_id_of(study) in self._prepared_studies:
             return
         attrs = storage_of(study).get_study_system_attrs(study_id_of(study))
         stored = attrs.get(STUDY_PLAN)
         if stored is None:
+            _refuse_foreign_trials(study, trial)
             storage_of(study).set_study_system_attr(study_id_of(study), STUDY_PLAN, plan.to_dict())
         elif Plan.from_dict(stored) != plan:
             raise ValueError(
@@ -190,6 +260,8 @@ class SeerSampler(BaseSampler):
                 ImplicitPlacement.for_plan(plan).to_dict(),
             )
         start_clock(study, now)
+        if STUDY_EXECUTOR_PROGRESS in attrs or attrs.get(STUDY_MODE) == SYNCHRONOUS:
+            self._executor_studies.add(study_id_of(study))  # its guard admits launches
         self._prepared_studies.add(study_id_of(study))
 
     def after_trial(
@@ -201,14 +273,39 @@ class SeerSampler(BaseSampler):
     ) -> None:
         with self._lock:
             self._refused.pop(trial_id_of(trial), None)
+        on_trial_end(study, trial)
         pruner = study.pruner
         if isinstance(pruner, SeerPruner):
             rule = implicit_placement(storage_of(study), study_id_of(study))
             if placement_of(trial, rule) is not None and not (
                 state == TrialState.PRUNED and settled_at_stop(trial, rule)
             ):
-                settle_trial(storage_of(study), trial, self._now(pruner), rule)
+                settle_trial(storage_of(study), trial, self._now(pruner, study), rule)
         self._base.after_trial(study, trial, state, values)
 
     def reseed_rng(self) -> None:
         self._base.reseed_rng()
+
+
+def _refuse_foreign_trials(study: optuna.Study, asked: FrozenTrial) -> None:
+    """Refuse a study that holds finished trials SEER did not run (another sampler's or
+    pruner's): the plan's width, the ranking and the ledger would count them. The trial being
+    asked is told ``FAIL`` first, so it does not stay ``RUNNING``."""
+    foreign = [
+        t.number
+        for t in storage_of(study).get_all_trials(
+            study_id_of(study),
+            deepcopy=False,
+            states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL),
+        )
+        if not any(key.startswith("seer:") for key in t.system_attrs)
+    ]
+    if not foreign:
+        return
+    storage_of(study).set_trial_state_values(trial_id_of(asked), TrialState.FAIL)
+    raise ValueError(
+        f"study {study.study_name!r} already holds {len(foreign)} trials that SEER did not run "
+        f"(numbers {foreign[0]}..{foreign[-1]}, e.g. from another sampler or pruner): the SEER "
+        "plan's width, ranking and ledger need a study of their own. Optimize a new study "
+        "(another study_name) with SeerSampler and SeerPruner."
+    )

@@ -35,6 +35,7 @@ from optuna_seer.integration.keys import (
     STUDY_STARTED_AT,
     TRIAL_BEYOND_PLAN,
     TRIAL_PLACEMENT,
+    TRIAL_STOP_REASON,
 )
 from optuna_seer.planning.plan import Plan
 
@@ -172,7 +173,10 @@ def gpus_for(
             module docstring), whose study is not otherwise known.
 
     Raises:
-        ValueError: The trial was not placed by ``SeerSampler`` under a ``SeerPruner``.
+        optuna.TrialPruned: ``trial`` is a live trial that ``SeerSampler`` refused (beyond the
+            plan's width or the budget), as its first ``suggest_*`` would: it must not train.
+        ValueError: The trial was not placed by ``SeerSampler`` under a ``SeerPruner``, or is
+            a refused ``FrozenTrial``.
 
     Example:
         >>> def objective(trial):  # doctest: +SKIP
@@ -187,6 +191,16 @@ def gpus_for(
     else:
         raise TypeError(f"trial={trial!r} must be an optuna Trial or FrozenTrial.")
     placed = placement_of(frozen, rule)
+    refused = frozen.system_attrs.get(TRIAL_BEYOND_PLAN)
+    if placed is None and refused:
+        why = frozen.system_attrs.get(TRIAL_STOP_REASON, "beyond the plan")
+        if isinstance(trial, optuna.Trial):
+            # In an objective, as at its first suggest_*: the trial is pruned before training.
+            raise optuna.TrialPruned(f"SeerSampler refused trial {trial.number}: {why}")
+        raise ValueError(
+            f"trial {trial.number} has no GPUs: SeerSampler refused it ({why}), so it never "
+            "trained."
+        )
     if placed is None:
         hint = (
             " (for a FrozenTrial of a study that places trials implicitly, pass study=)"

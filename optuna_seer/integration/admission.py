@@ -1,0 +1,431 @@
+"""Who may start, and who may go on, in an asynchronous SEER study (``study.optimize``).
+
+Three rules, each read from the study's trials so that every thread and process applies the
+same one (the arithmetic is :mod:`optuna_seer.planning.spending`):
+
+* **Width** (:func:`width_rank`): the plan starts ``plan.n_configs`` configurations, counted
+  by the trials that were placed and did not fail, not by trial numbers, so a rerun after a
+  crash still trains the full width. A new trial counts every such trial with a lower number
+  (its place is decided before its own); of any two, the later one counts the earlier, so no
+  two processes can both take the last place.
+* **Budget** (:class:`SpendView`, :func:`over_budget`, :func:`affordable_width`): what the
+  ledger shows spent, plus what the trials ahead are projected to cost to the end of their
+  rungs at the measured epoch time, plus the new rung must fit the budget, at every report;
+  and a new configuration starts only while the budget pays for that many configurations of
+  the plan's shape at the measured slowdown (so later rungs keep their share).
+* **Deadline** (:func:`out_of_time`): a trial that, at the epoch time it measured since its
+  last rung end, cannot finish its rung before the deadline stops.
+* **Final rung** (:func:`seat_holders`): a trial entering the last rung records a seat in its
+  rung-end record, reads the study again and goes on only if at most the final rung's width
+  of seats are held (the last of any over-full group to read sees them all and steps back).
+  A trial displaced by better ones gives its seat back, so at most the width of trials train
+  in the last rung or hold its results at any time; a better configuration that reaches the
+  last rung later still gets in, as in the plan it would have displaced the worse one.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from optuna_seer._optuna import trial_id_of
+from optuna_seer.integration.keys import TRIAL_BEYOND_PLAN, rung_end_key, rung_value, stop_reason
+from optuna_seer.integration.ledger import trial_account, trial_gpu_seconds
+from optuna_seer.integration.trial_gpus import ImplicitPlacement, placement_of
+from optuna_seer.planning.plan import Plan, Rung, format_seconds
+from optuna_seer.planning.spending import (
+    Commitment,
+    budget_check,
+    epoch_time_scale,
+    planned_gpu_seconds,
+    seconds_to_rung_end,
+)
+
+SEAT = "seat"
+"""Key in a trial's last-but-one rung-end record: the trial holds a seat in the final rung."""
+
+
+def planned_for(plan: Plan, epochs: int) -> float:
+    """GPU-seconds ``plan`` predicts for one trial's first ``epochs`` epochs."""
+    rungs = plan.rungs
+    return planned_gpu_seconds(
+        [r.resource for r in rungs],
+        [r.gpus_per_trial for r in rungs],
+        [r.epoch_seconds for r in rungs],
+        epochs,
+    )
+
+
+def passed_epochs(plan: Plan, trial: FrozenTrial) -> int:
+    """Epochs at the end of the last rung ``trial`` has a recorded value for (0 if none)."""
+    attrs = trial.system_attrs
+    done = 0
+    for rung in plan.rungs[:-1]:
+        if rung_value(attrs, rung.index) is not None:
+            done = rung.resource
+    return done
+
+
+def measured(
+    plan: Plan, trial: FrozenTrial, implicit: ImplicitPlacement | None
+) -> list[tuple[float, float]]:
+    """Per rung: ``(GPU-seconds charged, GPU-seconds the plan predicts)`` for the epochs
+    ``trial`` trained there that its settled account covers (up to its last rung end while
+    it runs, all its epochs once finished). Start-up is charged to the rung it delays."""
+    per_rung = [(0.0, 0.0)] * len(plan.rungs)
+    account = trial_account(trial, implicit)
+    if account is None or placement_of(trial, implicit) is None:
+        return per_rung
+    charged_before, epochs_before = 0.0, 0
+    ends: list[tuple[float, int]] = []
+    for rung in plan.rungs[:-1]:
+        record = trial.system_attrs.get(rung_end_key(rung.index))
+        if record is not None:
+            ends.append((float(record["ledger"][0]), rung.resource))
+    if trial.state.is_finished():
+        ends.append((account[0], trial.last_step or 0))
+    for charged, epochs in ends:
+        epochs = max(epochs, epochs_before)
+        index = plan.rung_for_step(epochs_before).index
+        old_charged, old_planned = per_rung[index]
+        per_rung[index] = (
+            old_charged + max(charged - charged_before, 0.0),
+            old_planned + planned_for(plan, epochs) - planned_for(plan, epochs_before),
+        )
+        charged_before, epochs_before = max(charged, charged_before), max(epochs, epochs_before)
+    return per_rung
+
+
+def segment(
+    plan: Plan, trial: FrozenTrial, implicit: ImplicitPlacement | None
+) -> tuple[float, int] | None:
+    """``(since when, from how many epochs)`` ``trial`` trains its current rung: its last rung
+    end (the pruner settles its account there) or its placement."""
+    account = trial_account(trial, implicit)
+    if account is None:
+        return None
+    return account[1], passed_epochs(plan, trial)
+
+
+def commitment(
+    plan: Plan,
+    trial: FrozenTrial,
+    now: float,
+    implicit: ImplicitPlacement | None,
+    scales: Sequence[float],
+    step: int | None = None,
+    seconds_per_epoch: float | None = None,
+    since: tuple[float, int] | None = None,
+) -> Commitment | None:
+    """What ``trial`` (running, placed, not stopped) will still cost to its rung's end.
+
+    ``scales`` is the slowdown measured over the study per rung (:class:`SpendView`). ``step``
+    (default: its last reported one), ``seconds_per_epoch`` (default: the plan's epoch time
+    times the rung's slowdown) and ``since`` (when and from how many epochs it trains its rung;
+    default: :func:`segment`) may be given for the trial deciding now.
+    """
+    done = trial.last_step if step is None else step
+    done = done or 0
+    if done >= plan.max_epochs:
+        return None
+    start = segment(plan, trial, implicit) if since is None else since
+    if start is None:
+        return None
+    rung = plan.rung_for_step(done)
+    rate = (
+        rung.epoch_seconds * scales[rung.index] if seconds_per_epoch is None else seconds_per_epoch
+    )
+    seconds = seconds_to_rung_end(start[0], start[1], done, rung.resource, rate, now)
+    return Commitment(trial.number, rung.index, done, seconds * rung.gpus_per_trial)
+
+
+def stopped(trial: FrozenTrial) -> bool:
+    """Whether SEER refused or stopped ``trial`` (it may not have been told yet)."""
+    return bool(trial.system_attrs.get(TRIAL_BEYOND_PLAN)) or stop_reason(trial) is not None
+
+
+@dataclass
+class FinishedTrials:
+    """What the finished trials of a study hold for ranking and for the ledger.
+
+    A finished trial's rung values and cost never change (storages refuse updates to finished
+    trials), so each process gathers them once and then reads only the running ones.
+    """
+
+    storage: optuna.storages.BaseStorage  # held, so that the id keying this cache is not reused
+    promoting_rungs: int
+    state: tuple[float, bool] | None = None
+    ids: set[int] = field(default_factory=set)
+    values: list[list[float]] = field(default_factory=list)
+    gpu_seconds: float = 0.0
+    measured: list[tuple[float, float]] = field(default_factory=list)  # per rung, see measured()
+
+    def __post_init__(self) -> None:
+        self.values = [[] for _ in range(self.promoting_rungs)]
+        self.measured = [(0.0, 0.0)] * (self.promoting_rungs + 1)
+
+    def gather(
+        self, plan: Plan, trials: list[FrozenTrial], implicit: ImplicitPlacement | None
+    ) -> list[FrozenTrial]:
+        """Add the newly finished ``trials``; returns those not finished."""
+        unfinished = []
+        added = False
+        for t in trials:
+            if trial_id_of(t) in self.ids:
+                continue
+            if not t.state.is_finished():
+                unfinished.append(t)
+                continue
+            self.ids.add(trial_id_of(t))
+            attrs = t.system_attrs
+            for index, values in enumerate(self.values):
+                value = rung_value(attrs, index)
+                if value is not None:
+                    values.append(value)
+                    added = True
+            self.gpu_seconds += trial_gpu_seconds(t, 0.0, implicit)
+            self.measured = add_measured(self.measured, measured(plan, t, implicit))
+        if added:
+            for values in self.values:
+                values.sort()
+        return unfinished
+
+    def beating(self, index: int, own: float, maximize: bool) -> int:
+        """How many finished trials beat ``own`` at rung ``index``."""
+        values = self.values[index]
+        if maximize:
+            return len(values) - bisect.bisect_right(values, own)
+        return bisect.bisect_left(values, own)
+
+
+def add_measured(
+    a: list[tuple[float, float]], b: list[tuple[float, float]]
+) -> list[tuple[float, float]]:
+    """Per-rung sums of two :func:`measured` results."""
+    return [(x[0] + y[0], x[1] + y[1]) for x, y in zip(a, b, strict=True)]
+
+
+@dataclass(frozen=True)
+class SpendView:
+    """The study's spend and the commitments of its trials in play, in GPU-seconds.
+
+    ``scale`` is how much slower than planned the measured epochs ran over all rungs,
+    ``scales`` the same per rung (a rung not measured yet takes ``scale``).
+    """
+
+    spent: float
+    scale: float
+    scales: tuple[float, ...]
+    commitments: tuple[Commitment, ...]
+    budget: float
+
+
+def spend_view(
+    plan: Plan,
+    finished: FinishedTrials,
+    unfinished: list[FrozenTrial],
+    now: float,
+    implicit: ImplicitPlacement | None,
+) -> SpendView:
+    """What is spent by ``now`` and what the running trials committed (``finished`` must have
+    gathered the study's trials, ``unfinished`` being the rest)."""
+    spent = finished.gpu_seconds
+    per_rung = finished.measured
+    running = []
+    for t in unfinished:
+        spent += trial_gpu_seconds(t, now, implicit)
+        per_rung = add_measured(per_rung, measured(plan, t, implicit))
+        if t.state == TrialState.RUNNING and not stopped(t):
+            running.append(t)
+    scale = epoch_time_scale(sum(c for c, _ in per_rung), sum(p for _, p in per_rung))
+    scales = tuple(epoch_time_scale(c, p) if p > 0 else scale for c, p in per_rung)
+    commitments = []
+    for t in running:
+        c = commitment(plan, t, now, implicit, scales)
+        if c is not None:
+            commitments.append(c)
+    return SpendView(
+        spent=spent,
+        scale=scale,
+        scales=scales,
+        commitments=tuple(commitments),
+        budget=plan.budget_dollars / plan.price_per_gpu_second,
+    )
+
+
+def width_rank(trials: list[FrozenTrial], number: int) -> int:
+    """The place of trial ``number`` among the configurations SEER starts: 1 + the trials
+    before it that were not refused and did not fail (finished, running or waiting)."""
+    return 1 + sum(
+        1
+        for t in trials
+        if t.number < number
+        and t.state != TrialState.FAIL
+        and not t.system_attrs.get(TRIAL_BEYOND_PLAN)
+    )
+
+
+def displaced(
+    plan: Plan, trial: FrozenTrial, values: list[list[float]], maximize: bool
+) -> str | None:
+    """Why ``trial`` lost its promotion (``values``: every value seen per promoting rung,
+    sorted), or ``None``: at a rung it passed, the plan's survivors beat it."""
+    attrs = trial.system_attrs
+    for rung in plan.rungs[:-1]:
+        own = rung_value(attrs, rung.index)
+        if own is None:
+            continue
+        seen = values[rung.index]
+        better = (
+            len(seen) - bisect.bisect_right(seen, own)
+            if maximize
+            else bisect.bisect_left(seen, own)
+        )
+        keep = plan.rungs[rung.index + 1].n_trials
+        if better >= keep:
+            return (
+                f"rung {rung.index}: displaced, {better} trials beat {own:.6g} and the plan "
+                f"keeps {keep}"
+            )
+    return None
+
+
+def plan_work(plan: Plan) -> float:
+    """GPU-seconds of training the plan predicts for all its trials (no idle GPUs)."""
+    total = 0.0
+    before = 0
+    for rung in plan.rungs:
+        total += rung.n_trials * (rung.resource - before) * rung.gpus_per_trial * rung.epoch_seconds
+        before = rung.resource
+    return total
+
+
+def affordable_width(plan: Plan, scale: float) -> int:
+    """Configurations of the plan's shape the budget pays for when epochs take ``scale``
+    times the plan's time: the plan's width, fewer once ``scale`` outgrows the plan's slack.
+
+    Example:
+        >>> from optuna_seer import Budget, Workload, plan_seer
+        >>> plan = plan_seer(Budget(deadline="1h", dollars=5, price_per_gpu_hour=3.6),
+        ...                  Workload(epoch_seconds=60, scaling="linear", max_epochs=9))
+        >>> affordable_width(plan, 1.0) == plan.n_configs, affordable_width(plan, 1e6)
+        (True, 0)
+    """
+    share = plan_work(plan) * scale / plan.n_configs
+    budget = plan.budget_dollars / plan.price_per_gpu_second
+    return min(plan.n_configs, int(budget / share * (1 + 1e-9)))
+
+
+def seat_holders(plan: Plan, trials: list[FrozenTrial], maximize: bool) -> list[int]:
+    """Trial numbers holding a place in the final rung: a seat in their last-but-one rung-end
+    record, not given back, not failed, not stopped before the last epoch, and not displaced
+    (beaten by the plan's survivors at a rung it passed, after which it stops at its next
+    report or, finished already, is no longer among the plan's finalists)."""
+    if len(plan.rungs) < 2:
+        return []
+    key = rung_end_key(plan.rungs[-2].index)
+    values: list[list[float]] = [[] for _ in plan.rungs[:-1]]
+    for t in trials:
+        for rung in plan.rungs[:-1]:
+            value = rung_value(t.system_attrs, rung.index)
+            if value is not None:
+                values[rung.index].append(value)
+    for seen in values:
+        seen.sort()
+    holders = []
+    for t in trials:
+        record = t.system_attrs.get(key)
+        if record is None or not record.get(SEAT) or "stop" in record:
+            continue
+        if t.state == TrialState.FAIL or displaced(plan, t, values, maximize) is not None:
+            continue
+        if (t.last_step or 0) < plan.max_epochs and stopped(t):
+            continue
+        holders.append(t.number)
+    return holders
+
+
+def over_budget(
+    plan: Plan,
+    trial: FrozenTrial,
+    step: int,
+    now: float,
+    implicit: ImplicitPlacement | None,
+    view: SpendView,
+    crossed: list[Rung],
+) -> str | None:
+    """Why ``trial``'s rung no longer fits the budget, or ``None`` if it does.
+
+    Its rung costs the epochs left to the rung's end at the epoch time it measured since
+    its last rung end or placement (entering a new rung: that rate, scaled by the plan from
+    the rung it measured to the new one); trials ahead of it keep their commitments.
+    """
+    if step >= plan.max_epochs:
+        return None
+    start = segment(plan, trial, implicit)
+    rate: float | None = None
+    if start is not None and step > start[1]:
+        measured_rate = max(now - start[0], 0.0) / (step - start[1])
+        if crossed:
+            # Settled at this rung end: the new rung starts now, at the scaled rate.
+            last = plan.rung_for_step(start[1])
+            rate = measured_rate / last.epoch_seconds * plan.rung_for_step(step).epoch_seconds
+        else:
+            rate = measured_rate
+    mine = commitment(
+        plan,
+        trial,
+        now,
+        implicit,
+        view.scales,
+        step=step,
+        seconds_per_epoch=rate,
+        since=(now, step) if crossed else None,
+    )
+    if mine is None:
+        return None
+    check = budget_check(view.spent, view.budget, view.commitments, mine)
+    if check.fits:
+        return None
+    price = plan.price_per_gpu_second
+    return (
+        f"budget: ${check.spent * price:,.2f} of ${plan.budget_dollars:,.2f} spent, "
+        f"${check.ahead * price:,.2f} committed to trials ahead; rung {mine.rung} needs "
+        f"${check.own * price:,.2f} more"
+    )
+
+
+def out_of_time(
+    plan: Plan,
+    trial: FrozenTrial,
+    step: int,
+    now: float,
+    started_at: float,
+    implicit: ImplicitPlacement | None,
+) -> str | None:
+    """Why ``trial`` cannot finish its rung before the deadline, or ``None`` if it can."""
+    if step >= plan.max_epochs or step <= 0:
+        return None
+    rung = plan.rung_for_step(step)
+    # Epoch time measured since the last rung end (the ledger settles there), so launch
+    # start-up never counts as training; the plan's estimate until a rung end is timed.
+    attrs = trial.system_attrs
+    passed = [r for r in plan.rungs[:-1] if rung_value(attrs, r.index) is not None]
+    account = trial_account(trial, implicit)
+    if passed and account is not None and step > passed[-1].resource:
+        seconds_per_epoch = max(now - account[1], 0.0) / (step - passed[-1].resource)
+    else:
+        seconds_per_epoch = rung.epoch_seconds
+    needed = (rung.resource - step) * seconds_per_epoch
+    left = started_at + plan.deadline_s - now
+    if needed <= left:
+        return None
+    return (
+        f"deadline: rung {rung.index} needs {needed:.0f} s more "
+        f"({rung.resource - step} epochs at {seconds_per_epoch:.1f} s), "
+        f"{max(left, 0.0):.0f} s left of {format_seconds(plan.deadline_s)}"
+    )
