@@ -32,6 +32,7 @@ from typing import IO
 from optuna_seer._ports import free_port
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState, LaunchStatus
 from optuna_seer.backends.launch_env import launch_env
+from optuna_seer.integration.clock import wall_time
 from optuna_seer.worker.driver_watch import driver_env
 
 _LOG_TAIL_CHARS = 2000
@@ -325,7 +326,7 @@ class LocalBackend(Backend):
             self.stop(handle)
 
     def now(self) -> float:
-        return time.time()
+        return wall_time()  # the package's one wall clock (integration/clock.py)
 
     @property
     def launches_end_with_driver(self) -> bool:

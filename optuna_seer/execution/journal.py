@@ -11,12 +11,20 @@ same storage finds it.
 :class:`Progress` is the study-level record (the rung the run is at, the re-planned rungs,
 the rungs done, whether it finished); each trial keeps its finished launches
 (:class:`~optuna_seer.execution.results.LaunchRecord`) and the launch it has in flight.
+
+The journal speaks the driver's clock (its backend's ``now()``) and stores study time
+(:mod:`optuna_seer.integration.clock`): every moment it writes is shifted by the driver's
+offset to the storage's clock, measured once per run, and every moment it reads is shifted
+back. A driver resumed on a machine whose clock is minutes off therefore sees the study's
+start, the dead driver's heartbeat and its launches in flight where they really were, and
+charges and counts the deadline as the first driver would have. (Launch and rung records
+hold times relative to the study's start, which need no shift.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TypeVar
 
 import optuna
@@ -25,8 +33,10 @@ from optuna.trial import FrozenTrial
 from optuna_seer._optuna import storage_of, study_id_of, trial_id_of
 from optuna_seer._secrets import scrub
 from optuna_seer.execution.results import LaunchRecord, RungRecord
+from optuna_seer.integration.clock import Clock, StudyClock
 from optuna_seer.integration.keys import (
     STUDY_DRIVER_ALIVE,
+    STUDY_DRIVER_LEASE,
     STUDY_DRIVER_PAUSED,
     STUDY_EXECUTOR_PROGRESS,
     STUDY_PLAN,
@@ -171,14 +181,36 @@ def charged_of(trial: FrozenTrial) -> tuple[float, float]:
 
 @dataclass
 class RunJournal:
-    """Reads and writes of one study's run state, each retried with :attr:`policy`."""
+    """Reads and writes of one study's run state, each retried with :attr:`policy`.
+
+    ``clock`` is the driver's clock (the backend's ``now``); ``None``: the wall clock.
+    """
 
     study: optuna.Study
     policy: RetryPolicy = field(default=STORAGE_RETRIES)
+    clock: Clock | None = None
 
     def __post_init__(self) -> None:
         self._storage = storage_of(self.study)
         self._study_id = study_id_of(self.study)
+        self._clock = StudyClock(self._storage, self.clock)
+        self._offset: float | None = None
+
+    @property
+    def storage(self) -> optuna.storages.BaseStorage:
+        return self._storage
+
+    def offset(self) -> float:
+        """Study time minus the driver's clock, measured once (0 if they agree in a second)."""
+        if self._offset is None:
+            self._offset = self._retrying("read the storage's clock", self._clock.offset)
+        return self._offset
+
+    def to_study(self, local: float) -> float:
+        return local + self.offset()
+
+    def to_local(self, stored: float) -> float:
+        return stored - self.offset()
 
     def _retrying(self, what: str, call: Callable[[], T]) -> T:
         return call_with_retries(
@@ -195,7 +227,12 @@ class RunJournal:
     def progress(self) -> Progress | None:
         """The run's stored progress; ``None`` if no ElasticTuner started this study."""
         stored = self.study_attrs().get(STUDY_EXECUTOR_PROGRESS)
-        return None if stored is None else Progress.from_dict(stored)
+        if stored is None:
+            return None
+        progress = Progress.from_dict(stored)
+        if progress.finished_at is None:
+            return progress
+        return replace(progress, finished_at=self.to_local(progress.finished_at))
 
     def stored_plan(self) -> Plan | None:
         """The plan the study was created with (the pruner stores it), if any."""
@@ -203,6 +240,8 @@ class RunJournal:
         return None if stored is None else Plan.from_dict(stored)
 
     def save_progress(self, progress: Progress) -> None:
+        if progress.finished_at is not None:
+            progress = replace(progress, finished_at=self.to_study(progress.finished_at))
         value = progress.to_dict()
         self._retrying(
             "save the executor's progress",
@@ -213,20 +252,25 @@ class RunJournal:
 
     def start_clock(self, now: float) -> float:
         """Start the study's deadline clock at ``now`` unless it runs already; its start."""
-        return self._retrying("start the study's clock", lambda: start_clock(self.study, now))
+        at = self.to_study(now)
+        return self.to_local(
+            self._retrying("start the study's clock", lambda: start_clock(self.study, at))
+        )
 
     def heartbeat(self, now: float) -> None:
         """Record that the driver is alive at ``now``."""
+        at = self.to_study(now)
         self._retrying(
             "record the driver's heartbeat",
-            lambda: self._storage.set_study_system_attr(self._study_id, STUDY_DRIVER_ALIVE, now),
+            lambda: self._storage.set_study_system_attr(self._study_id, STUDY_DRIVER_ALIVE, at),
         )
 
     def mark_paused(self, now: float) -> None:
         """Record that Ctrl-C paused the driver at ``now`` (its launches stopped then)."""
+        at = self.to_study(now)
         self._retrying(
             "record the driver's pause",
-            lambda: self._storage.set_study_system_attr(self._study_id, STUDY_DRIVER_PAUSED, now),
+            lambda: self._storage.set_study_system_attr(self._study_id, STUDY_DRIVER_PAUSED, at),
         )
 
     def driver_marks(self) -> tuple[float | None, float | None]:
@@ -234,8 +278,19 @@ class RunJournal:
         attrs = self.study_attrs()
         beat, paused = attrs.get(STUDY_DRIVER_ALIVE), attrs.get(STUDY_DRIVER_PAUSED)
         return (
-            None if beat is None else float(beat),
-            None if paused is None else float(paused),
+            None if beat is None else self.to_local(float(beat)),
+            None if paused is None else self.to_local(float(paused)),
+        )
+
+    def lease(self) -> Any:
+        """The study's driver lease as stored (:mod:`optuna_seer.execution.driver_lock`)."""
+        return self.study_attrs().get(STUDY_DRIVER_LEASE)
+
+    def set_lease(self, lease: Mapping[str, Any] | None) -> None:
+        value = None if lease is None else dict(lease)
+        self._retrying(
+            "write the study's driver lease",
+            lambda: self._storage.set_study_system_attr(self._study_id, STUDY_DRIVER_LEASE, value),
         )
 
     def implicit(self) -> ImplicitPlacement | None:
@@ -246,8 +301,9 @@ class RunJournal:
         )
 
     def ledger(self, plan: Plan, now: float, trials: Sequence[FrozenTrial] | None = None) -> Ledger:
+        at = self.to_study(now)
         return self._retrying(
-            "read the study's ledger", lambda: read_ledger(self.study, plan, now, trials)
+            "read the study's ledger", lambda: read_ledger(self.study, plan, at, trials)
         )
 
     # ----------------------------------------------------------------- the trials
@@ -269,8 +325,20 @@ class RunJournal:
         )
         return bool(attrs.get(TRIAL_BEYOND_PLAN))
 
+    def in_flight(self, trial: FrozenTrial) -> InFlight | None:
+        """``trial``'s launch in flight, its start on the driver's clock."""
+        launch = InFlight.of(trial)
+        if launch is None:
+            return None
+        return replace(launch, started_at=self.to_local(launch.started_at))
+
+    def charged(self, trial: FrozenTrial) -> tuple[float, float]:
+        """:func:`charged_of` with the time on the driver's clock (zeros if never charged)."""
+        amount, as_of = charged_of(trial)
+        return amount, (self.to_local(as_of) if as_of else as_of)
+
     def set_in_flight(self, trial_id: int, launch: InFlight) -> None:
-        value = asdict(launch)
+        value = asdict(replace(launch, started_at=self.to_study(launch.started_at)))
         self._retrying(
             f"record trial (id {trial_id})'s launch in flight",
             lambda: self._storage.set_trial_system_attr(trial_id, TRIAL_IN_FLIGHT, value),
@@ -319,9 +387,10 @@ class RunJournal:
         implicit: ImplicitPlacement | None,
     ) -> None:
         """Add ``gpu_seconds`` to ``trial``'s charge (as read), accrued until ``now``."""
+        at = self.to_study(now)
         self._retrying(
             f"charge trial {trial.number}",
-            lambda: charge_trial(self._storage, trial, gpu_seconds, now, implicit),
+            lambda: charge_trial(self._storage, trial, gpu_seconds, at, implicit),
         )
 
     def close_account(self, trial_id: int, now: Callable[[], float]) -> None:
@@ -330,6 +399,6 @@ class RunJournal:
         def close() -> None:
             trial = self._storage.get_trial(trial_id)
             implicit = implicit_placement(self._storage, self._study_id)
-            charge_trial(self._storage, trial, 0.0, now(), implicit)
+            charge_trial(self._storage, trial, 0.0, self.to_study(now()), implicit)
 
         self._retrying(f"close trial (id {trial_id})'s account", close)

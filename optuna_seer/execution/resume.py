@@ -19,7 +19,6 @@ from optuna_seer.backends.base import Backend
 from optuna_seer.execution.entry import SearchSpace
 from optuna_seer.execution.journal import (
     HEARTBEAT_SECONDS,
-    InFlight,
     Progress,
     RunJournal,
     charged_of,
@@ -196,9 +195,9 @@ def restore(
             state.params[number] = dict(live.params)
         # Idle trials stop accruing over the downtime.
         seconds = 0.0
-        in_flight = InFlight.of(trial)
+        in_flight = journal.in_flight(trial)
         if in_flight is not None and in_flight.launch >= len(launches):
-            began = max(in_flight.started_at, charged_of(trial)[1])
+            began = max(in_flight.started_at, journal.charged(trial)[1])
             seconds = max(until_s - began, 0.0) * in_flight.workers
             lost_gpu_s += seconds
         if in_flight is not None:

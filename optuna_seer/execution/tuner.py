@@ -47,6 +47,7 @@ from optuna_seer._logging import get_logger
 from optuna_seer._optuna import storage_of, trial_id_of
 from optuna_seer._secrets import scrub
 from optuna_seer.backends.base import Backend
+from optuna_seer.execution.driver_lock import DriverLock, DriverLockedError
 from optuna_seer.execution.entry import SearchSpace, TrainTarget, entrypoint_of, search_space_of
 from optuna_seer.execution.journal import HEARTBEAT_SECONDS, Progress, RunJournal, launches_of
 from optuna_seer.execution.measurement import measured_workload
@@ -68,6 +69,7 @@ from optuna_seer.worker.checkpoints import open_store
 
 __all__ = [
     "HEARTBEAT_SECONDS",
+    "DriverLockedError",
     "ElasticTuner",
     "LaunchRecord",
     "RungRecord",
@@ -112,18 +114,13 @@ class ElasticTuner:
             trial is told ``FAIL``. Retries are not started once the deadline or budget guard
             has asked running trials to stop.
         resume: What to do with a study an ``ElasticTuner`` already started. ``"auto"``
-            (default): continue it if it did not finish (its driver was killed, or paused
-            with Ctrl-C, which stops the launches and leaves the trials in play), rebuilding
-            the rung, the live trials, their checkpoints and the ledger from the storage;
-            return its stored result, running nothing, if it finished; start it if it is
-            new. ``True``: the study must have been started (else ``ValueError``).
-            ``False``: the study must be new (else ``ValueError``). Launches a killed
-            driver left running run again from their last good checkpoint; they are
-            charged from their start to the resume (an upper bound: nobody saw them end)
-            or, on a backend whose launches end with the driver (``LocalBackend``), to two
-            heartbeats past its last one; launches a Ctrl-C stopped, to that moment. A
-            stored plan or slot count that differs from
-            this one raises :class:`StudyMismatchError`.
+            (default): continue it if it did not finish (its driver killed, or paused with
+            Ctrl-C), rebuilding the run from the storage (:mod:`~optuna_seer.execution.resume`
+            says how the launches the driver left are charged); return its stored result,
+            running nothing, if it finished; start it if it is new. ``True``/``False``: the
+            study must have been started/must be new (else ``ValueError``). A stored plan or
+            slot count that differs from this one raises :class:`StudyMismatchError`; a
+            study another live driver runs, :class:`DriverLockedError`.
 
     Example:
         >>> tuner = ElasticTuner(study, plan=pruner.plan,  # doctest: +SKIP
@@ -215,7 +212,8 @@ class ElasticTuner:
         )
         self._progress = progress
         self._resume_mode: bool | str = resume
-        self._journal = RunJournal(study)
+        self._journal = RunJournal(study, clock=backend.now)
+        self._lock = DriverLock(self._journal)
         self._state = RunState()
         self._rungs = RungRunner(
             backend,
@@ -272,7 +270,17 @@ class ElasticTuner:
                 it was stopped by an error (its trials were told ``FAIL``).
             KeyboardInterrupt: Ctrl-C: the backend is released (launches stopped), the
                 trials stay in play, and running the driver again continues the study.
+            DriverLockedError: Another driver runs the study (one study, one driver: see
+                :mod:`~optuna_seer.execution.driver_lock`); nothing was touched.
         """
+        self._lock = DriverLock(self._journal)
+        self._lock.acquire()
+        try:
+            return self._run()
+        finally:
+            self._lock.release()
+
+    def _run(self) -> TuningResult:
         study, backend, state = self._study, self._backend, self._state
         progress = check_can_run(
             self._journal, self._plan, self._backend.slots, resume=self._resume_mode
@@ -309,6 +317,7 @@ class ElasticTuner:
                 )
             # (Nothing alive: killed after the last trial was told, before it saved that.)
             while index < len(rungs) and alive:
+                self._lock.check()
                 rung = rungs[index]
                 self._save_progress(index, rungs, records)
                 record, alive, cut_short = self._rungs.run(rung, alive, rungs)
@@ -333,6 +342,8 @@ class ElasticTuner:
                 index += 1
         except BaseException as exc:
             backend.release()
+            if isinstance(exc, DriverLockedError):
+                raise  # another driver runs the study now: leave it alone
             if isinstance(exc, KeyboardInterrupt):
                 # Ctrl-C pauses: the trials stay in play and the same command continues the
                 # study, charging the launches just stopped up to this moment.

@@ -42,6 +42,14 @@ TRIAL_LAUNCHES = "seer:launches"
 """Every finished launch of a trial (rung, workers, times, state, checkpoint), for resuming."""
 TRIAL_IN_FLIGHT = "seer:in_flight"
 """The trial's running launch (rung, workers, start) or ``None``: what a killed driver left."""
+STUDY_DRIVER_LEASE = "seer:driver_lease"
+"""Which ElasticTuner driver runs the study (its id, host, pid, last renewal in study time),
+or ``None`` once released (:mod:`optuna_seer.execution.driver_lock`)."""
+STUDY_HEARTBEAT = "seer:heartbeat"
+"""How often ``study.optimize`` trials beat and after how long without a beat one is dead
+(:mod:`optuna_seer.integration.heartbeat`); the first process to run a trial stores it."""
+TRIAL_HEARTBEAT = "seer:heartbeat"
+"""When (study time) the process running the trial last showed it was alive."""
 
 
 def rung_value_key(rung: int) -> str:

@@ -10,6 +10,15 @@ value. Every write replaces a whole entry at once, so a crash leaves the last on
 study carries the time its first trial was placed, which starts the deadline clock. Because
 both live in storage, every worker process computes the same spend and the same time left,
 and a restarted driver picks them up where they were.
+
+All these moments are study time (:mod:`optuna_seer.integration.clock`): callers pass ``now``
+read through the study's clock, so a process whose clock is off reads the same ledger.
+
+A trial that beats (``study.optimize`` on the wall clock, see
+:mod:`optuna_seer.integration.heartbeat`) is charged while it runs only up to ``grace``
+seconds past its last beat, so a worker killed with ``kill -9`` stops costing money within
+the grace; once failed as dead (by SEER or Optuna's ``fail_stale_trials``) it is charged up
+to its last beat.
 """
 
 from __future__ import annotations
@@ -21,7 +30,12 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_seer._optuna import storage_of, study_id_of, trial_id_of
-from optuna_seer.integration.keys import STUDY_STARTED_AT, TRIAL_LEDGER, rung_end_key
+from optuna_seer.integration.keys import (
+    STUDY_STARTED_AT,
+    TRIAL_HEARTBEAT,
+    TRIAL_LEDGER,
+    rung_end_key,
+)
 from optuna_seer.integration.trial_gpus import (
     ImplicitPlacement,
     gpus_at,
@@ -120,6 +134,27 @@ def settled_at_stop(trial: FrozenTrial, implicit: ImplicitPlacement | None = Non
     return False
 
 
+def last_beat(trial: FrozenTrial) -> tuple[float, float] | None:
+    """``(study time of the trial's last heartbeat, its grace seconds)``, or ``None`` if it
+    never beat (see :mod:`optuna_seer.integration.heartbeat`)."""
+    beat = trial.system_attrs.get(TRIAL_HEARTBEAT)
+    if beat is None:
+        return None
+    return float(beat[0]), float(beat[1])
+
+
+def accrues_until(trial: FrozenTrial, now: float) -> float | None:
+    """Until when ``trial``'s charge grows past its settled account: ``now`` for a running
+    trial (no further than its grace past its last heartbeat, if it beats), its last
+    heartbeat for a failed one (a dead trial nobody settled), else ``None``."""
+    beat = last_beat(trial)
+    if trial.state == TrialState.RUNNING:
+        return now if beat is None else min(now, beat[0] + beat[1])
+    if trial.state == TrialState.FAIL and beat is not None:
+        return beat[0]
+    return None
+
+
 def trial_gpu_seconds(
     trial: FrozenTrial, now: float, implicit: ImplicitPlacement | None = None
 ) -> float:
@@ -128,8 +163,9 @@ def trial_gpu_seconds(
     if entry is None:
         return 0.0
     charged, as_of = entry
-    if trial.state == TrialState.RUNNING and now > as_of:
-        charged += (now - as_of) * current_gpus(trial, implicit)
+    until = accrues_until(trial, now)
+    if until is not None and until > as_of:
+        charged += (until - as_of) * current_gpus(trial, implicit)
     return charged
 
 

@@ -1,0 +1,251 @@
+"""Trial heartbeats for ``study.optimize`` on every storage: a dead worker's trial is failed.
+
+A worker killed with ``kill -9`` tells Optuna nothing: its trial would stay ``RUNNING``
+forever, the ledger would keep charging it, and the plan would count it as a configuration
+in play. Optuna's own answer, heartbeats, exists only on ``RDBStorage`` (and only when it is
+built with ``heartbeat_interval``), and records them where a ``FrozenTrial`` does not show
+them. So SEER keeps its own, the same way on every storage (SQLite and other RDBs, journal
+files, gRPC proxies, in-memory):
+
+* :func:`on_trial_start` (called by ``SeerSampler.before_trial`` in the process that runs the
+  trial) writes the trial's system attr ``seer:heartbeat`` = ``[study time, grace seconds]``
+  at once, and one background thread per process rewrites it every ``interval_s`` for every
+  trial the process runs; :func:`on_trial_end` (``SeerSampler.after_trial``, before Optuna
+  finishes the trial) stops it.
+* Each beat carries the study's grace, so whoever reads a trial knows when it is dead: no
+  beat for ``grace_s`` of study time (:mod:`optuna_seer.integration.clock`, so a worker
+  minutes off is neither taken for dead nor kept alive).
+* :func:`fail_dead_trials` (run at every trial start, as Optuna runs ``fail_stale_trials``)
+  settles a dead trial's account at its last beat, records why it stopped and tells the
+  storage ``FAIL``; then the storage's ``heartbeat_stale_trial_callback`` runs, if it has
+  one (e.g. Optuna's ``RetryFailedTrialCallback``). The ledger
+  (:mod:`optuna_seer.integration.ledger`) charges a running trial no further than
+  ``grace_s`` past its last beat, and a failed one no further than its last beat (also when
+  Optuna's own ``fail_stale_trials`` failed it), so its GPUs stop costing money.
+
+The interval and grace are the study's (``seer:heartbeat``), stored by the first process
+that runs a trial: those of an ``RDBStorage(heartbeat_interval=..., grace_period=...)``,
+else :data:`DEFAULT` (change it with :func:`configure` before the first trial). Trials an
+``ElasticTuner`` runs do not beat: its driver holds them across launches and has its own
+heartbeat and lease (:mod:`optuna_seer.execution.driver_lock`). Neither do trials on a
+simulated clock (a replay).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import math
+import threading
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from optuna_seer._logging import get_logger
+from optuna_seer._optuna import (
+    UpdateFinishedTrialError,
+    storage_of,
+    study_id_of,
+    trial_id_of,
+    unwrap_storage,
+)
+from optuna_seer.integration.clock import Clock, StudyClock, clock_of, is_wall_clock
+from optuna_seer.integration.keys import (
+    STUDY_EXECUTOR_PROGRESS,
+    STUDY_HEARTBEAT,
+    TRIAL_HEARTBEAT,
+    TRIAL_STOP_REASON,
+)
+from optuna_seer.integration.ledger import last_beat, settle_trial
+from optuna_seer.integration.trial_gpus import implicit_placement_in
+
+_logger = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class HeartbeatSettings:
+    """How often a running trial beats, and after how long without a beat it is dead.
+
+    Example:
+        >>> HeartbeatSettings(interval_s=10, grace_s=5)
+        Traceback (most recent call last):
+        ...
+        ValueError: grace_s=5 must be at least twice interval_s=10 (a beat may be late).
+    """
+
+    interval_s: float = 10.0
+    grace_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.interval_s) and self.interval_s > 0):
+            raise ValueError(f"interval_s={self.interval_s!r} must be a positive number.")
+        if not (math.isfinite(self.grace_s) and self.grace_s >= 2 * self.interval_s):
+            raise ValueError(
+                f"grace_s={self.grace_s!r} must be at least twice interval_s="
+                f"{self.interval_s!r} (a beat may be late)."
+            )
+
+
+DEFAULT = HeartbeatSettings()
+"""The settings a study gets when its storage has no Optuna heartbeat configured."""
+
+
+def configure(interval_s: float, grace_s: float | None = None) -> None:
+    """Set :data:`DEFAULT` (``grace_s``: three intervals unless given) for studies that have
+    none stored yet; a study keeps the settings its first trial stored."""
+    global DEFAULT
+    DEFAULT = HeartbeatSettings(interval_s, 3 * interval_s if grace_s is None else grace_s)
+
+
+def optuna_settings(storage: optuna.storages.BaseStorage) -> HeartbeatSettings | None:
+    """The interval and grace of an ``RDBStorage`` built with ``heartbeat_interval``."""
+    inner = unwrap_storage(storage)
+    if not isinstance(inner, optuna.storages.RDBStorage) or not inner.heartbeat_interval:
+        return None
+    interval = float(inner.heartbeat_interval)
+    grace = inner.grace_period
+    return HeartbeatSettings(interval, max(2 * interval, float(grace or 2 * interval)))
+
+
+def settings_of(study: optuna.Study, attrs: dict[str, Any] | None = None) -> HeartbeatSettings:
+    """The study's heartbeat settings; stores them if it has none (see the module)."""
+    if attrs is None:
+        attrs = storage_of(study).get_study_system_attrs(study_id_of(study))
+    stored = attrs.get(STUDY_HEARTBEAT)
+    if stored is not None:
+        return HeartbeatSettings(float(stored["interval_s"]), float(stored["grace_s"]))
+    settings = optuna_settings(storage_of(study)) or DEFAULT
+    storage_of(study).set_study_system_attr(
+        study_id_of(study),
+        STUDY_HEARTBEAT,
+        {"interval_s": settings.interval_s, "grace_s": settings.grace_s},
+    )
+    return settings
+
+
+def is_dead(trial: FrozenTrial, now: float) -> bool:
+    """Whether ``trial`` runs but has not beaten for its grace period by study time ``now``."""
+    beat = last_beat(trial)
+    return trial.state == TrialState.RUNNING and beat is not None and now - beat[0] > beat[1]
+
+
+class _Beater:
+    """One daemon thread per process that rewrites the beat of every trial it runs."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._trials: dict[
+            tuple[int, int], tuple[optuna.storages.BaseStorage, int, StudyClock, float]
+        ] = {}
+        self._wake = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+        self._interval = DEFAULT.interval_s
+
+    def add(
+        self,
+        storage: optuna.storages.BaseStorage,
+        trial_id: int,
+        clock: StudyClock,
+        settings: HeartbeatSettings,
+    ) -> None:
+        _beat(storage, trial_id, clock, settings.grace_s)
+        with self._lock:
+            self._trials[(id(storage), trial_id)] = (storage, trial_id, clock, settings.grace_s)
+            self._interval = min(self._interval, settings.interval_s)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="seer-trial-heartbeat", daemon=True
+                )
+                self._thread.start()
+            self._wake.notify()
+
+    def remove(self, storage: optuna.storages.BaseStorage, trial_id: int) -> None:
+        """Stop beating (waits for a beat being written, so none lands after this)."""
+        with self._lock:
+            self._trials.pop((id(storage), trial_id), None)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                self._wake.wait(timeout=self._interval)
+                # Written while holding the lock, so remove() never returns mid-write.
+                for key, (storage, trial_id, clock, grace) in list(self._trials.items()):
+                    try:
+                        _beat(storage, trial_id, clock, grace)
+                    except UpdateFinishedTrialError:
+                        self._trials.pop(key, None)  # another process failed it
+                    except Exception as exc:  # a storage hiccup: the next beat may pass
+                        _logger.warning("trial (id %d): heartbeat not written: %s", trial_id, exc)
+
+
+def _beat(
+    storage: optuna.storages.BaseStorage, trial_id: int, clock: StudyClock, grace_s: float
+) -> None:
+    storage.set_trial_system_attr(trial_id, TRIAL_HEARTBEAT, [clock.now(), grace_s])
+
+
+_BEATER = _Beater()
+
+
+def on_trial_start(
+    study: optuna.Study, trial: FrozenTrial | optuna.Trial, local: Clock | None = None
+) -> list[int]:
+    """Fail the study's dead trials, then start beating for ``trial`` (see the module);
+    returns the numbers of the trials failed. Nothing happens on a simulated clock
+    (``local`` not the wall clock) or in a study an ``ElasticTuner`` runs."""
+    if local is not None and not is_wall_clock(local):
+        return []
+    storage = storage_of(study)
+    attrs = storage.get_study_system_attrs(study_id_of(study))
+    if STUDY_EXECUTOR_PROGRESS in attrs:
+        return []
+    settings = settings_of(study, attrs)
+    clock = clock_of(storage)
+    failed = fail_dead_trials(study, clock.now(), attrs)
+    _BEATER.add(storage, trial_id_of(trial), clock, settings)
+    return failed
+
+
+def on_trial_end(study: optuna.Study, trial: FrozenTrial | optuna.Trial) -> None:
+    """Stop beating for ``trial`` (before Optuna finishes it)."""
+    _BEATER.remove(storage_of(study), trial_id_of(trial))
+
+
+def fail_dead_trials(
+    study: optuna.Study, now: float | None = None, attrs: dict[str, Any] | None = None
+) -> list[int]:
+    """Fail every trial of ``study`` that runs without a beat for its grace by study time
+    ``now``: its account is settled at its last beat and its stop reason says so. Returns
+    their numbers (a trial another process failed first is not among them)."""
+    storage = storage_of(study)
+    if now is None:
+        now = clock_of(storage).now()
+    if attrs is None:
+        attrs = storage.get_study_system_attrs(study_id_of(study))
+    implicit = implicit_placement_in(attrs)
+    callback = getattr(storage, "get_heartbeat_stale_trial_callback", lambda: None)()
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        beat = last_beat(trial)
+        if beat is None or not is_dead(trial, now):
+            continue
+        trial_id = trial_id_of(trial)
+        try:
+            settle_trial(storage, trial, beat[0], implicit)
+            storage.set_trial_system_attr(
+                trial_id,
+                TRIAL_STOP_REASON,
+                f"dead: no heartbeat for {now - beat[0]:.0f} s (grace {beat[1]:g} s); its "
+                "process was killed or lost, charged up to its last heartbeat",
+            )
+            if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
+                continue
+        except UpdateFinishedTrialError:
+            continue  # another process failed (or its own finished) it first
+        _logger.warning(
+            "trial %d failed: its process stopped beating %.0f s ago", trial.number, now - beat[0]
+        )
+        failed.append(trial.number)
+        if callback is not None:
+            callback(study, storage.get_trial(trial_id))
+    return failed

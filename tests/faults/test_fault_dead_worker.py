@@ -1,0 +1,104 @@
+"""A ``study.optimize`` worker killed with ``kill -9`` (SQLite, SQLite with Optuna's own RDB
+heartbeat, journal file): its trial is failed once it stops beating, charged up to its last
+heartbeat, and its charge stops growing; the next trial started anywhere fails it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import time
+
+from optimize_plan import PLAN
+import optuna
+from optuna.trial import TrialState
+import pytest
+
+from optuna_seer.integration import heartbeat
+from optuna_seer.integration.keys import stop_reason
+from optuna_seer.integration.ledger import last_beat, read_ledger, trial_gpu_seconds
+from optuna_seer.integration.pruner import SeerPruner
+from optuna_seer.integration.sampler import SeerSampler
+from optuna_seer.integration.trial_gpus import implicit_placement
+
+HERE = Path(__file__).parent
+
+
+def _storage(kind: str, tmp_path: Path) -> tuple[str, optuna.storages.BaseStorage]:
+    if kind == "journal":
+        path = str(tmp_path / "study.log")
+        backend = optuna.storages.journal.JournalFileBackend(path)
+        return path, optuna.storages.JournalStorage(backend)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    if kind == "sqlite+optuna-heartbeat":
+        return url, optuna.storages.RDBStorage(url, heartbeat_interval=1, grace_period=2)
+    return url, optuna.storages.RDBStorage(url)
+
+
+def _study(storage: optuna.storages.BaseStorage) -> optuna.Study:
+    return optuna.load_study(
+        study_name="dead",
+        storage=storage,
+        sampler=SeerSampler(optuna.samplers.RandomSampler(seed=2)),
+        pruner=SeerPruner(plan=PLAN),
+    )
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "sqlite+optuna-heartbeat", "journal"])
+def test_a_killed_worker_is_failed_and_stops_costing(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, storage = _storage(kind, tmp_path)
+    optuna.create_study(study_name="dead", storage=storage, direction="maximize")
+    command = [sys.executable, str(HERE / "optimize_worker.py"), url, "dead", "--epoch-s", "1"]
+    if kind == "sqlite+optuna-heartbeat":
+        command.append("--optuna-heartbeat")
+    worker = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=HERE.parents[1]
+    )
+    try:
+        assert worker.stdout is not None
+        seen = ""
+        while "epoch 1" not in seen:
+            line = worker.stdout.readline().decode()
+            assert line, seen  # the worker ended before its first report
+            seen += line
+        time.sleep(0.7)  # a beat or two more
+        os.kill(worker.pid, signal.SIGKILL)
+        killed_at = time.time()
+        worker.wait()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        if worker.stdout is not None:
+            worker.stdout.close()
+
+    study = _study(storage)
+    (dead,) = study.get_trials(deepcopy=False)
+    assert dead.state == TrialState.RUNNING
+    beat = last_beat(dead)
+    assert beat is not None and beat[0] <= killed_at
+    grace = beat[1]
+    time.sleep(grace + 0.5)
+    # Past its grace the dead trial's charge no longer grows (it did without limit before).
+    first = read_ledger(study, PLAN, time.time()).gpu_seconds
+    time.sleep(1.5)
+    second = read_ledger(study, PLAN, time.time()).gpu_seconds
+    assert second == pytest.approx(first, abs=1e-6)
+    assert first <= (beat[0] + grace - dead.datetime_start.timestamp()) + 0.1  # type: ignore[union-attr]
+
+    # The next trial started anywhere fails it, charged up to its last heartbeat.
+    monkeypatch.setattr(heartbeat, "DEFAULT", heartbeat.HeartbeatSettings(0.3, 1.5))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    dead = study.get_trials(deepcopy=False)[0]
+    assert dead.state == TrialState.FAIL
+    if kind != "sqlite+optuna-heartbeat":  # there Optuna's fail_stale_trials failed it first
+        reason = stop_reason(dead)
+        assert reason is not None and reason.startswith("dead: no heartbeat"), reason
+    implicit = implicit_placement(storage, study._study_id)
+    charged = trial_gpu_seconds(dead, time.time(), implicit)
+    started = dead.datetime_start.timestamp()  # type: ignore[union-attr]
+    assert charged == pytest.approx(beat[0] - started, abs=0.05)
+    assert killed_at - started - 1.0 <= charged <= killed_at - started
