@@ -160,7 +160,8 @@ class _Beater:
             self._wake.notify()
 
     def remove(self, storage: optuna.storages.BaseStorage, trial_id: int) -> None:
-        """Stop beating (waits for a beat being written, so none lands after this)."""
+        """Stop beating. A beat already being written may still land before the trial
+        finishes (a moment's later beat, harmless) or be refused after (ignored)."""
         with self._lock:
             self._trials.pop((id(storage), trial_id), None)
 
@@ -168,14 +169,17 @@ class _Beater:
         while True:
             with self._lock:
                 self._wake.wait(timeout=self._interval)
-                # Written while holding the lock, so remove() never returns mid-write.
-                for key, (storage, trial_id, clock, grace) in list(self._trials.items()):
-                    try:
-                        _beat(storage, trial_id, clock, grace)
-                    except UpdateFinishedTrialError:
-                        self._trials.pop(key, None)  # another process failed it
-                    except Exception as exc:  # a storage hiccup: the next beat may pass
-                        _logger.warning("trial (id %d): heartbeat not written: %s", trial_id, exc)
+                beating = list(self._trials.items())
+            # Written without the lock: a slow or unreachable storage delays no trial's
+            # start or end, only its own beats.
+            for key, (storage, trial_id, clock, grace) in beating:
+                try:
+                    _beat(storage, trial_id, clock, grace)
+                except UpdateFinishedTrialError:
+                    with self._lock:  # finished here, or failed by another process
+                        self._trials.pop(key, None)
+                except Exception as exc:  # a storage hiccup: the next beat may pass
+                    _logger.warning("trial (id %d): heartbeat not written: %s", trial_id, exc)
 
 
 def _beat(
