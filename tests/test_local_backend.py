@@ -196,7 +196,13 @@ def test_each_launch_sees_only_its_own_gpus(
 
 
 _WORLD = """
-import os, torch, torch.distributed as dist
+import os, socket, torch, torch.distributed as dist
+if "RANK" not in os.environ:  # one worker runs without torchrun: a world of one
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
 gpu = torch.cuda.is_available()
 if gpu:
     torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
@@ -223,12 +229,14 @@ def _world(backend: LocalBackend, tmp_path: Path, workers: int) -> str:
 def test_two_workers_form_a_real_gloo_world(tmp_path: Path) -> None:
     backend = LocalBackend(slots=2, gpus=(), log_dir=tmp_path / "logs")  # CPU on any machine
     assert _world(backend, tmp_path, 2) == "2 3.0 gloo"
+    assert _world(backend, tmp_path, 1) == "1 1.0 gloo"  # no torchrun: a world of one
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_every_gpu_joins_one_nccl_world(tmp_path: Path) -> None:
-    """k-GPU DDP on one node: one launch over every visible GPU, NCCL."""
+    """k-GPU DDP on one node: one launch over every visible GPU, NCCL (k = 1: a world of
+    one, no torchrun)."""
     backend = LocalBackend(log_dir=tmp_path / "logs")
     if not backend.gpus:
         pytest.skip("no GPU visible: the CPU world is test_two_workers_form_a_real_gloo_world")
