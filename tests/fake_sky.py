@@ -18,20 +18,14 @@ import itertools
 import os
 from pathlib import Path
 import signal
-import socket
 import subprocess
 import sys
 from typing import Any
 
 import optuna_seer
+from optuna_seer._ports import free_port
 
 REPO_ROOT = Path(optuna_seer.__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def kill_group(process: subprocess.Popen[bytes]) -> None:
@@ -310,3 +304,23 @@ def sky_home(home: Path) -> Iterator[Path]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@contextlib.contextmanager
+def recording_sky(
+    directory: Path, s3_env: Mapping[str, str], monkeypatch: Any, **extra_env: str
+) -> Iterator[RecordingSky]:
+    """A :class:`RecordingSky` whose driver (this process) and nodes reach the same local S3.
+
+    ``s3_env`` is the moto server's environment (``tests.local_s3.local_s3``); node logs go
+    to ``directory/node-logs``; every node process is killed on exit.
+    """
+    for name, value in s3_env.items():
+        monkeypatch.setenv(name, value)
+    logs = directory / "node-logs"
+    logs.mkdir()
+    sdk = RecordingSky(logs, extra_env={**s3_env, **extra_env})
+    try:
+        yield sdk
+    finally:
+        sdk.kill_everything()

@@ -17,10 +17,11 @@ import optuna
 import pytest
 import torch
 
+from optuna_seer._ports import free_port
 from optuna_seer.storage.proxy import StorageProxy
 from optuna_seer.worker.checkpoints import open_store
 from optuna_seer.worker.node_entrypoint import fetch_resume_checkpoint, torchrun_command
-from tests.fake_sky import REPO_ROOT, free_port, kill_group, node_env
+from tests.fake_sky import REPO_ROOT, kill_group, node_env
 from tests.local_s3 import local_s3
 
 SCRIPT = str(REPO_ROOT / "tests" / "scripts" / "digits_ddp.py")

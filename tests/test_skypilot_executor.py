@@ -35,7 +35,7 @@ from optuna_seer.planning.cost_model import ClusterLimits
 from optuna_seer.planning.workload import Workload
 from optuna_seer.worker.checkpoints import open_store
 from optuna_seer.worker.context import checkpoint_name
-from tests.fake_sky import REPO_ROOT, RecordingSky, sky_home
+from tests.fake_sky import REPO_ROOT, RecordingSky, recording_sky
 from tests.local_s3 import local_s3
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -51,9 +51,9 @@ LIMITS = ClusterLimits(max_gpus=4)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    with sky_home(tmp_path_factory.mktemp("sky-home")) as path:
-        yield path
+def home(sky_home_dir: Path) -> Path:
+    """Every test here runs with ``HOME`` in the module's SkyPilot home (tests/conftest.py)."""
+    return sky_home_dir
 
 
 @pytest.fixture(scope="module")
@@ -66,13 +66,8 @@ def s3_env() -> Iterator[dict[str, str]]:
 def fake(
     tmp_path: Path, s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[RecordingSky]:
-    for name, value in s3_env.items():
-        monkeypatch.setenv(name, value)  # the driver and the nodes reach the same S3
-    logs = tmp_path / "node-logs"
-    logs.mkdir()
-    sdk = RecordingSky(logs, extra_env={**s3_env, "DIGITS_REPEATS": "1"})
-    yield sdk
-    sdk.kill_everything()
+    with recording_sky(tmp_path, s3_env, monkeypatch, DIGITS_REPEATS="1") as sdk:
+        yield sdk
 
 
 def tuner_on_sky(fake: RecordingSky, tmp_path: Path) -> tuple[ElasticTuner, SkyPilotBackend]:

@@ -3,7 +3,6 @@ object (no cloud needed: SkyPilot validates these offline)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import json
 from pathlib import Path
 import subprocess
@@ -20,14 +19,14 @@ from optuna_seer.planning.placement import ClusterShape, TrialSlot
 from optuna_seer.pricing.sources import sky_accelerator_quote
 from optuna_seer.worker.context import ENV_CHECKPOINT_URI, ENV_STORAGE, trial_context
 from optuna_seer.worker.node_entrypoint import torchrun_command
-from tests.fake_sky import REPO_ROOT, node_env, node_variables, sky_home
+from tests.fake_sky import REPO_ROOT, node_env, node_variables
 from tests.local_s3 import local_s3
 
 
 @pytest.fixture(scope="module", autouse=True)
-def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    with sky_home(tmp_path_factory.mktemp("sky-home")) as path:
-        yield path
+def home(sky_home_dir: Path) -> Path:
+    """Every test here runs with ``HOME`` in the module's SkyPilot home (tests/conftest.py)."""
+    return sky_home_dir
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from optuna_seer.backends.base import LaunchSpec, LaunchState
 from optuna_seer.backends.skypilot.backend import SkyPilotBackend
 from optuna_seer.planning.plan import Plan, Rung
 from optuna_seer.worker.checkpoints import open_store
-from tests.fake_sky import REPO_ROOT, RecordingSky, sky_home
+from tests.fake_sky import REPO_ROOT, RecordingSky, recording_sky
 from tests.local_s3 import local_s3
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
@@ -66,9 +66,9 @@ PLAN = Plan(
 
 
 @pytest.fixture(scope="module", autouse=True)
-def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    with sky_home(tmp_path_factory.mktemp("sky-home")) as path:
-        yield path
+def home(sky_home_dir: Path) -> Path:
+    """Every test here runs with ``HOME`` in the module's SkyPilot home (tests/conftest.py)."""
+    return sky_home_dir
 
 
 @pytest.fixture(scope="module")
@@ -85,12 +85,11 @@ def s3(s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str
 
 
 @pytest.fixture
-def fake(tmp_path: Path, s3: dict[str, str]) -> Iterator[RecordingSky]:
-    logs = tmp_path / "node-logs"
-    logs.mkdir()
-    sdk = RecordingSky(logs, extra_env=s3)
-    yield sdk
-    sdk.kill_everything()
+def fake(
+    tmp_path: Path, s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[RecordingSky]:
+    with recording_sky(tmp_path, s3_env, monkeypatch) as sdk:
+        yield sdk
 
 
 def make_backend(fake: RecordingSky, tmp_path: Path) -> SkyPilotBackend:
