@@ -1,10 +1,12 @@
 """Shared fixtures: Optuna storages of every kind, real and on disk; a local S3 server; a
-SkyPilot home with a small catalog; Python's own Ctrl-C handler."""
+SkyPilot home with a small catalog; Python's own Ctrl-C handler. ``--fake-gpus N`` runs the
+whole session as if this machine had ``N`` GPUs (see :func:`_fake_gpu_discovery`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 import ipaddress
+import os
 from pathlib import Path
 import signal
 import socket
@@ -42,6 +44,68 @@ def _offline_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 socket.getaddrinfo = _offline_getaddrinfo
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fake-gpus",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run every test as if this machine had N visible GPUs (GPU discovery faked for "
+        "the whole session, as tests/test_local_backend.py fakes it per test); e.g. 1 as on "
+        "a one-GPU machine, 0 as on a CPU one",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    gpus = config.getoption("--fake-gpus")
+    if gpus is None:
+        return
+    if gpus < 0:
+        raise pytest.UsageError(f"--fake-gpus={gpus}: give a number of GPUs >= 0, e.g. 1.")
+    patcher = pytest.MonkeyPatch()
+    _fake_gpu_discovery(patcher, gpus)
+    config.stash[_FAKE_GPUS] = patcher
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    patcher = config.stash.get(_FAKE_GPUS, None)
+    if patcher is not None:
+        patcher.undo()
+
+
+_FAKE_GPUS = pytest.StashKey[pytest.MonkeyPatch]()
+
+
+def _fake_gpu_discovery(patcher: pytest.MonkeyPatch, gpus: int) -> None:
+    """Make :func:`optuna_seer.backends.local.visible_gpus` name GPUs ``0 .. gpus-1`` (and
+    :func:`~optuna_seer.backends.local.gpu_name` a fake model) in this process, so
+    ``LocalBackend()``, ``machine_slots()`` and the probe see that many. Launches still run on
+    what the machine has. An empty ``CUDA_VISIBLE_DEVICES`` still hides them all, as it does
+    for torch; a test that fakes ``torch.cuda.device_count`` itself gets the real discovery."""
+    import torch
+
+    from optuna_seer.backends import local
+    from optuna_seer.profiling import probe
+
+    real_visible: Callable[[], tuple[str, ...]] = local.visible_gpus
+    real_count = torch.cuda.device_count
+
+    def visible_gpus() -> tuple[str, ...]:
+        if torch.cuda.device_count is not real_count:  # the test fakes torch's own count
+            return real_visible()
+        if os.environ.get("CUDA_VISIBLE_DEVICES") == "":
+            return ()
+        return tuple(str(i) for i in range(gpus))
+
+    def gpu_name(index: int = 0) -> str:
+        return f"Fake GPU {index}"
+
+    for module in (local, probe):
+        patcher.setattr(module, "visible_gpus", visible_gpus)
+    patcher.setattr(local, "gpu_name", gpu_name)
+
 
 STORAGE_KINDS = ["inmemory", "sqlite", "journal"]
 

@@ -161,6 +161,7 @@ def test_bad_duration_is_an_argparse_error(
 def test_profile_command_measures_real_gloo_training(tmp_path: Path) -> None:
     out = tmp_path / "profile.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env["CUDA_VISIBLE_DEVICES"] = ""  # CPU processes (gloo) anywhere: a 1-GPU machine refuses 2
     done = subprocess.run(
         [sys.executable, "-m", "optuna_seer.cli", "profile", "--out", str(out),
          "--workers", "1,2", "--epochs", "2", "--repeats", "1"],
@@ -333,6 +334,7 @@ def test_profile_local_backend_measures_the_users_trial(tmp_path: Path) -> None:
     over gloo at 2 workers), reporting to a scratch SQLite study."""
     out = tmp_path / "profile.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env["CUDA_VISIBLE_DEVICES"] = ""  # CPU processes (gloo) anywhere: a 1-GPU machine refuses 2
     done = subprocess.run(
         [sys.executable, "-m", "optuna_seer.cli", "profile", "--backend", "local",
          "--script", f"{ROOT / 'examples' / 'torch_digits.py'}:train",

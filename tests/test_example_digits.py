@@ -12,6 +12,7 @@ import optuna
 from optuna.trial import TrialState
 import pytest
 
+from optuna_seer.backends import local
 from optuna_seer.integration.keys import TRIAL_TIE_BREAK
 from optuna_seer.planning.profile import Profile
 from optuna_seer.profiling.harness import save_profile
@@ -23,6 +24,9 @@ def test_lightning_digits_example_runs_to_a_report(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("DIGITS_REPEATS", "1")  # small epochs; inherited by the workers
+    # Two CPU slots (DDP over gloo) on any machine, a one-GPU one too: the example runs in this
+    # process, so its LocalBackend sees no GPU here and hides them from its launches.
+    monkeypatch.setattr(local, "visible_gpus", lambda: ())
     spec = importlib.util.spec_from_file_location(
         "lightning_digits", REPO / "examples" / "lightning_digits.py"
     )

@@ -64,7 +64,7 @@ def test_three_rungs_prune_by_reported_values_and_resize_one_to_two(tmp_path: Pa
     tuner = ElasticTuner(
         study,
         plan=plan,
-        backend=LocalBackend(slots=2, log_dir=tmp_path / "logs", env=worker_env()),
+        backend=LocalBackend(slots=2, gpus=(), log_dir=tmp_path / "logs", env=worker_env()),
         train=DIGITS_TRAIN,
         search_space=_search_space,
         checkpoints=tmp_path / "ckpt",
@@ -185,7 +185,7 @@ def test_a_finalist_that_cannot_finish_is_stopped_before_the_deadline(tmp_path: 
     study = _study(url, plan, name="deadline")
     result = ElasticTuner(
         study,
-        backend=LocalBackend(slots=2, log_dir=tmp_path / "logs", env=worker_env()),
+        backend=LocalBackend(slots=2, gpus=(), log_dir=tmp_path / "logs", env=worker_env()),
         train=DIGITS_TRAIN,
         search_space=_search_space,
         checkpoints=tmp_path / "ckpt",

@@ -53,7 +53,7 @@ def test_resize_continues_the_same_optimisation(tmp_path: Path, s3_server: S3Ser
     study = optuna.create_study(storage=url, study_name="resize", direction="maximize")
     for _ in range(3):
         study.ask()
-    backend = LocalBackend(slots=2, log_dir=tmp_path / "logs", env=worker_env())
+    backend = LocalBackend(slots=2, gpus=(), log_dir=tmp_path / "logs", env=worker_env())
     straight, grow = str(tmp_path / "t0"), str(tmp_path / "t1")
     shrink = f"s3://{s3_server.bucket}/resize/t2"
 

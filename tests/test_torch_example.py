@@ -22,7 +22,7 @@ def test_torch_example_reports_checkpoints_and_resumes_on_fewer_workers(tmp_path
     study = optuna.create_study(storage=url, study_name="torch", direction="maximize")
     study.ask()
     uri = str(tmp_path / "ckpt")
-    backend = LocalBackend(slots=2, log_dir=tmp_path / "logs", env={"DIGITS_REPEATS": "1"})
+    backend = LocalBackend(slots=2, gpus=(), log_dir=tmp_path / "logs", env={"DIGITS_REPEATS": "1"})
 
     def spec(rung: int, epochs: int, workers: int, resume: str | None) -> LaunchSpec:
         return LaunchSpec(

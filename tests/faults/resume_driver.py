@@ -68,7 +68,7 @@ def main() -> None:
     }
     result = ElasticTuner(
         study,
-        backend=LocalBackend(slots=2, log_dir=args.workdir / "logs", env=env),
+        backend=LocalBackend(slots=2, gpus=(), log_dir=args.workdir / "logs", env=env),
         train=TRAIN,
         search_space=search_space,
         checkpoints=args.workdir / "ckpt",

@@ -88,7 +88,7 @@ def test_a_sigkilled_ddp_rank_is_retried_from_the_last_checkpoint(tmp_path: Path
     try:
         result = ElasticTuner(
             study,
-            backend=LocalBackend(slots=2, log_dir=tmp_path / "logs", env=worker_env()),
+            backend=LocalBackend(slots=2, gpus=(), log_dir=tmp_path / "logs", env=worker_env()),
             train=DIGITS_TRAIN,
             search_space=search_space,
             checkpoints=tmp_path / "ckpt",

@@ -85,7 +85,7 @@ def _study(tmp_path: Path) -> optuna.Study:
 def _tuner(tmp_path: Path, **overrides: Any) -> ElasticTuner:
     study = overrides.pop("study", None) or _study(tmp_path)
     options: dict[str, Any] = {
-        "backend": LocalBackend(slots=2, log_dir=tmp_path / "logs"),
+        "backend": LocalBackend(slots=2, gpus=(), log_dir=tmp_path / "logs"),
         "train": "examples/lightning_digits.py:train",
         "checkpoints": tmp_path / "ckpt",
         "search_space": lambda trial: trial.suggest_float("lr", 1e-3, 1e-1, log=True),
