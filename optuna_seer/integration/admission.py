@@ -388,14 +388,24 @@ def over_budget(
     )
     if mine is None:
         return None
+    return budget_refusal(
+        plan,
+        view,
+        mine,
+        f", {{ahead}} committed to trials ahead; rung {mine.rung} needs {{own}} more",
+    )
+
+
+def budget_refusal(plan: Plan, view: SpendView, mine: Commitment, shape: str) -> str | None:
+    """Why ``mine`` does not fit the budget (``None`` when it does): what is spent, then
+    ``shape`` with ``{ahead}`` (dollars committed to the others) and ``{own}`` (its own)."""
     check = budget_check(view.spent, view.budget, view.commitments, mine)
     if check.fits:
         return None
     price = plan.price_per_gpu_second
     return (
-        f"budget: ${check.spent * price:,.2f} of ${plan.budget_dollars:,.2f} spent, "
-        f"${check.ahead * price:,.2f} committed to trials ahead; rung {mine.rung} needs "
-        f"${check.own * price:,.2f} more"
+        f"budget: ${check.spent * price:,.2f} of ${plan.budget_dollars:,.2f} spent"
+        + shape.format(ahead=f"${check.ahead * price:,.2f}", own=f"${check.own * price:,.2f}")
     )
 
 

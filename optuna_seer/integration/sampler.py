@@ -14,7 +14,12 @@ from optuna.samplers import BaseSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_seer._optuna import storage_of, study_id_of, trial_id_of
-from optuna_seer.integration.admission import affordable_width, commitment, width_rank
+from optuna_seer.integration.admission import (
+    affordable_width,
+    budget_refusal,
+    commitment,
+    width_rank,
+)
 from optuna_seer.integration.clock import study_time
 from optuna_seer.integration.heartbeat import on_trial_end, on_trial_start
 from optuna_seer.integration.keys import (
@@ -38,7 +43,6 @@ from optuna_seer.integration.trial_gpus import (
     placement_of,
 )
 from optuna_seer.planning.plan import Plan
-from optuna_seer.planning.spending import budget_check
 
 
 class SeerSampler(BaseSampler):
@@ -216,14 +220,11 @@ class SeerSampler(BaseSampler):
         mine = commitment(plan, trial, now, implicit, view.scales, step=0, since=(now, 0))
         if mine is None:
             return None
-        check = budget_check(view.spent, view.budget, view.commitments, mine)
-        if check.fits:
-            return None
-        price = plan.price_per_gpu_second
-        return (
-            f"budget: ${check.spent * price:,.2f} of ${plan.budget_dollars:,.2f} spent and "
-            f"${check.ahead * price:,.2f} committed to trials in play; a new trial's first "
-            f"rung needs ${check.own * price:,.2f}"
+        return budget_refusal(
+            plan,
+            view,
+            mine,
+            " and {ahead} committed to trials in play; a new trial's first rung needs {own}",
         )
 
     def _prepare_study(
