@@ -6,10 +6,12 @@ of a study found through /proc (by the SEER_STUDY in their environment).
 from __future__ import annotations
 
 from collections.abc import Callable
+import contextlib
 from dataclasses import dataclass
 import os
 from pathlib import Path
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -96,7 +98,26 @@ def wait_until_gone(pids: list[int], timeout_s: float = 30.0) -> list[int]:
     return [pid for pid in pids if is_live(pid)]
 
 
+def _study_is_written(url: str) -> bool:
+    """Whether the driver has finished creating its SQLite study (checked read-only, so this
+    poller never races the driver to create Optuna's schema in a new file)."""
+    if not url.startswith("sqlite:///"):
+        return True
+    path = url[len("sqlite:///") :]
+    if not os.path.exists(path):
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            db.execute("SELECT version_num FROM alembic_version").fetchone()
+            row = db.execute("SELECT 1 FROM studies WHERE study_name = ?", (STUDY,)).fetchone()
+    except sqlite3.Error:
+        return False
+    return row is not None
+
+
 def trials_of(url: str) -> list[optuna.trial.FrozenTrial]:
+    if not _study_is_written(url):
+        return []
     try:
         return optuna.load_study(study_name=STUDY, storage=url).get_trials(deepcopy=False)
     except (KeyError, optuna.exceptions.StorageInternalError, ValueError):
