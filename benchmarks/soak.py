@@ -19,8 +19,15 @@ counted apart: their trials and ledger are intact but there is no best trial. At
 rates (3 % per epoch each, far above typical spot interruption rates) this is rare; as final
 rungs checkpoint only at their end, high rates make it common.
 
-The script exits non-zero if a study was lost or the spend exceeded the budget by more than
-one billing increment (``--increment-seconds`` of every slot of the widest rung).
+A second section (``--new-faults``, the default; ``--no-new-faults`` skips it) then runs
+``--new-fault-rounds`` seeded rounds of each fault the reliability work added defences for
+(a second driver, a ``study.optimize`` worker SIGKILLed, a clock 120-300 s off, a storage
+client without the token; see :mod:`benchmarks.soak_new_faults`) on real SQLite studies,
+and prints per kind: injected, handled as expected, studies lost, dollars over budget.
+
+The script exits non-zero if a study was lost, the spend exceeded the budget by more than
+one billing increment (``--increment-seconds`` of every slot of the widest rung), or a new
+fault was not handled as expected.
 
 Usage::
 
@@ -155,9 +162,18 @@ def main(argv: list[str] | None = None) -> int:
         "--increment-seconds", type=float, default=1.0, help="billing unit of every slot (s)"
     )
     parser.add_argument("--max-studies", type=int, default=500)
+    parser.add_argument(
+        "--new-faults",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run the second section (killed workers, skewed clocks, ...)",
+    )
+    parser.add_argument("--new-fault-rounds", type=int, default=3, help="rounds of each kind")
     args = parser.parse_args(argv)
     if args.faults < 1:
         parser.error(f"--faults={args.faults} must be >= 1")
+    if args.new_fault_rounds < 1:
+        parser.error(f"--new-fault-rounds={args.new_fault_rounds} must be >= 1")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     curves = load(args.dataset)
     runs: list[SoakRun] = []
@@ -183,7 +199,27 @@ def main(argv: list[str] | None = None) -> int:
         f"failed past its retries; least budget left "
         f"${min(r.budget - r.spent for r in runs):.2f})"
     )
-    return 1 if lost or beyond > 0 else 0
+    failed = bool(lost or beyond > 0)
+    if args.new_faults:
+        failed = new_faults_section(args.new_fault_rounds) or failed
+    return 1 if failed else 0
+
+
+def new_faults_section(rounds: int) -> bool:
+    """Print the second section; True if a new fault was not handled or lost a study."""
+    from benchmarks.soak_new_faults import new_fault_table, run_new_faults
+
+    done = run_new_faults(rounds)
+    handled = sum(r.handled for r in done)
+    lost = sum(r.lost for r in done)
+    over = max((r.over_budget for r in done), default=0.0)
+    print()
+    print(new_fault_table(done))
+    print(
+        f"new faults injected {len(done)}, handled as expected {handled}, studies lost {lost}, "
+        f"dollars over budget {over:.4f}"
+    )
+    return handled < len(done) or lost > 0 or over > 0
 
 
 def fault_table(runs: list[SoakRun]) -> str:
