@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -120,25 +121,32 @@ def test_storage_errors_and_redaction_do_not_show_the_password() -> None:
     assert PASSWORD not in repr(caught.value)
 
 
-@pytest.mark.usefixtures("sky_home_dir")
-def test_a_rendered_skypilot_trial_task_holds_no_storage_password() -> None:
-    import yaml
-
-    from optuna_seer.backends.base import LaunchSpec
+def _sky_backend(storage: str) -> Any:
+    """The SkyPilot backend both task-rendering tests inspect: 8-GPU spot nodes on AWS."""
     from optuna_seer.backends.skypilot.backend import SkyPilotBackend
-    from optuna_seer.planning.placement import ClusterShape, TrialSlot
-    from tests.fake_sky import REPO_ROOT, node_variables
+    from tests.fake_sky import REPO_ROOT
 
-    backend = SkyPilotBackend(
+    return SkyPilotBackend(
         script="train.py",
         resources="A100:8",
         clouds=["aws"],
         use_spot=True,
         checkpoints="s3://bucket/seer",
-        storage=STORAGE_URL,
+        storage=storage,
         price_per_gpu_hour=2.0,
         workdir=str(REPO_ROOT),
     )
+
+
+@pytest.mark.usefixtures("sky_home_dir")
+def test_a_rendered_skypilot_trial_task_holds_no_storage_password() -> None:
+    import yaml
+
+    from optuna_seer.backends.base import LaunchSpec
+    from optuna_seer.planning.placement import ClusterShape, TrialSlot
+    from tests.fake_sky import node_variables
+
+    backend = _sky_backend(STORAGE_URL)
     spec = LaunchSpec(
         study_name="digits",
         storage="sqlite:////tmp/study.db",
@@ -308,20 +316,10 @@ def test_credentials_by_name_or_value_go_to_skypilot_as_secrets() -> None:
     import yaml
 
     from optuna_seer.backends.base import LaunchSpec
-    from optuna_seer.backends.skypilot.backend import SkyPilotBackend
     from optuna_seer.planning.placement import TrialSlot
-    from tests.fake_sky import REPO_ROOT, node_variables
+    from tests.fake_sky import node_variables
 
-    backend = SkyPilotBackend(
-        script="train.py",
-        resources="A100:8",
-        clouds=["aws"],
-        use_spot=True,
-        checkpoints="s3://bucket/seer",
-        storage="sqlite:////tmp/study.db",
-        price_per_gpu_hour=2.0,
-        workdir=str(REPO_ROOT),
-    )
+    backend = _sky_backend("sqlite:////tmp/study.db")
     extra = {
         "DATABASE_URL": DATABASE_URL,
         "MYSQL_PWD": "PLANTED-mysql-pwd",
