@@ -2,7 +2,7 @@
 
 The names users need, in one place::
 
-    from optuna_seer import Budget, Workload, SeerPruner, SeerSampler, plan_seer, gpus_for
+    from optuna_seer import Budget, Workload, SeerPruner, SeerSampler, plan_seer, rungs
     from optuna_seer import ElasticTuner, LocalBackend, SkyPilotBackend, SeerCallback
 
 The planning core and the Optuna pair load with the package; the tuner, the backends and the
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from optuna_seer.backends.replay import ReplayBackend
     from optuna_seer.backends.skypilot import SkyPilotBackend
     from optuna_seer.execution.report import format_report
+    from optuna_seer.execution.trial_rungs import WorkerPool, rungs
     from optuna_seer.execution.tuner import (
         ElasticTuner,
         StudyMismatchError,
@@ -64,6 +65,8 @@ _LAZY = {
     "format_report": "optuna_seer.execution.report",
     "resumable_study_name": "optuna_seer.execution.tuner",
     "trial_context": "optuna_seer.worker.context",
+    "WorkerPool": "optuna_seer.execution.trial_rungs",
+    "rungs": "optuna_seer.execution.trial_rungs",
 }
 
 __all__ = [
@@ -86,6 +89,7 @@ __all__ = [
     "TieBreak",
     "TrialContext",
     "TuningResult",
+    "WorkerPool",
     "Workload",
     "best_finalist",
     "format_report",
@@ -93,6 +97,7 @@ __all__ = [
     "plan_rubberband",
     "plan_seer",
     "resumable_study_name",
+    "rungs",
     "simulate",
     "stop_reason",
     "trial_context",

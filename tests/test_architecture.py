@@ -59,7 +59,7 @@ def test_importing_the_package_loads_no_tuner_backend_or_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     ).stdout.split("\n")
     assert out[1] == "[]", out
-    assert int(out[0]) <= 30
+    assert int(out[0]) <= 32  # a short, curated public API
 
 
 def test_a_lazy_public_name_resolves() -> None:

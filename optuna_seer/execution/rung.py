@@ -10,7 +10,7 @@ journal; a failed one is launched again on fresh workers up to ``max_retries`` t
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +65,47 @@ class LaunchSettings:
 
     def trial_uri(self, number: int) -> str:
         """Where trial ``number``'s checkpoints live."""
-        return f"{self.checkpoint_root}/{self.study_name}/trial-{number}"
+        return trial_checkpoint_uri(self.checkpoint_root, self.study_name, number)
+
+
+def trial_checkpoint_uri(root: str, study_name: str, number: int) -> str:
+    """Where trial ``number`` of ``study_name`` keeps its checkpoints under ``root``.
+
+    Example:
+        >>> trial_checkpoint_uri("s3://bucket/ckpt/", "digits", 7)
+        's3://bucket/ckpt/digits/trial-7'
+    """
+    return f"{root.rstrip('/')}/{study_name}/trial-{number}"
+
+
+def launch_spec(
+    *,
+    study_name: str,
+    storage_url: str,
+    trial_number: int,
+    params: Mapping[str, Any],
+    rung: Rung,
+    checkpoint_uri: str,
+    resume_from: str | None,
+    max_epochs: int,
+    entrypoint: str,
+    env: Mapping[str, str] | None = None,
+) -> LaunchSpec:
+    """What one launch of "train this trial to ``rung``'s end on its workers" is: the one
+    description :class:`~optuna_seer.ElasticTuner` and :func:`~optuna_seer.rungs` both launch."""
+    return LaunchSpec(
+        study_name=study_name,
+        storage=storage_url,
+        trial_number=trial_number,
+        params=dict(params),
+        rung=rung.index,
+        target_epochs=rung.resource,
+        workers=rung.gpus_per_trial,
+        checkpoint_uri=checkpoint_uri,
+        resume_from=resume_from,
+        env={ENV_MAX_EPOCHS: str(max_epochs), **(env or {})},
+        entrypoint=entrypoint,
+    )
 
 
 @dataclass
@@ -254,17 +294,15 @@ class RungRunner:
 
     def _spec(self, number: int, rung: Rung) -> LaunchSpec:
         settings, state = self._settings, self._state
-        return LaunchSpec(
+        return launch_spec(
             study_name=settings.study_name,
-            storage=settings.storage_url,
+            storage_url=settings.storage_url,
             trial_number=number,
             params=state.params[number],
-            rung=rung.index,
-            target_epochs=rung.resource,
-            workers=rung.gpus_per_trial,
+            rung=rung,
             checkpoint_uri=settings.trial_uri(number),
             resume_from=state.resume[number],
-            env={ENV_MAX_EPOCHS: str(self._plan.max_epochs)},
+            max_epochs=self._plan.max_epochs,
             entrypoint=settings.entrypoint,
         )
 

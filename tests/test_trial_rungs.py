@@ -1,0 +1,315 @@
+"""Elastic workers inside ``study.optimize``: leases through the storage, ``optuna_seer.rungs``.
+
+Fast tests check the lease protocol on real storages (threads racing on SQLite, a dead
+trial's lease, refusals); slow ones run ``study.optimize`` with real worker processes (a
+torchrun gloo world for the two-worker rung) on SQLite and on a journal file, in one process
+with ``n_jobs=2`` and in two processes, and kill one of them with SIGKILL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+import json
+import os
+from pathlib import Path
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import optuna
+from optuna.trial import TrialState
+import pytest
+
+from optuna_seer import Plan, SeerPruner, SeerSampler, WorkerPool, rungs
+from optuna_seer.integration import heartbeat
+from optuna_seer.integration.keys import TRIAL_HEARTBEAT
+from optuna_seer.integration.leases import (
+    TRIAL_LEASE,
+    LeaseError,
+    acquire,
+    check_pool,
+    leased,
+    release,
+)
+from optuna_seer.planning.cost_model import ClusterLimits, RungShape, schedule
+from optuna_seer.planning.workload import Workload
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = str(ROOT / "tests" / "scripts" / "rung_worker.py") + ":train"
+
+
+def pool_plan(deadline_s: float = 900.0) -> Plan:
+    """Three configurations for one epoch on one worker each; the best one to epoch 3 on
+    two workers: a survivor's last rung runs on more workers than its first."""
+    workload = Workload(epoch_seconds=0.2, scaling="linear", max_epochs=3, startup_seconds=5)
+    shapes = [RungShape(3, 1, 1), RungShape(1, 3, 2)]
+    limits = ClusterLimits(max_gpus=2)
+    return Plan(
+        rungs=schedule(shapes, workload, 0.001, limits),
+        reduction_factor=3,
+        deadline_s=deadline_s,
+        budget_dollars=100.0,
+        price_per_gpu_second=0.001,
+        min_marginal_speedup=0.2,
+    )
+
+
+def seer_study(storage: object, name: str = "pool") -> optuna.Study:
+    return optuna.create_study(
+        storage=storage,  # type: ignore[arg-type]
+        study_name=name,
+        direction="maximize",
+        sampler=SeerSampler(optuna.samplers.RandomSampler(seed=0)),
+        pruner=SeerPruner(plan=pool_plan()),
+        load_if_exists=True,
+    )
+
+
+# ------------------------------------------------------------------ the lease protocol
+
+
+def test_racing_threads_never_share_a_slot_nor_exceed_the_pool(tmp_path: Path) -> None:
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'leases.db'}")
+    trials = [study.ask() for _ in range(4)]
+    size, holders, lock, errors = 3, {}, threading.Lock(), []
+    granted = [0]
+
+    def worker(number: int, seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(12):
+            want = rng.choice((1, 2))
+            slots = acquire(study, number, pool="p", size=size, workers=want, rung=0, now=0.0)
+            if slots is None:
+                time.sleep(rng.random() * 0.01)
+                continue
+            with lock:
+                granted[0] += 1
+                clash = [s for s in slots if s in holders]
+                if clash or len(holders) + len(slots) > size:
+                    errors.append((number, slots, dict(holders)))
+                holders.update(dict.fromkeys(slots, number))
+            time.sleep(rng.random() * 0.01)
+            with lock:
+                for s in slots:
+                    holders.pop(s, None)
+            release(study, number)
+
+    threads = [threading.Thread(target=worker, args=(t.number, i)) for i, t in enumerate(trials)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert granted[0] >= 8  # the pool was used, not refused throughout
+    assert leased(study, "p") == {}
+
+
+def test_a_lease_is_returned_by_release_and_by_the_trial_ending() -> None:
+    study = optuna.create_study()
+    first, second = study.ask(), study.ask()
+    assert acquire(study, first.number, pool="p", size=2, workers=2, rung=0, now=0) == (0, 1)
+    assert acquire(study, second.number, pool="p", size=2, workers=1, rung=0, now=0) is None
+    assert leased(study, "p") == {0: first.number, 1: first.number}
+    study.tell(first, 1.0)  # a finished trial holds nothing
+    assert acquire(study, second.number, pool="p", size=2, workers=1, rung=0, now=0) == (0,)
+    release(study, second.number)
+    assert study.trials[second.number].system_attrs[TRIAL_LEASE] is None
+
+
+def test_a_dead_trials_lease_returns_when_the_heartbeat_fails_it() -> None:
+    study = optuna.create_study()
+    dead, alive = study.ask(), study.ask()
+    acquire(study, dead.number, pool="p", size=1, workers=1, rung=0, now=0)
+    # Its process was killed: its last beat is long past its grace.
+    study._storage.set_trial_system_attr(dead._trial_id, TRIAL_HEARTBEAT, [0.0, 3.0])
+    assert acquire(study, alive.number, pool="p", size=1, workers=1, rung=0, now=0) is None
+    assert heartbeat.fail_dead_trials(study, now=100.0) == [dead.number]
+    assert acquire(study, alive.number, pool="p", size=1, workers=1, rung=0, now=0) == (0,)
+
+
+def test_bad_leases_are_refused_by_name() -> None:
+    study = optuna.create_study()
+    trial = study.ask()
+    with pytest.raises(LeaseError, match=r"asks for 3 workers but pool 'p' has 2"):
+        acquire(study, trial.number, pool="p", size=2, workers=3, rung=0, now=0)
+    with pytest.raises(LeaseError, match=r"workers=0 must be a positive int"):
+        acquire(study, trial.number, pool="p", size=2, workers=0, rung=0, now=0)
+    study.tell(trial, 0.0)
+    with pytest.raises(LeaseError, match=r"trial 0 is COMPLETE: only a running trial"):
+        acquire(study, trial.number, pool="p", size=2, workers=1, rung=0, now=0)
+    check_pool(study, "host-a", 2)
+    with pytest.raises(LeaseError, match=r"pool 'host-a' has 2 workers .* this process offers 4"):
+        check_pool(study, "host-a", 4)
+    check_pool(study, "host-b", 4)  # another host's pool is its own
+
+
+def test_rungs_refuses_what_cannot_work(tmp_path: Path) -> None:
+    plain = optuna.create_study(storage=f"sqlite:///{tmp_path / 'plain.db'}")
+    with pytest.raises(ValueError, match=r"needs a study created with pruner=SeerPruner"):
+        next(rungs(plain.ask()))
+    study = seer_study(f"sqlite:///{tmp_path / 'seer.db'}")
+    trial = study.ask()
+    trial.suggest_float("x", 0, 1)
+    with pytest.raises(LeaseError, match=r"gives a trial 2 workers but pool 'one' has 1"):
+        next(rungs(trial, pool=WorkerPool("one", 1)))
+    in_memory = seer_study(None, "mem")
+    with pytest.raises(ValueError, match=r"cannot be shared with worker processes"):
+        next(rungs(in_memory.ask(), pool=WorkerPool("p", 2)))
+    with pytest.raises(ValueError, match=r"poll_seconds=0 must be a positive number"):
+        next(rungs(trial, pool=WorkerPool("p", 2), poll_seconds=0))
+
+
+def test_a_rung_must_be_run_before_the_next_is_given(tmp_path: Path) -> None:
+    study = seer_study(f"sqlite:///{tmp_path / 'seer.db'}")
+    trial = study.ask()
+    trial.suggest_float("x", 0, 1)
+    iterator = rungs(trial, pool=WorkerPool("p", 2))
+    first = next(iterator)
+    assert (first.index, first.end_epoch, first.workers, first.last) == (0, 1, 1, False)
+    with pytest.raises(RuntimeError, match=r"rung 0 was not run; call rung.run"):
+        next(iterator)
+
+
+# ------------------------------------------------------------------ real processes
+
+
+def objective_for(pool: WorkerPool, checkpoints: Path) -> Callable[[optuna.Trial], float]:
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0.1, 1.0)
+        value = float("nan")
+        for rung in rungs(trial, pool=pool, checkpoints=checkpoints, poll_seconds=0.1):
+            value = rung.run(WORKER, {"x": x, "sleep": 0.3})
+        return value
+
+    return objective
+
+
+def launches(log: Path) -> list[dict[str, float]]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def peak_workers(records: list[dict[str, float]]) -> int:
+    """The most workers that trained at one moment, over every launch."""
+    events = sorted(
+        [(r["start"], r["world"]) for r in records] + [(r["end"], -r["world"]) for r in records],
+        key=lambda e: (e[0], e[1]),
+    )
+    peak = now = 0
+    for _, change in events:
+        now += int(change)
+        peak = max(peak, now)
+    return peak
+
+
+def check_finished(study: optuna.Study, records: list[dict[str, float]]) -> None:
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.COMPLETE) == 1, states
+    assert states.count(TrialState.PRUNED) >= 2, states
+    finalist = next(t for t in study.trials if t.state == TrialState.COMPLETE)
+    assert finalist.last_step == 3
+    # Its last rung ran as one two-process gloo world; its first on one worker.
+    theirs = sorted((r["rung"], r["world"]) for r in records if r["trial"] == finalist.number)
+    assert theirs == [(0, 1), (1, 2)]
+    assert peak_workers(records) <= 2
+    assert all(t.system_attrs.get(TRIAL_LEASE) is None for t in study.trials)
+
+
+@pytest.mark.slow
+def test_study_optimize_n_jobs_2_gives_a_survivor_two_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "launches.jsonl"
+    monkeypatch.setenv("SEER_TEST_LOG", str(log))
+    study = seer_study(f"sqlite:///{tmp_path / 'seer.db'}")
+    pool = WorkerPool("test", 2)
+    study.optimize(objective_for(pool, tmp_path / "ckpt"), n_jobs=2)
+    check_finished(study, launches(log))
+
+
+PROCESS = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {tests!r})
+    import optuna
+    from optuna_seer import WorkerPool
+    from optuna_seer.integration import heartbeat
+    from test_trial_rungs import objective_for, seer_study
+    from pathlib import Path
+
+    heartbeat.configure(0.3, 1.5)
+    storage = {storage!r}
+    if storage.endswith(".log"):
+        storage = optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(storage)
+        )
+    study = seer_study(storage)
+    study.optimize(objective_for(WorkerPool("test", 2), Path({checkpoints!r})), n_trials=3)
+    """
+)
+
+
+def start_process(storage: str, tmp_path: Path, log: Path) -> subprocess.Popen[bytes]:
+    code = PROCESS.format(
+        tests=str(ROOT / "tests"), storage=storage, checkpoints=str(tmp_path / "ckpt")
+    )
+    env = {**os.environ, "SEER_TEST_LOG": str(log), "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-c", code], env=env, start_new_session=True, cwd=tmp_path
+    )
+
+
+def open_study(storage: str) -> optuna.Study:
+    if storage.endswith(".log"):
+        journal = optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(storage)
+        )
+        return optuna.load_study(study_name="pool", storage=journal)
+    return optuna.load_study(study_name="pool", storage=storage)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_two_processes_share_the_pool(kind: str, tmp_path: Path) -> None:
+    storage = (
+        f"sqlite:///{tmp_path / 'seer.db'}" if kind == "sqlite" else str(tmp_path / "seer.log")
+    )
+    seer_study(
+        storage
+        if kind == "sqlite"
+        else optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))
+    )
+    log = tmp_path / "launches.jsonl"
+    processes = [start_process(storage, tmp_path, log) for _ in range(2)]
+    for process in processes:
+        assert process.wait(timeout=240) == 0
+    check_finished(open_study(storage), launches(log))
+
+
+@pytest.mark.slow
+def test_a_killed_process_returns_its_lease_and_the_study_finishes(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'seer.db'}"
+    seer_study(storage)
+    log = tmp_path / "launches.jsonl"
+    victim = start_process(storage, tmp_path, log)
+    # Wait until the victim's trial holds a lease, then kill its whole process group.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        trials = open_study(storage).trials
+        if any(t.state == TrialState.RUNNING and t.system_attrs.get(TRIAL_LEASE) for t in trials):
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("the victim never leased workers")
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    survivor = start_process(storage, tmp_path, log)
+    assert survivor.wait(timeout=240) == 0
+    study = open_study(storage)
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert len(failed) == 1 and "dead: no heartbeat" in failed[0].system_attrs["seer:stop_reason"]
+    assert any(t.state == TrialState.COMPLETE for t in study.trials)
+    assert leased(study, "test") == {}  # the failed trial's record holds no slot
