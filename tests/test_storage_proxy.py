@@ -36,7 +36,7 @@ def test_open_storage_refuses_empty_and_proxying_a_proxy() -> None:
     # The message names the bad value and the URL forms that work.
     with pytest.raises(ValueError, match=r"storage URL '' must be a non-empty RDB URL") as empty:
         open_storage("")
-    for form in ("sqlite:///path.db", "journal:<path>", "grpc://host:port"):
+    for form in ("sqlite:///path.db", "path/to/journal.log", "grpc://host:port"):
         assert form in str(empty.value)
     with pytest.raises(TypeError, match=r"storage URL None must be a str"):
         open_storage(None)  # type: ignore[arg-type]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+import subprocess
+import sys
 
 import optuna
 from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 import pytest
 
 from optuna_seer.backends.base import LaunchSpec
@@ -60,7 +64,7 @@ def test_report_stop_and_timing_go_through_the_storage(tmp_path: Path, kind: str
     url = (
         f"sqlite:///{tmp_path / 'ctx.db'}"
         if kind == "sqlite"
-        else f"journal:{tmp_path / 'ctx.log'}"
+        else str(tmp_path / "ctx.log")  # a journal file's path, as optuna and its dashboard take
     )
     storage = open_storage(url)
     assert storage_url_of(storage) == url
@@ -92,6 +96,41 @@ def test_save_checkpoint_and_resume_fetch(tmp_path: Path) -> None:
     assert Path(resumed.resume_checkpoint).read_bytes() == b"state"
     resumed.discard_resume_copy()  # a local store's file is the checkpoint itself: kept
     assert Path(stored).exists()
+
+
+def test_journal_storages_follow_optunas_conventions(tmp_path: Path) -> None:
+    path = str(tmp_path / "seer.jsonl")
+    by_object = JournalStorage(JournalFileBackend(path))
+    assert open_storage(by_object) is by_object  # a storage object is taken as it is
+    assert storage_url_of(by_object) == path  # workers get the path, no scheme of our own
+    optuna.create_study(storage=by_object, study_name="conv")
+    # The path opens the same study here and in the optuna CLI (which optuna-dashboard
+    # shares: an existing file that is not SQLite is a journal).
+    assert optuna.get_all_study_names(open_storage(path)) == ["conv"]
+    listed = subprocess.run(
+        [str(Path(sys.executable).with_name("optuna")), "studies", "--storage", path, "-f", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert [s["name"] for s in json.loads(listed.stdout)] == ["conv"]
+    # The old journal:<path> form still opens, with a warning naming the new form.
+    new_form = rf"deprecated; pass the journal file's path '{path}'"
+    with pytest.warns(DeprecationWarning, match=new_form):
+        old = open_storage(f"journal:{path}")
+    assert isinstance(old, JournalStorage) and storage_url_of(old) == path
+    assert optuna.get_all_study_names(old) == ["conv"]
+    # A SQLite database given as a bare path is refused with the URL that opens it.
+    db = tmp_path / "seer.db"
+    optuna.create_study(storage=f"sqlite:///{db}", study_name="sql")
+    for bare in (str(db), str(tmp_path / "new.sqlite")):
+        with pytest.raises(ValueError, match=rf"use 'sqlite:///{bare}'"):
+            open_storage(bare)
+    renamed = tmp_path / "actually-sqlite.log"
+    renamed.write_bytes(db.read_bytes())
+    with pytest.raises(ValueError, match="looks like a SQLite database"):
+        open_storage(str(renamed))
 
 
 def test_in_memory_storage_has_no_url() -> None:

@@ -21,7 +21,7 @@ class LaunchSpec:
 
     Attributes:
         study_name: The Optuna study the trial belongs to.
-        storage: Storage URL reachable from the workers (``sqlite:///…``, ``journal:…``, an
+        storage: Storage URL reachable from the workers (``sqlite:///…``, a journal path, an
             RDB URL or a gRPC proxy ``grpc://host:port``). Never logged unredacted.
         trial_number: The Optuna trial number.
         params: The trial's hyperparameters.

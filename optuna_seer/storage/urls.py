@@ -3,8 +3,11 @@
 Workers run in other processes (or on other machines), so the executor hands them a URL:
 
 * an RDB URL (``sqlite:///runs/seer.db``, ``postgresql://…``, ``mysql://…``);
-* ``journal:<path>`` for a :class:`~optuna.storages.JournalStorage` on a
-  :class:`~optuna.storages.journal.JournalFileBackend` file (this package's convention);
+* a journal file's **path** (``runs/seer.log``; no scheme) for a
+  :class:`~optuna.storages.JournalStorage` on a
+  :class:`~optuna.storages.journal.JournalFileBackend`, the form the ``optuna`` CLI and
+  ``optuna-dashboard`` take (``optuna-dashboard runs/seer.log``); a ``redis://`` URL for a
+  ``JournalRedisBackend``, as the ``optuna`` CLI reads it;
 * ``grpc://host:port`` for Optuna's gRPC storage proxy as it is (unencrypted, no credential:
   :class:`~optuna_seer.storage.proxy.StorageProxy` serves it on loopback only);
 * ``grpcs://seer:<token>@host:port?pin=<sha256>`` for that proxy behind the authenticated TLS
@@ -12,17 +15,24 @@ Workers run in other processes (or on other machines), so the executor hands the
   credential (in the password's place, so :func:`redact_url` hides it) and ``pin`` the SHA-256
   of the certificate the driver must show.
 
-An in-memory storage has no URL: no other process can see it.
+An in-memory storage has no URL: no other process can see it. The old ``journal:<path>``
+form of this package still opens, with a :class:`DeprecationWarning` that names the path
+form to use instead.
 
 Example:
     >>> import optuna, tempfile, os
     >>> url = "sqlite:///" + os.path.join(tempfile.mkdtemp(), "s.db")
     >>> storage_url_of(open_storage(url)) == url
     True
+    >>> journal = os.path.join(tempfile.mkdtemp(), "seer.log")
+    >>> type(open_storage(journal)).__name__, storage_url_of(open_storage(journal)) == journal
+    ('JournalStorage', True)
 """
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from typing import NamedTuple
 from urllib.parse import parse_qs, quote, unquote, urlparse
@@ -36,9 +46,18 @@ from optuna_seer._optuna import grpc_address_of, journal_file_of, unwrap_storage
 from optuna_seer.storage.tunnel import TunnelClient, TunnelRefusedError, shared_tunnel
 
 JOURNAL_PREFIX = "journal:"
+"""The deprecated scheme of this package's own for journal files (a plain path replaces it)."""
 GRPC_PREFIX = "grpc://"
 GRPCS_PREFIX = "grpcs://"
 TUNNEL_USER = "seer"
+REDIS_PREFIXES = ("redis://", "rediss://", "unix://")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+_SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_FORMS = (
+    "RDB URL (sqlite:///path.db, postgresql://…), journal file path (path/to/journal.log), "
+    "grpc://host:port or grpcs://seer:<token>@host:port?pin=<sha256>"
+)
 
 
 class GrpcsAddress(NamedTuple):
@@ -119,9 +138,13 @@ def redact_url(url: str) -> str:
     return url.replace(f":{password}@", ":***@") if password else url
 
 
-def open_storage(url: str) -> BaseStorage:
+def open_storage(url: str | BaseStorage) -> BaseStorage:
     """The Optuna storage behind ``url`` (see the module docstring for the forms).
 
+    A string without a scheme is a journal file's path, as for ``optuna`` and
+    ``optuna-dashboard`` (an existing SQLite file, or a path ending in ``.db``/``.sqlite``, is
+    refused with the ``sqlite:///`` URL to use). A storage object (e.g.
+    ``JournalStorage(JournalFileBackend(path))``) is returned as it is.
     ``grpc://host:port`` gives a ``GrpcStorageProxy`` and waits up to 30 s for its server;
     ``grpcs://…`` gives a :class:`TunneledGrpcStorage`, which waits up to 30 s for the tunnel
     to admit its credential.
@@ -131,16 +154,22 @@ def open_storage(url: str) -> BaseStorage:
             certificate than the pinned one.
         ConnectionError: The server did not answer within 30 s.
     """
+    if isinstance(url, BaseStorage):
+        return url
     if not isinstance(url, str):
         raise TypeError(f"storage URL {url!r} must be a str such as 'sqlite:///path.db'.")
     if not url:
-        raise ValueError(
-            f"storage URL {url!r} must be a non-empty RDB URL (sqlite:///path.db, "
-            "postgresql://…), journal:<path>, grpc://host:port or "
-            "grpcs://seer:<token>@host:port?pin=<sha256>."
-        )
+        raise ValueError(f"storage URL {url!r} must be a non-empty {_FORMS}.")
     if url.startswith(JOURNAL_PREFIX):
-        return JournalStorage(JournalFileBackend(url[len(JOURNAL_PREFIX) :]))
+        path = url[len(JOURNAL_PREFIX) :]
+        warnings.warn(
+            f"storage URL {url!r}: the 'journal:' scheme is deprecated; pass the journal file's "
+            f"path {path!r} (what optuna and optuna-dashboard take) or "
+            f"JournalStorage(JournalFileBackend({path!r})).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return JournalStorage(JournalFileBackend(path))
     if url.startswith(GRPCS_PREFIX):
         return TunneledGrpcStorage(url)
     if url.startswith(GRPC_PREFIX):
@@ -152,7 +181,37 @@ def open_storage(url: str) -> BaseStorage:
         if wait_server_ready is not None:
             wait_server_ready(timeout=30)
         return proxy
-    return optuna.storages.get_storage(url)
+    if url.startswith(REDIS_PREFIXES):
+        from optuna.storages.journal import JournalRedisBackend
+
+        return JournalStorage(JournalRedisBackend(url))
+    if _SCHEME.match(url):
+        return optuna.storages.get_storage(url)
+    return JournalStorage(JournalFileBackend(journal_path(url)))
+
+
+def journal_path(path: str) -> str:
+    """``path`` checked as a journal file's path: not a SQLite database in disguise.
+
+    Example:
+        >>> journal_path("runs/seer.log")
+        'runs/seer.log'
+        >>> journal_path("runs/seer.db")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: storage 'runs/seer.db' looks like a SQLite database, ...: use 'sqlite:///...
+    """
+    sqlite = path.lower().endswith(_SQLITE_SUFFIXES)
+    if not sqlite and os.path.isfile(path):
+        with open(path, "rb") as handle:
+            sqlite = handle.read(len(_SQLITE_HEADER)) == _SQLITE_HEADER
+    if sqlite:
+        raise ValueError(
+            f"storage {path!r} looks like a SQLite database, not a journal file: use "
+            f"'sqlite:///{path}', or name a journal file such as "
+            f"'{os.path.splitext(path)[0]}.log'."
+        )
+    return path
 
 
 def storage_url_of(storage: BaseStorage) -> str:
@@ -170,7 +229,7 @@ def storage_url_of(storage: BaseStorage) -> str:
     if isinstance(backend, JournalStorage):
         path = journal_file_of(backend)
         if path is not None:
-            return JOURNAL_PREFIX + path
+            return path
     if isinstance(backend, optuna.storages.GrpcStorageProxy):
         address = grpc_address_of(backend)
         if address is not None:
