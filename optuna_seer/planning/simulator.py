@@ -37,6 +37,7 @@ import numpy.typing as npt
 from optuna_seer.planning.billing import BillingRule
 from optuna_seer.planning.cost_model import ClusterLimits
 from optuna_seer.planning.profile import Profile
+from optuna_seer.planning.provisioning import ProvisioningModel
 from optuna_seer.planning.stage_plan import ElasticPlan, Stage
 
 Array = npt.NDArray[np.float64]
@@ -61,6 +62,9 @@ class CloudModel:
         transfer_dollars_per_gb: Paid per GB of checkpoint moved to a relaunched trial.
         storage_dollars_per_gb_month: Paid per GB-month of stored checkpoints.
         spot_interruptions_per_node_hour: Rate at which a spot node is reclaimed.
+        provisioning: A measured (or any) :class:`ProvisioningModel`; when given it replaces
+            ``queue_seconds``/``boot_seconds``/``provisioning_cv`` (which then read as its
+            means).
 
     Example:
         >>> cloud = CloudModel(queue_seconds=60, boot_seconds=120, billing="per-second")
@@ -75,8 +79,16 @@ class CloudModel:
     transfer_dollars_per_gb: float = 0.0
     storage_dollars_per_gb_month: float = 0.0
     spot_interruptions_per_node_hour: float = 0.0
+    provisioning: ProvisioningModel | None = None
 
     def __post_init__(self) -> None:
+        if self.provisioning is not None:
+            if not isinstance(self.provisioning, ProvisioningModel):
+                raise TypeError(
+                    f"provisioning={self.provisioning!r:.60} must be a ProvisioningModel."
+                )
+            object.__setattr__(self, "queue_seconds", self.provisioning.mean_queue_s)
+            object.__setattr__(self, "boot_seconds", self.provisioning.mean_boot_s)
         for name in (
             "queue_seconds",
             "boot_seconds",
@@ -91,6 +103,13 @@ class CloudModel:
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name}={value!r} must be >= 0 and finite.")
         object.__setattr__(self, "billing", BillingRule.parse(self.billing))
+
+    @property
+    def provisioning_model(self) -> ProvisioningModel:
+        """Where a new cluster's delays are drawn from."""
+        if self.provisioning is not None:
+            return self.provisioning
+        return ProvisioningModel(self.queue_seconds, self.boot_seconds, self.provisioning_cv)
 
     @property
     def billing_rule(self) -> BillingRule:
@@ -263,11 +282,7 @@ class PlanEvaluator:
         cached = self._delays.get(index)
         if cached is None:
             rng = np.random.default_rng([self.seed, 2, index])
-            cv = self.cloud.provisioning_cv
-            cached = (
-                _lognormal(rng, self.cloud.queue_seconds, cv, (self.samples,)),
-                _lognormal(rng, self.cloud.boot_seconds, cv, (self.samples,)),
-            )
+            cached = self.cloud.provisioning_model.draw(rng, self.samples)
             self._delays[index] = cached
         return cached
 

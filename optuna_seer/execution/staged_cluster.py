@@ -1,0 +1,389 @@
+"""StagedCluster: a backend whose capacity follows a RubberBand plan's clusters, stage by stage.
+
+An :class:`~optuna_seer.planning.stage_plan.ElasticPlan` gives every stage (rung) its own
+cluster: an instance type (GPUs per node, $/h) and a node count. :class:`StagedCluster`
+wraps the backend the launches really run on (``LocalBackend`` slots, a ``ReplayBackend``)
+and makes it behave like that sequence of clusters:
+
+* **Resizing.** The first launch of rung ``r`` switches to stage ``r``'s cluster. Unless it
+  is the previous stage's cluster (same instance type and node count: one lease goes on),
+  the old cluster is released and a new one is provisioned: the stage's launches wait the
+  provisioning delay (queueing, then boot; drawn from ``delays``), on the backend's clock.
+* **Packing.** Launches wait in arrival order and start as soon as the placement controller
+  (:func:`~optuna_seer.planning.placement.place`) finds them room on the cluster's nodes: a
+  trial of ``k <= G`` GPUs on one node beside others (best fit), a larger one on
+  ``k / G`` whole free nodes. So the cluster runs exactly the trials at once the plan
+  counted, slot by slot rather than in waves.
+* **Billing.** Every cluster is a :class:`Lease` from its request to its release; a lease
+  bills ``nodes × $/h`` for its boot and the time it was held (queueing is free), rounded by
+  the :class:`~optuna_seer.planning.billing.BillingRule`. :meth:`StagedCluster.bill` is what
+  the cloud would charge, the measured figure the simulator's cost predicts.
+
+Its ``slots`` are the most GPUs any stage places at once (constant, so a resumed run sees
+the slot count it started with); the stage's own capacity is enforced by the queue.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+import itertools
+import math
+
+from optuna_seer._logging import get_logger
+from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState, LaunchStatus
+from optuna_seer.planning.billing import BillingRule
+from optuna_seer.planning.placement import ClusterShape, OpenCluster, place, split_across_nodes
+from optuna_seer.planning.prices import PriceQuote
+from optuna_seer.planning.stage_plan import ElasticPlan, Stage, nodes_for
+
+__all__ = ["Lease", "ProvisioningDelay", "StagedCluster", "no_delay"]
+
+_logger = get_logger(__name__)
+
+ProvisioningDelay = Callable[[int, Stage], tuple[float, float]]
+"""``delay(n, stage) -> (queue_s, boot_s)`` for the ``n``-th cluster provisioned (0 first)."""
+
+
+def no_delay(number: int, stage: Stage) -> tuple[float, float]:
+    """No provisioning delay: the capacity is there already (local slots)."""
+    return 0.0, 0.0
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One provisioned cluster, from its request to its release (backend clock, seconds).
+
+    Attributes:
+        first_stage: The stage that asked for it (later stages on the same cluster share it).
+        instance: Its instance type and price.
+        nodes: Its instance count.
+        requested_at: When it was asked for.
+        queue_s: Waiting for capacity (not billed).
+        boot_s: Instance start-up until it runs trials (billed).
+        released_at: When it was released (``None``: still held).
+
+    Example:
+        >>> q = PriceQuote("gpu1", "V100", 1, 3.6)
+        >>> lease = Lease(0, q, 2, 0.0, 10.0, 20.0, released_at=130.0)
+        >>> lease.ready_at, lease.billed_seconds(BillingRule.parse("per-hour"))
+        (30.0, 3600.0)
+        >>> round(lease.dollars(BillingRule.parse("exact")), 4)
+        0.24
+    """
+
+    first_stage: int
+    instance: PriceQuote
+    nodes: int
+    requested_at: float
+    queue_s: float
+    boot_s: float
+    released_at: float | None = None
+    stages: tuple[int, ...] = field(default=())
+
+    @property
+    def ready_at(self) -> float:
+        return self.requested_at + self.queue_s + self.boot_s
+
+    @property
+    def held_seconds(self) -> float:
+        """Seconds billed before rounding: boot plus the time held after it (0 while held)."""
+        if self.released_at is None:
+            return 0.0
+        return max(self.released_at - self.requested_at - self.queue_s, 0.0)
+
+    def billed_seconds(self, billing: BillingRule) -> float:
+        return billing.billed_seconds(self.held_seconds)
+
+    def dollars(self, billing: BillingRule) -> float:
+        """What the cloud charges for the lease: every node, rounded by ``billing``."""
+        return self.nodes * self.instance.dollars_per_second * self.billed_seconds(billing)
+
+
+@dataclass
+class _Launch:
+    spec: LaunchSpec
+    stage: int
+    inner: str | None = None
+    nodes: tuple[int, ...] = ()
+    generation: int = -1
+    status: LaunchStatus | None = None  # set once it ended without ever starting
+    freed: bool = False
+
+
+class StagedCluster(Backend):
+    """``backend`` resized to each stage's cluster of ``plan`` (see the module docstring).
+
+    Args:
+        backend: Runs the launches; its slots must hold every stage's placed trials.
+        plan: The stages and their clusters.
+        delays: Provisioning delay of each new cluster (default: none, as for local slots).
+        billing: How the cloud rounds each lease (``"per-second"``, ``"per-hour"``, …).
+
+    Example:
+        >>> q = PriceQuote("local-slot", "cpu", 1, 3.0)
+        >>> from optuna_seer.planning.stage_plan import Stage
+        >>> plan = ElasticPlan((Stage(4, 1, 1, q, 4), Stage(2, 3, 1, q, 2)))
+        >>> [StagedCluster.capacity(s) for s in plan.stages]
+        [4, 2]
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        plan: ElasticPlan,
+        *,
+        delays: ProvisioningDelay = no_delay,
+        billing: BillingRule | str = "exact",
+    ) -> None:
+        if not isinstance(backend, Backend):
+            raise TypeError(f"backend={backend!r} must be an optuna_seer Backend.")
+        if not isinstance(plan, ElasticPlan):
+            raise TypeError(f"plan={plan!r} must be an ElasticPlan.")
+        if not callable(delays):
+            raise TypeError(f"delays={delays!r} must be callable(n, stage) -> (queue_s, boot_s).")
+        self._inner = backend
+        self._plan = plan
+        self._delays = delays
+        self.billing = BillingRule.parse(billing)
+        self._slots = max(self.capacity(s) for s in plan.stages)
+        if self._slots > backend.slots:
+            widest = max(plan.stages, key=self.capacity)
+            raise ValueError(
+                f"stage {plan.stages.index(widest)} runs {widest.concurrent_trials} trials of "
+                f"{widest.gpus_per_trial} worker(s) at once ({self._slots} workers) but the "
+                f"backend has {backend.slots} slots; plan with max_gpus <= {backend.slots}."
+            )
+        self._stage = -1
+        self._cluster: Stage | None = None
+        self._free: list[int] = []
+        self._leases: list[Lease] = []
+        self._launches: dict[str, _Launch] = {}
+        self._queue: deque[str] = deque()
+        self._handles = itertools.count()
+        self.notes: list[str] = []
+
+    @staticmethod
+    def capacity(stage: Stage) -> int:
+        """Workers the stage's trials use at once when placed on its cluster."""
+        return stage.concurrent_trials * stage.gpus_per_trial
+
+    # -- what happened ---------------------------------------------------------------------
+
+    @property
+    def plan(self) -> ElasticPlan:
+        return self._plan
+
+    @property
+    def leases(self) -> tuple[Lease, ...]:
+        """Every cluster provisioned so far, in order (the current one with no release)."""
+        return tuple(self._leases)
+
+    def bill(self) -> float:
+        """Dollars the cloud charges for the leases released so far (all, after
+        :meth:`release`)."""
+        return sum(lease.dollars(self.billing) for lease in self._leases)
+
+    # -- Backend ---------------------------------------------------------------------------
+
+    @property
+    def slots(self) -> int:
+        return self._slots
+
+    @property
+    def launches_end_with_driver(self) -> bool:
+        return self._inner.launches_end_with_driver
+
+    def now(self) -> float:
+        return self._inner.now()
+
+    def start(self, spec: LaunchSpec) -> str:
+        stage = min(spec.rung, len(self._plan.stages) - 1)
+        if stage != self._stage:
+            self._enter(stage)
+        self._fit(spec.workers)
+        handle = f"staged-{next(self._handles)}"
+        self._launches[handle] = _Launch(spec, stage)
+        self._queue.append(handle)
+        self._pump()
+        return handle
+
+    def poll(self, handle: str) -> LaunchStatus:
+        launch = self._launch(handle)
+        if launch.status is not None:
+            return launch.status
+        if launch.inner is None:
+            return LaunchStatus(LaunchState.RUNNING, started_at=self.now())
+        status = self._inner.poll(launch.inner)
+        if status.done and not launch.freed:
+            self._free_nodes(launch)
+            self._pump()
+        return status
+
+    def stop(self, handle: str) -> None:
+        launch = self._launch(handle)
+        if launch.status is not None:
+            return
+        if launch.inner is None:
+            now = self.now()
+            self._queue.remove(handle)
+            launch.status = LaunchStatus(LaunchState.STOPPED, now, now, "stopped before it started")
+            return
+        self._inner.stop(launch.inner)
+        self.poll(handle)
+
+    def release(self) -> None:
+        for handle, launch in self._launches.items():
+            if launch.status is None and (launch.inner is None or not launch.freed):
+                self.stop(handle)
+        self._inner.release()
+        self._close_lease()
+
+    def wait(self, handles: Sequence[str], timeout_s: float) -> list[str]:
+        """Wait on the backend for one of ``handles`` to end, starting queued launches as the
+        cluster comes up and room frees; the provisioning delay passes on the backend's clock.
+
+        Raises:
+            RuntimeError: ``timeout_s`` is infinite and nothing can ever end ``handles``.
+        """
+        if math.isnan(timeout_s) or timeout_s < 0:
+            raise ValueError(f"timeout_s={timeout_s!r} must be >= 0.")
+        until = self.now() + timeout_s
+        while True:
+            self._pump()
+            done = [h for h in handles if self.poll(h).done]
+            now = self.now()
+            if done or now >= until:
+                return done
+            running = [
+                launch.inner
+                for launch in self._launches.values()
+                if launch.inner is not None and not launch.freed
+            ]
+            step = until - now
+            ready_at = self._ready_at()
+            if self._queue and ready_at > now:
+                step = min(step, ready_at - now)
+            elif not running and math.isinf(step):
+                raise RuntimeError(
+                    f"wait({list(handles)!r}, timeout_s=inf): nothing runs on the cluster "
+                    "that could end them."
+                )
+            self._inner.wait(running, step)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _launch(self, handle: str) -> _Launch:
+        try:
+            return self._launches[handle]
+        except KeyError:
+            raise ValueError(f"unknown launch handle {handle!r}.") from None
+
+    def _ready_at(self) -> float:
+        return self._leases[-1].ready_at if self._leases else -math.inf
+
+    def _enter(self, index: int) -> None:
+        """Switch to stage ``index``'s cluster: keep the lease if it is the same cluster,
+        else release it and provision the new one."""
+        stage = self._plan.stages[index]
+        self._stage = index
+        current = self._cluster
+        if current is not None and current.cluster == stage.cluster and self._leases:
+            lease = self._leases[-1]
+            self._leases[-1] = replace(lease, stages=(*lease.stages, index))
+            return
+        self._close_lease()
+        self._provision(index, stage)
+
+    def _provision(self, index: int, stage: Stage) -> None:
+        queue_s, boot_s = self._delays(len(self._leases), stage)
+        for name, value in (("queue_s", queue_s), ("boot_s", boot_s)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"provisioning delay {name}={value!r} must be finite and >= 0.")
+        self._cluster = stage
+        self._free = [stage.instance.gpus] * stage.nodes
+        self._leases.append(
+            Lease(index, stage.instance, stage.nodes, self.now(), queue_s, boot_s, None, (index,))
+        )
+        _logger.info(
+            "stage %d: %d × %s provisioned (queue %.0f s, boot %.0f s)",
+            index,
+            stage.nodes,
+            stage.instance.instance_type,
+            queue_s,
+            boot_s,
+        )
+
+    def _close_lease(self) -> None:
+        if self._leases and self._leases[-1].released_at is None:
+            self._leases[-1] = replace(self._leases[-1], released_at=self.now())
+
+    def _fit(self, workers: int) -> None:
+        """Widen the current cluster when a launch can never fit on it (a re-plan gave the
+        trials more workers than the stage's cluster holds)."""
+        stage = self._cluster
+        assert stage is not None
+        per_node = stage.instance.gpus
+        if workers <= per_node or (workers % per_node == 0 and workers // per_node <= stage.nodes):
+            return
+        if workers > per_node and workers % per_node:
+            raise ValueError(
+                f"a launch of {workers} workers spans nodes of {per_node} GPUs "
+                f"({stage.instance.instance_type}); it needs a multiple of {per_node}."
+            )
+        nodes = nodes_for(1, workers, per_node)
+        wider = Stage(stage.n_trials, stage.resource, workers, stage.instance, nodes)
+        self.notes.append(
+            f"stage {self._stage}: a launch of {workers} workers does not fit {stage.nodes} × "
+            f"{stage.instance.instance_type}; provisioning {nodes} nodes instead"
+        )
+        self._close_lease()
+        self._provision(self._stage, wider)
+
+    def _pump(self) -> None:
+        """Start queued launches, in order, that the placement controller finds room for."""
+        if not self._queue or self.now() < self._ready_at():
+            return
+        stage = self._cluster
+        assert stage is not None
+        per_node = stage.instance.gpus
+        for handle in list(self._queue):
+            launch = self._launches[handle]
+            nodes = self._place(launch.spec.workers, per_node)
+            if nodes is None:
+                continue
+            self._queue.remove(handle)
+            launch.nodes = nodes
+            launch.generation = len(self._leases)
+            used = launch.spec.workers // len(nodes)
+            for node in nodes:
+                self._free[node] -= used
+            try:
+                launch.inner = self._inner.start(launch.spec)
+            except BaseException:
+                self._free_nodes(launch)
+                raise
+
+    def _place(self, workers: int, per_node: int) -> tuple[int, ...] | None:
+        """The nodes a trial of ``workers`` runs on now, or ``None`` if there is no room."""
+        if workers > per_node:
+            count, _ = split_across_nodes(workers, per_node)
+            idle = [i for i, free in enumerate(self._free) if free == per_node]
+            return tuple(idle[:count]) if len(idle) >= count else None
+        shape = ClusterShape(1, per_node)
+        nodes = [OpenCluster(str(i), shape, free) for i, free in enumerate(self._free) if free > 0]
+        placed = place({"trial": workers}, per_node, open_clusters=nodes)
+        if placed.new_clusters:
+            return None
+        return (int(placed.slots["trial"].cluster),)
+
+    def _free_nodes(self, launch: _Launch) -> None:
+        if launch.freed:
+            return
+        launch.freed = True
+        if launch.generation != len(self._leases) or not launch.nodes:
+            return  # it ran on a cluster released since
+        used = launch.spec.workers // len(launch.nodes)
+        for node in launch.nodes:
+            self._free[node] += used
