@@ -10,6 +10,8 @@ Examples::
     optuna-seer simulate --plan plan.json --profile profile.json --samples 5000
     optuna-seer report --plan plan.json --measured run.json
     optuna-seer report --storage sqlite:///runs/seer.db --study my-study
+    optuna-seer tune --objective min-cost --deadline 2h --budget 50 --profile profile.json \\
+        --backend local --script examples/lightning_digits.py:train --price-per-slot-hour 3
 
 This module holds the parser and the dispatch; each command lives in its own module.
 """
@@ -35,6 +37,7 @@ from optuna_seer.cli.plan_commands import cmd_plan, cmd_simulate
 from optuna_seer.cli.plots import PlottingUnavailableError
 from optuna_seer.cli.profile_command import cmd_profile
 from optuna_seer.cli.report_command import cmd_report
+from optuna_seer.cli.tune_command import add_tune_command
 from optuna_seer.planning.seer import InfeasiblePlanError
 
 
@@ -149,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plan_command(commands)
     _add_profile_command(commands)
     _add_report_command(commands)
+    add_tune_command(commands)
     return parser
 
 
