@@ -70,6 +70,8 @@ def _static_plan(scenario: Scenario, curves: recorded.CurveSet, seed: int) -> Ou
         scenario.workload(curves.epochs),
         scenario.reduction_factor,
         max_configs=len(curves.curves),
+        epoch_cv=scenario.straggler_cv,  # deadline and budget held at p95 of the stragglers
+        billing="per-launch",  # as the replay bills both arms
     )
     return run_plan("static-plan", plan, scenario, curves, seed)
 

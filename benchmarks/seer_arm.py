@@ -67,7 +67,14 @@ def replay_seer(
     n_configs = len(curves.curves)
     order = config_order(n_configs, seed)
     workload = scenario.workload(curves.epochs)
-    plan = plan_seer(scenario.budget, workload, scenario.reduction_factor, max_configs=n_configs)
+    plan = plan_seer(
+        scenario.budget,
+        workload,
+        scenario.reduction_factor,
+        max_configs=n_configs,
+        epoch_cv=scenario.straggler_cv,  # deadline and budget held at p95 of the stragglers
+        billing="per-launch",  # as the replay bills both arms
+    )
     storage = InMemoryStorage()
     backend = scenario.backend(curves, seed, max(r.gpus for r in plan.rungs), storage=storage)
     study = optuna.create_study(

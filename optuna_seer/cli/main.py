@@ -33,8 +33,8 @@ from optuna_seer.cli.arguments import (
     positive_float,
     worker_list,
 )
+from optuna_seer.cli.extras import MissingExtraError
 from optuna_seer.cli.plan_commands import cmd_plan, cmd_simulate
-from optuna_seer.cli.plots import PlottingUnavailableError
 from optuna_seer.cli.profile_command import cmd_profile
 from optuna_seer.cli.report_command import cmd_report
 from optuna_seer.cli.tune_command import add_tune_command
@@ -165,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InfeasiblePlanError as exc:
         print(f"optuna-seer: infeasible: {_one_line(exc)}", file=sys.stderr)
         return 1
-    except (ValueError, TypeError, OSError, PlottingUnavailableError) as exc:
+    except (ValueError, TypeError, OSError, MissingExtraError) as exc:
         print(f"optuna-seer {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except RuntimeError as exc:  # a profiling launch failed or timed out: not the input

@@ -17,6 +17,7 @@ import sys
 from typing import Any, TextIO
 
 from optuna_seer.cli.arguments import cloud_model
+from optuna_seer.cli.extras import require_module
 from optuna_seer.cli.plots import write_plan_chart
 from optuna_seer.integration.prediction import prediction_summary
 from optuna_seer.planning.budget import Budget, parse_duration
@@ -131,6 +132,8 @@ def load_plan_file(path: Path) -> dict[str, Any]:
 def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     """``optuna-seer plan``: 0, or 1 when the cheapest plan meeting the deadline is over
     ``--budget``."""
+    if args.png:
+        require_module("matplotlib", "optuna-seer plan --png")
     profile = load_profile(args.profile)
     cloud = cloud_model(args)
     instances = _instances(args, profile)
@@ -173,6 +176,8 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
             ),
             min_resource=args.min_resource,
             max_configs=args.configs,
+            epoch_cv=profile.epoch_cv,  # deadline and budget hold at --quantile
+            quantile=args.quantile,
         )
         print(seer, file=out)
         plan = ElasticPlan.from_seer(seer, instance)
@@ -213,6 +218,8 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_simulate(args: argparse.Namespace, out: TextIO) -> int:
     """``optuna-seer simulate``: a saved plan's simulated time and cost."""
+    if args.png:
+        require_module("matplotlib", "optuna-seer simulate --png")
     data = load_plan_file(args.plan)
     plan = ElasticPlan.from_dict(data["plan"])
     profile = load_profile(args.profile)

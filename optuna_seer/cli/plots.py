@@ -15,6 +15,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from optuna_seer.cli.extras import MissingExtraError
+
 if TYPE_CHECKING:
     from optuna_seer.execution.tuner import TuningResult
     from optuna_seer.planning.simulator import SimulationResult
@@ -24,7 +26,7 @@ PLOT_EXTRA = "plot"
 """The optuna-seer extra whose requirements include matplotlib."""
 
 
-class PlottingUnavailableError(ImportError):
+class PlottingUnavailableError(MissingExtraError):
     """matplotlib, which draws the charts, is not installed."""
 
 

@@ -14,6 +14,7 @@ import statistics
 import tempfile
 from typing import Any, TextIO
 
+from optuna_seer.cli.extras import require_module
 from optuna_seer.planning.profile import Profile, fit_profile
 from optuna_seer.profiling.harness import (
     ScratchTrials,
@@ -26,6 +27,7 @@ from optuna_seer.profiling.harness import (
 
 def cmd_profile(args: argparse.Namespace, out: TextIO) -> int:
     """``optuna-seer profile``: measure, print the fitted profile and write it to ``--out``."""
+    require_module("torch", "optuna-seer profile")  # the probe and the local workers run torch
     workers = tuple(sorted({c for group in args.workers for c in group}))
     if 1 not in workers:
         raise ValueError(f"--workers {workers} must include 1: speedups are relative to it.")

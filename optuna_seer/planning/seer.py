@@ -17,7 +17,7 @@ The algorithm (pure; see ``docs/planning.md`` for a worked example):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 import itertools
 import math
@@ -25,6 +25,7 @@ import math
 from optuna_seer.planning.budget import MAX_SECONDS, Budget
 from optuna_seer.planning.cost_model import ClusterLimits, RungShape, schedule
 from optuna_seer.planning.plan import Plan, Rung, format_seconds
+from optuna_seer.planning.stragglers import StragglerModel
 from optuna_seer.planning.workload import Workload
 
 _MAX_GPUS_PER_TRIAL = 4096
@@ -136,6 +137,7 @@ def assign_gpus(
     candidates: Sequence[int],
     *,
     start_resource: int = 0,
+    stragglers: StragglerModel | None = None,
 ) -> tuple[Rung, ...] | None:
     """GPUs per trial for fixed rungs: the cheapest raises that meet ``deadline_s``.
 
@@ -143,7 +145,8 @@ def assign_gpus(
     (a rung and every later one to at least ``c`` GPUs, ``c`` from ``candidates``) that saves
     the most seconds per extra dollar. Returns the timed rungs, or ``None`` when no choice of
     ``candidates`` meets the deadline. ``start_resource`` is the epoch count trials already
-    have, for re-planning the rest of a running job.
+    have, for re-planning the rest of a running job. With ``stragglers``, the deadline must
+    hold at their quantile (:meth:`StragglerModel.quantiles`), not only at mean epoch times.
 
     Example:
         >>> w = Workload(epoch_seconds=60.0, scaling="linear", max_epochs=4)
@@ -157,8 +160,13 @@ def assign_gpus(
         shapes = [RungShape(n, e, k) for n, e, k in zip(n_trials, resources, counts)]
         return schedule(shapes, workload, price_per_gpu_second, limits, start_resource)
 
+    def finish(timed: tuple[Rung, ...]) -> float:
+        if stragglers is None:
+            return timed[-1].end_s
+        return stragglers.quantiles(timed, workload, start_resource)[0]
+
     rungs = build(gpus)
-    while rungs[-1].end_s > deadline_s:
+    while finish(rungs) > deadline_s:
         now_s = rungs[-1].end_s
         now_cost = sum(r.cost for r in rungs)
         best: tuple[tuple[float, int], list[int], tuple[Rung, ...]] | None = None
@@ -190,6 +198,7 @@ class _Problem:
     dollars: float
     limits: ClusterLimits
     candidates: tuple[int, ...]
+    stragglers: StragglerModel | None = None
 
     def timed(self, shapes: list[RungShape]) -> tuple[Rung, ...]:
         return schedule(shapes, self.workload, self.price, self.limits)
@@ -206,10 +215,23 @@ class _Problem:
             self.limits,
             self.deadline,
             self.candidates,
+            stragglers=self.stragglers,
         )
-        if rungs is None or sum(r.cost for r in rungs) > self.dollars:
+        if rungs is None or self.cost(rungs) > self.dollars:
             return None
         return rungs
+
+    def finish(self, rungs: tuple[Rung, ...]) -> float:
+        """The seconds the plan must fit: mean, or at the stragglers' quantile."""
+        if self.stragglers is None:
+            return rungs[-1].end_s
+        return self.stragglers.quantiles(rungs, self.workload)[0]
+
+    def cost(self, rungs: tuple[Rung, ...]) -> float:
+        """The dollars the plan must fit: mean, or at the stragglers' quantile."""
+        if self.stragglers is None:
+            return sum(r.cost for r in rungs)
+        return self.stragglers.quantiles(rungs, self.workload)[1]
 
 
 def _validate(
@@ -253,6 +275,9 @@ def plan_seer(
     min_resource: int = 1,
     min_marginal_speedup: float = 0.2,
     max_configs: int = 10_000,
+    epoch_cv: float | Mapping[int, float] = 0.0,
+    quantile: float = 0.95,
+    billing: str = "held",
 ) -> Plan:
     """Plan a SEER job: how many configurations, rungs, epochs and GPUs per trial.
 
@@ -264,6 +289,16 @@ def plan_seer(
         min_resource: Epochs every configuration trains before the first elimination.
         min_marginal_speedup: An extra GPU must add this fraction of one GPU's throughput.
         max_configs: Upper bound on the configurations started.
+        epoch_cv: Relative spread (std/mean) of one epoch's time, a number or ``{workers:
+            cv}`` as a :class:`~optuna_seer.planning.profile.Profile` measures it. Above 0,
+            the plan meets the deadline and the budget at the ``quantile`` of its stragglers
+            (each wave ends with its slowest trial; :mod:`optuna_seer.planning.stragglers`),
+            not only at mean epoch times; the plan's rung times stay the means.
+        quantile: The probability with which the deadline and the budget must hold when
+            ``epoch_cv`` is above 0 (``[0.5, 1)``).
+        billing: How the budget is charged when ``epoch_cv`` is above 0: ``"held"`` (a
+            rung's GPUs until its slowest trial ends, as the plan's cost model bills them) or
+            ``"per-launch"`` (each launch its own time, as the elastic executor's ledger does).
 
     Returns:
         The plan; ``str(plan)`` prints it as a table.
@@ -290,7 +325,9 @@ def plan_seer(
     limits = limits or ClusterLimits()
     _validate(reduction_factor, min_resource, min_marginal_speedup, max_configs, workload)
     check_job_scale(workload.startup_on(1), workload.epoch_seconds_on(1), workload.max_epochs)
+    stragglers = StragglerModel(epoch_cv, quantile, billing=billing)
     problem = _Problem(
+        stragglers=None if stragglers.is_deterministic else stragglers,
         workload=workload,
         price=budget.price_per_gpu_second,
         deadline=budget.deadline_seconds,
@@ -334,8 +371,8 @@ def plan_seer(
 
 def _infeasible(problem: _Problem, workload: Workload) -> InfeasiblePlanError:
     singles = [problem.timed([RungShape(1, workload.max_epochs, k)]) for k in problem.candidates]
-    in_time = [sum(r.cost for r in s) for s in singles if s[-1].end_s <= problem.deadline]
-    in_budget = [s[-1].end_s for s in singles if sum(r.cost for r in s) <= problem.dollars]
+    in_time = [problem.cost(s) for s in singles if problem.finish(s) <= problem.deadline]
+    in_budget = [problem.finish(s) for s in singles if problem.cost(s) <= problem.dollars]
     min_dollars = min(in_time) if in_time else None
     min_deadline = min(in_budget) if in_budget else None
     fastest = singles[-1][-1]
@@ -348,7 +385,7 @@ def _infeasible(problem: _Problem, workload: Workload) -> InfeasiblePlanError:
     else:
         parts.append(
             f"No GPU count is fast enough: the fastest worthwhile one "
-            f"({fastest.gpus_per_trial} GPUs) needs {format_seconds(fastest.end_s)}."
+            f"({fastest.gpus_per_trial} GPUs) needs {format_seconds(problem.finish(singles[-1]))}."
         )
     if min_deadline is not None:
         parts.append(
@@ -356,7 +393,7 @@ def _infeasible(problem: _Problem, workload: Workload) -> InfeasiblePlanError:
             f" ({math.ceil(min_deadline)} s)."
         )
     else:
-        cheapest = min(sum(r.cost for r in s) for s in singles)
+        cheapest = min(problem.cost(s) for s in singles)
         parts.append(f"The budget is below the cheapest full training (${cheapest:,.2f}).")
     parts.append("Or lower max_epochs.")
     return InfeasiblePlanError(" ".join(parts), min_deadline, min_dollars)
