@@ -69,6 +69,7 @@ from optuna_seer.integration.tie_break import TieBreak, record_tie_break
 from optuna_seer.storage.urls import open_storage
 from optuna_seer.worker.checkpoint_keys import CheckpointKey, key_from_env
 from optuna_seer.worker.checkpoints import CorruptCheckpointError, LocalStore, open_store
+from optuna_seer.worker.trainer_kwargs import merge_trainer_kwargs
 
 _logger = get_logger(__name__)
 
@@ -186,6 +187,35 @@ class TrialContext:
         store = open_store(self.checkpoint_uri, key=self.checkpoint_key)
         return store.put(local_path, checkpoint_name(self.rung))
 
+    def store_epoch_checkpoint(self, local_path: str | Path, epoch: int) -> str:
+        """Store ``local_path`` (the state after cumulative ``epoch``) as this rung's newest
+        epoch checkpoint and delete the older ones (rank 0 only; see
+        :mod:`optuna_seer.worker.epoch_checkpoints`); its URI."""
+        from optuna_seer.worker.epoch_checkpoints import (
+            epoch_checkpoint_name,
+            epoch_checkpoints_of,
+        )
+
+        if not self.is_global_zero:
+            raise RuntimeError(f"rank {self.rank} stores no checkpoint; rank 0 does.")
+        store = open_store(self.checkpoint_uri, key=self.checkpoint_key)
+        name = epoch_checkpoint_name(self.rung, epoch)
+        uri = store.put(local_path, name)
+        for older in epoch_checkpoints_of(store.names(), self.rung):
+            if older != name:
+                store.delete(older)
+        return uri
+
+    def delete_epoch_checkpoints(self) -> None:
+        """Delete this rung's epoch checkpoints (rank 0; once its rung-end one is stored)."""
+        from optuna_seer.worker.epoch_checkpoints import epoch_checkpoints_of
+
+        if not self.is_global_zero:
+            return
+        store = open_store(self.checkpoint_uri, key=self.checkpoint_key)
+        for name in epoch_checkpoints_of(store.names(), self.rung):
+            store.delete(name)
+
     def record_training(self, train_seconds: float, epochs: int) -> None:
         """Tell the executor how long this launch trained and for how many epochs (rank 0)."""
         if not self.is_global_zero:
@@ -219,27 +249,49 @@ class TrialContext:
             )
         return global_batch_size // self.world_size
 
-    def lightning_trainer_kwargs(self) -> dict[str, Any]:
-        """``Trainer`` arguments for this launch's world: devices, strategy, accelerator.
-
-        ``strategy="ddp"`` (gloo on CPU, NCCL on GPU) when there is more than one worker;
-        Lightning's own checkpointing, logger and progress bar are off (``SeerCallback``
-        checkpoints at rung ends; the executor shows progress).
-        """
+    def fabric_kwargs(self) -> dict[str, Any]:
+        """``lightning.fabric.Fabric`` arguments for this launch's world: accelerator, devices,
+        nodes and strategy (``"ddp"``: gloo on CPU, NCCL on GPU, when there is more than one
+        worker). Under ``torchrun`` (how backends start several workers) ``fabric.launch()``
+        joins the processes that are there and spawns none."""
         import torch
 
-        kwargs: dict[str, Any] = {
+        return {
             "accelerator": "gpu" if torch.cuda.is_available() else "cpu",
             "devices": self.local_world_size,
             "num_nodes": max(1, self.world_size // self.local_world_size),
             "strategy": "ddp" if self.world_size > 1 else "auto",
-            "enable_checkpointing": False,
-            "logger": False,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "default_root_dir": tempfile.gettempdir(),
         }
-        return kwargs
+
+    def lightning_trainer_kwargs(self, **user: Any) -> dict[str, Any]:
+        """``Trainer`` arguments for this launch's world, merged with the user's own ``user``.
+
+        This launch's world: ``devices``, ``num_nodes``, ``strategy`` (``"ddp"``: gloo on CPU,
+        NCCL on GPU, when there is more than one worker) and ``accelerator``; Lightning's own
+        checkpointing, logger, progress bar and model summary off (``SeerCallback``
+        checkpoints; the executor shows progress). ``user`` adds to or replaces these, so
+        ``Trainer(**ctx.lightning_trainer_kwargs(logger=WandbLogger(), callbacks=[...]))``
+        works (see :func:`merge_trainer_kwargs`).
+
+        Example:
+            >>> ctx = trial_context({"SEER_STUDY": "s", "SEER_STORAGE": "sqlite://",
+            ...     "SEER_TRIAL": "0", "SEER_RUNG": "0", "SEER_TARGET_EPOCHS": "3",
+            ...     "SEER_CHECKPOINT_URI": "/tmp/c"})
+            >>> merged = ctx.lightning_trainer_kwargs(logger="my logger", max_epochs=3)
+            >>> merged["logger"], merged["max_epochs"], merged["strategy"]
+            ('my logger', 3, 'auto')
+        """
+        return merge_trainer_kwargs(
+            {
+                **self.fabric_kwargs(),
+                "enable_checkpointing": False,
+                "logger": False,
+                "enable_progress_bar": False,
+                "enable_model_summary": False,
+                "default_root_dir": tempfile.gettempdir(),
+            },
+            user,
+        )
 
 
 def report_first_value(storage: BaseStorage, trial_id: int, step: int, value: float) -> bool:
@@ -307,14 +359,21 @@ def trial_context(environ: Mapping[str, str] | None = None, *, fetch: bool = Tru
         key = key_from_env(env)
     except ValueError as exc:
         raise RuntimeError(str(exc)) from None
-    if resume_uri is not None and fetch:
-        local, resume_uri, errors = fetch_good_checkpoint(resume_uri, key=key)
-        errors = [scrub(error) for error in errors]
+    rung = whole(ENV_RUNG, need(ENV_RUNG))
+    if fetch:
+        # A launch of this rung before this one (preempted, stopped) may have stored epochs
+        # past the rung-end checkpoint the executor names: resume from the newest.
+        progress = fetch_epoch_checkpoint(need(ENV_CHECKPOINT_URI), rung, key=key)
+        if progress is not None:
+            local, resume_uri = progress
+        elif resume_uri is not None:
+            local, resume_uri, errors = fetch_good_checkpoint(resume_uri, key=key)
+            errors = [scrub(error) for error in errors]
     context = TrialContext(
         study_name=need(ENV_STUDY),
         storage=need(ENV_STORAGE),
         trial_number=whole(ENV_TRIAL, need(ENV_TRIAL)),
-        rung=whole(ENV_RUNG, need(ENV_RUNG)),
+        rung=rung,
         target_epochs=target_epochs,
         checkpoint_uri=need(ENV_CHECKPOINT_URI),
         resume_checkpoint=local,
@@ -382,6 +441,36 @@ def fetch_good_checkpoint(
         except (CorruptCheckpointError, FileNotFoundError) as exc:
             errors.append(str(exc))
     return None, None, errors
+
+
+def fetch_epoch_checkpoint(
+    checkpoint_uri: str, rung: int, *, key: CheckpointKey | None = None
+) -> tuple[str, str] | None:
+    """``(local copy, URI)`` of the newest good epoch checkpoint of ``rung`` in the trial's
+    store (:mod:`optuna_seer.worker.epoch_checkpoints`), or ``None`` (one that does not
+    verify, or a store that cannot be listed, is logged and skipped).
+
+    Example:
+        >>> import tempfile
+        >>> fetch_epoch_checkpoint(tempfile.mkdtemp(), 2) is None
+        True
+    """
+    from optuna_seer.worker.epoch_checkpoints import epoch_checkpoints_of
+
+    try:
+        store = open_store(checkpoint_uri, key=key)
+        names = epoch_checkpoints_of(store.names(), rung)
+    except OSError as exc:
+        _logger.warning("cannot list %s for epoch checkpoints: %s", checkpoint_uri, scrub(str(exc)))
+        return None
+    by_epoch = sorted(names, key=lambda n: int(n.rsplit("-", 1)[1].split(".")[0]), reverse=True)
+    for name in by_epoch:
+        uri = checkpoint_object_uri(checkpoint_uri, name)
+        try:
+            return fetch_checkpoint(uri, key=key), uri
+        except (CorruptCheckpointError, FileNotFoundError) as exc:
+            _logger.warning("epoch checkpoint %s unusable: %s", uri, scrub(str(exc)))
+    return None
 
 
 def fetch_checkpoint(uri: str, *, key: CheckpointKey | None = None) -> str:
