@@ -21,7 +21,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 import itertools
 import math
+from typing import Literal
 
+from optuna_seer.planning.accuracy_model import AccuracyModel
 from optuna_seer.planning.budget import MAX_SECONDS, Budget
 from optuna_seer.planning.cost_model import ClusterLimits, RungShape, schedule
 from optuna_seer.planning.plan import Plan, Rung, format_seconds
@@ -29,6 +31,8 @@ from optuna_seer.planning.stragglers import StragglerModel
 from optuna_seer.planning.workload import Workload
 
 _MAX_GPUS_PER_TRIAL = 4096
+AUTO_REDUCTION_FACTORS = (2, 3, 4, 5)
+"""The ``η`` values ``reduction_factor="auto"`` tries."""
 MAX_CONFIGS = 1_000_000
 """The most configurations :func:`plan_seer` considers (``max_configs``)."""
 
@@ -269,7 +273,7 @@ def _validate(
 def plan_seer(
     budget: Budget,
     workload: Workload,
-    reduction_factor: int = 3,
+    reduction_factor: int | Literal["auto"] = 3,
     *,
     limits: ClusterLimits | None = None,
     min_resource: int = 1,
@@ -278,13 +282,15 @@ def plan_seer(
     epoch_cv: float | Mapping[int, float] = 0.0,
     quantile: float = 0.95,
     billing: str = "held",
+    accuracy: AccuracyModel | None = None,
 ) -> Plan:
     """Plan a SEER job: how many configurations, rungs, epochs and GPUs per trial.
 
     Args:
         budget: Deadline, dollars and price per GPU-hour.
         workload: Epoch time on one GPU, scaling curve, max epochs, GPUs per node.
-        reduction_factor: ``η``: each rung keeps ``1/η`` of the trials (``>= 2``).
+        reduction_factor: ``η``: each rung keeps ``1/η`` of the trials (``>= 2``), or
+            ``"auto"``: the best of :data:`AUTO_REDUCTION_FACTORS` by the objective.
         limits: Cluster quota and provisioning delay.
         min_resource: Epochs every configuration trains before the first elimination.
         min_marginal_speedup: An extra GPU must add this fraction of one GPU's throughput.
@@ -299,6 +305,11 @@ def plan_seer(
         billing: How the budget is charged when ``epoch_cv`` is above 0: ``"held"`` (a
             rung's GPUs until its slowest trial ends, as the plan's cost model bills them) or
             ``"per-launch"`` (each launch its own time, as the elastic executor's ledger does).
+        accuracy: Opt-in objective. ``None`` (the default) maximises the configurations
+            started; an :class:`~optuna_seer.planning.accuracy_model.AccuracyModel` (recorded
+            curves as a prior) picks, among the widest feasible plans for every number of
+            rungs (and ``η`` with ``"auto"``), the one with the highest expected accuracy of
+            the configuration it selects.
 
     Returns:
         The plan; ``str(plan)`` prints it as a table.
@@ -323,7 +334,15 @@ def plan_seer(
             "ClusterLimits(max_gpus=8), or None for no quota."
         )
     limits = limits or ClusterLimits()
-    _validate(reduction_factor, min_resource, min_marginal_speedup, max_configs, workload)
+    if accuracy is not None and not isinstance(accuracy, AccuracyModel):
+        raise TypeError(f"accuracy={accuracy!r:.60} must be an AccuracyModel or None.")
+    _validate(
+        3 if reduction_factor == "auto" else reduction_factor,
+        min_resource,
+        min_marginal_speedup,
+        max_configs,
+        workload,
+    )
     check_job_scale(workload.startup_on(1), workload.epoch_seconds_on(1), workload.max_epochs)
     stragglers = StragglerModel(epoch_cv, quantile, billing=billing)
     problem = _Problem(
@@ -335,38 +354,59 @@ def plan_seer(
         limits=limits,
         candidates=gpu_candidates(workload, limits, min_marginal_speedup),
     )
-    best: tuple[tuple[int, int, float], tuple[Rung, ...]] | None = None
-    n_rungs = 1
-    while (
-        resources := rung_resources(workload.max_epochs, reduction_factor, n_rungs, min_resource)
-    ) is not None:
-        low = reduction_factor ** (n_rungs - 1)
-        if low > max_configs:
-            break
-        rungs = problem.attempt(low, reduction_factor, resources)
-        if rungs is not None:
-            high = max_configs
-            while low < high:
-                middle = (low + high + 1) // 2
-                found = problem.attempt(middle, reduction_factor, resources)
-                if found is None:
-                    high = middle - 1
-                else:
-                    low, rungs = middle, found
-            key = (rungs[0].n_trials, rungs[-1].n_trials, -sum(r.cost for r in rungs))
+    etas = AUTO_REDUCTION_FACTORS if reduction_factor == "auto" else (reduction_factor,)
+    best: tuple[tuple[float, int, int, float], int, tuple[Rung, ...]] | None = None
+    for eta in etas:
+        for rungs in _widest(problem, eta, min_resource, max_configs):
+            # The default objective (no accuracy model): the most configurations, then the
+            # most finalists, then the cheaper plan. With a model: its expected accuracy first.
+            expected = (
+                accuracy.expected_best(
+                    [r.n_trials for r in rungs], [r.resource for r in rungs]
+                ).mean
+                if accuracy is not None
+                else 0.0
+            )
+            key = (expected, rungs[0].n_trials, rungs[-1].n_trials, -sum(r.cost for r in rungs))
             if best is None or key > best[0]:
-                best = (key, rungs)
-        n_rungs += 1
+                best = (key, eta, rungs)
     if best is None:
         raise _infeasible(problem, workload)
     return Plan(
-        rungs=best[1],
-        reduction_factor=reduction_factor,
+        rungs=best[2],
+        reduction_factor=best[1],
         deadline_s=problem.deadline,
         budget_dollars=problem.dollars,
         price_per_gpu_second=problem.price,
         min_marginal_speedup=min_marginal_speedup,
     )
+
+
+def _widest(
+    problem: _Problem, eta: int, min_resource: int, max_configs: int
+) -> list[tuple[Rung, ...]]:
+    """For every number of rungs that fits, the widest feasible rungs (binary search)."""
+    found_per_rungs: list[tuple[Rung, ...]] = []
+    n_rungs = 1
+    while (
+        resources := rung_resources(problem.workload.max_epochs, eta, n_rungs, min_resource)
+    ) is not None:
+        low = eta ** (n_rungs - 1)
+        if low > max_configs:
+            break
+        rungs = problem.attempt(low, eta, resources)
+        if rungs is not None:
+            high = max_configs
+            while low < high:
+                middle = (low + high + 1) // 2
+                found = problem.attempt(middle, eta, resources)
+                if found is None:
+                    high = middle - 1
+                else:
+                    low, rungs = middle, found
+            found_per_rungs.append(rungs)
+        n_rungs += 1
+    return found_per_rungs
 
 
 def _infeasible(problem: _Problem, workload: Workload) -> InfeasiblePlanError:
