@@ -6,18 +6,21 @@ clock) while injecting faults at random: spot preemptions during an epoch (the b
 seeded ``preemption_rate``) and launches killed at an epoch end (``fail_launch``, as a rank
 SIGKILLed). It keeps running seeded studies until ``--faults`` faults have been injected and
 prints a table of the faults by kind (how many, in how many studies, studies lost with one),
-then one line::
+a table of the epochs lost per recovery with checkpoints at rung ends only (before) and with
+the workers' checkpoints inside rungs (after: every ``--checkpoint-every`` epochs, and on the
+SIGTERM a preempted node gets; ``--no-compare`` skips the before run), then one line for the
+after run::
 
-    faults injected 106, trials recovered 84, epochs lost 286, dollars over budget 0.0000
-    (beyond one increment of $0.0683), studies lost 0, deadlines missed 0 (15 studies; 0 ended
-    with every finalist failed past its retries; least budget left $0.31)
+    faults injected 101, trials recovered 77, epochs lost 12 (0.16 per recovery), dollars over
+    budget 0.0000 (beyond one increment of $0.0683), studies lost 0, deadlines missed 0 (...)
 
 A *recovered* trial had a failed launch and still ended COMPLETE or PRUNED (its retry went
 on from its last checkpoint); a *lost* study raised or has a trial whose reported epochs have
 a gap. Studies whose every finalist failed more often than ``max_launch_retries`` are
 counted apart: their trials and ledger are intact but there is no best trial. At the default
-rates (3 % per epoch each, far above typical spot interruption rates) this is rare; as final
-rungs checkpoint only at their end, high rates make it common.
+rates (3 % per epoch each, far above typical spot interruption rates) this is rare; with
+checkpoints at rung ends only (``--checkpoint-every 0 --no-sigterm``), high rates make it
+common.
 
 A second section (``--new-faults``, the default; ``--no-new-faults`` skips it) then runs
 ``--new-fault-rounds`` seeded rounds of each fault the reliability work added defences for
@@ -63,8 +66,8 @@ SCENARIOS = (
 PREEMPTED = "spot node preempted mid-epoch"
 KILLED = "rank SIGKILLed at an epoch end"
 DEFENCES = {
-    PREEMPTED: "relaunch from the last good checkpoint",
-    KILLED: "relaunch from the last good checkpoint",
+    PREEMPTED: "SIGTERM stores the newest epoch; relaunch from it",
+    KILLED: "relaunch from the previous epoch's checkpoint",
 }
 """Each fault kind the soak injects, and what the executor does about it (the table's rows)."""
 
@@ -84,8 +87,32 @@ class SoakRun:
     deadline_missed: bool
 
 
+@dataclass(frozen=True)
+class Checkpointing:
+    """How the replayed workers checkpoint: every ``every`` epochs inside a rung (``None``:
+    at rung ends only) and, with ``sigterm``, when a preempted node gets its SIGTERM."""
+
+    every: int | None = 1
+    sigterm: bool = True
+
+    def __str__(self) -> str:
+        if self.every is None and not self.sigterm:
+            return "rung ends only"
+        inside = "" if self.every is None else f"every {self.every} epoch(s)"
+        return " + ".join(part for part in (inside, "on SIGTERM" if self.sigterm else "") if part)
+
+
+RUNG_ENDS_ONLY = Checkpointing(every=None, sigterm=False)
+"""What the workers did before they checkpointed inside rungs: the "before" figures."""
+
+
 def run_one(
-    scenario: Scenario, curves: CurveSet, seed: int, preemption_rate: float, kill_rate: float
+    scenario: Scenario,
+    curves: CurveSet,
+    seed: int,
+    preemption_rate: float,
+    kill_rate: float,
+    checkpointing: Checkpointing = Checkpointing(),
 ) -> SoakRun:
     """One seeded SEER study with faults; ``kill_rate``: chance per epoch end of a SIGKILL."""
     n_configs = len(curves.curves)
@@ -109,6 +136,8 @@ def run_one(
         storage=storage,
         preemption_rate=preemption_rate,
         observer=kill_sometimes,
+        checkpoint_every_epochs=checkpointing.every,
+        checkpoint_on_preemption=checkpointing.sigterm,
     )
     holder.append(backend)
     study = optuna.create_study(
@@ -163,6 +192,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max-studies", type=int, default=500)
     parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=1,
+        help="workers checkpoint every N epochs inside a rung (0: at rung ends only)",
+    )
+    parser.add_argument(
+        "--sigterm",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a preempted node's SIGTERM stores its newest epoch first",
+    )
+    parser.add_argument(
+        "--compare",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run with checkpoints at rung ends only and print epochs lost before/after",
+    )
+    parser.add_argument(
         "--new-faults",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -174,14 +221,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--faults={args.faults} must be >= 1")
     if args.new_fault_rounds < 1:
         parser.error(f"--new-fault-rounds={args.new_fault_rounds} must be >= 1")
+    if args.checkpoint_every < 0:
+        parser.error(f"--checkpoint-every={args.checkpoint_every} must be >= 0 (0: rung ends)")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     curves = load(args.dataset)
-    runs: list[SoakRun] = []
-    seed = 0
-    while sum(r.faults for r in runs) < args.faults and seed < args.max_studies:
-        scenario = SCENARIOS[seed % len(SCENARIOS)]
-        runs.append(run_one(scenario, curves, seed, args.preemption_rate, args.kill_rate))
-        seed += 1
+    after = Checkpointing(args.checkpoint_every or None, args.sigterm)
+    arms = [RUNG_ENDS_ONLY, after] if args.compare and after != RUNG_ENDS_ONLY else [after]
+    by_arm = {arm: run_arm(arm, args, curves) for arm in arms}
+    runs = by_arm[after]
     increment = max(
         args.increment_seconds * scenario.price_per_gpu_second * widest_rung(scenario, curves)
         for scenario in SCENARIOS
@@ -190,9 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     beyond = max(over - increment, 0.0)
     lost = sum(r.lost for r in runs)
     print(fault_table(runs))
+    print()
+    print(checkpoint_table(by_arm))
     print(
         f"faults injected {sum(r.faults for r in runs)}, trials recovered "
-        f"{sum(r.recovered for r in runs)}, epochs lost {sum(r.epochs_lost for r in runs)}, "
+        f"{sum(r.recovered for r in runs)}, epochs lost {sum(r.epochs_lost for r in runs)} "
+        f"({per_recovery(runs):.2f} per recovery), "
         f"dollars over budget {beyond:.4f} (beyond one increment of ${increment:.4f}), "
         f"studies lost {lost}, deadlines missed {sum(r.deadline_missed for r in runs)} "
         f"({len(runs)} studies; {sum(r.no_finalist for r in runs)} ended with every finalist "
@@ -203,6 +253,41 @@ def main(argv: list[str] | None = None) -> int:
     if args.new_faults:
         failed = new_faults_section(args.new_fault_rounds) or failed
     return 1 if failed else 0
+
+
+def run_arm(arm: Checkpointing, args: argparse.Namespace, curves: CurveSet) -> list[SoakRun]:
+    """Seeded studies with workers checkpointing as ``arm`` says, until ``args.faults``."""
+    runs: list[SoakRun] = []
+    seed = 0
+    while sum(r.faults for r in runs) < args.faults and seed < args.max_studies:
+        scenario = SCENARIOS[seed % len(SCENARIOS)]
+        runs.append(run_one(scenario, curves, seed, args.preemption_rate, args.kill_rate, arm))
+        seed += 1
+    return runs
+
+
+def per_recovery(runs: list[SoakRun]) -> float:
+    """Epochs lost per recovered trial (0 when none was recovered)."""
+    recovered = sum(r.recovered for r in runs)
+    return sum(r.epochs_lost for r in runs) / recovered if recovered else 0.0
+
+
+def checkpoint_table(by_arm: dict[Checkpointing, list[SoakRun]]) -> str:
+    """Per way of checkpointing: studies, faults, recovered trials, epochs lost (per recovery,
+    per fault)."""
+    rows = [
+        f"{'checkpoints':38} {'studies':>7} {'faults':>6} {'recovered':>9} {'epochs lost':>11} "
+        f"{'per recovery':>12} {'per fault':>9}"
+    ]
+    for arm, runs in by_arm.items():
+        faults = sum(r.faults for r in runs)
+        lost = sum(r.epochs_lost for r in runs)
+        label = f"{'before' if arm == RUNG_ENDS_ONLY else 'after'}: {arm}"
+        rows.append(
+            f"{label:38} {len(runs):7} {faults:6} {sum(r.recovered for r in runs):9} {lost:11} "
+            f"{per_recovery(runs):12.2f} {lost / faults if faults else 0.0:9.2f}"
+        )
+    return "\n".join(rows)
 
 
 def new_faults_section(rounds: int) -> bool:

@@ -24,9 +24,13 @@ trained (when it resumes from a checkpoint; from 0 otherwise) to ``spec.target_e
 
 Faults can be injected, as on real workers: :meth:`ReplayBackend.fail_launch` fails a running
 launch now (a rank SIGKILLed, a process group killed), and ``preemption_rate`` preempts a
-launch's node during an epoch with that probability per epoch (seeded). A failed launch
-writes no checkpoint, so the epochs it trained since its resume point are lost (counted in
-:attr:`ReplayBackend.epochs_lost`); the values it reported stay in the storage and a retry
+launch's node during an epoch with that probability per epoch (seeded). Checkpoints are
+modelled as the worker writes them (:mod:`optuna_seer.worker.epoch_checkpoints`): at the end
+of every rung, and with ``checkpoint_every_epochs=N`` also every N epochs inside a rung; with
+``checkpoint_on_preemption`` a preempted launch (which gets SIGTERM first) also keeps every
+epoch it completed. A failed launch loses the epochs it trained after its newest checkpoint
+(counted in :attr:`ReplayBackend.epochs_lost`), and the next launch of the trial's rung
+resumes from that checkpoint; the values it reported stay in the storage and a retry
 re-reports them, the storage keeping the first value per step, as a worker's
 ``TrialContext.report`` does.
 
@@ -140,6 +144,12 @@ class ReplayBackend(Backend):
         preemption_rate: Probability that a launch's node is preempted during any one epoch
             (the launch fails part-way through that epoch); drawn from ``(seed, launch
             number)``, so a replay with faults is deterministic too.
+        checkpoint_every_epochs: Also checkpoint every this many epochs inside a rung (counted
+            from the launch's resume point), as a worker with
+            ``SEER_CHECKPOINT_EVERY_EPOCHS`` does; ``None``: at rung ends only.
+        checkpoint_on_preemption: A preempted launch stores its newest completed epoch before
+            it ends (the worker's SIGTERM checkpoint); a launch killed outright
+            (:meth:`fail_launch`) does not.
 
     Example:
         >>> import optuna
@@ -173,6 +183,8 @@ class ReplayBackend(Backend):
         config_param: str = "config_id",
         observer: EpochObserver | None = None,
         preemption_rate: float = 0.0,
+        checkpoint_every_epochs: int | None = None,
+        checkpoint_on_preemption: bool = False,
     ) -> None:
         if not curves or not all(isinstance(c, RecordedCurve) for c in curves):
             raise TypeError("curves must be a non-empty sequence of RecordedCurve.")
@@ -196,6 +208,13 @@ class ReplayBackend(Backend):
             raise ValueError(
                 f"preemption_rate={preemption_rate!r} must be a probability per epoch in [0, 1)."
             )
+        every = checkpoint_every_epochs
+        if every is not None and (type(every) is not int or every < 1):
+            raise ValueError(f"checkpoint_every_epochs={every!r} must be an int >= 1, or None.")
+        self._checkpoint_every = checkpoint_every_epochs
+        self._checkpoint_on_preemption = bool(checkpoint_on_preemption)
+        # Per trial: (rung, epoch) of its newest checkpoint inside a rung.
+        self._mid_rung: dict[tuple[str, int], tuple[int, int]] = {}
         self._preemption_rate = float(preemption_rate)
         self._faults = 0
         self._epochs_lost = 0
@@ -430,6 +449,9 @@ class ReplayBackend(Backend):
             launch.started_at = self._now
             spec = launch.spec
             first = self._progress.get(launch.key, 0) if spec.resume_from is not None else 0
+            mid = self._mid_rung.get(launch.key)
+            if mid is not None and mid[0] == spec.rung:  # the worker resumes from it
+                first = mid[1]
             self._progress[launch.key] = first
             launch.first_epoch = first
             per_epoch = self._epoch_seconds / self._scaling.speedup(spec.workers)
@@ -455,6 +477,8 @@ class ReplayBackend(Backend):
         self._now = max(self._now, at)
         if epoch < 0:
             self._faults += 1
+            if self._checkpoint_on_preemption:  # SIGTERM: the newest completed epoch is kept
+                self._keep(launch, self._progress[launch.key])
             self._finish(launch, LaunchState.FAILED, "injected fault: spot node preempted")
             return
         value = launch.curve.val_acc[epoch - 1]
@@ -474,14 +498,30 @@ class ReplayBackend(Backend):
             self._finish(launch, LaunchState.SUCCEEDED, f"asked to stop after epoch {epoch}")
         if self._observer is not None:
             self._observer(handle, epoch, value)
+        # The worker stores an epoch's checkpoint after reporting it and reading the verdict:
+        # a launch killed at that moment (by the observer) loses that epoch.
+        every = self._checkpoint_every
+        due = every is not None and (epoch - launch.first_epoch) % every == 0
+        if due and launch.state is LaunchState.RUNNING:
+            self._keep(launch, epoch)
+
+    def _keep(self, launch: _Launch, epoch: int) -> None:
+        """A checkpoint inside the rung now holds ``epoch``."""
+        if epoch > launch.first_epoch:
+            self._mid_rung[launch.key] = (launch.spec.rung, epoch)
 
     def _finish(self, launch: _Launch, state: LaunchState, message: str) -> None:
         if state is LaunchState.SUCCEEDED:
             self._record_training(launch)
+            self._mid_rung.pop(launch.key, None)  # the rung-end checkpoint replaces it
         elif state is LaunchState.FAILED and not launch.queued:
-            # No checkpoint: back to the epochs the launch resumed from.
-            self._epochs_lost += self._progress[launch.key] - launch.first_epoch
-            self._progress[launch.key] = launch.first_epoch
+            # Back to the newest checkpoint: the rung's inside this launch, else its resume point.
+            kept = launch.first_epoch
+            mid = self._mid_rung.get(launch.key)
+            if mid is not None and mid[0] == launch.spec.rung:
+                kept = max(kept, min(mid[1], self._progress[launch.key]))
+            self._epochs_lost += self._progress[launch.key] - kept
+            self._progress[launch.key] = kept
         launch.state = state
         launch.message = message
         launch.finished_at = self._now

@@ -20,10 +20,39 @@ def test_soak_reports_each_fault_kind_beside_the_totals(
     assert soak.main(["--faults", "20", "--dataset", "wine", "--no-new-faults"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     total = int(lines[-1].split(",")[0].removeprefix("faults injected "))
-    rows = {line[:32].strip(): line[32:].split() for line in lines[1:-1]}
+    rows = {line[:32].strip(): line[32:].split() for line in lines[1 : lines.index("")]}
     assert set(rows) == set(soak.DEFENCES)
     assert sum(int(row[0]) for row in rows.values()) == total
     assert all(row[2] == "0" for row in rows.values())  # no study lost with any kind
+
+
+def test_soak_reports_epochs_lost_per_recovery_before_and_after(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Checkpoints every epoch and on SIGTERM: at most the killed epoch is lost per fault."""
+    assert soak.main(["--faults", "20", "--dataset", "wine", "--no-new-faults"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    table = lines[lines.index("") + 1 : -1]
+    assert table[0].startswith("checkpoints") and len(table) == 3
+    before, after = ({"lost": int(r.split()[-3]), "per": float(r.split()[-2])} for r in table[1:])
+    assert table[1].startswith("before: rung ends only")
+    assert table[2].startswith("after: every 1 epoch(s) + on SIGTERM")
+    assert after["lost"] < before["lost"] and after["per"] < before["per"]
+    fault_rows = {line[:32].strip(): int(line[32:].split()[0]) for line in lines[1:3]}
+    # One epoch per SIGKILL (reported, its checkpoint not yet stored), none per preemption.
+    assert after["lost"] <= fault_rows[soak.KILLED]
+    assert f"epochs lost {after['lost']} ({after['per']:.2f} per recovery)" in lines[-1]
+
+
+def test_soak_without_compare_runs_one_arm(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--faults", "5", "--dataset", "wine", "--no-new-faults", "--no-compare"]
+    assert soak.main([*args, "--checkpoint-every", "0", "--no-sigterm"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(":")[0] for line in lines if line.startswith(("before", "after"))] == [
+        "before"
+    ]
+    with pytest.raises(SystemExit):
+        soak.main([*args, "--checkpoint-every", "-1"])
 
 
 def test_soak_refuses_a_non_positive_fault_count() -> None:
