@@ -64,6 +64,15 @@ def _add_plan_command(commands: argparse._SubParsersAction[_Parser]) -> None:
     plan.add_argument("--quantile", type=float, default=0.95, help="P(JCT <= deadline) to reach")
     plan.add_argument("--out", type=Path, help="write the plan JSON here")
     plan.add_argument("--png", type=Path, help="write the Gantt + cost chart here")
+    plan.add_argument(
+        "--pareto",
+        action="store_true",
+        help="print (and with --png chart) the front of expected accuracy vs dollars and vs "
+        "deadline over SEER plans",
+    )
+    plan.add_argument(
+        "--curves", type=Path, help="--pareto: recorded learning curves (JSON) to score plans"
+    )
     add_instance_arguments(plan)
     add_cloud_arguments(plan)
     plan.set_defaults(handler=cmd_plan)

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 from optuna_seer.cli.arguments import cloud_model
 from optuna_seer.cli.extras import require_module
+from optuna_seer.cli.pareto_command import run_pareto
 from optuna_seer.cli.plots import write_plan_chart
 from optuna_seer.integration.prediction import prediction_summary
 from optuna_seer.planning.budget import Budget, parse_duration
@@ -137,6 +138,10 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     profile = load_profile(args.profile)
     cloud = cloud_model(args)
     instances = _instances(args, profile)
+    if getattr(args, "pareto", False):
+        return run_pareto(
+            args, profile, instances[0], cloud.queue_seconds + cloud.boot_seconds, out
+        )
     deadline = args.deadline
     record: dict[str, Any] = {"format": PLAN_FORMAT, "objective": args.objective}
     over_budget = False

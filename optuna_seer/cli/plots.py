@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,8 @@ from optuna_seer.cli.extras import MissingExtraError
 
 if TYPE_CHECKING:
     from optuna_seer.execution.tuner import TuningResult
+    from optuna_seer.planning.budget import Budget
+    from optuna_seer.planning.pareto import FrontPoint
     from optuna_seer.planning.simulator import SimulationResult
     from optuna_seer.planning.stage_plan import ElasticPlan
 
@@ -96,6 +99,53 @@ def write_plan_chart(
     if budget is not None:
         spend.axhline(budget, color="purple", linestyle="--", label="budget")
     spend.legend(loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def write_pareto_chart(
+    path: Path,
+    by_dollars: Sequence[FrontPoint],
+    by_deadline: Sequence[FrontPoint],
+    budget: Budget,
+    proxy: bool,
+) -> None:
+    """Write a PNG: expected accuracy (or the proxy) against each plan's predicted cost, and
+    against the deadline, the given budget and deadline marked."""
+    plt = _pyplot("--pareto chart")
+    figure, (dollars, deadline) = plt.subplots(1, 2, figsize=(11, 4.2))
+    label = "proxy: percentile of the best started" if proxy else "expected accuracy"
+    for axis, points, xs, mark, xlabel in (
+        (
+            dollars,
+            by_dollars,
+            [p.plan.predicted_cost for p in by_dollars],
+            float(budget.dollars),
+            "plan cost (dollars, mean)",
+        ),
+        (
+            deadline,
+            by_deadline,
+            [p.deadline_s / 3600.0 for p in by_deadline],
+            budget.deadline_seconds / 3600.0,
+            "deadline (hours)",
+        ),
+    ):
+        ys = [p.expected for p in points]
+        errors = [p.stderr for p in points]
+        axis.errorbar(xs, ys, yerr=errors, marker="o", drawstyle="steps-post", capsize=2)
+        for x, y, point in zip(xs, ys, points):
+            axis.annotate(
+                f"{point.plan.n_configs}", (x, y), fontsize=7, xytext=(3, -9),
+                textcoords="offset points",
+            )  # fmt: skip
+        axis.axvline(mark, color="red", linestyle="--", label="given")
+        axis.set_xlabel(xlabel)
+        axis.set_ylabel(label)
+        axis.legend(loc="lower right")
+    dollars.set_title("accuracy vs dollars (labels: configurations)")
+    deadline.set_title("accuracy vs deadline")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
