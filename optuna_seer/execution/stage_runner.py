@@ -35,6 +35,7 @@ from optuna_seer.integration.sampler import SeerSampler
 from optuna_seer.planning.billing import BillingRule
 from optuna_seer.planning.cost_model import ClusterLimits
 from optuna_seer.planning.plan import Plan, Rung, format_seconds, format_table
+from optuna_seer.planning.prices import PriceQuote
 from optuna_seer.planning.profile import Profile
 from optuna_seer.planning.simulator import CloudModel, SimulationResult, simulate
 from optuna_seer.planning.stage_plan import ElasticPlan
@@ -116,6 +117,7 @@ class StagedRun:
         billing: The billing rule.
         prediction: The simulator's distribution for the plan (``None`` if not given).
         notes: What the cluster did besides the plan (a cluster widened for a re-plan).
+        preemptions: Spot nodes reclaimed (simulated ones, on a replay).
     """
 
     tuning: TuningResult
@@ -125,6 +127,7 @@ class StagedRun:
     billing: BillingRule
     prediction: SimulationResult | None = None
     notes: tuple[str, ...] = ()
+    preemptions: int = 0
 
     @property
     def wall_seconds(self) -> float:
@@ -164,6 +167,11 @@ class StagedRun:
         if deadline_s is not None:
             met = "met" if self.wall_seconds <= deadline_s else "MISSED"
             lines.append(f"deadline {format_seconds(deadline_s)}: {met}")
+        if self.preemptions:
+            lines.append(
+                f"{self.preemptions} spot node(s) reclaimed; "
+                f"{self.tuning.failed_launches} launch(es) failed and were retried"
+            )
         lines.extend(self.notes)
         return "\n".join(lines)
 
@@ -190,6 +198,8 @@ def run_elastic_plan(
     poll_seconds: float = 0.5,
     tuner_options: dict[str, Any] | None = None,
     on_study: Callable[[optuna.Study], None] | None = None,
+    simulate_preemptions: bool = False,
+    seed: int = 0,
 ) -> StagedRun:
     """Run ``plan`` on ``backend`` resized stage by stage; see the module docstring.
 
@@ -215,11 +225,27 @@ def run_elastic_plan(
         poll_seconds: How often the backend is polled.
         tuner_options: More keyword arguments for ``ElasticTuner`` (e.g. ``max_launch_retries``).
         on_study: Called with the study before it runs (e.g. to note its name).
+        simulate_preemptions: Reclaim spot nodes at the cloud model's rates (seeded by
+            ``seed``), on a backend that can fail a launch (``ReplayBackend``).
+        seed: Seeds the simulated preemptions.
     """
     cloud = cloud or CloudModel()
     if prediction is None:
         prediction = simulate(plan, profile, cloud, samples=400)
-    cluster = StagedCluster(backend, plan, delays=delays, billing=cloud.billing_rule)
+    model = cloud
+
+    def spot_rate(quote: PriceQuote) -> float:
+        return model.spot_rate(quote.instance_type) if quote.market == "spot" else 0.0
+
+    cluster = StagedCluster(
+        backend,
+        plan,
+        delays=delays,
+        billing=cloud.billing_rule,
+        preemption_rate=spot_rate if simulate_preemptions else None,
+        seed=seed,
+    )
+    spot = any(s.instance.market == "spot" for s in plan.stages)
     seer = seer_plan_of(
         plan, profile, deadline_s=deadline_s, budget_dollars=budget_dollars, prediction=prediction
     )
@@ -238,6 +264,8 @@ def run_elastic_plan(
     options: dict[str, Any] = {
         "drift_tolerance": math.inf,  # the stages' clusters are fixed: re-plan only at risk
         "limits": ClusterLimits(max_gpus=cluster.slots),
+        # A reclaimed spot node fails its launches: retry them from their last checkpoint.
+        "max_launch_retries": 20 if spot else 2,
         **(tuner_options or {}),
     }
     tuning = ElasticTuner(
@@ -261,4 +289,5 @@ def run_elastic_plan(
         billing=cluster.billing,
         prediction=prediction,
         notes=tuple(cluster.notes),
+        preemptions=cluster.preemptions,
     )

@@ -14,6 +14,11 @@ and makes it behave like that sequence of clusters:
   trial of ``k <= G`` GPUs on one node beside others (best fit), a larger one on
   ``k / G`` whole free nodes. So the cluster runs exactly the trials at once the plan
   counted, slot by slot rather than in waves.
+* **Spot preemptions (simulated).** Given ``preemption_rate`` (reclaims per node-hour of a
+  spot instance type), each node of a spot cluster is reclaimed at seeded Poisson times:
+  the launches on it fail (the backend's ``fail_launch``: a ``ReplayBackend``; on a real
+  cloud preemptions are real, not simulated), and the node comes back after a new
+  provisioning delay. The executor retries the failed trials from their last checkpoint.
 * **Billing.** Every cluster is a :class:`Lease` from its request to its release; a lease
   bills ``nodes × $/h`` for its boot and the time it was held (queueing is free), rounded by
   the :class:`~optuna_seer.planning.billing.BillingRule`. :meth:`StagedCluster.bill` is what
@@ -30,6 +35,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 import itertools
 import math
+
+import numpy as np
 
 from optuna_seer._logging import get_logger
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState, LaunchStatus
@@ -120,6 +127,9 @@ class StagedCluster(Backend):
         plan: The stages and their clusters.
         delays: Provisioning delay of each new cluster (default: none, as for local slots).
         billing: How the cloud rounds each lease (``"per-second"``, ``"per-hour"``, …).
+        preemption_rate: Reclaims per node-hour of an instance (``None``: no simulated
+            preemptions); the backend must have ``fail_launch(handle, reason)``.
+        seed: Seeds the simulated preemptions.
 
     Example:
         >>> q = PriceQuote("local-slot", "cpu", 1, 3.0)
@@ -136,6 +146,8 @@ class StagedCluster(Backend):
         *,
         delays: ProvisioningDelay = no_delay,
         billing: BillingRule | str = "exact",
+        preemption_rate: Callable[[PriceQuote], float] | None = None,
+        seed: int = 0,
     ) -> None:
         if not isinstance(backend, Backend):
             raise TypeError(f"backend={backend!r} must be an optuna_seer Backend.")
@@ -147,6 +159,14 @@ class StagedCluster(Backend):
         self._plan = plan
         self._delays = delays
         self.billing = BillingRule.parse(billing)
+        if preemption_rate is not None and not callable(getattr(backend, "fail_launch", None)):
+            raise ValueError(
+                f"simulated preemptions need a backend with fail_launch (a ReplayBackend), not "
+                f"{type(backend).__name__}; on a cloud, preemptions happen by themselves."
+            )
+        self._rate = preemption_rate
+        self._seed = seed
+        self.preemptions = 0
         self._slots = max(self.capacity(s) for s in plan.stages)
         if self._slots > backend.slots:
             widest = max(plan.stages, key=self.capacity)
@@ -158,6 +178,8 @@ class StagedCluster(Backend):
         self._stage = -1
         self._cluster: Stage | None = None
         self._free: list[int] = []
+        self._node_ready: list[float] = []
+        self._node_reclaim: list[float] = []
         self._leases: list[Lease] = []
         self._launches: dict[str, _Launch] = {}
         self._queue: deque[str] = deque()
@@ -251,6 +273,7 @@ class StagedCluster(Backend):
             raise ValueError(f"timeout_s={timeout_s!r} must be >= 0.")
         until = self.now() + timeout_s
         while True:
+            self._reclaim_due()
             self._pump()
             done = [h for h in handles if self.poll(h).done]
             now = self.now()
@@ -261,10 +284,10 @@ class StagedCluster(Backend):
                 for launch in self._launches.values()
                 if launch.inner is not None and not launch.freed
             ]
-            step = until - now
-            ready_at = self._ready_at()
-            if self._queue and ready_at > now:
-                step = min(step, ready_at - now)
+            step = min([until, *self._node_reclaim]) - now
+            coming = [t for t in self._node_ready if t > now] if self._queue else []
+            if coming:
+                step = min(step, min(coming) - now)
             elif not running and math.isinf(step):
                 raise RuntimeError(
                     f"wait({list(handles)!r}, timeout_s=inf): nothing runs on the cluster "
@@ -282,6 +305,36 @@ class StagedCluster(Backend):
 
     def _ready_at(self) -> float:
         return self._leases[-1].ready_at if self._leases else -math.inf
+
+    def _reclaim_at(self, node: int, after: float, stage: Stage) -> float:
+        """When spot node ``node`` (up from ``after``) is next reclaimed (``inf``: never)."""
+        rate = 0.0 if self._rate is None else float(self._rate(stage.instance))
+        if rate <= 0:
+            return math.inf
+        rng = np.random.default_rng([self._seed, 13, len(self._leases), node, self.preemptions])
+        return after + float(rng.exponential(3600.0 / rate))
+
+    def _reclaim_due(self) -> None:
+        """Reclaim the spot nodes whose time has come: fail their launches, replace them."""
+        now = self.now()
+        stage = self._cluster
+        for node, at in enumerate(self._node_reclaim):
+            if at > now or stage is None:
+                continue
+            self.preemptions += 1
+            for launch in self._launches.values():
+                if (
+                    launch.inner is not None
+                    and not launch.freed
+                    and launch.generation == len(self._leases)
+                    and node in launch.nodes
+                ):
+                    self._inner.fail_launch(  # type: ignore[attr-defined]
+                        launch.inner, f"spot node {node} reclaimed (simulated)"
+                    )
+            queue_s, boot_s = self._delays(1000 + self.preemptions, stage)
+            self._node_ready[node] = now + queue_s + boot_s
+            self._node_reclaim[node] = self._reclaim_at(node, self._node_ready[node], stage)
 
     def _enter(self, index: int) -> None:
         """Switch to stage ``index``'s cluster: keep the lease if it is the same cluster,
@@ -306,6 +359,9 @@ class StagedCluster(Backend):
         self._leases.append(
             Lease(index, stage.instance, stage.nodes, self.now(), queue_s, boot_s, None, (index,))
         )
+        ready = self._leases[-1].ready_at
+        self._node_ready = [ready] * stage.nodes
+        self._node_reclaim = [self._reclaim_at(i, ready, stage) for i in range(stage.nodes)]
         _logger.info(
             "stage %d: %d × %s provisioned (queue %.0f s, boot %.0f s)",
             index,
@@ -318,6 +374,8 @@ class StagedCluster(Backend):
     def _close_lease(self) -> None:
         if self._leases and self._leases[-1].released_at is None:
             self._leases[-1] = replace(self._leases[-1], released_at=self.now())
+        self._node_reclaim = []
+        self._node_ready = []
 
     def _fit(self, workers: int) -> None:
         """Widen the current cluster when a launch can never fit on it (a re-plan gave the
@@ -367,12 +425,18 @@ class StagedCluster(Backend):
 
     def _place(self, workers: int, per_node: int) -> tuple[int, ...] | None:
         """The nodes a trial of ``workers`` runs on now, or ``None`` if there is no room."""
+        now = self.now()
+        up = [now >= ready for ready in self._node_ready]
         if workers > per_node:
             count, _ = split_across_nodes(workers, per_node)
-            idle = [i for i, free in enumerate(self._free) if free == per_node]
+            idle = [i for i, free in enumerate(self._free) if free == per_node and up[i]]
             return tuple(idle[:count]) if len(idle) >= count else None
         shape = ClusterShape(1, per_node)
-        nodes = [OpenCluster(str(i), shape, free) for i, free in enumerate(self._free) if free > 0]
+        nodes = [
+            OpenCluster(str(i), shape, free)
+            for i, free in enumerate(self._free)
+            if free > 0 and up[i]
+        ]
         placed = place({"trial": workers}, per_node, open_clusters=nodes)
         if placed.new_clusters:
             return None

@@ -76,6 +76,23 @@ def _stage_time(profile: Profile, stage: Stage, epochs: int) -> float:
     return per_trial * sum(profile.contention_on(min(c, n - first)) for first in range(0, n, c))
 
 
+def _expected_interruption_s(
+    problem: PlanningProblem, stage: Stage, epochs: int, seconds: float
+) -> float:
+    """Mean seconds spot interruptions add to a stage of ``seconds`` (0 on demand)."""
+    if stage.instance.market != "spot":
+        return 0.0
+    cloud, profile = problem.cloud, problem.profile
+    k = stage.gpus_per_trial
+    penalty = (
+        cloud.queue_seconds
+        + cloud.boot_seconds
+        + profile.startup_on(k)
+        + cloud.lost_epochs(epochs) * profile.epoch_seconds_on(k)
+    )
+    return cloud.spot_rate(stage.instance.instance_type) * stage.nodes * seconds / 3600 * penalty
+
+
 @functools.lru_cache(maxsize=1024)
 def _gpu_counts(
     curve: ScalingCurve, gpus_per_node: int, max_gpus: int, min_gain: float
@@ -164,6 +181,7 @@ class _Search:
         scored = []
         for stage in options:
             seconds = _stage_time(p.profile, stage, epochs)
+            seconds += _expected_interruption_s(p, stage, epochs, seconds)
             rate = stage.nodes * stage.instance.dollars_per_second
             scored.append((seconds, rate * (seconds + boot), stage))
         scored.sort(key=lambda item: (item[0], item[1]))

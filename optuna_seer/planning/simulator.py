@@ -10,8 +10,10 @@ The plan is a chain of stages (a DAG of rungs joined by synchronous barriers). F
   ``k`` workers, all of it times the profile's ``contention`` for the wave's number of
   launches at once; a wave ends with its slowest trial (the straggler), the next starts then
   (a conservative bound on slot-by-slot scheduling, exact without noise);
-* on spot instances, Poisson interruptions (per node-hour), each costing a re-provisioning,
-  a relaunch and half an epoch of lost work.
+* on spot instances, Poisson interruptions (per node-hour, per instance type if the cloud
+  gives rates per type), each costing a re-provisioning, a relaunch and half a checkpoint
+  interval of lost work (an epoch by default; with rung-end checkpoints only, the launch's
+  epochs).
 
 Cost: each lease (consecutive stages on one cluster) is billed ``nodes × $/h`` for its boot
 plus its stages' time, rounded by the :class:`~optuna_seer.planning.billing.BillingRule`; plus
@@ -62,6 +64,11 @@ class CloudModel:
         transfer_dollars_per_gb: Paid per GB of checkpoint moved to a relaunched trial.
         storage_dollars_per_gb_month: Paid per GB-month of stored checkpoints.
         spot_interruptions_per_node_hour: Rate at which a spot node is reclaimed.
+        spot_rates: ``(instance_type, interruptions per node-hour)`` pairs: a spot instance of
+            that type is reclaimed at that rate instead of ``spot_interruptions_per_node_hour``.
+        checkpoint_interval_epochs: Epochs between a trial's checkpoints; a preemption loses
+            half an interval on average. ``0``: checkpoints only at rung ends, so it loses half
+            of the launch's epochs.
         provisioning: A measured (or any) :class:`ProvisioningModel`; when given it replaces
             ``queue_seconds``/``boot_seconds``/``provisioning_cv`` (which then read as its
             means).
@@ -79,9 +86,31 @@ class CloudModel:
     transfer_dollars_per_gb: float = 0.0
     storage_dollars_per_gb_month: float = 0.0
     spot_interruptions_per_node_hour: float = 0.0
+    spot_rates: tuple[tuple[str, float], ...] = ()
+    checkpoint_interval_epochs: int = 1
     provisioning: ProvisioningModel | None = None
 
     def __post_init__(self) -> None:
+        interval = self.checkpoint_interval_epochs
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 0:
+            raise ValueError(
+                f"checkpoint_interval_epochs={interval!r} must be a whole number >= 0 (0: only "
+                "at rung ends)."
+            )
+        rates = tuple(self.spot_rates)
+        for pair in rates:
+            if (
+                not isinstance(pair, tuple)
+                or len(pair) != 2
+                or not isinstance(pair[1], (int, float))
+                or isinstance(pair[1], bool)
+                or not (math.isfinite(pair[1]) and pair[1] >= 0)
+            ):
+                raise ValueError(
+                    f"spot_rates entry {pair!r:.60} must be (instance_type, interruptions per "
+                    "node-hour >= 0)."
+                )
+        object.__setattr__(self, "spot_rates", rates)
         if self.provisioning is not None:
             if not isinstance(self.provisioning, ProvisioningModel):
                 raise TypeError(
@@ -103,6 +132,18 @@ class CloudModel:
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name}={value!r} must be >= 0 and finite.")
         object.__setattr__(self, "billing", BillingRule.parse(self.billing))
+
+    def spot_rate(self, instance_type: str) -> float:
+        """Interruptions per node-hour of a spot instance of ``instance_type``."""
+        for name, rate in self.spot_rates:
+            if name == instance_type:
+                return float(rate)
+        return self.spot_interruptions_per_node_hour
+
+    def lost_epochs(self, launch_epochs: int) -> float:
+        """Epochs a preemption loses on average, of a launch training ``launch_epochs``."""
+        interval = self.checkpoint_interval_epochs or launch_epochs
+        return 0.5 * min(interval, launch_epochs)
 
     @property
     def provisioning_model(self) -> ProvisioningModel:
@@ -250,7 +291,9 @@ class PlanEvaluator:
         self.seed = seed
         self.quantile = quantile
         self._factors: dict[tuple[int, int, int, int], Array] = {}
-        self._makespans: dict[tuple[int, int, int, int, int, int, str], tuple[Array, Array]] = {}
+        self._makespans: dict[
+            tuple[int, int, int, int, int, int, str, str], tuple[Array, Array]
+        ] = {}
         self._delays: dict[int, tuple[Array, Array]] = {}
 
     def _epoch_factors(self, index: int, n: int, epochs: int, k: int) -> Array:
@@ -291,7 +334,16 @@ class PlanEvaluator:
         ``previous_resource`` epochs (no provisioning)."""
         epochs = stage.resource - previous_resource
         k, c = stage.gpus_per_trial, stage.concurrent_trials
-        key = (index, stage.n_trials, epochs, k, c, stage.nodes, stage.instance.market)
+        key = (
+            index,
+            stage.n_trials,
+            epochs,
+            k,
+            c,
+            stage.nodes,
+            stage.instance.market,
+            stage.instance.instance_type,
+        )
         cached = self._makespans.get(key)
         if cached is not None:
             return cached
@@ -321,14 +373,15 @@ class PlanEvaluator:
             factors = self._epoch_factors(index, stage.n_trials, epochs, k)
             slowest = np.maximum.reduceat(factors, np.arange(0, stage.n_trials, c), axis=1)
             makespan = slowdown.sum() * startup + epochs * epoch_s * (slowest @ slowdown)
-        rate = self.cloud.spot_interruptions_per_node_hour
+        rate = self.cloud.spot_rate(stage.instance.instance_type)
         interruptions: Array = np.zeros(self.samples)
         if stage.instance.market == "spot" and rate > 0:
             rng = np.random.default_rng([self.seed, 3, index, k, c, stage.nodes])
             expected = rate * stage.nodes * makespan / 3600.0
             # A stage long enough to pass Poisson's range never meets a deadline anyway.
             counts = rng.poisson(np.nan_to_num(np.minimum(expected, 1e15), nan=1e15))
-            penalty = self.cloud.queue_seconds + self.cloud.boot_seconds + startup + 0.5 * epoch_s
+            lost = self.cloud.lost_epochs(epochs) * epoch_s
+            penalty = self.cloud.queue_seconds + self.cloud.boot_seconds + startup + lost
             interruptions = np.asarray(counts * penalty, dtype=float)
         return makespan, interruptions
 
