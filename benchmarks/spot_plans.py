@@ -12,7 +12,8 @@ replacement node). Prices: on demand from the shipped table; spot ASSUMED at 30 
 reclaimed 0.05 / 0.1 / 0.2 times per node-hour on the 1- / 4- / 8-GPU types (no spot
 figures ship with the package). Run:
 
-    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/spot_plans.py [--seeds N] [--rate-scale X]
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/spot_plans.py [--quick] [--seeds N] \\
+        [--rate-scale X]
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ def _row(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="27 configurations, 1 case")
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--samples", type=int, default=400)
     parser.add_argument("--rate-scale", type=float, default=1.0, help="multiply reclaim rates")
@@ -91,11 +93,15 @@ def main(argv: list[str] | None = None) -> None:
     spot_offers = offers(args.rate_scale)
     model = replace(cloud("per-second"), checkpoint_interval_epochs=0)
     run_model = spot_cloud(model, spot_offers)
-    job = SuccessiveHalvingJob.geometric(81, 3, 27)
+    job = (
+        SuccessiveHalvingJob.geometric(27, 3, 9)
+        if args.quick
+        else SuccessiveHalvingJob.geometric(81, 3, 27)
+    )
     seeds = range(args.seeds)
     started = time.perf_counter()
     plans = None
-    for scaling in SCALINGS:
+    for scaling in SCALINGS[:1] if args.quick else SCALINGS:
         prof = profile(scaling)
         on_demand: tuple[PriceQuote, ...] = tuple(o.on_demand for o in spot_offers)
         base = PlanningProblem(
@@ -103,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         evaluator = base.evaluator()
         floor = min(evaluator.stats(p).jct_quantile for p in static_plans(base))
-        for slack in SLACKS:
+        for slack in SLACKS[:1] if args.quick else SLACKS:
             deadline = floor * slack
             plans = plan_spot_mix(replace(base, deadline_s=deadline), spot_offers)
             print(f"{scaling}, deadline {deadline / 3600:.2f}h ({len(seeds)} executed seeds each)")
