@@ -19,6 +19,13 @@ node of a SkyPilot cluster. From SkyPilot's variables (``SKYPILOT_NODE_RANK``,
    ``SEER_CHECKPOINT_URI`` store, sealed with the study's key (one whose seal the script
    wrote is verified first), and exits with torchrun's exit code.
 
+Checkpoints inside the rung (``rung-<r>-epoch-<e>.ckpt``,
+:mod:`optuna_seer.worker.epoch_checkpoints`) go up while torchrun runs (node rank 0 looks
+every ``SEER_UPLOAD_EVERY_S`` seconds, default 5) and once more when it ends, also when it
+failed; a SIGTERM to this process (a preemption notice) is passed to torchrun, whose workers
+store their newest epoch, which is uploaded before this process exits. A launch of a rung
+resumes from the newest epoch checkpoint of that rung in the store, when there is one.
+
 Extra variables: ``SEER_TRAIN_SCRIPT`` (required: a script path, or any torchrun target split
 like a shell would, e.g. ``-m package.module arg``), ``SEER_MASTER_PORT`` (default 29500),
 ``SEER_PROCS_PER_NODE`` (default: GPUs per node, at least 1), ``SEER_LOCAL_DIR`` (default a
@@ -38,11 +45,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 import os
 from pathlib import Path
+import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+from types import FrameType
 
 from optuna_seer._logging import get_logger
 from optuna_seer.worker.checkpoint_keys import CheckpointKey, key_from_env
@@ -57,14 +68,18 @@ from optuna_seer.worker.context import (
     ENV_CHECKPOINT_URI,
     ENV_RESUME_FROM,
     ENV_TRAIN_SCRIPT,
+    checkpoint_object_uri,
     trial_context,
 )
+from optuna_seer.worker.epoch_checkpoints import epoch_checkpoints_of, newest_epoch_checkpoint
 
 _logger = get_logger(__name__)
 
 ENV_MASTER_PORT = "SEER_MASTER_PORT"
 ENV_PROCS_PER_NODE = "SEER_PROCS_PER_NODE"
 ENV_LOCAL_DIR = "SEER_LOCAL_DIR"
+ENV_UPLOAD_EVERY_S = "SEER_UPLOAD_EVERY_S"
+_RUNG_END = re.compile(r"rung-(\d+)\.ckpt")
 
 SKYPILOT_NUM_NODES = "SKYPILOT_NUM_NODES"
 SKYPILOT_NODE_RANK = "SKYPILOT_NODE_RANK"
@@ -142,7 +157,13 @@ def fetch_resume_checkpoint(
         raise ValueError(f"{ENV_RESUME_FROM}={resume_from!r} is not <checkpoint store>/<name>.")
     store = open_store(store_uri, key=key)
     local_dir.mkdir(parents=True, exist_ok=True)
-    candidates = [name, *sorted((n for n in store.names() if n < name), reverse=True)]
+    wanted = _RUNG_END.fullmatch(name)
+    earlier = sorted(
+        (int(m.group(1)), n)
+        for n in store.names()
+        if (m := _RUNG_END.fullmatch(n)) and wanted and int(m.group(1)) < int(wanted.group(1))
+    )
+    candidates = [name, *(n for _, n in reversed(earlier))]
     errors: list[str] = []
     for candidate in candidates:
         try:
@@ -177,6 +198,98 @@ def upload_checkpoints(local_dir: Path, store: CheckpointStore) -> list[str]:
     return uploaded
 
 
+class EpochUploader:
+    """Copy the rung's newest epoch checkpoint from this node's ``local_dir`` to ``store``.
+
+    :meth:`sync` uploads it when it is new (verified against the seal the worker wrote) and
+    deletes the rung's older ones from the store; :meth:`start` runs it every ``every_s``
+    seconds in a thread until :meth:`stop`.
+    """
+
+    def __init__(
+        self, local_dir: Path, store: CheckpointStore, rung: int, every_s: float = 5.0
+    ) -> None:
+        self.local = LocalStore(local_dir, key=store.key)
+        self.store = store
+        self.rung = rung
+        self.every_s = every_s
+        self.uploaded: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def sync(self) -> str | None:
+        """Upload the newest local epoch checkpoint if not done yet; its URI, or ``None``."""
+        with self._lock:
+            newest = newest_epoch_checkpoint(self.local.names(), self.rung)
+            if newest is None or newest[0] == self.uploaded:
+                return None
+            name = newest[0]
+            try:
+                self.local.fetch(name, self.local.root / name)  # the worker's seal holds
+            except (CorruptCheckpointError, FileNotFoundError) as exc:
+                _logger.warning("epoch checkpoint %s not uploaded: %s", name, exc)
+                return None
+            uri = self.store.put(self.local.root / name, name)
+            for older in epoch_checkpoints_of(self.store.names(), self.rung):
+                if older != name:
+                    self.store.delete(older)
+            self.uploaded = name
+            _logger.info("uploaded %s", uri)
+            return uri
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.sync()
+            except Exception as exc:  # the next look, or the final sync, tries again
+                _logger.warning("epoch checkpoint upload failed: %s", exc)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="seer-epoch-upload", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def resume_point(remote: CheckpointStore, rung: int, resume_uri: str | None) -> str | None:
+    """What this rung's launch resumes from: the rung's newest epoch checkpoint in the store
+    (one that does not verify is skipped later by the fallback), else ``resume_uri``."""
+    try:
+        newest = newest_epoch_checkpoint(remote.names(), rung)
+    except OSError as exc:
+        _logger.warning("cannot list %s: %s", remote.uri, exc)
+        newest = None
+    if newest is None:
+        return resume_uri
+    return checkpoint_object_uri(remote.uri, newest[0])
+
+
+def _fetch_resume(
+    remote: CheckpointStore,
+    rung: int,
+    resume_uri: str | None,
+    local_dir: Path,
+    key: CheckpointKey | None,
+) -> Path | None:
+    """A verified local copy of :func:`resume_point` (an epoch checkpoint that fails falls back
+    to ``resume_uri`` and its earlier rung ends); ``None``: start fresh."""
+    point = resume_point(remote, rung, resume_uri)
+    if point is not None and point != resume_uri:
+        name = point.rpartition("/")[2]
+        local_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            return remote.fetch(name, local_dir / name)
+        except (CorruptCheckpointError, FileNotFoundError) as exc:
+            _logger.warning("epoch checkpoint %s unusable (%s); using %s", point, exc, resume_uri)
+    if resume_uri is None:
+        return None
+    return fetch_resume_checkpoint(resume_uri, local_dir, key)
+
+
 def run_node(environ: Mapping[str, str] | None = None, extra_args: Sequence[str] = ()) -> int:
     """Run this node's part of one trial launch; torchrun's exit code."""
     env = dict(os.environ if environ is None else environ)
@@ -190,16 +303,33 @@ def run_node(environ: Mapping[str, str] | None = None, extra_args: Sequence[str]
     out_dir.mkdir(parents=True)
     key = key_from_env(env)
     remote = open_store(context.checkpoint_uri, key=key)
-    if context.resume_uri:
+    fetched = _fetch_resume(remote, context.rung, context.resume_uri, work / "download", key)
+    if fetched is not None:
         # A verified local copy, sealed again: every worker's trial_context checks it before
         # training resumes from it.
-        fetched = fetch_resume_checkpoint(context.resume_uri, work / "download", key)
         env[ENV_RESUME_FROM] = LocalStore(work / "resume", key=key).put(fetched, fetched.name)
         fetched.unlink()
+    else:
+        env.pop(ENV_RESUME_FROM, None)
     env[ENV_CHECKPOINT_URI] = str(out_dir)
-    code = subprocess.run(command, env=env, check=False).returncode
+    uploader = EpochUploader(out_dir, remote, context.rung, float(env.get(ENV_UPLOAD_EVERY_S, 5)))
+    process = subprocess.Popen(command, env=env)
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        process.send_signal(signum)  # the workers store their newest epoch, then exit
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    if rank == 0:
+        uploader.start()
+    try:
+        code = process.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        uploader.stop()
+    if rank == 0:
+        uploader.sync()  # the newest epoch, also after a failure or a SIGTERM
     if code != 0:
-        _logger.error("torchrun exited with %d; nothing uploaded", code)
+        _logger.error("torchrun exited with %d; no rung-end checkpoint uploaded", code)
         return code
     if rank == 0:
         uploaded = upload_checkpoints(out_dir, remote)
@@ -207,6 +337,9 @@ def run_node(environ: Mapping[str, str] | None = None, extra_args: Sequence[str]
             _logger.warning("%s wrote no checkpoint", env[ENV_TRAIN_SCRIPT])
         for uri in uploaded:
             _logger.info("uploaded %s", uri)
+        for name in epoch_checkpoints_of(remote.names(), context.rung):
+            if any(uri.endswith(f"/rung-{context.rung}.ckpt") for uri in uploaded):
+                remote.delete(name)  # the rung-end checkpoint replaces them
     return 0
 
 
