@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+import json
 import math
 from pathlib import Path
 
 from optuna_seer.planning.budget import check_price_per_hour, parse_duration
+from optuna_seer.planning.provisioning import ProvisioningModel
 from optuna_seer.planning.simulator import CloudModel
 
 MAX_LOCAL_WORKERS = 1024
@@ -100,6 +102,11 @@ def add_cloud_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--boot", type=duration, default=120.0, help="mean instance start-up (2m)")
     group.add_argument("--provisioning-cv", type=positive_float, default=0.3)
     group.add_argument(
+        "--provisioning",
+        type=Path,
+        help="measured delays ('optuna-seer provisioning --out'); replaces --queue/--boot",
+    )
+    group.add_argument(
         "--billing", default="per-second", help="exact | per-second | per-minute | per-hour | …"
     )
     group.add_argument("--transfer-per-gb", type=positive_float, default=0.0)
@@ -134,6 +141,13 @@ def add_instance_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cloud_model(args: argparse.Namespace) -> CloudModel:
     """The :class:`CloudModel` of the options :func:`add_cloud_arguments` added."""
+    provisioning = None
+    if getattr(args, "provisioning", None) is not None:
+        try:
+            data = json.loads(Path(args.provisioning).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--provisioning {args.provisioning}: not JSON: {exc}") from None
+        provisioning = ProvisioningModel.from_dict(data)
     return CloudModel(
         queue_seconds=args.queue,
         boot_seconds=args.boot,
@@ -142,4 +156,5 @@ def cloud_model(args: argparse.Namespace) -> CloudModel:
         transfer_dollars_per_gb=args.transfer_per_gb,
         storage_dollars_per_gb_month=args.storage_per_gb_month,
         spot_interruptions_per_node_hour=args.spot_interruptions,
+        provisioning=provisioning,
     )

@@ -36,6 +36,7 @@ from optuna_seer.cli.arguments import (
 from optuna_seer.cli.extras import MissingExtraError
 from optuna_seer.cli.plan_commands import cmd_plan, cmd_simulate
 from optuna_seer.cli.profile_command import cmd_profile
+from optuna_seer.cli.provisioning_command import add_provisioning_command
 from optuna_seer.cli.report_command import cmd_report
 from optuna_seer.cli.tune_command import add_tune_command
 from optuna_seer.planning.seer import InfeasiblePlanError
@@ -162,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profile_command(commands)
     _add_report_command(commands)
     add_tune_command(commands)
+    add_provisioning_command(commands)
     return parser
 
 
