@@ -44,9 +44,9 @@ from benchmarks.baselines import (
     naive_elastic_plan,
     run_optuna_pruner,
     run_plan,
-    run_seer_pool,
 )
 from benchmarks.seer_arm import run_seer
+from benchmarks.seer_pool import run_seer_pool
 from optuna_seer.planning.plan import format_seconds
 from optuna_seer.planning.seer import plan_seer
 

@@ -26,9 +26,8 @@ import pytest
 
 from optuna_seer import Plan, SeerPruner, SeerSampler, WorkerPool, rungs
 from optuna_seer.integration import heartbeat
-from optuna_seer.integration.keys import TRIAL_HEARTBEAT
+from optuna_seer.integration.keys import TRIAL_HEARTBEAT, TRIAL_LEASE
 from optuna_seer.integration.leases import (
-    TRIAL_LEASE,
     LeaseError,
     acquire,
     check_pool,

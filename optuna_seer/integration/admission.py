@@ -33,7 +33,14 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_seer._optuna import trial_id_of
-from optuna_seer.integration.keys import TRIAL_BEYOND_PLAN, rung_end_key, rung_value, stop_reason
+from optuna_seer.integration.keys import (
+    TRIAL_BEYOND_PLAN,
+    TRIAL_LEASE,
+    TRIAL_SEGMENT,
+    rung_end_key,
+    rung_value,
+    stop_reason,
+)
 from optuna_seer.integration.ledger import trial_account, trial_gpu_seconds
 from optuna_seer.integration.trial_gpus import ImplicitPlacement, placement_of
 from optuna_seer.planning.plan import Plan, Rung, format_seconds
@@ -422,14 +429,19 @@ def out_of_time(
         return None
     rung = plan.rung_for_step(step)
     # Epoch time measured since the last rung end (the ledger settles there), so launch
-    # start-up never counts as training; the plan's estimate until a rung end is timed.
+    # start-up never counts as training; the plan's estimate until a rung end is timed. A
+    # trial that leases its workers is relaunched, and waits, between rungs: it is timed
+    # from its first report inside the rung (TRIAL_SEGMENT) instead.
     attrs = trial.system_attrs
+    first = attrs.get(TRIAL_SEGMENT)
     passed = [r for r in plan.rungs[:-1] if rung_value(attrs, r.index) is not None]
     account = trial_account(trial, implicit)
-    if passed and account is not None and step > passed[-1].resource:
+    seconds_per_epoch = rung.epoch_seconds
+    if TRIAL_LEASE in attrs:
+        if first is not None and int(first[0]) == rung.index and step > int(first[2]):
+            seconds_per_epoch = max(now - float(first[1]), 0.0) / (step - int(first[2]))
+    elif passed and account is not None and step > passed[-1].resource:
         seconds_per_epoch = max(now - account[1], 0.0) / (step - passed[-1].resource)
-    else:
-        seconds_per_epoch = rung.epoch_seconds
     needed = (rung.resource - step) * seconds_per_epoch
     left = started_at + plan.deadline_s - now
     if needed <= left:

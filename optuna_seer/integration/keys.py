@@ -48,6 +48,13 @@ or ``None`` once released (:mod:`optuna_seer.execution.driver_lock`)."""
 STUDY_HEARTBEAT = "seer:heartbeat"
 """How often ``study.optimize`` trials beat and after how long without a beat one is dead
 (:mod:`optuna_seer.integration.heartbeat`); the first process to run a trial stores it."""
+TRIAL_LEASE = "seer:lease"
+"""The workers a running trial holds, ``{"pool", "slots", "rung", "at"}``, or ``None`` between
+its rungs (:mod:`optuna_seer.integration.leases`); absent for trials that never lease."""
+TRIAL_SEGMENT = "seer:segment"
+"""``[rung, study time, step]``: the trial's first report inside ``rung`` (the asynchronous
+pruner measures a rung's epoch time from there, so waiting for workers and a relaunch's
+start-up never count as training)."""
 TRIAL_HEARTBEAT = "seer:heartbeat"
 """When (study time) the process running the trial last showed it was alive."""
 

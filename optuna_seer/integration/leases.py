@@ -16,6 +16,9 @@ attr ``seer:lease`` = ``{"pool": name, "slots": [...], "rung": r, "at": study ti
 * **Returned on every end.** Only ``RUNNING`` trials hold leases: a pruned, completed or
   failed trial holds none, and a killed process's trial is failed by the heartbeat
   (:mod:`optuna_seer.integration.heartbeat`), which returns its lease with it.
+* **Charged while held.** A trial's cost account restarts when it is granted workers, so
+  the time it waited for them costs nothing; it accrues from the grant (start-up included)
+  on the rung's workers (:mod:`optuna_seer.integration.ledger`).
 * **One pool size per pool.** The first process that leases from a pool records its size
   (``seer:pool:<name>``); a process that claims another size is refused by name.
 
@@ -40,9 +43,10 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_seer._optuna import storage_of, study_id_of
+from optuna_seer.integration.keys import TRIAL_LEASE
+from optuna_seer.integration.ledger import charge_trial
+from optuna_seer.integration.trial_gpus import implicit_placement, placement_of
 
-TRIAL_LEASE = "seer:lease"
-"""The workers a running trial holds: ``{"pool", "slots", "rung", "at"}`` or ``None``."""
 _POOL_PREFIX = "seer:pool:"
 
 
@@ -142,7 +146,8 @@ def acquire(
     taken = leased(study, pool, exclude=number)
     free = [slot for slot in range(size) if slot not in taken]
     if len(free) < workers:
-        if trial.system_attrs.get(TRIAL_LEASE) is not None:
+        if TRIAL_LEASE not in trial.system_attrs or trial.system_attrs[TRIAL_LEASE] is not None:
+            # Waiting, it holds nothing, so it costs nothing (see the ledger).
             storage.set_trial_system_attr(trial_id, TRIAL_LEASE, None)
         return None
     mine = tuple(free[:workers])
@@ -151,6 +156,11 @@ def acquire(
     if set(leased(study, pool, exclude=number)) & set(mine):
         storage.set_trial_system_attr(trial_id, TRIAL_LEASE, None)
         return None
+    # The trial costs money while it holds workers: its account restarts now, so the time it
+    # waited for them is not charged (see the ledger).
+    implicit = implicit_placement(storage, study_id_of(study))
+    if placement_of(trial, implicit) is not None:
+        charge_trial(storage, trial, 0.0, now, implicit)
     return mine
 
 

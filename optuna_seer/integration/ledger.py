@@ -33,6 +33,7 @@ from optuna_seer._optuna import storage_of, study_id_of, trial_id_of
 from optuna_seer.integration.keys import (
     STUDY_STARTED_AT,
     TRIAL_HEARTBEAT,
+    TRIAL_LEASE,
     TRIAL_LEDGER,
     rung_end_key,
 )
@@ -112,7 +113,12 @@ def settled(
 
 
 def current_gpus(trial: FrozenTrial, implicit: ImplicitPlacement | None = None) -> int:
-    """GPUs ``trial`` holds for its next epoch by its placement (0 if SEER did not place it)."""
+    """GPUs ``trial`` holds for its next epoch by its placement (0 if SEER did not place it);
+    for a trial that leases its workers (:mod:`optuna_seer.integration.leases`), the workers
+    it holds now (0 while it waits for them)."""
+    if TRIAL_LEASE in trial.system_attrs:
+        lease = trial.system_attrs[TRIAL_LEASE]
+        return 0 if lease is None else len(lease["slots"])
     placed = placement_of(trial, implicit)
     return 0 if placed is None else gpus_at(placed, trial.last_step)
 

@@ -1,0 +1,177 @@
+"""The ``seer-pool`` arm: SEER's pair in ``study.optimize`` on a fixed pool, with elastic leases.
+
+What a user gets from ``study.optimize`` with ``SeerSampler``/``SeerPruner`` and
+:func:`optuna_seer.rungs` on ``P`` workers (the pool the budget buys for the whole deadline,
+as for Optuna's pruners): the plan is SEER's for at most ``P`` GPUs at once
+(``ClusterLimits(max_gpus=P)``), so survivors' later rungs run on more workers where the
+scaling curve pays. Each trial trains rung by rung; before each rung it leases the rung's
+workers from the pool through the study's storage with the real lease code
+(:mod:`optuna_seer.integration.leases`), and returns them at the rung's end. The pruner runs
+asynchronously (ASHA-style promotion with SEER's fractions, deadline and budget stops at
+every epoch, as ``rungs()`` asks it), and survivors waiting for workers go before new
+configurations.
+
+The difference from ``study.optimize`` is only the driver: ``rungs()`` blocks a thread per
+trial on the wall clock, which a simulated clock cannot host, so this loop plays the
+threads' part as events on the replay clock (lease, launch, wait, verdict, lease again).
+The pool is billed for its ``P`` GPUs from start to end, as the Optuna pruners' pools are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import optuna
+from optuna.storages import InMemoryStorage
+from optuna.trial import TrialState
+
+from benchmarks.baselines import (
+    ConfigOrderSampler,
+    Outcome,
+    Scenario,
+    _outcome,
+    _spec,
+    config_order,
+    search_space,
+)
+from benchmarks.curves import CurveSet
+from optuna_seer.integration.leases import acquire, release
+from optuna_seer.integration.pruner import SeerPruner
+from optuna_seer.integration.ranking import best_finalist
+from optuna_seer.integration.sampler import SeerSampler
+from optuna_seer.planning.cost_model import ClusterLimits
+from optuna_seer.planning.plan import Plan
+from optuna_seer.planning.seer import InfeasiblePlanError, plan_seer
+
+POOL = "replay-pool"
+
+
+def pool_plan(scenario: Scenario, curves: CurveSet) -> Plan:
+    """SEER's plan for ``P`` workers at once; if even that cannot train ``max_epochs`` by the
+    deadline, the largest ``max_epochs`` that fits."""
+    for max_epochs in range(curves.epochs, 0, -1):
+        try:
+            return plan_seer(
+                scenario.budget,
+                scenario.workload(max_epochs),
+                scenario.reduction_factor,
+                limits=ClusterLimits(max_gpus=scenario.pool_gpus),
+                max_configs=len(curves.curves),
+            )
+        except InfeasiblePlanError:
+            continue
+    raise ValueError(f"scenario {scenario.name!r}: no SEER plan fits even one epoch.")
+
+
+@dataclass
+class _Running:
+    trial: optuna.Trial
+    rung: int
+
+
+def run_seer_pool(scenario: Scenario, curves: CurveSet, seed: int) -> Outcome:
+    """One seeded run of the arm (see the module docstring)."""
+    plan = pool_plan(scenario, curves)
+    pool = scenario.pool_gpus
+    order = config_order(len(curves.curves), seed)
+    storage = InMemoryStorage()
+    running: dict[str, _Running] = {}
+    stopped: set[str] = set()
+    holder: list[optuna.Study] = []
+
+    def worker_asks_the_pruner(handle: str, epoch: int, _value: float) -> None:
+        # What rungs() does after each epoch the workers report: ask the pruner with the
+        # stored trial; a stop reaches the workers at their next epoch.
+        study = holder[0]
+        launch = running[handle]
+        end = plan.rungs[launch.rung].resource
+        frozen = storage.get_trial(launch.trial._trial_id)
+        if epoch < end and study.pruner.prune(study, frozen):
+            stopped.add(handle)
+            backend.stop(handle)
+
+    backend = scenario.backend(curves, seed, pool, storage=storage, observer=worker_asks_the_pruner)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=f"seer-pool-{seed}",
+        direction="maximize",
+        sampler=SeerSampler(ConfigOrderSampler(order), clock=backend.now, widen=True),
+        pruner=SeerPruner(plan=plan, clock=backend.now),
+    )
+    holder.append(study)
+    pruner = study.pruner
+    assert isinstance(pruner, SeerPruner)
+    started = backend.now()
+    deadline = started + scenario.deadline_s
+    waiting: list[tuple[optuna.Trial, int]] = []  # survivors waiting for their next rung
+    more = True
+
+    def launch(trial: optuna.Trial, rung: int) -> bool:
+        workers = plan.rungs[rung].gpus_per_trial
+        slots = acquire(
+            study, trial.number, pool=POOL, size=pool, workers=workers, rung=rung, now=backend.now()
+        )
+        if slots is None:
+            return False
+        spec = _spec(study, trial, rung, plan.rungs[rung].resource, workers)
+        running[backend.start(spec)] = _Running(trial, rung)
+        return True
+
+    def new_trial() -> bool:
+        """Start the next configuration; ``False`` once the sampler refuses (width, budget)."""
+        trial = study.ask()
+        try:
+            search_space(trial, len(order))
+        except optuna.TrialPruned:
+            study.tell(trial, state=TrialState.PRUNED)
+            return False
+        if not launch(trial, 0):
+            waiting.append((trial, 0))
+        return True
+
+    def fill() -> None:
+        nonlocal more
+        # Survivors first, the furthest rung first: they decide the result.
+        waiting.sort(key=lambda w: -w[1])
+        while waiting and launch(*waiting[0]):
+            waiting.pop(0)
+        while not waiting and more and backend.now() < deadline and free() > 0:
+            more = new_trial()
+
+    def free() -> int:
+        return pool - sum(plan.rungs[r.rung].gpus_per_trial for r in running.values())
+
+    fill()
+    while running:
+        done = backend.wait(list(running), deadline - backend.now())
+        if not done:
+            for handle, launched in running.items():
+                backend.stop(handle)
+                release(study, launched.trial.number)
+                study.tell(launched.trial, state=TrialState.PRUNED)
+            running.clear()
+            break
+        for handle in done:
+            launched = running.pop(handle)
+            trial, rung = launched.trial, launched.rung
+            release(study, trial.number)
+            frozen = storage.get_trial(trial._trial_id)
+            if handle in stopped or (frozen.last_step or 0) < plan.rungs[rung].resource:
+                study.tell(trial, state=TrialState.PRUNED)
+            elif rung == len(plan.rungs) - 1:
+                study.tell(trial, backend.validation_accuracy(study.study_name, trial.number))
+            elif pruner.prune(study, frozen):
+                study.tell(trial, state=TrialState.PRUNED)
+            else:
+                waiting.append((trial, rung + 1))
+        fill()
+    for trial, _ in waiting:
+        study.tell(trial, state=TrialState.PRUNED)
+    seconds = backend.now() - started
+    dollars = pool * seconds * scenario.price_per_gpu_second
+    finalists = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    selected = None
+    if finalists:
+        since = plan.rungs[-2].resource if len(plan.rungs) > 1 else 0
+        selected = best_finalist(finalists, since, plan.max_epochs, study.direction)
+    return _outcome("seer-pool", seed, scenario, study, backend, seconds, dollars, selected)
