@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 from hypothesis import HealthCheck, event, given, settings
@@ -174,4 +175,29 @@ def test_branch_and_bound_matches_brute_force(scaling: str) -> None:
     found = exhaustive_plan(problem)
     assert brute is not None and found is not None
     assert found[1].cost <= brute + 1e-9
-    assert plan_rubberband(problem).stats.cost <= found[1].cost * 1.02
+    # The exhaustive yardstick minimises the mean cost alone; so does this comparison.
+    mean_only = dataclasses.replace(problem, max_dearer_share=1.0)
+    assert plan_rubberband(mean_only).stats.cost <= found[1].cost * 1.02
+
+
+def test_a_plan_dearer_than_static_in_too_many_samples_loses_to_it() -> None:
+    """Cheaper on average but dearer than the static cluster in more than 5 % of the samples
+    (at p95): the static cluster is kept; told to weigh the mean alone, the planner takes
+    the cheaper-on-average plan."""
+    job = SuccessiveHalvingJob.geometric(4, 2, 4)
+    profile = Profile(epoch_seconds=300.0, scaling="power:0.6", epoch_cv=0.1, startup_seconds=20)
+    cloud = CloudModel(queue_seconds=30, boot_seconds=60, billing="per-minute")
+    loose = PlanningProblem(job, profile, (ONE,), 1e12, cloud=cloud, max_gpus=8, samples=64)
+    deadline = 1.3 * loose.evaluator().stats(_largest_static(loose)).jct_quantile
+    problem = PlanningProblem(job, profile, (ONE,), deadline, cloud=cloud, max_gpus=8, samples=64)
+    safe = plan_rubberband(problem)
+    risky = plan_rubberband(dataclasses.replace(problem, max_dearer_share=1.0))
+    assert safe.plan == safe.static_plan
+    assert risky.stats.cost < safe.stats.cost
+    evaluator = problem.evaluator()
+    assert safe.static_plan is not None
+    ours = evaluator.cost_samples(risky.plan)
+    theirs = evaluator.cost_samples(safe.static_plan)
+    assert (ours > theirs).mean() > 0.05
+    with pytest.raises(ValueError, match="max_dearer_share"):
+        dataclasses.replace(problem, max_dearer_share=1.5)

@@ -347,6 +347,13 @@ def plan_rubberband(problem: PlanningProblem) -> RubberBandResult:
             if best is None or stats.cost < best[1].cost:
                 best = (plan, stats)
     assert best is not None
+    if static is not None and best[0] != static[0]:
+        # Cheaper on average is not enough: dearer than the static cluster in more than the
+        # allowed share of the samples (a lease rounded up to one more hour, say), it loses.
+        ours, theirs = (search.evaluator.cost_samples(p) for p in (best[0], static[0]))
+        dearer = float(np.mean(ours > theirs * (1 + 1e-9)))
+        if dearer > problem.dearer_share + 1e-12:
+            best = static
     if not math.isfinite(best[1].cost):
         raise ValueError(
             f"every plan's simulated cost overflows (${best[1].cost}): the cloud's transfer or "

@@ -96,6 +96,10 @@ class PlanningProblem:
         seed: Random seed (same seed, same plan).
         min_marginal_speedup: GPU counts whose extra GPUs add less than this fraction of one
             GPU's throughput are never considered.
+        max_dearer_share: The plan replaces the best static cluster only if it is dearer
+            than it in at most this share of the simulated samples (paired: the same random
+            draws); ``None``: ``1 − quantile``, so at p95 the plan is never dearer; ``1.0``:
+            the lower mean cost alone decides.
     """
 
     job: SuccessiveHalvingJob
@@ -108,8 +112,16 @@ class PlanningProblem:
     samples: int = 400
     seed: int = 0
     min_marginal_speedup: float = 0.05
+    max_dearer_share: float | None = None
 
     def __post_init__(self) -> None:
+        share = self.max_dearer_share
+        if share is not None and (
+            isinstance(share, bool)
+            or not isinstance(share, (int, float))
+            or not 0.0 <= share <= 1.0
+        ):
+            raise ValueError(f"max_dearer_share={share!r} must be in [0, 1], or None.")
         if not self.instances:
             raise ValueError("instances is empty; give at least one PriceQuote.")
         number(self.deadline_s, "deadline_s", positive=True)
@@ -143,6 +155,13 @@ class PlanningProblem:
             self.profile.epoch_seconds_on(1),
             self.job.resources[-1],
         )
+
+    @property
+    def dearer_share(self) -> float:
+        """The most samples (a share) in which the plan may cost more than the static one."""
+        if self.max_dearer_share is None:
+            return max(0.0, 1.0 - self.quantile)
+        return float(self.max_dearer_share)
 
     def evaluator(self) -> PlanEvaluator:
         return PlanEvaluator(self.profile, self.cloud, self.samples, self.seed, self.quantile)

@@ -438,6 +438,11 @@ class PlanEvaluator:
             jct_mean=float(jct.mean()),
         )
 
+    def cost_samples(self, plan: ElasticPlan) -> Array:
+        """``plan``'s cost in every sample (the draws every plan of this evaluator shares)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._run(plan, detail=False)[1]
+
     def result(self, plan: ElasticPlan) -> SimulationResult:
         """The full distribution of ``plan``'s time and cost.
 
