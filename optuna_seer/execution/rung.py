@@ -30,6 +30,7 @@ from optuna_seer.execution.journal import HEARTBEAT_SECONDS, InFlight, RunJourna
 from optuna_seer.execution.measurement import measured_epoch_seconds, startup_seconds
 from optuna_seer.execution.results import LaunchRecord, RungRecord
 from optuna_seer.execution.state import RunState
+from optuna_seer.integration.dashboard import on_launch_end
 from optuna_seer.integration.keys import checkpoint_fallback_key, launch_timing_key
 from optuna_seer.planning.plan import Plan, Rung, format_seconds
 from optuna_seer.planning.workload import Workload
@@ -381,6 +382,7 @@ class RungRunner:
         )
         state.launches.append(launch)
         journal.record_launch(trial, launch)
+        on_launch_end(journal.study, state.ids[number], journal.to_study(finished))  # dashboard
         self._keep_best(trial.intermediate_values.get(trial.last_step or 0))
         return launch
 

@@ -14,6 +14,7 @@ from optuna.samplers import BaseSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_seer._optuna import storage_of, study_id_of, trial_id_of
+from optuna_seer.integration import dashboard
 from optuna_seer.integration.admission import (
     affordable_width,
     budget_refusal,
@@ -282,6 +283,7 @@ class SeerSampler(BaseSampler):
                 state == TrialState.PRUNED and settled_at_stop(trial, rule)
             ):
                 settle_trial(storage_of(study), trial, self._now(pruner, study), rule)
+        dashboard.on_trial_end(study, trial, state, self._clock)  # user attrs it shows
         self._base.after_trial(study, trial, state, values)
 
     def reseed_rng(self) -> None:
