@@ -198,6 +198,60 @@ def test_elastic_tuner_trials_carry_the_attrs_and_the_study_marks_its_pick(
     assert study.user_attrs[dashboard.STUDY_BEST_TRIAL] == result.best_trial.number
 
 
+def test_elastic_tuner_trials_show_their_rung_while_running_between_rungs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After each launch (the trial stays RUNNING between rungs) the trial's page already
+    shows the rung it finished, its workers, epochs and the dollars charged so far."""
+    from optuna_seer.execution import rung as rung_module
+
+    seen: list[tuple[str, dict[str, object]]] = []
+
+    def recording(study: optuna.Study, trial_id: int, now: float) -> None:
+        dashboard.on_launch_end(study, trial_id, now)
+        trial = storage_of(study).get_trial(trial_id)
+        seen.append((trial.state.name, dict(trial.user_attrs)))
+
+    monkeypatch.setattr(rung_module, "on_launch_end", recording)
+    _study, result = _replay_study(tmp_path)
+    assert len(seen) == len(result.launches) == 6
+    rung0 = [attrs for state, attrs in seen[:4]]
+    assert {state for state, _ in seen} == {"RUNNING"}
+    for attrs in rung0:
+        assert (attrs[dashboard.RUNG], attrs[dashboard.WORKERS], attrs[dashboard.EPOCHS]) == (
+            0,
+            1,
+            1,
+        )
+        # 20 s start-up + one 60 s epoch on 1 worker at $3/GPU-hour
+        assert attrs[dashboard.DOLLARS] == pytest.approx(80 * 3.0 / 3600, abs=1e-6)
+    for _, attrs in seen[4:]:
+        assert (attrs[dashboard.RUNG], attrs[dashboard.WORKERS], attrs[dashboard.EPOCHS]) == (
+            1,
+            2,
+            3,
+        )
+
+
+def test_a_storage_error_is_logged_and_never_fails_the_trial(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fault injected into Optuna's storage: writing a user attr raises. The trials still
+    finish as they would, and each failed write is a warning."""
+
+    def broken(self: object, trial_id: int, key: str, value: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_user_attr", broken)
+    with caplog.at_level("WARNING", logger="optuna.optuna_seer.integration.dashboard"):
+        study = _optimize(tmp_path / "seer.db")
+    assert {t.state for t in study.trials} == {TrialState.COMPLETE, TrialState.PRUNED}
+    assert all(not t.user_attrs for t in study.trials)
+    warned = [r for r in caplog.records if "dashboard attrs not written" in r.getMessage()]
+    assert len(warned) == len(study.trials)
+    assert "disk full" in warned[0].getMessage()
+
+
 def test_publish_report_uploads_the_timeline_and_writes_the_report(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     from optuna_seer.cli.plots import plot_timeline
