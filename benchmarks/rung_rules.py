@@ -23,6 +23,19 @@ SEER promotes by ``ties`` and selects by ``mean, loss``. A second table asks the
 without any tuner: over pairs of the data set's top configurations, how often does each
 validation statistic order them as their test accuracy after all epochs does?
 
+Two ablations of issue 17 follow (``--ablations``, on by default):
+
+* **Curve-aware promotion** (:class:`~optuna_seer.planning.learning_curves.CurvePrior`,
+  :func:`~optuna_seer.integration.ranking.curve_rank_key`): promote by the final value
+  predicted from each curve so far, with a prior from the *other* data sets' curves, or from
+  this data set's configurations the seed did not draw (a warm start from an earlier study);
+  ``optimism`` 0 (the predicted mean) or 1 (mean + one standard deviation: keeps uncertain
+  late bloomers). The selection stays SEER's.
+* **Plan objective**: today's plan (the most configurations), the plan that holds at p95 of
+  the scenario's stragglers (billed per launch, as the replay bills), and the plan an
+  :class:`~optuna_seer.planning.accuracy_model.AccuracyModel` prefers with a prior from the
+  other data sets (η = 3, and η chosen from 2-5), all with SEER's rules.
+
 Usage::
 
     python benchmarks/rung_rules.py --seeds 200
@@ -45,6 +58,8 @@ from benchmarks import curves as recorded
 from benchmarks.baselines import Scenario, config_order
 from benchmarks.run import SCENARIOS
 from optuna_seer.backends.replay import RecordedCurve
+from optuna_seer.planning.accuracy_model import AccuracyModel
+from optuna_seer.planning.learning_curves import CurvePrior
 from optuna_seer.planning.plan import Plan
 from optuna_seer.planning.seer import plan_seer
 
@@ -77,18 +92,37 @@ def _key(curve: RecordedCurve, since: int, end: int, number: int, rule: str) -> 
     return (-last, -mean if rule == "ties" else 0.0, number)
 
 
-def select(curves: recorded.CurveSet, plan: Plan, seed: int, promote: str, final: str) -> int:
-    """The configuration SEER's rung decisions select for ``seed`` under the rules."""
+def select(
+    curves: recorded.CurveSet,
+    plan: Plan,
+    seed: int,
+    promote: str,
+    final: str,
+    prior: CurvePrior | None = None,
+) -> int:
+    """The configuration SEER's rung decisions select for ``seed`` under the rules; with
+    ``prior``, promotions rank by its predicted final value instead of ``promote``."""
     order = config_order(len(curves.curves), seed)
     alive = list(range(plan.n_configs))  # trial numbers
     since = 0
     for rung in plan.rungs:
         last = rung.index == len(plan.rungs) - 1
         rule = final if last else promote
-        ranked = sorted(
-            alive,
-            key=lambda n: _key(curves.curves[order[n]], since, rung.resource, n, rule),
-        )
+
+        def key(
+            n: int,
+            rule: str = rule,
+            end: int = rung.resource,
+            since: int = since,
+            last: bool = last,
+        ) -> tuple[float, ...]:
+            curve = curves.curves[order[n]]
+            if prior is None or last:
+                return _key(curve, since, end, n, rule)
+            score = prior.score(range(1, end + 1), curve.val_acc[:end], plan.max_epochs)
+            return (-score, -curve.val_acc[end - 1], n)
+
+        ranked = sorted(alive, key=key)
         if last:
             return order[ranked[0]]
         alive = ranked[: plan.rungs[rung.index + 1].n_trials]
@@ -101,6 +135,97 @@ def mean_test(curves: recorded.CurveSet, plan: Plan, seeds: int, promote: str, f
         curves.curves[select(curves, plan, seed, promote, final)].test_acc[-1]
         for seed in range(seeds)
     )
+
+
+def _val(curve: RecordedCurve) -> list[float]:
+    return [math.nan if v is None else v for v in curve.val_acc]
+
+
+def curve_aware_test(
+    curves: recorded.CurveSet,
+    plan: Plan,
+    seeds: int,
+    others: Sequence[recorded.CurveSet],
+    optimism: float,
+    warm: bool,
+) -> float:
+    """Mean test accuracy with curve-aware promotion: the prior is the other data sets'
+    curves, or (``warm``) this data set's configurations outside the seed's first
+    ``n_0``."""
+    cross = CurvePrior([_val(c) for o in others for c in o.curves], optimism=optimism)
+    picks = []
+    for seed in range(seeds):
+        prior = cross
+        if warm:
+            drawn = set(config_order(len(curves.curves), seed)[: plan.n_configs])
+            rest = [_val(c) for i, c in enumerate(curves.curves) if i not in drawn]
+            prior = CurvePrior(rest or [_val(c) for c in curves.curves], optimism=optimism)
+        chosen = select(curves, plan, seed, "ties", "mean, loss", prior)
+        picks.append(curves.curves[chosen].test_acc[-1])
+    return statistics.fmean(picks)
+
+
+def accuracy_prior(others: Sequence[recorded.CurveSet]) -> AccuracyModel:
+    """The other data sets' curves, scored by their test accuracy after all epochs."""
+    return AccuracyModel(
+        [_val(c) for o in others for c in o.curves],
+        scores=[c.test_acc[-1] for o in others for c in o.curves],
+    )
+
+
+def ablations(datasets: Sequence[str], directory: Path, seeds: int) -> None:
+    """Print the curve-aware promotion and plan-objective tables (module docstring)."""
+    sets = {d: recorded.load(d, directory) for d in datasets}
+    print(f"\nCurve-aware promotion ({seeds} seeds; SEER's selection): mean test accuracy.\n")
+    columns = ["SEER (rung-end value)"] + [
+        f"curve, {'warm' if warm else 'other data sets'}, optimism {k:g}"
+        for warm in (False, True)
+        for k in (0.0, 1.0)
+    ]
+    print("| data set | scenario | " + " | ".join(columns) + " |")
+    print("|---" * (2 + len(columns)) + "|")
+    for dataset, curves in sets.items():
+        others = [c for d, c in sets.items() if d != dataset]
+        for scenario in SCENARIOS:
+            plan = plan_for(scenario, curves, 1)
+            scores = [mean_test(curves, plan, seeds, "ties", "mean, loss")] + [
+                curve_aware_test(curves, plan, seeds, others, k, warm)
+                for warm in (False, True)
+                for k in (0.0, 1.0)
+            ]
+            print(
+                f"| {dataset} | {scenario.name} | " + " | ".join(f"{c:.4f}" for c in scores) + " |"
+            )
+    print(f"\nPlan objective ({seeds} seeds; SEER's rules): plan and mean test accuracy.\n")
+    print(
+        "| data set | scenario | most configurations (today) | p95 of stragglers, per launch "
+        "| accuracy model, η = 3 | accuracy model, η auto |"
+    )
+    print("|---" * 6 + "|")
+    for dataset, curves in sets.items():
+        model = accuracy_prior([c for d, c in sets.items() if d != dataset])
+        for scenario in SCENARIOS:
+            n = len(curves.curves)
+            workload = scenario.workload(curves.epochs)
+            plans = [
+                plan_seer(scenario.budget, workload, 3, max_configs=n),
+                plan_seer(
+                    scenario.budget,
+                    workload,
+                    3,
+                    epoch_cv=scenario.straggler_cv,
+                    billing="per-launch",
+                    max_configs=n,
+                ),
+                plan_seer(scenario.budget, workload, 3, accuracy=model, max_configs=n),
+                plan_seer(scenario.budget, workload, "auto", accuracy=model, max_configs=n),
+            ]
+            cells = [
+                f"{' '.join(f'{r.n_trials}×{r.resource}' for r in p.rungs)}: "
+                f"{mean_test(curves, p, seeds, 'ties', 'mean, loss'):.4f}"
+                for p in plans
+            ]
+            print(f"| {dataset} | {scenario.name} | " + " | ".join(cells) + " |")
 
 
 STATISTICS: dict[str, Callable[[RecordedCurve, int], float]] = {
@@ -153,6 +278,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[1, 4],
         help="plan_seer's min_resource: epochs before the first elimination (plan width)",
     )
+    parser.add_argument(
+        "--no-ablations",
+        action="store_true",
+        help="skip the curve-aware promotion and plan-objective tables",
+    )
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds={args.seeds} must be >= 1.")
@@ -184,6 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for top in (10, 20, 40):
             cells = [f"{concordance(curves, top, since, name):.2f}" for name in STATISTICS]
             print(f"| {dataset} | {top} | " + " | ".join(cells) + " |")
+    if not args.no_ablations:
+        ablations(datasets, args.curves, args.seeds)
     return 0
 
 

@@ -37,7 +37,7 @@ from optuna_seer.integration.keys import (
     rung_value_key,
 )
 from optuna_seer.integration.ledger import settled
-from optuna_seer.integration.ranking import RankKey, rank_key
+from optuna_seer.integration.ranking import RankKey, curve_rank_key, rank_key
 from optuna_seer.integration.steps import check_steps
 from optuna_seer.integration.trial_gpus import (
     ImplicitPlacement,
@@ -46,6 +46,7 @@ from optuna_seer.integration.trial_gpus import (
 )
 from optuna_seer.planning.budget import Budget
 from optuna_seer.planning.cost_model import ClusterLimits
+from optuna_seer.planning.learning_curves import CurvePrior
 from optuna_seer.planning.plan import Plan, Rung
 from optuna_seer.planning.seer import plan_seer
 from optuna_seer.planning.workload import Workload
@@ -102,6 +103,10 @@ class SeerPruner(BasePruner):
         plan: A ready plan instead of ``budget``/``workload``.
         limits, min_resource, min_marginal_speedup, max_configs: See :func:`plan_seer`.
         clock: Seconds since the epoch; replaced by a simulated clock in replays.
+        curve_prior: Opt-in curve-aware promotion: synchronous rung decisions rank by the
+            final value this :class:`~optuna_seer.planning.learning_curves.CurvePrior`
+            predicts from each curve (:func:`~optuna_seer.integration.ranking.curve_rank_key`)
+            instead of the rung-end value. ``None`` (the default): the rung-end value.
 
     Example:
         >>> import optuna
@@ -126,6 +131,7 @@ class SeerPruner(BasePruner):
         min_marginal_speedup: float = 0.2,
         max_configs: int = 10_000,
         clock: Callable[[], float] = time.time,
+        curve_prior: CurvePrior | None = None,
     ) -> None:
         if plan is not None:
             if budget is not None or workload is not None:
@@ -150,6 +156,9 @@ class SeerPruner(BasePruner):
         if not callable(clock):
             raise TypeError(f"clock={clock!r} must be a callable returning seconds.")
         self._clock = clock
+        if curve_prior is not None and not isinstance(curve_prior, CurvePrior):
+            raise TypeError(f"curve_prior={curve_prior!r:.60} must be a CurvePrior or None.")
+        self._curve_prior = curve_prior
         self._caches: dict[tuple[int, int], FinishedTrials] = {}
         self._lock = threading.Lock()
 
@@ -374,6 +383,16 @@ class SeerPruner(BasePruner):
         storage_of(study).set_trial_system_attr(trial_id_of(trial), TRIAL_STOP_REASON, reason)
         return True
 
+    def _rank_key(
+        self, trial: FrozenTrial, since: int, rung_end: int, direction: StudyDirection
+    ) -> RankKey:
+        """The promotion key: the rung-end rule, or the curve prior's prediction if given."""
+        if self._curve_prior is None:
+            return rank_key(trial, since, rung_end, direction)
+        return curve_rank_key(
+            trial, since, rung_end, direction, self._curve_prior, self._plan.max_epochs
+        )
+
     def decide_rung(self, study: optuna.Study, rung_index: int) -> RungDecision:
         """Synchronous decision for ``rung_index``: keep the top ``n_{r+1}`` trials.
 
@@ -420,7 +439,7 @@ class SeerPruner(BasePruner):
                 self._stop(study, t, f"reported {value!r} at rung {rung_index}'s end")
                 continue
             contenders.append(
-                (rank_key(t, since, rung.resource, study.direction), t.number, value, t)
+                (self._rank_key(t, since, rung.resource, study.direction), t.number, value, t)
             )
         contenders.sort(key=lambda c: c[0])
         promoted = {c[1] for c in contenders[:keep]}

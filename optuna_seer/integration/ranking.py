@@ -34,6 +34,12 @@ validation examples) this lifts the selected configuration's test accuracy from 
 to 0.987-0.990 over 200 seeds, and changes nothing where the validation set separates the
 finalists by itself (``benchmarks/rung_rules.py``). Only then does the lower trial number win.
 
+**Curve-aware promotion** (opt-in: :func:`curve_rank_key`, ``SeerPruner(curve_prior=...)``)
+ranks by the final value a :class:`~optuna_seer.planning.learning_curves.CurvePrior` predicts
+from the trial's curve so far, with its uncertainty, instead of the rung-end value. On the
+benchmark curves it does not beat the rule above (``benchmarks/rung_rules.py``), so it is not
+the default.
+
 In a one-rung plan there was no promotion: the values over the rung are the whole learning
 curves, from the first epoch, and their mean says how fast a configuration learned as much
 as where it ended. There the selection is the promotion rule (the last value first).
@@ -59,6 +65,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
 from optuna_seer.integration.tie_break import tie_break_key
+from optuna_seer.planning.learning_curves import CurvePrior
 
 RankKey = tuple[float, float, int]
 SelectionKey = tuple[float, float, float, int]
@@ -133,6 +140,44 @@ def rank_key(
     value, mean = rung_score(trial, since_step, rung_end)
     sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
     return sign * value, sign * mean, trial.number
+
+
+def curve_rank_key(
+    trial: FrozenTrial,
+    since_step: int,
+    rung_end: int,
+    direction: StudyDirection,
+    prior: CurvePrior,
+    max_epochs: int,
+) -> RankKey:
+    """Curve-aware promotion key, best first: the final value ``prior`` predicts from the
+    trial's curve up to the rung's end (:meth:`CurvePrior.score`: the predicted mean, moved
+    by the prior's ``optimism`` × its uncertainty), then the rung-end value, then the trial
+    number. Opt-in (``SeerPruner(curve_prior=...)``); ``since_step`` is only checked.
+
+    Example:
+        >>> import optuna
+        >>> from optuna_seer.planning.learning_curves import CurvePrior
+        >>> prior = CurvePrior([[0.2, 0.5, 0.9], [0.6, 0.65, 0.7]])
+        >>> bloomer = optuna.trial.create_trial(value=0.25, intermediate_values={1: 0.25})
+        >>> plateau = optuna.trial.create_trial(value=0.55, intermediate_values={1: 0.55})
+        >>> bloomer.number, plateau.number = 0, 1
+        >>> ranked = sorted([plateau, bloomer], key=lambda t: curve_rank_key(
+        ...     t, 0, 1, StudyDirection.MAXIMIZE, prior, max_epochs=3))
+        >>> [t.number for t in ranked]  # rank_key would put the plateau first
+        [0, 1]
+    """
+    if direction not in (StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE):
+        raise ValueError(f"direction={direction!r} must be MAXIMIZE or MINIMIZE.")
+    _check(since_step, rung_end)
+    end, value, _ = _scored(trial, since_step, rung_end)
+    steps = [s for s in sorted(trial.intermediate_values) if 1 <= s <= min(end, max_epochs)]
+    values = [trial.intermediate_values[s] for s in steps]
+    kept = [(s, v) for s, v in zip(steps, values) if math.isfinite(v)]
+    maximize = direction == StudyDirection.MAXIMIZE
+    score = prior.score([s for s, _ in kept], [v for _, v in kept], max_epochs, maximize=maximize)
+    sign = -1.0 if maximize else 1.0
+    return sign * score, sign * value, trial.number
 
 
 def selection_key(
