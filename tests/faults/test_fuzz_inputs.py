@@ -886,7 +886,7 @@ CLI = [
         lambda p: ["report", "--storage", "nosuchdialect://u:pw@host/db", "--study", "run"],
         ("nosuchdialect",),
     ),
-    BadCli("cli-unknown-subcommand", lambda p: ["tune"], ("tune",)),
+    BadCli("cli-unknown-subcommand", lambda p: ["optimise"], ("optimise",)),
 ]
 
 
