@@ -1,4 +1,5 @@
-"""Checkpoint stores: a local directory or an S3 prefix, every object sealed by a digest beside it.
+"""Checkpoint stores: a local directory, or any fsspec URL (``s3://``, ``gs://`` …), every
+object sealed by a digest beside it.
 
 A store keeps named checkpoint files for one trial (``rung-0.ckpt``, ``rung-1.ckpt`` …),
 each with a ``<name>.sha256`` sidecar. With a checkpoint key (``key=``, default
@@ -9,8 +10,19 @@ plain SHA-256 (corruption is caught, tampering is not; a warning says so once). 
 has a key refuses a plain digest, and a keyless reader verifies a keyed one with the driver's
 keyring.
 
-Writes are atomic (local: write then rename; S3: the digest is written after the object, so
-a reader never trusts an object whose digest is missing or different). :meth:`fetch`
+Remote stores go through `fsspec <https://filesystem-spec.readthedocs.io>`_: ``s3://`` through
+``s3fs`` (``pip install 'optuna-seer[s3]'``), ``gs://`` through ``gcsfs``
+(``optuna-seer[gcs]``), and any other protocol fsspec knows, all alike
+(:class:`RemoteStore`). Options for the filesystem (an endpoint, a token, a project) come
+from ``storage_options=`` or, for workers, the JSON in ``SEER_CHECKPOINT_STORAGE_OPTIONS``;
+S3 honours ``AWS_ENDPOINT_URL`` too. Transient failures are retried by the client library
+itself (S3: botocore's ``Config(retries={"mode": "standard", "total_max_attempts": N})``,
+nothing stacked on top; GCS: gcsfs's own retries), then :class:`StorageUnavailableError` says
+which object, how often and why: an unreachable server is never taken for a corrupt
+checkpoint.
+
+Writes are atomic (local: write then rename; remote: the digest is written after the object,
+so a reader never trusts an object whose digest is missing or different). :meth:`fetch`
 verifies the digest and raises :class:`CorruptCheckpointError` on a mismatch, so a caller can
 fall back to an earlier good checkpoint.
 
@@ -27,18 +39,16 @@ Example:
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 import hashlib
 import hmac
 import os
 from pathlib import Path
 import shutil
 import tempfile
-from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlparse
+from typing import Any
 
 from optuna_seer._logging import get_logger
-from optuna_seer.storage.retry import RetryPolicy, call_with_retries
 from optuna_seer.worker.checkpoint_keys import (
     ENV_CHECKPOINT_KEY,
     CheckpointKey,
@@ -46,11 +56,6 @@ from optuna_seer.worker.checkpoint_keys import (
     key_from_env,
     parse_seal,
 )
-
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
-
-T = TypeVar("T")
 
 _logger = get_logger(__name__)
 
@@ -217,158 +222,48 @@ class LocalStore(CheckpointStore):
             path.unlink(missing_ok=True)
 
 
-class S3Store(CheckpointStore):
-    """Checkpoints under ``s3://bucket/prefix`` through boto3.
+def __getattr__(name: str) -> Any:
+    # The fsspec stores live in remote_checkpoints (imported on first use: a local store
+    # needs no fsspec); their names stay importable from here.
+    if name in _REMOTE_NAMES:
+        from optuna_seer.worker import remote_checkpoints
 
-    ``endpoint_url`` (or the ``AWS_ENDPOINT_URL`` variable boto3 reads) points at another
-    S3-compatible server, e.g. a local moto server in tests. Every request is retried with
-    backoff and jitter while the server is unreachable, times out or answers 5xx/throttling
-    (``retry``, see :mod:`optuna_seer.storage.retry`); then
-    :class:`~optuna_seer.storage.retry.StorageUnavailableError` says which object and why. An
-    unreachable server is never taken for a corrupt checkpoint. ``key`` default:
-    ``SEER_CHECKPOINT_KEY``.
-    """
-
-    def __init__(
-        self,
-        uri: str,
-        *,
-        endpoint_url: str | None = None,
-        client: Any = None,
-        retry: RetryPolicy | None = None,
-        key: CheckpointKey | None = None,
-    ) -> None:
-        parsed = urlparse(uri)
-        if parsed.scheme != "s3" or not parsed.netloc:
-            raise ValueError(f"checkpoint URI {uri!r} is not of the form s3://bucket/prefix")
-        self.uri = uri.rstrip("/")
-        self.bucket = parsed.netloc
-        self.prefix = parsed.path.strip("/")
-        if client is None:
-            import boto3
-
-            client = boto3.client("s3", endpoint_url=endpoint_url)
-        self._client: S3Client = client
-        self._retry = retry or RetryPolicy()
-        self.key = key if key is not None else key_from_env()
-
-    def _key(self, name: str) -> str:
-        return f"{self.prefix}/{name}" if self.prefix else name
-
-    def _call(self, what: str, call: Callable[[], T]) -> T:
-        return call_with_retries(
-            call, what=f"{what} ({self.uri})", transient=is_transient_s3_error, policy=self._retry
-        )
-
-    def put(self, local_path: str | Path, name: str) -> str:
-        _check_name(name)
-        digest = seal_file(local_path, name, self.key)
-        # The digest goes last: a put cut short leaves a checkpoint that fails verification.
-        self._call(
-            f"upload {name}",
-            lambda: self._client.upload_file(str(local_path), self.bucket, self._key(name)),
-        )
-        self._call(
-            f"upload {name}{DIGEST_SUFFIX}",
-            lambda: self._client.put_object(
-                Bucket=self.bucket, Key=self._key(name + DIGEST_SUFFIX), Body=digest.encode()
-            ),
-        )
-        return f"s3://{self.bucket}/{self._key(name)}"
-
-    def fetch(self, name: str, local_path: str | Path) -> Path:
-        from botocore.exceptions import ClientError
-
-        _check_name(name)
-
-        def read_digest() -> str:
-            response = self._client.get_object(
-                Bucket=self.bucket, Key=self._key(name + DIGEST_SUFFIX)
-            )
-            return response["Body"].read().decode().strip()
-
-        try:
-            expected = self._call(f"read {name}{DIGEST_SUFFIX}", read_digest)
-        except ClientError as exc:
-            raise CorruptCheckpointError(
-                f"checkpoint {self.uri}/{name} has no readable digest: {exc}"
-            ) from None
-        target = Path(local_path)
-        self._call(
-            f"download {name}",
-            lambda: self._client.download_file(self.bucket, self._key(name), str(target)),
-        )
-        verify_file(target, name, expected, self.key, f"{self.uri}/{name}")
-        return target
-
-    def names(self) -> list[str]:
-        start = f"{self.prefix}/" if self.prefix else ""
-
-        def listing() -> list[str]:
-            found: list[str] = []
-            paginator = self._client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
-                for item in page.get("Contents", []):
-                    name = item["Key"][len(start) :]
-                    if name and "/" not in name and not name.endswith(DIGEST_SUFFIX):
-                        found.append(name)
-            return sorted(found)
-
-        return self._call("list checkpoints", listing)
-
-    def delete(self, name: str) -> None:
-        for key in (self._key(_check_name(name)), self._key(name + DIGEST_SUFFIX)):
-            self._call(
-                f"delete {key}",
-                lambda key=key: self._client.delete_object(Bucket=self.bucket, Key=key),  # type: ignore[misc]
-            )
+        return getattr(remote_checkpoints, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-_TRANSIENT_S3_CODES = frozenset(
-    {
-        "InternalError",
-        "RequestTimeout",
-        "RequestTimeTooSkewed",
-        "ServiceUnavailable",
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "500",
-        "502",
-        "503",
-        "504",
-    }
+_REMOTE_NAMES = frozenset(
+    {"RemoteStore", "S3Store", "is_transient_store_error", "is_transient_s3_error"}
 )
 
 
-def is_transient_s3_error(error: BaseException) -> bool:
-    """Whether an S3 error may pass if retried: no connection, a timeout, 5xx, throttling."""
-    from boto3.exceptions import S3TransferFailedError, S3UploadFailedError
-    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
-
-    if isinstance(error, (ConnectionError, HTTPClientError)):
-        return True
-    if isinstance(error, ClientError):
-        return str(error.response.get("Error", {}).get("Code")) in _TRANSIENT_S3_CODES
-    if isinstance(error, (S3UploadFailedError, S3TransferFailedError)):
-        cause = error.__cause__ or error.__context__
-        return (cause is not None and is_transient_s3_error(cause)) or "Could not connect" in str(
-            error
-        )
-    return False
-
-
 def open_store(
-    uri: str, *, endpoint_url: str | None = None, key: CheckpointKey | None = None
+    uri: str,
+    *,
+    endpoint_url: str | None = None,
+    key: CheckpointKey | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> CheckpointStore:
-    """A :class:`S3Store` for ``s3://…`` URIs, else a :class:`LocalStore` directory; both seal
-    with ``key`` (default: ``SEER_CHECKPOINT_KEY``, else a plain SHA-256)."""
+    """The store at ``uri``: a :class:`LocalStore` for a directory (or ``file://``), an
+    :class:`S3Store` for ``s3://…``, a :class:`RemoteStore` for any other fsspec URL
+    (``gs://…``); all seal with ``key`` (default: ``SEER_CHECKPOINT_KEY``, else a plain
+    SHA-256).
+
+    Example:
+        >>> open_store("memory://seer/trial-0").names()
+        []
+    """
     if not isinstance(uri, str) or not uri:
-        raise ValueError(f"checkpoint URI {uri!r} must be a directory path or s3://bucket/prefix")
-    if uri.startswith("s3://"):
-        return S3Store(uri, endpoint_url=endpoint_url, key=key)
-    if "://" in uri:
         raise ValueError(
-            f"checkpoint URI {uri!r}: only local directories and s3://bucket/prefix are supported"
+            f"checkpoint URI {uri!r} must be a directory path or a URL such as s3://bucket/prefix "
+            "or gs://bucket/prefix"
         )
+    if uri.startswith("file://"):
+        return LocalStore(uri[len("file://") :], key=key)
+    from optuna_seer.worker.remote_checkpoints import RemoteStore, S3Store
+
+    if uri.startswith("s3://"):
+        return S3Store(uri, endpoint_url=endpoint_url, key=key, storage_options=storage_options)
+    if "://" in uri:
+        return RemoteStore(uri, key=key, storage_options=storage_options)
     return LocalStore(uri, key=key)

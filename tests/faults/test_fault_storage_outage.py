@@ -11,7 +11,6 @@ import sqlite3
 import threading
 import time
 
-from botocore.config import Config
 import optuna
 import pytest
 
@@ -26,11 +25,9 @@ from tests.local_s3 import S3Server
 
 
 def _store(server: S3Server, policy: RetryPolicy, prefix: str) -> S3Store:
-    # botocore's own quick retries off, so the test sees ours.
-    client = server.client(
-        config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=2)
-    )
-    return S3Store(f"s3://{server.bucket}/{prefix}/trial-0", client=client, retry=policy)
+    # policy.attempts calls in all, retried by botocore itself (standard mode); short timeouts.
+    timeouts = {"config_kwargs": {"connect_timeout": 1, "read_timeout": 2}}
+    return S3Store(f"s3://{server.bucket}/{prefix}/trial-0", retry=policy, storage_options=timeouts)
 
 
 @pytest.mark.slow
