@@ -110,3 +110,21 @@ def test_min_cost_on_local_slots_runs_the_digits_example(
     assert "measured / predicted" in out and "best: trial" in out
     record = json.loads((tmp_path / "run.json").read_text())
     assert record["dollars"] > 0 and record["leases"][0]["queue_s"] == 0
+
+
+def test_skypilot_needs_one_instance_type_s3_checkpoints_and_a_confirmation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    args = [
+        "--backend=skypilot", "--deadline=6h", "--budget=500", f"--profile={_profile(tmp_path)}",
+        f"--script={DIGITS_TRAIN}", "--configs=9", "--max-epochs=9", "--no-sky",
+        "--instance=p3.8xlarge", "--checkpoints=s3://bucket/prefix", "--samples=100",
+    ]  # fmt: skip
+    code, out, err = _tune(args, capsys)
+    assert code == 2 and "pass --yes" in err
+    assert "p3.8xlarge" in out and "time  mean" in out  # planned and shown before asking
+    code, _, err = _tune([*args, "--instance=p3.2xlarge"], capsys)
+    assert code == 2 and "one instance type" in err
+    code, _, err = _tune([*args[:-2], "--checkpoints=./local", "--samples=100"], capsys)
+    assert code == 2 and "s3://" in err

@@ -12,6 +12,8 @@ The plan runs through :func:`~optuna_seer.execution.stage_runner.run_elastic_pla
 * ``local``: ``--script`` on this machine's worker slots (``LocalBackend``); a slot is a
   one-GPU node priced ``--price-per-slot-hour``; no provisioning delay. The run is real, so
   it asks for confirmation first (``--yes`` skips it; without a terminal ``--yes`` is needed).
+* ``skypilot``: the plan on SkyPilot clusters of one instance type (one ``--instance``;
+  ``--checkpoints s3://…``); it asks for confirmation first too.
 * ``replay``: a rehearsal on a simulated clock (``ReplayBackend``): the profile's epoch and
   start-up times, its spread, the cloud model's provisioning delays and billing, and
   synthetic learning curves. It runs the real executor in seconds and spends nothing.
@@ -103,13 +105,19 @@ def add_tune_command(commands: Any) -> None:
     tune.add_argument("--min-resource", type=bounded_int(1, 100_000), default=1)
     tune.add_argument("--quantile", type=float, default=0.95, help="P(JCT <= deadline) to reach")
     tune.add_argument("--objective", choices=("min-cost", "max-accuracy"), default="min-cost")
-    tune.add_argument("--backend", choices=("local", "replay"), default="local")
-    tune.add_argument("--script", help="local: the training, file.py:function or script.py")
+    tune.add_argument("--backend", choices=("local", "replay", "skypilot"), default="local")
+    tune.add_argument(
+        "--script", help="local, skypilot: the training, file.py:function or script.py"
+    )
     tune.add_argument("--slots", type=int, help="local: worker slots (default: GPUs or CPUs)")
     tune.add_argument("--cpu", action="store_true", help="local: CPU processes, no GPUs")
     tune.add_argument("--storage", help="study storage URL (default sqlite:///optuna-seer-tune.db)")
     tune.add_argument("--study", default="tune", help="study name (re-run continues it)")
-    tune.add_argument("--checkpoints", default="tune-checkpoints", help="directory or s3:// URI")
+    tune.add_argument(
+        "--checkpoints",
+        default="tune-checkpoints",
+        help="directory or s3:// URI (skypilot: s3:// the nodes can reach)",
+    )
     tune.add_argument("--yes", action="store_true", help="run without asking")
     tune.add_argument("--run-out", type=Path, help="write predicted vs measured JSON here")
     add_instance_arguments(tune)
@@ -182,6 +190,39 @@ def _local_backend(args: argparse.Namespace) -> LocalBackend:
     return LocalBackend(args.slots, gpus=() if args.cpu else None)
 
 
+def _check_skypilot(args: argparse.Namespace, instances: tuple[PriceQuote, ...]) -> None:
+    """Refuse what a SkyPilot run cannot do before planning it."""
+    if not args.script:
+        raise ValueError("--backend skypilot needs --script file.py:function (the training).")
+    if not str(args.checkpoints).startswith("s3://"):
+        raise ValueError(
+            f"--backend skypilot needs --checkpoints s3://bucket/prefix (the nodes read and "
+            f"write them there), not {args.checkpoints!r}."
+        )
+    if len(instances) != 1:
+        raise ValueError(
+            f"--backend skypilot runs a plan on one instance type (SkyPilotBackend takes its "
+            f"resources when built); got {len(instances)}: pass one --instance."
+        )
+
+
+def _skypilot_backend(instance: PriceQuote, max_gpus: int) -> Backend:
+    """A ``SkyPilotBackend`` for ``instance`` (its accelerator × GPUs, market and price)."""
+    try:
+        from optuna_seer.backends.skypilot.backend import SkyPilotBackend
+    except ImportError as exc:
+        raise ValueError(
+            f"--backend skypilot needs SkyPilot ({exc}): pip install 'optuna-seer[sky]'."
+        ) from None
+    return SkyPilotBackend(
+        resources=f"{instance.accelerator}:{instance.gpus}",
+        use_spot=instance.market == "spot",
+        max_gpus=max_gpus,
+        price_per_gpu_hour=instance.dollars_per_gpu_hour,
+        workdir=Path.cwd(),
+    )
+
+
 def cmd_tune(args: argparse.Namespace, out: TextIO) -> int:
     """``optuna-seer tune``: 0 when the run met the deadline (and the budget), else 1."""
     if args.budget is None:
@@ -199,6 +240,8 @@ def cmd_tune(args: argparse.Namespace, out: TextIO) -> int:
         cloud = cloud_model(args)
         max_gpus = args.max_gpus
     instances = _instances(args, profile)
+    if args.backend == "skypilot":
+        _check_skypilot(args, instances)
     plan = _plan(args, profile, instances, cloud, max_gpus, out)
     prediction = simulate(plan, profile, cloud, samples=args.samples, seed=args.seed)
     print(plan.table(prediction.stage_start_s, prediction.stage_end_s), file=out)
@@ -211,6 +254,8 @@ def cmd_tune(args: argparse.Namespace, out: TextIO) -> int:
     if not _confirm(args, prediction, out):
         print("not run.", file=out)
         return 0
+    if args.backend == "skypilot":
+        backend = _skypilot_backend(instances[0], max_gpus)
     run = _execute(args, plan, profile, cloud, prediction, backend)
     print(run.report(args.deadline), file=out)
     best = run.tuning.best_trial
