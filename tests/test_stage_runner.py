@@ -184,3 +184,40 @@ def test_a_two_stage_plan_on_local_slots(tmp_path: Path) -> None:
         sum(lease.held_seconds * lease.nodes for lease in run.leases) * 3.0 / 3600
     )
     assert "measured / predicted" in run.report(1800)
+
+
+def test_a_backend_factory_gets_one_backend_per_instance_type(tmp_path: Path) -> None:
+    plan = ElasticPlan((Stage(9, 1, 1, ONE, 9), Stage(3, 3, 2, FOUR, 1), Stage(1, 9, 4, FOUR, 1)))
+    storage = InMemoryStorage()
+    made: list[tuple[str, ReplayBackend]] = []
+
+    def backend_for(instance: PriceQuote) -> ReplayBackend:
+        # One clock across them (a replay starts where the last one stopped).
+        start = made[-1][1].now() if made else 0.0
+        backend = ReplayBackend(
+            CURVES, "linear", 60.0, slots=9, startup_seconds=10, storage=storage, start_time=start
+        )
+        made.append((instance.instance_type, backend))
+        return backend
+
+    run = run_elastic_plan(
+        plan,
+        backend=backend_for,
+        profile=PROFILE,
+        deadline_s=3600.0,
+        budget_dollars=100.0,
+        train="benchmarks.seer_arm:replayed_training",
+        checkpoints=tmp_path,
+        storage=storage,
+        study_name="per-type",
+        search_space=lambda t: t.suggest_int("config_id", 0, len(CURVES) - 1),
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        storage_url="replay:in-memory",
+        poll_seconds=5.0,
+    )
+    assert [name for name, _ in made] == ["g1", "g4"]
+    assert list(run.tuning.trial_states.values()).count(TrialState.COMPLETE.name) == 1
+    assert [r.workers for r in run.tuning.launches if r.rung == 2] == [4]
+    assert [(lease.instance, lease.stages) for lease in run.leases] == [(ONE, (0,)), (FOUR, (1, 2))]
+    with pytest.raises(ValueError, match="has 2 slots but a stage on it runs 9"):
+        StagedCluster(lambda q: ReplayBackend(CURVES, "linear", 60.0, slots=2), plan)

@@ -1,10 +1,9 @@
-"""A RubberBand plan on SkyPilot: ``run_elastic_plan`` with ``SkyPilotBackend`` as it is.
+"""RubberBand plans on SkyPilot: ``run_elastic_plan`` with ``SkyPilotBackend`` as it is.
 
-One instance type (2-GPU nodes), the node count and GPUs per trial set per stage: the
-``StagedCluster`` hands SkyPilot no more launches at once than a stage's cluster holds, and
-SkyPilot's own placement packs them onto that many nodes. (A plan that changes the instance
-type between stages would need one ``SkyPilotBackend`` per type: it takes ``resources`` when
-built.)
+The ``StagedCluster`` hands SkyPilot no more launches at once than a stage's cluster holds,
+and SkyPilot's own placement packs them onto that many nodes. ``SkyPilotBackend`` takes its
+``resources`` when built, so a plan that changes instance type between stages gets one
+backend per type from a factory (the previous one released, its clusters down).
 
 Fake at the SDK boundary only, as in ``tests/test_skypilot_executor.py``: ``RecordingSky``
 replaces the ``sky`` client's cluster calls; the node processes, torchrun, DDP over gloo,
@@ -91,3 +90,58 @@ def test_a_rubberband_plan_runs_on_skypilot_stage_by_stage(
     # One cluster shape all along: one lease in the plan's terms.
     assert [(lease.nodes, lease.stages) for lease in run.leases] == [(2, (0, 1, 2))]
     assert backend.spent_dollars > 0
+
+
+def _backend(fake: RecordingSky, gpus: int) -> SkyPilotBackend:
+    return SkyPilotBackend(
+        resources=f"A100:{gpus}",
+        clouds=["aws"],
+        proxy_host="127.0.0.1",
+        proxy_port=free_port(),
+        max_gpus=4,
+        price_per_gpu_hour=1.5,
+        workdir=REPO_ROOT,
+        poll_interval_s=0.2,
+        sdk=fake,
+    )
+
+
+def test_a_plan_that_changes_instance_type_gets_a_backend_per_type(
+    fake: RecordingSky, tmp_path: Path
+) -> None:
+    single = PriceQuote("A100x1", "A100", 1, 1.5)
+    # 4 one-GPU trials on 4 one-GPU nodes, then 2 × 2 GPUs and 1 × 4 on 2-GPU nodes.
+    plan = ElasticPlan(
+        (Stage(4, 1, 1, single, 4), Stage(2, 2, 2, NODE, 2), Stage(1, 4, 4, NODE, 2))
+    )
+    made: list[SkyPilotBackend] = []
+
+    def backend_for(instance: PriceQuote) -> SkyPilotBackend:
+        made.append(_backend(fake, instance.gpus))
+        return made[-1]
+
+    run = run_elastic_plan(
+        plan,
+        backend=backend_for,
+        profile=Profile(epoch_seconds=600, scaling="linear", startup_seconds=60),
+        deadline_s=3600,
+        budget_dollars=50,
+        train=TRAIN,
+        checkpoints=f"s3://{BUCKET}/{tmp_path.name}",
+        storage=f"sqlite:///{tmp_path / 'study.db'}",
+        study_name="sky-two-types",
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        poll_seconds=0.5,
+    )
+    assert [r.state for r in run.tuning.launches] == ["succeeded"] * 7
+    assert [r.workers for r in run.tuning.launches] == [1, 1, 1, 1, 2, 2, 4]
+    assert len(made) == 2
+    shapes = [call[2:] for call in fake.ops("launch")]
+    assert shapes[:4] == [(1, 1)] * 4  # stage 0: one-GPU nodes
+    assert all(gpus_per_node == 2 for _, gpus_per_node in shapes[4:])  # then 2-GPU nodes
+    assert fake.peak_gpus == 4
+    assert fake.get(fake.status()) == []
+    assert [(lease.instance, lease.stages) for lease in run.leases] == [
+        (single, (0,)),
+        (NODE, (1, 2)),
+    ]

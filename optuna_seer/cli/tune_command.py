@@ -12,8 +12,8 @@ The plan runs through :func:`~optuna_seer.execution.stage_runner.run_elastic_pla
 * ``local``: ``--script`` on this machine's worker slots (``LocalBackend``); a slot is a
   one-GPU node priced ``--price-per-slot-hour``; no provisioning delay. The run is real, so
   it asks for confirmation first (``--yes`` skips it; without a terminal ``--yes`` is needed).
-* ``skypilot``: the plan on SkyPilot clusters of one instance type (one ``--instance``;
-  ``--checkpoints s3://…``); it asks for confirmation first too.
+* ``skypilot``: the plan on SkyPilot clusters, one ``SkyPilotBackend`` per instance type it
+  uses (``--checkpoints s3://…``); it asks for confirmation first too.
 * ``replay``: a rehearsal on a simulated clock (``ReplayBackend``): the profile's epoch and
   start-up times, its spread, the cloud model's provisioning delays and billing, and
   synthetic learning curves. It runs the real executor in seconds and spends nothing.
@@ -25,6 +25,7 @@ again, it continues an interrupted study or prints a finished one's stored resul
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 import json
 import math
 from pathlib import Path
@@ -190,7 +191,7 @@ def _local_backend(args: argparse.Namespace) -> LocalBackend:
     return LocalBackend(args.slots, gpus=() if args.cpu else None)
 
 
-def _check_skypilot(args: argparse.Namespace, instances: tuple[PriceQuote, ...]) -> None:
+def _check_skypilot(args: argparse.Namespace) -> None:
     """Refuse what a SkyPilot run cannot do before planning it."""
     if not args.script:
         raise ValueError("--backend skypilot needs --script file.py:function (the training).")
@@ -199,28 +200,28 @@ def _check_skypilot(args: argparse.Namespace, instances: tuple[PriceQuote, ...])
             f"--backend skypilot needs --checkpoints s3://bucket/prefix (the nodes read and "
             f"write them there), not {args.checkpoints!r}."
         )
-    if len(instances) != 1:
-        raise ValueError(
-            f"--backend skypilot runs a plan on one instance type (SkyPilotBackend takes its "
-            f"resources when built); got {len(instances)}: pass one --instance."
-        )
 
 
-def _skypilot_backend(instance: PriceQuote, max_gpus: int) -> Backend:
-    """A ``SkyPilotBackend`` for ``instance`` (its accelerator × GPUs, market and price)."""
+def _skypilot_factory(max_gpus: int) -> Callable[[PriceQuote], Backend]:
+    """``instance -> SkyPilotBackend`` (its accelerator × GPUs, market and price): one per
+    instance type a plan uses, since a ``SkyPilotBackend`` takes its resources when built."""
     try:
         from optuna_seer.backends.skypilot.backend import SkyPilotBackend
     except ImportError as exc:
         raise ValueError(
             f"--backend skypilot needs SkyPilot ({exc}): pip install 'optuna-seer[sky]'."
         ) from None
-    return SkyPilotBackend(
-        resources=f"{instance.accelerator}:{instance.gpus}",
-        use_spot=instance.market == "spot",
-        max_gpus=max_gpus,
-        price_per_gpu_hour=instance.dollars_per_gpu_hour,
-        workdir=Path.cwd(),
-    )
+
+    def backend_for(instance: PriceQuote) -> Backend:
+        return SkyPilotBackend(
+            resources=f"{instance.accelerator}:{instance.gpus}",
+            use_spot=instance.market == "spot",
+            max_gpus=max_gpus,
+            price_per_gpu_hour=instance.dollars_per_gpu_hour,
+            workdir=Path.cwd(),
+        )
+
+    return backend_for
 
 
 def cmd_tune(args: argparse.Namespace, out: TextIO) -> int:
@@ -241,7 +242,7 @@ def cmd_tune(args: argparse.Namespace, out: TextIO) -> int:
         max_gpus = args.max_gpus
     instances = _instances(args, profile)
     if args.backend == "skypilot":
-        _check_skypilot(args, instances)
+        _check_skypilot(args)
     plan = _plan(args, profile, instances, cloud, max_gpus, out)
     prediction = simulate(plan, profile, cloud, samples=args.samples, seed=args.seed)
     print(plan.table(prediction.stage_start_s, prediction.stage_end_s), file=out)
@@ -254,9 +255,10 @@ def cmd_tune(args: argparse.Namespace, out: TextIO) -> int:
     if not _confirm(args, prediction, out):
         print("not run.", file=out)
         return 0
+    runner: Backend | Callable[[PriceQuote], Backend] | None = backend
     if args.backend == "skypilot":
-        backend = _skypilot_backend(instances[0], max_gpus)
-    run = _execute(args, plan, profile, cloud, prediction, backend)
+        runner = _skypilot_factory(max_gpus)
+    run = _execute(args, plan, profile, cloud, prediction, runner)
     print(run.report(args.deadline), file=out)
     best = run.tuning.best_trial
     if best is not None:
@@ -274,7 +276,7 @@ def _execute(
     profile: Profile,
     cloud: CloudModel,
     prediction: SimulationResult,
-    backend: Backend | None,
+    backend: Backend | Callable[[PriceQuote], Backend] | None,
 ) -> StagedRun:
     common: dict[str, Any] = {
         "profile": profile,

@@ -179,7 +179,7 @@ class StagedRun:
 def run_elastic_plan(
     plan: ElasticPlan,
     *,
-    backend: Backend,
+    backend: Backend | Callable[[PriceQuote], Backend],
     profile: Profile,
     deadline_s: float,
     budget_dollars: float,
@@ -206,7 +206,8 @@ def run_elastic_plan(
     Args:
         plan: The stages and their clusters (:func:`~optuna_seer.plan_rubberband`'s plan).
         backend: Where launches run (``LocalBackend``, ``ReplayBackend``); its slots must
-            hold each stage's placed trials.
+            hold each stage's placed trials. Or ``backend(instance) -> Backend`` for a backend
+            of one instance type (``SkyPilotBackend``), called when a stage changes type.
         profile: The trial's timings the plan was made with.
         deadline_s: The deadline; the executor's guard stops trials at it.
         budget_dollars: The budget the executor's guard holds (at the dearest per-GPU price).

@@ -117,13 +117,17 @@ class _Launch:
     generation: int = -1
     status: LaunchStatus | None = None  # set once it ended without ever starting
     freed: bool = False
+    backend: Backend | None = None  # what it runs on, once started
 
 
 class StagedCluster(Backend):
     """``backend`` resized to each stage's cluster of ``plan`` (see the module docstring).
 
     Args:
-        backend: Runs the launches; its slots must hold every stage's placed trials.
+        backend: Runs the launches; its slots must hold every stage's placed trials. Or a
+            factory, ``backend(instance) -> Backend``, called whenever a stage changes the
+            instance type (the previous type's backend is released then): for a backend that
+            runs one instance type, such as ``SkyPilotBackend``. Its backends share a clock.
         plan: The stages and their clusters.
         delays: Provisioning delay of each new cluster (default: none, as for local slots).
         billing: How the cloud rounds each lease (``"per-second"``, ``"per-hour"``, …).
@@ -141,7 +145,7 @@ class StagedCluster(Backend):
 
     def __init__(
         self,
-        backend: Backend,
+        backend: Backend | Callable[[PriceQuote], Backend],
         plan: ElasticPlan,
         *,
         delays: ProvisioningDelay = no_delay,
@@ -149,10 +153,18 @@ class StagedCluster(Backend):
         preemption_rate: Callable[[PriceQuote], float] | None = None,
         seed: int = 0,
     ) -> None:
-        if not isinstance(backend, Backend):
-            raise TypeError(f"backend={backend!r} must be an optuna_seer Backend.")
         if not isinstance(plan, ElasticPlan):
             raise TypeError(f"plan={plan!r} must be an ElasticPlan.")
+        self._factory: Callable[[PriceQuote], Backend] | None = None
+        if not isinstance(backend, Backend):
+            if not callable(backend):
+                raise TypeError(
+                    f"backend={backend!r} must be an optuna_seer Backend or a factory "
+                    "callable(instance) -> Backend."
+                )
+            self._factory = backend
+            backend = self._made_for(plan.stages[0].instance, plan)
+        self._retired: list[Backend] = []
         if not callable(delays):
             raise TypeError(f"delays={delays!r} must be callable(n, stage) -> (queue_s, boot_s).")
         self._inner = backend
@@ -168,7 +180,7 @@ class StagedCluster(Backend):
         self._seed = seed
         self.preemptions = 0
         self._slots = max(self.capacity(s) for s in plan.stages)
-        if self._slots > backend.slots:
+        if self._factory is None and self._slots > backend.slots:
             widest = max(plan.stages, key=self.capacity)
             raise ValueError(
                 f"stage {plan.stages.index(widest)} runs {widest.concurrent_trials} trials of "
@@ -185,6 +197,20 @@ class StagedCluster(Backend):
         self._queue: deque[str] = deque()
         self._handles = itertools.count()
         self.notes: list[str] = []
+
+    def _made_for(self, instance: PriceQuote, plan: ElasticPlan) -> Backend:
+        """The factory's backend for ``instance``, checked to hold its stages' trials."""
+        assert self._factory is not None
+        made = self._factory(instance)
+        if not isinstance(made, Backend):
+            raise TypeError(f"the backend factory returned {made!r}, not a Backend.")
+        need = max(self.capacity(s) for s in plan.stages if s.instance == instance)
+        if need > made.slots:
+            raise ValueError(
+                f"the backend for {instance.instance_type} has {made.slots} slots but a stage "
+                f"on it runs {need} workers at once."
+            )
+        return made
 
     @staticmethod
     def capacity(stage: Stage) -> int:
@@ -237,7 +263,8 @@ class StagedCluster(Backend):
             return launch.status
         if launch.inner is None:
             return LaunchStatus(LaunchState.RUNNING, started_at=self.now())
-        status = self._inner.poll(launch.inner)
+        assert launch.backend is not None
+        status = launch.backend.poll(launch.inner)
         if status.done and not launch.freed:
             self._free_nodes(launch)
             self._pump()
@@ -252,13 +279,16 @@ class StagedCluster(Backend):
             self._queue.remove(handle)
             launch.status = LaunchStatus(LaunchState.STOPPED, now, now, "stopped before it started")
             return
-        self._inner.stop(launch.inner)
+        assert launch.backend is not None
+        launch.backend.stop(launch.inner)
         self.poll(handle)
 
     def release(self) -> None:
         for handle, launch in self._launches.items():
             if launch.status is None and (launch.inner is None or not launch.freed):
                 self.stop(handle)
+        for retired in self._retired:
+            retired.release()
         self._inner.release()
         self._close_lease()
 
@@ -282,7 +312,7 @@ class StagedCluster(Backend):
             running = [
                 launch.inner
                 for launch in self._launches.values()
-                if launch.inner is not None and not launch.freed
+                if launch.inner is not None and not launch.freed and launch.backend is self._inner
             ]
             step = min([until, *self._node_reclaim]) - now
             coming = [t for t in self._node_ready if t > now] if self._queue else []
@@ -347,6 +377,10 @@ class StagedCluster(Backend):
             self._leases[-1] = replace(lease, stages=(*lease.stages, index))
             return
         self._close_lease()
+        if self._factory is not None and current and current.instance != stage.instance:
+            self._inner.release()  # its launches ended with the previous stage
+            self._retired.append(self._inner)
+            self._inner = self._made_for(stage.instance, self._plan)
         self._provision(index, stage)
 
     def _provision(self, index: int, stage: Stage) -> None:
@@ -419,6 +453,7 @@ class StagedCluster(Backend):
                 self._free[node] -= used
             try:
                 launch.inner = self._inner.start(launch.spec)
+                launch.backend = self._inner
             except BaseException:
                 self._free_nodes(launch)
                 raise
