@@ -126,3 +126,36 @@ def test_skypilot_needs_s3_checkpoints_and_a_confirmation(
     assert "p3.8xlarge" in out and "time  mean" in out  # planned and shown before asking
     code, _, err = _tune([*args[:-2], "--checkpoints=./local", "--samples=100"], capsys)
     assert code == 2 and "s3://" in err
+
+
+def test_spot_mix_on_replay_puts_stages_on_spot_and_reclaims_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prices = tmp_path / "prices.csv"
+    prices.write_text(
+        "instance_type,accelerator,gpus,dollars_per_hour,market,region,source,date\n"
+        "g1,V100,1,3.06,on-demand,,test,2026-12\n"
+        "g1,V100,1,0.92,spot,,test,2026-12\n"
+    )
+    out_json = tmp_path / "run.json"
+    code, out, err = _tune(
+        [
+            "--backend=replay", "--spot-mix", f"--prices={prices}", "--instance=g1",
+            "--spot-interruptions=0.5", "--deadline=5h", "--budget=500",
+            f"--profile={_profile(tmp_path)}", "--configs=27", "--max-epochs=9",
+            "--max-gpus=27", "--samples=200", f"--run-out={out_json}",
+        ],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "effective $/h" in out and "spot/on-demand mix" in out and "all on-demand" in out
+    record = json.loads(out_json.read_text())
+    markets = {stage["instance"]["market"] for stage in record["plan"]["stages"]}
+    assert "spot" in markets
+    assert record["preemptions"] > 0 and record["wall_seconds"] <= 5 * 3600
+    code, _, err = _tune(
+        ["--backend=local", "--spot-mix", "--deadline=1h", "--budget=5",
+         f"--profile={_profile(tmp_path)}", f"--script={DIGITS_TRAIN}", "--slots=2", "--cpu"],
+        capsys,
+    )  # fmt: skip
+    assert code == 2 and "needs a cloud" in err

@@ -18,6 +18,10 @@ The plan runs through :func:`~optuna_seer.execution.stage_runner.run_elastic_pla
   start-up times, its spread, the cloud model's provisioning delays and billing, and
   synthetic learning curves. It runs the real executor in seconds and spends nothing.
 
+``--spot-mix`` (min-cost, on a cloud) plans each stage on spot or on demand
+(:func:`~optuna_seer.planning.spot.plan_spot_mix`), printing the price and reclaim risk of
+each instance type on both markets and the all-on-demand and all-spot alternatives.
+
 The run's storage and study (``--storage``/``--study``) make the command re-runnable: run
 again, it continues an interrupted study or prints a finished one's stored result.
 """
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -48,7 +53,7 @@ from optuna_seer.cli.arguments import (
     duration,
     positive_float,
 )
-from optuna_seer.cli.plan_commands import _instances, print_prediction
+from optuna_seer.cli.plan_commands import _instances, _spot_quotes, print_prediction
 from optuna_seer.execution.naming import resumable_study_name
 from optuna_seer.execution.stage_runner import StagedRun, run_elastic_plan
 from optuna_seer.execution.staged_cluster import StagedCluster, no_delay
@@ -61,7 +66,9 @@ from optuna_seer.planning.profile import Profile
 from optuna_seer.planning.rubberband import PlanningProblem, SuccessiveHalvingJob, plan_rubberband
 from optuna_seer.planning.seer import plan_seer
 from optuna_seer.planning.simulator import CloudModel, SimulationResult, simulate
+from optuna_seer.planning.spot import SpotOffer, plan_spot_mix, spot_cloud
 from optuna_seer.planning.stage_plan import ElasticPlan
+from optuna_seer.pricing.sources import find_quote, read_price_csv
 from optuna_seer.profiling.harness import load_profile
 
 REPLAY_CONFIG = "config_id"
@@ -120,6 +127,12 @@ def add_tune_command(commands: Any) -> None:
         help="directory or s3:// URI (skypilot: s3:// the nodes can reach)",
     )
     tune.add_argument("--yes", action="store_true", help="run without asking")
+    tune.add_argument(
+        "--spot-mix",
+        action="store_true",
+        help="min-cost: each stage on spot or on demand (spot prices from --prices or the "
+        "catalogs; reclaimed --spot-interruptions times per node-hour)",
+    )
     tune.add_argument("--run-out", type=Path, help="write predicted vs measured JSON here")
     add_instance_arguments(tune)
     add_cloud_arguments(tune)
@@ -133,24 +146,28 @@ def _plan(
     cloud: CloudModel,
     max_gpus: int,
     out: TextIO,
+    offers: list[SpotOffer],
 ) -> ElasticPlan:
     if args.objective == "min-cost":
         job = SuccessiveHalvingJob.geometric(
             args.configs, args.reduction_factor, args.max_epochs, args.min_resource
         )
-        found = plan_rubberband(
-            PlanningProblem(
-                job,
-                profile,
-                instances,
-                args.deadline,
-                cloud=cloud,
-                max_gpus=max_gpus,
-                quantile=args.quantile,
-                samples=min(args.samples, 1000),
-                seed=args.seed,
-            )
+        problem = PlanningProblem(
+            job,
+            profile,
+            instances,
+            args.deadline,
+            cloud=cloud,
+            max_gpus=max_gpus,
+            quantile=args.quantile,
+            samples=min(args.samples, 1000),
+            seed=args.seed,
         )
+        if offers:
+            plans = plan_spot_mix(problem, offers)
+            print(plans.summary(), file=out)
+            return plans.mixed.plan
+        found = plan_rubberband(problem)
         print(found.summary(), file=out)
         return found.plan
     instance = instances[0]
@@ -189,6 +206,24 @@ def _local_backend(args: argparse.Namespace) -> LocalBackend:
     if not args.script:
         raise ValueError("--backend local needs --script file.py:function (the training).")
     return LocalBackend(args.slots, gpus=() if args.cpu else None)
+
+
+def _spot_offers(args: argparse.Namespace, instances: tuple[PriceQuote, ...]) -> list[SpotOffer]:
+    """Each on-demand instance paired with its spot quote, reclaimed at the given rate."""
+    if args.objective != "min-cost" or args.market != "on-demand":
+        raise ValueError(
+            "--spot-mix chooses the market per stage of a min-cost plan: use it with "
+            "--objective min-cost and without --market spot."
+        )
+    if args.backend == "local":
+        raise ValueError("--spot-mix needs a cloud: --backend replay or skypilot.")
+    names = [q.instance_type for q in instances]
+    if args.prices:
+        table = read_price_csv(args.prices)
+        spot = [find_quote(table, name, "spot", args.region) for name in names]
+    else:
+        spot = list(_spot_quotes(names, args.region, use_sky=not args.no_sky))
+    return [SpotOffer(od, sq, args.spot_interruptions) for od, sq in zip(instances, spot)]
 
 
 def _check_skypilot(args: argparse.Namespace) -> None:
@@ -240,10 +275,16 @@ def cmd_tune(args: argparse.Namespace, out: TextIO) -> int:
     else:
         cloud = cloud_model(args)
         max_gpus = args.max_gpus
+        if args.backend == "replay":
+            # A replayed launch that fails keeps only its rung-start checkpoint.
+            cloud = dataclasses.replace(cloud, checkpoint_interval_epochs=0)
     instances = _instances(args, profile)
     if args.backend == "skypilot":
         _check_skypilot(args)
-    plan = _plan(args, profile, instances, cloud, max_gpus, out)
+    offers = _spot_offers(args, instances) if args.spot_mix else []
+    if offers:
+        cloud = spot_cloud(cloud, offers)
+    plan = _plan(args, profile, instances, cloud, max_gpus, out, offers)
     prediction = simulate(plan, profile, cloud, samples=args.samples, seed=args.seed)
     print(plan.table(prediction.stage_start_s, prediction.stage_end_s), file=out)
     print_prediction(prediction, out)
@@ -324,6 +365,9 @@ def _execute(
         delays=lambda number, stage: model.delay_for(args.seed, number),
         storage_url="replay:in-memory",
         poll_seconds=5.0,
+        # Spot stages are reclaimed at the cloud model's rates (seeded), as a cloud would.
+        simulate_preemptions=any(s.instance.market == "spot" for s in plan.stages),
+        seed=args.seed,
         **common,
     )
 
@@ -340,6 +384,7 @@ def _record(args: argparse.Namespace, run: StagedRun) -> dict[str, Any]:
         "wall_seconds": run.wall_seconds,
         "dollars": run.dollars,
         "billing": run.billing.to_spec(),
+        "preemptions": run.preemptions,
         "leases": [
             {
                 "stages": list(lease.stages),
