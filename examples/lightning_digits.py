@@ -147,10 +147,13 @@ def train() -> None:
     )
     val_loader = DataLoader(TensorDataset(x_val, y_val), batch_size=256)
     model = build_module(dict(ctx.params), ctx.max_epochs)
+    # The launch's world (devices, DDP, no Lightning checkpoints/logger) merged with ours: add
+    # your own logger= or callbacks= here and they join the launch's.
     trainer = pl.Trainer(
-        max_epochs=ctx.target_epochs,
-        **ctx.lightning_trainer_kwargs(),
-        callbacks=[SeerCallback(ctx, monitor="val_acc", tie_break="val_loss")],
+        **ctx.lightning_trainer_kwargs(
+            max_epochs=ctx.target_epochs,
+            callbacks=[SeerCallback(ctx, monitor="val_acc", tie_break="val_loss")],
+        )
     )
     # weights_only: resuming loads tensors and numbers, never pickled code.
     trainer.fit(model, train_loader, val_loader, ckpt_path=ctx.resume_checkpoint, weights_only=True)
