@@ -1,7 +1,8 @@
 """A fake at the SkyPilot SDK boundary (no cloud is reachable here) and shared test helpers.
 
-``RecordingSky`` stands in for the ``sky`` client module's cluster calls only (``launch``,
-``exec``, ``job_status``, ``cancel``, ``down``, ``status``, ``get``). It records every call,
+``RecordingSky`` stands in for the ``sky`` client module's cluster calls only (``launch``
+with ``resize``, ``exec``, ``job_status``, ``cancel``, ``down``, ``status``, ``tail_logs``,
+``cost_report``, ``get``). It records every call,
 checks that what it is given is a real ``sky.Task`` and that each job fits its cluster the
 way SkyPilot's job queue would, and runs each job for real: one
 ``python -m optuna_seer.worker.node_entrypoint`` process per node with the ``SKYPILOT_*`` variables
@@ -20,12 +21,18 @@ from pathlib import Path
 import signal
 import subprocess
 import sys
+import threading
+import time
 from typing import Any
 
 import optuna_seer
 from optuna_seer._ports import free_port
 
 REPO_ROOT = Path(optuna_seer.__file__).resolve().parent.parent
+# Tests run offline (tests/conftest.py imports this module): no price lookup lets SkyPilot
+# fetch a catalog, in this process or in the CLI processes tests start. A test of the fetch
+# itself sets it back.
+os.environ.setdefault("SEER_PRICE_FETCH", "0")
 
 
 def kill_group(process: subprocess.Popen[bytes]) -> None:
@@ -65,6 +72,9 @@ class FakeCluster:
     autostop: int | None
     down_when_idle: bool
     jobs: dict[int, FakeJob] = field(default_factory=dict)
+    setups: int = 0
+    mounts: dict[str, str] = field(default_factory=dict)
+    setup_script: str = ""
 
 
 @dataclass
@@ -95,11 +105,20 @@ class RecordingSky:
         self._ids = itertools.count()
         self.fail_launches: set[int] = set()  # 0-based launch numbers that find no capacity
         self.peak_gpus = 0
+        self.launch_delay_s = 0.0  # seconds each launch call takes (boot and setup alike)
+        self.gpu_hour_price = 1.5  # what the fake cost report charges per GPU-hour
+        self.cost_report_error: BaseException | None = None
+        # name -> [(since, nodes)], and when it went down: the fake cost report's usage.
+        self.usage: dict[str, list[tuple[float, int]]] = {}
+        self.downed_at: dict[str, float] = {}
+        self.gpus_of: dict[str, int] = {}
+        self._lock = threading.RLock()  # the backend brings clusters up from threads
 
     # -- request/response, like the real client's request ids
     def _request(self, result: Any) -> str:
-        request_id = f"request-{next(self._ids)}"
-        self._results[request_id] = result
+        with self._lock:
+            request_id = f"request-{next(self._ids)}"
+            self._results[request_id] = result
         return request_id
 
     def get(self, request_id: str) -> Any:
@@ -115,6 +134,7 @@ class RecordingSky:
         cluster_name: str,
         idle_minutes_to_autostop: int | None = None,
         down: bool = False,
+        resize: bool = False,
         **kwargs: Any,
     ) -> str:
         assert isinstance(task, self._sky.Task), task
@@ -123,27 +143,56 @@ class RecordingSky:
         per_node = {int(next(iter(r.accelerators.values()))) for r in resources}
         assert len(per_node) == 1, resources
         gpus = per_node.pop()
-        self.calls.append(("launch", cluster_name, task.num_nodes, gpus))
-        if cluster_name in self.clusters:
-            raise AssertionError(f"{cluster_name} launched twice: SkyPilot cannot resize it")
+        time.sleep(self.launch_delay_s)
+        with self._lock:
+            return self._launch(task, cluster_name, gpus, idle_minutes_to_autostop, down, resize)
+
+    def _launch(
+        self, task: Any, name: str, gpus: int, autostop: int | None, down: bool, resize: bool
+    ) -> str:
+        existing = self.clusters.get(name)
+        if existing is not None:
+            # SkyPilot on a cluster that is up: the same shape provisions nothing and runs
+            # the task's setup (after syncing workdir and mounts); another node count needs
+            # resize=True (scale-down only with no job running); anything else is refused.
+            if existing.gpus_per_node != gpus:
+                raise AssertionError(f"{name} relaunched with {gpus} GPUs per node")
+            if existing.nodes != task.num_nodes:
+                assert resize, f"{name}: {existing.nodes} -> {task.num_nodes} nodes needs resize"
+                running = [j for j in existing.jobs.values() if self._state(j).name == "RUNNING"]
+                assert task.num_nodes > existing.nodes or not running, "scale-down under jobs"
+                self.calls.append(("resize", name, task.num_nodes, gpus))
+                existing.free = [gpus] * task.num_nodes
+                existing.nodes = task.num_nodes
+                self.usage[name].append((time.time(), task.num_nodes))
+                self._peak()
+                return self._request((None, None))
+            self.calls.append(("setup", name))
+            if task.setup:
+                existing.setups += 1
+                existing.setup_script = task.setup
+            existing.mounts = {str(k): str(v) for k, v in (task.file_mounts or {}).items()}
+            return self._request((None, None))
+        assert not resize, f"resize=True for {name}, which is not up"
+        self.calls.append(("launch", name, task.num_nodes, gpus))
         if len(self.ops("launch")) - 1 in self.fail_launches:
             return self._request(
                 self._sky.exceptions.ResourcesUnavailableError("no capacity (fake)")
             )
-        self.clusters[cluster_name] = FakeCluster(
-            cluster_name,
-            task.num_nodes,
-            gpus,
-            [gpus] * task.num_nodes,
-            idle_minutes_to_autostop,
-            down,
+        self.clusters[name] = FakeCluster(
+            name, task.num_nodes, gpus, [gpus] * task.num_nodes, autostop, down
         )
-        self.launched.append(cluster_name)
+        self.launched.append(name)
+        self.usage[name] = [(time.time(), task.num_nodes)]
+        self.gpus_of[name] = gpus
+        self._peak()
+        self.autodown[name] = (autostop, down)
+        return self._request((None, None))
+
+    def _peak(self) -> None:
         self.peak_gpus = max(
             self.peak_gpus, sum(c.nodes * c.gpus_per_node for c in self.clusters.values())
         )
-        self.autodown[cluster_name] = (idle_minutes_to_autostop, down)
-        return self._request((None, None))
 
     def exec(self, task: Any, cluster_name: str, **kwargs: Any) -> str:
         assert isinstance(task, self._sky.Task), task
@@ -234,6 +283,7 @@ class RecordingSky:
         cluster = self.clusters.pop(cluster_name, None)
         if cluster is None:
             return self._request(self._sky.exceptions.ClusterDoesNotExist(cluster_name))
+        self.downed_at[cluster_name] = time.time()
         for job in cluster.jobs.values():
             for process in job.processes:
                 kill_group(process)
@@ -244,8 +294,56 @@ class RecordingSky:
         up = self._sky.ClusterStatus.UP
         return self._request([{"name": n, "status": up} for n in names if n in self.clusters])
 
+    def tail_logs(
+        self,
+        cluster_name: str,
+        job_id: int | None,
+        follow: bool,
+        tail: int = 0,
+        output_stream: Any = None,
+        **kwargs: Any,
+    ) -> int:
+        """The last ``tail`` lines of the job's node-0 log, written to ``output_stream``
+        (``sky.tail_logs`` answers directly, not with a request id)."""
+        assert not follow, "the backend must not follow logs (it would block)"
+        cluster = self.clusters.get(cluster_name)
+        if cluster is None:
+            raise self._sky.exceptions.ClusterDoesNotExist(cluster_name)
+        log = self.log_dir / f"{cluster_name}-job{job_id}-node0.log"
+        lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+        output_stream.write("\n".join(lines[-tail:] if tail > 0 else lines) + "\n")
+        job = cluster.jobs.get(int(job_id or 0))
+        return 0 if job is not None and self._state(job).name == "SUCCEEDED" else 100
+
+    def cost_report(self, days: int | None = None) -> str:
+        """SkyPilot's cost report of every cluster launched, as SkyPilot computes it: the
+        instances' price x the node-seconds of their usage intervals (here
+        ``gpu_hour_price`` x GPUs per node for a node's hourly price)."""
+        if self.cost_report_error is not None:
+            return self._request(self.cost_report_error)
+        now = time.time()
+        records = []
+        for name, history in self.usage.items():
+            end = self.downed_at.get(name, now)
+            node_seconds = sum(
+                nodes * ((history[i + 1][0] if i + 1 < len(history) else end) - since)
+                for i, (since, nodes) in enumerate(history)
+            )
+            node_hour = self.gpu_hour_price * self.gpus_of[name]
+            records.append(
+                {
+                    "name": name,
+                    "launched_at": int(history[0][0]),
+                    "duration": int(end - history[0][0]),
+                    "num_nodes": history[-1][1],
+                    "total_cost": node_hour * node_seconds / 3600.0,
+                }
+            )
+        return self._request(records)
+
     def preempt(self, cluster_name: str) -> None:
         """The cloud takes the cluster's instances back (no ``down`` call is recorded)."""
+        self.downed_at[cluster_name] = time.time()
         cluster = self.clusters.pop(cluster_name)
         for job in cluster.jobs.values():
             for process in job.processes:

@@ -15,6 +15,7 @@ import optuna_seer
 from optuna_seer.planning.billing import BillingRule
 from optuna_seer.planning.placement import ClusterShape
 from optuna_seer.planning.prices import PriceQuote
+from optuna_seer.pricing import sources
 from optuna_seer.pricing.clusters import ClusterPricer, launched_hourly_price
 from optuna_seer.pricing.sources import (
     aws_spot_quotes,
@@ -22,6 +23,7 @@ from optuna_seer.pricing.sources import (
     read_price_csv,
     resolve_quote,
     shipped_price_table,
+    shipped_quote,
 )
 
 ROOT = Path(optuna_seer.__file__).resolve().parent.parent
@@ -71,6 +73,50 @@ def test_shipped_table_has_sources_and_dates() -> None:
         assert quote.source and quote.date and quote.dollars_per_hour > 0
     v100 = find_quote(table, "p3.8xlarge")
     assert v100.gpus == 4 and v100.dollars_per_gpu_hour == pytest.approx(3.06)
+
+
+def test_the_shipped_table_has_current_gpus_dated_with_their_source() -> None:
+    # Refreshed from SkyPilot's own AWS catalog (skypilot-catalog, v8 aws vms.csv, us-east-1
+    # on-demand): H100, H200, A100 (40 and 80 GB) and L4 nodes, each row dated.
+    table = {q.instance_type: q for q in shipped_price_table()}
+    expected = {
+        "p5.48xlarge": ("H100", 8, 55.04),
+        "p5en.48xlarge": ("H200", 8, 63.296),
+        "p4d.24xlarge": ("A100", 8, 21.957642),
+        "p4de.24xlarge": ("A100-80GB", 8, 27.44705),
+        "g6.2xlarge": ("L4", 1, 0.9776),
+    }
+    for name, (accelerator, gpus, price) in expected.items():
+        quote = table[name]
+        assert (quote.accelerator, quote.gpus, quote.dollars_per_hour) == (accelerator, gpus, price)
+        assert quote.date == "2026-12-04" and quote.source.startswith("skypilot-catalog")
+
+
+def test_a_shipped_price_is_used_only_with_a_warning_naming_its_date(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sources._WARNED.discard("p5en.48xlarge")
+    with caplog.at_level("WARNING", logger="optuna_seer.pricing.sources"):
+        quote = shipped_quote("H200", 8)
+        assert quote is not None and quote.instance_type == "p5en.48xlarge"
+        shipped_quote("H200", 8)
+    warnings = [r.getMessage() for r in caplog.records if "SHIPPED TABLE" in r.getMessage()]
+    assert len(warnings) == 1, warnings  # loud, and once
+    assert "DATED 2026-12-04" in warnings[0] and "sky gpus list H200:8" in warnings[0]
+    assert shipped_quote("H200", 3) is None
+
+
+def test_cluster_prices_come_from_catalog_then_configured_then_shipped_table() -> None:
+    # No catalog (no infra named): a configured price wins over the shipped table; without
+    # one the shipped table answers and says its date; spot has no shipped price.
+    configured = ClusterPricer("H100", (), use_spot=False, price_per_gpu_hour=2.0)
+    assert configured.hourly_price(ClusterShape(1, 8))[0] == 16.0
+    shipped = ClusterPricer("H100", (), use_spot=False, price_per_gpu_hour=None)
+    price, source = shipped.hourly_price(ClusterShape(2, 8))
+    assert price == pytest.approx(2 * 55.04)
+    assert source.startswith("shipped table dated 2026-12-04: p5.48xlarge")
+    spot = ClusterPricer("H100", (), use_spot=True, price_per_gpu_hour=None)
+    assert spot.hourly_price(ClusterShape(1, 8))[0] is None
 
 
 def test_find_quote_names_known_types() -> None:
@@ -142,7 +188,8 @@ def test_sky_catalog_is_read_when_on_disk(tmp_path: Path) -> None:
         [sys.executable, "-c", offline], env=env, capture_output=True, text=True, timeout=100
     )
     assert done.returncode == 0, done.stderr
-    # No catalog on disk: no download is attempted, the shipped table answers.
+    # No catalog on disk and fetching off (SEER_PRICE_FETCH=0, as for every test: see
+    # tests/fake_sky.py): no download is attempted, the shipped table answers.
     assert done.stdout.strip().splitlines()[-1] == "None aws-ec2-on-demand-pricing-page"
     assert not (empty_home / ".sky" / "catalogs" / "v8" / "aws" / "vms.csv").exists()
 
@@ -240,7 +287,7 @@ def test_cluster_pricer_without_catalog_uses_the_configured_price_or_says_unknow
         12.0,
         "configured $1.5/GPU-hour (no SkyPilot catalog price)",
     )
-    unknown = ClusterPricer("A100", (), use_spot=False, price_per_gpu_hour=None)
+    unknown = ClusterPricer("T4", (), use_spot=False, price_per_gpu_hour=None)
     assert unknown.hourly_price(ClusterShape(1, 8))[0] is None
     with pytest.raises(ValueError, match=r"price_per_gpu_hour=-1\.0"):
         ClusterPricer("A100", (), use_spot=False, price_per_gpu_hour=-1.0)

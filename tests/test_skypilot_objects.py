@@ -67,25 +67,30 @@ def spec(**overrides: Any) -> LaunchSpec:
     return LaunchSpec(**fields)
 
 
-def test_trial_template_is_a_valid_multi_node_task(sky: Any) -> None:
+def test_trial_template_is_a_valid_multi_node_task(sky: Any, tmp_path: Path) -> None:
     task = sky.Task.from_yaml(str(DEFAULT_TEMPLATE))
     assert task.num_nodes == 2
     (resources,) = task.resources
     assert resources.accelerators == {"A100": 8}
     assert "python -m optuna_seer.worker.node_entrypoint" in task.run
-    # The template's defaults already satisfy the SEER_* contract a script reads.
-    context = trial_context(node_variables(task))
+    # The template's defaults already satisfy the SEER_* contract a script reads (with the
+    # checkpoints on this disk: the template's s3:// example bucket is not reachable here).
+    variables = {**node_variables(task), ENV_CHECKPOINT_URI: str(tmp_path)}
+    context = trial_context(variables)
     assert (context.trial_number, context.rung, context.resume_checkpoint) == (0, 0, None)
 
 
-def test_the_templates_ship_inside_the_package_once() -> None:
-    # Package data (optuna_seer/templates/*.yaml), so an installed backend finds its default;
-    # launchers/ only points to them, no second copy to drift.
+def test_the_templates_are_launchers_shipped_in_the_package_once() -> None:
+    # launchers/ at the top holds them; the package reaches the same files through the link
+    # optuna_seer/launchers (package data of the wheel), so nothing can drift.
     package = Path(optuna_seer.__file__).resolve().parent
-    assert package / "templates" / "trial.yaml" == DEFAULT_TEMPLATE
-    assert sorted(p.name for p in TEMPLATES_DIR.glob("*.yaml")) == ["driver.yaml", "trial.yaml"]
-    assert [p.name for p in (REPO_ROOT / "launchers").glob("*.yaml")] == []
-    assert "optuna_seer/templates/trial.yaml" in (REPO_ROOT / "launchers" / "README.md").read_text()
+    assert package / "launchers" / "trial.yaml" == DEFAULT_TEMPLATE
+    assert DEFAULT_TEMPLATE.resolve() == REPO_ROOT / "launchers" / "trial.yaml"
+    assert (package / "launchers").is_symlink()
+    assert (package / "launchers").resolve() == REPO_ROOT / "launchers"
+    assert not (package / "templates").exists()
+    names = sorted(p.name for p in TEMPLATES_DIR.glob("*.yaml"))
+    assert names == ["driver-job.yaml", "driver.yaml", "trial.yaml"]
 
 
 def test_driver_template_is_a_valid_cpu_task_with_the_proxy_port(sky: Any) -> None:

@@ -1,7 +1,8 @@
 """A 3-rung SEER plan driven through SkyPilotBackend.
 
 Fake at the SDK boundary: no cloud is reachable here. ``RecordingSky`` replaces only the
-``sky`` client's cluster calls (launch/exec/job_status/cancel/down/status/get); everything
+``sky`` client's cluster calls (launch with resize/exec/job_status/cancel/down/status/
+tail_logs/cost_report/get); everything
 behind it is real: the Task/Resources objects, the per-node entry point run as one process
 per node with SkyPilot's variables, torchrun, the training script, checkpoints in a moto S3
 server, and the study in SQLite served to the nodes through Optuna's gRPC proxy.
@@ -187,27 +188,25 @@ def test_three_rungs_launch_resize_and_tear_down(fake: RecordingSky, tmp_path: P
     launches = fake.ops("launch")
     execs = fake.ops("exec")
     downs = fake.ops("down")
-    c0, c1, c2 = (call[1] for call in launches)
-    # Rung 0: 4 one-GPU trials packed two per 2-GPU node → 2 single-node clusters.
-    assert [call[2:] for call in launches] == [(1, 2), (1, 2), (2, 2)]
-    assert [call[1] for call in execs[:4]] == [c0, c0, c1, c1]
+    c0, c1 = sorted(call[1] for call in launches)  # launched in parallel threads
+    # Rung 0: 4 one-GPU trials packed two per 2-GPU node → 2 single-node clusters, each
+    # booted, then set up (the second launch on the same name), before any trial runs.
+    assert [call[2:] for call in launches] == [(1, 2), (1, 2)]
+    assert sorted(call[1] for call in execs[:4]) == [c0, c0, c1, c1]
     assert all(call[3:] == (1, 1) for call in execs[:4])
+    first_exec = fake.calls.index(execs[0])
+    assert sorted(c[1] for c in fake.calls[:first_exec] if c[0] == "setup") == [c0, c1]
     # Rung 1: 2 two-GPU trials reuse the two nodes: no launch, no teardown.
     assert sorted(call[1] for call in execs[4:6]) == [c0, c1]
     assert all(call[3:] == (1, 2) for call in execs[4:6])
-    # Rung 2: one 4-GPU trial spans 2 nodes of 2 (fewest nodes); SkyPilot cannot grow the old
-    # clusters, so they are torn down and a 2-node cluster is launched.
-    assert execs[6][1] == c2 and execs[6][3:] == (2, 2)
-    order = [(call[0], call[1]) for call in fake.calls if call[0] in ("launch", "down")]
-    assert order == [
-        ("launch", c0),
-        ("launch", c1),
-        ("down", c0),
-        ("down", c1),
-        ("launch", c2),
-        ("down", c2),
-    ]
-    assert len(downs) == 3
+    # Rung 2: one 4-GPU trial spans 2 nodes of 2 (fewest nodes): SkyPilot resizes one idle
+    # cluster to 2 nodes (sky launch --resize; its node keeps running), the other goes down.
+    assert fake.ops("resize") == [("resize", c0, 2, 2)]
+    assert execs[6][1] == c0 and execs[6][3:] == (2, 2)
+    order = [(c[0], c[1]) for c in fake.calls if c[0] in ("launch", "down", "resize", "setup")]
+    assert sorted(order[:4]) == [("launch", c0), ("launch", c1), ("setup", c0), ("setup", c1)]
+    assert order[4:] == [("down", c1), ("resize", c0), ("setup", c0), ("down", c0)]
+    assert len(downs) == 2
     # Nothing left running, on the "cloud" or locally; autodown was armed on every cluster.
     assert fake.clusters == {} and fake.running_processes() == 0 and backend.clusters == {}
     assert set(fake.autodown.values()) == {(backend.autostop_minutes, True)}
@@ -222,9 +221,19 @@ def test_three_rungs_launch_resize_and_tear_down(fake: RecordingSky, tmp_path: P
     assert [h["world_size"] for h in saved["history"]] == [1, 2, 4]
 
     report = backend.cost_report()
-    assert [c.name for c in report] == [c0, c1, c2]
+    assert sorted(c.name for c in report) == [c0, c1]
     assert all("configured $1.5/GPU-hour" in c.price_source for c in report)
     assert backend.spent_dollars > 0
+    resized = next(c for c in report if c.name == c0)
+    assert (resized.nodes, resized.hourly_price) == (2, 2 * 2 * 1.5)  # billed per node
+
+    # The bill beside SkyPilot's accounting (the fake's cost report: its price x the
+    # node-seconds it recorded, as SkyPilot computes it): both figures, the larger counts.
+    bill = backend.bill()
+    assert bill.skypilot_dollars is not None and bill.skypilot_dollars > 0
+    assert bill.dollars == max(bill.estimated_dollars, bill.skypilot_dollars)
+    assert bill.idle_gpu_hours > 0  # nodes are billed from launch, before and between trials
+    assert "SkyPilot cost report: $" in bill.summary()
 
 
 def test_an_exception_in_the_driver_tears_everything_down(
@@ -262,6 +271,14 @@ def test_a_failing_trial_is_reported_and_its_gpus_are_freed(
         price_per_gpu_second=0.001,
         min_marginal_speedup=0.2,
     )
+    handles: dict[int, str] = {}
+    start = backend.start
+
+    def remember(spec: LaunchSpec) -> str:
+        handles[spec.trial_number] = start(spec)
+        return handles[spec.trial_number]
+
+    backend.start = remember  # type: ignore[method-assign]
     states = drive(
         backend,
         plan,
@@ -271,6 +288,14 @@ def test_a_failing_trial_is_reported_and_its_gpus_are_freed(
     )
     assert states[0] == {0: LaunchState.FAILED, 1: LaunchState.SUCCEEDED}
     assert fake.clusters == {} and backend.clusters == {}
+    # The failure names its cluster and job, shows the end of the job's log (node 0's:
+    # torchrun reporting the script's exit code 3) and the command that shows all of it.
+    (failed,) = [c for c in fake.ops("exec") if c[2].startswith("seer-trial-0-")]
+    cluster = failed[1]
+    message = backend.poll(handles[0]).message
+    assert message.startswith(f"trial 0 rung 0: job 1 on cluster {cluster} FAILED; its log ends")
+    assert "exitcode" in message.lower() or "exit code" in message.lower(), message
+    assert message.endswith(f"see the whole log: sky logs {cluster} 1")
 
 
 @pytest.mark.usefixtures("ctrl_c_raises")
@@ -379,6 +404,11 @@ def test_a_cluster_that_cannot_launch_fails_its_trials_and_leaks_nothing(
     states = drive(backend, plan, new_study(tmp_path), tmp_path)
     assert states[0] == {0: LaunchState.FAILED, 1: LaunchState.FAILED}
     assert fake.ops("exec") == []
+    (record,) = backend._retired  # the message every trial on it got
+    assert record.launch_error is not None
+    assert record.launch_error.startswith(f"launch of cluster {record.name} (1 node(s) x 2 GPUs)")
+    assert "ResourcesUnavailableError: no capacity (fake)" in record.launch_error
+    assert record.launch_error.endswith(f"sky logs --provision {record.name}")
     assert [c[1] for c in fake.ops("down")] == [c[1] for c in fake.ops("launch")]
     assert backend.clusters == {} and backend.spent_dollars == 0.0
 

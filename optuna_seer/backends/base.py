@@ -63,12 +63,21 @@ class LaunchState(enum.Enum):
 
 @dataclass(frozen=True)
 class LaunchStatus:
-    """What a backend knows about one launch."""
+    """What a backend knows about one launch.
+
+    ``queue_s``, ``boot_s`` and ``setup_s`` are where a cloud launch's time went before its
+    job was submitted (``None`` where a backend does not measure them): waiting in the
+    backend's queue for placement and capacity, provisioning the instances of its cluster,
+    and syncing and running the cluster's setup (both ``0.0`` on a cluster already up).
+    """
 
     state: LaunchState
     started_at: float
     finished_at: float | None = None
     message: str = ""
+    queue_s: float | None = None
+    boot_s: float | None = None
+    setup_s: float | None = None
 
     @property
     def done(self) -> bool:
@@ -106,6 +115,13 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def wait(self, handles: Sequence[str], timeout_s: float) -> list[str]:
         """Block until one of ``handles`` is done or ``timeout_s`` passes; the done handles."""
+
+    def billed_dollars(self) -> float | None:
+        """What the provider bills for this backend's capacity so far, where it bills more
+        than the ledger's worker-seconds (whole nodes, idle GPUs, setup, billing minimums);
+        ``None`` (the default) when the ledger is the bill. A budget guard counts the larger.
+        """
+        return None
 
     @property
     def launches_end_with_driver(self) -> bool:

@@ -11,11 +11,15 @@ Pure arithmetic on the backend's clock and the study's dollars (no Optuna, no ba
 - :meth:`Guard.admit`: a launch starts only if the dollars spent, those still committed to
   the running launches and its own predicted cost stay within the budget (exactly the
   budget is allowed).
+
+"Spent" is the larger of the ledger (the worker-seconds launches used) and the bill the
+backend reports (:meth:`~optuna_seer.backends.base.Backend.billed_dollars`: a cloud bills
+whole nodes, idle GPUs, setup and billing minimums), when a ``billed`` source is given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -76,6 +80,8 @@ class Guard:
         price_per_gpu_second: Dollars per worker-second.
         grace_s: Seconds before the deadline at which running trials are asked to stop
             (see :func:`grace_seconds`).
+        billed: The dollars the provider bills so far (e.g. ``backend.billed_dollars``),
+            ``None`` when the ledger is the bill; :meth:`spent` counts the larger.
 
     Example:
         >>> guard = Guard(deadline_at=100.0, budget_dollars=10.0, price_per_gpu_second=0.1,
@@ -86,12 +92,16 @@ class Guard:
         'deadline'
         >>> guard.admit(0.0, spent=6.0, running=[], cost=4.0).admitted
         True
+        >>> billed = Guard(100.0, 10.0, 0.1, 10.0, billed=lambda: 7.5)
+        >>> billed.spent(0.0, charged_gpu_s=50.0, running=[])  # the bill is larger
+        7.5
     """
 
     deadline_at: float
     budget_dollars: float
     price_per_gpu_second: float
     grace_s: float
+    billed: Callable[[], float | None] | None = None
 
     def __post_init__(self) -> None:
         for name in ("budget_dollars", "price_per_gpu_second", "grace_s"):
@@ -101,9 +111,11 @@ class Guard:
 
     def spent(self, now: float, charged_gpu_s: float, running: Sequence[Running]) -> float:
         """Dollars spent by ``now``: the worker-seconds charged so far plus those of the
-        launches in flight."""
+        launches in flight, or the backend's bill where that is larger."""
         in_flight = sum((now - r.started_at) * r.workers for r in running)
-        return (charged_gpu_s + in_flight) * self.price_per_gpu_second
+        ledger = (charged_gpu_s + in_flight) * self.price_per_gpu_second
+        billed = self.billed() if self.billed is not None else None
+        return ledger if billed is None else max(ledger, billed)
 
     def stop_reason(self, now: float, spent: float, running: Sequence[Running]) -> StopReason:
         """``"deadline"`` once ``now`` is within the grace period of the deadline, else

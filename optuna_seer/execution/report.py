@@ -5,11 +5,13 @@ Example::
 
     result = ElasticTuner(...).run()
     print(format_report(result))
+    print(format_report(result, bill=backend.bill()))  # a SkyPilot run: the bill beside it
 """
 
 from __future__ import annotations
 
 import statistics
+from typing import Protocol
 
 from optuna_seer.execution.tuner import TuningResult
 from optuna_seer.planning.plan import format_seconds
@@ -23,11 +25,37 @@ def _ratio(actual: float, predicted: float) -> str:
     return f"{actual / predicted:.3f}" if predicted > 0 else "-"
 
 
-def format_report(result: TuningResult) -> str:
+class BillLike(Protocol):
+    """What the report reads of a cloud backend's bill
+    (:class:`~optuna_seer.backends.skypilot.bill.Bill`)."""
+
+    @property
+    def dollars(self) -> float: ...
+
+    def summary(self) -> str: ...
+
+
+def _bill_lines(result: TuningResult, bill: BillLike | None) -> list[str]:
+    if bill is None:
+        return []
+    ledger = result.spent_dollars
+    larger = "the bill" if bill.dollars > ledger else "the ledger"
+    return [
+        f"{bill.summary()}",
+        f"dollars: ledger ${ledger:,.4f} (what launches used), bill ${bill.dollars:,.4f}; "
+        f"the budget guard counts the larger ({larger})",
+    ]
+
+
+def format_report(result: TuningResult, bill: BillLike | None = None) -> str:
     """A plain-text report: rungs planned vs measured (end, seconds per epoch at the rung's
     concurrency), time and cost predicted vs measured with their ratio, overhead per launch,
     the best trial. The plan's cost holds every slot of a rung for its whole length; the
-    ledger charges what launches used, so a partial last wave costs less than predicted."""
+    ledger charges what launches used, so a partial last wave costs less than predicted.
+
+    With ``bill`` (a cloud backend's, e.g. ``SkyPilotBackend.bill()``), the report shows it
+    beside the ledger: the provider bills whole nodes, idle GPUs, setup and minimums, and the
+    budget guard counted the larger of the two."""
     plan = result.plan
     lines = [
         f"SEER elastic run: study {result.study_name!r}, {plan.n_configs} configurations, "
@@ -59,6 +87,7 @@ def format_report(result: TuningResult) -> str:
         f"(actual/predicted {_ratio(result.spent_dollars, plan.predicted_cost)}; "
         f"{result.ledger.gpu_seconds:,.0f} slot-seconds at "
         f"${plan.price_per_gpu_second * 3600:.2f}/slot-hour), budget ${plan.budget_dollars:,.2f}",
+        *_bill_lines(result, bill),
         f"launches: {len(result.launches)}; overhead per launch (start-up + resume + "
         f"checkpoint): mean {_seconds(statistics.fmean(overheads) if overheads else None)} s, "
         f"max {_seconds(max(overheads) if overheads else None)} s",

@@ -35,7 +35,10 @@ class LaunchRecord:
     """One launch of one trial for one rung, as it happened.
 
     ``started_at``/``finished_at`` are seconds from the job's start; ``lanes`` are the slot
-    indices it held (for timelines); ``train_seconds``/``epochs`` come from the worker.
+    indices it held (for timelines); ``train_seconds``/``epochs`` come from the worker;
+    ``queue_s``/``boot_s``/``setup_s`` from a cloud backend's status (the seconds before its
+    job was submitted: waiting for placement, provisioning, sync + setup; ``None``
+    elsewhere), stored with the rest in the trial's ``seer:launches`` attribute.
 
     Example:
         >>> r = LaunchRecord(0, 0, 2, (0, 1), 10.0, 40.0, "succeeded", 20.0, 4)
@@ -54,6 +57,9 @@ class LaunchRecord:
     epochs: int | None = None
     message: str = ""
     checkpoint: str | None = None
+    queue_s: float | None = None
+    boot_s: float | None = None
+    setup_s: float | None = None
 
     @property
     def wall_seconds(self) -> float:

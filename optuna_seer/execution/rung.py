@@ -163,6 +163,7 @@ class RungRunner:
             budget_dollars=plan.budget_dollars,
             price_per_gpu_second=plan.price_per_gpu_second,
             grace_s=grace_seconds(last_epoch, plan.deadline_s),
+            billed=backend.billed_dollars,  # a cloud's bill, where larger than the ledger
         )
         pending = deque(n for n in alive if n not in state.done_in_rung)
         running: dict[str, _Launch] = {}
@@ -379,6 +380,9 @@ class RungRunner:
             epochs=None if timing is None else int(timing["epochs"]),
             message=message,
             checkpoint=uri if good else None,
+            queue_s=status.queue_s,
+            boot_s=status.boot_s,
+            setup_s=status.setup_s,
         )
         state.launches.append(launch)
         journal.record_launch(trial, launch)

@@ -3,8 +3,9 @@
 A cloud backend prices a cluster twice: an estimate before launching it
 (:meth:`ClusterPricer.hourly_price`: SkyPilot's catalog through
 :func:`~optuna_seer.pricing.sources.sky_accelerator_quote`, else a configured price per
-GPU-hour), then, once it is up, what SkyPilot says the instances it got cost
-(:func:`launched_hourly_price`). Every figure comes with a source string a cost report shows.
+GPU-hour, else the shipped table with a warning naming its date), then, once it is up, what
+SkyPilot says the instances it got cost (:func:`launched_hourly_price`). Every figure comes
+with a source string a cost report shows.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 from typing import Any
 
 from optuna_seer.planning.placement import ClusterShape
-from optuna_seer.pricing.sources import sky_accelerator_quote
+from optuna_seer.pricing.sources import shipped_quote, sky_accelerator_quote
 
 
 class ClusterPricer:
@@ -88,7 +89,13 @@ class ClusterPricer:
                 self.price_per_gpu_hour * gpus,
                 f"configured ${self.price_per_gpu_hour}/GPU-hour (no SkyPilot catalog price)",
             )
-        return None, "unknown: no SkyPilot catalog price and no price_per_gpu_hour"
+        shipped = None if self.use_spot else shipped_quote(self.accelerator, gpus)
+        if shipped is not None:
+            return shipped.dollars_per_hour, (
+                f"shipped table dated {shipped.date}: {shipped.instance_type} in "
+                f"{shipped.region} (no SkyPilot catalog price, no price_per_gpu_hour)"
+            )
+        return None, "unknown: no SkyPilot catalog price, no price_per_gpu_hour, no shipped price"
 
 
 def launched_hourly_price(handle: Any, nodes: int) -> tuple[float, str] | None:

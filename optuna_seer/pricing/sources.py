@@ -3,13 +3,15 @@
 Three sources, best first:
 
 1. SkyPilot's catalog (:func:`sky_catalog_quote` for an instance type,
-   :func:`sky_accelerator_quote` for the cheapest instance with some GPUs), used only when the
-   cloud's catalog CSV is already on disk (``~/.sky/catalogs/<version>/<cloud>/vms.csv``):
-   looking a price up never downloads.
+   :func:`sky_accelerator_quote` for the cheapest instance with some GPUs): the cloud's
+   catalog CSV on disk (``~/.sky/catalogs/<version>/<cloud>/vms.csv``), which SkyPilot is
+   allowed to fetch once when it is missing (at most :data:`FETCH_TIMEOUT_S` seconds; offline,
+   or with ``SEER_PRICE_FETCH=0``, nothing is fetched and the next source answers).
 2. AWS spot prices from EC2's ``describe_spot_price_history`` (:func:`aws_spot_quotes`), when
    boto3 finds credentials.
 3. A small table shipped with the package (:func:`shipped_price_table`): list prices with their
-   source and date, the offline fallback. Refresh it, or pass your own CSV, for real budgets.
+   source and date, the offline fallback, used only with a warning that names its date
+   (:func:`shipped_quote`). Pass your own CSV, or a price, for real budgets.
 
 Every figure is a :class:`PriceQuote`, so a plan can say which price it assumed.
 """
@@ -23,9 +25,20 @@ import importlib.resources
 import math
 import os
 from pathlib import Path
+import threading
 from typing import Any
 
+from optuna_seer._logging import get_logger
 from optuna_seer.planning.prices import MARKETS, PriceQuote
+
+logger = get_logger(__name__)
+
+FETCH_TIMEOUT_S = 30.0
+"""Longest wait for SkyPilot to fetch a missing catalog before the next source answers."""
+ENV_PRICE_FETCH = "SEER_PRICE_FETCH"
+"""``0``: never let SkyPilot fetch a missing catalog (offline machines, tests)."""
+_UNFETCHABLE: set[str] = set()  # clouds whose catalog could not be fetched by this process
+_WARNED: set[str] = set()
 
 
 def read_price_csv(path: str | Path) -> tuple[PriceQuote, ...]:
@@ -40,9 +53,10 @@ def read_price_csv(path: str | Path) -> tuple[PriceQuote, ...]:
 
 def shipped_price_table() -> tuple[PriceQuote, ...]:
     """The offline fallback: list prices shipped with the package, each with source and date.
+    Quote from it through :func:`shipped_quote` (which warns), not directly.
 
     Example:
-        >>> any(q.instance_type == "p3.2xlarge" for q in shipped_price_table())
+        >>> any(q.instance_type == "p5.48xlarge" for q in shipped_price_table())
         True
     """
     text = importlib.resources.files("optuna_seer").joinpath("data/prices.csv").read_text("utf-8")
@@ -86,12 +100,55 @@ def find_quote(
     return min(matches, key=lambda q: q.dollars_per_hour)
 
 
-def _sky_catalog(cloud: str) -> Any | None:
-    """SkyPilot's ``sky.catalog`` module when ``cloud``'s catalog CSV is on disk, else ``None``.
+def shipped_quote(accelerator: str, gpus: int, market: str = "on-demand") -> PriceQuote | None:
+    """The cheapest shipped-table instance with ``gpus`` x ``accelerator`` (``None``: none),
+    with a warning, once per instance type, that names the table's date: list prices change,
+    and SkyPilot's catalog (or your own price) is the better source.
 
-    The one gate of every catalog lookup here: SkyPilot fetches a missing catalog from the
-    internet, so a price is looked up only when ``<catalog dir>/<cloud>/vms.csv`` is already
-    there (and never for no cloud at all, where SkyPilot would fetch every cloud's).
+    Example:
+        >>> shipped_quote("H100", 8).instance_type
+        'p5.48xlarge'
+    """
+    matches = [
+        q
+        for q in shipped_price_table()
+        if q.accelerator == accelerator and q.gpus == gpus and q.market == market
+    ]
+    if not matches:
+        return None
+    quote = min(matches, key=lambda q: q.dollars_per_hour)
+    _warn_shipped(quote)
+    return quote
+
+
+def _warn_shipped(quote: PriceQuote) -> None:
+    if quote.instance_type in _WARNED:
+        return
+    _WARNED.add(quote.instance_type)
+    logger.warning(
+        "PRICE FROM THE SHIPPED TABLE DATED %s: %s (%s x %s) at $%.4f/hour %s in %s (source: "
+        "%s), not from SkyPilot's catalog, which was not available. List prices change; check "
+        "`sky gpus list %s:%s` or pass your own price.",
+        quote.date,
+        quote.instance_type,
+        quote.gpus,
+        quote.accelerator,
+        quote.dollars_per_hour,
+        quote.market,
+        quote.region or "any region",
+        quote.source,
+        quote.accelerator,
+        quote.gpus,
+    )
+
+
+def _sky_catalog(cloud: str, fetch: bool = True) -> Any | None:
+    """SkyPilot's ``sky.catalog`` module when ``cloud``'s catalog CSV is on disk (fetched by
+    SkyPilot first if it is missing and ``fetch`` allows), else ``None``.
+
+    The one gate of every catalog lookup here: never for no cloud at all (SkyPilot would fetch
+    every cloud's), a fetch at most once per cloud and process and :data:`FETCH_TIMEOUT_S`
+    long, and none with ``SEER_PRICE_FETCH=0``.
     """
     if not cloud:
         return None
@@ -100,9 +157,36 @@ def _sky_catalog(cloud: str) -> Any | None:
         from sky.catalog import common as sky_common
     except ImportError:
         return None
-    if not os.path.exists(sky_common.get_catalog_path(f"{cloud}/vms.csv")):
+    path = sky_common.get_catalog_path(f"{cloud}/vms.csv")
+    if os.path.exists(path):
+        return sky_catalog
+    if not fetch or cloud in _UNFETCHABLE or os.environ.get(ENV_PRICE_FETCH, "1") == "0":
         return None
-    return sky_catalog
+    _fetch_catalog(sky_catalog, cloud)
+    if os.path.exists(path):
+        return sky_catalog
+    _UNFETCHABLE.add(cloud)
+    logger.warning(
+        "SkyPilot's %s price catalog is not on disk and could not be fetched (offline?): "
+        "prices come from the configured price or the shipped table.",
+        cloud,
+    )
+    return None
+
+
+def _fetch_catalog(sky_catalog: Any, cloud: str) -> None:
+    """Let SkyPilot fetch ``cloud``'s catalog (any lookup does), waiting at most
+    :data:`FETCH_TIMEOUT_S` (SkyPilot's own request has no timeout)."""
+
+    def lookup() -> None:
+        try:
+            sky_catalog.list_accelerators(gpus_only=True, clouds=cloud)
+        except Exception as exc:  # offline, rate-limited …: the caller sees no CSV
+            logger.debug("fetching SkyPilot's %s catalog failed: %s", cloud, exc)
+
+    worker = threading.Thread(target=lookup, name=f"sky-catalog-{cloud}", daemon=True)
+    worker.start()
+    worker.join(FETCH_TIMEOUT_S)
 
 
 def _check_market(market: str) -> None:
@@ -113,11 +197,9 @@ def _check_market(market: str) -> None:
 def sky_catalog_quote(
     instance_type: str, *, cloud: str = "aws", market: str = "on-demand", region: str = ""
 ) -> PriceQuote | None:
-    """The price SkyPilot's catalog gives, or ``None`` when SkyPilot or its catalog is absent.
-
-    Never downloads: SkyPilot fetches missing catalogs from the internet, so this looks only
-    when ``<catalog dir>/<cloud>/vms.csv`` is already on disk. ``region`` empty: the cheapest
-    region's price.
+    """The price SkyPilot's catalog gives, or ``None`` when SkyPilot or its catalog is absent
+    (a missing catalog is fetched once if it can be: see :func:`_sky_catalog`). ``region``
+    empty: the cheapest region's price.
     """
     _check_market(market)
     catalog = _sky_catalog(cloud.lower())
@@ -156,8 +238,8 @@ def sky_accelerator_quote(
     region: str = "",
 ) -> PriceQuote | None:
     """The cheapest instance type of ``cloud`` with ``gpus`` × ``accelerator``, priced by
-    SkyPilot's catalog (:func:`sky_catalog_quote`); ``None`` when the catalog is not on disk or
-    has no such instance. Never downloads.
+    SkyPilot's catalog (:func:`sky_catalog_quote`); ``None`` when the catalog is not there (and
+    cannot be fetched) or has no such instance.
     """
     _check_market(market)
     catalog = _sky_catalog(cloud.lower())
@@ -250,7 +332,7 @@ def resolve_quote(
     use_sky: bool = True,
 ) -> PriceQuote:
     """The best available price for ``instance_type``: SkyPilot's catalog, else ``table``
-    (default: the shipped table).
+    (default: the shipped table, with a warning naming its date).
 
     Example:
         >>> resolve_quote("p3.8xlarge", use_sky=False).gpus
@@ -260,6 +342,8 @@ def resolve_quote(
         quote = sky_catalog_quote(instance_type, market=market, region=region)
         if quote is not None:
             return quote
-    return find_quote(
-        shipped_price_table() if table is None else table, instance_type, market, region
-    )
+    if table is not None:
+        return find_quote(table, instance_type, market, region)
+    quote = find_quote(shipped_price_table(), instance_type, market, region)
+    _warn_shipped(quote)
+    return quote

@@ -7,13 +7,18 @@ that drives local processes drives clouds unchanged. How it maps the backend cal
   executor starts a whole rung and then waits, so the placement controller
   (:func:`optuna_seer.planning.placement.place`) sees the rung's whole demand (``n`` trials × ``k``
   GPUs) and packs it onto the fewest nodes.
-* **Resizing.** SkyPilot cannot grow a cluster, so a cluster is only reused when its shape
-  fits: a single node with enough free GPUs for small trials, or an idle cluster with the
-  same node count for a multi-node trial. Clusters that are idle at a placement and not
-  reused are torn down (``sky down``); new shapes are launched (``sky launch`` of the trial
-  template with its ``run`` removed, so the cluster is provisioned and set up once), and each
-  trial is submitted to its cluster with ``sky exec`` (``num_nodes`` and GPUs per node of its
-  slot; SkyPilot's job queue runs several small trials side by side on one node).
+* **Resizing.** A cluster is reused as it is when its shape fits: a single node with enough
+  free GPUs for small trials, or an idle cluster with the same node count for a multi-node
+  trial. A new shape with the GPUs per node of an idle cluster resizes that cluster
+  (``sky launch --resize``: SkyPilot adds or removes nodes, the others keep running); other
+  idle clusters are torn down (``sky down``) and other shapes launched (``sky launch`` of
+  the trial template without its ``run``: provisioned, then set up once, both timed; see
+  :mod:`~optuna_seer.backends.skypilot.launching`). Each trial is submitted to its cluster
+  with ``sky exec`` (``num_nodes`` and GPUs per node of its slot; SkyPilot's job queue runs
+  several small trials side by side on one node).
+* Nodes install the driver's own optuna-seer (a wheel mounted on every node) and its Optuna
+  version, never optuna-seer from a package index
+  (:mod:`~optuna_seer.backends.skypilot.packages`).
 * Every cluster is launched with autodown (``idle_minutes_to_autostop`` + ``down=True``), so
   a driver that dies without cleaning up still stops paying after ``autostop_minutes``.
 * ``release()`` tears down every cluster this backend launched (Ctrl-C, exceptions and the
@@ -25,8 +30,11 @@ that drives local processes drives clouds unchanged. How it maps the backend cal
 The pieces it drives live beside it: the tasks and their YAML, node environment and secrets
 in :mod:`optuna_seer.backends.skypilot.tasks`; the study URL nodes open (and the gRPC storage
 proxy it may need) in :mod:`optuna_seer.backends.skypilot.proxy`; prices in
-:mod:`optuna_seer.pricing` (SkyPilot's catalog where it is on disk, else
-``price_per_gpu_hour``; :meth:`SkyPilotBackend.cost_report` says which was used).
+:mod:`optuna_seer.pricing` (SkyPilot's catalog, else ``price_per_gpu_hour``, else the
+shipped table with a warning; :meth:`SkyPilotBackend.cost_report` says which was used); the
+bill, reconciled with SkyPilot's cost report, in :mod:`optuna_seer.backends.skypilot.bill`
+(:meth:`SkyPilotBackend.bill`); failure messages with a log tail and the ``sky logs``
+command in :mod:`optuna_seer.backends.skypilot.failures`.
 """
 
 from __future__ import annotations
@@ -42,13 +50,18 @@ from types import TracebackType
 from typing import Any, Literal
 
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState, LaunchStatus
+from optuna_seer.backends.skypilot.bill import BILLING_MINIMUM_S, Bill, SkyPilotCosts, reconcile
 from optuna_seer.backends.skypilot.clusters import (
     ClusterCost,
     ClusterRecord,
     LaunchRecord,
     checked_node_sizes,
     cluster_cost,
+    cluster_is_up,
+    clusters_still_up,
 )
+from optuna_seer.backends.skypilot.failures import job_failure, launch_failure, log_tail
+from optuna_seer.backends.skypilot.launching import Target, bring_up, resize_candidates
 from optuna_seer.backends.skypilot.proxy import NodeStorage
 from optuna_seer.backends.skypilot.tasks import DEFAULT_TEMPLATE, TEMPLATES_DIR, TaskBuilder
 from optuna_seer.planning.placement import (
@@ -60,7 +73,7 @@ from optuna_seer.planning.placement import (
 )
 from optuna_seer.pricing.clusters import ClusterPricer, launched_hourly_price
 
-__all__ = ["DEFAULT_TEMPLATE", "TEMPLATES_DIR", "ClusterCost", "SkyPilotBackend"]
+__all__ = ["DEFAULT_TEMPLATE", "TEMPLATES_DIR", "Bill", "ClusterCost", "SkyPilotBackend"]
 
 _RUNNING_JOB_STATES = {"INIT", "PENDING", "SETTING_UP", "RUNNING"}
 _STOPPED_JOB_STATES = {"CANCELLED"}
@@ -92,9 +105,10 @@ class SkyPilotBackend(Backend):
         node_sizes: Smaller GPU counts a node may have (default: only the full node).
         autostop_minutes: Idle minutes before SkyPilot tears a cluster down by itself.
         workdir: Directory synced to the nodes (default: the current directory).
-        template: The trial YAML (default: the packaged ``optuna_seer/templates/trial.yaml``;
+        template: The trial YAML (default: ``launchers/trial.yaml``, shipped in the package;
             copy it from :data:`TEMPLATES_DIR` to change ``setup`` or ``envs``).
-        price_per_gpu_hour: Price used where SkyPilot's catalog has none.
+        price_per_gpu_hour: Price used where SkyPilot's catalog has none (before the
+            shipped table, which is used only with a warning naming its date).
         poll_interval_s: Seconds between job status queries in :meth:`wait`.
         batch_window_s: Launches started within this many seconds of each other are placed
             together (a rung's trials are started in a burst, then polled).
@@ -188,6 +202,7 @@ class SkyPilotBackend(Backend):
         self._launches: dict[str, LaunchRecord] = {}
         self._pending: list[str] = []
         self._counter = itertools.count()
+        self._sky_costs = SkyPilotCosts(sdk)
 
     # ----------------------------------------------------------------- SkyPilot objects
     def candidates(self) -> list[dict[str, Any]]:
@@ -220,14 +235,30 @@ class SkyPilotBackend(Backend):
         return self._pricer.hourly_price(shape)
 
     def cost_report(self) -> list[ClusterCost]:
-        """Every cluster this backend launched, with time up and dollars."""
+        """Every cluster this backend launched, with time up and dollars: whole nodes from the
+        launch request to ``sky down``, each node billed at least a minute."""
         now = self.now()
-        return [cluster_cost(c, now) for c in [*self._retired, *self._clusters.values()]]
+        clusters = [*self._retired, *self._clusters.values()]
+        return [cluster_cost(c, now, BILLING_MINIMUM_S) for c in clusters]
 
     @property
     def spent_dollars(self) -> float:
-        """Dollars of every cluster with a known price, so far."""
+        """Dollars of every cluster with a known price, so far (this backend's estimate)."""
         return sum(c.dollars for c in self.cost_report() if c.dollars is not None)
+
+    def bill(self) -> Bill:
+        """This run's bill by this backend's accounting and by SkyPilot's cost report
+        (``sky.cost_report``), asked now; :attr:`Bill.dollars` is the larger."""
+        costs = self.cost_report()
+        self._sky_costs.ask([c.name for c in costs])
+        return reconcile(costs, self._sky_costs.costs, self._sky_costs.note)
+
+    def billed_dollars(self) -> float:
+        """:meth:`bill`'s dollars for the budget guard, asking SkyPilot at most once a minute
+        (its last answer stands in between)."""
+        costs = self.cost_report()
+        self._sky_costs.latest([c.name for c in costs])
+        return reconcile(costs, self._sky_costs.costs, self._sky_costs.note).dollars
 
     # ------------------------------------------------------------------ Backend API
     @property
@@ -286,7 +317,7 @@ class SkyPilotBackend(Backend):
                 error = self._down(name)
             if error is not None:
                 failures[name] = error
-        leftover = self._still_up([c.name for c in self._retired])
+        leftover = clusters_still_up(self._sdk, [c.name for c in self._retired])
         self._storage.close()
         if failures or leftover:
             names = sorted(set(failures) | set(leftover))
@@ -333,34 +364,39 @@ class SkyPilotBackend(Backend):
         if launch.status is not None:
             return launch.status
         if launch.slot is None or launch.job_id is None:
-            return LaunchStatus(LaunchState.RUNNING, launch.started_at, message="queued")
+            return launch.current(LaunchState.RUNNING, "queued")
         cluster = launch.slot.cluster
         try:
             statuses = self._sdk.get(self._sdk.job_status(cluster, job_ids=[launch.job_id]))
         except Exception as exc:  # the cluster is gone (spot preemption) or the API hiccuped
-            if self._cluster_up(cluster):
-                return LaunchStatus(
-                    LaunchState.RUNNING, launch.started_at, message=f"status unavailable: {exc}"
-                )
+            if cluster_is_up(self._sdk, cluster):
+                return launch.current(LaunchState.RUNNING, f"status unavailable: {exc}")
             self._lost_cluster(cluster, f"cluster {cluster} is gone (spot preemption?): {exc}")
             return self._refresh(handle, launch)
         state = statuses.get(launch.job_id)
         name = str(getattr(state, "value", state))
         if name in _RUNNING_JOB_STATES:
-            return LaunchStatus(LaunchState.RUNNING, launch.started_at, message=name.lower())
+            return launch.current(LaunchState.RUNNING, name.lower())
         if name == "SUCCEEDED":
             return self._finish(handle, launch, LaunchState.SUCCEEDED, "succeeded")
         if name in _STOPPED_JOB_STATES:
             return self._finish(handle, launch, LaunchState.STOPPED, "cancelled")
-        return self._finish(handle, launch, LaunchState.FAILED, f"job {launch.job_id}: {name}")
+        message = job_failure(
+            trial=launch.spec.trial_number,
+            rung=launch.spec.rung,
+            cluster=cluster,
+            job_id=launch.job_id,
+            state=name,
+            tail=log_tail(self._sdk, cluster, launch.job_id),
+        )
+        return self._finish(handle, launch, LaunchState.FAILED, message)
 
     def _lost_cluster(self, name: str, reason: str) -> None:
         """A cluster vanished: relaunch its trials from their checkpoints, or fail them."""
         cluster = self._clusters[name]
         for handle in sorted(cluster.trials):
             launch = self._launches[handle]
-            cluster.trials.discard(handle)
-            cluster.free_gpus += launch.slot.workers if launch.slot is not None else 0
+            self._release_slot(cluster, handle, launch)
             if launch.status is not None:
                 continue
             if launch.preemptions < self.preemption_retries:
@@ -372,27 +408,24 @@ class SkyPilotBackend(Backend):
                 self._finish(handle, launch, LaunchState.FAILED, reason)
         self._down(name)
 
-    def _cluster_up(self, name: str) -> bool:
-        try:
-            records = self._sdk.get(self._sdk.status(cluster_names=[name]))
-        except Exception:  # no answer: assume it is still there, ask again next poll
-            return True
-        for record in records:
-            status = _field(record, "status")
-            if _field(record, "name") == name:
-                return str(getattr(status, "value", status)) == "UP"
-        return False
-
     def _finish(
         self, handle: str, launch: LaunchRecord, state: LaunchState, message: str
     ) -> LaunchStatus:
-        launch.status = LaunchStatus(state, launch.started_at, self.now(), message)
+        launch.status = launch.current(state, message, self.now())
         if launch.slot is not None and launch.slot.cluster in self._clusters:
-            cluster = self._clusters[launch.slot.cluster]
-            if handle in cluster.trials:
-                cluster.trials.discard(handle)
-                cluster.free_gpus += launch.slot.workers
+            self._release_slot(self._clusters[launch.slot.cluster], handle, launch)
         return launch.status
+
+    def _release_slot(self, cluster: ClusterRecord, handle: str, launch: LaunchRecord) -> None:
+        """``handle`` leaves ``cluster``: its GPUs are free, the time it held them is counted."""
+        if handle not in cluster.trials or launch.slot is None:
+            return
+        cluster.trials.discard(handle)
+        cluster.free_gpus += launch.slot.workers
+        if launch.submitted_at is not None:
+            held = time.monotonic() - launch.submitted_at
+            cluster.busy_gpu_s += launch.slot.workers * held
+            launch.submitted_at = None
 
     def _burst_settled(self) -> bool:
         """True when no launch was started within the batch window."""
@@ -425,45 +458,76 @@ class SkyPilotBackend(Backend):
         if not batch or placement is None:
             return
         used = {slot.cluster for slot in placement.slots.values()}
-        for cluster in list(self._clusters.values()):
-            if cluster.idle and cluster.name not in used:
-                self._down(cluster.name)  # resize: this shape is no longer needed
-        names = self._launch_clusters(placement.new_clusters)
+        spare = {
+            c.name: c.shape
+            for c in self._clusters.values()
+            if c.idle and c.name not in used and c.launch_error is None
+        }
+        resize = resize_candidates(placement.new_clusters, spare)
+        for name in set(spare) - set(resize.values()):
+            self._down(name)  # this shape is no longer needed, and no new one has its nodes
+        placed_at = time.monotonic()
+        names = self._launch_clusters(placement.new_clusters, resize)
         for handle in batch:
             self._pending.remove(handle)
             launch = self._launches[handle]
             slot = placement.slots[handle]
             launch.slot = replace(slot, cluster=names.get(slot.cluster, slot.cluster))
+            cluster = self._clusters[launch.slot.cluster]
+            brought_up = slot.cluster in names
+            launch.queue_s = (launch.queue_s or 0.0) + placed_at - launch.queued_at
+            launch.boot_s = (launch.boot_s or 0.0) + (
+                (cluster.boot_s or 0.0) if brought_up else 0.0
+            )
+            launch.setup_s = (launch.setup_s or 0.0) + (
+                (cluster.setup_s or 0.0) if brought_up else 0.0
+            )
             self._submit(handle, launch)
         for name in names.values():
             if self._clusters[name].launch_error is not None:
                 self._down(name)  # whatever part of it came up (its trials failed above)
 
-    def _launch_clusters(self, shapes: Mapping[str, ClusterShape]) -> dict[str, str]:
-        """Launch every new cluster in parallel; placeholder name → real cluster name."""
+    def _launch_clusters(
+        self, shapes: Mapping[str, ClusterShape], resize: Mapping[str, str]
+    ) -> dict[str, str]:
+        """Launch every new cluster (or resize the idle one ``resize`` names for it) in
+        parallel; placeholder → real cluster name."""
         names: dict[str, str] = {}
-        requests: dict[str, Any] = {}
+        targets: list[Target] = []
         for placeholder, shape in shapes.items():
+            existing = resize.get(placeholder)
+            if existing is not None:
+                self._clusters[existing].resize(shape, self.now())
+                names[placeholder] = existing
+                targets.append(Target(existing, shape, resize=True))
+                continue
             name = f"{self.cluster_prefix}-{next(self._counter)}"
             names[placeholder] = name
             price, source = self.hourly_price(shape)
             # Recorded before the request, so release() tears it down whatever happens next.
             self._clusters[name] = ClusterRecord(name, shape, shape.gpus, self.now(), price, source)
-            requests[name] = self._sdk.launch(
-                self.cluster_task(shape),
-                cluster_name=name,
-                idle_minutes_to_autostop=self.autostop_minutes,
-                down=True,
-            )
-        for name, request in requests.items():
+            targets.append(Target(name, shape))
+        outcomes = bring_up(
+            self._sdk,
+            targets,
+            boot_task=self._tasks.boot_task,
+            cluster_task=self.cluster_task,
+            autostop_minutes=self.autostop_minutes,
+        )
+        for name, outcome in outcomes.items():
             cluster = self._clusters[name]
-            try:
-                _, handle = self._sdk.get(request)
-            except Exception as exc:  # no capacity, quota, credentials …
-                cluster.launch_error = f"launch of {name} failed: {exc}"
-                cluster.hourly_price, cluster.price_source = 0.0, "launch failed: not billed"
+            cluster.boot_s, cluster.setup_s = outcome.boot_s, outcome.setup_s
+            if outcome.error is not None:
+                cluster.launch_error = launch_failure(
+                    cluster=name,
+                    nodes=cluster.shape.nodes,
+                    gpus_per_node=cluster.shape.gpus_per_node,
+                    error=outcome.error,
+                )
+                if outcome.boot_s is None and name not in resize.values():  # nothing came up
+                    cluster.hourly_price, cluster.price_source = 0.0, "launch failed: not billed"
                 continue
-            launched = launched_hourly_price(handle, cluster.shape.nodes)
+            launched = launched_hourly_price(outcome.handle, cluster.shape.nodes)
             if launched is not None:  # what SkyPilot says the instances it got cost
                 cluster.hourly_price, cluster.price_source = launched
         return names
@@ -481,9 +545,14 @@ class SkyPilotBackend(Backend):
                 self._sdk.exec(self.trial_task(launch.spec, launch.slot), cluster_name=cluster.name)
             )
         except Exception as exc:
-            self._finish(handle, launch, LaunchState.FAILED, f"sky exec on {cluster.name}: {exc}")
+            message = (
+                f"trial {launch.spec.trial_number} rung {launch.spec.rung}: sky exec on cluster "
+                f"{cluster.name} failed: {type(exc).__name__}: {exc}"
+            )
+            self._finish(handle, launch, LaunchState.FAILED, message)
             return
         launch.job_id = int(job_id)
+        launch.submitted_at = time.monotonic()
 
     def _down(self, name: str) -> str | None:
         """``sky down`` one cluster; the error text, or ``None`` once it is gone."""
@@ -502,17 +571,3 @@ class SkyPilotBackend(Backend):
             self._retired.append(cluster)
             del self._clusters[name]
         return None
-
-    def _still_up(self, names: Sequence[str]) -> list[str]:
-        if not names:
-            return []
-        try:
-            records = self._sdk.get(self._sdk.status(cluster_names=list(names)))
-        except Exception:  # status unavailable: trust the downs
-            return []
-        return sorted(str(_field(r, "name")) for r in records)
-
-
-def _field(record: Any, name: str) -> Any:
-    """A field of a ``sky.status`` record (a response object, or a dict)."""
-    return record[name] if isinstance(record, Mapping) else getattr(record, name, None)

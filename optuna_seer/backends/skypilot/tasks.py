@@ -1,13 +1,19 @@
 """The SkyPilot tasks of a trial: resources, the template's YAML, the node environment, secrets.
 
-:class:`TaskBuilder` turns the trial template (``optuna_seer/templates/trial.yaml`` by
-default) into the two kinds of ``sky.Task`` :class:`~optuna_seer.backends.skypilot.SkyPilotBackend`
-hands to SkyPilot: a *cluster task* (``sky launch``: provision and set up a cluster, no
-``run``) and a *trial task* (``sky exec``: one trial on its slot of a cluster). The study URL
-(it may hold an RDB password), the study's checkpoint key, and any variable that holds a
-credential by its name or its value (:func:`optuna_seer._secrets.is_secret`) reach the nodes as
-SkyPilot ``secrets`` (redacted in every task YAML SkyPilot keeps or shows), not ``envs``: see
+:class:`TaskBuilder` turns the trial template (``launchers/trial.yaml``, shipped in the
+package as ``optuna_seer/launchers/trial.yaml``, by default) into the kinds of ``sky.Task``
+:class:`~optuna_seer.backends.skypilot.SkyPilotBackend` hands to SkyPilot: a *boot task* and
+a *cluster task* (two ``sky launch`` calls: provision, then set up a cluster; no ``run``) and a
+*trial task* (``sky exec``: one trial on its slot of a cluster). The study URL (it may hold an
+RDB password), the study's checkpoint key, and any variable that holds a credential by its
+name or its value (:func:`optuna_seer._secrets.is_secret`) reach the nodes as SkyPilot
+``secrets`` (redacted in every task YAML SkyPilot keeps or shows), not ``envs``: see
 :func:`is_secret_env`.
+
+Every cluster task mounts the driver's own optuna-seer on its nodes (a wheel and a
+``requirements.txt`` pinning the driver's Optuna, from
+:mod:`optuna_seer.backends.skypilot.packages`) at :data:`NODE_PACKAGES`; the template's
+``setup`` installs from there, never optuna-seer from a package index.
 
 ``sky`` and ``yaml`` are imported when a builder is made, not when this module is.
 """
@@ -17,22 +23,31 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 import copy
 from dataclasses import replace
+import functools
 import importlib.resources
 import os
 from pathlib import Path
 import shlex
+import tempfile
 from typing import Any, Literal
 
 from optuna_seer._secrets import is_secret
 from optuna_seer.backends.base import LaunchSpec
 from optuna_seer.backends.launch_env import launch_env
+from optuna_seer.backends.skypilot.packages import write_node_packages
 from optuna_seer.planning.placement import ClusterShape, TrialSlot
 from optuna_seer.worker.checkpoint_keys import ENV_CHECKPOINT_KEY
 from optuna_seer.worker.context import ENV_RESUME_FROM, ENV_STORAGE, ENV_TRAIN_SCRIPT
 
-# The SkyPilot YAMLs ship inside the package (installed users get them too).
-TEMPLATES_DIR = Path(str(importlib.resources.files("optuna_seer").joinpath("templates")))
-DEFAULT_TEMPLATE = TEMPLATES_DIR / "trial.yaml"
+# The SkyPilot YAMLs and the example tune script: launchers/ at the top of a checkout, which
+# the package ships as optuna_seer/launchers (a link in the checkout: one copy of each file).
+LAUNCHERS_DIR = Path(str(importlib.resources.files("optuna_seer").joinpath("launchers")))
+TEMPLATES_DIR = LAUNCHERS_DIR
+DEFAULT_TEMPLATE = LAUNCHERS_DIR / "trial.yaml"
+# Where a cluster's nodes find the driver's optuna-seer wheel and pinned Optuna
+# (the template's setup reads ``SEER_PACKAGES``).
+NODE_PACKAGES = "~/.seer-node"
+ENV_PACKAGES = "SEER_PACKAGES"
 # Node variables that hold credentials: passed as SkyPilot ``secrets``, not ``envs``. The
 # study URL (an RDB password), the checkpoint key, and any variable whose name or value says
 # it is one (a launch's extra env: AWS_SECRET_ACCESS_KEY, HF_TOKEN, DB_PASS, a
@@ -138,6 +153,16 @@ class TaskBuilder:
         return self._sky.Resources.from_yaml_config(self.node_resources_config(shape))
 
     # --------------------------------------------------------------------- tasks
+    def boot_task(self, shape: ClusterShape) -> Any:
+        """The task of a cluster's first ``sky launch``: its nodes only (no workdir, file
+        mounts, setup or run), so SkyPilot's provisioning is timed apart from the setup."""
+        config: dict[str, Any] = {
+            "name": "seer-boot",
+            "num_nodes": shape.nodes,
+            "resources": self.node_resources_config(shape),
+        }
+        return self._sky.Task.from_yaml_config(config)
+
     def cluster_task(self, shape: ClusterShape) -> Any:
         """The task ``sky launch`` gets to provision and set up a cluster (no ``run``)."""
         config = copy.deepcopy(self._template)
@@ -146,6 +171,9 @@ class TaskBuilder:
         config["num_nodes"] = shape.nodes
         config["resources"] = self.node_resources_config(shape)
         config["workdir"] = self.workdir
+        mounts = config.get("file_mounts") or {}
+        config["file_mounts"] = {**mounts, NODE_PACKAGES: str(node_packages_dir())}
+        config["envs"] = {**(config.get("envs") or {}), ENV_PACKAGES: NODE_PACKAGES}
         return self._sky.Task.from_yaml_config(config)
 
     def trial_task(self, spec: LaunchSpec, slot: TrialSlot) -> Any:
@@ -220,6 +248,15 @@ class TaskBuilder:
             checkpoint_uri=checkpoint_uri,
             resume_from=resume_from,
         )
+
+
+@functools.lru_cache(maxsize=1)
+def node_packages_dir() -> Path:
+    """A directory (made once per process) holding a wheel of the optuna-seer this process
+    runs and a ``requirements.txt`` that installs it and pins this process's Optuna: what
+    every cluster's nodes install (see :mod:`optuna_seer.backends.skypilot.packages`)."""
+    directory = Path(tempfile.mkdtemp(prefix="seer-node-packages-"))
+    return write_node_packages(directory).directory
 
 
 def node_train_script(entrypoint: str, workdir: str | os.PathLike[str]) -> str:

@@ -1,0 +1,89 @@
+"""Every ``sky ...`` command the docs and the launchers show exists in the installed SkyPilot.
+
+Collects the SkyPilot commands from the code of README.md and docs/*.md (fenced blocks and
+inline code) and from everything in launchers/ (the templates' comments, the tune script),
+then runs ``sky <command> --help`` for each through SkyPilot's own click group (the one the
+``sky`` console script calls; in-process, so the check costs no process start per command) and requires exit status 0. No cloud is involved: ``--help`` parses only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+import re
+from typing import Any
+
+import pytest
+
+from tests.fake_sky import REPO_ROOT
+
+# SkyPilot's command groups: their commands are "<group> <command>".
+GROUPS = ("jobs", "gpus", "api", "serve", "storage", "volumes")
+COMMAND = re.compile(
+    r"(?:^|[\s`'\"(=])sky\s+((?:" + "|".join(GROUPS) + r")\s+)?([a-z][a-z-]*)",
+    re.MULTILINE,
+)
+FENCE = re.compile(r"```[a-z]*\n(.*?)```", re.DOTALL)
+INLINE = re.compile(r"``?([^`\n]+)``?")
+
+
+def code_text(path: Path) -> str:
+    """What of ``path`` is code: fenced blocks and inline code of Markdown; all of a
+    launcher (commands sit in YAML comments and the script's docstring)."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix != ".md":
+        return text
+    fenced = FENCE.findall(text)
+    prose = FENCE.sub("", text)
+    return "\n".join([*fenced, *INLINE.findall(prose)])
+
+
+def documented_commands() -> dict[tuple[str, ...], list[str]]:
+    """Each ``sky`` command shown (``("jobs", "launch")``, ``("logs",)``) → where."""
+    files = [
+        REPO_ROOT / "README.md",
+        *sorted((REPO_ROOT / "docs").glob("*.md")),
+        *sorted(p for p in (REPO_ROOT / "launchers").iterdir() if p.is_file()),
+    ]
+    found: dict[tuple[str, ...], list[str]] = {}
+    for path in files:
+        for group, command in COMMAND.findall(code_text(path)):
+            key = (group.strip(), command) if group else (command,)
+            found.setdefault(key, []).append(str(path.relative_to(REPO_ROOT)))
+    return found
+
+
+@pytest.fixture(scope="module")
+def sky_cli(sky_home_dir: Path) -> Any:
+    # What the ``sky`` console script runs (sky.cli:cli calls this click group).
+    from sky.client.cli.command import cli
+
+    return cli
+
+
+def run_help(cli: Any, command: tuple[str, ...]) -> Any:
+    from click.testing import CliRunner
+
+    return CliRunner().invoke(cli, [*command, "--help"], catch_exceptions=True)
+
+
+def test_the_docs_show_the_commands_a_user_needs() -> None:
+    shown = documented_commands()
+    # The ones a cloud run needs, so the collector finds them (an empty scan passes nothing).
+    for needed in [("launch",), ("logs",), ("down",), ("status",), ("jobs", "launch")]:
+        assert needed in shown, sorted(shown)
+
+
+@pytest.mark.parametrize("command", sorted(documented_commands()), ids=" ".join)
+def test_every_sky_command_in_the_docs_exists(sky_cli: Any, command: tuple[str, ...]) -> None:
+    result = run_help(sky_cli, command)
+    where = documented_commands()[command]
+    assert result.exit_code == 0, (
+        f"`sky {' '.join(command)} --help` exited {result.exit_code} (shown in {where}): "
+        f"{result.output[-500:]}"
+    )
+
+
+def test_a_command_skypilot_lacks_is_caught(sky_cli: Any) -> None:
+    # What docs/cloud.md once showed: the check must be able to fail.
+    assert run_help(sky_cli, ("rsync-down",)).exit_code != 0
+    assert run_help(sky_cli, ("launch",)).exit_code == 0
