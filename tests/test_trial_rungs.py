@@ -229,6 +229,49 @@ def test_study_optimize_n_jobs_2_gives_a_survivor_two_workers(
     check_finished(study, launches(log))
 
 
+def continuing_plan() -> Plan:
+    """Nine configurations for one epoch, three to epoch 2, one to epoch 3: on one worker
+    throughout, so a survivor keeps its worker from rung 0 into rung 1."""
+    workload = Workload(epoch_seconds=0.2, scaling="linear", max_epochs=3, startup_seconds=5)
+    shapes = [RungShape(9, 1, 1), RungShape(3, 2, 1), RungShape(1, 3, 1)]
+    return Plan(
+        rungs=schedule(shapes, workload, 0.001, ClusterLimits(max_gpus=2)),
+        reduction_factor=3,
+        deadline_s=900.0,
+        budget_dollars=100.0,
+        price_per_gpu_second=0.001,
+        min_marginal_speedup=0.2,
+    )
+
+
+@pytest.mark.slow
+def test_a_survivor_that_keeps_its_workers_goes_on_in_the_same_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "launches.jsonl"
+    monkeypatch.setenv("SEER_TEST_LOG", str(log))
+    study = optuna.create_study(
+        storage=f"sqlite:///{tmp_path / 'seer.db'}",
+        direction="maximize",
+        sampler=SeerSampler(optuna.samplers.RandomSampler(seed=0)),
+        pruner=SeerPruner(plan=continuing_plan()),
+    )
+    study.optimize(objective_for(WorkerPool("test", 2), tmp_path / "ckpt"), n_jobs=2)
+    records = launches(log)
+    finished = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(finished) == 1 and finished[0].last_step == 3
+    # Rungs 0 and 1 in one launch (no relaunch at the rung end); the last rung, entered once
+    # its place was certain, in a second one.
+    ours = [r["rung"] for r in records if r["trial"] == finished[0].number]
+    assert ours == [0, 2]
+    promoted = [t for t in study.trials if (t.last_step or 0) >= 2]
+    assert len(promoted) >= 3  # the rung-1 survivors went on without a relaunch
+    for trial in promoted:
+        assert next(r["rung"] for r in records if r["trial"] == trial.number) == 0
+    assert peak_workers(records) <= 2
+    assert leased(study, "test") == {}
+
+
 PROCESS = textwrap.dedent(
     """
     import sys

@@ -9,14 +9,16 @@ trial one rung of the SEER plan at a time. Each :meth:`TrialRung.run`
    never uses more workers than the pool has, across threads and processes;
 2. launches the training program on them with :class:`~optuna_seer.backends.LocalBackend`,
    exactly as :class:`~optuna_seer.ElasticTuner` launches a rung
-   (:func:`~optuna_seer.execution.rung.launch_spec`): one
-   process, or a ``torchrun`` DDP world (NCCL across GPUs, gloo across CPU processes),
-   resuming from the trial's last rung-end checkpoint;
+   (:func:`~optuna_seer.execution.rung.launch_spec`): one process, or a ``torchrun`` DDP
+   world (NCCL across GPUs, gloo across CPU processes), resuming from the trial's last
+   checkpoint. A launch trains through every following rung on the same number of workers:
+   a survivor that keeps its worker count goes on in the same processes, and pays start-up
+   again only when it is resized;
 3. asks the pruner after every epoch the workers report (deadline, budget, displaced), so a
    stop reaches the workers at their next epoch, and at the rung's end (promotion);
-4. returns the workers and the value at the rung's end, or raises ``optuna.TrialPruned``
-   with SEER's stop reason (Optuna logs it: "Trial 7 pruned. rung 0: 0.81 not in the top
-   ...").
+4. returns the value at the rung's end (and the workers, when the launch ends there), or
+   stops the launch, returns the workers and raises ``optuna.TrialPruned`` with SEER's stop
+   reason (Optuna logs it: "Trial 7 pruned. rung 0: 0.81 not in the top ...").
 
 A trial whose process is killed stops beating; the next trial start (or lease wait) fails it
 and its lease returns with it (:mod:`optuna_seer.integration.heartbeat`).
@@ -25,7 +27,7 @@ and its lease returns with it (:mod:`optuna_seer.integration.heartbeat`).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import os
 from pathlib import Path
 import random
@@ -50,8 +52,8 @@ from optuna_seer.integration.keys import (
     launch_timing_key,
     stop_reason,
 )
-from optuna_seer.integration.leases import LeaseError, acquire, check_pool, release
-from optuna_seer.integration.pruner import SeerPruner
+from optuna_seer.integration.leases import LeaseError, acquire, check_pool, leased, release
+from optuna_seer.integration.pruner import WAIT, SeerPruner
 from optuna_seer.planning.plan import Plan, format_seconds
 from optuna_seer.storage.urls import storage_url_of
 from optuna_seer.worker.context import checkpoint_name, checkpoint_object_uri
@@ -103,15 +105,37 @@ class WorkerPool:
         return tuple(self.gpus[s] for s in slots) if self.gpus else ()
 
 
+_IDLE_GRACE_S = 5.0
+"""How long the pool must have been idle before a trial waiting for its last rung goes on."""
+_STOP_GRACE_S = 120.0
+"""How long a launch told to stop (or done training) may take to checkpoint and exit."""
+
+
+@dataclass
+class _Live:
+    """The launch a trial trains in: it runs rungs ``first_rung`` .. ``last_rung``."""
+
+    backend: LocalBackend
+    handle: str
+    first_rung: int
+    last_rung: int
+    workers: int
+    started: float
+    waited: float
+    seen: int
+
+
 @dataclass
 class LaunchTiming:
-    """How one rung's launch spent its time: waiting for workers, starting, training."""
+    """How one launch spent its time: waiting for workers, starting, training; it trained
+    ``rungs`` rungs from rung ``rung`` on (a survivor keeping its workers stays in it)."""
 
     rung: int
     workers: int
     wait_s: float
     wall_s: float
     train_s: float | None
+    rungs: int = 1
 
     @property
     def overhead_s(self) -> float | None:
@@ -178,6 +202,7 @@ class _TrialRunner:
         self.poll_seconds = poll_seconds
         self.env = dict(env)
         self.timings: list[LaunchTiming] = []
+        self.live: _Live | None = None
         self._storage = storage_of(trial.study)
         self._trial_id = trial_id_of(trial)
 
@@ -238,22 +263,79 @@ class _TrialRunner:
         raise optuna.TrialPruned(reason)
 
     def run(self, rung: TrialRung, entrypoint: str, params: Mapping[str, Any] | None) -> float:
-        trial = self.trial
-        slots, waited = self._lease(rung)
+        """Train ``rung`` to its end: in the launch that already runs it (a survivor that
+        keeps its workers), else in a new launch on freshly leased workers."""
+        live = self.live
+        if live is None or live.last_rung < rung.index:
+            self.close()
+            if rung.last and rung.index > 0:
+                self._wait_for_final_seat()
+            slots, waited = self._lease(rung)
+            try:
+                self.live = live = self._launch(rung, slots, waited, entrypoint, params)
+            except BaseException:
+                release(self.trial.study, self.trial.number)
+                raise
         try:
-            return self._train(rung, slots, waited, entrypoint, params)
-        finally:
-            release(trial.study, trial.number)
+            value = self._follow(live, rung)
+        except BaseException:
+            self.close()
+            raise
+        if rung.index == live.last_rung:
+            self._finish(live)
+        return value
 
-    def _train(
+    def _through(self, first: int) -> int:
+        """The last rung a launch starting at rung ``first`` trains through: every following
+        rung on the same number of workers continues in the same processes, except the
+        plan's last rung, which a trial enters only once its place there is certain
+        (:meth:`_wait_for_final_seat`)."""
+        rungs, last = self.plan.rungs, first
+        workers = rungs[first].gpus_per_trial
+        while last + 2 < len(rungs) and rungs[last + 1].gpus_per_trial == workers:
+            last += 1
+        return last
+
+    def _wait_for_final_seat(self) -> None:
+        """Hold the trial, without workers, until the pruner lets it into the last rung
+        (:meth:`~optuna_seer.SeerPruner.final_rung_entry`), so no more trials train fully
+        than the plan's last width; raises ``TrialPruned`` if better ones took the places.
+
+        It waits only while other trials of the pool train (hold workers), or have done so
+        within the last few seconds (the moment between one trial's end and the next one's
+        lease): once the pool has been idle for :data:`_IDLE_GRACE_S`, every thread's trial
+        waits, nothing more can be learned, and it goes on what is known.
+        """
+        study = self.trial.study
+        idle_since: float | None = None
+        scanned = time.monotonic()
+        while True:
+            if time.monotonic() - scanned >= 5.0:  # a killed process's trial holds a lease
+                scanned = time.monotonic()
+                fail_dead_trials(study)
+            verdict = self.pruner.final_rung_entry(study, self._storage.get_trial(self._trial_id))
+            if verdict is None:
+                return
+            if verdict != WAIT:
+                raise optuna.TrialPruned(verdict)
+            if leased(study, self.pool.name, exclude=self.trial.number):
+                idle_since = None
+            elif idle_since is None:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since >= max(_IDLE_GRACE_S, 5 * self.poll_seconds):
+                return
+            time.sleep(self.poll_seconds * (0.5 + random.random()))
+
+    def _launch(
         self,
         rung: TrialRung,
         slots: tuple[int, ...],
         waited: float,
         entrypoint: str,
         params: Mapping[str, Any] | None,
-    ) -> float:
+    ) -> _Live:
         trial, plan = self.trial, self.plan
+        last = self._through(rung.index)
         backend = LocalBackend(
             slots=rung.workers,
             gpus=self.pool.gpus_of(slots),
@@ -265,7 +347,7 @@ class _TrialRunner:
             storage_url=self.storage_url,
             trial_number=trial.number,
             params=trial.params if params is None else params,
-            rung=plan.rungs[rung.index],
+            rung=replace(plan.rungs[rung.index], resource=plan.rungs[last].resource),
             checkpoint_uri=self.trial_uri,
             resume_from=self._resume_from(rung.index),
             max_epochs=plan.max_epochs,
@@ -273,57 +355,91 @@ class _TrialRunner:
         )
         started = time.monotonic()
         handle = backend.start(spec)
-        seen = trial.storage.get_trial(self._trial_id).last_step or 0
-        pruned = False
-        try:
-            while not backend.wait([handle], self.poll_seconds):
-                step = trial.storage.get_trial(self._trial_id).last_step or 0
-                if step > seen:
-                    seen = step
-                    # The pruner's stop reason reaches the workers at their next epoch.
-                    pruned = pruned or self._should_prune()
-        except BaseException:
-            backend.release()
-            raise
-        status = backend.poll(handle)
-        frozen = trial.storage.get_trial(self._trial_id)
-        timing = frozen.system_attrs.get(launch_timing_key(rung.index))
-        record = LaunchTiming(
-            rung=rung.index,
-            workers=rung.workers,
-            wait_s=waited,
-            wall_s=time.monotonic() - started,
-            train_s=None if timing is None else float(timing["train_seconds"]),
-        )
-        self.timings.append(record)
-        _logger.info(
-            "trial %d rung %d: %d worker(s), waited %s, launch %s (start-up %s)",
-            trial.number,
-            rung.index,
-            rung.workers,
-            format_seconds(record.wait_s),
-            format_seconds(record.wall_s),
-            "-" if record.overhead_s is None else format_seconds(record.overhead_s),
-        )
-        reason = stop_reason(frozen)
-        if status.state is LaunchState.FAILED and reason is None:
-            raise RuntimeError(
-                f"trial {trial.number}, rung {rung.index}: the launch on {rung.workers} "
-                f"worker(s) failed: {scrub(status.message)[-1500:]}"
-            )
-        step = frozen.last_step or 0
-        if reason is None and (pruned or step >= rung.end_epoch) and self._should_prune():
-            reason = stop_reason(trial.storage.get_trial(self._trial_id))
-            raise optuna.TrialPruned(reason or f"pruned at rung {rung.index}")
+        seen = self._storage.get_trial(self._trial_id).last_step or 0
+        return _Live(backend, handle, rung.index, last, rung.workers, started, waited, seen)
+
+    def _follow(self, live: _Live, rung: TrialRung) -> float:
+        """Wait until the trial reports ``rung``'s end (its value) or its launch ends, asking
+        the pruner at every new epoch; raises ``TrialPruned`` when it says stop."""
+        while True:
+            done = live.backend.wait([live.handle], self.poll_seconds)
+            frozen = self._storage.get_trial(self._trial_id)
+            step = frozen.last_step or 0
+            if step > live.seen:
+                live.seen = step
+                if self._should_prune():
+                    self._prune(live)
+                if step >= rung.end_epoch:
+                    values = frozen.intermediate_values
+                    return float(values.get(rung.end_epoch, values[step]))
+            if done:
+                break
+        status = live.backend.poll(live.handle)
+        self._finish(live)
+        reason = stop_reason(self._storage.get_trial(self._trial_id))
         if reason is not None:
             raise optuna.TrialPruned(reason)
-        if step < rung.end_epoch:
+        if status.state is LaunchState.FAILED:
             raise RuntimeError(
-                f"trial {trial.number}, rung {rung.index}: the training program exited "
-                f"without reporting epoch {rung.end_epoch} (last reported: {frozen.last_step});"
-                " report every epoch with SeerCallback or TrialContext.report."
+                f"trial {self.trial.number}, rung {rung.index}: the launch on {rung.workers} "
+                f"worker(s) failed: {scrub(status.message)[-1500:]}"
             )
-        return float(frozen.intermediate_values[step])
+        raise RuntimeError(
+            f"trial {self.trial.number}, rung {rung.index}: the training program exited "
+            f"without reporting epoch {rung.end_epoch} (last reported: {live.seen or None}); "
+            "report every epoch with SeerCallback or TrialContext.report."
+        )
+
+    def _prune(self, live: _Live) -> None:
+        """The pruner stopped the trial: tell its workers (they stop after their epoch and
+        checkpoint), let the launch end, return the workers, raise ``TrialPruned``."""
+        frozen = self._storage.get_trial(self._trial_id)
+        reason = stop_reason(frozen) or "pruned by SeerPruner"
+        if TRIAL_STOP_REASON not in frozen.system_attrs:
+            self._storage.set_trial_system_attr(self._trial_id, TRIAL_STOP_REASON, reason)
+        if not live.backend.wait([live.handle], _STOP_GRACE_S):
+            live.backend.stop(live.handle)
+        self._finish(live)
+        raise optuna.TrialPruned(reason)
+
+    def _finish(self, live: _Live) -> None:
+        """The launch is over (or asked to end): wait for it, time it, return the workers."""
+        if self.live is not live:
+            return
+        self.live = None
+        try:
+            if not live.backend.wait([live.handle], _STOP_GRACE_S):
+                live.backend.stop(live.handle)
+            attrs = self._storage.get_trial(self._trial_id).system_attrs
+            timing = attrs.get(launch_timing_key(live.first_rung))
+            record = LaunchTiming(
+                rung=live.first_rung,
+                workers=live.workers,
+                wait_s=live.waited,
+                wall_s=time.monotonic() - live.started,
+                train_s=None if timing is None else float(timing["train_seconds"]),
+                rungs=live.last_rung - live.first_rung + 1,
+            )
+            self.timings.append(record)
+            _logger.info(
+                "trial %d rungs %s: %d worker(s), waited %s, launch %s (start-up %s)",
+                self.trial.number,
+                f"{live.first_rung}-{live.last_rung}"
+                if live.last_rung > live.first_rung
+                else str(live.first_rung),
+                live.workers,
+                format_seconds(record.wait_s),
+                format_seconds(record.wall_s),
+                "-" if record.overhead_s is None else format_seconds(record.overhead_s),
+            )
+        finally:
+            live.backend.release()
+            release(self.trial.study, self.trial.number)
+
+    def close(self) -> None:
+        """End the trial's launch, if one still runs, and return its workers."""
+        if self.live is not None:
+            self._finish(self.live)
 
 
 def rungs(
@@ -387,13 +503,16 @@ def rungs(
         env or {},
     )
     done = trial.storage.get_trial(trial_id_of(trial)).last_step or 0
-    for planned in plan.rungs:
-        if planned.resource <= done:
-            continue
-        rung = TrialRung(planned.index, planned.resource, planned.gpus_per_trial, runner)
-        yield rung
-        if not rung.ran:
-            raise RuntimeError(
-                f"trial {trial.number}: rung {planned.index} was not run; call rung.run(...) "
-                "once in every iteration of rungs(trial)."
-            )
+    try:
+        for planned in plan.rungs:
+            if planned.resource <= done:
+                continue
+            rung = TrialRung(planned.index, planned.resource, planned.gpus_per_trial, runner)
+            yield rung
+            if not rung.ran:
+                raise RuntimeError(
+                    f"trial {trial.number}: rung {planned.index} was not run; call "
+                    "rung.run(...) once in every iteration of rungs(trial)."
+                )
+    finally:
+        runner.close()  # an objective that leaves the loop early leaves no launch behind

@@ -311,9 +311,10 @@ def plan_work(plan: Plan) -> float:
     return total
 
 
-def affordable_width(plan: Plan, scale: float) -> int:
+def affordable_width(plan: Plan, scale: float, *, widen: bool = False) -> int:
     """Configurations of the plan's shape the budget pays for when epochs take ``scale``
-    times the plan's time: the plan's width, fewer once ``scale`` outgrows the plan's slack.
+    times the plan's time: the plan's width, fewer once ``scale`` outgrows the plan's slack
+    (``widen``: more, too, when the plan leaves part of the budget unspent).
 
     Example:
         >>> from optuna_seer import Budget, Workload, plan_seer
@@ -324,7 +325,8 @@ def affordable_width(plan: Plan, scale: float) -> int:
     """
     share = plan_work(plan) * scale / plan.n_configs
     budget = plan.budget_dollars / plan.price_per_gpu_second
-    return min(plan.n_configs, int(budget / share * (1 + 1e-9)))
+    affordable = int(budget / share * (1 + 1e-9))
+    return affordable if widen else min(plan.n_configs, affordable)
 
 
 def seat_holders(plan: Plan, trials: list[FrozenTrial], maximize: bool) -> list[int]:

@@ -29,6 +29,8 @@ from optuna_seer.integration.keys import (
     STUDY_STARTED_AT,
     SYNCHRONOUS,
     TRIAL_BEYOND_PLAN,
+    TRIAL_LEASE,
+    TRIAL_SEGMENT,
     TRIAL_STOP_REASON,
     promoted_key,
     rung_end,
@@ -50,6 +52,12 @@ from optuna_seer.planning.learning_curves import CurvePrior
 from optuna_seer.planning.plan import Plan, Rung
 from optuna_seer.planning.seer import plan_seer
 from optuna_seer.planning.workload import Workload
+
+WAIT = "wait"
+"""What :meth:`SeerPruner.final_rung_entry` says when a trial should wait before its last
+rung."""
+_LAST_RUNG_SLACK = 1.5
+"""A waiting trial goes once the time left is no more than this times its last rung's."""
 
 
 @dataclass(frozen=True)
@@ -297,6 +305,7 @@ class SeerPruner(BasePruner):
         if reason is None:
             reason = over_budget(self._plan, trial, step, now, implicit, view, crossed)
         if reason is None:
+            self._mark_segment(study, trial, step, now)
             reason = out_of_time(self._plan, trial, step, now, started_at, implicit)
         storage = storage_of(study)
         if not crossed:
@@ -319,6 +328,61 @@ class SeerPruner(BasePruner):
                     trial_id_of(trial), rung_end_key(crossed[-1].index), record
                 )
         return reason is not None
+
+    def final_rung_entry(self, study: optuna.Study, trial: FrozenTrial) -> str | None:
+        """May ``trial``, which just ended the last-but-one rung with a seat, start the last
+        rung now? ``None``: go; :data:`WAIT`: not yet; any other string: why it stops.
+
+        An asynchronous promotion into the last rung is made on the values seen so far; a
+        trial that starts the last rung early can finish it before better ones report, so
+        more trials than the plan's last width would train fully. A caller that can hold a
+        trial between rungs (:func:`optuna_seer.rungs` does) asks this first: the trial
+        waits until the last-but-one rung has the plan's number of values (or the deadline
+        leaves just the last rung's time), then goes only if it is still in the top
+        ``n_last`` of them.
+        """
+        rungs = self._plan.rungs
+        if len(rungs) < 2:
+            return None
+        previous, last = rungs[-2], rungs[-1]
+        own = rung_value(trial.system_attrs, previous.index)
+        if own is None:
+            return None
+        now = study_time(study, self._clock)
+        implicit = implicit_placement(storage_of(study), study_id_of(study))
+        ranked = {previous.index: own}
+        seen, better, _ = self._rank_among_others(study, trial, ranked, now, implicit)
+        if better[previous.index] >= last.n_trials:
+            reason = (
+                f"rung {previous.index}: displaced, {better[previous.index]} trials beat "
+                f"{own:.6g} and the plan keeps {last.n_trials}"
+            )
+            self._stop(study, trial, reason)
+            return reason
+        if seen[previous.index] >= previous.n_trials:
+            return None
+        started_at, _ = self._study_state(study)
+        needed = (last.resource - previous.resource) * last.epoch_seconds
+        if now + needed * _LAST_RUNG_SLACK >= started_at + self._plan.deadline_s:
+            return None  # no time to wait for more values: go on what is known
+        return WAIT
+
+    def _mark_segment(self, study: optuna.Study, trial: FrozenTrial, step: int, now: float) -> None:
+        """Record the first report inside its current rung of a ``trial`` that leases its
+        workers (one write per rung), from which
+        :func:`~optuna_seer.integration.admission.out_of_time` times the rung's epochs: such a
+        trial waits and is relaunched between rungs. Other trials write nothing here."""
+        if TRIAL_LEASE not in trial.system_attrs:
+            return
+        rung = self._plan.rung_for_step(step)
+        since = self._plan.rungs[rung.index - 1].resource if rung.index > 0 else 0
+        first = trial.system_attrs.get(TRIAL_SEGMENT)
+        if step >= self._plan.max_epochs or step <= since:
+            return  # at a rung end: the next rung's first epoch has not been trained yet
+        if first is None or int(first[0]) != rung.index:
+            storage_of(study).set_trial_system_attr(
+                trial_id_of(trial), TRIAL_SEGMENT, [rung.index, now, step]
+            )
 
     def _final_rung_full(self, study: optuna.Study, trial: FrozenTrial) -> str | None:
         """Why ``trial``, which just recorded its seat in the last rung, must give it back: the

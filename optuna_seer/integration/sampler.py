@@ -74,9 +74,16 @@ class SeerSampler(BaseSampler):
     keeps one plan, one source of truth, with no Hyperband machinery to inherit. Without a
     ``SeerPruner`` the sampler is a transparent wrapper, so it can stand in anywhere.
 
+    With ``widen=True`` (a pool of workers that should never idle, e.g. with
+    :func:`optuna_seer.rungs`), trials beyond the plan's width are admitted too, as
+    asynchronous successive halving admits them, while a new configuration can still train
+    every rung by the deadline at the plan's epoch times and the budget allows it: more
+    configurations compete in the first rungs, and the last rung keeps the plan's width.
+
     Args:
         base_sampler: The sampler that proposes parameter values; ``TPESampler()`` if ``None``.
         clock: Seconds since the epoch; must match the pruner's clock (replays simulate it).
+        widen: Admit configurations beyond the plan's width while they can still finish.
 
     Example:
         >>> import optuna
@@ -86,7 +93,11 @@ class SeerSampler(BaseSampler):
     """
 
     def __init__(
-        self, base_sampler: BaseSampler | None = None, *, clock: Callable[[], float] | None = None
+        self,
+        base_sampler: BaseSampler | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
+        widen: bool = False,
     ) -> None:
         if base_sampler is not None and not isinstance(base_sampler, BaseSampler):
             raise TypeError(
@@ -97,6 +108,9 @@ class SeerSampler(BaseSampler):
                 f"clock={clock!r} must be a callable returning seconds since the epoch, e.g. "
                 "time.time, or None for the pruner's clock."
             )
+        if not isinstance(widen, bool):
+            raise TypeError(f"widen={widen!r} must be True or False.")
+        self._widen = widen
         self._base = base_sampler if base_sampler is not None else TPESampler()
         self._clock = clock
         self._refused: dict[int, str] = {}
@@ -162,13 +176,14 @@ class SeerSampler(BaseSampler):
         trials = storage.get_all_trials(study_id_of(study), deepcopy=False)
         rank = width_rank(trials, trial.number)
         reason = None
-        if rank > plan.n_configs:
+        widening = self._widen and rank > plan.n_configs and self._worth_widening(study, plan, now)
+        if rank > plan.n_configs and not widening:
             reason = (
                 f"beyond the plan's width: {rank - 1} configurations were placed before trial "
                 f"{trial.number} (failed ones not counted) and the plan starts {plan.n_configs}"
             )
         elif study_id_of(study) not in self._executor_studies:
-            reason = self._over_budget(study, pruner, trial, trials, now)
+            reason = self._over_budget(study, pruner, trial, trials, now, widening)
         if reason is not None:
             storage.set_trial_system_attr(trial_id_of(trial), TRIAL_BEYOND_PLAN, True)
             storage.set_trial_system_attr(trial_id_of(trial), TRIAL_STOP_REASON, reason)
@@ -176,7 +191,7 @@ class SeerSampler(BaseSampler):
                 self._refused[trial_id_of(trial)] = reason
             self._stop(study)
             return
-        if rank == plan.n_configs:
+        if rank == plan.n_configs and not self._widen:
             # The last place: ask for no further trial, so no objective runs beyond the width.
             self._stop(study)
         if wall_clock:
@@ -192,6 +207,20 @@ class SeerSampler(BaseSampler):
         )
 
     @staticmethod
+    def _worth_widening(study: optuna.Study, plan: Plan, now: float) -> bool:
+        """Whether a configuration started ``now`` beyond the plan's width can still train
+        every rung by the deadline, at the plan's epoch times (asynchronous promotion may
+        take it to the end if it is good)."""
+        started = storage_of(study).get_study_system_attrs(study_id_of(study)).get(STUDY_STARTED_AT)
+        if started is None:
+            return True
+        needed, since = 0.0, 0
+        for rung in plan.rungs:
+            needed += (rung.resource - since) * rung.epoch_seconds
+            since = rung.resource
+        return now + needed <= float(started) + plan.deadline_s
+
+    @staticmethod
     def _stop(study: optuna.Study) -> None:
         # Outside study.optimize (ask/tell) stop() raises: the executor checks the width.
         with contextlib.suppress(RuntimeError):
@@ -204,6 +233,7 @@ class SeerSampler(BaseSampler):
         trial: FrozenTrial,
         trials: list[FrozenTrial],
         now: float,
+        widening: bool = False,
     ) -> str | None:
         """Why the new ``trial`` may not start: its first rung, at the epoch time measured so
         far, does not fit what is left once the trials in play finish their rungs."""
@@ -211,7 +241,7 @@ class SeerSampler(BaseSampler):
         implicit = implicit_placement(storage_of(study), study_id_of(study))
         view, _ = pruner.spend_view(study, now, implicit, trials)
         rank = width_rank(trials, trial.number)
-        affordable = affordable_width(plan, view.scale)
+        affordable = affordable_width(plan, view.scale, widen=widening)
         if rank > affordable:
             return (
                 f"budget: with epochs {view.scale:.2f} times as long as planned, "
