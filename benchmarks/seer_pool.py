@@ -36,7 +36,7 @@ from benchmarks.baselines import (
 )
 from benchmarks.curves import CurveSet
 from optuna_seer.integration.leases import acquire, release
-from optuna_seer.integration.pruner import SeerPruner
+from optuna_seer.integration.pruner import WAIT, SeerPruner
 from optuna_seer.integration.ranking import best_finalist
 from optuna_seer.integration.sampler import SeerSampler
 from optuna_seer.planning.cost_model import ClusterLimits
@@ -104,6 +104,7 @@ def run_seer_pool(scenario: Scenario, curves: CurveSet, seed: int) -> Outcome:
     started = backend.now()
     deadline = started + scenario.deadline_s
     waiting: list[tuple[optuna.Trial, int]] = []  # survivors waiting for their next rung
+    last_rung = len(plan.rungs) - 1
     more = True
 
     def launch(trial: optuna.Trial, rung: int) -> bool:
@@ -129,14 +130,33 @@ def run_seer_pool(scenario: Scenario, curves: CurveSet, seed: int) -> Outcome:
             waiting.append((trial, 0))
         return True
 
+    def may_go(trial: optuna.Trial, rung: int) -> bool:
+        """A survivor enters the last rung once its place there is certain, as rungs() waits
+        (SeerPruner.final_rung_entry), or once nothing else runs that could change it."""
+        if rung < last_rung:
+            return True
+        verdict = pruner.final_rung_entry(study, storage.get_trial(trial._trial_id))
+        if verdict is None or (verdict == WAIT and not running):
+            return True
+        if verdict != WAIT:
+            waiting.remove((trial, rung))
+            study.tell(trial, state=TrialState.PRUNED)
+        return False
+
     def fill() -> None:
         nonlocal more
         # Survivors first, the furthest rung first: they decide the result.
         waiting.sort(key=lambda w: -w[1])
-        while waiting and launch(*waiting[0]):
-            waiting.pop(0)
-        while not waiting and more and backend.now() < deadline and free() > 0:
+        for trial, rung in list(waiting):
+            if not may_go(trial, rung):
+                continue
+            if not launch(trial, rung):
+                break  # not enough free workers: new configurations wait too
+            waiting.remove((trial, rung))
+        blocked = any(rung < last_rung for _, rung in waiting)
+        while not blocked and more and backend.now() < deadline and free() > 0:
             more = new_trial()
+            blocked = any(rung < last_rung for _, rung in waiting)
 
     def free() -> int:
         return pool - sum(plan.rungs[r.rung].gpus_per_trial for r in running.values())
