@@ -46,6 +46,8 @@ def table(results: Sequence[dict[str, Any]]) -> str:
         + " |",
         "|---" * (4 + len(SEER_ARMS)) + "|",
     ]
+    shares: dict[str, list[float]] = {arm: [] for arm in SEER_ARMS}
+    at_least = dict.fromkeys(SEER_ARMS, 0)
     for result in results:
         summary = result["summary"]
         optuna_arms = {n: r["test_mean"] for n, r in summary.items() if n in OPTUNA_PRUNERS}
@@ -62,11 +64,19 @@ def table(results: Sequence[dict[str, Any]]) -> str:
             share = gap_closed(value, optuna_arms[best], oracle)
             if share is not None and abs(value - optuna_arms[best]) < 5e-5:
                 share = 0.0  # a tie: accuracies are recorded to 4 decimals
+            if share is not None:
+                shares[arm].append(share)
+                at_least[arm] += share >= 0.0
             cells.append(f"{value:.4f} ({'n/a' if share is None else f'{share:+.0%}'})")
         lines.append(
             f"| {result['dataset']} | {result['scenario']['name']} | {oracle:.4f} "
             f"| {optuna_arms[best]:.4f} {best} | " + " | ".join(cells) + " |"
         )
+    means = [
+        f"{sum(v) / len(v):+.0%} mean, {at_least[arm]}/{len(v)} cells ≥ best" if v else "n/a"
+        for arm, v in shares.items()
+    ]
+    lines.append("| **all cells** | | | | " + " | ".join(means) + " |")
     return "\n".join(lines)
 
 

@@ -45,6 +45,7 @@ from benchmarks.baselines import (
     run_optuna_pruner,
     run_plan,
 )
+from benchmarks.gap_closed import table as gap_table
 from benchmarks.seer_arm import run_seer
 from benchmarks.seer_pool import run_seer_pool
 from optuna_seer.planning.plan import format_seconds
@@ -323,10 +324,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     header = f"Command: `{command.strip()}`; {args.seeds} seeds; {seconds:.0f} s wall.\n\n"
     summary_table = verdict(results)
     print(summary_table, end="\n\n")
+    gaps = gap_table(results)
+    print(gaps, end="\n\n")
     (args.out / "results.md").write_text(
         header
         + "#### SEER against the best baseline\n\n"
         + summary_table
+        + "\n\n#### Gap to the oracle each SEER arm closes, from the best Optuna pruner\n\n"
+        + gaps
         + "\n\n"
         + "\n\n".join(tables)
         + "\n"
