@@ -61,6 +61,8 @@ class Settings:
     scaling: str = "amdahl:0.95"
     max_epochs: int = 40
     price_per_gpu_hour: float = 3.0
+    max_configs: int = 10_000
+    reduction_factor: int = 3
     managed_job: bool = False
     backend_options: Mapping[str, Any] = field(default_factory=dict)
 
@@ -114,7 +116,13 @@ def tune(settings: Settings, sdk: Any = None) -> tuple[TuningResult, SkyPilotBac
         price_per_gpu_hour=settings.price_per_gpu_hour,
     )
     limits = ClusterLimits(max_gpus=settings.max_gpus)
-    pruner = SeerPruner(budget, workload, limits=limits)
+    pruner = SeerPruner(
+        budget,
+        workload,
+        settings.reduction_factor,
+        limits=limits,
+        max_configs=settings.max_configs,
+    )
     study = optuna.create_study(
         study_name=settings.study,
         storage=settings.storage,

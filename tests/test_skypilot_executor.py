@@ -2,7 +2,8 @@
 ``LocalBackend``, running a 3-rung SEER plan made by ``plan_seer``.
 
 Fake at the SDK boundary only (no cloud is reachable here): ``RecordingSky`` replaces the
-``sky`` client's cluster calls (launch/exec/job_status/cancel/down/status/get). Everything
+``sky`` client's cluster calls (launch with resize/exec/job_status/cancel/down/status/
+tail_logs/cost_report/get). Everything
 else is real: the plan, ``SeerSampler``/``SeerPruner``, ``ElasticTuner``, the SkyPilot
 Task/Resources objects, one ``python -m optuna_seer.worker.node_entrypoint`` process per node with
 SkyPilot's variables, torchrun, plain-PyTorch DDP over gloo (``examples/torch_digits.py``),
@@ -27,6 +28,7 @@ import torch
 
 from optuna_seer._ports import free_port
 from optuna_seer.backends.skypilot.backend import SkyPilotBackend
+from optuna_seer.execution.report import format_report
 from optuna_seer.execution.tuner import ElasticTuner
 from optuna_seer.integration.pruner import SeerPruner
 from optuna_seer.integration.sampler import SeerSampler
@@ -123,6 +125,7 @@ def nothing_left(fake: RecordingSky, backend: SkyPilotBackend) -> None:
 def test_a_three_rung_seer_plan_runs_on_skypilot_clusters(
     fake: RecordingSky, tmp_path: Path
 ) -> None:
+    fake.launch_delay_s = 0.05  # each sky launch call: boot and setup take that long at least
     tuner, backend = tuner_on_sky(fake, tmp_path)
     result = tuner.run()
     study = optuna.load_study(study_name="sky-seer", storage=f"sqlite:///{tmp_path / 'study.db'}")
@@ -148,25 +151,20 @@ def test_a_three_rung_seer_plan_runs_on_skypilot_clusters(
     assert [r.workers for r in result.launches if r.trial_number == finalist] == [1, 2, 4]
 
     # Clusters: rung 0 packs 4 one-GPU trials two per 2-GPU node (2 single-node clusters);
-    # rung 1 reuses both nodes for its 2 two-GPU trials; rung 2's 4-GPU trial needs 2 nodes,
-    # and SkyPilot cannot grow a cluster, so the old ones go down and a 2-node one comes up.
+    # rung 1 reuses both nodes for its 2 two-GPU trials; rung 2's 4-GPU trial needs 2 nodes:
+    # one idle cluster is resized to 2 nodes (sky launch --resize), the other goes down.
     launches, execs = fake.ops("launch"), fake.ops("exec")
-    assert [call[2:] for call in launches] == [(1, 2), (1, 2), (2, 2)]
-    c0, c1, c2 = (call[1] for call in launches)
+    assert [call[2:] for call in launches] == [(1, 2), (1, 2)]
+    c0, c1 = sorted(call[1] for call in launches)
     assert sorted(call[1] for call in execs[:4]) == [c0, c0, c1, c1]
     assert all(call[3:] == (1, 1) for call in execs[:4])
     assert sorted(call[1] for call in execs[4:6]) == [c0, c1]
     assert all(call[3:] == (1, 2) for call in execs[4:6])
-    assert [call[1] for call in execs[6:]] == [c2] and execs[6][3:] == (2, 2)
-    order = [(call[0], call[1]) for call in fake.calls if call[0] in ("launch", "down")]
-    assert order == [
-        ("launch", c0),
-        ("launch", c1),
-        ("down", c0),
-        ("down", c1),
-        ("launch", c2),
-        ("down", c2),
-    ]
+    assert fake.ops("resize") == [("resize", c0, 2, 2)]
+    assert [call[1] for call in execs[6:]] == [c0] and execs[6][3:] == (2, 2)
+    order = [(c[0], c[1]) for c in fake.calls if c[0] in ("launch", "down", "resize")]
+    assert sorted(order[:2]) == [("launch", c0), ("launch", c1)]
+    assert order[2:] == [("down", c1), ("resize", c0), ("down", c0)]
     # Fewest nodes: never more GPUs up than a rung needs (4), every node full.
     assert fake.peak_gpus == 4
     assert set(fake.autodown.values()) == {(backend.autostop_minutes, True)}
@@ -177,7 +175,45 @@ def test_a_three_rung_seer_plan_runs_on_skypilot_clusters(
     assert store.names() == [checkpoint_name(r) for r in range(3)]
     state = torch.load(store.fetch(checkpoint_name(2), tmp_path / "final.pt"), map_location="cpu")
     assert state["epoch"] == 4
-    assert len(backend.cost_report()) == 3 and backend.spent_dollars > 0
+    assert len(backend.cost_report()) == 2 and backend.spent_dollars > 0
+
+    # Every launch record the executor stored says where its time went before its job ran:
+    # rung 0 and rung 2 waited for a cluster to boot and set up (new, then resized), rung 1
+    # ran on clusters already up.
+    stored = [r for t in study.trials for r in t.system_attrs["seer:launches"]]
+    assert len(stored) == 7
+    for record in stored:
+        assert record["queue_s"] >= 0.0, record
+        if record["rung"] == 1:
+            assert (record["boot_s"], record["setup_s"]) == (0.0, 0.0), record
+        else:
+            assert record["boot_s"] >= 0.05 and record["setup_s"] >= 0.05, record
+
+    # The bill: whole nodes from launch to down, beside SkyPilot's cost report (the fake's:
+    # its price x the node-seconds it recorded); the report shows both.
+    bill = backend.bill()
+    assert bill.skypilot_dollars is not None and bill.skypilot_dollars > 0
+    assert bill.dollars == max(bill.estimated_dollars, bill.skypilot_dollars)
+    assert bill.idle_gpu_hours > 0  # whole nodes from launch: boot, setup, idle GPUs
+    report = format_report(result, bill=bill)
+    assert "SkyPilot cost report: $" in report
+    assert f"bill ${bill.dollars:,.4f}" in report
+
+
+def test_a_bill_above_the_ledger_stops_the_run_on_budget(
+    fake: RecordingSky, tmp_path: Path
+) -> None:
+    # SkyPilot bills these clusters far above the plan's price (the fake's cost report at
+    # $20,000 per GPU-hour): the guard counts the bill, not the ledger, and stops on budget.
+    fake.gpu_hour_price = 20_000.0
+    tuner, backend = tuner_on_sky(fake, tmp_path)
+    backend._sky_costs.refresh_s = 0.0  # ask SkyPilot's cost report at every guard step
+    result = tuner.run()
+    assert result.spent_dollars < BUDGET.dollars  # the ledger alone would have gone on
+    assert backend.bill().dollars > BUDGET.dollars
+    assert len(result.launches) < 7, result.notes
+    assert any("budget" in note for note in result.notes), result.notes
+    nothing_left(fake, backend)
 
 
 class DriverBug(BaseException):

@@ -349,3 +349,43 @@ def test_a_template_without_run_or_with_a_typo_is_refused(tmp_path: Path) -> Non
     typo.write_text("name: t\nnum_node: 2\nrun: echo\n")
     with pytest.raises(ValueError, match="num_node"):
         backend(template=typo)
+
+
+def test_a_missing_catalog_is_fetched_once_unless_fetching_is_off(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # SkyPilot's catalog fetch faked at its boundary (sky.catalog's lookup, which is what
+    # downloads a missing CSV): one that finds the network down, one that "downloads".
+    import sky.catalog
+    from sky.catalog import common as sky_common
+
+    from optuna_seer.pricing import sources
+
+    calls: list[str] = []
+    path = Path(sky_common.get_catalog_path("lambda/vms.csv"))
+
+    def offline(**kwargs: Any) -> None:
+        calls.append(kwargs["clouds"])
+        raise ConnectionError("offline (fake)")
+
+    monkeypatch.setattr(sky.catalog, "list_accelerators", offline)
+    monkeypatch.setenv("SEER_PRICE_FETCH", "0")
+    assert sources._sky_catalog("lambda") is None and calls == []  # off: never asked
+    monkeypatch.setenv("SEER_PRICE_FETCH", "1")
+    monkeypatch.setattr(sources, "_UNFETCHABLE", set())
+    with caplog.at_level("WARNING", logger="optuna_seer.pricing.sources"):
+        assert sources._sky_catalog("lambda") is None
+        assert sources._sky_catalog("lambda") is None  # not asked twice
+    assert calls == ["lambda"]
+    assert any("could not be fetched" in r.getMessage() for r in caplog.records)
+
+    def download(**kwargs: Any) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("InstanceType,AcceleratorName,AcceleratorCount,Price\n")
+
+    monkeypatch.setattr(sky.catalog, "list_accelerators", download)
+    monkeypatch.setattr(sources, "_UNFETCHABLE", set())
+    try:
+        assert sources._sky_catalog("lambda") is sky.catalog
+    finally:
+        path.unlink()
