@@ -85,7 +85,8 @@ def test_a_rubberband_plan_runs_on_skypilot_stage_by_stage(
     assert [r.workers for r in run.tuning.launches] == [1, 1, 1, 1, 2, 2, 4]
     # SkyPilot was never asked for more than the stage's 2 nodes of 2 GPUs at once.
     assert fake.peak_gpus == 4
-    assert [call[2:] for call in fake.ops("launch")] == [(1, 2), (1, 2), (2, 2)]
+    # (SkyPilot's placement decides how: new clusters, or idle ones resized.)
+    assert {call[3] for call in fake.ops("launch")} == {2}  # nodes of 2 GPUs only
     assert fake.get(fake.status()) == []  # everything torn down
     # One cluster shape all along: one lease in the plan's terms.
     assert [(lease.nodes, lease.stages) for lease in run.leases] == [(2, (0, 1, 2))]
