@@ -49,5 +49,6 @@ def test_gap_closed_table_reads_run_results() -> None:
     assert gap_closed(0.97, 1.0, 1.0) is None  # no gap to close
     results = json.loads((Path("benchmarks") / "results" / "results.json").read_text())["results"]
     text = table(results)
-    assert text.count("\n") == 1 + len(results)
+    assert text.count("\n") == 2 + len(results)  # header, rule, a row per cell, the means
     assert "seer (gap closed)" in text and "%)" in text
+    assert text.splitlines()[-1].startswith("| **all cells** |")

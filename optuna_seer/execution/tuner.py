@@ -224,7 +224,7 @@ class ElasticTuner:
                 study_name=study.study_name,
                 storage_url=storage_url or storage_url_of(storage_of(study)),
                 entrypoint=entrypoint,
-                checkpoint_root=root if root.startswith("s3://") else str(Path(root).resolve()),
+                checkpoint_root=root if "://" in root else str(Path(root).resolve()),
                 poll_seconds=poll_seconds,
                 max_retries=max_launch_retries,
                 progress=progress,
