@@ -243,3 +243,20 @@ def test_every_gpu_joins_one_nccl_world(tmp_path: Path) -> None:
     k = backend.slots
     assert backend.ddp_backend == "nccl" and backend.accelerator != "cpu"
     assert _world(backend, tmp_path, k) == f"{k} {k * (k + 1) / 2} nccl"
+
+
+def test_the_launch_log_on_disk_holds_no_credential(tmp_path: Path) -> None:
+    script = tmp_path / "leaky.py"
+    script.write_text(
+        "import os\n"
+        "print('connecting with', os.environ['DB_PASSWORD'])\n"
+        "print('token ghp_' + 'a' * 36)\n"
+        "raise SystemExit(4)\n"
+    )
+    backend = LocalBackend(slots=1, gpus=(), log_dir=tmp_path / "logs")
+    handle = backend.start(_spec(str(script), DB_PASSWORD="hunter2-but-longer"))
+    assert _wait(backend, handle) is LaunchState.FAILED
+    log = backend.log_path(handle).read_text()
+    assert "connecting with ***" in log and "token ***" in log
+    assert "hunter2-but-longer" not in log and "ghp_" + "a" * 36 not in log
+    assert "hunter2-but-longer" not in backend.poll(handle).message

@@ -18,7 +18,7 @@ slot busy or trains beside the trial's relaunch after a resume
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 import os
 from pathlib import Path
@@ -26,10 +26,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import IO
 
 from optuna_seer._ports import free_port
+from optuna_seer._secrets import scrub, secret_values
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState, LaunchStatus
 from optuna_seer.backends.launch_env import launch_env
 from optuna_seer.integration.clock import wall_time
@@ -108,6 +110,7 @@ class _Launch:
     started_at: float
     status: LaunchStatus | None = None
     stopped: bool = False
+    copier: threading.Thread | None = None
 
 
 class LocalBackend(Backend):
@@ -272,13 +275,22 @@ class LocalBackend(Backend):
         process = subprocess.Popen(
             self.command(spec),
             env=env,
-            stdout=log,
+            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+        # The log on disk is scrubbed as it is written: a training script that prints a
+        # token (or a traceback holding one) leaves none in the file (see optuna_seer._secrets).
+        known = secret_values(env)
+        copier = threading.Thread(
+            target=_copy_scrubbed, args=(process.stdout, log, known), daemon=True
+        )
+        copier.start()
         self._busy.update(slots)
-        self._launches[handle] = _Launch(spec, process, slots, log_path, log, self.now())
+        self._launches[handle] = _Launch(
+            spec, process, slots, log_path, log, self.now(), copier=copier
+        )
         return handle
 
     def poll(self, handle: str) -> LaunchStatus:
@@ -291,6 +303,8 @@ class LocalBackend(Backend):
         return self._finish(launch, code)
 
     def _finish(self, launch: _Launch, code: int) -> LaunchStatus:
+        if launch.copier is not None:
+            launch.copier.join(timeout=10.0)  # the rest of the output, scrubbed
         launch.log.close()
         self._busy.difference_update(launch.slots)
         if launch.stopped:
@@ -340,6 +354,16 @@ class LocalBackend(Backend):
             if done or time.monotonic() >= deadline:
                 return done
             time.sleep(min(0.2, max(deadline - time.monotonic(), 0.0)))
+
+
+def _copy_scrubbed(source: IO[bytes] | None, log: IO[bytes], known: Iterable[str]) -> None:
+    """Copy a launch's output to its log line by line, credentials masked."""
+    if source is None:
+        return
+    with source:
+        for line in iter(source.readline, b""):
+            log.write(scrub(line.decode(errors="replace"), known).encode())
+            log.flush()
 
 
 def _checked_gpus(gpus: Sequence[str]) -> tuple[str, ...]:
