@@ -119,6 +119,23 @@ def test_a_lease_is_returned_by_release_and_by_the_trial_ending() -> None:
     assert study.trials[second.number].system_attrs[TRIAL_LEASE] is None
 
 
+def test_a_survivor_waiting_for_several_workers_is_not_starved_by_newcomers() -> None:
+    study = optuna.create_study()
+    busy, survivor, newcomer = study.ask(), study.ask(), study.ask()
+    assert acquire(study, busy.number, pool="p", size=3, workers=2, rung=0, now=0) == (0, 1)
+    # The survivor of rung 0 needs 3 workers for rung 1: it queues, holding nothing.
+    assert acquire(study, survivor.number, pool="p", size=3, workers=3, rung=1, now=1) is None
+    assert study.trials[survivor.number].system_attrs[TRIAL_LEASE]["wait"] == 3
+    # One slot is free, but it is kept for the survivor queued before the newcomer.
+    assert acquire(study, newcomer.number, pool="p", size=3, workers=1, rung=0, now=2) is None
+    release(study, busy.number)
+    assert acquire(study, survivor.number, pool="p", size=3, workers=3, rung=1, now=3) == (
+        0,
+        1,
+        2,
+    )
+
+
 def test_a_dead_trials_lease_returns_when_the_heartbeat_fails_it() -> None:
     study = optuna.create_study()
     dead, alive = study.ask(), study.ask()
@@ -256,14 +273,16 @@ def test_a_survivor_that_keeps_its_workers_goes_on_in_the_same_processes(
         sampler=SeerSampler(optuna.samplers.RandomSampler(seed=0)),
         pruner=SeerPruner(plan=continuing_plan()),
     )
-    study.optimize(objective_for(WorkerPool("test", 2), tmp_path / "ckpt"), n_jobs=2)
+    study.optimize(objective_for(WorkerPool("test", 2), tmp_path / "ckpt"), n_jobs=4)
     records = launches(log)
     finished = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    assert len(finished) == 1 and finished[0].last_step == 3
-    # Rungs 0 and 1 in one launch (no relaunch at the rung end); the last rung, entered once
-    # its place was certain, in a second one.
-    ours = [r["rung"] for r in records if r["trial"] == finished[0].number]
-    assert ours == [0, 2]
+    # (Usually one, the plan's last width; two when a late configuration beats a finalist
+    # that had finished before it reported: asynchronous promotion cannot know the future.)
+    assert 1 <= len(finished) <= 2 and all(t.last_step == 3 for t in finished)
+    for trial in finished:
+        # Rungs 0 and 1 in one launch (no relaunch at the rung end); the last rung, entered
+        # once its place was certain, in a second one.
+        assert [r["rung"] for r in records if r["trial"] == trial.number] == [0, 2]
     promoted = [t for t in study.trials if (t.last_step or 0) >= 2]
     assert len(promoted) >= 3  # the rung-1 survivors went on without a relaunch
     for trial in promoted:
@@ -341,7 +360,8 @@ def test_a_killed_process_returns_its_lease_and_the_study_finishes(tmp_path: Pat
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         trials = open_study(storage).trials
-        if any(t.state == TrialState.RUNNING and t.system_attrs.get(TRIAL_LEASE) for t in trials):
+        held = [(t.system_attrs.get(TRIAL_LEASE) or {}).get("slots") for t in trials]
+        if any(t.state == TrialState.RUNNING and h for t, h in zip(trials, held)):
             break
         time.sleep(0.2)
     else:

@@ -122,7 +122,11 @@ def acquire(
     """Try once to lease ``workers`` slots of ``pool`` for trial ``number``.
 
     Returns the slots, or ``None`` when not enough are free now (or another trial claimed
-    the same ones at the same moment): try again later. A trial that already holds a lease
+    the same ones at the same moment): try again later. A trial that waits is queued (its
+    lease attr records the workers it waits for and since when): a request is granted only if
+    the slots left after it still cover what the trials queued before it wait for (a later
+    rung first, then the earlier wait), so survivors waiting for several workers are not
+    starved by new configurations that need one. A trial that already holds a lease
     returns it first.
 
     Raises:
@@ -143,12 +147,20 @@ def acquire(
         raise LeaseError(
             f"trial {number} is {trial.state.name}: only a running trial can lease workers."
         )
-    taken = leased(study, pool, exclude=number)
+    running = storage.get_all_trials(
+        study_id_of(study), deepcopy=False, states=(TrialState.RUNNING,)
+    )
+    taken = _held(running, pool, number)
     free = [slot for slot in range(size) if slot not in taken]
-    if len(free) < workers:
-        if TRIAL_LEASE not in trial.system_attrs or trial.system_attrs[TRIAL_LEASE] is not None:
-            # Waiting, it holds nothing, so it costs nothing (see the ledger).
-            storage.set_trial_system_attr(trial_id, TRIAL_LEASE, None)
+    waiting = _waiting(trial.system_attrs.get(TRIAL_LEASE), pool, rung)
+    since = now if waiting is None else float(waiting["at"])
+    ahead = _needed_ahead(running, pool, number, (-rung, since, number))
+    if len(free) - workers < min(ahead, size - workers):
+        if waiting is None:
+            # Waiting, it holds nothing, so it costs nothing (see the ledger); its place in
+            # the queue is kept, so a larger request is not starved by smaller later ones.
+            wait = {"pool": pool, "slots": [], "wait": workers, "rung": rung, "at": now}
+            storage.set_trial_system_attr(trial_id, TRIAL_LEASE, wait)
         return None
     mine = tuple(free[:workers])
     storage.set_trial_system_attr(trial_id, TRIAL_LEASE, _lease(pool, mine, rung, now))
@@ -162,6 +174,32 @@ def acquire(
     if placement_of(trial, implicit) is not None:
         charge_trial(storage, trial, 0.0, now, implicit)
     return mine
+
+
+def _waiting(lease: Any, pool: str, rung: int) -> dict[str, Any] | None:
+    """The trial's own wait record for ``rung`` in ``pool``, if it is already queued."""
+    queued = isinstance(lease, dict) and lease.get("pool") == pool and lease.get("wait")
+    if queued and int(lease.get("rung", -1)) == rung:
+        return dict(lease)
+    return None
+
+
+def _needed_ahead(
+    running: Iterable[FrozenTrial], pool: str, number: int, mine: tuple[float, float, int]
+) -> int:
+    """Workers that the trials queued before ``mine`` in ``pool`` wait for: a later rung
+    first, then the earlier wait, then the lower trial number."""
+    needed = 0
+    for trial in running:
+        lease = lease_of(trial)
+        if trial.number == number or lease is None or lease.get("pool") != pool:
+            continue
+        if lease.get("slots") or not lease.get("wait"):
+            continue
+        theirs = (-int(lease["rung"]), float(lease["at"]), trial.number)
+        if theirs < mine:
+            needed += int(lease["wait"])
+    return needed
 
 
 def release(study: optuna.Study, number: int) -> None:
