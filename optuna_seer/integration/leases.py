@@ -159,7 +159,13 @@ def acquire(
         if waiting is None:
             # Waiting, it holds nothing, so it costs nothing (see the ledger); its place in
             # the queue is kept, so a larger request is not starved by smaller later ones.
-            wait = {"pool": pool, "slots": [], "wait": workers, "rung": rung, "at": now}
+            wait: dict[str, Any] = {
+                "pool": pool,
+                "slots": [],
+                "wait": workers,
+                "rung": rung,
+                "at": now,
+            }
             storage.set_trial_system_attr(trial_id, TRIAL_LEASE, wait)
         return None
     mine = tuple(free[:workers])

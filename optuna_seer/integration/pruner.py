@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 import math
 import threading
 import time
@@ -11,8 +10,9 @@ import time
 import optuna
 from optuna.pruners import BasePruner
 from optuna.study import StudyDirection
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
+from optuna_seer._logging import get_logger
 from optuna_seer._optuna import storage_of, study_id_of, trial_id_of
 from optuna_seer.integration.admission import (
     SEAT,
@@ -24,6 +24,7 @@ from optuna_seer.integration.admission import (
     spend_view,
 )
 from optuna_seer.integration.clock import study_time
+from optuna_seer.integration.decisions import RungDecision, check_rung_index, decide_rung
 from optuna_seer.integration.keys import (
     STUDY_MODE,
     STUDY_STARTED_AT,
@@ -36,7 +37,6 @@ from optuna_seer.integration.keys import (
     rung_end,
     rung_end_key,
     rung_value,
-    rung_value_key,
 )
 from optuna_seer.integration.ledger import settled
 from optuna_seer.integration.ranking import RankKey, curve_rank_key, rank_key
@@ -49,24 +49,24 @@ from optuna_seer.integration.trial_gpus import (
 from optuna_seer.planning.budget import Budget
 from optuna_seer.planning.cost_model import ClusterLimits
 from optuna_seer.planning.learning_curves import CurvePrior
-from optuna_seer.planning.plan import Plan, Rung
+from optuna_seer.planning.plan import Plan
 from optuna_seer.planning.seer import plan_seer
 from optuna_seer.planning.workload import Workload
+
+_logger = get_logger(__name__)
+
+
+def _log_stop(trial: FrozenTrial, reason: str) -> None:
+    """Say why SEER stops ``trial``, beside Optuna's own "Trial N pruned." line (which has
+    the reason only when the objective passes it to ``TrialPruned``)."""
+    _logger.info("SEER stops trial %d: %s", trial.number, reason)
+
 
 WAIT = "wait"
 """What :meth:`SeerPruner.final_rung_entry` says when a trial should wait before its last
 rung."""
 _LAST_RUNG_SLACK = 1.5
 """A waiting trial goes once the time left is no more than this times its last rung's."""
-
-
-@dataclass(frozen=True)
-class RungDecision:
-    """Who survived a rung, by trial number, best first."""
-
-    rung: int
-    promoted: tuple[int, ...]
-    eliminated: tuple[int, ...]
 
 
 class SeerPruner(BasePruner):
@@ -327,6 +327,8 @@ class SeerPruner(BasePruner):
                 storage.set_trial_system_attr(
                     trial_id_of(trial), rung_end_key(crossed[-1].index), record
                 )
+        if reason is not None:
+            _log_stop(trial, reason)
         return reason is not None
 
     def final_rung_entry(self, study: optuna.Study, trial: FrozenTrial) -> str | None:
@@ -445,6 +447,7 @@ class SeerPruner(BasePruner):
     @staticmethod
     def _stop(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
         storage_of(study).set_trial_system_attr(trial_id_of(trial), TRIAL_STOP_REASON, reason)
+        _log_stop(trial, reason)
         return True
 
     def _rank_key(
@@ -471,55 +474,7 @@ class SeerPruner(BasePruner):
         Raises:
             ValueError: ``rung_index`` is not a rung that promotes (the last one does not).
         """
-        rungs = self._plan.rungs
-        if not (0 <= rung_index < len(rungs) - 1):
-            raise ValueError(
-                f"rung_index={rung_index}: rungs that promote are 0..{len(rungs) - 2}."
-            )
+        check_rung_index(self._plan, rung_index)
         storage_of(study).set_study_system_attr(study_id_of(study), STUDY_MODE, SYNCHRONOUS)
         self._cache(study).state = None
-        rung: Rung = rungs[rung_index]
-        keep = rungs[rung_index + 1].n_trials
-        since = rungs[rung_index - 1].resource if rung_index > 0 else 0
-        contenders: list[tuple[RankKey, int, float, FrozenTrial]] = []
-        implicit = implicit_placement(storage_of(study), study_id_of(study))
-        for t in study.get_trials(deepcopy=False):
-            if placement_of(t, implicit) is None:
-                continue
-            if any(t.system_attrs.get(promoted_key(r)) is False for r in range(rung_index)):
-                continue
-            steps = [s for s in t.intermediate_values if s >= rung.resource]
-            if not steps or t.state not in (
-                TrialState.RUNNING,
-                TrialState.WAITING,
-                TrialState.COMPLETE,
-            ):
-                continue
-            value = t.intermediate_values[min(steps)]
-            if not math.isfinite(value):  # diverged: eliminated, as prune() stops it
-                storage_of(study).set_trial_system_attr(
-                    trial_id_of(t), promoted_key(rung_index), False
-                )
-                self._stop(study, t, f"reported {value!r} at rung {rung_index}'s end")
-                continue
-            contenders.append(
-                (self._rank_key(t, since, rung.resource, study.direction), t.number, value, t)
-            )
-        contenders.sort(key=lambda c: c[0])
-        promoted = {c[1] for c in contenders[:keep]}
-        for _, number, value, t in contenders:
-            storage_of(study).set_trial_system_attr(
-                trial_id_of(t), rung_value_key(rung_index), value
-            )
-            storage_of(study).set_trial_system_attr(
-                trial_id_of(t), promoted_key(rung_index), number in promoted
-            )
-            if number not in promoted:
-                self._stop(
-                    study, t, f"rung {rung_index}: not in the top {keep} of {len(contenders)}"
-                )
-        return RungDecision(
-            rung=rung_index,
-            promoted=tuple(c[1] for c in contenders[:keep]),
-            eliminated=tuple(c[1] for c in contenders[keep:]),
-        )
+        return decide_rung(study, self._plan, rung_index, self._rank_key, self._stop)
