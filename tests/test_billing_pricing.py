@@ -244,19 +244,17 @@ def test_aws_spot_prices_from_local_moto_server(monkeypatch: pytest.MonkeyPatch)
 def test_aws_spot_without_credentials_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    boto3 = pytest.importorskip("boto3")
+    """The default client (botocore's, no boto3 needed) fails on credentials, clearly."""
+    pytest.importorskip("botocore")
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     # Unreachable endpoint: botocore must fail on credentials before any request is sent.
-    # A fresh session: boto3's default one may hold credentials cached by an earlier test.
-    client = boto3.session.Session().client(
-        "ec2", region_name="us-east-1", endpoint_url="http://127.0.0.1:9"
-    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     with pytest.raises(RuntimeError, match="credentials"):
-        aws_spot_quotes(["p3.2xlarge"], client=client)
+        aws_spot_quotes(["p3.2xlarge"])
 
 
 class _Launched:

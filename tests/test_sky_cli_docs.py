@@ -3,7 +3,8 @@
 Collects the SkyPilot commands from the code of README.md and docs/*.md (fenced blocks and
 inline code) and from everything in launchers/ (the templates' comments, the tune script),
 then runs ``sky <command> --help`` for each through SkyPilot's own click group (the one the
-``sky`` console script calls; in-process, so the check costs no process start per command) and requires exit status 0. No cloud is involved: ``--help`` parses only.
+``sky`` console script calls; in-process, so the check costs no process start per command)
+and requires exit status 0. No cloud is involved: ``--help`` parses only.
 """
 
 from __future__ import annotations

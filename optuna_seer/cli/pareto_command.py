@@ -117,9 +117,8 @@ def run_pareto(
         else "proxy: the expected percentile rank of the best configuration started, "
         "n/(n+1), as if every rung decision were right (give --curves for accuracy)"
     )
-    print(
-        f"SEER plans scored by {what}; deadline and budget hold at p{round(args.quantile * 100)}.", file=out
-    )
+    percentile = round(args.quantile * 100)
+    print(f"SEER plans scored by {what}; deadline and budget hold at p{percentile}.", file=out)
     print(f"\nFront against dollars (deadline {args.deadline:g} s):", file=out)
     print(front_table(fronts["dollars"], proxy), file=out)
     print(f"\nFront against the deadline (budget ${args.budget:,.2f}):", file=out)

@@ -72,7 +72,7 @@ def _instances(args: argparse.Namespace, profile: Profile) -> tuple[PriceQuote, 
 
 def _spot_quotes(names: Sequence[str], region: str, *, use_sky: bool) -> tuple[PriceQuote, ...]:
     """Spot prices: SkyPilot's catalog where on disk, else AWS ``describe_spot_price_history``
-    (boto3's usual credentials; ``AWS_ENDPOINT_URL`` is honoured)."""
+    (botocore's usual credentials; ``AWS_ENDPOINT_URL`` is honoured)."""
     found = {}
     for name in names:
         quote = sky_catalog_quote(name, market="spot", region=region) if use_sky else None

@@ -12,8 +12,8 @@ configuration the rung decisions keep, by Monte Carlo over the curves:
 2. at each rung end ``e_r`` (mapped onto the curves' epochs as the same fraction of the full
    training), keep the ``n_{r+1}`` with the best value there, as SEER's promotion does;
 3. of the finalists, select the best by the mean over the last rung (SEER's selection rule;
-   the last value in a one-rung plan), and count its *score*: a separate held-out figure when the curves have one (a test
-   accuracy after all epochs), else its final value.
+   the last value in a one-rung plan), and count its *score*: a separate held-out figure
+   when the curves have one (a test accuracy after all epochs), else its final value.
 
 The mean over draws is the plan's expected accuracy; its standard error is reported too. The
 draws are seeded, and the same draw indices are reused for every plan (common random

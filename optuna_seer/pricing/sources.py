@@ -270,20 +270,23 @@ def aws_spot_quotes(
 ) -> tuple[PriceQuote, ...]:
     """Current AWS spot prices (cheapest zone) for ``instance_types``.
 
-    Uses EC2 ``describe_spot_price_history`` through boto3 (``client``: an EC2 client, e.g.
-    one with an ``endpoint_url``; by default ``boto3.client("ec2", region_name=region)``).
+    Uses EC2 ``describe_spot_price_history`` through botocore, which the ``s3`` extra brings
+    (``client``: an EC2 client, e.g. one with an ``endpoint_url``; by default botocore's
+    ``create_client("ec2", region_name=region)`` with the usual AWS credentials).
     GPUs and accelerator are taken from the matching ``on_demand`` quote or the shipped table.
 
     Raises:
-        RuntimeError: boto3 is not installed or has no credentials; the message says which.
+        RuntimeError: botocore is not installed or has no credentials; the message says which.
     """
     try:
-        import boto3
         import botocore.exceptions
+        import botocore.session
     except ImportError:
-        raise RuntimeError("AWS spot prices need boto3: pip install 'optuna-seer[s3]'.") from None
+        raise RuntimeError(
+            "AWS spot prices need botocore: pip install 'optuna-seer[s3]'."
+        ) from None
     if client is None:
-        client = boto3.client("ec2", region_name=region)
+        client = botocore.session.get_session().create_client("ec2", region_name=region)
     known = {q.instance_type: q for q in (*shipped_price_table(), *on_demand)}
     latest: dict[str, tuple[datetime.datetime, float]] = {}
     try:
