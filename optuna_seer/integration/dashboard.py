@@ -6,7 +6,6 @@ attrs, which the dashboard shows on every trial page and as columns of its trial
 
 * ``seer.rung`` (int): the last rung the trial trained in (0 = first);
 * ``seer.workers`` (int): its data-parallel workers (GPUs) in that rung;
-* ``seer.epochs`` (int): cumulative epochs it reported (its last step; 0 before any);
 * ``seer.dollars`` (float): what it cost, from the ledger (settled when it ended);
 * ``seer.stop_reason`` (str): why SEER stopped it; absent if SEER did not.
 
@@ -27,8 +26,8 @@ the pick can move to an earlier trial when a later one completes.)
 When it is written: :class:`~optuna_seer.SeerSampler` calls :func:`on_trial_end` as each
 trial ends (``study.optimize`` and ``ElasticTuner`` alike: the tuner tells Optuna through
 ``study.tell``); ``ElasticTuner`` also calls :func:`on_launch_end` after each launch, so a
-trial shows its rung, workers, epochs and dollars while it is still ``RUNNING`` between
-rungs. A trial end writes the attrs whose value changed (4 writes, 5 for a stop); the pick
+trial shows its rung, workers and dollars while it is still ``RUNNING`` between
+rungs. A trial end writes the attrs whose value changed (3 writes, 4 for a stop); the pick
 and the note are rewritten only when the pick changes. Writing is best effort: a storage
 error here is logged as a warning and never fails the trial or the run.
 """
@@ -48,7 +47,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_seer._logging import get_logger
-from optuna_seer._optuna import storage_of, study_id_of, trial_id_of
+from optuna_seer._optuna import set_trial_user_attrs, storage_of, study_id_of, trial_id_of
 from optuna_seer.integration.clock import study_time
 from optuna_seer.integration.keys import stop_reason
 from optuna_seer.integration.ledger import read_ledger, trial_gpu_seconds
@@ -63,10 +62,9 @@ from optuna_seer.planning.plan import Plan, format_seconds
 
 RUNG = "seer.rung"
 WORKERS = "seer.workers"
-EPOCHS = "seer.epochs"
 DOLLARS = "seer.dollars"
 STOP_REASON = "seer.stop_reason"
-TRIAL_ATTRS = (RUNG, WORKERS, EPOCHS, DOLLARS)
+TRIAL_ATTRS = (RUNG, WORKERS, DOLLARS)
 """The user attrs every trial SEER placed carries (and ``seer.stop_reason`` if SEER stopped
 it: one storage write fewer for the trials it did not)."""
 
@@ -118,7 +116,7 @@ def trial_user_attrs(
         ...                                      "placed_at": 0.0},
         ...                   "seer:ledger": [240.0, 250.0]})
         >>> trial_user_attrs(trial, plan, None, now=300.0)
-        {'seer.rung': 1, 'seer.workers': 1, 'seer.epochs': 3, 'seer.dollars': 0.2}
+        {'seer.rung': 1, 'seer.workers': 1, 'seer.dollars': 0.2}
     """
     placed = placement_of(trial, implicit)
     reason = stop_reason(trial)
@@ -129,7 +127,6 @@ def trial_user_attrs(
     attrs: dict[str, Any] = {
         RUNG: rung,
         WORKERS: int(placed["gpus"][rung]),
-        EPOCHS: 0 if trial.last_step is None else int(trial.last_step),
         DOLLARS: round(dollars, 6),
     }
     if reason is not None:
@@ -161,8 +158,7 @@ def write_trial_attrs(
         for key, value in trial_user_attrs(trial, plan, implicit, now).items()
         if key not in trial.user_attrs or trial.user_attrs[key] != value
     }
-    for key, value in changed.items():
-        storage.set_trial_user_attr(trial_id_of(trial), key, value)
+    set_trial_user_attrs(storage, trial_id_of(trial), changed)  # one write on an RDB
     return changed
 
 
@@ -192,7 +188,7 @@ def on_trial_end(
         _publish_plan_once(study, pruner.plan)
         write_trial_attrs(storage, fresh, pruner.plan, implicit, now)
         if state == TrialState.COMPLETE:
-            _update_pick(study, pruner.plan, extra=fresh)
+            _challenge_pick(study, pruner.plan, fresh)
     except Exception as error:  # shown in the dashboard only: never fail the trial for it
         _logger.warning("trial %d: SEER's dashboard attrs not written: %r", trial.number, error)
 
@@ -329,6 +325,24 @@ def _publish_plan_once(study: optuna.Study, plan: Plan) -> None:
         _plans_published[key] = storage  # the storage is held, so its id is not reused
 
 
+def _challenge_pick(study: optuna.Study, plan: Plan, told: FrozenTrial) -> None:
+    """A trial was just told ``COMPLETE``: it becomes the pick if it beats the stored one.
+
+    Two reads, not a pass over every trial: the stored pick was the best of the trials that
+    completed before. (Two trials completing at once in different processes may each compare
+    with the same stored pick; :func:`publish_report` recomputes it over all trials.)
+    """
+    storage, study_id = storage_of(study), study_id_of(study)
+    stored = storage.get_study_user_attrs(study_id).get(STUDY_BEST_TRIAL)
+    if stored is None:
+        _update_pick(study, plan, extra=told)
+        return
+    current_id = storage.get_trial_id_from_study_id_trial_number(study_id, int(stored))
+    pick = seer_pick([storage.get_trial(current_id), told], plan, study.direction)
+    if pick is not None and pick.number != stored:
+        _mark_pick(study, pick)
+
+
 def _update_pick(study: optuna.Study, plan: Plan, extra: FrozenTrial | None) -> None:
     """Recompute SEER's pick from the stored trials (``extra``: a trial just told, whose
     state the storage does not hold yet) and mark it if it changed."""
@@ -371,7 +385,7 @@ def note_markdown(study: optuna.Study, plan: Plan) -> str:
         f"Deadline **{format_seconds(plan.deadline_s)}**, budget "
         f"**${plan.budget_dollars:,.2f}** at ${plan.price_per_gpu_second * 3600:,.2f}/GPU-hour; "
         f"{plan.n_configs} configurations, {len(plan.rungs)} rungs. Each trial's user attrs "
-        "`seer.rung`, `seer.workers`, `seer.epochs`, `seer.dollars` and `seer.stop_reason` say "
+        "`seer.rung`, `seer.workers`, `seer.dollars` and `seer.stop_reason` say "
         "where it got, on how many workers, at what cost, and why SEER stopped it.",
         "",
         "### Plan",
