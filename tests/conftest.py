@@ -18,6 +18,12 @@ import pytest
 from tests.fake_sky import sky_home
 from tests.local_s3 import S3Server
 
+# The Optuna pair plans for the workers of the machine it runs on unless told otherwise
+# (optuna_seer/_machine.py). The tests' plans must not depend on this machine (2 cores here,
+# 16 on a GPU one): no cap, as before that default; tests/test_default_pool.py checks the
+# default itself. Subprocesses the tests start inherit it.
+os.environ.setdefault("OPTUNA_SEER_WORKERS", "none")
+
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 _REAL_GETADDRINFO = socket.getaddrinfo

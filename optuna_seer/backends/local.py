@@ -30,6 +30,8 @@ import threading
 import time
 from typing import IO
 
+from optuna_seer._machine import MAX_CPU_SLOTS as MAX_CPU_SLOTS
+from optuna_seer._machine import cpu_slots as cpu_slots
 from optuna_seer._ports import free_port
 from optuna_seer._secrets import scrub, secret_values
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState, LaunchStatus
@@ -38,8 +40,6 @@ from optuna_seer.integration.clock import wall_time
 from optuna_seer.worker.driver_watch import driver_env
 
 _LOG_TAIL_CHARS = 2000
-MAX_CPU_SLOTS = 8
-"""CPU slots :func:`machine_slots` offers at most (each is a training process)."""
 
 
 def visible_gpus() -> tuple[str, ...]:
@@ -65,16 +65,6 @@ def visible_gpus() -> tuple[str, ...]:
     if len(names) < count:  # torch counted GPUs the variable does not name: trust torch
         return tuple(str(i) for i in range(count))
     return tuple(names[:count])
-
-
-def cpu_slots(cap: int = MAX_CPU_SLOTS) -> int:
-    """CPU worker slots: the cores this process may run on (its affinity), between 1 and
-    ``cap``."""
-    if hasattr(os, "sched_getaffinity"):
-        cores = len(os.sched_getaffinity(0))
-    else:  # pragma: no cover - macOS, Windows
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, cap))
 
 
 def machine_slots() -> int:

@@ -25,6 +25,7 @@ from optuna_seer.integration.admission import (
 )
 from optuna_seer.integration.clock import study_time
 from optuna_seer.integration.decisions import RungDecision, check_rung_index, decide_rung
+from optuna_seer.integration.default_plan import plan_for_pool
 from optuna_seer.integration.keys import (
     STUDY_MODE,
     STUDY_STARTED_AT,
@@ -50,7 +51,6 @@ from optuna_seer.planning.budget import Budget
 from optuna_seer.planning.cost_model import ClusterLimits
 from optuna_seer.planning.learning_curves import CurvePrior
 from optuna_seer.planning.plan import Plan
-from optuna_seer.planning.seer import plan_seer
 from optuna_seer.planning.workload import Workload
 
 _logger = get_logger(__name__)
@@ -109,7 +109,13 @@ class SeerPruner(BasePruner):
         workload: Epoch time, scaling, max epochs.
         reduction_factor: ``η``, at least 2.
         plan: A ready plan instead of ``budget``/``workload``.
-        limits, min_resource, min_marginal_speedup, max_configs: See :func:`plan_seer`.
+        limits: The workers the plan may use at once (see :func:`plan_seer`). ``None`` (the
+            default): the workers here, as ``optuna_seer.rungs`` leases them: one per visible
+            GPU, else CPU processes (up to 8), or ``OPTUNA_SEER_WORKERS`` (a count, or ``none``
+            for no cap) when set; set it alike on every machine sharing the study. Pass
+            ``ClusterLimits(max_gpus=n_jobs)`` when trials train in ``n_jobs`` threads, or
+            ``ClusterLimits()`` for a cloud cluster that grows with the plan.
+        min_resource, min_marginal_speedup, max_configs: See :func:`plan_seer`.
         clock: Seconds since the epoch; replaced by a simulated clock in replays.
         curve_prior: Opt-in curve-aware promotion: synchronous rung decisions rank by the
             final value this :class:`~optuna_seer.planning.learning_curves.CurvePrior`
@@ -152,7 +158,7 @@ class SeerPruner(BasePruner):
                 raise ValueError(
                     "SeerPruner needs budget=Budget(...) and workload=Workload(...), or plan=..."
                 )
-            self._plan = plan_seer(
+            self._plan = plan_for_pool(
                 budget,
                 workload,
                 reduction_factor,

@@ -277,8 +277,10 @@ class SeerSampler(BaseSampler):
         elif Plan.from_dict(stored) != plan:
             raise ValueError(
                 f"study {study.study_name!r} was started with another SEER plan "
-                f"({Plan.from_dict(stored).n_configs} configurations); resume it with the same "
-                "Budget, Workload and reduction factor, or use a new study name."
+                f"({Plan.from_dict(stored).n_configs} configurations, this process's has "
+                f"{plan.n_configs}); resume it with the same Budget, Workload, reduction factor "
+                "and pool (limits=ClusterLimits(max_gpus=N), or OPTUNA_SEER_WORKERS set alike on "
+                "every machine), or use a new study name."
             )
         if (
             wall_clock
