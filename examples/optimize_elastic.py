@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     from optuna_seer import (
         Budget,
         ClusterLimits,
+        SeerProgress,
         SeerPruner,
         SeerSampler,
         WorkerPool,
@@ -105,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # Two threads per worker: a trial that waits (for workers, or for its place in the last
     # rung to be certain) holds no worker, and another thread's trial can use it meanwhile.
-    study.optimize(objective, n_jobs=2 * pool.size)
+    # The bar: configurations against the plan, rung, dollars, time left, best value.
+    with SeerProgress(study) as progress:
+        study.optimize(objective, n_jobs=2 * pool.size, callbacks=[progress])
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not finished:
         print("no configuration trained to the end within the deadline and budget")

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         TuningResult,
         resumable_study_name,
     )
+    from optuna_seer.integration.progress import SeerProgress
     from optuna_seer.worker.context import TrialContext, trial_context
     from optuna_seer.worker.lightning import SeerCallback
 
@@ -58,6 +59,7 @@ _LAZY = {
     "LocalBackend": "optuna_seer.backends.local",
     "ReplayBackend": "optuna_seer.backends.replay",
     "SeerCallback": "optuna_seer.worker.lightning",
+    "SeerProgress": "optuna_seer.integration.progress",
     "SkyPilotBackend": "optuna_seer.backends.skypilot",
     "StudyMismatchError": "optuna_seer.execution.tuner",
     "TrialContext": "optuna_seer.worker.context",
@@ -82,6 +84,7 @@ __all__ = [
     "Rung",
     "ScalingCurve",
     "SeerCallback",
+    "SeerProgress",
     "SeerPruner",
     "SeerSampler",
     "SkyPilotBackend",
