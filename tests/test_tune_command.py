@@ -144,11 +144,14 @@ def test_spot_mix_on_replay_puts_stages_on_spot_and_reclaims_them(
             "--spot-interruptions=0.5", "--deadline=5h", "--budget=500",
             f"--profile={_profile(tmp_path)}", "--configs=27", "--max-epochs=9",
             "--max-gpus=27", "--samples=200", f"--run-out={out_json}",
+            f"--png={tmp_path / 'plan.png'}",
         ],
         capsys,
     )  # fmt: skip
     assert code == 0, err
     assert "effective $/h" in out and "spot/on-demand mix" in out and "all on-demand" in out
+    assert "reclaims expected" in out  # each spot stage's expected recovery, also charted
+    assert (tmp_path / "plan.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     record = json.loads(out_json.read_text())
     markets = {stage["instance"]["market"] for stage in record["plan"]["stages"]}
     assert "spot" in markets

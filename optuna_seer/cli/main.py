@@ -5,6 +5,8 @@ Examples::
     optuna-seer profile --out profile.json --workers 1,2
     optuna-seer profile --backend local --script examples/lightning_digits.py:train \\
         --workers 1 2 --epochs 1 3 --contention 2 --out profile.json
+    optuna-seer profile --update profile.json --from-study sqlite:///runs.db \\
+        --study-name last-week --out profile.json
     optuna-seer plan --deadline 12h --budget 400 --profile profile.json --objective min-cost \\
         --configs 81 --reduction-factor 3 --max-epochs 27 --instance p3.2xlarge --png plan.png
     optuna-seer simulate --plan plan.json --profile profile.json --samples 5000
@@ -34,8 +36,8 @@ from optuna_seer.cli.arguments import (
     worker_list,
 )
 from optuna_seer.cli.extras import MissingExtraError
-from optuna_seer.cli.plan_commands import cmd_plan, cmd_simulate
-from optuna_seer.cli.profile_command import cmd_profile
+from optuna_seer.cli.plan_commands import add_spot_mix_argument, cmd_plan, cmd_simulate
+from optuna_seer.cli.profile_command import add_provisioning_arguments, cmd_profile
 from optuna_seer.cli.provisioning_command import add_provisioning_command
 from optuna_seer.cli.report_command import cmd_report
 from optuna_seer.cli.tune_command import add_tune_command
@@ -74,6 +76,7 @@ def _add_plan_command(commands: argparse._SubParsersAction[_Parser]) -> None:
     plan.add_argument(
         "--curves", type=Path, help="--pareto: recorded learning curves (JSON) to score plans"
     )
+    add_spot_mix_argument(plan)
     add_instance_arguments(plan)
     add_cloud_arguments(plan)
     plan.set_defaults(handler=cmd_plan)
@@ -138,6 +141,7 @@ def _add_profile_command(commands: argparse._SubParsersAction[_Parser]) -> None:
     prof.add_argument("--timeout", type=duration, default=1800.0, help="local: per launch")
     prof.add_argument("--scaling-model", choices=("table", "amdahl"), default="table")
     prof.add_argument("--checkpoint-gb", type=positive_float, default=0.0)
+    add_provisioning_arguments(prof)
     prof.set_defaults(handler=cmd_profile)
 
 

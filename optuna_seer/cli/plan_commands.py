@@ -3,13 +3,20 @@ simulate a saved plan's time and cost.
 
 ``plan`` finds the cheapest plan meeting the deadline (RubberBand, ``--objective min-cost``) or
 SEER's most configurations within the budget (``--objective max-accuracy``), prints it with
-its simulated distribution and can write it (``--out``) and chart it (``--png``).
+its simulated distribution and can write it (``--out``) and chart it (``--png``). With
+``--spot-mix`` (min-cost) each stage goes on spot or on demand, whichever is cheapest while
+the deadline holds; the chart marks each stage's market and a spot stage's expected recovery.
+
+A new cluster's delay comes, first found first, from ``--provisioning FILE``, the profile's
+measured ``provisioning`` (``optuna-seer profile --provisioning``/``--from-study``), or the
+``--queue``/``--boot``/``--provisioning-cv`` constants; the commands print which.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -32,7 +39,14 @@ from optuna_seer.planning.rubberband import (
     plan_rubberband,
 )
 from optuna_seer.planning.seer import plan_seer
-from optuna_seer.planning.simulator import SimulationResult, simulate
+from optuna_seer.planning.simulator import CloudModel, SimulationResult, simulate
+from optuna_seer.planning.spot import (
+    SpotOffer,
+    StageRecovery,
+    expected_recovery,
+    plan_spot_mix,
+    spot_cloud,
+)
 from optuna_seer.planning.stage_plan import ElasticPlan
 from optuna_seer.pricing.sources import (
     aws_spot_quotes,
@@ -94,6 +108,71 @@ def _spot_quotes(names: Sequence[str], region: str, *, use_sky: bool) -> tuple[P
     return tuple(found[n] for n in names)
 
 
+def add_spot_mix_argument(parser: argparse.ArgumentParser) -> None:
+    """``--spot-mix`` (``plan`` and ``tune``)."""
+    parser.add_argument(
+        "--spot-mix",
+        action="store_true",
+        help="min-cost: each stage on spot or on demand (spot prices from --prices or the "
+        "catalogs; reclaimed --spot-interruptions times per node-hour)",
+    )
+
+
+def spot_offers(args: argparse.Namespace, instances: tuple[PriceQuote, ...]) -> list[SpotOffer]:
+    """``--spot-mix``: each on-demand instance paired with its spot quote, reclaimed
+    ``--spot-interruptions`` times per node-hour."""
+    if args.objective != "min-cost" or args.market != "on-demand":
+        raise ValueError(
+            "--spot-mix chooses the market per stage of a min-cost plan: use it with "
+            "--objective min-cost and without --market spot."
+        )
+    if args.price_per_slot_hour is not None:
+        raise ValueError(
+            "--spot-mix plans on cloud instances, not --price-per-slot-hour local slots."
+        )
+    names = [q.instance_type for q in instances]
+    if args.prices:
+        table = read_price_csv(args.prices)
+        spot = [find_quote(table, name, "spot", args.region) for name in names]
+    else:
+        spot = list(_spot_quotes(names, args.region, use_sky=not args.no_sky))
+    return [SpotOffer(od, sq, args.spot_interruptions) for od, sq in zip(instances, spot)]
+
+
+def profile_cloud(
+    args: argparse.Namespace, profile: Profile, cloud: CloudModel, out: TextIO
+) -> CloudModel:
+    """``cloud`` with the profile's measured provisioning unless ``--provisioning`` gave
+    one, printing where a new cluster's delays come from."""
+    if getattr(args, "provisioning", None) is not None:
+        source = f"from --provisioning {args.provisioning}"
+    elif profile.provisioning is not None:
+        cloud = dataclasses.replace(cloud, provisioning=profile.provisioning)
+        source = "from the profile"
+    else:
+        source = "the --queue/--boot/--provisioning-cv constants"
+    print(f"{cloud.provisioning_model.describe()}; {source}", file=out)
+    return cloud
+
+
+def spot_recovery(
+    plan: ElasticPlan, profile: Profile, cloud: CloudModel, args: argparse.Namespace, out: TextIO
+) -> tuple[StageRecovery, ...] | None:
+    """Each stage's expected spot recovery, printed, when the plan has a spot stage."""
+    if not any(s.instance.market == "spot" for s in plan.stages):
+        return None
+    recovery = expected_recovery(plan, profile, cloud, samples=args.samples, seed=args.seed)
+    for index, (stage, r) in enumerate(zip(plan.stages, recovery)):
+        if stage.instance.market == "spot":
+            print(
+                f"rung {index} on spot ({stage.nodes}×{stage.instance.instance_type}): "
+                f"{r.reclaims:.2f} reclaims expected, recovery {format_seconds(r.seconds)} "
+                f"and ${r.dollars:,.2f}",
+                file=out,
+            )
+    return recovery
+
+
 def print_prediction(result: SimulationResult, out: TextIO) -> None:
     """Two lines: the simulated time and cost, mean, p50 and p95."""
     print(
@@ -136,9 +215,12 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     if args.png:
         require_module("matplotlib", "optuna-seer plan --png")
     profile = load_profile(args.profile)
-    cloud = cloud_model(args)
+    cloud = profile_cloud(args, profile, cloud_model(args), out)
     instances = _instances(args, profile)
+    offers = spot_offers(args, instances) if getattr(args, "spot_mix", False) else []
     if getattr(args, "pareto", False):
+        if offers:
+            raise ValueError("--pareto compares SEER plans on one market: drop --spot-mix.")
         return run_pareto(
             args, profile, instances[0], cloud.queue_seconds + cloud.boot_seconds, out
         )
@@ -160,7 +242,14 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
             samples=args.samples,
             seed=args.seed,
         )
-        found = plan_rubberband(problem)
+        if offers:
+            cloud = spot_cloud(cloud, offers)
+            plans = plan_spot_mix(problem, offers)
+            print(plans.summary(), file=out)
+            found = plans.mixed
+            record["spot_rates"] = dict(cloud.spot_rates)
+        else:
+            found = plan_rubberband(problem)
         plan = found.plan
         result = simulate(plan, profile, cloud, samples=args.samples, seed=args.seed)
         print(found.summary(), file=out)
@@ -197,6 +286,7 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
         f"{format_seconds(deadline)}",
         file=out,
     )
+    recovery = spot_recovery(plan, profile, cloud, args, out)
     record.update(
         deadline_s=deadline,
         budget=args.budget,
@@ -208,7 +298,8 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
         Path(args.out).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.out}", file=out)
     if args.png:
-        write_plan_chart(args.png, plan, result, deadline, args.budget, f"{args.objective} plan")
+        title = f"{args.objective} plan" + (" (spot/on-demand mix)" if offers else "")
+        write_plan_chart(args.png, plan, result, deadline, args.budget, title, recovery)
         print(f"wrote {args.png}", file=out)
     if over_budget:
         print(
@@ -228,9 +319,20 @@ def cmd_simulate(args: argparse.Namespace, out: TextIO) -> int:
     data = load_plan_file(args.plan)
     plan = ElasticPlan.from_dict(data["plan"])
     profile = load_profile(args.profile)
-    result = simulate(plan, profile, cloud_model(args), samples=args.samples, seed=args.seed)
+    cloud = profile_cloud(args, profile, cloud_model(args), out)
+    rates = data.get("spot_rates")
+    if isinstance(rates, dict) and not args.spot_interruptions:
+        # The rates the plan was made with, unless --spot-interruptions gives another.
+        try:
+            cloud = dataclasses.replace(
+                cloud, spot_rates=tuple((str(k), float(v)) for k, v in sorted(rates.items()))
+            )
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"plan {args.plan}: spot_rates={rates!r:.60}: {exc}") from None
+    result = simulate(plan, profile, cloud, samples=args.samples, seed=args.seed)
     print(plan.table(result.stage_start_s, result.stage_end_s), file=out)
     print_prediction(result, out)
+    recovery = spot_recovery(plan, profile, cloud, args, out)
     deadline = args.deadline if args.deadline is not None else data.get("deadline_s")
     if deadline is not None:
         print(
@@ -238,6 +340,8 @@ def cmd_simulate(args: argparse.Namespace, out: TextIO) -> int:
             file=out,
         )
     if args.png:
-        write_plan_chart(args.png, plan, result, deadline, data.get("budget"), "simulated plan")
+        write_plan_chart(
+            args.png, plan, result, deadline, data.get("budget"), "simulated plan", recovery
+        )
         print(f"wrote {args.png}", file=out)
     return 0

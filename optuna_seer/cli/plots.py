@@ -1,4 +1,5 @@
-"""Every chart of optuna-seer: a plan's Gantt and spend chart, and a finished run's timeline.
+"""Every chart of optuna-seer: a plan's Gantt and spend chart (each stage's market marked),
+and a finished run's timeline.
 
 matplotlib is optional: it is imported only when a chart is drawn, and a missing install
 raises :class:`PlottingUnavailableError`, which says what to install.
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from optuna_seer.planning.budget import Budget
     from optuna_seer.planning.pareto import FrontPoint
     from optuna_seer.planning.simulator import SimulationResult
+    from optuna_seer.planning.spot import StageRecovery
     from optuna_seer.planning.stage_plan import ElasticPlan
 
 PLOT_EXTRA = "plot"
@@ -48,44 +50,77 @@ def _pyplot(chart: str) -> Any:
     return plt
 
 
-def write_plan_chart(
-    path: Path,
+MARKET_HATCH = {"on-demand": None, "spot": "//"}
+"""How a stage's bar is drawn per market: spot hatched, on demand plain."""
+
+
+def plan_chart(
     plan: ElasticPlan,
     result: SimulationResult,
     deadline_s: float | None,
     budget: float | None,
     title: str,
-) -> None:
-    """Write a PNG: the plan's stages as a Gantt chart over its cumulative (mean) spend, with
-    the deadline, the p95 finish and the budget marked."""
+    recovery: Sequence[StageRecovery] | None = None,
+) -> Any:
+    """The plan chart as a matplotlib ``Figure`` (the caller closes it): the stages as a
+    Gantt chart, each labelled with its market (spot bars hatched, a legend naming both), and
+    with ``recovery`` (from :func:`~optuna_seer.planning.spot.expected_recovery`) a spot
+    stage's expected reclaims and their cost; below, the cumulative (mean) spend, with the
+    deadline, the p95 finish and the budget marked."""
     plt = _pyplot("--png chart")
+    from matplotlib.patches import Patch
+
+    if recovery is not None and len(recovery) != len(plan.stages):
+        raise ValueError(
+            f"recovery has {len(recovery)} entries for a plan of {len(plan.stages)} stages."
+        )
     hours = 3600.0
     figure, (gantt, spend) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
     colours = plt.get_cmap("viridis")
     most = max(s.gpus_per_trial for s in plan.stages)
     for index, stage in enumerate(plan.stages):
         start, end = result.stage_start_s[index] / hours, result.stage_end_s[index] / hours
+        market = stage.instance.market
         gantt.barh(
             index,
             end - start,
             left=start,
             color=colours(math.log2(stage.gpus_per_trial) / max(1.0, math.log2(most))),
             edgecolor="black",
+            hatch=MARKET_HATCH.get(market, "xx"),
         )
+        label = (
+            f"{stage.n_trials}×{stage.gpus_per_trial} GPU · {stage.nodes}×"
+            f"{stage.instance.instance_type} · {market}"
+        )
+        if recovery is not None and market == "spot":
+            stage_recovery = recovery[index]
+            label += (
+                f"\nrecovery ≈ ${stage_recovery.dollars:,.2f} "
+                f"({stage_recovery.reclaims:.2f} reclaims expected)"
+            )
         gantt.text(
             start + (end - start) / 2,
             index,
-            f"{stage.n_trials}×{stage.gpus_per_trial} GPU · {stage.nodes}×"
-            f"{stage.instance.instance_type}",
+            label,
             ha="center",
             va="center",
             fontsize=8,
             color="white",
+            bbox={"facecolor": "black", "alpha": 0.4, "edgecolor": "none", "pad": 1},
         )
     gantt.set_yticks(range(len(plan.stages)))
-    gantt.set_yticklabels([f"rung {i}" for i in range(len(plan.stages))])
+    gantt.set_yticklabels([f"rung {i} · {s.instance.market}" for i, s in enumerate(plan.stages)])
     gantt.invert_yaxis()
     gantt.set_ylabel("trials × GPUs per trial")
+    markets = sorted({s.instance.market for s in plan.stages})
+    handles = [
+        Patch(facecolor="white", edgecolor="black", hatch=MARKET_HATCH.get(m, "xx"), label=m)
+        for m in markets
+    ]
+    if recovery is not None and "spot" in markets:
+        total = sum(r.dollars for r in recovery)
+        title += f" · spot recovery ≈ ${total:,.2f} expected"
     gantt.set_title(title)
     times = [0.0, *(e / hours for e in result.stage_end_s)]
     costs = [0.0, *result.stage_cost]
@@ -98,10 +133,28 @@ def write_plan_chart(
         axis.axvline(result.jct_p95 / hours, color="orange", linestyle=":", label="p95 finish")
     if budget is not None:
         spend.axhline(budget, color="purple", linestyle="--", label="budget")
+    gantt.legend(handles=handles, title="market", loc="lower right", fontsize=8)
     spend.legend(loc="upper left")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    return figure
+
+
+def write_plan_chart(
+    path: Path,
+    plan: ElasticPlan,
+    result: SimulationResult,
+    deadline_s: float | None,
+    budget: float | None,
+    title: str,
+    recovery: Sequence[StageRecovery] | None = None,
+) -> None:
+    """Write :func:`plan_chart` as a PNG."""
+    plt = _pyplot("--png chart")
+    figure = plan_chart(plan, result, deadline_s, budget, title, recovery)
+    try:
+        figure.savefig(path, dpi=100)
+    finally:
+        plt.close(figure)
 
 
 def write_pareto_chart(

@@ -4,11 +4,20 @@ Two sources: the built-in probe (a torch data-parallel MLP on 127.0.0.1: NCCL ac
 gloo across CPU processes), or the user's
 own trial (``--backend local --script file.py:function``) launched for real on
 :class:`~optuna_seer.backends.local.LocalBackend`, reporting to a scratch SQLite study.
+
+The profile can also carry the measured provisioning delays of past cloud launches (queue,
+boot and setup of every launch that brought up a new cluster): from a file
+``optuna-seer provisioning --out`` wrote (``--provisioning FILE``), or read from the studies
+themselves (``--from-study STORAGE --study-name NAME``). ``plan``, ``simulate`` and ``tune``
+given the profile then draw a new cluster's delay from them instead of the
+``--queue``/``--boot`` constants. ``--update PROFILE`` adds them to an existing profile
+without measuring anything again.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 import statistics
 import tempfile
@@ -16,17 +25,104 @@ from typing import Any, TextIO
 
 from optuna_seer.cli.extras import require_module
 from optuna_seer.planning.profile import Profile, fit_profile
+from optuna_seer.planning.provisioning import ProvisioningModel
 from optuna_seer.profiling.harness import (
     ScratchTrials,
+    load_profile,
     measure_contention,
     measure_on_backend,
     parse_json,
+    read_json_file,
     save_profile,
 )
 
 
+def add_provisioning_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that put measured provisioning delays into the profile."""
+    group = parser.add_argument_group("measured provisioning (kept in the profile)")
+    group.add_argument(
+        "--provisioning",
+        type=Path,
+        help="measured delays written by 'optuna-seer provisioning --out'",
+    )
+    group.add_argument(
+        "--from-study",
+        metavar="STORAGE",
+        help="read the delays from the launches of --study-name studies in this storage",
+    )
+    group.add_argument(
+        "--study-name",
+        action="append",
+        default=[],
+        help="--from-study: a study whose launches count (repeatable)",
+    )
+    group.add_argument(
+        "--update",
+        type=Path,
+        metavar="PROFILE",
+        help="add the measured delays to this profile instead of measuring one",
+    )
+
+
+def measured_provisioning_of(args: argparse.Namespace) -> ProvisioningModel | None:
+    """The measured provisioning ``--provisioning`` or ``--from-study`` name (``None`` if
+    neither)."""
+    if args.study_name and not args.from_study:
+        raise ValueError(
+            f"--study-name {args.study_name[0]!r} reads launches from a storage: add "
+            "--from-study STORAGE_URL (e.g. sqlite:///runs.db)."
+        )
+    if args.from_study and args.provisioning:
+        raise ValueError("--provisioning and --from-study both give the measured delays: pass one.")
+    if args.provisioning:
+        data = read_json_file(
+            args.provisioning,
+            "provisioning",
+            "the JSON 'optuna-seer provisioning --out' writes",
+        )
+        try:
+            model = ProvisioningModel.from_dict(data)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"--provisioning {args.provisioning}: {exc}") from None
+        if not model.is_measured:
+            raise ValueError(
+                f"--provisioning {args.provisioning} holds no measured launches (its samples "
+                "are empty); write it with 'optuna-seer provisioning --out'."
+            )
+        return model
+    if args.from_study:
+        if not args.study_name:
+            raise ValueError(
+                f"--from-study {args.from_study} needs --study-name NAME (repeatable): the "
+                "studies whose launches measured provisioning."
+            )
+        from optuna_seer.execution.provisioning_samples import measured_provisioning
+        from optuna_seer.storage.urls import open_storage
+
+        return measured_provisioning(open_storage(args.from_study), args.study_name)
+    return None
+
+
 def cmd_profile(args: argparse.Namespace, out: TextIO) -> int:
-    """``optuna-seer profile``: measure, print the fitted profile and write it to ``--out``."""
+    """``optuna-seer profile``: measure (or ``--update`` a profile), print the profile and
+    write it to ``--out``."""
+    provisioning = measured_provisioning_of(args)
+    if args.update is not None:
+        if provisioning is None:
+            raise ValueError(
+                f"--update {args.update} adds measured provisioning: give --provisioning FILE "
+                "or --from-study STORAGE --study-name NAME."
+            )
+        profile = load_profile(args.update)
+    else:
+        profile = _measure(args, out)
+    if provisioning is not None:
+        profile = dataclasses.replace(profile, provisioning=provisioning)
+    return _print_and_save_profile(profile, args.out, out)
+
+
+def _measure(args: argparse.Namespace, out: TextIO) -> Profile:
+    """The profile measured by the probe or, with ``--backend local``, the user's trial."""
     require_module("torch", "optuna-seer profile")  # the probe and the local workers run torch
     workers = tuple(sorted({c for group in args.workers for c in group}))
     if 1 not in workers:
@@ -44,14 +140,13 @@ def cmd_profile(args: argparse.Namespace, out: TextIO) -> int:
     measurements = measure_local_ddp(
         workers, epochs=args.epochs[0], data_repeats=args.repeats, launches=args.launches
     )
-    profile = fit_profile(
+    return fit_profile(
         measurements,
         scaling_model=args.scaling_model,
         checkpoint_gb=args.checkpoint_gb,
         accelerator=accelerator,
         source=f"optuna-seer profile: torch {ddp} data-parallel MLP on digits, 127.0.0.1",
     )
-    return _print_and_save_profile(profile, args.out, out)
 
 
 def _print_and_save_profile(profile: Profile, path: Path, out: TextIO) -> int:
@@ -66,6 +161,8 @@ def _print_and_save_profile(profile: Profile, path: Path, out: TextIO) -> int:
     contention = profile.to_dict()["contention"]
     if len(contention) > 1:
         print(f"contention (launches at once: slowdown): {contention}", file=out)
+    if profile.provisioning is not None:
+        print(profile.provisioning.describe(), file=out)
     save_profile(profile, path)
     print(f"wrote {path}", file=out)
     return 0
@@ -102,7 +199,7 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
     return params
 
 
-def _profile_local(args: argparse.Namespace, workers: tuple[int, ...], out: TextIO) -> int:
+def _profile_local(args: argparse.Namespace, workers: tuple[int, ...], out: TextIO) -> Profile:
     """Profile the user's trial on :class:`LocalBackend`: real launches of ``--script``
     (``torchrun`` DDP for several workers) reporting to a scratch SQLite study."""
     import optuna
@@ -149,7 +246,7 @@ def _profile_local(args: argparse.Namespace, workers: tuple[int, ...], out: Text
                 backend, trials.spec, None, launches=args.contention, epochs=epochs,
                 repeats=args.launches, timeout_s=args.timeout,
             )  # fmt: skip
-    profile = fit_profile(
+    return fit_profile(
         measurements,
         scaling_model=args.scaling_model,
         checkpoint_gb=args.checkpoint_gb,
@@ -157,4 +254,3 @@ def _profile_local(args: argparse.Namespace, workers: tuple[int, ...], out: Text
         source=f"optuna-seer profile --backend local --script {args.script} (params {params})",
         contention=contention,
     )
-    return _print_and_save_profile(profile, args.out, out)

@@ -20,7 +20,10 @@ The plan runs through :func:`~optuna_seer.execution.stage_runner.run_elastic_pla
 
 ``--spot-mix`` (min-cost, on a cloud) plans each stage on spot or on demand
 (:func:`~optuna_seer.planning.spot.plan_spot_mix`), printing the price and reclaim risk of
-each instance type on both markets and the all-on-demand and all-spot alternatives.
+each instance type on both markets, the all-on-demand and all-spot alternatives, and each
+spot stage's expected recovery; ``--png`` charts the plan (markets marked) before it runs.
+On a cloud a new cluster's delays come from ``--provisioning``, else the profile's measured
+ones, else the ``--queue``/``--boot`` constants (the command prints which).
 
 The run's storage and study (``--storage``/``--study``) make the command re-runnable: run
 again, it continues an interrupted study or prints a finished one's stored result.
@@ -53,7 +56,16 @@ from optuna_seer.cli.arguments import (
     duration,
     positive_float,
 )
-from optuna_seer.cli.plan_commands import _instances, _spot_quotes, print_prediction
+from optuna_seer.cli.extras import require_module
+from optuna_seer.cli.plan_commands import (
+    _instances,
+    add_spot_mix_argument,
+    print_prediction,
+    profile_cloud,
+    spot_offers,
+    spot_recovery,
+)
+from optuna_seer.cli.plots import write_plan_chart
 from optuna_seer.execution.naming import resumable_study_name
 from optuna_seer.execution.stage_runner import StagedRun, run_elastic_plan
 from optuna_seer.execution.staged_cluster import StagedCluster, no_delay
@@ -68,7 +80,6 @@ from optuna_seer.planning.seer import plan_seer
 from optuna_seer.planning.simulator import CloudModel, SimulationResult, simulate
 from optuna_seer.planning.spot import SpotOffer, plan_spot_mix, spot_cloud
 from optuna_seer.planning.stage_plan import ElasticPlan
-from optuna_seer.pricing.sources import find_quote, read_price_csv
 from optuna_seer.profiling.harness import load_profile
 
 REPLAY_CONFIG = "config_id"
@@ -127,12 +138,8 @@ def add_tune_command(commands: Any) -> None:
         help="directory or s3:// URI (skypilot: s3:// the nodes can reach)",
     )
     tune.add_argument("--yes", action="store_true", help="run without asking")
-    tune.add_argument(
-        "--spot-mix",
-        action="store_true",
-        help="min-cost: each stage on spot or on demand (spot prices from --prices or the "
-        "catalogs; reclaimed --spot-interruptions times per node-hour)",
-    )
+    add_spot_mix_argument(tune)
+    tune.add_argument("--png", type=Path, help="chart the plan here (Gantt + cost) before it runs")
     tune.add_argument("--run-out", type=Path, help="write predicted vs measured JSON here")
     add_instance_arguments(tune)
     add_cloud_arguments(tune)
@@ -210,20 +217,9 @@ def _local_backend(args: argparse.Namespace) -> LocalBackend:
 
 def _spot_offers(args: argparse.Namespace, instances: tuple[PriceQuote, ...]) -> list[SpotOffer]:
     """Each on-demand instance paired with its spot quote, reclaimed at the given rate."""
-    if args.objective != "min-cost" or args.market != "on-demand":
-        raise ValueError(
-            "--spot-mix chooses the market per stage of a min-cost plan: use it with "
-            "--objective min-cost and without --market spot."
-        )
     if args.backend == "local":
         raise ValueError("--spot-mix needs a cloud: --backend replay or skypilot.")
-    names = [q.instance_type for q in instances]
-    if args.prices:
-        table = read_price_csv(args.prices)
-        spot = [find_quote(table, name, "spot", args.region) for name in names]
-    else:
-        spot = list(_spot_quotes(names, args.region, use_sky=not args.no_sky))
-    return [SpotOffer(od, sq, args.spot_interruptions) for od, sq in zip(instances, spot)]
+    return spot_offers(args, instances)
 
 
 def _check_skypilot(args: argparse.Namespace) -> None:
@@ -263,6 +259,8 @@ def cmd_tune(args: argparse.Namespace, out: TextIO) -> int:
     """``optuna-seer tune``: 0 when the run met the deadline (and the budget), else 1."""
     if args.budget is None:
         raise ValueError("tune needs --budget (dollars): the executor stops at it.")
+    if args.png:
+        require_module("matplotlib", "optuna-seer tune --png")
     profile = load_profile(args.profile)
     backend: Backend | None = None
     if args.backend == "local":
@@ -272,8 +270,10 @@ def cmd_tune(args: argparse.Namespace, out: TextIO) -> int:
             print("local slots priced at $1.00/slot-hour (--price-per-slot-hour)", file=out)
         cloud = CloudModel(billing=args.billing)  # the slots are there: no provisioning
         max_gpus = min(args.max_gpus, backend.slots)
+        if profile.provisioning is not None:
+            print("local slots: no provisioning delay (the profile's is for clouds)", file=out)
     else:
-        cloud = cloud_model(args)
+        cloud = profile_cloud(args, profile, cloud_model(args), out)
         max_gpus = args.max_gpus
         if args.backend == "replay":
             # A replayed launch that fails keeps only its rung-start checkpoint.
@@ -293,6 +293,11 @@ def cmd_tune(args: argparse.Namespace, out: TextIO) -> int:
         f"{prediction.probability_by(args.deadline):.3f}",
         file=out,
     )
+    recovery = spot_recovery(plan, profile, cloud, args, out)
+    if args.png:
+        title = f"tune: {args.objective} plan" + (" (spot/on-demand mix)" if offers else "")
+        write_plan_chart(args.png, plan, prediction, args.deadline, args.budget, title, recovery)
+        print(f"wrote {args.png}", file=out)
     if not _confirm(args, prediction, out):
         print("not run.", file=out)
         return 0

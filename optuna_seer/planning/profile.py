@@ -15,7 +15,11 @@ A :class:`Profile` is what the planner and the simulator know about the user's t
   :func:`measure_alone_and_together` measures it (alternating launches alone and together,
   so a shared host's drifting background load does not pass for contention).
   :meth:`Profile.workload` hands it to SEER's :class:`Workload`, so ``plan_seer`` and
-  ``cost_model.schedule`` time the waves as the simulator does.
+  ``cost_model.schedule`` time the waves as the simulator does;
+* ``provisioning`` (optional): the measured delays of bringing up a new cluster (queue,
+  boot and setup of past launches, a
+  :class:`~optuna_seer.planning.provisioning.ProvisioningModel`), which the commands pass to
+  the simulator and the planner in place of the cloud model's constants.
 
 ``epoch_seconds``, ``scaling`` and ``contention`` are the
 :class:`~optuna_seer.planning.workload.TrialTiming` that a :class:`Profile` and SEER's
@@ -37,6 +41,7 @@ import statistics
 from typing import Any
 
 from optuna_seer.planning.checks import number, whole
+from optuna_seer.planning.provisioning import ProvisioningModel
 from optuna_seer.planning.scaling import ScalingCurve
 from optuna_seer.planning.workload import TrialTiming, Workload
 
@@ -104,6 +109,8 @@ class Profile(TrialTiming):
         accelerator: The accelerator (GPU model) the profile was measured on.
         measurements: The raw measurements the profile was fitted from (empty if hand-written).
         source: Free text: how the profile was obtained.
+        provisioning: Measured delays of a new cluster (``None``: not measured; the cloud
+            model's constants apply).
 
     ``contention`` is the slowdown of every launch's start-up and epochs when several
     launches run at once on the same host; leave it at 1.0 when every launch has its own
@@ -123,12 +130,17 @@ class Profile(TrialTiming):
     accelerator: str = ""
     measurements: tuple[Measurement, ...] = ()
     source: str = "hand-written"
+    provisioning: ProvisioningModel | None = None
     _cv_table: tuple[tuple[int, float], ...] = field(default=(), init=False, repr=False)
     _startup_table: tuple[tuple[int, float], ...] = field(default=(), init=False, repr=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         number(self.checkpoint_gb, "checkpoint_gb")
+        if self.provisioning is not None and not isinstance(self.provisioning, ProvisioningModel):
+            raise TypeError(
+                f"provisioning={self.provisioning!r:.60} must be a ProvisioningModel or None."
+            )
         object.__setattr__(self, "_cv_table", _per_workers(self.epoch_cv, "epoch_cv"))
         object.__setattr__(
             self, "_startup_table", _per_workers(self.startup_seconds, "startup_seconds")
@@ -189,8 +201,10 @@ class Profile(TrialTiming):
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``provisioning`` only when measured, so older readers still load a
+        profile without it)."""
         spec = self.curve.to_spec()
-        return {
+        data: dict[str, Any] = {
             "format": PROFILE_FORMAT,
             "epoch_seconds": float(self.epoch_seconds),
             "scaling": {str(k): v for k, v in spec.items()} if isinstance(spec, dict) else spec,
@@ -209,6 +223,9 @@ class Profile(TrialTiming):
                 for m in self.measurements
             ],
         }
+        if self.provisioning is not None:
+            data["provisioning"] = self.provisioning.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Profile:
@@ -231,6 +248,7 @@ class Profile(TrialTiming):
             "source",
             "measurements",
             "contention",
+            "provisioning",
         }
         unknown = sorted(set(data) - allowed)
         if unknown:
@@ -257,6 +275,12 @@ class Profile(TrialTiming):
         if isinstance(contention, Mapping):
             contention = {_worker_key(k, "contention"): v for k, v in contention.items()}
         measurements = _measurements_from(data.get("measurements", []))
+        provisioning = None
+        if data.get("provisioning") is not None:
+            try:
+                provisioning = ProvisioningModel.from_dict(data["provisioning"])
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"the profile's {exc}") from None
         return cls(
             epoch_seconds=data["epoch_seconds"],
             scaling=scaling,
@@ -267,6 +291,7 @@ class Profile(TrialTiming):
             measurements=measurements,
             source=str(data.get("source", "hand-written")),
             contention=contention,
+            provisioning=provisioning,
         )
 
 
