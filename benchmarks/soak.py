@@ -24,8 +24,9 @@ common.
 
 A second section (``--new-faults``, the default; ``--no-new-faults`` skips it) then runs
 ``--new-fault-rounds`` seeded rounds of each fault the reliability work added defences for
-(a second driver, a ``study.optimize`` worker SIGKILLed, a clock 120-300 s off, a storage
-client without the token; see :mod:`benchmarks.soak_new_faults`) on real SQLite studies,
+(a second driver, a ``study.optimize`` worker SIGKILLed, a worker or a resumed driver with
+its clock 120-300 s ahead or behind, a storage client without the token; see
+:mod:`benchmarks.soak_new_faults`) on real SQLite studies,
 and prints per kind: injected, handled as expected, studies lost, dollars over budget.
 
 The script exits non-zero if a study was lost, the spend exceeded the budget by more than

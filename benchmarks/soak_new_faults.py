@@ -11,10 +11,13 @@ checks the defence did what it should, reusing the fault tests' helpers
 * **worker SIGKILLed**: a ``study.optimize`` worker process on SQLite is ``kill -9``-ed after
   its first report; expected: its trial FAILed ("dead: no heartbeat") by the next trial,
   charged up to its last heartbeat, and the study goes on to finish that next trial.
-* **clock off**: a ``study.optimize`` worker 120-300 s ahead or behind, or a resumed driver
-  120-300 s behind (seeded); expected: the study's start, the ledger and the deadline within
-  tolerance of the truth. (A driver resumed *ahead* over-charges its launches by the skew:
-  see docs/faults.md; it is left out until that is fixed.)
+* **worker clock off**: a ``study.optimize`` worker 120-300 s ahead (even seeds) or behind
+  (odd seeds); expected: the study's start, the ledger and the deadline within tolerance of
+  the truth.
+* **driver clock off**: a driver resumed 120-300 s ahead (even seeds) or behind (odd seeds)
+  on a study whose dead driver left launches in flight; expected: those launches charged
+  for the time they ran, the ledger equal to that plus what the backend billed, the deadline
+  counted from the study's true start.
 * **hostile storage client**: Optuna's bare gRPC client and the tunnel's client with a wrong
   token against the authenticated study proxy on loopback; expected: every call refused,
   the study (trials, attrs, names) unchanged.
@@ -71,12 +74,14 @@ from optuna_seer.integration.trial_gpus import implicit_placement  # noqa: E402
 
 SECOND_DRIVER = "second driver on a running study"
 DEAD_WORKER = "study.optimize worker SIGKILLed"
-CLOCK_SKEW = "worker/driver clock 120-300 s off"
+WORKER_CLOCK = "worker clock 120-300 s off"
+DRIVER_CLOCK = "driver resumed 120-300 s off"
 HOSTILE = "storage client without the token"
 NEW_DEFENCES = {
     SECOND_DRIVER: "refused by name (driver lease), study untouched",
     DEAD_WORKER: "failed at its last heartbeat, charge frozen",
-    CLOCK_SKEW: "study time (the storage's clock)",
+    WORKER_CLOCK: "study time (the storage's clock)",
+    DRIVER_CLOCK: "one offset per clock: journal, pruner, sampler",
     HOSTILE: "authenticated TLS proxy refuses it",
 }
 """Each new fault kind, and the defence the round checks (the second table's rows)."""
@@ -240,14 +245,20 @@ def dead_worker(workdir: Path, seed: int) -> Round:
     return Round(DEAD_WORKER, handled, after.state != TrialState.COMPLETE, over, reason)
 
 
-def clock_skew(workdir: Path, seed: int) -> Round:
-    """A worker (even seeds, ahead or behind) or a resumed driver (odd seeds, behind) with its
-    clock 120-300 s off."""
+def _skew(seed: int) -> float:
+    """120-300 s (seeded): ahead on even seeds, behind on odd ones."""
     rng = np.random.default_rng([seed, 11])
-    skew = float(rng.uniform(120.0, 300.0)) * (1 if rng.random() < 0.5 else -1)
-    if seed % 2 == 0:
-        return _skewed_worker(workdir, skew)
-    return _skewed_driver(workdir, seed, -abs(skew))
+    return float(rng.uniform(120.0, 300.0)) * (1 if seed % 2 == 0 else -1)
+
+
+def worker_clock(workdir: Path, seed: int) -> Round:
+    """A ``study.optimize`` worker with its clock 120-300 s ahead or behind."""
+    return _skewed_worker(workdir, _skew(seed))
+
+
+def driver_clock(workdir: Path, seed: int) -> Round:
+    """A driver resumed with its clock 120-300 s ahead or behind."""
+    return _skewed_driver(workdir, seed, _skew(seed))
 
 
 def _skewed_worker(workdir: Path, skew: float) -> Round:
@@ -259,7 +270,7 @@ def _skewed_worker(workdir: Path, skew: float) -> Round:
     output, _ = worker.communicate(timeout=120)
     ended = time.time()
     if worker.returncode != 0:
-        return Round(CLOCK_SKEW, False, True, 0.0, output.decode()[-300:])
+        return Round(WORKER_CLOCK, False, True, 0.0, output.decode()[-300:])
     started_at = storage.get_study_system_attrs(study_id_of(study))[STUDY_STARTED_AT]
     ledger = read_ledger(study, WORKER_PLAN, time.time())
     (trial,) = study.get_trials(deepcopy=False)
@@ -270,7 +281,7 @@ def _skewed_worker(workdir: Path, skew: float) -> Round:
         and 1.1 <= charged <= ended - began
     )
     over = max(ledger.spent_dollars - WORKER_PLAN.budget_dollars, 0.0)
-    return Round(CLOCK_SKEW, handled, False, over, f"worker {skew:+.0f} s, charged {charged:.2f}")
+    return Round(WORKER_CLOCK, handled, False, over, f"worker {skew:+.0f} s, charged {charged:.2f}")
 
 
 def _skewed_driver(workdir: Path, seed: int, skew: float) -> Round:
@@ -301,10 +312,10 @@ def _skewed_driver(workdir: Path, seed: int, skew: float) -> Round:
     try:
         result: TuningResult = _tuner(again, backend, workdir).run()
     except Exception as exc:
-        return Round(CLOCK_SKEW, False, True, 0.0, f"resumed driver raised {exc!r}")
+        return Round(DRIVER_CLOCK, False, True, 0.0, f"resumed driver raised {exc!r}")
     notes = [note for note in result.notes if note.startswith("resumed study")]
     if len(notes) != 1:
-        return Round(CLOCK_SKEW, False, False, 0.0, f"no resume note in {result.notes}")
+        return Round(DRIVER_CLOCK, False, False, 0.0, f"no resume note in {result.notes}")
     head = notes[0].split(" slot-seconds charged")[0].rsplit("; ", 1)[1]
     charged = float(head.replace(",", ""))
     ran = backend.now() - start
@@ -318,7 +329,12 @@ def _skewed_driver(workdir: Path, seed: int, skew: float) -> Round:
         result.ledger.gpu_seconds * the_plan.price_per_gpu_second - the_plan.budget_dollars, 0
     )
     lost = result.best_trial is None
-    return Round(CLOCK_SKEW, handled, lost, over, f"driver {skew:+.0f} s, charged {charged:.0f}")
+    billed = charged + backend.gpu_seconds
+    note = (
+        f"driver {skew:+.0f} s: {charged:.0f} slot-s for the dead driver's launches, ledger "
+        f"{result.ledger.gpu_seconds:,.0f} against {billed:,.0f} charged and billed"
+    )
+    return Round(DRIVER_CLOCK, handled, lost, over, note)
 
 
 def hostile_client(workdir: Path, seed: int) -> Round:
@@ -370,7 +386,8 @@ def hostile_client(workdir: Path, seed: int) -> Round:
 ROUNDS: dict[str, Callable[[Path, int], Round]] = {
     SECOND_DRIVER: second_driver,
     DEAD_WORKER: dead_worker,
-    CLOCK_SKEW: clock_skew,
+    WORKER_CLOCK: worker_clock,
+    DRIVER_CLOCK: driver_clock,
     HOSTILE: hostile_client,
 }
 

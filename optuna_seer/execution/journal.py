@@ -14,8 +14,9 @@ the rungs done, whether it finished); each trial keeps its finished launches
 
 The journal speaks the driver's clock (its backend's ``now()``) and stores study time
 (:mod:`optuna_seer.integration.clock`): every moment it writes is shifted by the driver's
-offset to the storage's clock, measured once per run, and every moment it reads is shifted
-back. A driver resumed on a machine whose clock is minutes off therefore sees the study's
+offset to the storage's clock, measured once per run (the one offset its pruner and sampler
+use for the same clock, :func:`~optuna_seer.integration.clock.clock_of`), and every moment
+it reads is shifted back. A driver resumed on a machine whose clock is minutes off therefore sees the study's
 start, the dead driver's heartbeat and its launches in flight where they really were, and
 charges and counts the deadline as the first driver would have. (Launch and rung records
 hold times relative to the study's start, which need no shift.)
@@ -33,7 +34,7 @@ from optuna.trial import FrozenTrial
 from optuna_seer._optuna import storage_of, study_id_of, trial_id_of
 from optuna_seer._secrets import scrub
 from optuna_seer.execution.results import LaunchRecord, RungRecord
-from optuna_seer.integration.clock import Clock, StudyClock
+from optuna_seer.integration.clock import Clock, clock_of
 from optuna_seer.integration.keys import (
     STUDY_DRIVER_ALIVE,
     STUDY_DRIVER_LEASE,
@@ -193,7 +194,8 @@ class RunJournal:
     def __post_init__(self) -> None:
         self._storage = storage_of(self.study)
         self._study_id = study_id_of(self.study)
-        self._clock = StudyClock(self._storage, self.clock)
+        # The offset the pruner and the sampler on the same clock use (one per process).
+        self._clock = clock_of(self._storage, self.clock)
         self._offset: float | None = None
 
     @property

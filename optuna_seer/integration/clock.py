@@ -25,6 +25,13 @@ means the "local clock" is a simulated one (a replay starting at 0): it is its o
 time (offset 0). The wall clock's offset is measured again every :data:`REFRESH_SECONDS`
 (on ``time.monotonic``, which no clock step moves); a simulated clock's once.
 
+A process keeps one :class:`StudyClock` per storage and clock (:func:`clock_of`): the driver's
+run journal, its pruner and its sampler reading the same clock (a backend's ``now``) share
+one measured offset, so whatever one of them writes the others read at the same moment. (Two
+estimates of a simulated clock taken at different moments would differ by however far it
+ran in between: a resumed driver 250 s ahead then charged every trial its offset again at
+each rung end.)
+
 :func:`wall_time` is the one place the package reads the wall clock (``LocalBackend.now``,
 the pruner's and sampler's default clock, heartbeats); :func:`set_time_source` replaces it,
 which is how the fault tests put a process minutes off without touching the system clock.
@@ -213,16 +220,19 @@ def clock_of(storage: optuna.storages.BaseStorage, local: Clock | None = None) -
 
 
 def study_time(study: optuna.Study, local: Clock | None = None) -> float:
-    """The study's time now, read through ``local``: the wall clock (the default, or
-    ``time.time``) shifted onto the storage's clock; any other clock is a simulated one, and
-    its own study time.
+    """The study's time now, read through ``local`` (the wall clock by default) and shifted
+    onto the storage's clock by this process's one offset for that clock (:func:`clock_of`).
+
+    A simulated clock (a backend's ``now``) gets the same shift its driver's run journal
+    uses, measured once: a replay minutes off the storage is shifted like a skewed wall
+    clock, one from 0 (more than a day off) is its own study time.
 
     Example:
         >>> import optuna
         >>> study = optuna.create_study()
         >>> abs(study_time(study) - time.time()) < 1.0
         True
+        >>> study_time(study, lambda: 5.0)  # a simulated clock from 0: its own study time
+        5.0
     """
-    if local is not None and not is_wall_clock(local):
-        return local()
-    return clock_of(storage_of(study)).now()
+    return clock_of(storage_of(study), local).now()

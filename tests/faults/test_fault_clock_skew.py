@@ -1,6 +1,8 @@
 """Clocks that are off: a ``study.optimize`` worker 120 s behind (SQLite, journal file) and an
-``ElasticTuner`` driver resumed 300 s behind read and write the study's time (the storage's
-clock, :mod:`optuna_seer.integration.clock`), so the deadline and the ledger stay true."""
+``ElasticTuner`` driver resumed 300 s behind or 250 s ahead read and write the study's time
+(the storage's clock, :mod:`optuna_seer.integration.clock`), so the deadline and the ledger
+stay true. (Ahead, the driver's ledger once charged each trial the skew again at every rung
+end: its pruner took the backend's clock unshifted while its journal shifted it.)"""
 
 from __future__ import annotations
 
@@ -58,11 +60,13 @@ def test_a_worker_120_s_behind_neither_starts_the_clock_early_nor_charges_less(
     assert 1.1 <= charged <= ended - began
 
 
-def test_a_driver_resumed_300_s_behind_charges_the_dead_drivers_launches_and_keeps_the_deadline(
-    tmp_path: Path,
+@pytest.mark.parametrize("skew", [-300.0, 250.0])
+def test_a_resumed_driver_off_by_minutes_charges_the_dead_drivers_launches_and_keeps_the_deadline(
+    skew: float, tmp_path: Path
 ) -> None:
     """A driver with a true clock died 150 s into the study with 4 launches in flight for
-    120 s; the same command is run again on a machine whose clock is 300 s behind."""
+    120 s; the same command is run again on a machine whose clock is 300 s behind or 250 s
+    ahead."""
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}")
     the_plan = plan()
     study = optuna.create_study(
@@ -83,7 +87,7 @@ def test_a_driver_resumed_300_s_behind_charges_the_dead_drivers_launches_and_kee
             journal.set_in_flight(trial._trial_id, InFlight(0, 1, now - 120.0, 0))
     storage.set_study_system_attr(study._study_id, STUDY_STARTED_AT, now - 150.0)
 
-    start = time.time() - 300.0
+    start = time.time() + skew
     backend = ReplayBackend(
         curves(), "linear", EPOCH_SECONDS, slots=4, startup_seconds=STARTUP_SECONDS,
         storage=storage, start_time=start,

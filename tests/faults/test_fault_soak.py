@@ -79,5 +79,5 @@ def test_the_new_faults_are_each_handled_and_reported_beside_the_old(
     assert set(rows) == set(soak_new_faults.NEW_DEFENCES)
     assert all(row[:4] == ["1", "1", "0", "0.0000"] for row in rows.values()), rows
     assert lines[-1] == (
-        "new faults injected 4, handled as expected 4, studies lost 0, dollars over budget 0.0000"
+        "new faults injected 5, handled as expected 5, studies lost 0, dollars over budget 0.0000"
     )
