@@ -16,10 +16,10 @@ The journal speaks the driver's clock (its backend's ``now()``) and stores study
 (:mod:`optuna_seer.integration.clock`): every moment it writes is shifted by the driver's
 offset to the storage's clock, measured once per run (the one offset its pruner and sampler
 use for the same clock, :func:`~optuna_seer.integration.clock.clock_of`), and every moment
-it reads is shifted back. A driver resumed on a machine whose clock is minutes off therefore sees the study's
-start, the dead driver's heartbeat and its launches in flight where they really were, and
-charges and counts the deadline as the first driver would have. (Launch and rung records
-hold times relative to the study's start, which need no shift.)
+it reads is shifted back. A driver resumed on a machine whose clock is minutes off
+therefore sees the study's start, the dead driver's heartbeat and its launches in flight
+where they really were, and charges and counts the deadline as the first driver would have.
+(Launch and rung records hold times relative to the study's start, which need no shift.)
 """
 
 from __future__ import annotations
