@@ -66,8 +66,9 @@ def test_wall_clock_trials_are_placed_without_a_write(tmp_path: Path) -> None:
     trial = study.ask()
     trial.suggest_float("x", 0, 1)
     frozen = study._storage.get_trial(trial._trial_id)
-    # The ask wrote no placement into the trial, only its heartbeat (integration/heartbeat.py).
-    assert set(frozen.system_attrs) == {"seer:heartbeat"}
+    # The ask wrote no placement into the trial; only its heartbeat, which the heartbeat
+    # thread writes at once, may be there already (integration/heartbeat.py).
+    assert set(frozen.system_attrs) <= {"seer:heartbeat"}
     plan = pruner.plan
     assert gpus_for(trial) == plan.rungs[0].gpus_per_trial  # a live trial finds its study
     assert gpus_for(frozen, study=study) == plan.rungs[0].gpus_per_trial

@@ -8,24 +8,31 @@ them. So SEER keeps its own, the same way on every storage (SQLite and other RDB
 files, gRPC proxies, in-memory):
 
 * :func:`on_trial_start` (called by ``SeerSampler.before_trial`` in the process that runs the
-  trial) writes the trial's system attr ``seer:heartbeat`` = ``[study time, grace seconds]``
-  at once, and one background thread per process rewrites it every ``interval_s`` for every
-  trial the process runs; :func:`on_trial_end` (``SeerSampler.after_trial``, before Optuna
-  finishes the trial) stops it.
+  trial) hands the trial to one background thread per process, which writes its system attr
+  ``seer:heartbeat`` = ``[study time, grace seconds]`` at once (woken for it, so the trial's
+  start waits for no write) and rewrites it every ``interval_s`` for every trial the process
+  runs; :func:`on_trial_end` (``SeerSampler.after_trial``, before Optuna finishes the trial)
+  stops it.
 * Each beat carries the study's grace, so whoever reads a trial knows when it is dead: no
   beat for ``grace_s`` of study time (:mod:`optuna_seer.integration.clock`, so a worker
   minutes off is neither taken for dead nor kept alive).
 * :func:`fail_dead_trials` (run at every trial start, as Optuna runs ``fail_stale_trials``)
   settles a dead trial's account at its last beat, records why it stopped and tells the
   storage ``FAIL``; then the storage's ``heartbeat_stale_trial_callback`` runs, if it has
-  one (e.g. Optuna's ``RetryFailedTrialCallback``). The ledger
-  (:mod:`optuna_seer.integration.ledger`) charges a running trial no further than
-  ``grace_s`` past its last beat, and a failed one no further than its last beat (also when
-  Optuna's own ``fail_stale_trials`` failed it), so its GPUs stop costing money.
+  one (e.g. Optuna's ``RetryFailedTrialCallback``). A running trial it finds without any
+  beat (its process killed between the trial's start and its first beat) gets its first
+  sighting written as its beat, in study time: its process, if alive, overwrites it within
+  a beat, else the trial is dead a grace later and charged up to that sighting (an upper
+  bound: it died before). The ledger (:mod:`optuna_seer.integration.ledger`) charges a
+  running trial no further than ``grace_s`` past its last beat, and a failed one no further
+  than its last beat (also when Optuna's own ``fail_stale_trials`` failed it), so its GPUs
+  stop costing money.
 
 The interval and grace are the study's (``seer:heartbeat``), stored by the first process
 that runs a trial: those of an ``RDBStorage(heartbeat_interval=..., grace_period=...)``,
-else :data:`DEFAULT` (change it with :func:`configure` before the first trial). Trials an
+else :data:`DEFAULT` (change it with :func:`configure` before the first trial). Each process
+reads them, and whether an ``ElasticTuner`` runs the study, once per study: neither changes
+once a trial has started. Trials an
 ``ElasticTuner`` runs do not beat: its driver holds them across launches and has its own
 heartbeat and lease (:mod:`optuna_seer.execution.driver_lock`). Neither do trials on a
 simulated clock (a replay).
@@ -33,6 +40,7 @@ simulated clock (a replay).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 import math
 import threading
@@ -58,7 +66,7 @@ from optuna_seer.integration.keys import (
     TRIAL_STOP_REASON,
 )
 from optuna_seer.integration.ledger import last_beat, settle_trial
-from optuna_seer.integration.trial_gpus import implicit_placement_in
+from optuna_seer.integration.trial_gpus import implicit_placement, implicit_placement_in
 
 _logger = get_logger(__name__)
 
@@ -138,9 +146,11 @@ class _Beater:
         self._trials: dict[
             tuple[int, int], tuple[optuna.storages.BaseStorage, int, StudyClock, float]
         ] = {}
+        self._fresh: set[tuple[int, int]] = set()
         self._wake = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
         self._interval = DEFAULT.interval_s
+        self._due = -math.inf  # monotonic time of the next beat of every trial
 
     def add(
         self,
@@ -149,9 +159,10 @@ class _Beater:
         clock: StudyClock,
         settings: HeartbeatSettings,
     ) -> None:
-        _beat(storage, trial_id, clock, settings.grace_s)
         with self._lock:
-            self._trials[(id(storage), trial_id)] = (storage, trial_id, clock, settings.grace_s)
+            key = (id(storage), trial_id)
+            self._trials[key] = (storage, trial_id, clock, settings.grace_s)
+            self._fresh.add(key)  # its first beat: written by the thread, woken for it now
             self._interval = min(self._interval, settings.interval_s)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
@@ -165,12 +176,19 @@ class _Beater:
         finishes (a moment's later beat, harmless) or be refused after (ignored)."""
         with self._lock:
             self._trials.pop((id(storage), trial_id), None)
+            self._fresh.discard((id(storage), trial_id))
 
     def _run(self) -> None:
         while True:
             with self._lock:
-                self._wake.wait(timeout=self._interval)
-                beating = list(self._trials.items())
+                if not self._fresh:
+                    self._wake.wait(timeout=max(self._due - time.monotonic(), 0.0))
+                if time.monotonic() >= self._due:  # every trial's beat
+                    self._due = time.monotonic() + self._interval
+                    beating = list(self._trials.items())
+                else:  # only the trials that started since: their first beat
+                    beating = [(k, self._trials[k]) for k in self._fresh if k in self._trials]
+                self._fresh.clear()
             # Written without the lock: a slow or unreachable storage delays no trial's
             # start or end, only its own beats.
             for key, (storage, trial_id, clock, grace) in beating:
@@ -194,19 +212,51 @@ _SCAN_EVERY_S = 1.0
 _LAST_SCAN: dict[tuple[int, int], float] = {}
 
 
+_studies: dict[tuple[int, int], tuple[optuna.storages.BaseStorage, HeartbeatSettings | None]] = {}
+_studies_lock = threading.Lock()
+
+
+def _beating_settings(study: optuna.Study) -> HeartbeatSettings | None:
+    """The study's heartbeat settings, ``None`` if an ``ElasticTuner`` runs it (its trials do
+    not beat); read (and stored, if new) once per study and process: neither changes once a
+    trial has started (an ``ElasticTuner`` refuses a study it did not start)."""
+    storage = storage_of(study)
+    key = (id(storage), study_id_of(study))
+    with _studies_lock:
+        known = _studies.get(key)
+    if known is not None and known[0] is storage:
+        return known[1]
+    attrs = storage.get_study_system_attrs(study_id_of(study))
+    settings = None if STUDY_EXECUTOR_PROGRESS in attrs else settings_of(study, attrs)
+    with _studies_lock:
+        _studies[key] = (storage, settings)  # the storage is held, so its id is not reused
+    return settings
+
+
+def _known_settings(study: optuna.Study) -> HeartbeatSettings | None:
+    """The settings :func:`_beating_settings` found, if this process has started a trial of
+    ``study`` (``None`` otherwise, and for a study an ``ElasticTuner`` runs)."""
+    storage = storage_of(study)
+    with _studies_lock:
+        known = _studies.get((id(storage), study_id_of(study)))
+    return known[1] if known is not None and known[0] is storage else None
+
+
 def on_trial_start(
     study: optuna.Study, trial: FrozenTrial | optuna.Trial, local: Clock | None = None
 ) -> list[int]:
     """Fail the study's dead trials, then start beating for ``trial`` (see the module);
     returns the numbers of the trials failed. Nothing happens on a simulated clock
-    (``local`` not the wall clock) or in a study an ``ElasticTuner`` runs."""
+    (``local`` not the wall clock) or in a study an ``ElasticTuner`` runs.
+
+    Costs the trial's start no storage access but the first one per study and process and a
+    scan at most once a second: its first beat is written by the heartbeat thread."""
     if local is not None and not is_wall_clock(local):
         return []
-    storage = storage_of(study)
-    attrs = storage.get_study_system_attrs(study_id_of(study))
-    if STUDY_EXECUTOR_PROGRESS in attrs:
+    settings = _beating_settings(study)
+    if settings is None:
         return []
-    settings = settings_of(study, attrs)
+    storage = storage_of(study)
     clock = clock_of(storage)
     # Scanning for dead trials reads every running trial: at most once a second (or a
     # quarter interval) per study and process, so a burst of trial starts pays it once; a
@@ -216,7 +266,7 @@ def on_trial_start(
     failed: list[int] = []
     if started - _LAST_SCAN.get(key, -math.inf) >= min(_SCAN_EVERY_S, settings.interval_s / 4):
         _LAST_SCAN[key] = started
-        failed = fail_dead_trials(study, clock.now(), attrs)
+        failed = fail_dead_trials(study, clock.now())
     _BEATER.add(storage, trial_id_of(trial), clock, settings)
     return failed
 
@@ -231,17 +281,26 @@ def fail_dead_trials(
 ) -> list[int]:
     """Fail every trial of ``study`` that runs without a beat for its grace by study time
     ``now``: its account is settled at its last beat and its stop reason says so. Returns
-    their numbers (a trial another process failed first is not among them)."""
+    their numbers (a trial another process failed first is not among them).
+
+    A running trial without any beat, in a study whose trials beat (this process started
+    one), gets ``now`` written as its beat: the first sighting, which its process overwrites
+    within a beat if it lives (see the module)."""
     storage = storage_of(study)
     if now is None:
         now = clock_of(storage).now()
-    if attrs is None:
-        attrs = storage.get_study_system_attrs(study_id_of(study))
-    implicit = implicit_placement_in(attrs)
+    implicit = (
+        implicit_placement(storage, study_id_of(study))
+        if attrs is None
+        else implicit_placement_in(attrs)
+    )
+    settings = _known_settings(study)
     callback = getattr(storage, "get_heartbeat_stale_trial_callback", lambda: None)()
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         beat = last_beat(trial)
+        if beat is None and settings is not None:
+            _sight(storage, trial, now, settings.grace_s)
         if beat is None or not is_dead(trial, now):
             continue
         trial_id = trial_id_of(trial)
@@ -264,3 +323,11 @@ def fail_dead_trials(
         if callback is not None:
             callback(study, storage.get_trial(trial_id))
     return failed
+
+
+def _sight(
+    storage: optuna.storages.BaseStorage, trial: FrozenTrial, now: float, grace_s: float
+) -> None:
+    """Write a beat-less running trial's first sighting as its beat (see the module)."""
+    with contextlib.suppress(UpdateFinishedTrialError):  # it finished meanwhile
+        storage.set_trial_system_attr(trial_id_of(trial), TRIAL_HEARTBEAT, [now, grace_s])

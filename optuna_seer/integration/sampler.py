@@ -183,7 +183,7 @@ class SeerSampler(BaseSampler):
                 f"{trial.number} (failed ones not counted) and the plan starts {plan.n_configs}"
             )
         elif study_id_of(study) not in self._executor_studies:
-            reason = self._over_budget(study, pruner, trial, trials, now, widening)
+            reason = self._over_budget(study, pruner, trial, trials, now, rank, widening)
         if reason is not None:
             storage.set_trial_system_attr(trial_id_of(trial), TRIAL_BEYOND_PLAN, True)
             storage.set_trial_system_attr(trial_id_of(trial), TRIAL_STOP_REASON, reason)
@@ -233,14 +233,15 @@ class SeerSampler(BaseSampler):
         trial: FrozenTrial,
         trials: list[FrozenTrial],
         now: float,
+        rank: int,
         widening: bool = False,
     ) -> str | None:
         """Why the new ``trial`` may not start: its first rung, at the epoch time measured so
-        far, does not fit what is left once the trials in play finish their rungs."""
+        far, does not fit what is left once the trials in play finish their rungs (``rank``:
+        its :func:`width_rank` among ``trials``)."""
         plan = pruner.plan
         implicit = implicit_placement(storage_of(study), study_id_of(study))
         view, _ = pruner.spend_view(study, now, implicit, trials)
-        rank = width_rank(trials, trial.number)
         affordable = affordable_width(plan, view.scale, widen=widening)
         if rank > affordable:
             return (

@@ -102,3 +102,86 @@ def test_a_killed_worker_is_failed_and_stops_costing(
     started = dead.datetime_start.timestamp()  # type: ignore[union-attr]
     assert charged == pytest.approx(beat[0] - started, abs=0.05)
     assert killed_at - started - 1.0 <= charged <= killed_at - started
+
+
+_ORPHAN = """
+import sys, time
+import optuna
+sys.path.insert(0, {here!r})
+from test_fault_dead_worker import _storage
+from pathlib import Path
+_, storage = _storage({kind!r}, Path({tmp!r}))
+study_id = storage.get_study_id_from_name("dead")
+storage.create_new_trial(study_id)  # what study.ask does before SeerSampler.before_trial
+print("created", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_a_worker_killed_before_its_first_heartbeat_is_failed_too(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first beat comes from the heartbeat thread, so a worker can die between its
+    trial's creation and that beat: the trial has no beat at all. The next trial start
+    writes its first sighting as its beat, and a trial start a grace later fails it."""
+    monkeypatch.setattr(heartbeat, "DEFAULT", heartbeat.HeartbeatSettings(0.3, 1.5))
+    _, storage = _storage(kind, tmp_path)
+    optuna.create_study(study_name="dead", storage=storage, direction="maximize")
+    study = _study(storage)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)  # beats, settings stored
+    source = _ORPHAN.format(here=str(HERE), kind=kind, tmp=str(tmp_path))
+    orphan = subprocess.Popen(
+        [sys.executable, "-c", source], stdout=subprocess.PIPE, cwd=HERE.parents[1]
+    )
+    try:
+        assert orphan.stdout is not None
+        assert orphan.stdout.readline().decode().strip() == "created"
+        os.kill(orphan.pid, signal.SIGKILL)
+        orphan.wait()
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+        if orphan.stdout is not None:
+            orphan.stdout.close()
+    dead = study.get_trials(deepcopy=False)[1]
+    assert dead.state == TrialState.RUNNING and last_beat(dead) is None
+
+    sighted_from = time.time()
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    dead = study.get_trials(deepcopy=False)[1]
+    beat = last_beat(dead)
+    assert dead.state == TrialState.RUNNING and beat is not None  # its first sighting
+    assert sighted_from - 0.1 <= beat[0] <= time.time() and beat[1] == 1.5
+    time.sleep(beat[1] + 0.5)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    dead = study.get_trials(deepcopy=False)[1]
+    assert dead.state == TrialState.FAIL
+    reason = stop_reason(dead)
+    assert reason is not None and reason.startswith("dead: no heartbeat"), reason
+    # Charged up to the sighting (an upper bound: it died before), and no further.
+    implicit = implicit_placement(storage, study._study_id)
+    started = dead.datetime_start.timestamp()  # type: ignore[union-attr]
+    charged = trial_gpu_seconds(dead, time.time(), implicit)
+    assert charged == pytest.approx(beat[0] - started, abs=0.05)
+    time.sleep(0.5)
+    assert trial_gpu_seconds(dead, time.time(), implicit) == charged
+
+
+def test_a_trial_beats_within_moments_of_its_start_without_waiting_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first beat is written by the heartbeat thread, woken for it at the trial's start."""
+    monkeypatch.setattr(heartbeat, "DEFAULT", heartbeat.HeartbeatSettings(5.0, 15.0))
+    _, storage = _storage("sqlite", tmp_path)
+    optuna.create_study(study_name="dead", storage=storage, direction="maximize")
+    study = _study(storage)
+    asked = time.time()
+    trial = study.ask()
+    trial.suggest_float("x", 0, 1)
+    deadline = time.monotonic() + 2.0  # far less than the 5 s interval
+    while (beat := last_beat(storage.get_trial(trial._trial_id))) is None:
+        assert time.monotonic() < deadline, "no first heartbeat"
+        time.sleep(0.02)
+    assert asked - 0.1 <= beat[0] <= time.time() and beat[1] == 15.0
+    study.tell(trial, 0.5)
