@@ -11,7 +11,8 @@ Everything has a default; these variables change it (the driver templates pass t
 * ``SEER_STORAGE_URL``: the study (default ``sqlite:///study.db``; served to the nodes by the
   backend's storage proxy). As a managed job (``sky jobs launch``) it must be an RDB URL: a
   restarted driver continues the study stored there.
-* ``SEER_CHECKPOINTS``: ``s3://bucket/prefix`` for the trials' checkpoints (required).
+* ``SEER_CHECKPOINTS``: ``s3://bucket/prefix`` (or ``gs://…``) for the trials' checkpoints
+  (required).
 * ``SEER_STUDY``, ``SEER_DEADLINE`` (``12h``), ``SEER_BUDGET`` (dollars, ``400``),
   ``SEER_ACCELERATORS`` (``A100:8``), ``SEER_CLOUDS`` (``aws,gcp``), ``SEER_SPOT`` (``1``),
   ``SEER_MAX_GPUS`` (``32``), ``SEER_TRAIN`` (``examples/lightning_digits.py:train``),
@@ -72,7 +73,8 @@ class Settings:
         env = os.environ if env is None else env
         if not env.get("SEER_CHECKPOINTS"):
             raise SystemExit(
-                "set SEER_CHECKPOINTS=s3://bucket/prefix: every trial's checkpoints go there."
+                "set SEER_CHECKPOINTS=s3://bucket/prefix (or gs://…): every trial's "
+                "checkpoints go there."
             )
         defaults = cls(checkpoints=env["SEER_CHECKPOINTS"])
         return replace(

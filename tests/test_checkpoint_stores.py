@@ -14,7 +14,6 @@ import uuid
 
 import pytest
 
-from optuna_seer._ports import free_port
 from optuna_seer.storage.retry import RetryPolicy, StorageUnavailableError
 from optuna_seer.worker.checkpoint_keys import CheckpointKey
 from optuna_seer.worker.checkpoints import (
@@ -25,36 +24,15 @@ from optuna_seer.worker.checkpoints import (
 )
 from optuna_seer.worker.context import checkpoint_object_uri, fetch_checkpoint
 from optuna_seer.worker.remote_checkpoints import RemoteStore
+from tests.local_gcs import local_gcs
 from tests.local_s3 import S3Server
-
-GCS_BUCKET = "seer-gcs"
 
 
 @pytest.fixture
 def gcs_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fake GCS server on 127.0.0.1 (gcp-storage-emulator, in memory) that gcsfs reaches
-    through ``STORAGE_EMULATOR_HOST``; anonymous credentials through the store's options."""
-    pytest.importorskip("gcsfs")
-    server_module = pytest.importorskip("gcp_storage_emulator.server")
-    import fsspec
-    import gcsfs.core
-
-    port = free_port()
-    server = server_module.create_server(
-        "127.0.0.1", port, in_memory=True, default_bucket=GCS_BUCKET
-    )
-    server.start()
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
-    monkeypatch.setenv("SEER_CHECKPOINT_STORAGE_OPTIONS", '{"token": "anon", "project": "seer"}')
-    # gcsfs's default class first asks the (real) storage-control API whether a bucket is
-    # hierarchical, which a fake server does not serve; the plain client skips that.
-    previous = fsspec.get_filesystem_class("gs")
-    fsspec.register_implementation("gs", gcsfs.core.GCSFileSystem, clobber=True)
-    try:
-        yield f"gs://{GCS_BUCKET}"
-    finally:
-        fsspec.register_implementation("gs", previous, clobber=True)
-        server.stop()
+    """A fake GCS server on 127.0.0.1 (tests/local_gcs.py); ``gs://<bucket>``."""
+    with local_gcs(monkeypatch) as root:
+        yield root
 
 
 def _file(tmp_path: Path, payload: bytes) -> Path:

@@ -78,7 +78,7 @@ def test_the_managed_driver_recovers_and_keeps_no_study_on_its_disk() -> None:
 def test_the_node_wheel_is_the_drivers_code_and_pins_its_optuna(tmp_path: Path) -> None:
     packages = write_node_packages(tmp_path / "node")
     requirements = (tmp_path / "node" / "requirements.txt").read_text().splitlines()
-    assert f"./{packages.wheel.name}[lightning,s3,grpc]" in requirements
+    assert f"./{packages.wheel.name}[lightning,s3,gcs,grpc]" in requirements
     assert f"optuna=={optuna.__version__}" in requirements
     # pip installs the wheel (no index): its files are byte for byte the package this runs.
     target = tmp_path / "site"

@@ -309,3 +309,60 @@ def is_transient_store_error(error: BaseException) -> bool:
 
 is_transient_s3_error = is_transient_store_error
 """The former name of :func:`is_transient_store_error`."""
+
+
+LOCAL_PROTOCOLS = frozenset({"file", "local", "memory"})
+"""fsspec protocols whose store only this machine (``memory``: this process) can see."""
+
+
+def shared_store_protocol(uri: str) -> str | None:
+    """The fsspec protocol of ``uri`` when another machine can reach that store (``s3``,
+    ``gs``, ``az`` …); ``None`` for a local path, ``file://`` or ``memory://``.
+
+    Example:
+        >>> shared_store_protocol("gs://bucket/seer"), shared_store_protocol("/tmp/seer")
+        ('gs', None)
+    """
+    scheme, separator, _ = uri.partition("://")
+    if not separator or not scheme or scheme.lower() in LOCAL_PROTOCOLS:
+        return None
+    return scheme.lower()
+
+
+def store_extra(protocol: str) -> str | None:
+    """The optuna-seer extra that installs the client of ``protocol`` (``s3``, ``gcs``), if
+    one does.
+
+    Example:
+        >>> store_extra("gs"), store_extra("az")
+        ('gcs', None)
+    """
+    return _EXTRAS.get(protocol)
+
+
+def store_distribution(protocol: str) -> str:
+    """The distribution installed here that implements fsspec's ``protocol`` (``adlfs`` for
+    ``az``), so another machine can install the same version.
+
+    Raises:
+        ValueError: fsspec does not know ``protocol``, or its library is not installed here;
+            the message says what to install.
+    """
+    import importlib.metadata
+
+    from fsspec.registry import known_implementations  # type: ignore[import-untyped]
+
+    known = known_implementations.get(protocol)
+    if known is None:
+        raise ValueError(
+            f"checkpoint store protocol {protocol!r} is not one fsspec knows; use s3://, gs:// "
+            f"or one of {sorted(known_implementations)}."
+        )
+    module = str(known["class"]).partition(".")[0]
+    distributions = importlib.metadata.packages_distributions().get(module)
+    if not distributions:
+        raise ValueError(
+            f"checkpoint store {protocol}:// needs the {module!r} library, which is not "
+            f"installed here ({known.get('err', 'fsspec names no hint')}): pip install {module}."
+        )
+    return distributions[0]

@@ -97,7 +97,8 @@ class SkyPilotBackend(Backend):
         on_demand_fallback: With ``use_spot``, fall back to on-demand instances.
         candidate_order: ``"cost"`` (``any_of``: cheapest first) or ``"listed"``
             (``ordered``: clouds in the order given, spot tier first).
-        checkpoints: ``s3://bucket/prefix`` for trials whose ``checkpoint_uri`` is local.
+        checkpoints: ``s3://bucket/prefix`` (or ``gs://``, or another fsspec store every
+            node reaches) for trials whose ``checkpoint_uri`` is local.
         storage: Study URL the nodes use. ``None``: the executor's URL if a node can open it
             (RDB, ``grpc://``), else a gRPC proxy this backend serves on ``proxy_port``,
             advertised as ``proxy_host`` (default ``$SEER_ADVERTISE_HOST``).

@@ -35,9 +35,9 @@ import zipfile
 DISTRIBUTION = "optuna-seer"
 # optuna_seer/ itself: this module is optuna_seer/backends/skypilot/packages.py.
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-NODE_EXTRAS = ("lightning", "s3", "grpc")
-"""What a trial node needs beyond the core: the Lightning worker, S3 checkpoints, the gRPC
-storage client."""
+NODE_EXTRAS = ("lightning", "s3", "gcs", "grpc")
+"""What a trial node needs beyond the core: the Lightning worker, S3 and GCS checkpoints (the
+stores the worker side opens through fsspec), the gRPC storage client."""
 REQUIREMENTS = "requirements.txt"
 _SKIPPED_PARTS = {"__pycache__"}
 _SKIPPED_SUFFIXES = {".pyc", ".pyo"}

@@ -34,10 +34,15 @@ from typing import Any, Literal
 from optuna_seer._secrets import is_secret
 from optuna_seer.backends.base import LaunchSpec
 from optuna_seer.backends.launch_env import launch_env
-from optuna_seer.backends.skypilot.packages import write_node_packages
+from optuna_seer.backends.skypilot.packages import NODE_EXTRAS, write_node_packages
 from optuna_seer.planning.placement import ClusterShape, TrialSlot
 from optuna_seer.worker.checkpoint_keys import ENV_CHECKPOINT_KEY
 from optuna_seer.worker.context import ENV_RESUME_FROM, ENV_STORAGE, ENV_TRAIN_SCRIPT
+from optuna_seer.worker.remote_checkpoints import (
+    shared_store_protocol,
+    store_distribution,
+    store_extra,
+)
 
 # The SkyPilot YAMLs and the example tune script: launchers/ at the top of a checkout, which
 # the package ships as optuna_seer/launchers (a link in the checkout: one copy of each file).
@@ -86,10 +91,7 @@ class TaskBuilder:
                 f"script={script!r} must name the training script to run, or be left out "
                 "(the executor's train= is run)."
             )
-        if checkpoints is not None and not checkpoints.startswith("s3://"):
-            raise ValueError(
-                f"checkpoints={checkpoints!r} must be an s3://bucket/prefix every node can reach."
-            )
+        self.store_pins = self._checkpoint_store_pins(checkpoints)
         if isinstance(clouds, str):
             raise TypeError(f"clouds={clouds!r} must be a list of infra strings, e.g. ['aws'].")
         if candidate_order not in ("cost", "listed"):
@@ -122,6 +124,35 @@ class TaskBuilder:
             )
         self._template = load_template(template_path, yaml)
         self.cluster_task(ClusterShape(1, self.gpus_per_node))  # SkyPilot checks the template
+
+    @staticmethod
+    def _checkpoint_store_pins(checkpoints: str | None) -> tuple[str, ...]:
+        """What the nodes install, beyond :data:`NODE_EXTRAS`, to open ``checkpoints``: the
+        driver's version of its fsspec library (none for ``s3://`` and ``gs://``).
+
+        Raises:
+            ValueError: ``checkpoints`` is not the URL of a store every node can reach, or
+                its protocol's library is unknown or not installed here.
+        """
+        if checkpoints is None:
+            return ()
+        protocol = shared_store_protocol(checkpoints) if isinstance(checkpoints, str) else None
+        if protocol is None or not checkpoints.partition("://")[2].strip("/"):
+            raise ValueError(
+                f"checkpoints={checkpoints!r} must be the URL of a store every node can reach: "
+                "s3://bucket/prefix, gs://bucket/prefix or another fsspec protocol "
+                "(az://, …), not a local path, file:// or memory://."
+            )
+        if store_extra(protocol) in NODE_EXTRAS:
+            return ()
+        return (store_distribution(protocol),)
+
+    def _node_protocols(self) -> set[str]:
+        """The checkpoint store protocols the nodes get a client for."""
+        protocols = {p for p in ("s3", "s3a", "gs", "gcs") if store_extra(p) in NODE_EXTRAS}
+        if self.checkpoints is not None:
+            protocols.add(str(shared_store_protocol(self.checkpoints)))
+        return protocols
 
     # ----------------------------------------------------------------- resources
     def candidates(self) -> list[dict[str, Any]]:
@@ -172,7 +203,8 @@ class TaskBuilder:
         config["resources"] = self.node_resources_config(shape)
         config["workdir"] = self.workdir
         mounts = config.get("file_mounts") or {}
-        config["file_mounts"] = {**mounts, NODE_PACKAGES: str(node_packages_dir())}
+        packages = node_packages_dir(self.store_pins)
+        config["file_mounts"] = {**mounts, NODE_PACKAGES: str(packages)}
         config["envs"] = {**(config.get("envs") or {}), ENV_PACKAGES: NODE_PACKAGES}
         return self._sky.Task.from_yaml_config(config)
 
@@ -226,22 +258,33 @@ class TaskBuilder:
         return self.script
 
     def remote_spec(self, spec: LaunchSpec) -> LaunchSpec:
-        """``spec`` as the nodes see it: storage they can open, checkpoints on S3.
+        """``spec`` as the nodes see it: storage they can open, checkpoints in a store they
+        reach (``s3://``, ``gs://`` or the protocol of ``checkpoints``).
 
         Raises:
-            ValueError: A checkpoint is on the driver's disk and no ``checkpoints`` prefix is
-                set, or the storage cannot be reached from the nodes.
+            ValueError: A checkpoint is on the driver's disk (or in memory) and no
+                ``checkpoints`` prefix is set, it is in a store the nodes get no client for,
+                or the storage cannot be reached from the nodes.
         """
         checkpoint_uri, resume_from = spec.checkpoint_uri, spec.resume_from
-        if not checkpoint_uri.startswith("s3://"):
+        protocol = shared_store_protocol(checkpoint_uri)
+        if protocol is None:
             if self.checkpoints is None:
                 raise ValueError(
                     f"checkpoint_uri={checkpoint_uri!r} is on the driver's disk, which cloud "
-                    "nodes cannot read: pass checkpoints='s3://bucket/prefix' to SkyPilotBackend."
+                    "nodes cannot read: pass checkpoints='s3://bucket/prefix' (or gs://…) to "
+                    "SkyPilotBackend."
                 )
             checkpoint_uri = f"{self.checkpoints}/{spec.study_name}/trial-{spec.trial_number}"
-            if resume_from is not None and not resume_from.startswith("s3://"):
+            if resume_from is not None and shared_store_protocol(resume_from) is None:
                 resume_from = f"{checkpoint_uri}/{Path(resume_from).name}"
+        elif protocol not in self._node_protocols():
+            raise ValueError(
+                f"checkpoint_uri={checkpoint_uri!r} is in a {protocol}:// store the nodes get "
+                f"no client for (they take {sorted(self._node_protocols())}): pass "
+                f"checkpoints='{protocol}://bucket/prefix' to SkyPilotBackend, which installs "
+                "the driver's client on every node."
+            )
         return replace(
             spec,
             storage=self._storage_for_nodes(spec.storage),
@@ -250,13 +293,18 @@ class TaskBuilder:
         )
 
 
-@functools.lru_cache(maxsize=1)
-def node_packages_dir() -> Path:
-    """A directory (made once per process) holding a wheel of the optuna-seer this process
-    runs and a ``requirements.txt`` that installs it and pins this process's Optuna: what
-    every cluster's nodes install (see :mod:`optuna_seer.backends.skypilot.packages`)."""
+def node_packages_dir(store_pins: Sequence[str] = ()) -> Path:
+    """A directory (made once per process and ``store_pins``) holding a wheel of the
+    optuna-seer this process runs and a ``requirements.txt`` that installs it and pins this
+    process's Optuna (and ``store_pins``: a checkpoint store's client beyond S3 and GCS):
+    what every cluster's nodes install (see :mod:`optuna_seer.backends.skypilot.packages`)."""
+    return _node_packages_dir(tuple(store_pins))
+
+
+@functools.lru_cache(maxsize=8)
+def _node_packages_dir(store_pins: tuple[str, ...]) -> Path:
     directory = Path(tempfile.mkdtemp(prefix="seer-node-packages-"))
-    return write_node_packages(directory).directory
+    return write_node_packages(directory, pins=("optuna", *store_pins)).directory
 
 
 def node_train_script(entrypoint: str, workdir: str | os.PathLike[str]) -> str:
