@@ -38,6 +38,11 @@ from optuna_seer.backends.skypilot.packages import NODE_EXTRAS, write_node_packa
 from optuna_seer.planning.placement import ClusterShape, TrialSlot
 from optuna_seer.worker.checkpoint_keys import ENV_CHECKPOINT_KEY
 from optuna_seer.worker.context import ENV_RESUME_FROM, ENV_STORAGE, ENV_TRAIN_SCRIPT
+from optuna_seer.worker.epoch_checkpoints import (
+    ENV_CHECKPOINT_EVERY_EPOCHS,
+    ENV_CHECKPOINT_EVERY_MINUTES,
+    CheckpointSchedule,
+)
 from optuna_seer.worker.remote_checkpoints import (
     shared_store_protocol,
     store_distribution,
@@ -385,6 +390,17 @@ def load_template(path: Path, yaml: Any) -> dict[str, Any]:
                 f"trial template {path} has {section}: {value!r:.60}; give a mapping "
                 "NAME: value (or leave it out)."
             )
+    envs = {str(k): str(v) for k, v in (template.get("envs") or {}).items() if v is not None}
+    try:  # the epoch checkpoint schedule its envs ask for: refused here, not on every node
+        CheckpointSchedule.from_env(envs)
+    except ValueError as exc:
+        asked = {
+            n: envs.get(n) for n in (ENV_CHECKPOINT_EVERY_EPOCHS, ENV_CHECKPOINT_EVERY_MINUTES)
+        }
+        raise ValueError(
+            f"trial template {path} has envs {asked}: {exc} Give a whole number of epochs "
+            "and/or a number of minutes > 0 (or leave them out: every epoch)."
+        ) from None
     return template
 
 
