@@ -4,7 +4,8 @@ Collects the SkyPilot commands from the code of README.md and docs/*.md (fenced 
 inline code) and from everything in launchers/ (the templates' comments, the tune script),
 then runs ``sky <command> --help`` for each through SkyPilot's own click group (the one the
 ``sky`` console script calls; in-process, so the check costs no process start per command)
-and requires exit status 0. No cloud is involved: ``--help`` parses only.
+and requires exit status 0, and every long option shown with it (``--resize``, ``--secret``,
+``--provision`` …) to be one that help lists. No cloud is involved: ``--help`` parses only.
 """
 
 from __future__ import annotations
@@ -38,15 +39,38 @@ def code_text(path: Path) -> str:
     return "\n".join([*fenced, *INLINE.findall(prose)])
 
 
-def documented_commands() -> dict[tuple[str, ...], list[str]]:
-    """Each ``sky`` command shown (``("jobs", "launch")``, ``("logs",)``) → where."""
-    files = [
+# Where a shown command ends: a pipe, a separator, a comment, a closing bracket or backtick.
+COMMAND_END = re.compile(r"[|;#&)`]")
+LONG_OPTION = re.compile(r"(?:^|\s)(--[a-z][a-z0-9-]*)")
+
+
+def documented_options() -> dict[tuple[tuple[str, ...], str], list[str]]:
+    """Each long option shown after a ``sky`` command (``(("launch",), "--resize")``) → where."""
+    found: dict[tuple[tuple[str, ...], str], list[str]] = {}
+    for path in documented_files():
+        text = code_text(path).replace("\\\n", " ")  # a command continued on the next line
+        for match in COMMAND.finditer(text):
+            group, command = match.group(1), match.group(2)
+            key = (group.strip(), command) if group else (command,)
+            rest = text[match.end() :].split("\n", 1)[0]
+            rest = COMMAND_END.split(rest, 1)[0]
+            for option in LONG_OPTION.findall(rest):
+                found.setdefault((key, option), []).append(str(path.relative_to(REPO_ROOT)))
+    return found
+
+
+def documented_files() -> list[Path]:
+    return [
         REPO_ROOT / "README.md",
         *sorted((REPO_ROOT / "docs").glob("*.md")),
         *sorted(p for p in (REPO_ROOT / "launchers").iterdir() if p.is_file()),
     ]
+
+
+def documented_commands() -> dict[tuple[str, ...], list[str]]:
+    """Each ``sky`` command shown (``("jobs", "launch")``, ``("logs",)``) → where."""
     found: dict[tuple[str, ...], list[str]] = {}
-    for path in files:
+    for path in documented_files():
         for group, command in COMMAND.findall(code_text(path)):
             key = (group.strip(), command) if group else (command,)
             found.setdefault(key, []).append(str(path.relative_to(REPO_ROOT)))
@@ -88,3 +112,30 @@ def test_a_command_skypilot_lacks_is_caught(sky_cli: Any) -> None:
     # What docs/cloud.md once showed: the check must be able to fail.
     assert run_help(sky_cli, ("rsync-down",)).exit_code != 0
     assert run_help(sky_cli, ("launch",)).exit_code == 0
+
+
+def test_the_docs_show_the_options_a_user_needs() -> None:
+    shown = documented_options()
+    for needed in [(("launch",), "--secret"), (("launch",), "--env"), (("launch",), "--resize")]:
+        assert needed in shown, sorted(shown)
+
+
+@pytest.mark.parametrize(
+    ("command", "option"),
+    sorted(documented_options()),
+    ids=lambda v: " ".join(v) if isinstance(v, tuple) else v,
+)
+def test_every_option_the_docs_show_is_one_skypilot_has(
+    sky_cli: Any, command: tuple[str, ...], option: str
+) -> None:
+    result = run_help(sky_cli, command)
+    where = documented_options()[(command, option)]
+    assert result.exit_code == 0 and re.search(rf"{re.escape(option)}\b", result.output), (
+        f"`sky {' '.join(command)}` has no option {option} (shown in {where}): "
+        f"{result.output[-800:]}"
+    )
+
+
+def test_an_option_skypilot_lacks_is_caught(sky_cli: Any) -> None:
+    assert not re.search(r"--resize-to\b", run_help(sky_cli, ("launch",)).output)
+    assert re.search(r"--resize\b", run_help(sky_cli, ("launch",)).output)
