@@ -1,40 +1,27 @@
 """Run trials on SkyPilot clusters: the cluster manager behind the ``Backend`` interface.
 
 ``SkyPilotBackend`` implements :class:`~optuna_seer.backends.base.Backend`, so the executor
-that drives local processes drives clouds unchanged. How it maps the backend calls:
+that drives local processes drives clouds unchanged:
 
-* ``start(spec)`` queues the launch. The queue is *placed* at the next ``poll``/``wait``: the
-  executor starts a whole rung and then waits, so the placement controller
-  (:func:`optuna_seer.planning.placement.place`) sees the rung's whole demand (``n`` trials × ``k``
-  GPUs) and packs it onto the fewest nodes.
-* **Resizing.** A cluster is reused as it is when its shape fits: a single node with enough
-  free GPUs for small trials, or an idle cluster with the same node count for a multi-node
-  trial. A new shape with the GPUs per node of an idle cluster resizes that cluster
-  (``sky launch --resize``: SkyPilot adds or removes nodes, the others keep running); other
-  idle clusters are torn down (``sky down``) and other shapes launched (``sky launch`` of
-  the trial template without its ``run``: provisioned, then set up once, both timed; see
-  :mod:`~optuna_seer.backends.skypilot.launching`). Each trial is submitted to its cluster
-  with ``sky exec`` (``num_nodes`` and GPUs per node of its slot; SkyPilot's job queue runs
-  several small trials side by side on one node).
-* Nodes install the driver's own optuna-seer (a wheel mounted on every node) and its Optuna
-  version, never optuna-seer from a package index
-  (:mod:`~optuna_seer.backends.skypilot.packages`).
-* Every cluster is launched with autodown (``idle_minutes_to_autostop`` + ``down=True``), so
-  a driver that dies without cleaning up still stops paying after ``autostop_minutes``.
-* ``release()`` tears down every cluster this backend launched (Ctrl-C, exceptions and the
+* ``start(spec)`` queues the launch; the queue is placed at the next ``poll``/``wait``, so
+  the placement controller (:func:`optuna_seer.planning.placement.place`) sees a rung's
+  whole demand (``n`` trials × ``k`` GPUs) and packs it onto the fewest nodes, within
+  ``max_gpus``.
+* **Resizing.** A cluster whose shape fits is reused; a new shape with the GPUs per node of
+  an idle cluster resizes it (``sky launch --resize``); other idle clusters go down and
+  other shapes are launched, provisioned then set up, both timed
+  (:mod:`~optuna_seer.backends.skypilot.launching`). Each trial runs on its cluster with
+  ``sky exec``.
+* Every cluster is launched with autodown, so a driver that dies stops paying after
+  ``autostop_minutes``; ``release()`` tears down every cluster (Ctrl-C, exceptions and the
   deadline all end there) and checks with ``sky status`` that none is left.
-* Multi-cloud: ``clouds=[...]`` and ``use_spot`` become SkyPilot resource candidates
-  (``any_of``: SkyPilot picks the cheapest and fails over; ``ordered``: in the listed order);
-  spot comes before on-demand when ``on_demand_fallback`` is set.
 
-The pieces it drives live beside it: the tasks and their YAML, node environment and secrets
-in :mod:`optuna_seer.backends.skypilot.tasks`; the study URL nodes open (and the gRPC storage
-proxy it may need) in :mod:`optuna_seer.backends.skypilot.proxy`; prices in
-:mod:`optuna_seer.pricing` (SkyPilot's catalog, else ``price_per_gpu_hour``, else the
-shipped table with a warning; :meth:`SkyPilotBackend.cost_report` says which was used); the
-bill, reconciled with SkyPilot's cost report, in :mod:`optuna_seer.backends.skypilot.bill`
-(:meth:`SkyPilotBackend.bill`); failure messages with a log tail and the ``sky logs``
-command in :mod:`optuna_seer.backends.skypilot.failures`.
+Beside it: the tasks, node environment, secrets and the nodes' wheel in
+:mod:`~optuna_seer.backends.skypilot.tasks` and :mod:`~optuna_seer.backends.skypilot.packages`;
+the study URL nodes open in :mod:`~optuna_seer.backends.skypilot.proxy`; prices in
+:mod:`optuna_seer.pricing`; the bill beside SkyPilot's cost report in
+:mod:`~optuna_seer.backends.skypilot.bill`; failure messages (a log tail and the ``sky logs``
+command) in :mod:`~optuna_seer.backends.skypilot.failures`.
 """
 
 from __future__ import annotations
@@ -60,18 +47,18 @@ from optuna_seer.backends.skypilot.clusters import (
     cluster_is_up,
     clusters_still_up,
 )
-from optuna_seer.backends.skypilot.failures import job_failure, launch_failure, log_tail
-from optuna_seer.backends.skypilot.launching import Target, bring_up, resize_candidates
+from optuna_seer.backends.skypilot.failures import job_failure, log_tail
+from optuna_seer.backends.skypilot.launching import (
+    Target,
+    bring_up,
+    place_within_quota,
+    record_bringups,
+    resize_candidates,
+)
 from optuna_seer.backends.skypilot.proxy import NodeStorage
 from optuna_seer.backends.skypilot.tasks import DEFAULT_TEMPLATE, TEMPLATES_DIR, TaskBuilder
-from optuna_seer.planning.placement import (
-    ClusterShape,
-    OpenCluster,
-    TrialSlot,
-    place,
-    split_across_nodes,
-)
-from optuna_seer.pricing.clusters import ClusterPricer, launched_hourly_price
+from optuna_seer.planning.placement import ClusterShape, TrialSlot, split_across_nodes
+from optuna_seer.pricing.clusters import ClusterPricer
 
 __all__ = ["DEFAULT_TEMPLATE", "TEMPLATES_DIR", "Bill", "ClusterCost", "SkyPilotBackend"]
 
@@ -434,28 +421,14 @@ class SkyPilotBackend(Backend):
         return time.monotonic() - newest >= self.batch_window_s
 
     def _place_pending(self) -> None:
-        if not self._pending:
-            return
-        placement = None
-        batch = list(self._pending)
-        while batch:
-            open_clusters = [
-                OpenCluster(c.name, c.shape, c.free_gpus) for c in self._clusters.values()
-            ]
-            demands = {h: self._launches[h].spec.workers for h in batch}
-            placement = place(
-                demands,
-                self.gpus_per_node,
-                open_clusters=open_clusters,
-                node_sizes=self.node_sizes,
-            )
-            used = {slot.cluster for slot in placement.slots.values()}
-            kept = sum(
-                c.shape.gpus for c in self._clusters.values() if not c.idle or c.name in used
-            )
-            if kept + placement.new_gpus <= self.max_gpus:
-                break
-            batch.pop()  # the quota is full: the last-started launch waits for capacity
+        batch, placement = place_within_quota(
+            self._pending,
+            {h: self._launches[h].spec.workers for h in self._pending},
+            self._clusters,
+            gpus_per_node=self.gpus_per_node,
+            node_sizes=self.node_sizes,
+            max_gpus=self.max_gpus,
+        )
         if not batch or placement is None:
             return
         used = {slot.cluster for slot in placement.slots.values()}
@@ -471,18 +444,10 @@ class SkyPilotBackend(Backend):
         names = self._launch_clusters(placement.new_clusters, resize)
         for handle in batch:
             self._pending.remove(handle)
-            launch = self._launches[handle]
-            slot = placement.slots[handle]
-            launch.slot = replace(slot, cluster=names.get(slot.cluster, slot.cluster))
-            cluster = self._clusters[launch.slot.cluster]
-            brought_up = slot.cluster in names
-            launch.queue_s = (launch.queue_s or 0.0) + placed_at - launch.queued_at
-            launch.boot_s = (launch.boot_s or 0.0) + (
-                (cluster.boot_s or 0.0) if brought_up else 0.0
-            )
-            launch.setup_s = (launch.setup_s or 0.0) + (
-                (cluster.setup_s or 0.0) if brought_up else 0.0
-            )
+            launch, slot = self._launches[handle], placement.slots[handle]
+            name = names.get(slot.cluster, slot.cluster)
+            brought_up = self._clusters[name] if slot.cluster in names else None
+            launch.placed(replace(slot, cluster=name), brought_up, placed_at)
             self._submit(handle, launch)
         for name in names.values():
             if self._clusters[name].launch_error is not None:
@@ -515,22 +480,7 @@ class SkyPilotBackend(Backend):
             cluster_task=self.cluster_task,
             autostop_minutes=self.autostop_minutes,
         )
-        for name, outcome in outcomes.items():
-            cluster = self._clusters[name]
-            cluster.boot_s, cluster.setup_s = outcome.boot_s, outcome.setup_s
-            if outcome.error is not None:
-                cluster.launch_error = launch_failure(
-                    cluster=name,
-                    nodes=cluster.shape.nodes,
-                    gpus_per_node=cluster.shape.gpus_per_node,
-                    error=outcome.error,
-                )
-                if outcome.boot_s is None and name not in resize.values():  # nothing came up
-                    cluster.hourly_price, cluster.price_source = 0.0, "launch failed: not billed"
-                continue
-            launched = launched_hourly_price(outcome.handle, cluster.shape.nodes)
-            if launched is not None:  # what SkyPilot says the instances it got cost
-                cluster.hourly_price, cluster.price_source = launched
+        record_bringups(self._clusters, outcomes, resize.values())
         return names
 
     def _submit(self, handle: str, launch: LaunchRecord) -> None:

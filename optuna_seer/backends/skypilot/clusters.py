@@ -90,6 +90,14 @@ class LaunchRecord:
     boot_s: float | None = None
     setup_s: float | None = None
 
+    def placed(self, slot: TrialSlot, cluster: ClusterRecord | None, placed_at: float) -> None:
+        """It got ``slot`` at ``placed_at`` (monotonic); ``cluster`` is the one brought up or
+        resized for it (its boot and setup seconds count), ``None`` for one already up."""
+        self.slot = slot
+        self.queue_s = (self.queue_s or 0.0) + placed_at - self.queued_at
+        self.boot_s = (self.boot_s or 0.0) + ((cluster.boot_s or 0.0) if cluster else 0.0)
+        self.setup_s = (self.setup_s or 0.0) + ((cluster.setup_s or 0.0) if cluster else 0.0)
+
     def current(
         self, state: LaunchState, message: str, finished_at: float | None = None
     ) -> LaunchStatus:

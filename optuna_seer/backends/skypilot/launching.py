@@ -15,13 +15,16 @@ Every launch asks for autodown (``idle_minutes_to_autostop`` + ``down=True``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 import time
 from typing import Any
 
-from optuna_seer.planning.placement import ClusterShape
+from optuna_seer.backends.skypilot.clusters import ClusterRecord
+from optuna_seer.backends.skypilot.failures import launch_failure
+from optuna_seer.planning.placement import ClusterShape, OpenCluster, Placement, place
+from optuna_seer.pricing.clusters import launched_hourly_price
 
 
 @dataclass(frozen=True)
@@ -100,3 +103,59 @@ def resize_candidates(
             chosen[placeholder] = name
             del left[name]
     return chosen
+
+
+def place_within_quota(
+    batch: Sequence[str],
+    demands: Mapping[str, int],
+    clusters: Mapping[str, ClusterRecord],
+    *,
+    gpus_per_node: int,
+    node_sizes: Sequence[int],
+    max_gpus: int,
+) -> tuple[list[str], Placement | None]:
+    """The longest head of ``batch`` (launch handles, oldest first) whose placement keeps the
+    GPUs provisioned within ``max_gpus`` (the clusters kept, busy or used, plus the new ones),
+    and that placement; the launches left out wait for capacity."""
+    batch = list(batch)
+    while batch:
+        open_clusters = [OpenCluster(c.name, c.shape, c.free_gpus) for c in clusters.values()]
+        placement = place(
+            {h: demands[h] for h in batch},
+            gpus_per_node,
+            open_clusters=open_clusters,
+            node_sizes=node_sizes,
+        )
+        used = {slot.cluster for slot in placement.slots.values()}
+        kept = sum(c.shape.gpus for c in clusters.values() if not c.idle or c.name in used)
+        if kept + placement.new_gpus <= max_gpus:
+            return batch, placement
+        batch.pop()  # the quota is full: the last-started launch waits for capacity
+    return [], None
+
+
+def record_bringups(
+    clusters: Mapping[str, ClusterRecord],
+    outcomes: Mapping[str, Bringup],
+    resized: Collection[str],
+) -> None:
+    """Write each cluster's bring-up into its record: boot and setup seconds, the failure
+    (naming the cluster, its shape, SkyPilot's error and ``sky logs --provision``), and the
+    price of the instances SkyPilot launched. A new cluster of which nothing came up is not
+    billed; a ``resized`` one keeps its price."""
+    for name, outcome in outcomes.items():
+        cluster = clusters[name]
+        cluster.boot_s, cluster.setup_s = outcome.boot_s, outcome.setup_s
+        if outcome.error is not None:
+            cluster.launch_error = launch_failure(
+                cluster=name,
+                nodes=cluster.shape.nodes,
+                gpus_per_node=cluster.shape.gpus_per_node,
+                error=outcome.error,
+            )
+            if outcome.boot_s is None and name not in resized:  # nothing came up
+                cluster.hourly_price, cluster.price_source = 0.0, "launch failed: not billed"
+            continue
+        launched = launched_hourly_price(outcome.handle, cluster.shape.nodes)
+        if launched is not None:  # what SkyPilot says the instances it got cost
+            cluster.hourly_price, cluster.price_source = launched
