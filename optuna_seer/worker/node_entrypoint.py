@@ -5,11 +5,11 @@ node of a SkyPilot cluster. From SkyPilot's variables (``SKYPILOT_NODE_RANK``,
 ``SKYPILOT_NODE_IPS``, ``SKYPILOT_NUM_NODES``, ``SKYPILOT_NUM_GPUS_PER_NODE``) and the
 ``SEER_*`` launch contract it:
 
-1. downloads ``SEER_RESUME_FROM`` (an ``s3://…`` checkpoint) to a local file, verifying its
-   seal with the study's key ``SEER_CHECKPOINT_KEY`` (a corrupt or foreign one falls back to
-   the trial's newest earlier good checkpoint), and points ``SEER_RESUME_FROM`` at that file
-   (sealed again, which each worker's :func:`~optuna_seer.worker.context.trial_context`
-   verifies);
+1. downloads ``SEER_RESUME_FROM`` (``s3://…``, ``gs://…``, any fsspec URL) to a local file,
+   verifying its seal with the study's key ``SEER_CHECKPOINT_KEY`` (a corrupt or foreign one
+   falls back to the trial's newest earlier good checkpoint), and points ``SEER_RESUME_FROM``
+   at that file (sealed again, which each worker's
+   :func:`~optuna_seer.worker.context.trial_context` verifies);
 2. points ``SEER_CHECKPOINT_URI`` at an empty local directory and runs
    ``torchrun --nnodes=N --node_rank=R --nproc_per_node=G --master_addr=<first IP>`` on
    ``SEER_TRAIN_SCRIPT`` (``torchrun --standalone`` on a single node, so trials packed on one
