@@ -114,6 +114,11 @@ def test_a_command_skypilot_lacks_is_caught(sky_cli: Any) -> None:
     assert run_help(sky_cli, ("launch",)).exit_code == 0
 
 
+def lists_option(help_text: str, option: str) -> bool:
+    """Whether ``help_text`` lists ``option`` itself (not only a longer one it begins)."""
+    return re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", help_text) is not None
+
+
 def test_the_docs_show_the_options_a_user_needs() -> None:
     shown = documented_options()
     for needed in [(("launch",), "--secret"), (("launch",), "--env"), (("launch",), "--resize")]:
@@ -130,12 +135,15 @@ def test_every_option_the_docs_show_is_one_skypilot_has(
 ) -> None:
     result = run_help(sky_cli, command)
     where = documented_options()[(command, option)]
-    assert result.exit_code == 0 and re.search(rf"{re.escape(option)}\b", result.output), (
+    assert result.exit_code == 0 and lists_option(result.output, option), (
         f"`sky {' '.join(command)}` has no option {option} (shown in {where}): "
         f"{result.output[-800:]}"
     )
 
 
 def test_an_option_skypilot_lacks_is_caught(sky_cli: Any) -> None:
-    assert not re.search(r"--resize-to\b", run_help(sky_cli, ("launch",)).output)
-    assert re.search(r"--resize\b", run_help(sky_cli, ("launch",)).output)
+    shown = run_help(sky_cli, ("launch",)).output
+    assert lists_option(shown, "--resize") and lists_option(shown, "--secret")
+    assert not lists_option(shown, "--resize-to") and not lists_option(shown, "--resiz")
+    # A longer option is not the one shown: --idle-minutes-to-autostop is not --idle.
+    assert not lists_option(shown, "--idle")
