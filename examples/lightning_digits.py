@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             "(a new run: add --fresh).",
             flush=True,
         )
-    report = format_report(result)
+    report = format_report(result, accelerator=accelerator_name())
     print(report)
     (out / "report.txt").write_text(report + "\n")
     plot_timeline(result, out / "timeline.png")

@@ -59,3 +59,9 @@ def test_report_prints_predicted_next_to_measured() -> None:
     assert rung["actual end"] == "0:00:45"
     assert "time: predicted 0:00:38, actual 0:00:45 (actual/predicted 1.200)" in report
     assert "cost: predicted $0.0750, actual $0.0900 (actual/predicted 1.200;" in report
+
+
+def test_the_report_names_the_accelerator_when_given() -> None:
+    first = format_report(_result(), accelerator="NVIDIA H200").splitlines()[0]
+    assert first.endswith("slots on NVIDIA H200")
+    assert " on " not in format_report(_result()).splitlines()[0]

@@ -47,7 +47,9 @@ def _bill_lines(result: TuningResult, bill: BillLike | None) -> list[str]:
     ]
 
 
-def format_report(result: TuningResult, bill: BillLike | None = None) -> str:
+def format_report(
+    result: TuningResult, bill: BillLike | None = None, accelerator: str | None = None
+) -> str:
     """A plain-text report: rungs planned vs measured (end, seconds per epoch at the rung's
     concurrency), time and cost predicted vs measured with their ratio, overhead per launch,
     the best trial. The plan's cost holds every slot of a rung for its whole length; the
@@ -55,11 +57,13 @@ def format_report(result: TuningResult, bill: BillLike | None = None) -> str:
 
     With ``bill`` (a cloud backend's, e.g. ``SkyPilotBackend.bill()``), the report shows it
     beside the ledger: the provider bills whole nodes, idle GPUs, setup and minimums, and the
-    budget guard counted the larger of the two."""
+    budget guard counted the larger of the two. ``accelerator`` (e.g. ``"NVIDIA H200"``, or
+    ``"cpu"``) names what the slots are in the first line."""
     plan = result.plan
+    on = f" on {accelerator}" if accelerator else ""
     lines = [
         f"SEER elastic run: study {result.study_name!r}, {plan.n_configs} configurations, "
-        f"{len(plan.rungs)} rungs, {result.slots} slots",
+        f"{len(plan.rungs)} rungs, {result.slots} slots{on}",
         "",
         "rung  trials  epochs  workers/trial  planned end  actual end  planned s/epoch  "
         "s/epoch  overhead/launch  promoted",
