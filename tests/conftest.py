@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 import ipaddress
+import linecache
 import os
 from pathlib import Path
 import signal
@@ -23,6 +24,25 @@ from tests.local_s3 import S3Server
 # 16 on a GPU one): no cap, as before that default; tests/test_default_pool.py checks the
 # default itself. Subprocesses the tests start inherit it.
 os.environ.setdefault("OPTUNA_SEER_WORKERS", "none")
+
+# CPython's linecache.checkcache lists the cache's keys, then reads each: another thread that
+# drops an entry in between (SQLAlchemy compiling a mapped class while a storage in a
+# background thread loads Alembic's migrations) makes it raise KeyError, and doctest calls it
+# at the start of every example (seen once in a clean-clone CI run, in a doctest that has no
+# thread of its own). Python's own lines, retried: a race in the standard library, not ours.
+_checkcache = linecache.checkcache
+
+
+def _checkcache_retried(filename: str | None = None) -> None:
+    for _ in range(10):
+        try:
+            _checkcache(filename)
+            return
+        except KeyError:
+            continue
+
+
+linecache.checkcache = _checkcache_retried
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
