@@ -1,6 +1,7 @@
 """Measured provisioning kept in the profile: ``optuna-seer profile`` records it (from a
 ``provisioning --out`` file or from the studies' launches), old profiles still load, and
-``plan``/``simulate``/``tune`` given the profile draw a new cluster's delay from it."""
+``plan``/``simulate``/``tune``/``report`` given the profile draw a new cluster's delay from
+it."""
 
 from __future__ import annotations
 
@@ -173,3 +174,42 @@ def test_profile_provisioning_errors_are_named(
     code, _, err = _run(["profile", "--out=new.json", *argv], capsys)
     assert code == 2 and match in err, err
     assert not (tmp_path / "new.json").exists()
+
+
+def test_report_simulates_with_the_profiles_measured_delays_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = ProvisioningModel.measured(LAUNCHES[::2])
+    old, measured = tmp_path / "old.json", tmp_path / "measured.json"
+    old.write_text(json.dumps(OLD_PROFILE))
+    measured.write_text(json.dumps({**OLD_PROFILE, "provisioning": model.to_dict()}))
+    plan_file, run = tmp_path / "plan.json", tmp_path / "run.json"
+    code, _, err = _run(
+        ["plan", "--deadline=24h", "--configs=9", "--max-epochs=9", "--instance=p3.2xlarge",
+         "--no-sky", "--max-gpus=9", "--samples=100", "--objective=min-cost",
+         f"--profile={old}", f"--out={plan_file}"], capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    run.write_text(json.dumps({"wall_seconds": 20000.0, "dollars": 50.0}))
+    report = ["report", f"--plan={plan_file}", f"--measured={run}", "--samples=100"]
+
+    def predicted_p50(out: str) -> int:
+        row = next(line for line in out.splitlines() if line.startswith("time"))
+        hours, minutes, seconds = (int(part) for part in row.split()[1].split(":"))
+        return hours * 3600 + minutes * 60 + seconds
+
+    code, constants, err = _run([*report, f"--profile={old}"], capsys)
+    assert code == 0, err
+    assert "the --queue/--boot/--provisioning-cv constants" in constants.splitlines()[0]
+    code, from_profile, err = _run([*report, f"--profile={measured}"], capsys)
+    assert code == 0, err
+    first = from_profile.splitlines()[0]
+    assert "provisioning (2 measured launches)" in first and "from the profile" in first
+    # The measured delays (2,100 s or more per cluster) are in the predicted time.
+    assert predicted_p50(from_profile) >= predicted_p50(constants) + 2100 - 180
+    # --provisioning on the command line wins over the profile's.
+    flat = tmp_path / "flat.json"
+    flat.write_text(json.dumps({"queue_s": 0, "boot_s": 0, "cv": 0, "samples": [[1, 2]]}))
+    code, out, _ = _run([*report, f"--profile={measured}", f"--provisioning={flat}"], capsys)
+    assert code == 0 and f"from --provisioning {flat}" in out.splitlines()[0]
+    assert predicted_p50(out) < predicted_p50(from_profile)

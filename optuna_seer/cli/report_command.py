@@ -2,7 +2,10 @@
 
 The measurement comes from ``--measured run.json`` or from a finished SEER run in storage
 (``--storage URL --study NAME``: its deadline clock and ledger); the prediction from a plan
-file, a re-simulation with ``--profile``, or the prediction stored with the run.
+file, a re-simulation with ``--profile``, or the prediction stored with the run. A
+re-simulation takes a new cluster's delays as ``plan`` and ``simulate`` do: from
+``--provisioning``, else the profile's measured provisioning, else the constants, and its
+first line says which.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any, TextIO
 
 from optuna_seer._optuna import storage_of, study_id_of
 from optuna_seer.cli.arguments import cloud_model
-from optuna_seer.cli.plan_commands import load_plan_file
+from optuna_seer.cli.plan_commands import load_plan_file, profile_cloud
 from optuna_seer.integration.keys import STUDY_PLAN
 from optuna_seer.integration.prediction import prediction_summary, stored_prediction
 from optuna_seer.planning.plan import Plan, format_seconds
@@ -145,7 +148,7 @@ def measured_from_study(storage: str, study_name: str) -> tuple[float, float, di
 
 
 def _study_prediction(
-    args: argparse.Namespace, attrs: dict[str, Any]
+    args: argparse.Namespace, attrs: dict[str, Any], out: TextIO
 ) -> tuple[dict[str, Any], str]:
     """The prediction for a run read from storage, and where it came from."""
     stored = stored_prediction(attrs)
@@ -161,7 +164,8 @@ def _study_prediction(
                 "the SEER plan's deterministic model (no profile stored; pass --profile)",
             )
         profile = load_profile(args.profile)
-        result = simulate(plan, profile, cloud_model(args), samples=args.samples, seed=args.seed)
+        cloud = profile_cloud(args, profile, cloud_model(args), out)
+        result = simulate(plan, profile, cloud, samples=args.samples, seed=args.seed)
         used = used_gpu_seconds(plan, profile) * quote.dollars_per_second
         return {**prediction_summary(result), "used_cost": used}, f"simulated with {args.profile}"
     source = stored.get("profile", {}).get("source", "a profile")
@@ -175,7 +179,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
         if not (args.storage and args.study):
             raise ValueError("give --plan plan.json, or --storage URL --study NAME of a SEER run.")
         wall, gpu_seconds, attrs = measured_from_study(args.storage, args.study)
-        prediction, source = _study_prediction(args, attrs)
+        prediction, source = _study_prediction(args, attrs, out)
         prediction = check_prediction(prediction, f"study {args.study!r}")
         if STUDY_PLAN not in attrs:
             raise ValueError(f"study {args.study!r} holds no SEER plan; pass --plan plan.json.")
@@ -194,9 +198,8 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
         elastic = ElasticPlan.from_dict(data["plan"])
         if args.profile is not None:
             profile = load_profile(args.profile)
-            result = simulate(
-                elastic, profile, cloud_model(args), samples=args.samples, seed=args.seed
-            )
+            cloud = profile_cloud(args, profile, cloud_model(args), out)
+            result = simulate(elastic, profile, cloud, samples=args.samples, seed=args.seed)
             prediction = prediction_summary(result)
         if prediction is None:
             raise ValueError(f"{args.plan} holds no prediction; pass --profile to simulate it.")
