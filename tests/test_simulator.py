@@ -142,8 +142,13 @@ def test_billing_granularity_and_leases() -> None:
     assert simulate(one_lease, profile, exact, samples=1).cost_mean == pytest.approx(0.3)
     # One lease of 150 s on 2 nodes: two node-hours.
     assert simulate(one_lease, profile, hourly, samples=1).cost_mean == pytest.approx(7.2)
-    # Two leases: 2 node-hours, then 1 node-hour.
-    assert simulate(two_leases, profile, hourly, samples=1).cost_mean == pytest.approx(10.8)
+    # Per cluster: two leases, 2 node-hours, then 1 node-hour.
+    clusters = CloudModel(billing="per-hour", node_leases=False)
+    assert simulate(two_leases, profile, clusters, samples=1).cost_mean == pytest.approx(10.8)
+    # Per node (the default per hour): the shrink keeps one node, which is 200 s old at the
+    # end, and releases the other at 100 s: one hour each.
+    assert hourly.per_node_leases and not CloudModel(billing="per-second").per_node_leases
+    assert simulate(two_leases, profile, hourly, samples=1).cost_mean == pytest.approx(7.2)
 
 
 def test_provisioning_only_when_the_cluster_changes() -> None:

@@ -3,6 +3,7 @@ LocalBackend slots (real Lightning processes, slow), with the real ElasticTuner.
 
 from __future__ import annotations
 
+from dataclasses import replace
 import math
 from pathlib import Path
 
@@ -221,3 +222,40 @@ def test_a_backend_factory_gets_one_backend_per_instance_type(tmp_path: Path) ->
     assert [(lease.instance, lease.stages) for lease in run.leases] == [(ONE, (0,)), (FOUR, (1, 2))]
     with pytest.raises(ValueError, match="has 2 slots but a stage on it runs 9"):
         StagedCluster(lambda q: ReplayBackend(CURVES, "linear", 60.0, slots=2), plan)
+
+
+def test_node_leases_shrink_and_grow_in_place_as_simulated(tmp_path: Path) -> None:
+    # 9 nodes, shrunk in place to 3, then grown to 4: the kept nodes keep their lease and
+    # wait for nothing; only the added node is provisioned (queue + boot).
+    plan = ElasticPlan((Stage(9, 1, 1, ONE, 9), Stage(3, 3, 1, ONE, 3), Stage(1, 9, 4, ONE, 4)))
+    cloud = CloudModel(queue_seconds=30, boot_seconds=60, billing="exact", node_leases=True)
+    run = _run(plan, cloud, (30.0, 60.0), tmp_path)
+    predicted = simulate(plan, PROFILE, cloud, samples=1)
+    assert run.wall_seconds == pytest.approx(predicted.jct[0])
+    assert run.dollars == pytest.approx(predicted.cost[0])
+    first, second, third = run.tuning.rungs
+    # No provisioning between the first two stages: the kept nodes start at once.
+    assert min(r.started_at for r in second.launches) == pytest.approx(first.finished_at)
+    assert min(r.started_at for r in third.launches) == pytest.approx(second.finished_at + 90.0)
+    leases = [(lease.nodes, lease.stages, lease.released_at) for lease in run.leases]
+    end = run.wall_seconds
+    assert leases == [
+        (3, (0, 1, 2), end),  # kept to the end
+        (6, (0,), first.finished_at),  # released by the shrink
+        (1, (2,), end),  # added by the grow
+    ]
+    # Per cluster, the same plan provisions three clusters: the shrink waits for one too.
+    whole = _run(plan, replace(cloud, node_leases=False), (30.0, 60.0), tmp_path / "whole")
+    assert whole.wall_seconds == pytest.approx(end + 90.0)
+    assert len(whole.leases) == 3 and whole.dollars > run.dollars
+
+
+def test_per_hour_billing_keeps_nodes_and_bills_each_lease_once(tmp_path: Path) -> None:
+    plan = ElasticPlan((Stage(9, 1, 1, ONE, 3), Stage(3, 3, 1, ONE, 1)))
+    hourly = CloudModel(billing="per-hour")  # per node by default
+    run = _run(plan, hourly, (0.0, 0.0), tmp_path)
+    # Three node-hours: two released by the shrink, one kept (its lease under an hour).
+    assert run.dollars == pytest.approx(3 * 3.0)
+    assert run.dollars == pytest.approx(simulate(plan, PROFILE, hourly, samples=1).cost[0])
+    clusters = _run(plan, replace(hourly, node_leases=False), (0.0, 0.0), tmp_path / "c")
+    assert clusters.dollars == pytest.approx(3 * 3.0 + 1 * 3.0)  # a new lease, a new hour

@@ -218,7 +218,8 @@ def run_elastic_plan(
         search_space: ``callable(trial)``; defaults to ``search_space`` beside ``train``.
         sampler: The base sampler under ``SeerSampler`` (default TPE).
         direction: ``"maximize"`` or ``"minimize"`` the reported value.
-        cloud: Billing (and, for ``prediction``, the rest of the cloud model).
+        cloud: Billing, per cluster or per node (``CloudModel.per_node_leases``: the cluster
+            then shrinks and grows in place), and, for ``prediction``, the rest of the model.
         delays: Provisioning delay of each new cluster (``no_delay`` for local slots).
         storage_url: The storage URL for workers, if it cannot be read from the storage.
         prediction: The plan's simulated distribution (default: simulated with ``cloud``).
@@ -245,6 +246,7 @@ def run_elastic_plan(
         billing=cloud.billing_rule,
         preemption_rate=spot_rate if simulate_preemptions else None,
         seed=seed,
+        node_leases=cloud.per_node_leases,
     )
     spot = any(s.instance.market == "spot" for s in plan.stages)
     seer = seer_plan_of(

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 import itertools
 import math
 
@@ -40,6 +40,7 @@ import numpy as np
 
 from optuna_seer._logging import get_logger
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState, LaunchStatus
+from optuna_seer.execution.leases import Lease, Node, NodeSet, ProvisioningDelay, no_delay
 from optuna_seer.planning.billing import BillingRule
 from optuna_seer.planning.placement import ClusterShape, OpenCluster, place, split_across_nodes
 from optuna_seer.planning.prices import PriceQuote
@@ -49,72 +50,13 @@ __all__ = ["Lease", "ProvisioningDelay", "StagedCluster", "no_delay"]
 
 _logger = get_logger(__name__)
 
-ProvisioningDelay = Callable[[int, Stage], tuple[float, float]]
-"""``delay(n, stage) -> (queue_s, boot_s)`` for the ``n``-th cluster provisioned (0 first)."""
-
-
-def no_delay(number: int, stage: Stage) -> tuple[float, float]:
-    """No provisioning delay: the capacity is there already (local slots)."""
-    return 0.0, 0.0
-
-
-@dataclass(frozen=True)
-class Lease:
-    """One provisioned cluster, from its request to its release (backend clock, seconds).
-
-    Attributes:
-        first_stage: The stage that asked for it (later stages on the same cluster share it).
-        instance: Its instance type and price.
-        nodes: Its instance count.
-        requested_at: When it was asked for.
-        queue_s: Waiting for capacity (not billed).
-        boot_s: Instance start-up until it runs trials (billed).
-        released_at: When it was released (``None``: still held).
-
-    Example:
-        >>> q = PriceQuote("gpu1", "V100", 1, 3.6)
-        >>> lease = Lease(0, q, 2, 0.0, 10.0, 20.0, released_at=130.0)
-        >>> lease.ready_at, lease.billed_seconds(BillingRule.parse("per-hour"))
-        (30.0, 3600.0)
-        >>> round(lease.dollars(BillingRule.parse("exact")), 4)
-        0.24
-    """
-
-    first_stage: int
-    instance: PriceQuote
-    nodes: int
-    requested_at: float
-    queue_s: float
-    boot_s: float
-    released_at: float | None = None
-    stages: tuple[int, ...] = field(default=())
-
-    @property
-    def ready_at(self) -> float:
-        return self.requested_at + self.queue_s + self.boot_s
-
-    @property
-    def held_seconds(self) -> float:
-        """Seconds billed before rounding: boot plus the time held after it (0 while held)."""
-        if self.released_at is None:
-            return 0.0
-        return max(self.released_at - self.requested_at - self.queue_s, 0.0)
-
-    def billed_seconds(self, billing: BillingRule) -> float:
-        return billing.billed_seconds(self.held_seconds)
-
-    def dollars(self, billing: BillingRule) -> float:
-        """What the cloud charges for the lease: every node, rounded by ``billing``."""
-        return self.nodes * self.instance.dollars_per_second * self.billed_seconds(billing)
-
 
 @dataclass
 class _Launch:
     spec: LaunchSpec
     stage: int
     inner: str | None = None
-    nodes: tuple[int, ...] = ()
-    generation: int = -1
+    nodes: tuple[Node, ...] = ()
     status: LaunchStatus | None = None  # set once it ended without ever starting
     freed: bool = False
     backend: Backend | None = None  # what it runs on, once started
@@ -134,6 +76,9 @@ class StagedCluster(Backend):
         preemption_rate: Reclaims per node-hour of an instance (``None``: no simulated
             preemptions); the backend must have ``fail_launch(handle, reason)``.
         seed: Seeds the simulated preemptions.
+        node_leases: Keep nodes across stages of one instance type (shrink or grow the
+            cluster in place, each node its own lease: :mod:`~optuna_seer.execution.leases`)
+            instead of releasing the cluster whole at every resize.
 
     Example:
         >>> q = PriceQuote("local-slot", "cpu", 1, 3.0)
@@ -152,6 +97,7 @@ class StagedCluster(Backend):
         billing: BillingRule | str = "exact",
         preemption_rate: Callable[[PriceQuote], float] | None = None,
         seed: int = 0,
+        node_leases: bool = False,
     ) -> None:
         if not isinstance(plan, ElasticPlan):
             raise TypeError(f"plan={plan!r} must be an ElasticPlan.")
@@ -189,10 +135,9 @@ class StagedCluster(Backend):
             )
         self._stage = -1
         self._cluster: Stage | None = None
-        self._free: list[int] = []
-        self._node_ready: list[float] = []
-        self._node_reclaim: list[float] = []
-        self._leases: list[Lease] = []
+        self._held = NodeSet()
+        self._provisioned = 0
+        self.node_leases = node_leases
         self._launches: dict[str, _Launch] = {}
         self._queue: deque[str] = deque()
         self._handles = itertools.count()
@@ -226,12 +171,12 @@ class StagedCluster(Backend):
     @property
     def leases(self) -> tuple[Lease, ...]:
         """Every cluster provisioned so far, in order (the current one with no release)."""
-        return tuple(self._leases)
+        return tuple(self._held.leases)
 
     def bill(self) -> float:
         """Dollars the cloud charges for the leases released so far (all, after
         :meth:`release`)."""
-        return sum(lease.dollars(self.billing) for lease in self._leases)
+        return sum(lease.dollars(self.billing) for lease in self._held.leases)
 
     # -- Backend ---------------------------------------------------------------------------
 
@@ -314,8 +259,9 @@ class StagedCluster(Backend):
                 for launch in self._launches.values()
                 if launch.inner is not None and not launch.freed and launch.backend is self._inner
             ]
-            step = min([until, *self._node_reclaim]) - now
-            coming = [t for t in self._node_ready if t > now] if self._queue else []
+            nodes = self._held.nodes
+            step = min([until, *(n.reclaim_at for n in nodes)]) - now
+            coming = [n.ready_at for n in nodes if n.ready_at > now] if self._queue else []
             if coming:
                 step = min(step, min(coming) - now)
             elif not running and math.isinf(step):
@@ -333,49 +279,49 @@ class StagedCluster(Backend):
         except KeyError:
             raise ValueError(f"unknown launch handle {handle!r}.") from None
 
-    def _ready_at(self) -> float:
-        return self._leases[-1].ready_at if self._leases else -math.inf
-
     def _reclaim_at(self, node: int, after: float, stage: Stage) -> float:
         """When spot node ``node`` (up from ``after``) is next reclaimed (``inf``: never)."""
         rate = 0.0 if self._rate is None else float(self._rate(stage.instance))
         if rate <= 0:
             return math.inf
-        rng = np.random.default_rng([self._seed, 13, len(self._leases), node, self.preemptions])
+        rng = np.random.default_rng([self._seed, 13, self._provisioned, node, self.preemptions])
         return after + float(rng.exponential(3600.0 / rate))
 
     def _reclaim_due(self) -> None:
         """Reclaim the spot nodes whose time has come: fail their launches, replace them."""
         now = self.now()
         stage = self._cluster
-        for node, at in enumerate(self._node_reclaim):
-            if at > now or stage is None:
+        for number, node in enumerate(self._held.nodes):
+            if node.reclaim_at > now or stage is None:
                 continue
             self.preemptions += 1
             for launch in self._launches.values():
                 if (
                     launch.inner is not None
                     and not launch.freed
-                    and launch.generation == len(self._leases)
-                    and node in launch.nodes
+                    and any(node is used for used in launch.nodes)
                 ):
                     self._inner.fail_launch(  # type: ignore[attr-defined]
-                        launch.inner, f"spot node {node} reclaimed (simulated)"
+                        launch.inner, f"spot node {number} reclaimed (simulated)"
                     )
             queue_s, boot_s = self._delays(1000 + self.preemptions, stage)
-            self._node_ready[node] = now + queue_s + boot_s
-            self._node_reclaim[node] = self._reclaim_at(node, self._node_ready[node], stage)
+            node.ready_at = now + queue_s + boot_s
+            node.reclaim_at = self._reclaim_at(number, node.ready_at, stage)
 
     def _enter(self, index: int) -> None:
-        """Switch to stage ``index``'s cluster: keep the lease if it is the same cluster,
-        else release it and provision the new one."""
+        """Switch to stage ``index``'s cluster: keep the lease if it is the same cluster; with
+        ``node_leases``, keep the nodes of the same instance type (shrink or grow in place);
+        else release the cluster and provision the new one."""
         stage = self._plan.stages[index]
         self._stage = index
         current = self._cluster
-        if current is not None and current.cluster == stage.cluster and self._leases:
-            lease = self._leases[-1]
-            self._leases[-1] = replace(lease, stages=(*lease.stages, index))
-            return
+        if current is not None and self._held.nodes:
+            if current.cluster == stage.cluster:
+                self._held.join(index)
+                return
+            if self.node_leases and current.instance == stage.instance:
+                self._resize_in_place(index, stage)
+                return
         self._close_lease()
         if self._factory is not None and current and current.instance != stage.instance:
             self._inner.release()  # its launches ended with the previous stage
@@ -383,33 +329,55 @@ class StagedCluster(Backend):
             self._inner = self._made_for(stage.instance, self._plan)
         self._provision(index, stage)
 
+    def _resize_in_place(self, index: int, stage: Stage) -> None:
+        """Shrink (release the idle nodes cheapest to let go) or grow (provision the missing
+        nodes only) the cluster held now to stage ``index``'s node count."""
+        held = len(self._held.nodes)
+        gpus = stage.instance.gpus
+        if stage.nodes < held:
+            released = self._held.shrink(stage.nodes, self.now(), self.billing, gpus)
+            if released < held - stage.nodes:
+                self.notes.append(
+                    f"stage {index}: {held - stage.nodes - released} node(s) still busy, kept"
+                )
+        self._cluster = stage
+        self._held.join(index)
+        if stage.nodes > held:
+            self._add_nodes(index, stage, stage.nodes - held)
+        _logger.info(
+            "stage %d: %d → %d × %s in place",
+            index,
+            held,
+            len(self._held.nodes),
+            stage.instance.instance_type,
+        )
+
     def _provision(self, index: int, stage: Stage) -> None:
-        queue_s, boot_s = self._delays(len(self._leases), stage)
+        self._cluster = stage
+        self._add_nodes(index, stage, stage.nodes)
+
+    def _add_nodes(self, index: int, stage: Stage, count: int) -> None:
+        """Provision ``count`` nodes of ``stage``'s instance type: one new lease."""
+        queue_s, boot_s = self._delays(self._provisioned, stage)
         for name, value in (("queue_s", queue_s), ("boot_s", boot_s)):
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"provisioning delay {name}={value!r} must be finite and >= 0.")
-        self._cluster = stage
-        self._free = [stage.instance.gpus] * stage.nodes
-        self._leases.append(
-            Lease(index, stage.instance, stage.nodes, self.now(), queue_s, boot_s, None, (index,))
-        )
-        ready = self._leases[-1].ready_at
-        self._node_ready = [ready] * stage.nodes
-        self._node_reclaim = [self._reclaim_at(i, ready, stage) for i in range(stage.nodes)]
+        self._provisioned += 1
+        lease = Lease(index, stage.instance, count, self.now(), queue_s, boot_s, None, (index,))
+        first = len(self._held.nodes)
+        for number, node in enumerate(self._held.add(lease, stage.instance.gpus), first):
+            node.reclaim_at = self._reclaim_at(number, node.ready_at, stage)
         _logger.info(
             "stage %d: %d × %s provisioned (queue %.0f s, boot %.0f s)",
             index,
-            stage.nodes,
+            count,
             stage.instance.instance_type,
             queue_s,
             boot_s,
         )
 
     def _close_lease(self) -> None:
-        if self._leases and self._leases[-1].released_at is None:
-            self._leases[-1] = replace(self._leases[-1], released_at=self.now())
-        self._node_reclaim = []
-        self._node_ready = []
+        self._held.release_all(self.now())
 
     def _fit(self, workers: int) -> None:
         """Widen the current cluster when a launch can never fit on it (a re-plan gave the
@@ -435,7 +403,7 @@ class StagedCluster(Backend):
 
     def _pump(self) -> None:
         """Start queued launches, in order, that the placement controller finds room for."""
-        if not self._queue or self.now() < self._ready_at():
+        if not self._queue or not self._held.nodes:
             return
         stage = self._cluster
         assert stage is not None
@@ -447,10 +415,9 @@ class StagedCluster(Backend):
                 continue
             self._queue.remove(handle)
             launch.nodes = nodes
-            launch.generation = len(self._leases)
             used = launch.spec.workers // len(nodes)
             for node in nodes:
-                self._free[node] -= used
+                node.free -= used
             try:
                 launch.inner = self._inner.start(launch.spec)
                 launch.backend = self._inner
@@ -458,31 +425,30 @@ class StagedCluster(Backend):
                 self._free_nodes(launch)
                 raise
 
-    def _place(self, workers: int, per_node: int) -> tuple[int, ...] | None:
+    def _place(self, workers: int, per_node: int) -> tuple[Node, ...] | None:
         """The nodes a trial of ``workers`` runs on now, or ``None`` if there is no room."""
         now = self.now()
-        up = [now >= ready for ready in self._node_ready]
+        up = [node for node in self._held.nodes if now >= node.ready_at]
         if workers > per_node:
             count, _ = split_across_nodes(workers, per_node)
-            idle = [i for i, free in enumerate(self._free) if free == per_node and up[i]]
+            idle = [node for node in up if node.free == per_node]
             return tuple(idle[:count]) if len(idle) >= count else None
         shape = ClusterShape(1, per_node)
         nodes = [
-            OpenCluster(str(i), shape, free)
-            for i, free in enumerate(self._free)
-            if free > 0 and up[i]
+            OpenCluster(str(i), shape, node.free) for i, node in enumerate(up) if node.free > 0
         ]
         placed = place({"trial": workers}, per_node, open_clusters=nodes)
         if placed.new_clusters:
             return None
-        return (int(placed.slots["trial"].cluster),)
+        return (up[int(placed.slots["trial"].cluster)],)
 
     def _free_nodes(self, launch: _Launch) -> None:
         if launch.freed:
             return
         launch.freed = True
-        if launch.generation != len(self._leases) or not launch.nodes:
-            return  # it ran on a cluster released since
+        if not launch.nodes:
+            return
         used = launch.spec.workers // len(launch.nodes)
         for node in launch.nodes:
-            self._free[node] += used
+            if self._held.holds(node):  # else it was released since
+                node.free += used

@@ -111,6 +111,7 @@ class _Search:
         self.rungs = len(problem.job.n_trials)
         self._fastest: dict[tuple[int, PriceQuote, int], Stage | None] = {}
         self._stats: dict[ElasticPlan, PlanStats] = {}
+        self._in_place: dict[tuple[int, PriceQuote], list[Stage]] = {}
 
     def gpu_counts(self, instance: PriceQuote) -> tuple[int, ...]:
         p = self.problem
@@ -193,6 +194,16 @@ class _Search:
                 cheapest = cost
         return front
 
+    def in_place(self, index: int, instance: PriceQuote) -> list[Stage]:
+        """Every (unpruned) option of stage ``index`` on ``instance``: any node count a
+        neighbouring stage's pool of that type could shrink or grow to."""
+        key = (index, instance)
+        found = self._in_place.get(key)
+        if found is None:
+            found = [s for s in self.options(index, prune=False) if s.instance == instance]
+            self._in_place[key] = found
+        return found
+
     def static_plans(self) -> list[ElasticPlan]:
         plans = []
         for instance in self.problem.instances:
@@ -225,6 +236,15 @@ class _Search:
                     moved = self.fastest_k(index, *stages[other].cluster)
                     if moved is not None:
                         moves.append(plan.replace_stage(index, moved))
+            if self.problem.cloud.per_node_leases:
+                # Per-node leases: a neighbour's nodes, kept and shrunk or grown in place.
+                for kind in {stages[o].instance for o in (index - 1, index + 1)
+                             if 0 <= o < len(stages)}:  # fmt: skip
+                    moves.extend(
+                        plan.replace_stage(index, option)
+                        for option in self.in_place(index, kind)
+                        if option != stages[index]
+                    )
             if index + 1 < len(stages):
                 clusters = {o.cluster for o in (*options[index], *options[index + 1])}
                 for cluster in clusters:

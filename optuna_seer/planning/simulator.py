@@ -16,7 +16,8 @@ The plan is a chain of stages (a DAG of rungs joined by synchronous barriers). F
   epochs).
 
 Cost: each lease (consecutive stages on one cluster) is billed ``nodes × $/h`` for its boot
-plus its stages' time, rounded by the :class:`~optuna_seer.planning.billing.BillingRule`; plus
+plus its stages' time, rounded by the :class:`~optuna_seer.planning.billing.BillingRule`
+(under coarse billing, per node instead: :mod:`~optuna_seer.planning.node_leases`); plus
 checkpoint transfer (every relaunch of a survivor moves its checkpoint) and storage (one
 checkpoint per configuration for the job's duration).
 
@@ -36,10 +37,9 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from optuna_seer.planning.billing import BillingRule
-from optuna_seer.planning.cost_model import ClusterLimits
+from optuna_seer.planning.cloud import CloudModel as CloudModel  # re-exported
+from optuna_seer.planning.node_leases import node_lease_run
 from optuna_seer.planning.profile import Profile
-from optuna_seer.planning.provisioning import ProvisioningModel
 from optuna_seer.planning.stage_plan import ElasticPlan, Stage
 
 Array = npt.NDArray[np.float64]
@@ -50,118 +50,6 @@ MAX_SAMPLES = 100_000
 MAX_DRAWS = 50_000_000
 """The most values (samples × trials of a stage) the simulator holds for one stage."""
 _CHUNK_DRAWS = 4_000_000  # epoch-time draws made at once (same stream as one call)
-
-
-@dataclass(frozen=True)
-class CloudModel:
-    """What the cloud adds to a plan: provisioning delays, billing, data movement, spot risk.
-
-    Args:
-        queue_seconds: Mean wait for capacity before a new cluster's instances start (unbilled).
-        boot_seconds: Mean instance start-up until it can run trials (billed).
-        provisioning_cv: Relative spread (std/mean) of both delays.
-        billing: A :class:`BillingRule` or its spec (``"exact"``, ``"per-second"``, …).
-        transfer_dollars_per_gb: Paid per GB of checkpoint moved to a relaunched trial.
-        storage_dollars_per_gb_month: Paid per GB-month of stored checkpoints.
-        spot_interruptions_per_node_hour: Rate at which a spot node is reclaimed.
-        spot_rates: ``(instance_type, interruptions per node-hour)`` pairs: a spot instance of
-            that type is reclaimed at that rate instead of ``spot_interruptions_per_node_hour``.
-        checkpoint_interval_epochs: Epochs between a trial's checkpoints; a preemption loses
-            half an interval on average. ``0``: checkpoints only at rung ends, so it loses half
-            of the launch's epochs.
-        provisioning: A measured (or any) :class:`ProvisioningModel`; when given it replaces
-            ``queue_seconds``/``boot_seconds``/``provisioning_cv`` (which then read as its
-            means).
-
-    Example:
-        >>> cloud = CloudModel(queue_seconds=60, boot_seconds=120, billing="per-second")
-        >>> cloud.billing.minimum_s
-        60.0
-    """
-
-    queue_seconds: float = 0.0
-    boot_seconds: float = 0.0
-    provisioning_cv: float = 0.0
-    billing: BillingRule | str = "exact"
-    transfer_dollars_per_gb: float = 0.0
-    storage_dollars_per_gb_month: float = 0.0
-    spot_interruptions_per_node_hour: float = 0.0
-    spot_rates: tuple[tuple[str, float], ...] = ()
-    checkpoint_interval_epochs: int = 1
-    provisioning: ProvisioningModel | None = None
-
-    def __post_init__(self) -> None:
-        interval = self.checkpoint_interval_epochs
-        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 0:
-            raise ValueError(
-                f"checkpoint_interval_epochs={interval!r} must be a whole number >= 0 (0: only "
-                "at rung ends)."
-            )
-        rates = tuple(self.spot_rates)
-        for pair in rates:
-            if (
-                not isinstance(pair, tuple)
-                or len(pair) != 2
-                or not isinstance(pair[1], (int, float))
-                or isinstance(pair[1], bool)
-                or not (math.isfinite(pair[1]) and pair[1] >= 0)
-            ):
-                raise ValueError(
-                    f"spot_rates entry {pair!r:.60} must be (instance_type, interruptions per "
-                    "node-hour >= 0)."
-                )
-        object.__setattr__(self, "spot_rates", rates)
-        if self.provisioning is not None:
-            if not isinstance(self.provisioning, ProvisioningModel):
-                raise TypeError(
-                    f"provisioning={self.provisioning!r:.60} must be a ProvisioningModel."
-                )
-            object.__setattr__(self, "queue_seconds", self.provisioning.mean_queue_s)
-            object.__setattr__(self, "boot_seconds", self.provisioning.mean_boot_s)
-        for name in (
-            "queue_seconds",
-            "boot_seconds",
-            "provisioning_cv",
-            "transfer_dollars_per_gb",
-            "storage_dollars_per_gb_month",
-            "spot_interruptions_per_node_hour",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name}={value!r} must be a number.")
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name}={value!r} must be >= 0 and finite.")
-        object.__setattr__(self, "billing", BillingRule.parse(self.billing))
-
-    def spot_rate(self, instance_type: str) -> float:
-        """Interruptions per node-hour of a spot instance of ``instance_type``."""
-        for name, rate in self.spot_rates:
-            if name == instance_type:
-                return float(rate)
-        return self.spot_interruptions_per_node_hour
-
-    def lost_epochs(self, launch_epochs: int) -> float:
-        """Epochs a preemption loses on average, of a launch training ``launch_epochs``."""
-        interval = self.checkpoint_interval_epochs or launch_epochs
-        return 0.5 * min(interval, launch_epochs)
-
-    @property
-    def provisioning_model(self) -> ProvisioningModel:
-        """Where a new cluster's delays are drawn from."""
-        if self.provisioning is not None:
-            return self.provisioning
-        return ProvisioningModel(self.queue_seconds, self.boot_seconds, self.provisioning_cv)
-
-    @property
-    def billing_rule(self) -> BillingRule:
-        assert isinstance(self.billing, BillingRule)
-        return self.billing
-
-    @classmethod
-    def from_limits(cls, limits: ClusterLimits) -> CloudModel:
-        """The cloud :func:`~optuna_seer.planning.cost_model.schedule` assumes: a fixed, billed
-        delay."""
-        return cls(boot_seconds=limits.provisioning_seconds)
 
 
 def empirical_quantile(values: Array, q: float) -> float:
@@ -390,6 +278,33 @@ class PlanEvaluator:
     ) -> tuple[Array, Array, list[tuple[Array, Array, Array]]]:
         """JCT samples, cost samples, and (with ``detail``) per stage (start, end, cumulative
         cost) samples."""
+        stages = plan.stages
+        if self.cloud.per_node_leases:
+            previous = [0, *(s.resource for s in stages[:-1])]
+            clock, cost, per_stage = node_lease_run(
+                stages,
+                lambda i: self.work_samples(i, stages[i], previous[i]),
+                self._delay,
+                self.cloud.billing_rule,
+                self.samples,
+                detail,
+            )
+        else:
+            clock, cost, per_stage = self._cluster_leases(plan, detail)
+        gb = float(self.profile.checkpoint_gb)
+        if gb > 0:
+            moved = sum(s.n_trials for s in stages[1:]) * gb
+            cost = cost + moved * self.cloud.transfer_dollars_per_gb
+            stored = stages[0].n_trials * gb
+            cost = cost + (
+                stored * self.cloud.storage_dollars_per_gb_month * clock / _SECONDS_PER_MONTH
+            )
+        return clock, cost, per_stage
+
+    def _cluster_leases(
+        self, plan: ElasticPlan, detail: bool
+    ) -> tuple[Array, Array, list[tuple[Array, Array, Array]]]:
+        """:meth:`_run` with every cluster one lease, released whole at a resize."""
         clock: Array = np.zeros(self.samples)
         cost: Array = np.zeros(self.samples)
         billing = self.cloud.billing_rule
@@ -418,14 +333,6 @@ class PlanEvaluator:
             if detail:
                 per_stage.append((start, clock, stage_cost))
             previous_resource = stage.resource
-        gb = float(self.profile.checkpoint_gb)
-        if gb > 0:
-            moved = sum(s.n_trials for s in stages[1:]) * gb
-            cost = cost + moved * self.cloud.transfer_dollars_per_gb
-            stored = stages[0].n_trials * gb
-            cost = cost + (
-                stored * self.cloud.storage_dollars_per_gb_month * clock / _SECONDS_PER_MONTH
-            )
         return clock, cost, per_stage
 
     def stats(self, plan: ElasticPlan) -> PlanStats:
