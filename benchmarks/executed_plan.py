@@ -30,6 +30,7 @@ import time
 import optuna
 from optuna.storages import InMemoryStorage
 
+from benchmarks.planner import SCALINGS, fastest_static_p95
 from optuna_seer.backends.replay import ReplayBackend
 from optuna_seer.cli.tune_command import synthetic_curves
 from optuna_seer.execution.stage_runner import run_elastic_plan
@@ -40,14 +41,12 @@ from optuna_seer.planning.rubberband import (
     PlanningProblem,
     SuccessiveHalvingJob,
     plan_rubberband,
-    static_plans,
 )
 from optuna_seer.planning.seer import InfeasiblePlanError
 from optuna_seer.planning.simulator import CloudModel
 from optuna_seer.planning.stage_plan import ElasticPlan
 from optuna_seer.pricing.sources import find_quote, shipped_price_table
 
-SCALINGS = ["linear", "amdahl:0.95", "power:0.6", "imagenet-resnet50"]
 SLACKS = [1.25, 2.0, 3.0]
 BILLINGS = ["per-second", "per-hour"]
 INSTANCES = ["p3.2xlarge", "p3.8xlarge", "p3.16xlarge"]
@@ -123,6 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="27 configurations, 1 deadline")
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--samples", type=int, default=400, help="planner Monte Carlo samples")
+    parser.add_argument("--billing", choices=BILLINGS, action="append", help="default: both")
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("optuna_seer").setLevel(logging.WARNING)
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     started = time.perf_counter()
     summaries = []
-    for billing in BILLINGS:
+    for billing in args.billing or BILLINGS:
         ratios: list[float] = []
         case_medians: list[float] = []
         met_plan: list[bool] = []
@@ -159,8 +159,7 @@ def main(argv: list[str] | None = None) -> None:
             base = PlanningProblem(
                 job, prof, instances, 1e12, cloud=model, max_gpus=64, samples=args.samples
             )
-            evaluator = base.evaluator()
-            floor = min(evaluator.stats(p).jct_quantile for p in static_plans(base))
+            floor = fastest_static_p95(base)
             for slack in slacks:
                 deadline = floor * slack
                 problem = PlanningProblem(
