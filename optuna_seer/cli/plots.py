@@ -12,10 +12,10 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
 from optuna_seer.cli.extras import MissingExtraError
 
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from optuna_seer.planning.simulator import SimulationResult
     from optuna_seer.planning.spot import StageRecovery
     from optuna_seer.planning.stage_plan import ElasticPlan
+
+P = ParamSpec("P")
 
 PLOT_EXTRA = "plot"
 """The optuna-seer extra whose requirements include matplotlib."""
@@ -139,22 +141,29 @@ def plan_chart(
     return figure
 
 
-def write_plan_chart(
-    path: Path,
-    plan: ElasticPlan,
-    result: SimulationResult,
-    deadline_s: float | None,
-    budget: float | None,
-    title: str,
-    recovery: Sequence[StageRecovery] | None = None,
-) -> None:
-    """Write :func:`plan_chart` as a PNG."""
-    plt = _pyplot("--png chart")
-    figure = plan_chart(plan, result, deadline_s, budget, title, recovery)
+def _save(figure: Any, path: str | Path) -> Path:
+    """Write ``figure`` as a PNG (making its folder) and close it, whatever happens."""
+    plt = _pyplot("chart")
+    target = Path(path)
     try:
-        figure.savefig(path, dpi=100)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(target, dpi=100)
     finally:
         plt.close(figure)
+    return target
+
+
+def _writer(chart: Callable[P, Any]) -> Callable[Concatenate[str | Path, P], Path]:
+    """``chart`` (which draws a figure) as a function that writes it to a PNG at ``path``."""
+
+    def write(path: str | Path, /, *args: P.args, **kwargs: P.kwargs) -> Path:
+        return _save(chart(*args, **kwargs), path)
+
+    write.__doc__ = f"Write :func:`{chart.__name__}` as a PNG at ``path``; returns the path."
+    return write
+
+
+write_plan_chart = _writer(plan_chart)
 
 
 def write_pareto_chart(
@@ -200,8 +209,7 @@ def write_pareto_chart(
     dollars.set_title("accuracy vs dollars (labels: configurations)")
     deadline.set_title("accuracy vs deadline")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def plot_timeline(result: TuningResult, path: str | Path) -> Path:
@@ -235,8 +243,4 @@ def plot_timeline(result: TuningResult, path: str | Path) -> Path:
     axes.set_title(f"SEER run {result.study_name}: which trial held which slots when")
     axes.legend(loc="upper right")
     figure.tight_layout()
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(target, dpi=100)
-    plt.close(figure)
-    return target
+    return _save(figure, path)
