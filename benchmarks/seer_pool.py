@@ -4,9 +4,12 @@ What a user gets from ``study.optimize`` with ``SeerSampler``/``SeerPruner`` and
 :func:`optuna_seer.rungs` on ``P`` workers (the pool the budget buys for the whole deadline,
 as for Optuna's pruners): the plan is SEER's for at most ``P`` GPUs at once
 (``ClusterLimits(max_gpus=P)``), so survivors' later rungs run on more workers where the
-scaling curve pays. Each trial trains rung by rung; before each rung it leases the rung's
+scaling curve pays. Each trial trains rung by rung; before each launch it leases the rung's
 workers from the pool through the study's storage with the real lease code
-(:mod:`optuna_seer.integration.leases`), and returns them at the rung's end. The pruner runs
+(:mod:`optuna_seer.integration.leases`), and returns them at the launch's end. As
+``rungs()`` does, a launch goes on through the following rungs that keep its worker count
+(one start-up, not one per rung), and a survivor is relaunched from its checkpoint only
+when its next rung's worker count differs, or to enter the last rung. The pruner runs
 asynchronously (ASHA-style promotion with SEER's fractions, deadline and budget stops at
 every epoch, as ``rungs()`` asks it), and survivors waiting for workers go before new
 configurations.
@@ -66,7 +69,19 @@ def pool_plan(scenario: Scenario, curves: CurveSet) -> Plan:
 @dataclass
 class _Running:
     trial: optuna.Trial
-    rung: int
+    rung: int  # the first rung this launch trains
+    last: int  # the last rung it trains through, on the same workers
+
+
+def through(plan: Plan, first: int) -> int:
+    """The last rung a launch starting at rung ``first`` trains through, as
+    :func:`optuna_seer.rungs` continues it: every following rung on the same number of
+    workers goes on in the same processes, except the plan's last rung, which a trial enters
+    only once its place there is certain."""
+    rungs, last = plan.rungs, first
+    while last + 2 < len(rungs) and rungs[last + 1].gpus_per_trial == rungs[first].gpus_per_trial:
+        last += 1
+    return last
 
 
 def run_seer_pool(scenario: Scenario, curves: CurveSet, seed: int) -> Outcome:
@@ -84,7 +99,7 @@ def run_seer_pool(scenario: Scenario, curves: CurveSet, seed: int) -> Outcome:
         # stored trial; a stop reaches the workers at their next epoch.
         study = holder[0]
         launch = running[handle]
-        end = plan.rungs[launch.rung].resource
+        end = plan.rungs[launch.last].resource
         frozen = storage.get_trial(launch.trial._trial_id)
         if epoch < end and study.pruner.prune(study, frozen):
             stopped.add(handle)
@@ -114,8 +129,9 @@ def run_seer_pool(scenario: Scenario, curves: CurveSet, seed: int) -> Outcome:
         )
         if slots is None:
             return False
-        spec = _spec(study, trial, rung, plan.rungs[rung].resource, workers)
-        running[backend.start(spec)] = _Running(trial, rung)
+        last = through(plan, rung)
+        spec = _spec(study, trial, rung, plan.rungs[last].resource, workers)
+        running[backend.start(spec)] = _Running(trial, rung, last)
         return True
 
     def new_trial() -> bool:
@@ -173,7 +189,7 @@ def run_seer_pool(scenario: Scenario, curves: CurveSet, seed: int) -> Outcome:
             break
         for handle in done:
             launched = running.pop(handle)
-            trial, rung = launched.trial, launched.rung
+            trial, rung = launched.trial, launched.last
             release(study, trial.number)
             frozen = storage.get_trial(trial._trial_id)
             if handle in stopped or (frozen.last_step or 0) < plan.rungs[rung].resource:
