@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from pathlib import Path
 import tempfile
 import time
 
@@ -142,7 +143,7 @@ def measure_report_seconds() -> float:
         return (time.perf_counter() - start) / 5
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deadline", default="2m")
     parser.add_argument("--budget", type=float, default=0.1, help="dollars")
@@ -153,7 +154,9 @@ def main() -> None:
     parser.add_argument("--storage", default="sqlite:///runs/seer.db")
     parser.add_argument("--study-name", default=None)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.storage.startswith("sqlite:///"):  # runs/ is not in a fresh checkout
+        Path(args.storage[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
 
     splits = load_splits(args.seed)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

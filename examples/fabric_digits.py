@@ -148,7 +148,7 @@ def train() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--deadline", default="3m")
     parser.add_argument("--budget", type=float, default=1.0)
     parser.add_argument("--slots", type=int, default=2)
