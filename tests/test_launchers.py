@@ -110,6 +110,34 @@ def test_the_node_wheel_is_the_drivers_code_and_pins_its_optuna(tmp_path: Path) 
     assert hashlib.sha256(again.wheel.read_bytes()).hexdigest() == digest  # reproducible
 
 
+def test_the_documented_driver_packages_command_runs_without_warnings(tmp_path: Path) -> None:
+    # The command docs/cloud.md, launchers/README.md and driver.yaml show. The package's
+    # __init__ once imported ``packages`` itself, so every run printed runpy's RuntimeWarning
+    # ("found in sys.modules ... may result in unpredictable behaviour").
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "error::RuntimeWarning",
+            "-m",
+            "optuna_seer.backends.skypilot.packages",
+            ".seer-driver",
+            "--extras",
+            "sky,s3",
+            "--pin",
+            "optuna",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and "Warning" not in done.stderr, done.stderr
+    requirements = (tmp_path / ".seer-driver" / "requirements.txt").read_text().splitlines()
+    assert any(line.endswith(".whl[sky,s3]") for line in requirements), requirements
+    assert f"optuna=={optuna.__version__}" in requirements
+
+
 def test_an_unknown_extra_or_pin_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not optuna-seer extras"):
         write_node_packages(tmp_path, extras=("lightnin",))

@@ -2,9 +2,38 @@
 
 ``import sky`` happens on first use, so importing this package does not need SkyPilot.
 :data:`TEMPLATES_DIR` holds the packaged task YAMLs (``trial.yaml``, ``driver.yaml``) to copy.
+
+Both names load on first use: ``python -m optuna_seer.backends.skypilot.packages`` (the
+documented way to write a driver's packages) imports this package first, and a package that
+had already imported ``packages`` makes ``runpy`` warn that the module "may result in
+unpredictable behaviour".
 """
 
-from optuna_seer.backends.skypilot.backend import SkyPilotBackend
-from optuna_seer.backends.skypilot.tasks import TEMPLATES_DIR
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from optuna_seer.backends.skypilot.backend import SkyPilotBackend
+    from optuna_seer.backends.skypilot.tasks import TEMPLATES_DIR
 
 __all__ = ["TEMPLATES_DIR", "SkyPilotBackend"]
+
+_LAZY = {
+    "SkyPilotBackend": "optuna_seer.backends.skypilot.backend",
+    "TEMPLATES_DIR": "optuna_seer.backends.skypilot.tasks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
