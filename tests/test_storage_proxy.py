@@ -85,3 +85,24 @@ def test_two_processes_share_a_study_through_the_proxy(tmp_path: Path) -> None:
 def test_a_proxy_that_cannot_start_says_so(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="did not start"):
         StorageProxy("notadb://nowhere", host="127.0.0.1", ready_timeout_s=30).start()
+
+
+def test_serving_by_hand_makes_the_folder_of_the_url_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # docs/cloud.md's command writes the workers' URL to ~/seer/node-url; on a machine without
+    # ~/seer it used to stop with FileNotFoundError before serving anything.
+    from optuna_seer.storage import proxy
+
+    served: list[tuple[str, str, int]] = []
+    monkeypatch.setattr(
+        proxy, "serve", lambda url, host, port, cred: served.append((url, host, port))
+    )
+    monkeypatch.setenv("SEER_STORAGE_URL", f"sqlite:///{tmp_path / 'study.db'}")
+    url_file = tmp_path / "home" / "seer" / "node-url"
+    argv = ["--host", "0.0.0.0", "--port", "13000", "--advertise-host", "10.0.0.1"]
+    proxy.main([*argv, "--url-file", str(url_file)])
+    assert served == [(f"sqlite:///{tmp_path / 'study.db'}", "0.0.0.0", 13000)]
+    assert url_file.read_text().startswith("grpcs://seer:")
+    assert "@10.0.0.1:13000" in url_file.read_text()
+    assert url_file.stat().st_mode & 0o777 == 0o600

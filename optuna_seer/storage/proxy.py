@@ -307,6 +307,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 credential.token,
                 credential.fingerprint,
             )
+            # ~/seer/node-url (docs/cloud.md) on a machine that has no ~/seer yet
+            args.url_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             args.url_file.touch(mode=0o600)
             args.url_file.chmod(0o600)
             args.url_file.write_text(url + "\n")
