@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+import re
 import shutil
 import subprocess
 import sys
@@ -60,6 +61,15 @@ def test_importing_the_package_loads_no_tuner_backend_or_torch() -> None:
     ).stdout.split("\n")
     assert out[1] == "[]", out
     assert int(out[0]) <= 32  # a short, curated public API
+
+
+def test_the_architecture_page_counts_the_public_names() -> None:
+    import optuna_seer
+
+    page = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    said = re.search(r"`optuna_seer.__all__`, (\d+) names", page)
+    assert said is not None, "docs/architecture.md no longer says how many names it exports"
+    assert int(said.group(1)) == len(optuna_seer.__all__)
 
 
 def test_a_lazy_public_name_resolves() -> None:
