@@ -106,6 +106,19 @@ def test_a_shipped_price_is_used_only_with_a_warning_naming_its_date(
     assert shipped_quote("H200", 3) is None
 
 
+def test_the_shipped_price_warning_says_why_the_catalog_was_not_used(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # optuna-seer plan --no-sky used to warn that SkyPilot's catalog "was not available".
+    sources._WARNED.discard("p3.8xlarge")
+    with caplog.at_level("WARNING", logger="optuna_seer.pricing.sources"):
+        resolve_quote("p3.8xlarge", use_sky=False)
+    warnings = [r.getMessage() for r in caplog.records if "SHIPPED TABLE" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "which was not read (--no-sky)" in warnings[0]
+    assert "not available" not in warnings[0]
+
+
 def test_cluster_prices_come_from_catalog_then_configured_then_shipped_table() -> None:
     # No catalog (no infra named): a configured price wins over the shipped table; without
     # one the shipped table answers and says its date; spot has no shipped price.

@@ -121,13 +121,13 @@ def shipped_quote(accelerator: str, gpus: int, market: str = "on-demand") -> Pri
     return quote
 
 
-def _warn_shipped(quote: PriceQuote) -> None:
+def _warn_shipped(quote: PriceQuote, why: str = "which was not available") -> None:
     if quote.instance_type in _WARNED:
         return
     _WARNED.add(quote.instance_type)
     logger.warning(
         "PRICE FROM THE SHIPPED TABLE DATED %s: %s (%s x %s) at $%.4f/hour %s in %s (source: "
-        "%s), not from SkyPilot's catalog, which was not available. List prices change; check "
+        "%s), not from SkyPilot's catalog, %s. List prices change; check "
         "`sky gpus list %s:%s` or pass your own price.",
         quote.date,
         quote.instance_type,
@@ -137,6 +137,7 @@ def _warn_shipped(quote: PriceQuote) -> None:
         quote.market,
         quote.region or "any region",
         quote.source,
+        why,
         quote.accelerator,
         quote.gpus,
     )
@@ -348,5 +349,6 @@ def resolve_quote(
     if table is not None:
         return find_quote(table, instance_type, market, region)
     quote = find_quote(shipped_price_table(), instance_type, market, region)
-    _warn_shipped(quote)
+    # With use_sky=False (the CLI's --no-sky) the catalog was not asked, not missing.
+    _warn_shipped(quote, "which was not available" if use_sky else "which was not read (--no-sky)")
     return quote
