@@ -11,7 +11,11 @@ being at most the deadline. The search (pure; all timing by
    when no other option is both faster and cheaper (its own boot included).
 2. Start points: the best *static* cluster (:func:`best_static_plan`: one cluster for the whole
    job, every stage giving its trials as many GPUs as help, idle ones lent to the remaining
-   trials) and the fastest plan (each stage's fastest option).
+   trials) and the fastest plan (each stage's fastest option). Under per-node leases (hourly
+   billing) also the cheapest few of a joint, hour-aware enumeration of every stage's node
+   count (:mod:`~optuna_seer.planning.lease_search`), whose stage ends fall before the paid
+   hours end; and there no move may leave the plan dearer than the static cluster in more
+   samples than ``dearer_share`` allows.
 3. From each start, greedy moves among single-stage changes (and pairs of adjacent stages
    moved onto one cluster, which saves a provisioning) that stay feasible and cost less:
    RubberBand's criterion applies the best cost-marginal benefit
@@ -28,6 +32,7 @@ import math
 import numpy as np
 
 from optuna_seer.planning.cost_model import ClusterLimits
+from optuna_seer.planning.lease_search import TimedStage, joint_lease_plans
 from optuna_seer.planning.plan import format_seconds
 from optuna_seer.planning.prices import PriceQuote
 from optuna_seer.planning.profile import Profile
@@ -62,6 +67,8 @@ __all__ = [
 ]
 
 _MAX_OPTIONS_PER_SHAPE = 16
+_JOINT_PLANS = 100  # hour-aware joint plans simulated under per-node leases
+_JOINT_STARTS = 3  # the cheapest of them the greedy search starts from
 
 
 def _epochs(job: SuccessiveHalvingJob, index: int) -> int:
@@ -112,6 +119,10 @@ class _Search:
         self._fastest: dict[tuple[int, PriceQuote, int], Stage | None] = {}
         self._stats: dict[ElasticPlan, PlanStats] = {}
         self._in_place: dict[tuple[int, PriceQuote], list[Stage]] = {}
+        self.guard: np.ndarray | None = None
+        """Per-node leases: the static cluster's cost samples, which a move may exceed in at
+        most the problem's ``dearer_share`` of them (else rounding makes the plan lose)."""
+        self._not_dearer: dict[ElasticPlan, bool] = {}
 
     def gpu_counts(self, instance: PriceQuote) -> tuple[int, ...]:
         p = self.problem
@@ -129,6 +140,18 @@ class _Search:
 
     def feasible(self, stats: PlanStats) -> bool:
         return stats.jct_quantile <= self.problem.deadline_s
+
+    def not_dearer(self, plan: ElasticPlan) -> bool:
+        """Whether ``plan`` costs more than :attr:`guard` in at most the allowed share of
+        the samples (always, without a guard)."""
+        if self.guard is None:
+            return True
+        found = self._not_dearer.get(plan)
+        if found is None:
+            ours = self.evaluator.cost_samples(plan)
+            share = float(np.mean(ours > self.guard * (1 + 1e-9)))
+            found = self._not_dearer[plan] = share <= self.problem.dearer_share + 1e-12
+        return found
 
     def fastest_k(self, index: int, instance: PriceQuote, nodes: int) -> Stage | None:
         """The stage on (``instance``, ``nodes``) whose trials finish soonest: a trial gets
@@ -204,6 +227,39 @@ class _Search:
             self._in_place[key] = found
         return found
 
+    def joint_plans(self, keep: int) -> list[ElasticPlan]:
+        """Per-node leases: the ``keep`` cheapest plans of the joint, hour-aware enumeration
+        (:func:`~optuna_seer.planning.lease_search.joint_lease_plans`) over every stage's
+        fastest option per node count on every instance type."""
+        p = self.problem
+        timed: list[list[TimedStage]] = []
+        previous = 0
+        for r in range(self.rungs):
+            found: dict[tuple[PriceQuote, int, int], Stage] = {}
+            for instance in p.instances:
+                if instance.gpus > p.max_gpus:
+                    continue
+                for nodes in range(1, p.max_gpus // instance.gpus + 1):
+                    stage = self.fastest_k(r, instance, nodes)
+                    if stage is not None:
+                        found.setdefault(
+                            (instance, stage.gpus_per_trial, stage.concurrent_trials), stage
+                        )
+            rows = []
+            for stage in found.values():
+                makespan, interrupted = self.evaluator.work_samples(r, stage, previous)
+                rows.append(TimedStage(stage, float(np.mean(makespan + interrupted))))
+            timed.append(rows)
+            previous = p.job.resources[r]
+        cloud = p.cloud
+        return [
+            plan
+            for _, _, plan in joint_lease_plans(
+                timed, p.deadline_s, cloud.billing_rule, cloud.queue_seconds,
+                cloud.boot_seconds, keep=keep,
+            )
+        ]  # fmt: skip
+
     def static_plans(self) -> list[ElasticPlan]:
         plans = []
         for instance in self.problem.instances:
@@ -273,8 +329,11 @@ class _Search:
                 slower = stats.jct_quantile - best.jct_quantile
                 benefit = saving / slower if slower > 0 else math.inf
                 key = (benefit, saving) if by_benefit else (saving, benefit)
-                if chosen is None or key > chosen[0]:
-                    chosen = (key, candidate, stats)
+                if chosen is not None and key <= chosen[0]:
+                    continue
+                if not self.not_dearer(candidate):
+                    continue
+                chosen = (key, candidate, stats)
             if chosen is None:
                 return plan, best
             _, plan, best = chosen
@@ -350,6 +409,17 @@ def plan_rubberband(problem: PlanningProblem) -> RubberBandResult:
     fastest_stats = search.stats(fastest)
     if search.feasible(fastest_stats):
         starts.append(fastest)
+    if problem.cloud.per_node_leases:
+        # Hourly node leases: hour-aware joint plans as further starts, and no move may make
+        # the plan dearer than the static cluster in more samples than allowed.
+        if static is not None:
+            search.guard = search.evaluator.cost_samples(static[0])
+        joint = [(plan, search.stats(plan)) for plan in search.joint_plans(_JOINT_PLANS)]
+        joint.sort(key=lambda item: item[1].cost)
+        starts.extend(
+            [plan for plan, stats in joint
+             if search.feasible(stats) and search.not_dearer(plan)][:_JOINT_STARTS]
+        )  # fmt: skip
     if not starts:
         need = fastest_stats.jct_quantile
         raise InfeasiblePlanError(
@@ -360,20 +430,26 @@ def plan_rubberband(problem: PlanningProblem) -> RubberBandResult:
             min_deadline_s=need,
             min_dollars=None,
         )
-    best: tuple[ElasticPlan, PlanStats] | None = None
+    found: dict[ElasticPlan, PlanStats] = {}
     for start in starts:
         for by_benefit in (True, False):
             plan, stats = search.greedy(start, options, by_benefit)
-            if best is None or stats.cost < best[1].cost:
-                best = (plan, stats)
-    assert best is not None
-    if static is not None and best[0] != static[0]:
+            found[plan] = stats
+    ranked = sorted(found.items(), key=lambda item: item[1].cost)
+    best = ranked[0]
+    if static is not None:
         # Cheaper on average is not enough: dearer than the static cluster in more than the
-        # allowed share of the samples (a lease rounded up to one more hour, say), it loses.
-        ours, theirs = (search.evaluator.cost_samples(p) for p in (best[0], static[0]))
-        dearer = float(np.mean(ours > theirs * (1 + 1e-9)))
-        if dearer > problem.dearer_share + 1e-12:
-            best = static
+        # allowed share of the samples (a lease rounded up to one more hour, say), a plan
+        # loses; the cheapest one that is not wins.
+        theirs = search.evaluator.cost_samples(static[0])
+        best = static
+        for plan, stats in ranked:
+            if plan == static[0] or stats.cost >= static[1].cost:
+                break
+            ours = search.evaluator.cost_samples(plan)
+            if float(np.mean(ours > theirs * (1 + 1e-9))) <= problem.dearer_share + 1e-12:
+                best = (plan, stats)
+                break
     if not math.isfinite(best[1].cost):
         raise ValueError(
             f"every plan's simulated cost overflows (${best[1].cost}): the cloud's transfer or "
