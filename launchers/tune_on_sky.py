@@ -6,16 +6,17 @@ laptop or as the driver of ``launchers/driver.yaml`` / ``launchers/driver-job.ya
     SEER_CHECKPOINTS=s3://my-seer-bucket/seer SEER_ADVERTISE_HOST=<public IP> \\
         python launchers/tune_on_sky.py
 
-Everything has a default; these variables change it (the driver templates pass them):
+Every setting but ``SEER_CHECKPOINTS`` has a default; these variables change it (the driver
+templates pass them):
 
 * ``SEER_STORAGE_URL``: the study (default ``sqlite:///study.db``; served to the nodes by the
   backend's storage proxy). As a managed job (``sky jobs launch``) it must be an RDB URL: a
   restarted driver continues the study stored there.
 * ``SEER_CHECKPOINTS``: ``s3://bucket/prefix`` (or ``gs://…``) for the trials' checkpoints
   (required).
-* ``SEER_STUDY``, ``SEER_DEADLINE`` (``12h``), ``SEER_BUDGET`` (dollars, ``400``),
-  ``SEER_ACCELERATORS`` (``A100:8``), ``SEER_CLOUDS`` (``aws,gcp``), ``SEER_SPOT`` (``1``),
-  ``SEER_MAX_GPUS`` (``32``), ``SEER_TRAIN`` (``examples/lightning_digits.py:train``),
+* ``SEER_STUDY`` (``digits-on-sky``), ``SEER_DEADLINE`` (``12h``), ``SEER_BUDGET`` (dollars,
+  ``400``), ``SEER_ACCELERATORS`` (``A100:8``), ``SEER_CLOUDS`` (``aws,gcp``), ``SEER_SPOT``
+  (``1``), ``SEER_MAX_GPUS`` (``32``), ``SEER_TRAIN`` (``examples/lightning_digits.py:train``),
   ``SEER_PROXY_PORT`` (``13000``).
 
 It prints the run's report with both the ledger's dollars and SkyPilot's bill.
@@ -23,11 +24,11 @@ It prints the run's report with both the ledger's dollars and SkyPilot's bill.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
 
@@ -40,6 +41,8 @@ from optuna_seer.integration.sampler import SeerSampler
 from optuna_seer.planning.budget import Budget
 from optuna_seer.planning.cost_model import ClusterLimits
 from optuna_seer.planning.workload import Workload
+
+N = TypeVar("N", int, float)
 
 
 @dataclass(frozen=True)
@@ -82,18 +85,33 @@ class Settings:
             storage=env.get("SEER_STORAGE_URL", defaults.storage),
             study=env.get("SEER_STUDY", defaults.study),
             deadline=env.get("SEER_DEADLINE", defaults.deadline),
-            budget_dollars=float(env.get("SEER_BUDGET", defaults.budget_dollars)),
+            budget_dollars=_number(env, "SEER_BUDGET", defaults.budget_dollars, float),
             accelerators=env.get("SEER_ACCELERATORS", defaults.accelerators),
             clouds=tuple(c for c in env.get("SEER_CLOUDS", "aws,gcp").split(",") if c),
             use_spot=env.get("SEER_SPOT", "1") not in ("0", "false", "no"),
-            max_gpus=int(env.get("SEER_MAX_GPUS", defaults.max_gpus)),
+            max_gpus=_number(env, "SEER_MAX_GPUS", defaults.max_gpus, int),
             train=env.get("SEER_TRAIN", defaults.train),
-            proxy_port=int(env.get("SEER_PROXY_PORT", defaults.proxy_port)),
+            proxy_port=_number(env, "SEER_PROXY_PORT", defaults.proxy_port, int),
             # driver-job.yaml sets SEER_MANAGED_JOB; SkyPilot's task id of a managed job
             # (``sky jobs launch``) says "managed-" too.
             managed_job=env.get("SEER_MANAGED_JOB", "") not in ("", "0")
             or "managed-" in env.get("SKYPILOT_TASK_ID", ""),
         )
+
+
+def _number(env: Mapping[str, str], name: str, default: N, kind: Callable[[str], N]) -> N:
+    """``env[name]`` as a positive ``kind`` (``default`` when unset); a bad value stops the
+    script with one line naming the variable, not a traceback."""
+    if name not in env:
+        return default
+    try:
+        value = kind(env[name])
+    except ValueError:
+        value = None
+    if value is None or not value > 0:
+        what = "a whole number" if kind is int else "a number"
+        raise SystemExit(f"{name}={env[name]!r} must be {what} > 0 (default {default}).")
+    return value
 
 
 def tune(settings: Settings, sdk: Any = None) -> tuple[TuningResult, SkyPilotBackend]:

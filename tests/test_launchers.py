@@ -179,6 +179,18 @@ def test_the_tune_script_refuses_a_sqlite_study_as_a_managed_job() -> None:
         tune_on_sky.Settings.from_env({})
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("SEER_BUDGET", "lots"), ("SEER_MAX_GPUS", "8.5"), ("SEER_PROXY_PORT", "0")],
+)
+def test_the_tune_script_names_a_bad_setting(name: str, value: str) -> None:
+    # It used to stop with int()/float()'s traceback, which does not say which variable.
+    from optuna_seer.launchers import tune_on_sky
+
+    with pytest.raises(SystemExit, match=f"^{name}='{value}' must be"):
+        tune_on_sky.Settings.from_env({"SEER_CHECKPOINTS": "s3://b/p", name: value})
+
+
 @pytest.fixture(scope="module")
 def s3_env() -> Iterator[dict[str, str]]:
     with local_s3(BUCKET) as env:
