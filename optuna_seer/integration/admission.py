@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+import threading
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -267,13 +268,49 @@ def spend_view(
 def width_rank(trials: list[FrozenTrial], number: int) -> int:
     """The place of trial ``number`` among the configurations SEER starts: 1 + the trials
     before it that were not refused and did not fail (finished, running or waiting)."""
-    return 1 + sum(
-        1
-        for t in trials
-        if t.number < number
-        and t.state != TrialState.FAIL
-        and not t.system_attrs.get(TRIAL_BEYOND_PLAN)
-    )
+    return 1 + sum(1 for t in trials if t.number < number and _placed(t))
+
+
+def _placed(trial: FrozenTrial) -> bool:
+    """Whether ``trial`` counts as a configuration SEER started (see :func:`width_rank`)."""
+    return trial.state != TrialState.FAIL and not trial.system_attrs.get(TRIAL_BEYOND_PLAN)
+
+
+@dataclass
+class WidthCount:
+    """:func:`width_rank` over a study's trials for one process: a finished trial's state
+    and refusal never change, so each is judged once, and a trial start judges only the
+    trials not finished when it last looked (the counts are the same as ``width_rank``'s).
+
+    Example:
+        >>> import optuna
+        >>> done = optuna.trial.create_trial(value=1.0)
+        >>> done.number = 4
+        >>> count = WidthCount(storage=None)
+        >>> count.rank([done], 5), count.rank([done], 2)
+        (2, 1)
+    """
+
+    storage: object  # held, so that the id keying this count is not reused
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    judged: set[int] = field(default_factory=set)
+    placed: list[int] = field(default_factory=list)  # numbers of the finished ones that count
+
+    def rank(self, trials: list[FrozenTrial], number: int) -> int:
+        """:func:`width_rank` of trial ``number`` among ``trials`` (the study's, as read)."""
+        running = 0
+        with self.lock:
+            for t in trials:
+                trial_id = trial_id_of(t)
+                if trial_id in self.judged:
+                    continue
+                if t.state.is_finished():
+                    self.judged.add(trial_id)
+                    if _placed(t):
+                        bisect.insort(self.placed, t.number)
+                elif t.number < number and _placed(t):
+                    running += 1
+            return 1 + bisect.bisect_left(self.placed, number) + running
 
 
 def displaced(
