@@ -7,15 +7,16 @@ with the real ``optuna-dashboard`` on loopback and reads its JSON API.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
 from pathlib import Path
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
-from typing import Any
 import urllib.error
 import urllib.request
 
@@ -28,7 +29,7 @@ from optuna_seer._ports import free_port
 from optuna_seer.backends.replay import RecordedCurve, ReplayBackend
 from optuna_seer.execution.tuner import ElasticTuner, TuningResult
 from optuna_seer.integration import dashboard
-from optuna_seer.integration.keys import stop_reason
+from optuna_seer.integration.keys import TRIAL_LEDGER, stop_reason
 from optuna_seer.integration.ledger import trial_gpu_seconds
 from optuna_seer.integration.pruner import SeerPruner
 from optuna_seer.integration.sampler import SeerSampler
@@ -228,30 +229,26 @@ def test_elastic_tuner_trials_show_their_rung_while_running_between_rungs(
 
 
 def test_a_storage_error_is_logged_and_never_fails_the_trial(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Fault injected into Optuna's storage: writing a user attr raises. The trials still
-    finish as they would, and each failed write is a warning."""
-
-    def broken(self: object, trial_id: int, key: str, value: object) -> None:
-        raise OSError("disk full")
-
-    monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_user_attr", broken)
-    # Several attrs go in one transaction (optuna_seer._optuna.set_trial_user_attrs).
-    write_attr = optuna.storages.RDBStorage._set_trial_attr_without_commit
-
-    def broken_user_attrs(self: Any, session: Any, model: Any, *args: Any) -> None:
-        if model.__name__ == "TrialUserAttributeModel":
-            raise OSError("disk full")
-        write_attr(self, session, model, *args)
-
-    monkeypatch.setattr(
-        optuna.storages.RDBStorage, "_set_trial_attr_without_commit", broken_user_attrs
-    )
+    """Fault injected into the database: every write of a trial user attr aborts. The trials
+    still finish as they would, with their accounts settled (written with the user attrs in
+    one transaction, then alone), and each failed write is a warning."""
+    db = tmp_path / "seer.db"
+    optuna.storages.RDBStorage(f"sqlite:///{db}")  # Optuna's tables, to put triggers on
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        for event in ("INSERT", "UPDATE"):
+            connection.execute(
+                f"CREATE TRIGGER disk_full_{event.lower()} BEFORE {event} ON "
+                "trial_user_attributes BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            )
+        connection.commit()
     with caplog.at_level("WARNING", logger="optuna.optuna_seer.integration.dashboard"):
-        study = _optimize(tmp_path / "seer.db")
+        study = _optimize(db)
     assert {t.state for t in study.trials} == {TrialState.COMPLETE, TrialState.PRUNED}
     assert all(not t.user_attrs for t in study.trials)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert complete and all(TRIAL_LEDGER in t.system_attrs for t in complete)
     warned = [r for r in caplog.records if "dashboard attrs not written" in r.getMessage()]
     assert len(warned) == len(study.trials)
     assert "disk full" in warned[0].getMessage()

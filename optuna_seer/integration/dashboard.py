@@ -27,9 +27,10 @@ When it is written: :class:`~optuna_seer.SeerSampler` calls :func:`on_trial_end`
 trial ends (``study.optimize`` and ``ElasticTuner`` alike: the tuner tells Optuna through
 ``study.tell``); ``ElasticTuner`` also calls :func:`on_launch_end` after each launch, so a
 trial shows its rung, workers and dollars while it is still ``RUNNING`` between
-rungs. A trial end writes the attrs whose value changed (3 writes, 4 for a stop); the pick
-and the note are rewritten only when the pick changes. Writing is best effort: a storage
-error here is logged as a warning and never fails the trial or the run.
+rungs. A trial end writes the attrs whose value changed (3, 4 for a stop) in one transaction,
+with the account the sampler settles then; the pick and the note are rewritten only when the
+pick changes. Writing is best effort: a storage error here is logged as a warning and never
+fails the trial or the run (the account is then written alone).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_seer._logging import get_logger
-from optuna_seer._optuna import set_trial_user_attrs, storage_of, study_id_of, trial_id_of
+from optuna_seer._optuna import set_trial_attrs, storage_of, study_id_of, trial_id_of
 from optuna_seer.integration.clock import study_time
 from optuna_seer.integration.keys import stop_reason
 from optuna_seer.integration.ledger import read_ledger, trial_gpu_seconds
@@ -153,13 +154,21 @@ def write_trial_attrs(
     now: float,
 ) -> dict[str, Any]:
     """Write the SEER user attrs of ``trial`` whose value changed; returns those written."""
-    changed = {
+    changed = changed_user_attrs(trial, plan, implicit, now)
+    set_trial_attrs(storage, trial_id_of(trial), user=changed)  # one write on an RDB
+    return changed
+
+
+def changed_user_attrs(
+    trial: FrozenTrial, plan: Plan, implicit: ImplicitPlacement | None, now: float
+) -> dict[str, Any]:
+    """The SEER user attrs of ``trial`` (:func:`trial_user_attrs`) that it does not carry yet
+    with that value."""
+    return {
         key: value
         for key, value in trial_user_attrs(trial, plan, implicit, now).items()
         if key not in trial.user_attrs or trial.user_attrs[key] != value
     }
-    set_trial_user_attrs(storage, trial_id_of(trial), changed)  # one write on an RDB
-    return changed
 
 
 def on_trial_end(
@@ -167,26 +176,49 @@ def on_trial_end(
     trial: FrozenTrial,
     state: TrialState,
     clock: Callable[[], float] | None = None,
+    settled: Mapping[str, Any] | None = None,
 ) -> None:
     """Called by :meth:`SeerSampler.after_trial`: write ``trial``'s SEER user attrs, the plan
     once per study, and, when a ``COMPLETE`` trial changes SEER's pick, mark the new pick.
 
-    ``state`` is the state Optuna is about to store; ``clock`` the sampler's (``None``: the
-    pruner's). Does nothing without a :class:`~optuna_seer.SeerPruner`; never raises.
+    ``trial`` is what Optuna's ``tell`` read of it just before (fresh: a running trial is
+    never cached), ``state`` the state Optuna is about to store, ``clock`` the sampler's
+    (``None``: the pruner's). ``settled``: system attrs the sampler settles at the trial's end
+    (its account), written with the user attrs in one transaction; a failure to write them
+    raises, anything else here is logged and never fails the trial. Does nothing but write
+    ``settled`` without a :class:`~optuna_seer.SeerPruner`.
     """
+    storage = storage_of(study)
+    system = dict(settled or {})
     pruner = study.pruner
-    if not isinstance(pruner, SeerPruner):
+    fresh = None
+    user: dict[str, Any] = {}
+    if isinstance(pruner, SeerPruner):
+        try:
+            # A copy with what is about to be stored: the account just settled, the state
+            # Optuna stores right after this hook (an in-memory storage hands out its own
+            # trial object, which must not change before Optuna's tell does).
+            fresh = copy.copy(trial)
+            fresh.system_attrs = {**trial.system_attrs, **system}
+            fresh.state = state
+            now = study_time(study, clock or pruner.clock)
+            implicit = implicit_placement(storage, study_id_of(study))
+            user = changed_user_attrs(fresh, pruner.plan, implicit, now)
+        except Exception as error:  # shown in the dashboard only: never fail the trial for it
+            _logger.warning("trial %d: SEER's dashboard attrs not written: %r", trial.number, error)
+            fresh, user = None, {}
+    try:
+        set_trial_attrs(storage, trial_id_of(trial), system=system, user=user)
+    except Exception as error:
+        if not user:
+            raise
+        _logger.warning("trial %d: SEER's dashboard attrs not written: %r", trial.number, error)
+        set_trial_attrs(storage, trial_id_of(trial), system=system)  # what must land, alone
+        return
+    if fresh is None or not isinstance(pruner, SeerPruner):
         return
     try:
-        storage = storage_of(study)
-        # A copy: an in-memory storage hands out its own trial object, whose state must not
-        # change before Optuna's tell sets it.
-        fresh = copy.copy(storage.get_trial(trial_id_of(trial)))  # the account just settled
-        fresh.state = state  # Optuna stores the state right after this hook
-        now = study_time(study, clock or pruner.clock)
-        implicit = implicit_placement(storage, study_id_of(study))
         _publish_plan_once(study, pruner.plan)
-        write_trial_attrs(storage, fresh, pruner.plan, implicit, now)
         if state == TrialState.COMPLETE:
             _challenge_pick(study, pruner.plan, fresh)
     except Exception as error:  # shown in the dashboard only: never fail the trial for it

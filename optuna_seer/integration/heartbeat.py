@@ -8,11 +8,12 @@ them. So SEER keeps its own, the same way on every storage (SQLite and other RDB
 files, gRPC proxies, in-memory):
 
 * :func:`on_trial_start` (called by ``SeerSampler.before_trial`` in the process that runs the
-  trial) hands the trial to one background thread per process, which writes its system attr
-  ``seer:heartbeat`` = ``[study time, grace seconds]`` at once (woken for it, so the trial's
-  start waits for no write) and rewrites it every ``interval_s`` for every trial the process
-  runs; :func:`on_trial_end` (``SeerSampler.after_trial``, before Optuna finishes the trial)
-  stops it.
+  trial) gives the trial its first beat, the system attr ``seer:heartbeat`` = ``[study time,
+  grace seconds]``, which the sampler writes at once in the one write it makes at a trial's
+  start (with the trial's placement or refusal where it writes one), and hands the trial to
+  one background thread per process, which rewrites it every ``interval_s`` for every trial
+  the process runs; :func:`on_trial_end` (``SeerSampler.after_trial``, before Optuna
+  finishes the trial) stops it.
 * Each beat carries the study's grace, so whoever reads a trial knows when it is dead: no
   beat for ``grace_s`` of study time (:mod:`optuna_seer.integration.clock`, so a worker
   minutes off is neither taken for dead nor kept alive).
@@ -40,12 +41,13 @@ simulated clock (a replay).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import contextlib
 from dataclasses import dataclass
 import math
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -53,6 +55,7 @@ from optuna.trial import FrozenTrial, TrialState
 from optuna_seer._logging import get_logger
 from optuna_seer._optuna import (
     UpdateFinishedTrialError,
+    set_trial_attrs,
     storage_of,
     study_id_of,
     trial_id_of,
@@ -146,7 +149,6 @@ class _Beater:
         self._trials: dict[
             tuple[int, int], tuple[optuna.storages.BaseStorage, int, StudyClock, float]
         ] = {}
-        self._fresh: set[tuple[int, int]] = set()
         self._wake = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
         self._interval = DEFAULT.interval_s
@@ -159,36 +161,36 @@ class _Beater:
         clock: StudyClock,
         settings: HeartbeatSettings,
     ) -> None:
+        """Beat for the trial from the next beat of every trial on (at most one interval
+        away; its first beat is written as it starts, see :func:`on_trial_start`)."""
         with self._lock:
             key = (id(storage), trial_id)
             self._trials[key] = (storage, trial_id, clock, settings.grace_s)
-            self._fresh.add(key)  # its first beat: written by the thread, woken for it now
-            self._interval = min(self._interval, settings.interval_s)
+            if settings.interval_s < self._interval:
+                self._interval = settings.interval_s
+                self._due = min(self._due, time.monotonic() + self._interval)
+                self._wake.notify()
             if self._thread is None or not self._thread.is_alive():
+                self._due = time.monotonic() + self._interval
                 self._thread = threading.Thread(
                     target=self._run, name="seer-trial-heartbeat", daemon=True
                 )
                 self._thread.start()
-            self._wake.notify()
 
     def remove(self, storage: optuna.storages.BaseStorage, trial_id: int) -> None:
         """Stop beating. A beat already being written may still land before the trial
         finishes (a moment's later beat, harmless) or be refused after (ignored)."""
         with self._lock:
             self._trials.pop((id(storage), trial_id), None)
-            self._fresh.discard((id(storage), trial_id))
 
     def _run(self) -> None:
         while True:
             with self._lock:
-                if not self._fresh:
-                    self._wake.wait(timeout=max(self._due - time.monotonic(), 0.0))
-                if time.monotonic() >= self._due:  # every trial's beat
-                    self._due = time.monotonic() + self._interval
-                    beating = list(self._trials.items())
-                else:  # only the trials that started since: their first beat
-                    beating = [(k, self._trials[k]) for k in self._fresh if k in self._trials]
-                self._fresh.clear()
+                self._wake.wait(timeout=max(self._due - time.monotonic(), 0.0))
+                if time.monotonic() < self._due:
+                    continue
+                self._due = time.monotonic() + self._interval
+                beating = list(self._trials.items())
             # Written without the lock: a slow or unreachable storage delays no trial's
             # start or end, only its own beats.
             for key, (storage, trial_id, clock, grace) in beating:
@@ -204,7 +206,7 @@ class _Beater:
 def _beat(
     storage: optuna.storages.BaseStorage, trial_id: int, clock: StudyClock, grace_s: float
 ) -> None:
-    storage.set_trial_system_attr(trial_id, TRIAL_HEARTBEAT, [clock.now(), grace_s])
+    set_trial_attrs(storage, trial_id, system={TRIAL_HEARTBEAT: [clock.now(), grace_s]})
 
 
 _BEATER = _Beater()
@@ -242,20 +244,35 @@ def _known_settings(study: optuna.Study) -> HeartbeatSettings | None:
     return known[1] if known is not None and known[0] is storage else None
 
 
+class TrialStart(NamedTuple):
+    """What :func:`on_trial_start` did and leaves to its caller."""
+
+    failed: list[int]
+    """Numbers of the dead trials it failed."""
+    first_beat: dict[str, Any]
+    """The trial's first beat (a system attr), for the caller to write with its own writes
+    at the trial's start (one transaction); empty when the trial does not beat."""
+
+
 def on_trial_start(
-    study: optuna.Study, trial: FrozenTrial | optuna.Trial, local: Clock | None = None
-) -> list[int]:
-    """Fail the study's dead trials, then start beating for ``trial`` (see the module);
-    returns the numbers of the trials failed. Nothing happens on a simulated clock
-    (``local`` not the wall clock) or in a study an ``ElasticTuner`` runs.
+    study: optuna.Study,
+    trial: FrozenTrial | optuna.Trial,
+    local: Clock | None = None,
+    trials: Sequence[FrozenTrial] | None = None,
+) -> TrialStart:
+    """Fail the study's dead trials, then beat for ``trial`` (see the module): its first beat
+    is returned for the caller to write at once, the heartbeat thread writes the next ones.
+    Nothing happens on a simulated clock (``local`` not the wall clock) or in a study an
+    ``ElasticTuner`` runs. ``trials``: the study's trials as just read
+    (:func:`~optuna_seer._optuna.fresh_trials`), which the scan then does not read again.
 
     Costs the trial's start no storage access but the first one per study and process and a
-    scan at most once a second: its first beat is written by the heartbeat thread."""
+    scan at most once a second (the first beat is the caller's write)."""
     if local is not None and not is_wall_clock(local):
-        return []
+        return TrialStart([], {})
     settings = _beating_settings(study)
     if settings is None:
-        return []
+        return TrialStart([], {})
     storage = storage_of(study)
     clock = clock_of(storage)
     # Scanning for dead trials reads every running trial: at most once a second (or a
@@ -266,9 +283,9 @@ def on_trial_start(
     failed: list[int] = []
     if started - _LAST_SCAN.get(key, -math.inf) >= min(_SCAN_EVERY_S, settings.interval_s / 4):
         _LAST_SCAN[key] = started
-        failed = fail_dead_trials(study, clock.now())
+        failed = fail_dead_trials(study, clock.now(), trials=trials, starting=trial_id_of(trial))
     _BEATER.add(storage, trial_id_of(trial), clock, settings)
-    return failed
+    return TrialStart(failed, {TRIAL_HEARTBEAT: [clock.now(), settings.grace_s]})
 
 
 def on_trial_end(study: optuna.Study, trial: FrozenTrial | optuna.Trial) -> None:
@@ -277,15 +294,22 @@ def on_trial_end(study: optuna.Study, trial: FrozenTrial | optuna.Trial) -> None
 
 
 def fail_dead_trials(
-    study: optuna.Study, now: float | None = None, attrs: dict[str, Any] | None = None
+    study: optuna.Study,
+    now: float | None = None,
+    attrs: dict[str, Any] | None = None,
+    *,
+    trials: Sequence[FrozenTrial] | None = None,
+    starting: int | None = None,
 ) -> list[int]:
     """Fail every trial of ``study`` that runs without a beat for its grace by study time
     ``now``: its account is settled at its last beat and its stop reason says so. Returns
-    their numbers (a trial another process failed first is not among them).
+    their numbers (a trial another process failed first is not among them). ``trials``: the
+    study's trials read just now, else they are read.
 
     A running trial without any beat, in a study whose trials beat (this process started
     one), gets ``now`` written as its beat: the first sighting, which its process overwrites
-    within a beat if it lives (see the module)."""
+    within a beat if it lives (see the module); not the trial this process is starting
+    (``starting``, its id), whose first beat this process writes."""
     storage = storage_of(study)
     if now is None:
         now = clock_of(storage).now()
@@ -297,9 +321,13 @@ def fail_dead_trials(
     settings = _known_settings(study)
     callback = getattr(storage, "get_heartbeat_stale_trial_callback", lambda: None)()
     failed = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    if trials is None:
+        trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in trials:
+        if trial.state != TrialState.RUNNING:
+            continue
         beat = last_beat(trial)
-        if beat is None and settings is not None:
+        if beat is None and settings is not None and trial_id_of(trial) != starting:
             _sight(storage, trial, now, settings.grace_s)
         if beat is None or not is_dead(trial, now):
             continue

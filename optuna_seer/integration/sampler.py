@@ -13,13 +13,19 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_seer._optuna import storage_of, study_id_of, trial_id_of
+from optuna_seer._optuna import (
+    fresh_trials,
+    set_trial_attrs,
+    storage_of,
+    study_id_of,
+    trial_id_of,
+)
 from optuna_seer.integration import dashboard
 from optuna_seer.integration.admission import (
+    WidthCount,
     affordable_width,
     budget_refusal,
     commitment,
-    width_rank,
 )
 from optuna_seer.integration.clock import study_time
 from optuna_seer.integration.heartbeat import on_trial_end, on_trial_start
@@ -31,10 +37,11 @@ from optuna_seer.integration.keys import (
     STUDY_STARTED_AT,
     SYNCHRONOUS,
     TRIAL_BEYOND_PLAN,
+    TRIAL_LEDGER,
     TRIAL_PLACEMENT,
     TRIAL_STOP_REASON,
 )
-from optuna_seer.integration.ledger import settle_trial, settled_at_stop, start_clock
+from optuna_seer.integration.ledger import settled, settled_at_stop, start_clock
 from optuna_seer.integration.pruner import SeerPruner
 from optuna_seer.integration.trial_gpus import (
     ImplicitPlacement,
@@ -117,6 +124,7 @@ class SeerSampler(BaseSampler):
         self._lock = threading.Lock()
         self._prepared_studies: set[int] = set()
         self._executor_studies: set[int] = set()
+        self._widths: dict[tuple[int, int], WidthCount] = {}
 
     @property
     def base_sampler(self) -> BaseSampler:
@@ -170,11 +178,16 @@ class SeerSampler(BaseSampler):
         now = self._now(pruner, study)
         wall_clock = (self._clock or pruner.clock) is time.time
         self._prepare_study(study, trial, plan, now, wall_clock)
-        # Fail dead workers' trials, then beat for this one (integration/heartbeat.py).
-        on_trial_start(study, trial, self._clock or pruner.clock)
         storage = storage_of(study)
-        trials = storage.get_all_trials(study_id_of(study), deepcopy=False)
-        rank = width_rank(trials, trial.number)
+        # One fresh read of the study's trials (this trial among them, so of any two processes
+        # the later counts the earlier), then dead workers' trials failed, and this one beats
+        # (integration/heartbeat.py): read again only if some were failed.
+        trials = fresh_trials(storage, study_id_of(study))
+        start = on_trial_start(study, trial, self._clock or pruner.clock, trials)
+        if start.failed:
+            trials = fresh_trials(storage, study_id_of(study))
+        writes = start.first_beat  # written below, with whatever else this start writes
+        rank = self._width_count(study).rank(trials, trial.number)
         reason = None
         widening = self._widen and rank > plan.n_configs and self._worth_widening(study, plan, now)
         if rank > plan.n_configs and not widening:
@@ -185,8 +198,8 @@ class SeerSampler(BaseSampler):
         elif study_id_of(study) not in self._executor_studies:
             reason = self._over_budget(study, pruner, trial, trials, now, rank, widening)
         if reason is not None:
-            storage.set_trial_system_attr(trial_id_of(trial), TRIAL_BEYOND_PLAN, True)
-            storage.set_trial_system_attr(trial_id_of(trial), TRIAL_STOP_REASON, reason)
+            writes |= {TRIAL_BEYOND_PLAN: True, TRIAL_STOP_REASON: reason}
+            set_trial_attrs(storage, trial_id_of(trial), system=writes)
             with self._lock:
                 self._refused[trial_id_of(trial)] = reason
             self._stop(study)
@@ -194,17 +207,27 @@ class SeerSampler(BaseSampler):
         if rank == plan.n_configs and not self._widen:
             # The last place: ask for no further trial, so no objective runs beyond the width.
             self._stop(study)
-        if wall_clock:
-            rule = implicit_placement(storage, study_id_of(study))
-            if rule is not None and keeps_true_start_times(storage):
-                return  # placed at its datetime_start, which the storage wrote
-        storage.set_trial_system_attr(
-            trial_id_of(trial),
-            TRIAL_PLACEMENT,
-            placement(
+        if not (
+            wall_clock
+            and implicit_placement(storage, study_id_of(study)) is not None
+            and keeps_true_start_times(storage)
+        ):  # else placed at its datetime_start, which the storage wrote
+            writes[TRIAL_PLACEMENT] = placement(
                 [r.gpus_per_trial for r in plan.rungs], [r.resource for r in plan.rungs], now
-            ),
-        )
+            )
+        set_trial_attrs(storage, trial_id_of(trial), system=writes)
+
+    def _width_count(self, study: optuna.Study) -> WidthCount:
+        """This process's :class:`WidthCount` of ``study`` (two storages may hold studies with
+        one id)."""
+        storage = storage_of(study)
+        key = (id(storage), study_id_of(study))
+        with self._lock:
+            count = self._widths.get(key)
+            if count is None or count.storage is not storage:
+                count = WidthCount(storage)
+                self._widths[key] = count
+            return count
 
     @staticmethod
     def _worth_widening(study: optuna.Study, plan: Plan, now: float) -> bool:
@@ -310,13 +333,21 @@ class SeerSampler(BaseSampler):
             self._refused.pop(trial_id_of(trial), None)
         on_trial_end(study, trial)
         pruner = study.pruner
+        account = None
         if isinstance(pruner, SeerPruner):
             rule = implicit_placement(storage_of(study), study_id_of(study))
             if placement_of(trial, rule) is not None and not (
                 state == TrialState.PRUNED and settled_at_stop(trial, rule)
             ):
-                settle_trial(storage_of(study), trial, self._now(pruner, study), rule)
-        dashboard.on_trial_end(study, trial, state, self._clock)  # user attrs it shows
+                account = settled(trial, self._now(pruner, study), rule)
+        # The account settled, and the user attrs the dashboard shows, in one write.
+        dashboard.on_trial_end(
+            study,
+            trial,
+            state,
+            self._clock,
+            settled={} if account is None else {TRIAL_LEDGER: list(account)},
+        )
         self._base.after_trial(study, trial, state, values)
 
     def reseed_rng(self) -> None:
