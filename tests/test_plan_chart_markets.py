@@ -74,6 +74,26 @@ def test_the_chart_names_each_stages_market_and_the_spot_recovery() -> None:
         plan_chart(plan, result, None, None, "plan", recovery[:1])
 
 
+def test_bar_labels_stay_inside_the_chart_when_the_plan_is_short() -> None:
+    # 'optuna-seer plan --deadline 12h' for a 30-minute plan: the bars are slivers at the left,
+    # and labels centred on them ran over the rung names left of the axes.
+    import matplotlib.pyplot as plt
+
+    plan = ElasticPlan((Stage(81, 1, 1, ON_DEMAND, 1), Stage(27, 3, 1, ON_DEMAND, 1)))
+    result = simulate(plan, Profile(epoch_seconds=10, scaling="linear"), samples=20)
+    figure = plan_chart(plan, result, 12 * 3600, 400.0, "plan")
+    try:
+        renderer = figure.canvas.get_renderer()
+        gantt = figure.axes[0]
+        inside = gantt.get_window_extent(renderer)
+        assert len(gantt.texts) == 2
+        for text in gantt.texts:
+            box = text.get_window_extent(renderer)
+            assert inside.x0 <= box.x0 and box.x1 <= inside.x1, text.get_text()
+    finally:
+        plt.close(figure)
+
+
 def test_plan_spot_mix_png_marks_markets_and_simulate_keeps_the_rates(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

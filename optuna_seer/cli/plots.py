@@ -80,6 +80,7 @@ def plan_chart(
     figure, (gantt, spend) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
     colours = plt.get_cmap("viridis")
     most = max(s.gpus_per_trial for s in plan.stages)
+    labels: list[tuple[Any, float, float]] = []  # each stage's label and its bar's ends
     for index, stage in enumerate(plan.stages):
         start, end = result.stage_start_s[index] / hours, result.stage_end_s[index] / hours
         market = stage.instance.market
@@ -101,15 +102,21 @@ def plan_chart(
                 f"\nrecovery ≈ ${stage_recovery.dollars:,.2f} "
                 f"({stage_recovery.reclaims:.2f} reclaims expected)"
             )
-        gantt.text(
-            start + (end - start) / 2,
-            index,
-            label,
-            ha="center",
-            va="center",
-            fontsize=8,
-            color="white",
-            bbox={"facecolor": "black", "alpha": 0.4, "edgecolor": "none", "pad": 1},
+        labels.append(
+            (
+                gantt.text(
+                    start + (end - start) / 2,
+                    index,
+                    label,
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white",
+                    bbox={"facecolor": "black", "alpha": 0.4, "edgecolor": "none", "pad": 1},
+                ),
+                start,
+                end,
+            )
         )
     gantt.set_yticks(range(len(plan.stages)))
     gantt.set_yticklabels([f"rung {i} · {s.instance.market}" for i, s in enumerate(plan.stages)])
@@ -138,7 +145,26 @@ def plan_chart(
     gantt.legend(handles=handles, title="market", loc="lower right", fontsize=8)
     spend.legend(loc="upper left")
     figure.tight_layout()
+    _keep_labels_inside(figure, gantt, labels)
     return figure
+
+
+def _keep_labels_inside(figure: Any, axes: Any, labels: Sequence[tuple[Any, float, float]]) -> None:
+    """Move each bar's label beside its bar when centred on it would cross the axes' left
+    edge (a plan far shorter than the deadline has bars narrower than their labels, whose
+    text then ran over the rung names), on the side with room."""
+    renderer = figure.canvas.get_renderer()
+    inside = axes.get_window_extent(renderer)
+    for text, start, end in labels:
+        if text.get_window_extent(renderer).x0 >= inside.x0:
+            continue
+        text.set_color("black")
+        text.set_bbox({"facecolor": "white", "alpha": 0.7, "edgecolor": "none", "pad": 1})
+        text.set_x(end)
+        text.set_horizontalalignment("left")
+        if text.get_window_extent(renderer).x1 > inside.x1:
+            text.set_x(start)
+            text.set_horizontalalignment("right")
 
 
 def _save(figure: Any, path: str | Path) -> Path:
