@@ -147,7 +147,6 @@ def _rdb_write(
     try:
         from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
-        import sqlalchemy
         from sqlalchemy import exc
     except ImportError:  # pragma: no cover - another Optuna layout
         return False
@@ -162,12 +161,10 @@ def _rdb_write(
             for key, value in user.items():
                 writer(session, models.TrialUserAttributeModel, trial_id, key, value)
         return True
-    trials = models.TrialModel.__table__
+    select_state = _select_state()
     try:
         with engine.begin() as connection:
-            state = connection.execute(
-                sqlalchemy.select(trials.c.state).where(trials.c.trial_id == trial_id)
-            ).scalar_one_or_none()
+            state = connection.execute(select_state, {"trial_id": trial_id}).scalar_one_or_none()
             if state is None:
                 raise KeyError(f"No trial with trial_id {trial_id} exists.")
             backend.check_trial_is_updatable(trial_id, TrialState(state))
@@ -176,12 +173,28 @@ def _rdb_write(
                 (models.TrialUserAttributeModel, user),
             ):
                 if attrs:
-                    connection.execute(_upsert(engine.name, model.__table__, trial_id, attrs))
+                    rows = [
+                        {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
+                        for key, value in attrs.items()
+                    ]
+                    connection.execute(_upsert(engine.name, model.__table__), rows)
     except exc.SQLAlchemyError as error:
         raise optuna.exceptions.StorageInternalError(
             f"writing the attrs of trial id {trial_id} failed: {error!r}"
         ) from error
     return True
+
+
+@functools.cache
+def _select_state() -> Any:
+    """The state of trial ``trial_id``, a statement built once (compiled once per engine)."""
+    from optuna.storages._rdb import models
+    import sqlalchemy
+
+    trials = models.TrialModel.__table__
+    return sqlalchemy.select(trials.c.state).where(
+        trials.c.trial_id == sqlalchemy.bindparam("trial_id")
+    )
 
 
 def _has_upsert(dialect: str) -> bool:
@@ -190,21 +203,19 @@ def _has_upsert(dialect: str) -> bool:
     )
 
 
-def _upsert(dialect: str, table: Any, trial_id: int, attrs: dict[str, Any]) -> Any:
-    """``INSERT ... ON CONFLICT (trial_id, key) DO UPDATE`` of ``attrs`` (see
-    :func:`_has_upsert`), each value stored as JSON, as Optuna stores it."""
-    rows = [
-        {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
-        for key, value in attrs.items()
-    ]
+@functools.cache
+def _upsert(dialect: str, table: Any) -> Any:
+    """``INSERT ... ON CONFLICT (trial_id, key) DO UPDATE`` into an attr table (see
+    :func:`_has_upsert`), built once per database and table and executed with rows of
+    ``trial_id``, ``key`` and ``value_json`` (the value as JSON, as Optuna stores it)."""
     if dialect == "mysql":
         from sqlalchemy.dialects import mysql
 
-        my = mysql.insert(table).values(rows)
+        my = mysql.insert(table)
         return my.on_duplicate_key_update(value_json=my.inserted.value_json)
     from sqlalchemy.dialects import postgresql, sqlite
 
-    insert = (sqlite if dialect == "sqlite" else postgresql).insert(table).values(rows)
+    insert = (sqlite if dialect == "sqlite" else postgresql).insert(table)
     return insert.on_conflict_do_update(
         index_elements=[table.c.trial_id, table.c.key],
         set_={"value_json": insert.excluded.value_json},
