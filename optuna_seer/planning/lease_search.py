@@ -73,7 +73,7 @@ def joint_lease_plans(
     queue_s: float,
     boot_s: float,
     keep: int = 24,
-    max_nodes_visited: int = 200_000,
+    max_nodes_visited: int = 20_000,
 ) -> list[tuple[float, float, ElasticPlan]]:
     """The ``keep`` cheapest plans (deterministic cost, finish time, plan) that meet
     ``deadline_s`` in the deterministic node-lease model, cheapest first.

@@ -68,7 +68,7 @@ __all__ = [
 
 _MAX_OPTIONS_PER_SHAPE = 16
 _JOINT_PLANS = 100  # hour-aware joint plans simulated under per-node leases
-_JOINT_STARTS = 3  # the cheapest of them the greedy search starts from
+_JOINT_STARTS = 1  # the cheapest of them the greedy search starts from
 
 
 def _epochs(job: SuccessiveHalvingJob, index: int) -> int:
