@@ -183,14 +183,14 @@ def run_seer_pool(scenario: Scenario, curves: CurveSet, seed: int) -> Outcome:
         if not done:
             for handle, launched in running.items():
                 backend.stop(handle)
-                release(study, launched.trial.number)
+                release(study, launched.trial.number, now=backend.now())
                 study.tell(launched.trial, state=TrialState.PRUNED)
             running.clear()
             break
         for handle in done:
             launched = running.pop(handle)
             trial, rung = launched.trial, launched.last
-            release(study, trial.number)
+            release(study, trial.number, now=backend.now())
             frozen = storage.get_trial(trial._trial_id)
             if handle in stopped or (frozen.last_step or 0) < plan.rungs[rung].resource:
                 study.tell(trial, state=TrialState.PRUNED)

@@ -26,7 +26,8 @@ import pytest
 
 from optuna_seer import Plan, SeerPruner, SeerSampler, WorkerPool, rungs
 from optuna_seer.integration import heartbeat
-from optuna_seer.integration.keys import TRIAL_HEARTBEAT, TRIAL_LEASE
+from optuna_seer.integration.clock import study_time
+from optuna_seer.integration.keys import STUDY_PLAN, TRIAL_HEARTBEAT, TRIAL_LEASE
 from optuna_seer.integration.leases import (
     LeaseError,
     acquire,
@@ -34,6 +35,7 @@ from optuna_seer.integration.leases import (
     leased,
     release,
 )
+from optuna_seer.integration.ledger import read_ledger
 from optuna_seer.planning.cost_model import ClusterLimits, RungShape, schedule
 from optuna_seer.planning.workload import Workload
 
@@ -95,7 +97,7 @@ def test_racing_threads_never_share_a_slot_nor_exceed_the_pool(tmp_path: Path) -
             with lock:
                 for s in slots:
                     holders.pop(s, None)
-            release(study, number)
+            release(study, number, now=0.0)
 
     threads = [threading.Thread(target=worker, args=(t.number, i)) for i, t in enumerate(trials)]
     for thread in threads:
@@ -115,8 +117,30 @@ def test_a_lease_is_returned_by_release_and_by_the_trial_ending() -> None:
     assert leased(study, "p") == {0: first.number, 1: first.number}
     study.tell(first, 1.0)  # a finished trial holds nothing
     assert acquire(study, second.number, pool="p", size=2, workers=1, rung=0, now=0) == (0,)
-    release(study, second.number)
+    release(study, second.number, now=0)
     assert study.trials[second.number].system_attrs[TRIAL_LEASE] is None
+
+
+def test_leased_workers_are_charged_to_the_ledger_until_returned() -> None:
+    """What a trial's workers cost while leased reaches its account: returned by release()
+    (settled first), or replaced by a new lease of the same trial; waiting costs nothing."""
+    study = seer_study(None, "ledger")
+    trial = study.ask()
+    trial.suggest_float("x", 0, 1)
+    start = study_time(study, time.time)
+    plan = Plan.from_dict(study._storage.get_study_system_attrs(study._study_id)[STUDY_PLAN])
+
+    def spent(at: float) -> float:
+        return read_ledger(study, plan, start + at).gpu_seconds
+
+    assert acquire(study, trial.number, pool="p", size=2, workers=2, rung=0, now=start) == (0, 1)
+    assert spent(4.0) == pytest.approx(8.0)  # accruing while held
+    release(study, trial.number, now=start + 10.0)
+    assert spent(100.0) == pytest.approx(20.0)  # 2 workers x 10 s, nothing after the return
+    acquire(study, trial.number, pool="p", size=2, workers=1, rung=1, now=start + 120.0)
+    acquire(study, trial.number, pool="p", size=2, workers=2, rung=1, now=start + 125.0)
+    release(study, trial.number, now=start + 130.0)
+    assert spent(200.0) == pytest.approx(20.0 + 5.0 + 10.0)
 
 
 def test_a_survivor_waiting_for_several_workers_is_not_starved_by_newcomers() -> None:
@@ -128,7 +152,7 @@ def test_a_survivor_waiting_for_several_workers_is_not_starved_by_newcomers() ->
     assert study.trials[survivor.number].system_attrs[TRIAL_LEASE]["wait"] == 3
     # One slot is free, but it is kept for the survivor queued before the newcomer.
     assert acquire(study, newcomer.number, pool="p", size=3, workers=1, rung=0, now=2) is None
-    release(study, busy.number)
+    release(study, busy.number, now=3)
     assert acquire(study, survivor.number, pool="p", size=3, workers=3, rung=1, now=3) == (
         0,
         1,

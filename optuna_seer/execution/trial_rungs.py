@@ -274,7 +274,7 @@ class _TrialRunner:
             try:
                 self.live = live = self._launch(rung, slots, waited, entrypoint, params)
             except BaseException:
-                release(self.trial.study, self.trial.number)
+                release(self.trial.study, self.trial.number, now=self._now())
                 raise
         try:
             value = self._follow(live, rung)
@@ -434,7 +434,7 @@ class _TrialRunner:
             )
         finally:
             live.backend.release()
-            release(self.trial.study, self.trial.number)
+            release(self.trial.study, self.trial.number, now=self._now())
 
     def close(self) -> None:
         """End the trial's launch, if one still runs, and return its workers."""

@@ -29,7 +29,7 @@ Example:
     >>> acquire(study, trial.number, pool="local", size=2, workers=2, rung=0, now=0.0)
     (0, 1)
     >>> acquire(study, study.ask().number, pool="local", size=2, workers=1, rung=0, now=0.0)
-    >>> release(study, trial.number)
+    >>> release(study, trial.number, now=5.0)
     >>> leased(study, "local")
     {}
 """
@@ -44,8 +44,12 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optuna_seer._optuna import storage_of, study_id_of
 from optuna_seer.integration.keys import TRIAL_LEASE
-from optuna_seer.integration.ledger import charge_trial
-from optuna_seer.integration.trial_gpus import implicit_placement, placement_of
+from optuna_seer.integration.ledger import charge_trial, current_gpus, trial_account
+from optuna_seer.integration.trial_gpus import (
+    ImplicitPlacement,
+    implicit_placement,
+    placement_of,
+)
 
 _POOL_PREFIX = "seer:pool:"
 
@@ -175,11 +179,21 @@ def acquire(
         storage.set_trial_system_attr(trial_id, TRIAL_LEASE, None)
         return None
     # The trial costs money while it holds workers: its account restarts now, so the time it
-    # waited for them is not charged (see the ledger).
+    # waited for them is not charged (see the ledger); a lease it held until now (it asked
+    # again without returning it) is charged up to now first.
     implicit = implicit_placement(storage, study_id_of(study))
     if placement_of(trial, implicit) is not None:
-        charge_trial(storage, trial, 0.0, now, implicit)
+        charge_trial(storage, trial, _held_seconds(trial, now, implicit), now, implicit)
     return mine
+
+
+def _held_seconds(trial: FrozenTrial, now: float, implicit: ImplicitPlacement | None) -> float:
+    """Worker-seconds ``trial`` accrued on the lease it holds, since its account's last entry
+    (0 while it holds none)."""
+    account = trial_account(trial, implicit)
+    if account is None or not (lease_of(trial) or {}).get("slots"):
+        return 0.0
+    return max(now - account[1], 0.0) * current_gpus(trial, implicit)
 
 
 def _waiting(lease: Any, pool: str, rung: int) -> dict[str, Any] | None:
@@ -208,12 +222,19 @@ def _needed_ahead(
     return needed
 
 
-def release(study: optuna.Study, number: int) -> None:
-    """Return the workers trial ``number`` holds (a no-op if it holds none or has ended)."""
+def release(study: optuna.Study, number: int, *, now: float) -> None:
+    """Return the workers trial ``number`` holds (a no-op if it holds none or has ended),
+    charging them to its account up to ``now`` (study time) first: once returned, they no
+    longer accrue, so what they cost must be settled before (a crash between the two writes
+    leaves the lease held and its account settled: it accrues on from there, as before)."""
     storage = storage_of(study)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id_of(study), number)
     trial = storage.get_trial(trial_id)
     if trial.state == TrialState.RUNNING and trial.system_attrs.get(TRIAL_LEASE) is not None:
+        implicit = implicit_placement(storage, study_id_of(study))
+        held = _held_seconds(trial, now, implicit)
+        if held > 0:
+            charge_trial(storage, trial, held, now, implicit)
         storage.set_trial_system_attr(trial_id, TRIAL_LEASE, None)
 
 
