@@ -24,11 +24,11 @@ import statistics
 
 from benchmarks.executed_plan import INSTANCES, SLACKS, cloud, profile
 from benchmarks.planner import SCALINGS, fastest_static_p95
+from optuna_seer.planning.exhaustive import exhaustive_plan
 from optuna_seer.planning.prices import PriceQuote
 from optuna_seer.planning.rubberband import (
     PlanningProblem,
     SuccessiveHalvingJob,
-    exhaustive_plan,
     plan_rubberband,
 )
 from optuna_seer.planning.simulator import simulate

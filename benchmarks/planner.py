@@ -21,12 +21,12 @@ import argparse
 import statistics
 import time
 
+from optuna_seer.planning.exhaustive import exhaustive_plan
 from optuna_seer.planning.prices import PriceQuote
 from optuna_seer.planning.profile import Profile
 from optuna_seer.planning.rubberband import (
     PlanningProblem,
     SuccessiveHalvingJob,
-    exhaustive_plan,
     plan_rubberband,
     static_plans,
 )

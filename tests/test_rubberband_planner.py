@@ -10,13 +10,13 @@ from hypothesis import strategies as st
 import pytest
 
 from optuna_seer.planning.cost_model import ClusterLimits
+from optuna_seer.planning.exhaustive import exhaustive_plan
 from optuna_seer.planning.prices import PriceQuote
 from optuna_seer.planning.profile import Profile
 from optuna_seer.planning.rubberband import (
     PlanningProblem,
     SuccessiveHalvingJob,
     best_static_plan,
-    exhaustive_plan,
     plan_rubberband,
     stage_options,
     static_plans,
