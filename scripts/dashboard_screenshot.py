@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # benchmarks.seer_arm names the replayed training program
 
 from optuna_seer import Budget, SeerPruner, SeerSampler, Workload  # noqa: E402
+from optuna_seer._install import install_hint  # noqa: E402
 from optuna_seer._optuna import study_id_of  # noqa: E402
 from optuna_seer._ports import free_port  # noqa: E402
 from optuna_seer.backends.replay import RecordedCurve, ReplayBackend  # noqa: E402
@@ -171,7 +172,7 @@ def main() -> None:
     if browser is None or dashboard is None:
         sys.exit(
             "needs chromium (apt-get install -y chromium) and optuna-dashboard "
-            "(pip install 'optuna-seer[dashboard]')."
+            f"({install_hint('dashboard', 'optuna-dashboard')})."
         )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="seer-dashboard-") as scratch:

@@ -119,7 +119,7 @@ def test_png_without_matplotlib_names_the_extra_to_install(
         ]
     )  # fmt: skip
     assert code == 2
-    assert f"pip install 'optuna-seer[{PLOT_EXTRA}]'" in capsys.readouterr().err
+    assert f"pip install '.[{PLOT_EXTRA}]' in an optuna-seer clone" in capsys.readouterr().err
     assert not (tmp_path / "plan.png").exists()
     with pytest.raises(PlottingUnavailableError, match="matplotlib"):
         plot_timeline(None, tmp_path / "timeline.png")  # type: ignore[arg-type]

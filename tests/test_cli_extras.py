@@ -48,7 +48,8 @@ def test_plan_png_without_matplotlib_refuses_before_planning(
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1
     assert "plan --png needs matplotlib" in lines[0]
-    assert "pip install 'optuna-seer[plot]'" in lines[0]
+    assert "pip install '.[plot]' in an optuna-seer clone" in lines[0]
+    assert "(or pip install 'matplotlib>=3.7')" in lines[0]
 
 
 def test_simulate_png_without_matplotlib_refuses_before_simulating(
@@ -66,7 +67,7 @@ def test_simulate_png_without_matplotlib_refuses_before_simulating(
     )
     captured = capsys.readouterr()
     assert code == 2 and captured.out == ""
-    assert "optuna-seer[plot]" in captured.err
+    assert "pip install '.[plot]' in an optuna-seer clone" in captured.err
 
 
 def test_profile_without_torch_names_the_worker_extra(
@@ -78,7 +79,7 @@ def test_profile_without_torch_names_the_worker_extra(
     captured = capsys.readouterr()
     assert code == 2 and captured.out == "" and not out.exists()
     assert captured.err.count("\n") == 1
-    assert "profile needs torch" in captured.err and "optuna-seer[worker]" in captured.err
+    assert "profile needs torch" in captured.err and "pip install '.[worker]'" in captured.err
 
 
 def test_plan_with_matplotlib_still_writes_its_chart(tmp_path: Path, profile_path: Path) -> None:

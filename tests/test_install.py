@@ -1,4 +1,4 @@
-"""A core install (``pip install optuna-seer``, no extras) plans without torch.
+"""A core install (``pip install .`` from a clone, no extras) plans without torch.
 
 Builds a wheel of this checkout, installs it into a fresh virtualenv with its declared
 dependencies only (from the package registry), and runs ``optuna-seer plan`` there.
@@ -63,4 +63,4 @@ def test_a_core_install_plans_without_torch(tmp_path: Path) -> None:
         timeout=300,
     )
     assert png.returncode == 2
-    assert "optuna-seer[plot]" in png.stderr and "Traceback" not in png.stderr
+    assert "pip install '.[plot]'" in png.stderr and "Traceback" not in png.stderr

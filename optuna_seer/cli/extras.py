@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import importlib
 
+from optuna_seer._install import install_hint
+
 EXTRAS = {"matplotlib": "plot", "torch": "worker", "lightning": "lightning", "sklearn": "examples"}
 """The optuna-seer extra that installs each optional module."""
+
+DISTRIBUTIONS = {"sklearn": "scikit-learn"}
+"""The package to ``pip install`` for a module whose name differs from it."""
 
 
 class MissingExtraError(ImportError):
@@ -30,12 +35,7 @@ def require_module(module: str, needed_by: str) -> None:
     try:
         importlib.import_module(module)
     except ImportError:
-        extra = EXTRAS.get(module)
-        install = (
-            f"pip install 'optuna-seer[{extra}]' (or pip install {module})"
-            if extra
-            else f"pip install {module}"
-        )
+        install = install_hint(EXTRAS.get(module), DISTRIBUTIONS.get(module, module))
         raise MissingExtraError(
             f"{needed_by} needs {module}, which is not installed: {install}."
         ) from None

@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
+from optuna_seer._install import install_hint
 from optuna_seer.cli.extras import MissingExtraError
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def _pyplot(chart: str) -> Any:
     except ImportError:
         raise PlottingUnavailableError(
             f"the {chart} needs matplotlib, which is not installed: "
-            f"pip install 'optuna-seer[{PLOT_EXTRA}]' (or pip install matplotlib)."
+            f"{install_hint(PLOT_EXTRA, 'matplotlib')}."
         ) from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

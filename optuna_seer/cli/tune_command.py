@@ -45,6 +45,7 @@ import numpy as np
 import optuna
 from optuna.storages import InMemoryStorage
 
+from optuna_seer._install import install_hint
 from optuna_seer.backends.base import Backend
 from optuna_seer.backends.local import LocalBackend
 from optuna_seer.backends.replay import RecordedCurve, ReplayBackend
@@ -240,7 +241,7 @@ def _skypilot_factory(max_gpus: int) -> Callable[[PriceQuote], Backend]:
         from optuna_seer.backends.skypilot.backend import SkyPilotBackend
     except ImportError as exc:
         raise ValueError(
-            f"--backend skypilot needs SkyPilot ({exc}): pip install 'optuna-seer[sky]'."
+            f"--backend skypilot needs SkyPilot ({exc}): {install_hint('sky')}."
         ) from None
 
     def backend_for(instance: PriceQuote) -> Backend:

@@ -440,5 +440,5 @@ def _write_note(study: optuna.Study, plan: Plan) -> None:
     try:
         dashboard = importlib.import_module("optuna_dashboard")
     except ImportError:
-        return  # the user attrs carry the same; pip install 'optuna-seer[dashboard]'
+        return  # the user attrs carry the same; pip install '.[dashboard]' from a clone
     dashboard.save_note(study, note_markdown(study, plan))

@@ -28,6 +28,7 @@ from pathlib import Path
 import threading
 from typing import Any
 
+from optuna_seer._install import install_hint
 from optuna_seer._logging import get_logger
 from optuna_seer.planning.prices import MARKETS, PriceQuote
 
@@ -284,7 +285,7 @@ def aws_spot_quotes(
         import botocore.session
     except ImportError:
         raise RuntimeError(
-            "AWS spot prices need botocore: pip install 'optuna-seer[s3]'."
+            f"AWS spot prices need botocore: {install_hint('s3', 'botocore')}."
         ) from None
     if client is None:
         client = botocore.session.get_session().create_client("ec2", region_name=region)

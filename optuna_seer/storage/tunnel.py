@@ -47,6 +47,7 @@ import tempfile
 import threading
 from typing import Any, TypeVar, cast
 
+from optuna_seer._install import install_hint
 from optuna_seer._logging import get_logger
 
 _logger = get_logger(__name__)
@@ -95,8 +96,8 @@ class ProxyCredential:
         """A fresh token and a self-signed EC P-256 certificate valid for ``days``.
 
         Raises:
-            ImportError: The ``cryptography`` package is missing (``pip install
-                'optuna-seer[grpc]'``).
+            ImportError: The ``cryptography`` package is missing (``pip install '.[grpc]'``
+                in an optuna-seer clone).
         """
         try:
             from datetime import datetime, timedelta, timezone
@@ -108,7 +109,7 @@ class ProxyCredential:
         except ImportError as exc:
             raise ImportError(
                 "serving the study to other machines needs the 'cryptography' package for its "
-                "per-job TLS certificate: pip install 'optuna-seer[grpc]' (or cryptography)."
+                f"per-job TLS certificate: {install_hint('grpc', 'cryptography')}."
             ) from exc
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SERVER_NAME)])

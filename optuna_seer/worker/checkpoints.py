@@ -11,8 +11,8 @@ has a key refuses a plain digest, and a keyless reader verifies a keyed one with
 keyring.
 
 Remote stores go through `fsspec <https://filesystem-spec.readthedocs.io>`_: ``s3://`` through
-``s3fs`` (``pip install 'optuna-seer[s3]'``), ``gs://`` through ``gcsfs``
-(``optuna-seer[gcs]``), and any other protocol fsspec knows, all alike
+``s3fs`` (``pip install '.[s3]'`` in an optuna-seer clone), ``gs://`` through ``gcsfs``
+(``'.[gcs]'``), and any other protocol fsspec knows, all alike
 (:class:`RemoteStore`). Options for the filesystem (an endpoint, a token, a project) come
 from ``storage_options=`` or, for workers, the JSON in ``SEER_CHECKPOINT_STORAGE_OPTIONS``;
 S3 honours ``AWS_ENDPOINT_URL`` too. Transient failures are retried by the client library

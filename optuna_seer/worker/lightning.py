@@ -45,6 +45,7 @@ import tempfile
 import time
 from typing import Any, Literal
 
+from optuna_seer._install import install_hint
 from optuna_seer.integration.tie_break import TieBreak
 from optuna_seer.worker.context import TrialContext
 from optuna_seer.worker.epoch_checkpoints import CheckpointSchedule, EpochCheckpoints
@@ -62,7 +63,8 @@ def default_namespace() -> str:
     else ``pytorch_lightning``.
 
     Raises:
-        ModuleNotFoundError: Neither is installed (``pip install optuna-seer[lightning]``).
+        ModuleNotFoundError: Neither is installed (``pip install '.[lightning]'`` in an
+            optuna-seer clone).
     """
     imported = [name for name in NAMESPACES if name in sys.modules]
     if len(imported) == 1:
@@ -75,8 +77,8 @@ def default_namespace() -> str:
         if found:
             return name
     raise ModuleNotFoundError(
-        "SeerCallback needs Lightning: pip install 'optuna-seer[lightning]' (lightning.pytorch) "
-        "or pytorch-lightning."
+        f"SeerCallback needs Lightning (lightning.pytorch or pytorch_lightning): "
+        f"{install_hint('lightning', 'lightning')}."
     )
 
 

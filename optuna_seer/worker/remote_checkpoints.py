@@ -27,6 +27,7 @@ import time
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
+from optuna_seer._install import install_hint
 from optuna_seer._secrets import scrub
 from optuna_seer.storage.retry import RetryPolicy, StorageUnavailableError
 from optuna_seer.worker.checkpoint_keys import CheckpointKey, key_from_env
@@ -190,6 +191,7 @@ class S3Store(RemoteStore):
 
 ENV_STORAGE_OPTIONS = "SEER_CHECKPOINT_STORAGE_OPTIONS"
 _EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}
+_FILESYSTEM_PACKAGES = {"s3": "s3fs", "gcs": "gcsfs"}
 _FILESYSTEMS: dict[tuple[int, str, str, int], Any] = {}
 _CLIENT_ENV = ("AWS_", "STORAGE_EMULATOR_HOST", "GOOGLE_", "GCSFS_")
 
@@ -239,7 +241,11 @@ def _filesystem(protocol: str, options: dict[str, Any], retry: RetryPolicy) -> A
         ) from None
     except ImportError as exc:
         extra = _EXTRAS.get(protocol)
-        hint = f"pip install 'optuna-seer[{extra}]'" if extra else "install its fsspec library"
+        hint = (
+            install_hint(extra, _FILESYSTEM_PACKAGES[extra])
+            if extra
+            else "install its fsspec library"
+        )
         raise ImportError(
             f"checkpoint store {protocol}:// needs {exc.name or exc}: {hint}."
         ) from exc
