@@ -216,3 +216,22 @@ def test_width_count_counts_what_width_rank_counts() -> None:
         # The new trial's rank, and a later one's (a trial read after others started).
         for probe in (number, number + 3):
             assert count.rank(trials, probe) == width_rank(trials, probe)
+
+
+def test_fresh_trials_keep_to_their_study_among_others_in_the_same_database(
+    tmp_path: Path,
+) -> None:
+    """Trials are looked up by id once one has finished: those of another study, with ids
+    above and between, are not this study's."""
+    url = make_storage("sqlite", tmp_path)
+    a = optuna.create_study(storage=url, study_name="a")
+    b = optuna.create_study(storage=url, study_name="b")
+    for _ in range(3):
+        a.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+        b.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+        a.ask()
+        b.ask()
+        for study in (a, b):
+            assert {t.number for t in _agrees(storage_of(study), study_id_of(study))} == set(
+                range(len(study.trials))
+            )

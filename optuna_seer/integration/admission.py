@@ -33,7 +33,7 @@ import threading
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_seer._optuna import trial_id_of
+from optuna_seer._optuna import trial_id_of, trials_not_in
 from optuna_seer.integration.keys import (
     TRIAL_BEYOND_PLAN,
     TRIAL_LEASE,
@@ -182,9 +182,7 @@ class FinishedTrials:
         """Add the newly finished ``trials``; returns those not finished."""
         unfinished = []
         added = False
-        for t in trials:
-            if trial_id_of(t) in self.ids:
-                continue
+        for t in trials_not_in(trials, self.ids):
             if not t.state.is_finished():
                 unfinished.append(t)
                 continue
@@ -300,12 +298,9 @@ class WidthCount:
         """:func:`width_rank` of trial ``number`` among ``trials`` (the study's, as read)."""
         running = 0
         with self.lock:
-            for t in trials:
-                trial_id = trial_id_of(t)
-                if trial_id in self.judged:
-                    continue
+            for t in trials_not_in(trials, self.judged):
                 if t.state.is_finished():
-                    self.judged.add(trial_id)
+                    self.judged.add(trial_id_of(t))
                     if _placed(t):
                         bisect.insort(self.placed, t.number)
                 elif t.number < number and _placed(t):
