@@ -97,9 +97,10 @@ def measured_provisioning_of(args: argparse.Namespace) -> ProvisioningModel | No
                 "studies whose launches measured provisioning."
             )
         from optuna_seer.execution.provisioning_samples import measured_provisioning
-        from optuna_seer.storage.urls import open_storage
+        from optuna_seer.storage.urls import open_existing_storage
 
-        return measured_provisioning(open_storage(args.from_study), args.study_name)
+        storage = open_existing_storage(args.from_study, "--from-study")
+        return measured_provisioning(storage, args.study_name)
     return None
 
 

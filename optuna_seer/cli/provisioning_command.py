@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from optuna_seer.execution.provisioning_samples import measured_provisioning
-from optuna_seer.storage.urls import open_storage
+from optuna_seer.storage.urls import open_existing_storage
 
 
 def add_provisioning_command(commands: Any) -> None:
@@ -33,7 +33,7 @@ def add_provisioning_command(commands: Any) -> None:
 
 def cmd_provisioning(args: argparse.Namespace, out: TextIO) -> int:
     """``optuna-seer provisioning``: print (and write) the measured distribution."""
-    model = measured_provisioning(open_storage(args.storage), args.study)
+    model = measured_provisioning(open_existing_storage(args.storage, "--storage"), args.study)
     print(model.describe(), file=out)
     if args.out:
         Path(args.out).write_text(json.dumps(model.to_dict(), indent=2) + "\n", encoding="utf-8")

@@ -106,11 +106,13 @@ def measured_from_study(storage: str, study_name: str) -> tuple[float, float, di
     from optuna_seer.integration.keys import STUDY_STARTED_AT, stop_reason
     from optuna_seer.integration.ledger import spent_gpu_seconds
     from optuna_seer.integration.trial_gpus import implicit_placement_in
-    from optuna_seer.storage.urls import open_storage, redact_url
+    from optuna_seer.storage.urls import open_existing_storage, redact_url
 
     shown = redact_url(storage)
     try:
-        opened = open_storage(storage)
+        opened = open_existing_storage(storage, "--storage")
+    except FileNotFoundError:
+        raise  # its message names the path; nothing was created
     except Exception as exc:  # SQLAlchemy, drivers, gRPC: many kinds, all a bad --storage
         detail = str(exc).replace(storage, shown)
         try:

@@ -190,6 +190,61 @@ def open_storage(url: str | BaseStorage) -> BaseStorage:
     return JournalStorage(JournalFileBackend(journal_path(url)))
 
 
+def local_file_of(url: str) -> str | None:
+    """The local file that ``url`` keeps its study in (a SQLite database or a journal file),
+    ``None`` for a server, an in-memory database or a URL that is not one.
+
+    Example:
+        >>> local_file_of("sqlite:////tmp/runs/seer.db"), local_file_of("runs/seer.log")
+        ('/tmp/runs/seer.db', 'runs/seer.log')
+        >>> local_file_of("sqlite:///:memory:"), local_file_of("postgresql://db/optuna")
+        (None, None)
+    """
+    if url.startswith(JOURNAL_PREFIX):
+        return url[len(JOURNAL_PREFIX) :] or None
+    if url.startswith((GRPC_PREFIX, GRPCS_PREFIX, *REDIS_PREFIXES)):
+        return None
+    if not _SCHEME.match(url):
+        return url or None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return None  # open_storage says what is wrong with it
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):  # a SQLite URI (?uri=true)
+        database = urlparse(database).path
+        return database if database and database != ":memory:" else None
+    return database
+
+
+def open_existing_storage(url: str, option: str = "storage") -> BaseStorage:
+    """:func:`open_storage` for a command that only reads a study: a SQLite database or a
+    journal file that does not exist is refused instead of created (empty) by opening it.
+
+    Raises:
+        FileNotFoundError: ``url`` names a local file that is not there; the message (one
+            line) names ``option`` and the path.
+
+    Example:
+        >>> open_existing_storage("sqlite:////no/x.db", "--storage")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: --storage sqlite:////no/x.db: no such file '/no/x.db' (a command ...
+    """
+    path = local_file_of(url) if isinstance(url, str) else None
+    if path is not None and not os.path.exists(path):
+        raise FileNotFoundError(
+            f"{option} {redact_url(url)}: no such file {path!r} (a command that reads a study "
+            "creates none); check the path."
+        )
+    return open_storage(url)
+
+
 def journal_path(path: str) -> str:
     """``path`` checked as a journal file's path: not a SQLite database in disguise.
 
