@@ -16,9 +16,9 @@ only plans imports neither. Everything else is importable from its sub-package:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from optuna_seer._lazy import lazy_names
 from optuna_seer.integration.keys import stop_reason
 from optuna_seer.integration.pruner import SeerPruner
 from optuna_seer.integration.ranking import best_finalist
@@ -107,14 +107,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'optuna_seer' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, __all__, globals())
