@@ -17,6 +17,7 @@ without measuring anything again.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 import dataclasses
 from pathlib import Path
 import statistics
@@ -159,14 +160,25 @@ def _print_and_save_profile(profile: Profile, path: Path, out: TextIO) -> int:
             file=out,
         )
     print(f"scaling: {profile.curve.to_spec()}", file=out)
-    contention = profile.to_dict()["contention"]
+    contention = profile.contention_by_launches
     if len(contention) > 1:
-        print(f"contention (launches at once: slowdown): {contention}", file=out)
+        print(
+            f"contention (slowdown when launches share the host): {_slowdowns(contention)}",
+            file=out,
+        )
     if profile.provisioning is not None:
         print(profile.provisioning.describe(), file=out)
     save_profile(profile, path)
     print(f"wrote {path}", file=out)
     return 0
+
+
+def _slowdowns(contention: Mapping[int, float]) -> str:
+    """``{1: 1.0, 2: 1.199}`` → ``"1 launch 1.00x, 2 launches 1.20x"``."""
+    return ", ".join(
+        f"{n} launch{'' if n == 1 else 'es'} {factor:.2f}x"
+        for n, factor in sorted(contention.items())
+    )
 
 
 def _first_draw(script: str) -> dict[str, Any]:
