@@ -136,7 +136,12 @@ def add_instance_arguments(parser: argparse.ArgumentParser) -> None:
         help="plan on local worker slots at this $/h each (instead of instance types)",
     )
     group.add_argument("--no-sky", action="store_true", help="do not read SkyPilot's catalog")
-    group.add_argument("--max-gpus", type=positive_int, default=64, help="quota: GPUs at once")
+    group.add_argument(
+        "--max-gpus",
+        type=positive_int,
+        default=64,
+        help="quota: GPUs at once (default: %(default)s)",
+    )
 
 
 def cloud_model(args: argparse.Namespace) -> CloudModel:

@@ -59,12 +59,44 @@ def _add_plan_command(commands: argparse._SubParsersAction[_Parser]) -> None:
     plan.add_argument("--deadline", type=duration, required=True, help="e.g. 12h, 1h30m")
     plan.add_argument("--budget", type=positive_float, help="dollars")
     plan.add_argument("--profile", type=Path, required=True, help="profile JSON")
-    plan.add_argument("--objective", choices=("min-cost", "max-accuracy"), default="min-cost")
-    plan.add_argument("--configs", type=int, default=81, help="configurations (max for SEER)")
-    plan.add_argument("--reduction-factor", type=int, default=3)
-    plan.add_argument("--max-epochs", type=int, default=27)
-    plan.add_argument("--min-resource", type=int, default=1)
-    plan.add_argument("--quantile", type=float, default=0.95, help="P(JCT <= deadline) to reach")
+    plan.add_argument(
+        "--objective",
+        choices=("min-cost", "max-accuracy"),
+        default="min-cost",
+        help="min-cost: the cheapest plan that meets the deadline (RubberBand); max-accuracy: "
+        "the best expected accuracy within deadline and budget (SEER) (default: %(default)s)",
+    )
+    plan.add_argument(
+        "--configs",
+        type=int,
+        default=81,
+        help="configurations (max for SEER) (default: %(default)s)",
+    )
+    plan.add_argument(
+        "--reduction-factor",
+        type=int,
+        default=3,
+        metavar="N",
+        help="each rung keeps 1/N of its trials (default: %(default)s)",
+    )
+    plan.add_argument(
+        "--max-epochs",
+        type=int,
+        default=27,
+        help="epochs a configuration trains at most (default: %(default)s)",
+    )
+    plan.add_argument(
+        "--min-resource",
+        type=int,
+        default=1,
+        help="epochs before the first elimination (default: %(default)s)",
+    )
+    plan.add_argument(
+        "--quantile",
+        type=float,
+        default=0.95,
+        help="P(JCT <= deadline) to reach (default: %(default)s)",
+    )
     plan.add_argument("--out", type=Path, help="write the plan JSON here")
     plan.add_argument("--png", type=Path, help="write the Gantt + cost chart here")
     plan.add_argument(
