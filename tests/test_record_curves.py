@@ -22,11 +22,12 @@ def test_synthetic_task_is_generated_from_a_fixed_seed_with_a_larger_validation_
 
 
 def test_harder_curves_have_500_configurations_and_500_validation_examples() -> None:
-    assert recorded.available(HARDER) == ["synthetic", "wine"]
-    wine = recorded.load("wine", HARDER)
-    assert len(wine.curves) == 500 and wine.epochs == 40
-    default_wine = recorded.load("wine")
-    assert wine.configs[:150] == default_wine.configs  # the same configurations, then more
+    assert recorded.available(HARDER) == ["breast_cancer", "digits", "synthetic", "wine"]
+    for name in ("breast_cancer", "digits", "wine"):
+        harder = recorded.load(name, HARDER)
+        assert len(harder.curves) == 500 and harder.epochs == 40
+        default = recorded.load(name)
+        assert harder.configs[:150] == default.configs  # the same configurations, then more
     synthetic = recorded.load("synthetic", HARDER)
     assert len(synthetic.curves) == 100
     # 500 validation examples: accuracies are multiples of 1/500.
