@@ -106,9 +106,12 @@ def test_a_sigkilled_ddp_rank_is_retried_from_the_last_checkpoint(tmp_path: Path
     assert [r.state for r in ours] == ["failed", "succeeded"], [r.message for r in ours]
     assert result.failed_launches == 1 and result.retried_launches == 1
     # The retry resumed from the newest epoch checkpoint stored inside the rung (epoch 2, or 3
-    # if its checkpoint was stored before the kill landed), on fresh workers (a new process
-    # group): at most one epoch lost; every epoch has exactly one value, first kept.
-    assert ours[1].epochs in (FINAL_EPOCHS - 3, FINAL_EPOCHS - 2)
+    # if its checkpoint was stored before the kill landed; on a loaded machine the kill, sent
+    # when the watcher reads epoch 3, can land an epoch or two later, and the retry then
+    # resumes from that later checkpoint), on fresh workers (a new process group): at most
+    # one epoch lost, never a restart from the rung's start; every epoch has exactly one
+    # value, first kept.
+    assert 1 <= ours[1].epochs <= FINAL_EPOCHS - 2
     assert sorted(finalist.intermediate_values) == list(range(1, FINAL_EPOCHS + 1))
     assert finalist.value == finalist.intermediate_values[FINAL_EPOCHS]
     assert open_store(str(tmp_path / "ckpt" / STUDY / f"trial-{finalist.number}")).names() == [
