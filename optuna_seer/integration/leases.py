@@ -44,12 +44,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optuna_seer._optuna import storage_of, study_id_of
 from optuna_seer.integration.keys import TRIAL_LEASE
-from optuna_seer.integration.ledger import charge_trial, current_gpus, trial_account
-from optuna_seer.integration.trial_gpus import (
-    ImplicitPlacement,
-    implicit_placement,
-    placement_of,
-)
+from optuna_seer.integration.ledger import charge_trial, settle_trial
+from optuna_seer.integration.trial_gpus import implicit_placement, placement_of
 
 _POOL_PREFIX = "seer:pool:"
 
@@ -183,17 +179,11 @@ def acquire(
     # again without returning it) is charged up to now first.
     implicit = implicit_placement(storage, study_id_of(study))
     if placement_of(trial, implicit) is not None:
-        charge_trial(storage, trial, _held_seconds(trial, now, implicit), now, implicit)
+        if (lease_of(trial) or {}).get("slots"):
+            settle_trial(storage, trial, now, implicit)
+        else:
+            charge_trial(storage, trial, 0.0, now, implicit)
     return mine
-
-
-def _held_seconds(trial: FrozenTrial, now: float, implicit: ImplicitPlacement | None) -> float:
-    """Worker-seconds ``trial`` accrued on the lease it holds, since its account's last entry
-    (0 while it holds none)."""
-    account = trial_account(trial, implicit)
-    if account is None or not (lease_of(trial) or {}).get("slots"):
-        return 0.0
-    return max(now - account[1], 0.0) * current_gpus(trial, implicit)
 
 
 def _waiting(lease: Any, pool: str, rung: int) -> dict[str, Any] | None:
@@ -231,10 +221,8 @@ def release(study: optuna.Study, number: int, *, now: float) -> None:
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id_of(study), number)
     trial = storage.get_trial(trial_id)
     if trial.state == TrialState.RUNNING and trial.system_attrs.get(TRIAL_LEASE) is not None:
-        implicit = implicit_placement(storage, study_id_of(study))
-        held = _held_seconds(trial, now, implicit)
-        if held > 0:
-            charge_trial(storage, trial, held, now, implicit)
+        if (lease_of(trial) or {}).get("slots"):
+            settle_trial(storage, trial, now, implicit_placement(storage, study_id_of(study)))
         storage.set_trial_system_attr(trial_id, TRIAL_LEASE, None)
 
 
