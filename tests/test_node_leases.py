@@ -96,3 +96,47 @@ def test_the_planner_shrinks_in_place_under_per_hour_billing() -> None:
             node_leases=False), samples=200,
     )  # fmt: skip
     assert plan_rubberband(whole).stats.cost > result.stats.cost
+
+
+def test_spares_run_the_next_stage_within_their_paid_hour_and_cost_no_more() -> None:
+    # 8 nodes for 1,000 s, then 4 trials of 1,000 s on 1 node: released at the shrink, the
+    # 7 others leave it 4 waves; kept as spares (paid to 3,600 s anyway) they run 3 of the
+    # trials at once beside it: one wave, and the kept node needs no second hour.
+    stages = [Stage(8, 1, 1, NODE, 8), Stage(4, 2, 1, NODE, 1)]
+    second = np.full(1, 4000.0)  # 4 waves of 1,000 s
+
+    def run(launch_s: float | None) -> tuple[float, float]:
+        jct, cost, _ = node_lease_run(
+            stages,
+            lambda i: (np.full(1, 1000.0) if i == 0 else second, np.zeros(1)),
+            lambda i: (np.zeros(1), np.zeros(1)),
+            HOURLY,
+            1,
+            False,
+            launch_s=None if launch_s is None else (lambda i: launch_s),
+        )
+        return float(jct[0]), float(cost[0]) / 3600
+
+    assert run(None) == (5000.0, 9.0)  # 7 released at 1,000 s (1 h), 1 kept for 5,000 s (2 h)
+    assert run(1000.0) == (2000.0, 8.0)  # 7 spares (1 h each), 1 kept for 2,000 s (1 h)
+    # A launch that would outlast the spares' paid hour is not given to them.
+    assert run(2700.0) == (5000.0, 9.0)
+    # A later grow takes spares back: no new lease, so no second hour of boot for them.
+    pool = NodePool(HOURLY, samples=1)
+    pool.add(np.zeros(1), 4, dollars_per_second=1.0)
+    pool.shrink(np.full(1, 600.0), keep=1, spares=True)
+    assert pool.take_back(np.full(1, 1200.0), 2).tolist() == [2.0]
+    assert pool.nodes.tolist() == [3.0]
+    pool.release_all(np.full(1, 1800.0))
+    assert pool.cost.tolist() == [4 * 3600.0]
+
+
+def test_the_simulator_uses_spares_under_node_leases_unless_told_not_to() -> None:
+    prof = Profile(epoch_seconds=600, scaling="linear", startup_seconds=60)
+    plan = ElasticPlan((Stage(9, 1, 1, NODE, 9), Stage(3, 3, 1, NODE, 1)))
+    hourly = CloudModel(billing="per-hour")
+    spares = simulate(plan, prof, hourly, samples=1)
+    without = simulate(plan, prof, CloudModel(billing="per-hour", spare_nodes=False), samples=1)
+    assert spares.jct[0] == pytest.approx(660.0 + 1260.0)  # one wave instead of three
+    assert without.jct[0] == pytest.approx(660.0 + 3 * 1260.0)
+    assert spares.cost[0] <= without.cost[0]

@@ -41,15 +41,21 @@ def _run(
     tmp_path: Path,
     slots: int = 9,
     deadline_s: float = 3600.0,
+    profile: Profile = PROFILE,
 ) -> StagedRun:
     storage = InMemoryStorage()
     backend = ReplayBackend(
-        CURVES, "linear", 60.0, slots=slots, startup_seconds=10, storage=storage
+        CURVES,
+        "linear",
+        profile.epoch_seconds_on(1),
+        slots=slots,
+        startup_seconds=10,
+        storage=storage,
     )
     return run_elastic_plan(
         plan,
         backend=backend,
-        profile=PROFILE,
+        profile=profile,
         deadline_s=deadline_s,
         budget_dollars=100.0,
         train="benchmarks.seer_arm:replayed_training",
@@ -259,3 +265,38 @@ def test_per_hour_billing_keeps_nodes_and_bills_each_lease_once(tmp_path: Path) 
     assert run.dollars == pytest.approx(simulate(plan, PROFILE, hourly, samples=1).cost[0])
     clusters = _run(plan, replace(hourly, node_leases=False), (0.0, 0.0), tmp_path / "c")
     assert clusters.dollars == pytest.approx(3 * 3.0 + 1 * 3.0)  # a new lease, a new hour
+
+
+def test_per_hour_spares_work_on_until_their_paid_hour_ends(tmp_path: Path) -> None:
+    # 9 nodes shrunk to 1: the 8 given up are paid for their hour anyway, so they stay as
+    # spares and run the second stage's 3 trials at once (1 wave, not 3); the grow to 4
+    # takes 3 of them back instead of provisioning (no queue, no boot). Same bill.
+    plan = ElasticPlan((Stage(9, 1, 1, ONE, 9), Stage(3, 3, 1, ONE, 1), Stage(1, 9, 4, ONE, 4)))
+    hourly = CloudModel(queue_seconds=30, boot_seconds=60, billing="per-hour")
+    run = _run(plan, hourly, (30.0, 60.0), tmp_path)
+    predicted = simulate(plan, PROFILE, hourly, samples=1)
+    first, second, third = run.tuning.rungs
+    assert second.finished_at - first.finished_at == pytest.approx(130.0)  # 10 s + 2 × 60 s
+    assert min(r.started_at for r in third.launches) == pytest.approx(second.finished_at)
+    assert run.wall_seconds == pytest.approx(90.0 + 70.0 + 130.0 + 100.0)
+    assert run.wall_seconds == pytest.approx(predicted.jct[0])
+    assert run.dollars == pytest.approx(9 * 3.0) == pytest.approx(predicted.cost[0])
+    assert sum(lease.nodes for lease in run.leases) == 9  # nothing provisioned after the first
+    # Without spares: the second stage takes 3 waves and the grow provisions 3 nodes.
+    released = _run(plan, replace(hourly, spare_nodes=False), (30.0, 60.0), tmp_path / "r")
+    assert released.wall_seconds == pytest.approx(90.0 + 70.0 + 390.0 + 90.0 + 100.0)
+    assert released.dollars == pytest.approx(12 * 3.0)
+
+
+def test_a_spare_takes_no_launch_that_would_outlast_its_paid_hour(tmp_path: Path) -> None:
+    # After the first stage (1,210 s) the spares have 2,389 s of paid time left: too little
+    # for a 2,410 s launch (10 s + 2 × 1,200 s), so the second stage's two trials run one
+    # after the other on its one node, and the spares are released unused.
+    slow = Profile(epoch_seconds=1200, scaling="linear", startup_seconds=10)
+    plan = ElasticPlan((Stage(3, 1, 1, ONE, 3), Stage(2, 3, 1, ONE, 1)))
+    hourly = CloudModel(billing="per-hour")
+    run = _run(plan, hourly, (0.0, 0.0), tmp_path, deadline_s=1e5, profile=slow)
+    assert run.wall_seconds == pytest.approx(1210.0 + 2 * 2410.0)
+    assert run.dollars == pytest.approx((2 + 2) * 3.0)  # 2 spares × 1 h, the kept node 2 h
+    predicted = simulate(plan, slow, hourly, samples=1)
+    assert (predicted.jct[0], predicted.cost[0]) == pytest.approx((run.wall_seconds, run.dollars))

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+import math
 
 from optuna_seer.planning.billing import BillingRule
 from optuna_seer.planning.node_leases import release_key
 from optuna_seer.planning.prices import PriceQuote
+from optuna_seer.planning.spare_nodes import paid_until
 from optuna_seer.planning.stage_plan import Stage
 
 __all__ = ["Lease", "Node", "NodeSet", "ProvisioningDelay", "no_delay"]
@@ -85,13 +87,19 @@ class Lease:
 
 @dataclass(eq=False)
 class Node:
-    """One node held now: its lease (index), free GPUs, when it is up and when (spot) it is
-    next reclaimed. Compared by identity: a launch remembers the nodes it runs on."""
+    """One node held now: its lease (index), free GPUs, when it is up, when (spot) it is
+    next reclaimed and, for a spare (:mod:`~optuna_seer.planning.spare_nodes`), when it is
+    released. Compared by identity: a launch remembers the nodes it runs on."""
 
     lease: int
     free: int
     ready_at: float
     reclaim_at: float = float("inf")
+    spare_until: float = float("inf")
+
+    @property
+    def spare(self) -> bool:
+        return not math.isinf(self.spare_until)
 
 
 class NodeSet:
@@ -125,25 +133,59 @@ class NodeSet:
             self.leases[index] = replace(self.leases[index], released_at=now)
         self.nodes = []
 
-    def shrink(self, keep: int, now: float, billing: BillingRule, gpus_per_node: int) -> int:
-        """Release idle nodes until ``keep`` are held, those whose paid time ends soonest
-        first (:func:`~optuna_seer.planning.node_leases.release_key`), the latest started
-        among equals; a released node's lease is split off. Returns the nodes released (a
-        busy node is never released, so fewer if too few are idle)."""
-        idle = [node for node in self.nodes if node.free == gpus_per_node]
+    @property
+    def cluster(self) -> list[Node]:
+        """The nodes held that are not spares."""
+        return [node for node in self.nodes if not node.spare]
+
+    def shrink(
+        self, keep: int, now: float, billing: BillingRule, gpus_per_node: int, spares: bool = False
+    ) -> int:
+        """Give up idle nodes until ``keep`` non-spare nodes are held, those whose paid time
+        ends soonest first (:func:`~optuna_seer.planning.node_leases.release_key`), the latest
+        started among equals: released (a released node's lease is split off), or with
+        ``spares`` kept as spares until their paid time ends. Returns the nodes given up (a
+        busy node is never given up, so fewer if too few are idle)."""
+        cluster = self.cluster
+        idle = [node for node in cluster if node.free == gpus_per_node]
 
         def key(node: Node) -> tuple[float, float, int]:
             lease = self.leases[node.lease]
             return (*release_key(lease.requested_at + lease.queue_s, now, billing), -node.lease)
 
-        chosen = sorted(idle, key=key)[: max(len(self.nodes) - keep, 0)]
+        chosen = sorted(idle, key=key)[: max(len(cluster) - keep, 0)]
+        for node in chosen if spares else ():
+            lease = self.leases[node.lease]
+            node.spare_until = paid_until(lease.requested_at + lease.queue_s, now, billing)
+        # Nodes with no paid time left (billed per second, say) go at once.
+        self.release([node for node in chosen if not spares or node.spare_until <= now], now)
+        return len(chosen)
+
+    def take_back(self, count: int, now: float) -> int:
+        """Make up to ``count`` spares still paid after ``now`` cluster nodes again, those
+        paid longest first; returns how many."""
+        spares = sorted(
+            (n for n in self.nodes if n.spare and n.spare_until > now),
+            key=lambda n: -n.spare_until,
+        )
+        for node in spares[:count]:
+            node.spare_until = float("inf")
+        return min(count, len(spares))
+
+    def expire(self, now: float, gpus_per_node: int) -> None:
+        """Release the idle spares whose paid time has ended."""
+        self.release(
+            [n for n in self.nodes if n.spare_until <= now and n.free == gpus_per_node], now
+        )
+
+    def release(self, chosen: list[Node], now: float) -> None:
+        """Release ``chosen`` nodes at ``now``, splitting their leases."""
         for index in sorted({node.lease for node in chosen}):
             count = sum(node.lease == index for node in chosen)
             lease = self.leases[index]
-            if count == lease.nodes:  # its last nodes held
+            if count == sum(node.lease == index for node in self.nodes):  # its last nodes held
                 self.leases[index] = replace(lease, released_at=now)
             else:
                 self.leases[index] = replace(lease, nodes=lease.nodes - count)
                 self.leases.append(replace(lease, nodes=count, released_at=now))
-        self.nodes = [node for node in self.nodes if node not in chosen]
-        return len(chosen)
+        self.nodes = [node for node in self.nodes if not any(node is c for c in chosen)]

@@ -38,9 +38,20 @@ from optuna_seer.planning.plan import Plan, Rung, format_seconds, format_table
 from optuna_seer.planning.prices import PriceQuote
 from optuna_seer.planning.profile import Profile
 from optuna_seer.planning.simulator import CloudModel, SimulationResult, simulate
+from optuna_seer.planning.spare_nodes import launch_estimate
 from optuna_seer.planning.stage_plan import ElasticPlan
 
 __all__ = ["StagedRun", "run_elastic_plan", "seer_plan_of"]
+
+
+def _spare_launch_seconds(plan: ElasticPlan, profile: Profile) -> Callable[[int], float]:
+    """Stage index -> the seconds a launch of it is allowed on a spare node."""
+    stages = plan.stages
+    allowed = [
+        launch_estimate(profile, stage, stage.resource - (stages[i - 1].resource if i else 0))
+        for i, stage in enumerate(stages)
+    ]
+    return lambda index: allowed[min(index, len(allowed) - 1)]
 
 
 def seer_plan_of(
@@ -247,6 +258,7 @@ def run_elastic_plan(
         preemption_rate=spot_rate if simulate_preemptions else None,
         seed=seed,
         node_leases=cloud.per_node_leases,
+        launch_seconds=_spare_launch_seconds(plan, profile) if cloud.uses_spares else None,
     )
     spot = any(s.instance.market == "spot" for s in plan.stages)
     seer = seer_plan_of(

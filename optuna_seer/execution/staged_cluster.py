@@ -14,6 +14,10 @@ and makes it behave like that sequence of clusters:
   trial of ``k <= G`` GPUs on one node beside others (best fit), a larger one on
   ``k / G`` whole free nodes. So the cluster runs exactly the trials at once the plan
   counted, slot by slot rather than in waves.
+* **Spares.** With per-node leases and ``launch_seconds``, a shrink keeps the nodes it gives
+  up, paid to the end of their hour anyway, as spares: they take the queued launches that
+  fit before then, a grow takes them back first, and they are released just before their
+  paid time ends (:mod:`~optuna_seer.planning.spare_nodes`).
 * **Spot preemptions (simulated).** Given ``preemption_rate`` (reclaims per node-hour of a
   spot instance type), each node of a spot cluster is reclaimed at seeded Poisson times:
   the launches on it fail (the backend's ``fail_launch``: a ``ReplayBackend``; on a real
@@ -79,6 +83,12 @@ class StagedCluster(Backend):
         node_leases: Keep nodes across stages of one instance type (shrink or grow the
             cluster in place, each node its own lease: :mod:`~optuna_seer.execution.leases`)
             instead of releasing the cluster whole at every resize.
+        launch_seconds: With ``node_leases``, ``launch_seconds(stage)``: the seconds a
+            launch of that stage is allowed on a spare
+            (:func:`~optuna_seer.planning.spare_nodes.launch_estimate`). Given, a shrink
+            keeps the nodes it gives up as spares until their paid time ends: they take the
+            queued launches that fit before then, a grow takes them back first
+            (:mod:`~optuna_seer.planning.spare_nodes`). ``None``: released at once.
 
     Example:
         >>> q = PriceQuote("local-slot", "cpu", 1, 3.0)
@@ -98,6 +108,7 @@ class StagedCluster(Backend):
         preemption_rate: Callable[[PriceQuote], float] | None = None,
         seed: int = 0,
         node_leases: bool = False,
+        launch_seconds: Callable[[int], float] | None = None,
     ) -> None:
         if not isinstance(plan, ElasticPlan):
             raise TypeError(f"plan={plan!r} must be an ElasticPlan.")
@@ -138,6 +149,7 @@ class StagedCluster(Backend):
         self._held = NodeSet()
         self._provisioned = 0
         self.node_leases = node_leases
+        self._launch_seconds = launch_seconds
         self._launches: dict[str, _Launch] = {}
         self._queue: deque[str] = deque()
         self._handles = itertools.count()
@@ -249,6 +261,7 @@ class StagedCluster(Backend):
         until = self.now() + timeout_s
         while True:
             self._reclaim_due()
+            self._expire_spares()
             self._pump()
             done = [h for h in handles if self.poll(h).done]
             now = self.now()
@@ -261,6 +274,9 @@ class StagedCluster(Backend):
             ]
             nodes = self._held.nodes
             step = min([until, *(n.reclaim_at for n in nodes)]) - now
+            spares = [n.spare_until for n in nodes if n.spare and n.spare_until > now]
+            if spares:
+                step = min(step, min(spares) - now)
             coming = [n.ready_at for n in nodes if n.ready_at > now] if self._queue else []
             if coming:
                 step = min(step, min(coming) - now)
@@ -315,8 +331,9 @@ class StagedCluster(Backend):
         stage = self._plan.stages[index]
         self._stage = index
         current = self._cluster
+        self._expire_spares()
         if current is not None and self._held.nodes:
-            if current.cluster == stage.cluster:
+            if current.cluster == stage.cluster and not any(n.spare for n in self._held.nodes):
                 self._held.join(index)
                 return
             if self.node_leases and current.instance == stage.instance:
@@ -332,10 +349,11 @@ class StagedCluster(Backend):
     def _resize_in_place(self, index: int, stage: Stage) -> None:
         """Shrink (release the idle nodes cheapest to let go) or grow (provision the missing
         nodes only) the cluster held now to stage ``index``'s node count."""
-        held = len(self._held.nodes)
+        held = len(self._held.cluster)
         gpus = stage.instance.gpus
+        spares = self._launch_seconds is not None
         if stage.nodes < held:
-            released = self._held.shrink(stage.nodes, self.now(), self.billing, gpus)
+            released = self._held.shrink(stage.nodes, self.now(), self.billing, gpus, spares)
             if released < held - stage.nodes:
                 self.notes.append(
                     f"stage {index}: {held - stage.nodes - released} node(s) still busy, kept"
@@ -343,7 +361,9 @@ class StagedCluster(Backend):
         self._cluster = stage
         self._held.join(index)
         if stage.nodes > held:
-            self._add_nodes(index, stage, stage.nodes - held)
+            missing = stage.nodes - held - self._held.take_back(stage.nodes - held, self.now())
+            if missing:
+                self._add_nodes(index, stage, missing)
         _logger.info(
             "stage %d: %d → %d × %s in place",
             index,
@@ -428,7 +448,15 @@ class StagedCluster(Backend):
     def _place(self, workers: int, per_node: int) -> tuple[Node, ...] | None:
         """The nodes a trial of ``workers`` runs on now, or ``None`` if there is no room."""
         now = self.now()
-        up = [node for node in self._held.nodes if now >= node.ready_at]
+        allowed = math.inf
+        if self._launch_seconds is not None:
+            allowed = now + self._launch_seconds(self._stage)
+        # The cluster's own nodes first, then the spares whose paid time the launch fits.
+        up = [
+            node
+            for node in sorted(self._held.nodes, key=lambda n: n.spare)
+            if now >= node.ready_at and (not node.spare or allowed <= node.spare_until)
+        ]
         if workers > per_node:
             count, _ = split_across_nodes(workers, per_node)
             idle = [node for node in up if node.free == per_node]
@@ -441,6 +469,11 @@ class StagedCluster(Backend):
         if placed.new_clusters:
             return None
         return (up[int(placed.slots["trial"].cluster)],)
+
+    def _expire_spares(self) -> None:
+        """Release the idle spares whose paid time has ended."""
+        if self._cluster is not None:
+            self._held.expire(self.now(), self._cluster.instance.gpus)
 
     def _free_nodes(self, launch: _Launch) -> None:
         if launch.freed:

@@ -37,6 +37,9 @@ class CloudModel:
             its nodes across stages of one instance type, each node billed its whole lease
             rounded once) instead of per cluster (a resize releases the cluster whole).
             ``None``: per node when the billing rounds to more than a minute (per hour).
+        spare_nodes: With per-node leases, a shrink keeps the nodes it gives up working
+            until their paid time ends (:mod:`~optuna_seer.planning.spare_nodes`) instead
+            of releasing them at once.
 
     Example:
         >>> cloud = CloudModel(queue_seconds=60, boot_seconds=120, billing="per-second")
@@ -55,10 +58,13 @@ class CloudModel:
     checkpoint_interval_epochs: int = 1
     provisioning: ProvisioningModel | None = None
     node_leases: bool | None = None
+    spare_nodes: bool = True
 
     def __post_init__(self) -> None:
         if self.node_leases is not None and not isinstance(self.node_leases, bool):
             raise TypeError(f"node_leases={self.node_leases!r} must be True, False or None.")
+        if not isinstance(self.spare_nodes, bool):
+            raise TypeError(f"spare_nodes={self.spare_nodes!r} must be True or False.")
         interval = self.checkpoint_interval_epochs
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 0:
             raise ValueError(
@@ -132,6 +138,11 @@ class CloudModel:
             return self.node_leases
         rule = self.billing_rule
         return max(rule.increment_s, rule.minimum_s) > 60.0
+
+    @property
+    def uses_spares(self) -> bool:
+        """Whether shrinks keep spare nodes (per-node leases and ``spare_nodes``)."""
+        return self.per_node_leases and self.spare_nodes
 
     @classmethod
     def from_limits(cls, limits: ClusterLimits) -> CloudModel:

@@ -13,7 +13,9 @@ plan that way (the *node-lease model*):
 * shrinking releases nodes at the stage's start, with no delay: first the nodes whose paid
   time ends soonest (the cheapest to let go: the least paid time left unused), the most
   recently started first among equals;
-* a new instance type releases every node and provisions its own.
+* a new instance type releases every node and provisions its own;
+* with spares (``launch_s``), a shrink keeps the nodes it gives up working until their paid
+  time ends, and a grow takes them back first (:mod:`~optuna_seer.planning.spare_nodes`).
 
 :func:`node_lease_run` is the simulator's loop under this model (vectorised over Monte Carlo
 samples); :func:`release_key` is the order both it and the executor's
@@ -23,11 +25,13 @@ samples); :func:`release_key` is the order both it and the executor's
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+import math
 
 import numpy as np
 import numpy.typing as npt
 
 from optuna_seer.planning.billing import BillingRule
+from optuna_seer.planning.spare_nodes import RELEASE_BEFORE_S, spare_slots, spare_waves
 from optuna_seer.planning.stage_plan import Stage
 
 Array = npt.NDArray[np.float64]
@@ -71,6 +75,7 @@ class NodePool:
         self._rate = 0.0
         self._starts: list[Array] = []
         self._counts: list[Array] = []
+        self._spares: list[tuple[Array, Array, Array]] = []  # (start, count, paid seconds)
 
     @property
     def nodes(self) -> Array:
@@ -84,28 +89,35 @@ class NodePool:
         )
         return np.asarray(self._rate * used, dtype=float)
 
-    def add(self, started_at: Array, count: int, dollars_per_second: float) -> None:
-        """``count`` new nodes whose leases (billing) start at ``started_at``."""
+    def add(self, started_at: Array, count: int | Array, dollars_per_second: float) -> None:
+        """``count`` new nodes (per sample, or the same in all) whose leases (billing) start
+        at ``started_at``."""
         if self._counts and dollars_per_second != self._rate:
             raise ValueError(
                 f"dollars_per_second={dollars_per_second!r} differs from the pool's "
                 f"{self._rate!r}: release the pool before changing instance type."
             )
-        if count < 0:
+        counts = np.broadcast_to(np.asarray(count, dtype=float), (self.samples,))
+        if (counts < 0).any():
             raise ValueError(f"count={count!r} must be >= 0.")
         self._rate = dollars_per_second
-        if count:
+        if counts.any():
             self._starts.append(np.asarray(started_at, dtype=float))
-            self._counts.append(np.full(self.samples, float(count)))
+            self._counts.append(counts.copy())
 
     def release_all(self, now: Array) -> None:
         """Release every node at ``now``: each billed its whole lease, rounded."""
         for start, count in zip(self._starts, self._counts):
             self.cost = self.cost + self._rate * count * self.billing.billed_array(now - start)
         self._starts, self._counts = [], []
+        for _, count, paid in self._spares:
+            self.cost = self.cost + self._rate * count * paid
+        self._spares = []
 
-    def shrink(self, now: Array, keep: int) -> None:
-        """Release all but ``keep`` nodes at ``now``, in :func:`release_key` order."""
+    def shrink(self, now: Array, keep: int, spares: bool = False) -> None:
+        """Release all but ``keep`` nodes at ``now``, in :func:`release_key` order; with
+        ``spares``, keep them as spares until their paid time ends instead
+        (:mod:`~optuna_seer.planning.spare_nodes`)."""
         if not self._counts:
             return
         starts = np.stack(self._starts)
@@ -120,12 +132,72 @@ class NodePool:
             have = np.take_along_axis(counts, group, axis=0)[0]
             take = np.minimum(have, extra)
             paid = np.take_along_axis(billed, group, axis=0)[0]
-            self.cost = self.cost + self._rate * take * paid
+            if spares and take.any():
+                began = np.take_along_axis(starts, group, axis=0)[0]
+                self._spares.append((began, take, paid))
+            elif not spares:
+                self.cost = self.cost + self._rate * take * paid
             np.put_along_axis(counts, group, (have - take)[None, :], axis=0)
             extra = extra - take
         kept = [i for i in range(len(counts)) if counts[i].any()]
         self._starts = [starts[i] for i in kept]
         self._counts = [counts[i] for i in kept]
+
+    def spares(self, now: Array) -> tuple[Array, Array]:
+        """(count, release time) of the spares still paid after ``now``, samples × groups;
+        the expired ones are released (billed their paid time)."""
+        live: list[tuple[Array, Array, Array]] = []
+        for start, count, paid in self._spares:
+            until = start + paid - RELEASE_BEFORE_S
+            over = until <= now
+            self.cost = self.cost + self._rate * count * paid * over
+            count = count * ~over
+            if count.any():
+                live.append((start, count, paid))
+        self._spares = live
+        if not live:
+            return np.zeros((self.samples, 0)), np.zeros((self.samples, 0))
+        counts = np.stack([count for _, count, _ in live], axis=1)
+        until = np.stack([start + paid - RELEASE_BEFORE_S for start, _, paid in live], axis=1)
+        return counts, until
+
+    def take_back(self, now: Array, need: int) -> Array:
+        """Move up to ``need`` spares back into the cluster at ``now`` (those paid longest
+        first, each keeping its lease); the nodes taken back, per sample."""
+        taken = np.zeros(self.samples)
+        counts, until = self.spares(now)
+        if not counts.size:
+            return taken
+        order = np.argsort(-until, axis=1, kind="stable")
+        for rank in range(counts.shape[1]):
+            group = order[:, rank]
+            start, count, paid = (np.stack(part, axis=1) for part in zip(*self._spares))
+            have = np.take_along_axis(count, group[:, None], axis=1)[:, 0]
+            take = np.minimum(have, need - taken)
+            if take.any():
+                self._starts.append(np.take_along_axis(start, group[:, None], axis=1)[:, 0])
+                self._counts.append(take)
+                np.put_along_axis(count, group[:, None], (have - take)[:, None], axis=1)
+                self._spares = [
+                    (start[:, j], count[:, j], paid[:, j]) for j in range(count.shape[1])
+                ]
+            taken = taken + take
+        return taken
+
+
+def _spare_speedup(
+    stage: Stage, spares: tuple[Array, Array], now: Array, launch_s: float, widest: int
+) -> Array:
+    """Per sample, the share of its waves ``stage`` still takes with the ``spares`` (count,
+    release time) helping from ``now`` (1: no spare fits a launch)."""
+    counts, until = spares
+    if not counts.size:
+        return np.ones(len(now))
+    k, c, n = stage.gpus_per_trial, stage.concurrent_trials, stage.n_trials
+    slots = spare_slots(counts, stage.instance.gpus, k)
+    runs = np.floor(np.maximum(until - now[:, None], 0.0) / max(launch_s, 1e-9))
+    waves = spare_waves(n, c, slots, runs, max(widest // k - c, 0))
+    return waves / math.ceil(n / c)
 
 
 def node_lease_run(
@@ -135,6 +207,7 @@ def node_lease_run(
     billing: BillingRule,
     samples: int,
     detail: bool,
+    launch_s: Callable[[int], float] | None = None,
 ) -> tuple[Array, Array, list[tuple[Array, Array, Array]]]:
     """Completion time and cost samples of ``stages`` under the node-lease model.
 
@@ -145,6 +218,11 @@ def node_lease_run(
         billing: How each node's lease is rounded.
         samples: Monte Carlo samples.
         detail: Also return, per stage, (start, end, cumulative cost) samples.
+        launch_s: ``launch_s(index)``: seconds a launch of stage ``index`` needs on a spare
+            (:func:`~optuna_seer.planning.spare_nodes.launch_estimate`). Given, a shrink
+            keeps the nodes it gives up as spares (:mod:`~optuna_seer.planning.spare_nodes`):
+            they run the stage's trials while a launch fits their paid time, and a grow takes
+            them back first. ``None``: a shrink releases them at once.
 
     Example:
         >>> from optuna_seer.planning.prices import PriceQuote
@@ -160,6 +238,7 @@ def node_lease_run(
     pool = NodePool(billing, samples)
     per_stage: list[tuple[Array, Array, Array]] = []
     previous: Stage | None = None
+    widest = max(s.concurrent_trials * s.gpus_per_trial for s in stages) if stages else 0
     for index, stage in enumerate(stages):
         start = clock
         makespan, interruptions = work(index)
@@ -172,11 +251,18 @@ def node_lease_run(
             assert previous is not None
             held = previous.nodes
             if stage.nodes < held:
-                pool.shrink(clock, stage.nodes)
+                pool.shrink(clock, stage.nodes, spares=launch_s is not None)
         if stage.nodes > held:
             queue, boot = delay(index)
-            pool.add(clock + queue, stage.nodes - held, rate)
-            clock = clock + queue + boot
+            new = (
+                stage.nodes - held - (pool.take_back(clock, stage.nodes - held) if launch_s else 0)
+            )
+            pool.add(clock + queue, new, rate)
+            clock = clock + (queue + boot) * (np.asarray(new) > 0)
+        if launch_s is not None:
+            makespan = makespan * _spare_speedup(
+                stage, pool.spares(clock), clock, launch_s(index), widest
+            )
         clock = clock + makespan + interruptions
         if detail:
             per_stage.append((start, clock, pool.cost + pool.accrued(clock)))

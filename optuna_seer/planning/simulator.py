@@ -40,6 +40,7 @@ import numpy.typing as npt
 from optuna_seer.planning.cloud import CloudModel as CloudModel  # re-exported
 from optuna_seer.planning.node_leases import node_lease_run
 from optuna_seer.planning.profile import Profile
+from optuna_seer.planning.spare_nodes import launch_estimate
 from optuna_seer.planning.stage_plan import ElasticPlan, Stage
 
 Array = npt.NDArray[np.float64]
@@ -288,6 +289,15 @@ class PlanEvaluator:
                 self.cloud.billing_rule,
                 self.samples,
                 detail,
+                launch_s=(
+                    (
+                        lambda i: launch_estimate(
+                            self.profile, stages[i], stages[i].resource - previous[i]
+                        )
+                    )
+                    if self.cloud.uses_spares
+                    else None
+                ),
             )
         else:
             clock, cost, per_stage = self._cluster_leases(plan, detail)
