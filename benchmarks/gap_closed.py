@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
 
 from benchmarks.baselines import OPTUNA_PRUNERS
 
-SEER_ARMS = ("seer", "static-plan", "seer-pool")
+SEER_ARMS = ("seer", "seer-curve", "static-plan", "seer-pool")
 
 
 def gap_closed(arm: float, best: float, oracle: float) -> float | None:

@@ -9,6 +9,9 @@ and the budget. The oracle row is the best test accuracy of any recorded configu
 its epochs, as if it had been known in advance and trained alone on one GPU: a bound no tuner
 beats.
 
+``seer-curve`` is ``seer`` with curve-aware promotion (``SeerPruner(curve_prior=...)``), its
+prior the validation curves of the *other* data sets in ``--curves`` (never the run's own).
+
 Usage::
 
     python benchmarks/run.py --seeds 10        # the published tables (docs/benchmarks.md)
@@ -46,8 +49,9 @@ from benchmarks.baselines import (
     run_plan,
 )
 from benchmarks.gap_closed import table as gap_table
-from benchmarks.seer_arm import run_seer
+from benchmarks.seer_arm import other_datasets_prior, run_seer
 from benchmarks.seer_pool import run_seer_pool
+from optuna_seer.planning.learning_curves import CurvePrior
 from optuna_seer.planning.plan import format_seconds
 from optuna_seer.planning.seer import plan_seer
 
@@ -84,6 +88,21 @@ def _naive_elastic(scenario: Scenario, curves: recorded.CurveSet, seed: int) -> 
     )
 
 
+def seer_curve(directory: Path = recorded.CURVES_DIR) -> Method:
+    """The ``seer-curve`` arm: ``seer`` with curve-aware promotion, the prior being the
+    validation curves of the other data sets in ``directory`` (optimism 0), built once per
+    data set; never the run's own data set's curves."""
+    priors: dict[str, CurvePrior] = {}
+
+    def method(scenario: Scenario, curves: recorded.CurveSet, seed: int) -> Outcome:
+        if curves.dataset not in priors:
+            priors[curves.dataset] = other_datasets_prior(curves.dataset, directory)
+        prior = priors[curves.dataset]
+        return run_seer(scenario, curves, seed, curve_prior=prior, method="seer-curve")
+
+    return method
+
+
 def _optuna(name: str, tie_break: bool = False) -> Method:
     def method(scenario: Scenario, curves: recorded.CurveSet, seed: int) -> Outcome:
         return run_optuna_pruner(name, scenario, curves, seed, tie_break=tie_break)
@@ -93,6 +112,7 @@ def _optuna(name: str, tie_break: bool = False) -> Method:
 
 METHODS: dict[str, Method] = {
     "seer": run_seer,
+    "seer-curve": seer_curve(),  # main() gives it --curves' directory
     "static-plan": _static_plan,
     "seer-pool": run_seer_pool,
     "naive-elastic-sha": _naive_elastic,
@@ -166,8 +186,9 @@ def table(title: str, scenario: Scenario, rows: dict[str, dict[str, Any]]) -> st
     return "\n".join(lines)
 
 
-SEER_VARIANTS = ("seer", "seer-pool")
-"""Not baselines: SEER itself, and its sampler/pruner pair without the elastic executor."""
+SEER_VARIANTS = ("seer", "seer-curve", "seer-pool")
+"""Not baselines: SEER itself, with curve-aware promotion, and its sampler/pruner pair without
+the elastic executor."""
 
 
 def verdict(results: list[dict[str, Any]]) -> str:
@@ -220,7 +241,12 @@ def verdict(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-SEER_COLORS = {"seer": "tab:red", "static-plan": "tab:orange", "seer-pool": "tab:pink"}
+SEER_COLORS = {
+    "seer": "tab:red",
+    "seer-curve": "tab:purple",
+    "static-plan": "tab:orange",
+    "seer-pool": "tab:pink",
+}
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:
@@ -294,6 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         datasets, scenarios = datasets[-1:], QUICK_SCENARIOS
     methods = {name: METHODS[name] for name in (args.methods or METHODS)}
+    if "seer-curve" in methods:  # its prior: the other data sets in the --curves directory
+        methods["seer-curve"] = seer_curve(args.curves)
     if args.baselines_tie_break:
         methods.update({n: _optuna(n, tie_break=True) for n in methods if n in OPTUNA_PRUNERS})
     began = time.perf_counter()

@@ -5,15 +5,23 @@ The study uses :class:`~optuna_seer.SeerSampler` and :class:`~optuna_seer.SeerPr
 ``clock=backend.now``, so the deadline, the ledger and the tuner's re-planning all run on
 simulated time. The plan is :func:`~optuna_seer.plan_seer`'s for the scenario, with as many
 slots as its widest rung; launches are billed per launch, as for the static plan.
+
+The ``seer-curve`` arm is the same run with curve-aware promotion
+(``SeerPruner(curve_prior=...)``): the prior is :func:`other_datasets_prior`, the validation
+curves of the *other* data sets in the curves directory, which a user has before the study
+(never the run's own data set's curves).
 """
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
 import tempfile
 
 import optuna
 from optuna.storages import InMemoryStorage
 
+from benchmarks import curves as recorded
 from benchmarks.baselines import (
     CONFIG_PARAM,
     ConfigOrderSampler,
@@ -27,6 +35,7 @@ from optuna_seer.backends.replay import ReplayBackend
 from optuna_seer.execution.tuner import ElasticTuner, TuningResult
 from optuna_seer.integration.pruner import SeerPruner
 from optuna_seer.integration.sampler import SeerSampler
+from optuna_seer.planning.learning_curves import CurvePrior
 from optuna_seer.planning.plan import Plan
 from optuna_seer.planning.seer import plan_seer
 from optuna_seer.planning.workload import Workload
@@ -59,11 +68,33 @@ def run_replayed(
         ).run()
 
 
+def other_datasets_prior(
+    dataset: str, directory: Path = recorded.CURVES_DIR, optimism: float = 0.0
+) -> CurvePrior:
+    """A :class:`CurvePrior` of the validation curves of every data set recorded in
+    ``directory`` but ``dataset`` (as ``benchmarks/rung_rules.py``'s "other data sets").
+
+    Raises:
+        ValueError: ``directory`` holds no other data set.
+    """
+    others = [recorded.load(d, directory) for d in recorded.available(directory) if d != dataset]
+    if not others:
+        raise ValueError(
+            f"no data set but {dataset!r} in {directory}: the curve prior needs another one."
+        )
+    return CurvePrior(
+        [[math.nan if v is None else v for v in c.val_acc] for o in others for c in o.curves],
+        optimism=optimism,
+    )
+
+
 def replay_seer(
-    scenario: Scenario, curves: CurveSet, seed: int
+    scenario: Scenario, curves: CurveSet, seed: int, curve_prior: CurvePrior | None = None
 ) -> tuple[optuna.Study, TuningResult, ReplayBackend]:
     """One seeded SEER run, ``ElasticTuner(...).run()`` on a ``ReplayBackend``: the study,
-    the tuner's result and the backend (which knows the replayed test accuracies)."""
+    the tuner's result and the backend (which knows the replayed test accuracies).
+    ``curve_prior``: curve-aware promotion (``SeerPruner(curve_prior=...)``); ``None``: the
+    rung-end value, SEER's default."""
     n_configs = len(curves.curves)
     order = config_order(n_configs, seed)
     workload = scenario.workload(curves.epochs)
@@ -82,20 +113,27 @@ def replay_seer(
         study_name=f"seer-{seed}",
         direction="maximize",
         sampler=SeerSampler(ConfigOrderSampler(order), clock=backend.now),
-        pruner=SeerPruner(plan=plan, clock=backend.now),
+        pruner=SeerPruner(plan=plan, clock=backend.now, curve_prior=curve_prior),
     )
     return study, run_replayed(study, plan, backend, workload, n_configs), backend
 
 
-def run_seer(scenario: Scenario, curves: CurveSet, seed: int) -> Outcome:
-    """One seeded SEER run (:func:`replay_seer`), scored."""
-    study, result, backend = replay_seer(scenario, curves, seed)
+def run_seer(
+    scenario: Scenario,
+    curves: CurveSet,
+    seed: int,
+    *,
+    curve_prior: CurvePrior | None = None,
+    method: str = "seer",
+) -> Outcome:
+    """One seeded SEER run (:func:`replay_seer`), scored as ``method``."""
+    study, result, backend = replay_seer(scenario, curves, seed, curve_prior)
     best = result.best_trial
     seconds = result.wall_seconds
     dollars = backend.gpu_seconds * scenario.price_per_gpu_second
     trials = study.get_trials(deepcopy=False)
     return Outcome(
-        method="seer",
+        method=method,
         seed=seed,
         config_id=None if best is None else int(best.params[CONFIG_PARAM]),
         val_acc=None if best is None else best.value,

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from pathlib import Path
 import subprocess
 import sys
+from typing import Any
 
 import optuna
+from optuna.trial import FrozenTrial
 import pytest
 
 from benchmarks import curves as recorded
@@ -16,6 +19,7 @@ from benchmarks import run as run_script
 from benchmarks import rung_rules
 from benchmarks.baselines import (
     OPTUNA_PRUNERS,
+    Outcome,
     Scenario,
     config_order,
     naive_elastic_plan,
@@ -23,11 +27,14 @@ from benchmarks.baselines import (
     run_plan,
     run_seer_pool,
 )
-from benchmarks.seer_arm import run_seer
+from benchmarks.seer_arm import other_datasets_prior, run_seer
 from benchmarks.seer_pool import through
 from optuna_seer import Plan, Workload, plan_seer
 from optuna_seer.backends.replay import RecordedCurve
+import optuna_seer.integration.pruner as pruner_module
+from optuna_seer.integration.ranking import curve_rank_key
 from optuna_seer.planning.cost_model import ClusterLimits, RungShape, schedule
+from optuna_seer.planning.learning_curves import CurvePrior
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 9
@@ -200,3 +207,90 @@ def test_run_filters_data_sets_scenarios_and_methods(tmp_path: Path) -> None:
     assert set(results[0]["runs"]) == {"static-plan"}
     with pytest.raises(SystemExit):
         run_script.main(["--scenarios", "1h $5 linear"])
+
+
+def _write_curves(directory: Path, curves: recorded.CurveSet) -> None:
+    """``curves`` as ``record_curves.py`` writes them, to ``<directory>/<dataset>.json.gz``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    data = {
+        "dataset": curves.dataset,
+        "configs": list(curves.configs),
+        "curves": [
+            {"val_acc": list(c.val_acc), "test_acc": list(c.test_acc), "epoch_seconds": [s]}
+            for c, s in zip(curves.curves, curves.epoch_seconds)
+        ],
+    }
+    with gzip.open(directory / f"{curves.dataset}.json.gz", "wt", encoding="utf-8") as handle:
+        json.dump(data, handle)
+
+
+@pytest.fixture()
+def curves_dir(tmp_path: Path, curve_set: recorded.CurveSet) -> Path:
+    """The fixture's ``synthetic`` set and ``other``: late bloomers, none of its curves."""
+    other = recorded.CurveSet(
+        dataset="other",
+        configs=tuple({"config_id": i} for i in range(6)),
+        curves=tuple(_curve(0.9 - 0.05 * i, 0.05 + 0.02 * i) for i in range(6)),
+        epoch_seconds=(0.01,) * 6,
+    )
+    directory = tmp_path / "curves"
+    _write_curves(directory, curve_set)
+    _write_curves(directory, other)
+    return directory
+
+
+def test_seer_curve_prior_is_the_other_data_sets_only(
+    curves_dir: Path, curve_set: recorded.CurveSet
+) -> None:
+    other = recorded.load("other", curves_dir)
+    prior = other_datasets_prior("synthetic", curves_dir)
+    assert [tuple(c) for c in prior.curves] == [c.val_acc for c in other.curves]
+    assert not {c.val_acc for c in curve_set.curves} & {tuple(c) for c in prior.curves}
+    assert prior.optimism == 0.0
+    (curves_dir / "other.json.gz").unlink()
+    with pytest.raises(ValueError, match="needs another one"):
+        other_datasets_prior("synthetic", curves_dir)
+
+
+def test_seer_curve_arm_promotes_by_the_other_data_sets_prior(
+    curves_dir: Path,
+    curve_set: recorded.CurveSet,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``seer-curve`` is the ``seer`` arm whose pruner ranks rungs by the curve prior built
+    from the *other* data sets in the curves directory."""
+    priors: list[CurvePrior | None] = []
+    ranked: list[int] = []
+
+    def spy_run_seer(*args: Any, **kwargs: Any) -> Outcome:
+        priors.append(kwargs["curve_prior"])
+        return run_seer(*args, **kwargs)
+
+    def spy_curve_rank_key(trial: FrozenTrial, *args: Any) -> Any:
+        ranked.append(trial.number)
+        return curve_rank_key(trial, *args)
+
+    monkeypatch.setattr(run_script, "run_seer", spy_run_seer)
+    monkeypatch.setattr(pruner_module, "curve_rank_key", spy_curve_rank_key)
+    scenario = Scenario("tight", deadline_s=600.0, dollars=6.0, scaling="babi")
+    method = run_script.seer_curve(curves_dir)
+    outcome = method(scenario, curve_set, 3)
+    assert outcome.method == "seer-curve"
+    assert outcome.within_deadline and outcome.within_budget
+    assert outcome.test_acc is not None and outcome.config_id is not None
+    assert ranked, "the pruner never ranked a rung by the curve prior"
+    other = recorded.load("other", curves_dir)
+    assert priors[0] is not None
+    assert [tuple(c) for c in priors[0].curves] == [c.val_acc for c in other.curves]
+    assert method(scenario, curve_set, 3) == outcome
+    assert priors[1] is priors[0]  # built once per data set
+    # run.py gives the arm the --curves directory, and reports it as its own method.
+    argv = ["--curves", str(curves_dir), "--datasets", "synthetic", "--seeds", "1"]
+    argv += ["--scenarios", "30m $24 babi", "--methods", "seer", "seer-curve", "optuna-sha"]
+    assert run_script.main([*argv, "--no-plot", "--out", str(tmp_path / "out")]) == 0
+    assert priors[2] is not None
+    assert [tuple(c) for c in priors[2].curves] == [c.val_acc for c in other.curves]
+    result = json.loads((tmp_path / "out" / "results.json").read_text())["results"][0]
+    assert [r["method"] for r in result["runs"]["seer-curve"]] == ["seer-curve"]
+    assert "seer-curve (gap closed)" in (tmp_path / "out" / "results.md").read_text()
