@@ -5,12 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 import gzip
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from optuna_seer.backends.replay import RecordedCurve
 
 CURVES_DIR = Path(__file__).resolve().parent / "curves"
+
+
+def validation_values(curve: RecordedCurve) -> list[float]:
+    """A curve's validation accuracy per epoch, NaN where none was recorded (a diverged
+    run): the form :class:`~optuna_seer.planning.learning_curves.CurvePrior` and
+    :class:`~optuna_seer.planning.accuracy_model.AccuracyModel` take."""
+    return [math.nan if v is None else v for v in curve.val_acc]
 
 
 @dataclass(frozen=True)

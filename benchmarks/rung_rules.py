@@ -56,6 +56,7 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` and ``optu
 
 from benchmarks import curves as recorded
 from benchmarks.baselines import Scenario, config_order
+from benchmarks.curves import validation_values
 from benchmarks.run import SCENARIOS
 from optuna_seer.backends.replay import RecordedCurve
 from optuna_seer.planning.accuracy_model import AccuracyModel
@@ -137,10 +138,6 @@ def mean_test(curves: recorded.CurveSet, plan: Plan, seeds: int, promote: str, f
     )
 
 
-def _val(curve: RecordedCurve) -> list[float]:
-    return [math.nan if v is None else v for v in curve.val_acc]
-
-
 def curve_aware_test(
     curves: recorded.CurveSet,
     plan: Plan,
@@ -152,14 +149,16 @@ def curve_aware_test(
     """Mean test accuracy with curve-aware promotion: the prior is the other data sets'
     curves, or (``warm``) this data set's configurations outside the seed's first
     ``n_0``."""
-    cross = CurvePrior([_val(c) for o in others for c in o.curves], optimism=optimism)
+    cross = CurvePrior([validation_values(c) for o in others for c in o.curves], optimism=optimism)
     picks = []
     for seed in range(seeds):
         prior = cross
         if warm:
             drawn = set(config_order(len(curves.curves), seed)[: plan.n_configs])
-            rest = [_val(c) for i, c in enumerate(curves.curves) if i not in drawn]
-            prior = CurvePrior(rest or [_val(c) for c in curves.curves], optimism=optimism)
+            rest = [validation_values(c) for i, c in enumerate(curves.curves) if i not in drawn]
+            prior = CurvePrior(
+                rest or [validation_values(c) for c in curves.curves], optimism=optimism
+            )
         chosen = select(curves, plan, seed, "ties", "mean, loss", prior)
         picks.append(curves.curves[chosen].test_acc[-1])
     return statistics.fmean(picks)
@@ -168,7 +167,7 @@ def curve_aware_test(
 def accuracy_prior(others: Sequence[recorded.CurveSet]) -> AccuracyModel:
     """The other data sets' curves, scored by their test accuracy after all epochs."""
     return AccuracyModel(
-        [_val(c) for o in others for c in o.curves],
+        [validation_values(c) for o in others for c in o.curves],
         scores=[c.test_acc[-1] for o in others for c in o.curves],
     )
 

@@ -14,7 +14,6 @@ curves of the *other* data sets in the curves directory, which a user has before
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 import tempfile
 
@@ -83,7 +82,7 @@ def other_datasets_prior(
             f"no data set but {dataset!r} in {directory}: the curve prior needs another one."
         )
     return CurvePrior(
-        [[math.nan if v is None else v for v in c.val_acc] for o in others for c in o.curves],
+        [recorded.validation_values(c) for o in others for c in o.curves],
         optimism=optimism,
     )
 
