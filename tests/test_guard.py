@@ -56,6 +56,27 @@ def test_the_budget_stops_the_rung_when_spent_plus_the_grace_burn_reaches_it() -
     assert GUARD.stop_reason(0.0, spent=10.0, running=[]) == "budget"  # exactly the budget
 
 
+def test_a_launch_about_to_end_burns_only_until_its_predicted_end_give_or_take_an_epoch() -> None:
+    # Predicted to cost $4 on 1 worker (8 s), started 6 s ago: 2 s left, counted as half the
+    # grace (10 s, about an epoch, in case it runs late), not the whole 20 s: $5, not $10.
+    ending = [Running(started_at=94.0, workers=1, predicted_dollars=4.0)]
+    assert GUARD.stop_reason(100.0, spent=4.5, running=ending) == ""
+    assert GUARD.stop_reason(100.0, spent=5.0, running=ending) == "budget"  # exactly
+    # A long launch burns the whole grace, as one without a prediction does.
+    long = [Running(started_at=94.0, workers=1, predicted_dollars=400.0)]
+    assert GUARD.stop_reason(100.0, spent=4.5, running=long) == "budget"
+    assert GUARD.stop_reason(100.0, spent=4.5, running=[Running(94.0, 1)]) == "budget"
+    # One that overran its prediction still burns half the grace.
+    late = [Running(started_at=0.0, workers=1, predicted_dollars=4.0)]
+    assert GUARD.stop_reason(100.0, spent=5.0, running=late) == "budget"
+
+
+def test_spent_between_rungs_is_the_launches_worker_seconds_or_the_bill() -> None:
+    assert guard_module.spent_dollars(10.0, 0.5, None) == 5.0
+    assert guard_module.spent_dollars(10.0, 0.5, lambda: 6.0) == 6.0  # the bill is larger
+    assert guard_module.spent_dollars(10.0, 0.5, lambda: None) == 5.0
+
+
 def test_running_launches_are_stopped_only_once_the_limit_itself_is_reached() -> None:
     assert not GUARD.past_limit("deadline", 999.5, spent=50.0)  # the budget is not its limit
     assert GUARD.past_limit("deadline", 1000.0, spent=0.0)

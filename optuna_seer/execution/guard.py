@@ -3,7 +3,8 @@
 Pure arithmetic on the backend's clock and the study's dollars (no Optuna, no backend):
 
 - :meth:`Guard.stop_reason`: once the deadline is within a grace period, or the dollars spent
-  plus what the running launches burn over that grace period reach the budget, the rung
+  plus what the running launches burn over that grace period (no further than each one's
+  predicted end, give or take an epoch) reach the budget, the rung
   stops launching and asks the running trials to stop after their current epoch
   (``"deadline"`` / ``"budget"``);
 - :meth:`Guard.past_limit`: once the deadline or the budget is actually reached, the running
@@ -36,6 +37,22 @@ def grace_seconds(epoch_seconds: float, deadline_s: float) -> float:
         (10.0, 65.0, 25.0)
     """
     return min(max(2.0 * epoch_seconds + 5.0, 10.0), 0.25 * deadline_s)
+
+
+def spent_dollars(
+    worker_seconds: float, price_per_gpu_second: float, billed: Callable[[], float | None] | None
+) -> float:
+    """Dollars spent: the worker-seconds the launches used, or the backend's bill where that
+    is larger. Survivors waiting between launches hold no workers, so their wait is not in
+    it (the study's ledger projects a running trial's charge up to now, wait included).
+
+    Example:
+        >>> spent_dollars(100.0, 0.01, None), spent_dollars(100.0, 0.01, lambda: 2.5)
+        (1.0, 2.5)
+    """
+    ledger = worker_seconds * price_per_gpu_second
+    bill = billed() if billed is not None else None
+    return ledger if bill is None else max(ledger, bill)
 
 
 def predicted_launch_seconds(
@@ -113,21 +130,29 @@ class Guard:
         """Dollars spent by ``now``: the worker-seconds charged so far plus those of the
         launches in flight, or the backend's bill where that is larger."""
         in_flight = sum((now - r.started_at) * r.workers for r in running)
-        ledger = (charged_gpu_s + in_flight) * self.price_per_gpu_second
-        billed = self.billed() if self.billed is not None else None
-        return ledger if billed is None else max(ledger, billed)
+        return spent_dollars(charged_gpu_s + in_flight, self.price_per_gpu_second, self.billed)
 
     def stop_reason(self, now: float, spent: float, running: Sequence[Running]) -> StopReason:
         """``"deadline"`` once ``now`` is within the grace period of the deadline, else
-        ``"budget"`` once ``spent`` plus what ``running`` burns over the grace period
-        reaches the budget, else ``""``."""
+        ``"budget"`` once ``spent`` plus what ``running`` burns over the grace period (each
+        launch until its predicted end, see :meth:`_burn_seconds`) reaches the budget, else
+        ``""``."""
         if now >= self.deadline_at - self.grace_s:
             return "deadline"
-        workers = sum(r.workers for r in running)
-        burn = workers * self.price_per_gpu_second * self.grace_s
-        if spent + burn >= self.budget_dollars:
+        burn = sum(r.workers * self._burn_seconds(now, r) for r in running)
+        if spent + burn * self.price_per_gpu_second >= self.budget_dollars:
             return "budget"
         return ""
+
+    def _burn_seconds(self, now: float, launch: Running) -> float:
+        """How long ``launch`` may still hold its workers within the grace period: until its
+        predicted end, at least half the grace (about an epoch: it may run late), at most the
+        grace; the whole grace when its cost was not predicted."""
+        if min(launch.predicted_dollars, launch.workers, self.price_per_gpu_second) <= 0:
+            return self.grace_s
+        left = launch.predicted_dollars / (launch.workers * self.price_per_gpu_second)
+        left -= now - launch.started_at
+        return min(self.grace_s, max(left, 0.5 * self.grace_s))
 
     def past_limit(self, reason: StopReason, now: float, spent: float) -> bool:
         """Whether the limit behind ``reason`` is reached: the deadline (for ``"deadline"``)

@@ -49,6 +49,7 @@ from optuna_seer._secrets import scrub
 from optuna_seer.backends.base import Backend
 from optuna_seer.execution.driver_lock import DriverLock, DriverLockedError
 from optuna_seer.execution.entry import SearchSpace, TrainTarget, entrypoint_of, search_space_of
+from optuna_seer.execution.guard import spent_dollars
 from optuna_seer.execution.journal import HEARTBEAT_SECONDS, Progress, RunJournal, launches_of
 from optuna_seer.execution.measurement import measured_workload
 from optuna_seer.execution.naming import resumable_study_name
@@ -494,12 +495,14 @@ class ElasticTuner:
         )
         if measured is None or not alive:
             return rungs
-        now = self._backend.now()
+        now, billed = self._backend.now(), self._backend.billed_dollars
         standing = Standing(
             done=done,
             alive=len(alive),
             elapsed_s=now - state.t0,
-            left_dollars=journal.ledger(self._plan, now).remaining_dollars,
+            # What the rungs' guard counts spent: survivors' wait between launches is not.
+            left_dollars=self._plan.budget_dollars
+            - spent_dollars(state.charged_gpu_s, self._plan.price_per_gpu_second, billed),
             epoch_seconds=records[-1].epoch_seconds,
             startup_seconds=records[-1].overhead_seconds,
         )

@@ -136,3 +136,18 @@ def test_the_budget_guard_launches_nothing_it_cannot_pay_for(tmp_path: Path) -> 
     assert result.spent_dollars <= tight.budget_dollars
     assert result.best_trial is not None  # stopped trials keep their last value
     assert_consistent_steps(run.study)
+
+
+def test_the_replan_counts_no_money_for_survivors_waiting_between_launches(tmp_path: Path) -> None:
+    """Epochs and launches as planned, a budget 5 % above the plan: the re-plan after rung 0
+    keeps every survivor. Survivors hold no workers between their launches; reading the
+    study's ledger (which projects a running trial's charge up to now) it saw that wait as
+    spent and cut rung 1 from 4 trials to 3 (before 2026-12-06)."""
+    from replay_study import plan
+
+    tight = plan(budget=plan().predicted_cost * 1.05)
+    run = run_replay(tmp_path, the_plan=tight)
+    result = run.result
+    assert not any("survivor(s) can finish" in note for note in result.notes), result.notes
+    assert [len(r.trials) for r in result.rungs] == [r.n_trials for r in tight.rungs]
+    assert result.spent_dollars <= tight.budget_dollars
