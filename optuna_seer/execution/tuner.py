@@ -37,7 +37,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 import contextlib
 from dataclasses import replace
-import math
 from pathlib import Path
 
 import optuna
@@ -58,15 +57,13 @@ from optuna_seer.execution.results import LaunchRecord, RungRecord, StudyMismatc
 from optuna_seer.execution.resume import check_can_run, restore
 from optuna_seer.execution.rung import LaunchSettings, RungRunner
 from optuna_seer.execution.state import RunState
-from optuna_seer.integration.pruner import SeerPruner
+from optuna_seer.execution.tuner_arguments import check_settings, check_study
 from optuna_seer.integration.ranking import best_finalist
-from optuna_seer.integration.sampler import SeerSampler
 from optuna_seer.integration.trial_gpus import placement_of
 from optuna_seer.planning.cost_model import ClusterLimits
 from optuna_seer.planning.plan import Plan, Rung, format_seconds
 from optuna_seer.planning.workload import Workload
 from optuna_seer.storage.urls import storage_url_of
-from optuna_seer.worker.checkpoints import open_store
 
 __all__ = [
     "HEARTBEAT_SECONDS",
@@ -150,53 +147,12 @@ class ElasticTuner:
         max_launch_retries: int = 2,
         resume: bool | str = "auto",
     ) -> None:
-        if not isinstance(study, optuna.Study):
-            raise TypeError(f"study={study!r} must be an optuna.Study.")
-        pruner = study.pruner
-        if not isinstance(pruner, SeerPruner) or not isinstance(study.sampler, SeerSampler):
-            raise ValueError(
-                "ElasticTuner needs optuna.create_study(sampler=SeerSampler(...), "
-                f"pruner=SeerPruner(...)); got sampler={study.sampler!r}, pruner={pruner!r}."
-            )
-        if plan is not None and plan != pruner.plan:
-            raise ValueError(
-                "plan= differs from study.pruner.plan: the pruner decides rungs by its plan, so "
-                "pass plan=pruner.plan (or leave it out)."
-            )
-        if not isinstance(backend, Backend):
-            raise TypeError(f"backend={backend!r} must be an optuna_seer Backend.")
-        widest = max(r.gpus_per_trial for r in pruner.plan.rungs)
-        if widest > backend.slots:
-            raise ValueError(
-                f"the plan gives a trial {widest} workers but the backend has {backend.slots} "
-                "slots; plan with ClusterLimits(max_gpus=slots)."
-            )
+        pruner = check_study(study, plan, backend)
+        root = check_settings(checkpoints, workload, poll_seconds, max_launch_retries, resume)
         entrypoint = entrypoint_of(train)
         space = search_space if search_space is not None else search_space_of(train)
         if not callable(space):
             raise TypeError(f"search_space={search_space!r} must be callable(trial).")
-        if not isinstance(checkpoints, (str, Path)) or not str(checkpoints):
-            raise ValueError(f"checkpoints={checkpoints!r} must be a directory or s3:// prefix.")
-        root = str(checkpoints).rstrip("/")
-        open_store(root)  # validates the URI early
-        if workload is not None and not isinstance(workload, Workload):
-            raise TypeError(f"workload={workload!r} must be an optuna_seer.Workload.")
-        if not (poll_seconds > 0 and math.isfinite(poll_seconds)):
-            raise ValueError(f"poll_seconds={poll_seconds!r} must be positive.")
-        if (
-            isinstance(max_launch_retries, bool)
-            or not isinstance(max_launch_retries, int)
-            or max_launch_retries < 0
-        ):
-            raise ValueError(
-                f"max_launch_retries={max_launch_retries!r} must be a whole number >= 0 (0: a "
-                "failed launch fails its trial)."
-            )
-        if not (isinstance(resume, bool) or resume == "auto"):
-            raise ValueError(
-                f"resume={resume!r} must be 'auto' (continue a started study, start a new "
-                "one), True (must continue) or False (must be new)."
-            )
         self._study = study
         self._pruner = pruner
         self._plan = pruner.plan
