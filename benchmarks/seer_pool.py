@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import optuna
 from optuna.storages import InMemoryStorage
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from benchmarks.baselines import (
     ConfigOrderSampler,
@@ -38,6 +38,8 @@ from benchmarks.baselines import (
     search_space,
 )
 from benchmarks.curves import CurveSet
+from optuna_seer.integration.admission import DEADLINE_LAST_RUNG
+from optuna_seer.integration.keys import stop_reason
 from optuna_seer.integration.leases import acquire, release
 from optuna_seer.integration.pruner import WAIT, SeerPruner
 from optuna_seer.integration.ranking import best_finalist
@@ -82,6 +84,13 @@ def through(plan: Plan, first: int) -> int:
     while last + 2 < len(rungs) and rungs[last + 1].gpus_per_trial == rungs[first].gpus_per_trial:
         last += 1
     return last
+
+
+def finished_by_deadline(trial: FrozenTrial) -> bool:
+    """Whether the pruner ended ``trial`` inside the last rung at the deadline, so that it
+    completes with the epochs it trained (``DEADLINE_LAST_RUNG``)."""
+    reason = stop_reason(trial)
+    return reason is not None and reason.startswith(DEADLINE_LAST_RUNG)
 
 
 def run_seer_pool(scenario: Scenario, curves: CurveSet, seed: int) -> Outcome:
@@ -192,7 +201,10 @@ def run_seer_pool(scenario: Scenario, curves: CurveSet, seed: int) -> Outcome:
             trial, rung = launched.trial, launched.last
             release(study, trial.number, now=backend.now())
             frozen = storage.get_trial(trial._trial_id)
-            if handle in stopped or (frozen.last_step or 0) < plan.rungs[rung].resource:
+            if rung == last_rung and finished_by_deadline(frozen):
+                # As rungs() does: a finalist the deadline ended completes with its value.
+                study.tell(trial, backend.validation_accuracy(study.study_name, trial.number))
+            elif handle in stopped or (frozen.last_step or 0) < plan.rungs[rung].resource:
                 study.tell(trial, state=TrialState.PRUNED)
             elif rung == len(plan.rungs) - 1:
                 study.tell(trial, backend.validation_accuracy(study.study_name, trial.number))

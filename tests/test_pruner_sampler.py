@@ -6,7 +6,7 @@ from collections import Counter
 import math
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 import pytest
 
 from optuna_seer import (
@@ -19,10 +19,13 @@ from optuna_seer import (
     gpus_for,
     plan_seer,
 )
+from optuna_seer.integration.admission import DEADLINE_LAST_RUNG, out_of_time
 from optuna_seer.integration.keys import (
     STUDY_PLAN,
+    TRIAL_LEASE,
     TRIAL_LEDGER,
     TRIAL_PLACEMENT,
+    TRIAL_SEGMENT,
     TRIAL_STOP_REASON,
     rung_end,
     rung_end_key,
@@ -187,6 +190,48 @@ def test_deadline_aware_pruning_records_why() -> None:
     assert trial.should_prune()
     reason = stop_reason(study.trials[0])
     assert reason is not None and reason.startswith("deadline: rung 1 needs")
+
+
+def _leased_trial(rung: int, first_step: int, first_at: float, step: int) -> FrozenTrial:
+    """A trial on leased workers (``rungs()``) that first reported inside ``rung`` at
+    ``first_step`` at study time ``first_at`` and has now reported ``step``."""
+    return optuna.trial.create_trial(
+        state=TrialState.RUNNING,
+        params={},
+        distributions={},
+        intermediate_values={step: 0.9},
+        system_attrs={TRIAL_LEASE: {"slots": [0]}, TRIAL_SEGMENT: [rung, first_at, first_step]},
+    )
+
+
+def test_a_finalist_on_leased_workers_trains_until_the_deadline_and_completes() -> None:
+    """In the last rung, a finalist that cannot reach ``max_epochs`` by the deadline goes on
+    while one more epoch fits and then stops with the reason ``rungs()`` completes on (before
+    2026-12-06 it stopped at once, PRUNED, with most of the time left unused); in an earlier
+    rung, or on the plain path, a trial that cannot end its rung stops at once."""
+    plan = plan_seer(
+        Budget(deadline="10m", dollars=100, price_per_gpu_hour=3.0),
+        Workload(epoch_seconds=30, scaling="linear", max_epochs=9),
+    )
+
+    def started_at(now: float, left: float) -> float:
+        """The study's start that leaves ``left`` seconds at ``now``."""
+        return now + left - plan.deadline_s
+
+    # Epoch 5 at 30 s after epoch 4: 4 epochs to go need 120 s.
+    finalist = _leased_trial(plan.rungs[-1].index, 4, 0.0, 5)
+    assert out_of_time(plan, finalist, 5, 30.0, started_at(30.0, 60.0), None) is None
+    reason = out_of_time(plan, finalist, 5, 30.0, started_at(30.0, 40.0), None)
+    assert reason is not None and reason.startswith(DEADLINE_LAST_RUNG), reason
+    assert "epoch 5 of 9" in reason
+    earlier = _leased_trial(1, 2, 0.0, 2)  # rung 1 trains epochs 2-3: 30 s to go
+    reason = out_of_time(plan, earlier, 2, 30.0, started_at(30.0, 20.0), None)
+    assert reason is not None and reason.startswith("deadline: rung 1 needs"), reason
+    plain = optuna.trial.create_trial(
+        state=TrialState.RUNNING, params={}, distributions={}, intermediate_values={5: 0.9}
+    )
+    reason = out_of_time(plan, plain, 5, 30.0, started_at(30.0, 60.0), None)
+    assert reason is not None and reason.startswith("deadline: rung 2 needs"), reason
 
 
 def test_budget_guard_stops_at_rung_end() -> None:

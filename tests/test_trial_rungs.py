@@ -399,3 +399,48 @@ def test_a_killed_process_returns_its_lease_and_the_study_finishes(tmp_path: Pat
     assert len(failed) == 1 and "dead: no heartbeat" in failed[0].system_attrs["seer:stop_reason"]
     assert any(t.state == TrialState.COMPLETE for t in study.trials)
     assert leased(study, "test") == {}  # the failed trial's record holds no slot
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_finalist_the_deadline_ends_completes_with_the_epochs_it_trained(
+    tmp_path: Path,
+) -> None:
+    """One configuration, one epoch, then 199 more in the last rung, which the 60 s deadline
+    cannot hold (half a second each): the finalist trains while an epoch still fits, then
+    its workers stop and checkpoint and the objective returns its last value, COMPLETE;
+    before 2026-12-06 it was stopped at its first report there, PRUNED, with no result."""
+    workload = Workload(epoch_seconds=0.5, scaling="linear", max_epochs=200, startup_seconds=5)
+    plan = Plan(
+        rungs=schedule(
+            [RungShape(1, 1, 1), RungShape(1, 200, 1)], workload, 0.001, ClusterLimits(max_gpus=1)
+        ),
+        reduction_factor=3,
+        deadline_s=60.0,
+        budget_dollars=100.0,
+        price_per_gpu_second=0.001,
+        min_marginal_speedup=0.2,
+    )
+    study = optuna.create_study(
+        storage=f"sqlite:///{tmp_path / 'seer.db'}",
+        direction="maximize",
+        sampler=SeerSampler(optuna.samplers.RandomSampler(seed=0)),
+        pruner=SeerPruner(plan=plan),
+    )
+    pool = WorkerPool("test", 1)
+
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0.1, 1.0)
+        value = float("nan")
+        for rung in rungs(trial, pool=pool, checkpoints=tmp_path / "ckpt", poll_seconds=0.1):
+            value = rung.run(WORKER, {"x": x, "sleep": 0.5})
+        return value
+
+    started = time.monotonic()
+    study.optimize(objective, n_trials=1)
+    (trial,) = study.trials
+    assert trial.state == TrialState.COMPLETE, trial.system_attrs
+    assert trial.system_attrs["seer:stop_reason"].startswith("deadline, last rung:")
+    assert 1 < (trial.last_step or 0) < 200
+    assert trial.value == pytest.approx(trial.params["x"] * trial.last_step)
+    assert time.monotonic() - started < 60.0 + 15.0

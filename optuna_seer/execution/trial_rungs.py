@@ -44,6 +44,7 @@ from optuna_seer.backends.base import LaunchState
 from optuna_seer.backends.local import LocalBackend, cpu_slots, visible_gpus
 from optuna_seer.execution.entry import TrainTarget, entrypoint_of
 from optuna_seer.execution.rung import launch_spec, trial_checkpoint_uri
+from optuna_seer.integration.admission import DEADLINE_LAST_RUNG
 from optuna_seer.integration.clock import study_time
 from optuna_seer.integration.heartbeat import fail_dead_trials
 from optuna_seer.integration.keys import (
@@ -368,7 +369,7 @@ class _TrialRunner:
             if step > live.seen:
                 live.seen = step
                 if self._should_prune():
-                    self._prune(live)
+                    return self._prune(live, rung)
                 if step >= rung.end_epoch:
                     values = frozen.intermediate_values
                     return float(values.get(rung.end_epoch, values[step]))
@@ -390,9 +391,10 @@ class _TrialRunner:
             "report every epoch with SeerCallback or TrialContext.report."
         )
 
-    def _prune(self, live: _Live) -> None:
+    def _prune(self, live: _Live, rung: TrialRung) -> float:
         """The pruner stopped the trial: tell its workers (they stop after their epoch and
-        checkpoint), let the launch end, return the workers, raise ``TrialPruned``."""
+        checkpoint), let the launch end, return the workers, raise ``TrialPruned``; or, for
+        a finalist the deadline ends inside the last rung, return its last value."""
         frozen = self._storage.get_trial(self._trial_id)
         reason = stop_reason(frozen) or "pruned by SeerPruner"
         if TRIAL_STOP_REASON not in frozen.system_attrs:
@@ -400,6 +402,9 @@ class _TrialRunner:
         if not live.backend.wait([live.handle], _STOP_GRACE_S):
             live.backend.stop(live.handle)
         self._finish(live)
+        if rung.last and reason.startswith(DEADLINE_LAST_RUNG):
+            values = self._storage.get_trial(self._trial_id).intermediate_values
+            return float(values[max(values)])
         raise optuna.TrialPruned(reason)
 
     def _finish(self, live: _Live) -> None:

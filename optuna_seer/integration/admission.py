@@ -14,7 +14,9 @@ same one (the arithmetic is :mod:`optuna_seer.planning.spending`):
   and a new configuration starts only while the budget pays for that many configurations of
   the plan's shape at the measured slowdown (so later rungs keep their share).
 * **Deadline** (:func:`out_of_time`): a trial that, at the epoch time it measured since its
-  last rung end, cannot finish its rung before the deadline stops.
+  last rung end, cannot finish its rung before the deadline stops; a finalist on leased
+  workers trains its last rung until the deadline and completes with its last value
+  (:data:`DEADLINE_LAST_RUNG`).
 * **Final rung** (:func:`seat_holders`): a trial entering the last rung records a seat in its
   rung-end record, reads the study again and goes on only if at most the final rung's width
   of seats are held (the last of any over-full group to read sees them all and steps back).
@@ -55,6 +57,13 @@ from optuna_seer.planning.spending import (
 
 SEAT = "seat"
 """Key in a trial's last-but-one rung-end record: the trial holds a seat in the final rung."""
+
+DEADLINE_LAST_RUNG = "deadline, last rung"
+"""How the stop reason of a finalist on leased workers (:func:`optuna_seer.rungs`) that the
+deadline ends inside the last rung begins: it trained as many of the rung's epochs as the
+deadline allowed and completes with its last value (a shorter training of a finalist beats
+none), where a trial of an earlier rung, which could not be compared at its rung's end, stops
+as soon as it cannot reach it."""
 
 
 def planned_for(plan: Plan, epochs: int) -> float:
@@ -480,6 +489,14 @@ def out_of_time(
     left = started_at + plan.deadline_s - now
     if needed <= left:
         return None
+    if TRIAL_LEASE in attrs and rung.index == len(plan.rungs) - 1:
+        if left >= 1.5 * seconds_per_epoch + 5.0:
+            return None  # one more epoch fits, with time to stop and checkpoint after it
+        return (
+            f"{DEADLINE_LAST_RUNG}: stopped after epoch {step} of {rung.resource} at "
+            f"{seconds_per_epoch:.1f} s per epoch, {max(left, 0.0):.0f} s left of "
+            f"{format_seconds(plan.deadline_s)}; completes with its value at epoch {step}"
+        )
     return (
         f"deadline: rung {rung.index} needs {needed:.0f} s more "
         f"({rung.resource - step} epochs at {seconds_per_epoch:.1f} s), "
