@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 import math
+import time
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -33,7 +34,9 @@ from optuna_seer.integration.keys import (
     rung_value_key,
     stop_reason,
 )
+from optuna_seer.integration.leases import acquire
 from optuna_seer.integration.ledger import read_ledger, trial_account
+from optuna_seer.integration.pruner import WAIT
 from optuna_seer.integration.trial_gpus import placement
 from optuna_seer.planning.cost_model import RungShape, schedule
 
@@ -170,6 +173,48 @@ def asynchronous_verdict_of_last(
             trial.should_prune()
     pruned = trials[last].should_prune()
     return pruned, stop_reason(study.trials[last])
+
+
+def test_at_the_last_rungs_door_a_trial_on_leased_workers_waits_instead_of_asha_rounding() -> None:
+    """Rung 0 keeps 2 of 6. A trial second of the 5 values seen so far fails ASHA's rule (5 * 2
+    // 6 = 1: only the best passes) and is pruned on the plain path, where it cannot wait; on
+    leased workers (``rungs()``) it goes on to wait for the rung's sixth value
+    (``final_rung_entry``) and stops only once two trials beat it. Before 2026-12-06 it was
+    pruned there too, and a replayed pool often trained one finalist of the plan's two."""
+    workload = Workload(epoch_seconds=1.0, scaling="linear", max_epochs=3)
+    plan = Plan(
+        rungs=schedule(
+            [RungShape(6, 1, 1), RungShape(2, 3, 1)], workload, 0.001, ClusterLimits(max_gpus=8)
+        ),
+        reduction_factor=3,
+        deadline_s=3600.0,
+        budget_dollars=100.0,
+        price_per_gpu_second=0.001,
+        min_marginal_speedup=0.2,
+    )
+    for leased in (False, True):
+        study = optuna.create_study(
+            direction="maximize",
+            pruner=SeerPruner(plan=plan),
+            sampler=SeerSampler(optuna.samplers.RandomSampler(seed=0)),
+        )
+        trials = [study.ask() for _ in range(5)]
+        for trial, value in zip(trials, (0.9, 0.5, 0.4, 0.3, 0.8), strict=True):
+            if leased:
+                acquire(study, trial.number, pool="p", size=8, workers=1, rung=0, now=time.time())
+            trial.report(value, 1)
+        for trial in trials[:-1]:
+            trial.should_prune()
+        assert trials[-1].should_prune() is not leased
+        if leased:
+            verdict = study.pruner.final_rung_entry(study, study.trials[-1])  # type: ignore[attr-defined]
+            assert verdict == WAIT
+            later = study.ask()
+            acquire(study, later.number, pool="p", size=8, workers=1, rung=0, now=time.time())
+            later.report(0.95, 1)
+            assert not later.should_prune()
+            verdict = study.pruner.final_rung_entry(study, study.trials[4])  # type: ignore[attr-defined]
+            assert verdict is not None and "displaced" in verdict, verdict
 
 
 def test_deadline_aware_pruning_records_why() -> None:

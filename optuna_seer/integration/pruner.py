@@ -271,7 +271,9 @@ class SeerPruner(BasePruner):
         stops as soon as better trials displaced it at a rung it passed, when its rung's
         projected cost no longer fits the budget after the trials ahead of it, or when it
         cannot finish its rung before the deadline. At a rung end it also faces ASHA's rule
-        and, entering the last rung, takes a seat there (see :mod:`.admission`). A rung end
+        (at the last rung's door, a trial on leased workers, which waits for its place there
+        without workers, only stops once the last rung's width of trials beat it) and,
+        entering the last rung, takes a seat there (see :mod:`.admission`). A rung end
         writes one record (value, settled cost, why it stops there if it does); between rung
         ends only a stop writes (its reason).
         """
@@ -287,10 +289,16 @@ class SeerPruner(BasePruner):
         seen, better, view = self._rank_among_others(study, trial, ranked, now, implicit)
         charged, as_of = settled(trial, now, implicit) or (0.0, now)
         reason: str | None = None
+        waits = TRIAL_LEASE in attrs  # rungs(): it can wait for the last rung without workers
         for rung in crossed:
-            # ASHA's rule with SEER's fraction: in the top n_{r+1}/n_r of the values seen.
+            # ASHA's rule with SEER's fraction: in the top n_{r+1}/n_r of the values seen;
+            # at the last rung's door a trial that can wait (final_rung_entry) stops only
+            # once the plan's last width of trials beat it.
             keep = rungs[rung.index + 1].n_trials
-            if better[rung.index] >= max(seen[rung.index] * keep // rung.n_trials, 1):
+            door = waits and rung.index == len(rungs) - 2
+            if better[rung.index] >= (
+                keep if door else max(seen[rung.index] * keep // rung.n_trials, 1)
+            ):
                 reason = (
                     f"rung {rung.index}: {value:.6g} not in the top {keep}/{rung.n_trials} "
                     f"of {seen[rung.index]} values seen"
