@@ -26,6 +26,7 @@ from torch import nn
 from optuna_seer import Budget, ClusterLimits, SeerPruner, SeerSampler, Workload, gpus_for
 from optuna_seer.integration.keys import stop_reason
 from optuna_seer.integration.ledger import read_ledger
+from optuna_seer.integration.reruns import rerun_of
 from optuna_seer.planning.plan import format_seconds
 
 Split = tuple[torch.Tensor, torch.Tensor]
@@ -92,7 +93,11 @@ def make_objective(splits: tuple[Split, Split, Split], max_epochs: int):  # type
         optimizer_name = trial.suggest_categorical("optimizer", ["adam", "sgd"])
         batch_size = trial.suggest_categorical("batch_size", [16, 32, 64, 128])
         torch.set_num_threads(gpus_for(trial))  # the plan's workers for this trial
-        torch.manual_seed(trial.number)
+        # A re-run of a trial parked at the last rung's door trains its configuration again,
+        # from the same seed (a checkpointing objective would resume that trial's checkpoint).
+        earlier = rerun_of(trial)
+        seed = trial.number if earlier is None else earlier
+        torch.manual_seed(seed)
         model = build_model(width, depth, dropout)
         optimizer: torch.optim.Optimizer
         if optimizer_name == "adam":
@@ -101,7 +106,7 @@ def make_objective(splits: tuple[Split, Split, Split], max_epochs: int):  # type
             optimizer = torch.optim.SGD(
                 model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay
             )
-        generator = torch.Generator().manual_seed(trial.number)
+        generator = torch.Generator().manual_seed(seed)
         value = 0.0
         for epoch in range(1, max_epochs + 1):
             train_epoch(model, optimizer, train, batch_size, generator)
@@ -197,7 +202,8 @@ def main(argv: list[str] | None = None) -> None:
     study.optimize(
         make_objective(splits, args.max_epochs),
         n_jobs=args.workers,
-        n_trials=pruner.plan.n_configs,
+        # No n_trials: the sampler stops the study once the plan's configurations, and the
+        # re-runs of finalists parked at the last rung's door, are placed.
         timeout=budget.deadline_seconds,
     )
     ledger = read_ledger(study, pruner.plan, time.time())

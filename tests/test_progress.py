@@ -14,6 +14,7 @@ import pytest
 from optuna_seer import Budget, ClusterLimits, SeerProgress, SeerPruner, SeerSampler, Workload
 from optuna_seer.integration.clock import study_time
 from optuna_seer.integration.ledger import read_ledger
+from optuna_seer.integration.reruns import rerun_of
 
 
 def _study(tmp_path: Path) -> optuna.Study:
@@ -60,7 +61,10 @@ def test_the_bar_counts_the_plan_and_shows_dollars_rung_and_best(tmp_path: Path)
     last = progress.last
     assert last is not None
     trials = study.get_trials(deepcopy=False)
-    assert last.finished == last.placed == plan.n_configs  # trials refused beyond it: not counted
+    # Trials refused beyond the plan are not counted; re-runs of parked finalists are.
+    reruns = sum(1 for t in trials if rerun_of(t) is not None)
+    assert reruns <= plan.rungs[-1].n_trials
+    assert last.finished == last.placed == plan.n_configs + reruns
     assert len(trials) >= plan.n_configs
     assert last.running == 0
     assert last.deepest_rung == len(plan.rungs) - 1
@@ -68,7 +72,7 @@ def test_the_bar_counts_the_plan_and_shows_dollars_rung_and_best(tmp_path: Path)
     ledger = read_ledger(study, plan, study_time(study), trials)  # settled: trials ended
     assert last.spent_dollars == pytest.approx(ledger.spent_dollars) and last.spent_dollars > 0
     drawn = out.getvalue()
-    assert f"{plan.n_configs}/{plan.n_configs}" in drawn
+    assert f"{last.placed}/{last.placed}" in drawn
     assert f"of ${plan.budget_dollars:,.2f}" in drawn and "left, best" in drawn
     # One INFO line per trial end, with the same figures.
     assert sum("of $0.10" in r and "best" in r for r in records) == len(trials)

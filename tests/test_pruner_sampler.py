@@ -37,6 +37,7 @@ from optuna_seer.integration.keys import (
 from optuna_seer.integration.leases import acquire
 from optuna_seer.integration.ledger import read_ledger, trial_account
 from optuna_seer.integration.pruner import WAIT
+from optuna_seer.integration.reruns import rerun_of
 from optuna_seer.integration.trial_gpus import placement
 from optuna_seer.planning.cost_model import RungShape, schedule
 
@@ -82,10 +83,14 @@ def test_async_study_follows_the_plan(storage: object) -> None:
     )
     study.optimize(curve_objective, n_trials=plan.n_configs + 5)
     trials = study.get_trials()
-    # The width is enforced: the trial taking the last place stops the study, so no trial
-    # (and no objective body) runs beyond it.
-    assert len(trials) == plan.n_configs
-    placed = trials
+    # The width is enforced: the trial taking the last place (or, when trials were parked at
+    # the last rung's door, the last re-run) stops the study, so no trial (and no objective
+    # body) runs beyond it. A re-run trains a parked trial's configuration again.
+    reruns = [t for t in trials if rerun_of(t) is not None]
+    assert len(trials) == plan.n_configs + len(reruns)
+    assert len(reruns) <= plan.rungs[-1].n_trials
+    placed = [t for t in trials if rerun_of(t) is None]
+    assert len(placed) == plan.n_configs
     refused = study.ask()  # asked beyond the width anyway (ask/tell): refused, not placed
     assert "beyond the plan's width" in refused._cached_frozen_trial.system_attrs.get(
         TRIAL_STOP_REASON,
@@ -96,8 +101,9 @@ def test_async_study_follows_the_plan(storage: object) -> None:
     study.tell(refused, state=TrialState.PRUNED)
     best_quality = max(t.params["quality"] for t in placed)
     assert study.best_trial.params["quality"] == best_quality  # the best is never lost
-    for t in placed:  # every COMPLETE trial still ranks within each rung's survivors
-        if t.state != TrialState.COMPLETE:
+    for t in placed:  # every COMPLETE trial (or re-run one) ranks within each rung's survivors
+        completed = t.state == TrialState.COMPLETE
+        if not completed and not any(rerun_of(r) == t.number for r in reruns):
             continue
         for rung, following in zip(plan.rungs, plan.rungs[1:]):
             own = t.intermediate_values[rung.resource]
@@ -107,9 +113,10 @@ def test_async_study_follows_the_plan(storage: object) -> None:
                 if u.intermediate_values.get(rung.resource, -1) > own and u.number < t.number
             ]
             assert len(better) < following.n_trials
-    completed = [t for t in placed if t.state == TrialState.COMPLETE]
+    completed = [t for t in trials if t.state == TrialState.COMPLETE]
     assert completed and study.best_trial.state == TrialState.COMPLETE
-    for t in placed:  # reports are consecutive epochs, no gaps or duplicates
+    assert sum(1 for t in trials if t.last_step == plan.max_epochs) <= plan.rungs[-1].n_trials
+    for t in trials:  # reports are consecutive epochs, no gaps or duplicates
         assert sorted(t.intermediate_values) == list(range(1, t.last_step + 1))  # type: ignore[operator]
         assert gpus_for(t, step=0, study=study) == plan.rungs[0].gpus_per_trial
         assert gpus_for(t, step=plan.max_epochs - 1, study=study) == plan.rungs[-1].gpus_per_trial
@@ -373,7 +380,9 @@ def test_states_after_async_run_are_final(storage: object) -> None:
     study.optimize(curve_objective, n_trials=100, n_jobs=2)
     states = Counter(t.state for t in study.trials)
     assert set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}
-    assert len(study.trials) <= pruner.plan.n_configs + 2  # each thread may ask one too many
+    reruns = sum(1 for t in study.trials if rerun_of(t) is not None)
+    # each thread may ask one too many; parked finalists are re-run
+    assert len(study.trials) <= pruner.plan.n_configs + reruns + 2
 
 
 def three_rung_pruner(clock: SimulatedClock, width: int = 9) -> SeerPruner:
@@ -449,11 +458,18 @@ def test_a_displaced_trial_stops_at_its_next_report() -> None:
     study = optuna.create_study(
         direction="maximize", pruner=pruner, sampler=SeerSampler(clock=clock)
     )
-    early = study.ask()
+
+    def leased(trial: optuna.Trial) -> optuna.Trial:
+        # On leased workers (rungs()): it may enter the last rung before the others report
+        # (a plain trial would be parked at its door, see test_reruns.py).
+        study._storage.set_trial_system_attr(trial._trial_id, TRIAL_LEASE, None)
+        return trial
+
+    early = leased(study.ask())
     for epoch in range(1, 4):
         early.report(0.1 * epoch, epoch)
         assert not early.should_prune()  # the only value seen: the best
-    late = study.ask()
+    late = leased(study.ask())
     for epoch in range(1, 4):
         late.report(0.5 * epoch, epoch)
         assert not late.should_prune()
@@ -467,7 +483,7 @@ def test_a_displaced_trial_stops_at_its_next_report() -> None:
     for epoch in range(4, 10):
         late.report(0.5 * epoch, epoch)
         assert not late.should_prune()
-    last = study.ask()
+    last = leased(study.ask())
     for epoch in range(1, 4):
         last.report(0.9 * epoch, epoch)
         assert not last.should_prune()

@@ -17,12 +17,11 @@ same one (the arithmetic is :mod:`optuna_seer.planning.spending`):
   last rung end, cannot finish its rung before the deadline stops; a finalist on leased
   workers trains its last rung until the deadline and completes with its last value
   (:data:`DEADLINE_LAST_RUNG`).
-* **Final rung** (:func:`seat_holders`): a trial entering the last rung records a seat in its
-  rung-end record, reads the study again and goes on only if at most the final rung's width
-  of seats are held (the last of any over-full group to read sees them all and steps back).
-  A trial displaced by better ones gives its seat back, so at most the width of trials train
-  in the last rung or hold its results at any time; a better configuration that reaches the
-  last rung later still gets in, as in the plan it would have displaced the worse one.
+* **Final rung** (:mod:`optuna_seer.integration.seats`): a trial entering the last rung
+  records a seat and goes on only if at most the final rung's width of seats are held; a
+  trial displaced by better ones gives its seat back. A plain trial enters only when its
+  place is certain, else it is parked and maybe re-run
+  (:mod:`optuna_seer.integration.reruns`), so no more than the width train there at all.
 """
 
 from __future__ import annotations
@@ -40,6 +39,7 @@ from optuna_seer.integration.keys import (
     TRIAL_BEYOND_PLAN,
     TRIAL_LEASE,
     TRIAL_SEGMENT,
+    ranked_value,
     rung_end_key,
     rung_value,
     stop_reason,
@@ -54,9 +54,6 @@ from optuna_seer.planning.spending import (
     planned_gpu_seconds,
     seconds_to_rung_end,
 )
-
-SEAT = "seat"
-"""Key in a trial's last-but-one rung-end record: the trial holds a seat in the final rung."""
 
 DEADLINE_LAST_RUNG = "deadline, last rung"
 """How the stop reason of a finalist on leased workers (:func:`optuna_seer.rungs`) that the
@@ -198,7 +195,7 @@ class FinishedTrials:
             self.ids.add(trial_id_of(t))
             attrs = t.system_attrs
             for index, values in enumerate(self.values):
-                value = rung_value(attrs, index)
+                value = ranked_value(attrs, index)
                 if value is not None:
                     values.append(value)
                     added = True
@@ -317,31 +314,6 @@ class WidthCount:
             return 1 + bisect.bisect_left(self.placed, number) + running
 
 
-def displaced(
-    plan: Plan, trial: FrozenTrial, values: list[list[float]], maximize: bool
-) -> str | None:
-    """Why ``trial`` lost its promotion (``values``: every value seen per promoting rung,
-    sorted), or ``None``: at a rung it passed, the plan's survivors beat it."""
-    attrs = trial.system_attrs
-    for rung in plan.rungs[:-1]:
-        own = rung_value(attrs, rung.index)
-        if own is None:
-            continue
-        seen = values[rung.index]
-        better = (
-            len(seen) - bisect.bisect_right(seen, own)
-            if maximize
-            else bisect.bisect_left(seen, own)
-        )
-        keep = plan.rungs[rung.index + 1].n_trials
-        if better >= keep:
-            return (
-                f"rung {rung.index}: displaced, {better} trials beat {own:.6g} and the plan "
-                f"keeps {keep}"
-            )
-    return None
-
-
 def plan_work(plan: Plan) -> float:
     """GPU-seconds of training the plan predicts for all its trials (no idle GPUs)."""
     total = 0.0
@@ -368,35 +340,6 @@ def affordable_width(plan: Plan, scale: float, *, widen: bool = False) -> int:
     budget = plan.budget_dollars / plan.price_per_gpu_second
     affordable = int(budget / share * (1 + 1e-9))
     return affordable if widen else min(plan.n_configs, affordable)
-
-
-def seat_holders(plan: Plan, trials: list[FrozenTrial], maximize: bool) -> list[int]:
-    """Trial numbers holding a place in the final rung: a seat in their last-but-one rung-end
-    record, not given back, not failed, not stopped before the last epoch, and not displaced
-    (beaten by the plan's survivors at a rung it passed, after which it stops at its next
-    report or, finished already, is no longer among the plan's finalists)."""
-    if len(plan.rungs) < 2:
-        return []
-    key = rung_end_key(plan.rungs[-2].index)
-    values: list[list[float]] = [[] for _ in plan.rungs[:-1]]
-    for t in trials:
-        for rung in plan.rungs[:-1]:
-            value = rung_value(t.system_attrs, rung.index)
-            if value is not None:
-                values[rung.index].append(value)
-    for seen in values:
-        seen.sort()
-    holders = []
-    for t in trials:
-        record = t.system_attrs.get(key)
-        if record is None or not record.get(SEAT) or "stop" in record:
-            continue
-        if t.state == TrialState.FAIL or displaced(plan, t, values, maximize) is not None:
-            continue
-        if (t.last_step or 0) < plan.max_epochs and stopped(t):
-            continue
-        holders.append(t.number)
-    return holders
 
 
 def over_budget(

@@ -57,6 +57,9 @@ pruner measures a rung's epoch time from there, so waiting for workers and a rel
 start-up never count as training)."""
 TRIAL_HEARTBEAT = "seer:heartbeat"
 """When (study time) the process running the trial last showed it was alive."""
+TRIAL_RERUN_OF = "seer:rerun_of"
+"""The number of the trial, parked at the last rung's door, whose configuration this trial
+trains again (:mod:`optuna_seer.integration.reruns`)."""
 
 
 def rung_value_key(rung: int) -> str:
@@ -96,6 +99,20 @@ def rung_value(attrs: dict[str, Any], rung: int) -> float | None:
         return float(record["value"])
     value = attrs.get(rung_value_key(rung))
     return None if value is None else float(value)
+
+
+TRIAL_AWAITING_RERUN = "seer:awaiting_rerun"
+"""Set while a trial asked beyond the plan's width (or its budget) waits to learn whether it
+re-runs a parked finalist: it is no configuration the others wait for."""
+
+
+def ranked_value(attrs: dict[str, Any], rung: int) -> float | None:
+    """The value a trial had at the end of ``rung`` as the ranking counts it: a re-run's
+    (:data:`TRIAL_RERUN_OF`) values are its parked trial's configuration again, so they count
+    once, as that trial's."""
+    if attrs.get(TRIAL_RERUN_OF) is not None:
+        return None
+    return rung_value(attrs, rung)
 
 
 def stop_reason(trial: FrozenTrial) -> str | None:

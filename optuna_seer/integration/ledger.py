@@ -164,11 +164,16 @@ def accrues_until(trial: FrozenTrial, now: float) -> float | None:
 def trial_gpu_seconds(
     trial: FrozenTrial, now: float, implicit: ImplicitPlacement | None = None
 ) -> float:
-    """GPU-seconds ``trial`` has cost by ``now`` (0 for trials SEER did not place)."""
+    """GPU-seconds ``trial`` has cost by ``now`` (0 for trials SEER did not place). A trial
+    the pruner stopped at a rung end costs nothing past that stop, also while its process
+    winds down before Optuna's ``tell`` (its account is closed there, see
+    :func:`settled_at_stop`)."""
     entry = trial_account(trial, implicit)
     if entry is None:
         return 0.0
     charged, as_of = entry
+    if trial.state == TrialState.RUNNING and settled_at_stop(trial, implicit):
+        return charged
     until = accrues_until(trial, now)
     if until is not None and until > as_of:
         charged += (until - as_of) * current_gpus(trial, implicit)

@@ -15,12 +15,10 @@ from optuna.trial import FrozenTrial
 from optuna_seer._logging import get_logger
 from optuna_seer._optuna import storage_of, study_id_of, trial_id_of
 from optuna_seer.integration.admission import (
-    SEAT,
     FinishedTrials,
     SpendView,
     out_of_time,
     over_budget,
-    seat_holders,
     spend_view,
 )
 from optuna_seer.integration.clock import study_time
@@ -32,15 +30,19 @@ from optuna_seer.integration.keys import (
     SYNCHRONOUS,
     TRIAL_BEYOND_PLAN,
     TRIAL_LEASE,
+    TRIAL_RERUN_OF,
     TRIAL_SEGMENT,
     TRIAL_STOP_REASON,
     promoted_key,
+    ranked_value,
     rung_end,
     rung_end_key,
     rung_value,
 )
 from optuna_seer.integration.ledger import settled
 from optuna_seer.integration.ranking import RankKey, curve_rank_key, rank_key
+from optuna_seer.integration.reruns import PARKED, final_rung_full, park_reason, with_reserve
+from optuna_seer.integration.seats import SEAT, displacement
 from optuna_seer.integration.steps import check_steps
 from optuna_seer.integration.trial_gpus import (
     ImplicitPlacement,
@@ -84,8 +86,9 @@ class SeerPruner(BasePruner):
       is promoted when its value is in the top ``n_{r+1}/n_r`` of the values seen at that rung
       (ASHA); with all ``n_r`` values seen this is the synchronous rule. A trial promoted
       early gives its place back at its next report once ``n_{r+1}`` trials have beaten its
-      value at a rung it passed, so the finalists converge to the plan's survivors, and at
-      most the last rung's width of trials hold a place in it, across threads and processes.
+      value at a rung it passed, so the finalists converge to the plan's survivors. A plain
+      trial enters the last rung only when its place is certain, else it is parked there
+      and re-run if it ranks among the finalists (:mod:`optuna_seer.integration.reruns`).
       At every report it also checks the deadline (at the epoch rate measured since the
       trial's last rung end) and the budget: the trial stops once what the ledger shows spent,
       plus what trials ahead of it will cost to their rungs' ends, plus what its own rung
@@ -285,20 +288,38 @@ class SeerPruner(BasePruner):
             if own is not None:
                 mine[rung.index] = own
         crossed = [r for r in rungs[:-1] if r.resource <= step and r.index not in mine]
-        ranked = {**mine, **{r.index: value for r in crossed}}
+        rerun = (
+            attrs.get(TRIAL_RERUN_OF) is not None
+        )  # its place is certain: no ranking (reruns.py)
+        ranked = {} if rerun else {**mine, **{r.index: value for r in crossed}}
         seen, better, view = self._rank_among_others(study, trial, ranked, now, implicit)
         charged, as_of = settled(trial, now, implicit) or (0.0, now)
-        reason: str | None = None
+        # Displaced at a rung passed before this report: it stops so, and is never parked.
+        reason = None if rerun else displacement(rungs, mine, better)
+        parked = False
         waits = TRIAL_LEASE in attrs  # rungs(): it can wait for the last rung without workers
-        for rung in crossed:
+        for rung in [] if rerun or reason else crossed:
             # ASHA's rule with SEER's fraction: in the top n_{r+1}/n_r of the values seen;
             # at the last rung's door a trial that can wait (final_rung_entry) stops only
-            # once the plan's last width of trials beat it.
+            # once the plan's last width of trials beat it, and one that cannot is parked
+            # unless its place there is certain (reruns.py).
             keep = rungs[rung.index + 1].n_trials
-            door = waits and rung.index == len(rungs) - 2
-            if better[rung.index] >= (
-                keep if door else max(seen[rung.index] * keep // rung.n_trials, 1)
-            ):
+            if rung.index == len(rungs) - 2 and better[rung.index] < keep:
+                reason, certain = (None, True)
+                if not waits:
+                    reason, certain = park_reason(
+                        self._plan,
+                        study.get_trials(deepcopy=False),
+                        (trial, better[rung.index], value),
+                        started_at + self._plan.deadline_s - now,
+                        view,
+                        study.direction == StudyDirection.MAXIMIZE,
+                    )
+                if reason is not None or certain:
+                    parked = reason is not None
+                    crossed = crossed[: crossed.index(rung) + 1]
+                    break
+            if better[rung.index] >= max(seen[rung.index] * keep // rung.n_trials, 1):
                 reason = (
                     f"rung {rung.index}: {value:.6g} not in the top {keep}/{rung.n_trials} "
                     f"of {seen[rung.index]} values seen"
@@ -308,15 +329,12 @@ class SeerPruner(BasePruner):
         if reason is None:
             # A trial promoted early, before better ones reported, gives its place back as
             # soon as it no longer ranks within the plan's survivors of a rung it passed.
-            for index, own in ranked.items():
-                keep = rungs[index + 1].n_trials
-                if better[index] >= keep:
-                    reason = (
-                        f"rung {index}: displaced, {better[index]} trials beat {own:.6g} and "
-                        f"the plan keeps {keep}"
-                    )
-                    break
+            reason = displacement(rungs, ranked, better)
         if reason is None:
+            if crossed and not (waits or rerun):  # a promotion: parked finalists' re-runs first
+                maximize = study.direction == StudyDirection.MAXIMIZE
+                trials = study.get_trials(deepcopy=False)
+                view = with_reserve(self._plan, trials, maximize, view, trial.number)[0]
             reason = over_budget(self._plan, trial, step, now, implicit, view, crossed)
         if reason is None:
             self._mark_segment(study, trial, step, now)
@@ -331,11 +349,12 @@ class SeerPruner(BasePruner):
         seat = reason is None and crossed[-1].index == len(rungs) - 2
         for rung in crossed:
             record = rung_end(value, charged, as_of, reason if rung is crossed[-1] else None)
-            if seat and rung is crossed[-1]:
-                record[SEAT] = True
+            if (seat or parked) and rung is crossed[-1]:
+                record[PARKED if parked else SEAT] = True
             storage.set_trial_system_attr(trial_id_of(trial), rung_end_key(rung.index), record)
         if seat:
-            reason = self._final_rung_full(study, trial)
+            maximize = study.direction == StudyDirection.MAXIMIZE
+            reason = final_rung_full(self._plan, study.get_trials(deepcopy=False), maximize)
             if reason is not None:
                 record = rung_end(value, charged, as_of, reason)
                 storage.set_trial_system_attr(
@@ -400,19 +419,6 @@ class SeerPruner(BasePruner):
                 trial_id_of(trial), TRIAL_SEGMENT, [rung.index, now, step]
             )
 
-    def _final_rung_full(self, study: optuna.Study, trial: FrozenTrial) -> str | None:
-        """Why ``trial``, which just recorded its seat in the last rung, must give it back: the
-        study, read again, shows more seats held than the last rung's width."""
-        maximize = study.direction == StudyDirection.MAXIMIZE
-        holders = seat_holders(self._plan, study.get_trials(deepcopy=False), maximize)
-        width = self._plan.rungs[-1].n_trials
-        if len(holders) <= width:
-            return None
-        return (
-            f"rung {len(self._plan.rungs) - 1}: full, {len(holders)} trials took one of its "
-            f"{width} places at once"
-        )
-
     def _rank_among_others(
         self,
         study: optuna.Study,
@@ -442,7 +448,7 @@ class SeerPruner(BasePruner):
                 continue
             attrs = other.system_attrs
             for index, own in ranked.items():
-                theirs = rung_value(attrs, index)
+                theirs = ranked_value(attrs, index)
                 if theirs is not None:
                     seen[index] += 1
                     if theirs > own if maximize else theirs < own:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 import contextlib
+import dataclasses
 import threading
 import time
 from typing import Any
@@ -11,8 +12,10 @@ from typing import Any
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, TPESampler
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_seer._logging import get_logger
 from optuna_seer._optuna import (
     fresh_trials,
     set_trial_attrs,
@@ -36,13 +39,23 @@ from optuna_seer.integration.keys import (
     STUDY_PLAN,
     STUDY_STARTED_AT,
     SYNCHRONOUS,
+    TRIAL_AWAITING_RERUN,
     TRIAL_BEYOND_PLAN,
+    TRIAL_LEASE,
     TRIAL_LEDGER,
     TRIAL_PLACEMENT,
     TRIAL_STOP_REASON,
 )
 from optuna_seer.integration.ledger import settled, settled_at_stop, start_clock
 from optuna_seer.integration.pruner import SeerPruner
+from optuna_seer.integration.reruns import (
+    claim_rerun,
+    door_state,
+    may_park,
+    rerun_cost,
+    reruns_left,
+    with_reserve,
+)
 from optuna_seer.integration.trial_gpus import (
     ImplicitPlacement,
     implicit_placement,
@@ -51,6 +64,8 @@ from optuna_seer.integration.trial_gpus import (
     placement_of,
 )
 from optuna_seer.planning.plan import Plan
+
+_logger = get_logger(__name__)
 
 
 class SeerSampler(BaseSampler):
@@ -72,8 +87,13 @@ class SeerSampler(BaseSampler):
     epoch time measured so far, does not fit the budget left once the trials in play finish
     their rungs (see :mod:`optuna_seer.integration.admission`; under an
     :class:`~optuna_seer.ElasticTuner`, its own guard admits launches instead). The trial that
-    takes the last place stops the study, so no objective runs beyond the width. A study
-    holding trials SEER did not run (another sampler's or pruner's) is refused by name.
+    takes the last place stops the study, so no objective runs beyond the width, unless
+    trials parked at the last rung's door may need re-runs: then the trials asked beyond the
+    width train, best first, the parked configurations that rank among the last rung's width
+    once the door's values are all in (waiting, uncharged, while others may still report
+    there), and the last re-run stops the study (see :mod:`optuna_seer.integration.reruns`;
+    leave ``n_trials`` out, or above the width plus the last width). A study holding trials
+    SEER did not run (another sampler's or pruner's) is refused by name.
 
     Why the sampler reads ``study.pruner`` directly: Optuna hands a sampler a per-bracket
     filtered study only for ``HyperbandPruner`` subclasses, and SEER has a single bracket
@@ -125,6 +145,7 @@ class SeerSampler(BaseSampler):
         self._prepared_studies: set[int] = set()
         self._executor_studies: set[int] = set()
         self._widths: dict[tuple[int, int], WidthCount] = {}
+        self._reruns: dict[int, FrozenTrial] = {}  # trial id -> the parked trial it re-runs
 
     @property
     def base_sampler(self) -> BaseSampler:
@@ -146,6 +167,13 @@ class SeerSampler(BaseSampler):
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
         self._refuse_if_beyond_plan(trial)
+        target = self._rerun_target(trial)
+        if target is not None:  # a re-run: its parked trial's values, where they fit
+            return {
+                name: target.params[name]
+                for name, distribution in search_space.items()
+                if target.distributions.get(name) == distribution
+            }
         return self._base.sample_relative(study, trial, search_space)
 
     def sample_independent(
@@ -156,7 +184,14 @@ class SeerSampler(BaseSampler):
         param_distribution: BaseDistribution,
     ) -> Any:
         self._refuse_if_beyond_plan(trial)
+        target = self._rerun_target(trial)
+        if target is not None and target.distributions.get(param_name) == param_distribution:
+            return target.params[param_name]
         return self._base.sample_independent(study, trial, param_name, param_distribution)
+
+    def _rerun_target(self, trial: FrozenTrial) -> FrozenTrial | None:
+        with self._lock:
+            return self._reruns.get(trial_id_of(trial))
 
     def _refuse_if_beyond_plan(self, trial: FrozenTrial) -> None:
         with self._lock:
@@ -190,32 +225,92 @@ class SeerSampler(BaseSampler):
         rank = self._width_count(study).rank(trials, trial.number)
         reason = None
         widening = self._widen and rank > plan.n_configs and self._worth_widening(study, plan, now)
+        rerun = None
         if rank > plan.n_configs and not widening:
-            reason = (
-                f"beyond the plan's width: {rank - 1} configurations were placed before trial "
-                f"{trial.number} (failed ones not counted) and the plan starts {plan.n_configs}"
+            rerun = self._rerun(study, pruner, trial, trials, wall_clock)
+            if rerun is None:
+                reason = (
+                    f"beyond the plan's width: {rank - 1} configurations were placed before "
+                    f"trial {trial.number} (failed ones not counted) and the plan starts "
+                    f"{plan.n_configs}"
+                )
+        executor = study_id_of(study) in self._executor_studies
+        if rerun is not None:  # it may have waited: what the study holds now
+            trials = fresh_trials(storage, study_id_of(study))
+            now = self._now(pruner, study)
+        if reason is None and not executor:
+            reason = self._over_budget(
+                study, pruner, trial, trials, now, rank, widening, rerun, reserve=not self._widen
             )
-        elif study_id_of(study) not in self._executor_studies:
-            reason = self._over_budget(study, pruner, trial, trials, now, rank, widening)
+            if reason is not None and rerun is None and not widening:
+                # No new configuration fits: a parked finalist's re-run may.
+                rerun = self._rerun(study, pruner, trial, trials, wall_clock, closed=True)
+                if rerun is not None:
+                    trials = fresh_trials(storage, study_id_of(study))
+                    now = self._now(pruner, study)
+                    reason = self._over_budget(study, pruner, trial, trials, now, rank, rerun=rerun)
         if reason is not None:
             writes |= {TRIAL_BEYOND_PLAN: True, TRIAL_STOP_REASON: reason}
             set_trial_attrs(storage, trial_id_of(trial), system=writes)
             with self._lock:
                 self._refused[trial_id_of(trial)] = reason
+                self._reruns.pop(trial_id_of(trial), None)
             self._stop(study)
             return
-        if rank == plan.n_configs and not self._widen:
-            # The last place: ask for no further trial, so no objective runs beyond the width.
-            self._stop(study)
-        if not (
+        if (rank == plan.n_configs and not self._widen) or rerun is not None:
+            # The last place (or re-run): ask for no further trial, so no objective runs
+            # beyond the width, unless a parked trial may still need a re-run.
+            maximize = study.direction == StudyDirection.MAXIMIZE
+            if rerun is None:
+                others = [t for t in trials if t.number != trial.number]
+                state = door_state(plan, others, maximize, closed=True)  # this is the last
+                more = state.due or state.waiting or may_park(plan, others)
+            else:
+                state = door_state(plan, fresh_trials(storage, study_id_of(study)), maximize)
+                more = state.due or state.waiting
+            if not more:
+                self._stop(study)
+        if rerun is not None or not (
             wall_clock
             and implicit_placement(storage, study_id_of(study)) is not None
             and keeps_true_start_times(storage)
-        ):  # else placed at its datetime_start, which the storage wrote
+        ):  # else placed at its datetime_start, which the storage wrote; a re-run is placed
+            # when it found its configuration, not charged for the wait
+            if rerun is not None:
+                now = self._now(pruner, study)
+                writes[TRIAL_AWAITING_RERUN] = False
             writes[TRIAL_PLACEMENT] = placement(
                 [r.gpus_per_trial for r in plan.rungs], [r.resource for r in plan.rungs], now
             )
         set_trial_attrs(storage, trial_id_of(trial), system=writes)
+
+    def _rerun(
+        self,
+        study: optuna.Study,
+        pruner: SeerPruner,
+        trial: FrozenTrial,
+        trials: list[FrozenTrial],
+        wall_clock: bool,
+        *,
+        closed: bool = False,
+    ) -> FrozenTrial | None:
+        """The parked trial whose configuration ``trial``, asked beyond the width, trains
+        again (recorded in its system attrs), or ``None``. On the wall clock it waits while
+        values may still arrive at the last rung's door (others train), up to the deadline."""
+        target = claim_rerun(
+            study, pruner.plan, trial, trials, lambda: self._now(pruner, study), wall_clock, closed
+        )
+        if target is None:
+            return None
+        with self._lock:
+            self._reruns[trial_id_of(trial)] = target
+        _logger.info(
+            "SEER re-runs trial %d's configuration as trial %d: it ranks among the last "
+            "rung's finalists",
+            target.number,
+            trial.number,
+        )
+        return target
 
     def _width_count(self, study: optuna.Study) -> WidthCount:
         """This process's :class:`WidthCount` of ``study`` (two storages may hold studies with
@@ -258,15 +353,19 @@ class SeerSampler(BaseSampler):
         now: float,
         rank: int,
         widening: bool = False,
+        rerun: FrozenTrial | None = None,
+        *,
+        reserve: bool = True,
     ) -> str | None:
         """Why the new ``trial`` may not start: its first rung, at the epoch time measured so
-        far, does not fit what is left once the trials in play finish their rungs (``rank``:
-        its :func:`width_rank` among ``trials``)."""
+        far, does not fit what is left once the trials in play finish their rungs, and the
+        re-runs of parked finalists (``rank``: its :func:`width_rank` among ``trials``). A
+        re-run of ``rerun`` must fit whole, every rung, after the trials in play."""
         plan = pruner.plan
         implicit = implicit_placement(storage_of(study), study_id_of(study))
         view, _ = pruner.spend_view(study, now, implicit, trials)
         affordable = affordable_width(plan, view.scale, widen=widening)
-        if rank > affordable:
+        if rerun is None and rank > affordable:
             return (
                 f"budget: with epochs {view.scale:.2f} times as long as planned, "
                 f"${plan.budget_dollars:,.2f} pays for {affordable} configurations of the "
@@ -275,10 +374,26 @@ class SeerSampler(BaseSampler):
         mine = commitment(plan, trial, now, implicit, view.scales, step=0, since=(now, 0))
         if mine is None:
             return None
+        if rerun is not None:
+            whole = rerun_cost(plan, view.scale)[1]
+            others = reruns_left(plan, trials, view.scale, trial.number)
+            return budget_refusal(
+                plan,
+                dataclasses.replace(view, spent=view.spent + others),
+                dataclasses.replace(mine, gpu_seconds=whole),
+                f" and {{ahead}} committed to trials in play; re-running trial {rerun.number}'s "
+                "configuration needs {own}",
+            )
+        maximize = study.direction == StudyDirection.MAXIMIZE
+        plain = reserve and not any(TRIAL_LEASE in t.system_attrs for t in trials)
+        reserved, kept = (
+            with_reserve(plan, trials, maximize, view, trial.number) if plain else (view, 0.0)
+        )
         return budget_refusal(
             plan,
-            view,
+            reserved,
             mine,
+            f" (with ${kept * plan.price_per_gpu_second:,.2f} kept to re-run parked finalists)"
             " and {ahead} committed to trials in play; a new trial's first rung needs {own}",
         )
 
@@ -331,6 +446,7 @@ class SeerSampler(BaseSampler):
     ) -> None:
         with self._lock:
             self._refused.pop(trial_id_of(trial), None)
+            self._reruns.pop(trial_id_of(trial), None)
         on_trial_end(study, trial)
         pruner = study.pruner
         account = None

@@ -33,6 +33,7 @@ from optuna_seer._optuna import storage_of, study_id_of, trial_id_of, unwrap_sto
 from optuna_seer.integration.keys import (
     STUDY_IMPLICIT_PLACEMENT,
     STUDY_STARTED_AT,
+    TRIAL_AWAITING_RERUN,
     TRIAL_BEYOND_PLAN,
     TRIAL_PLACEMENT,
     TRIAL_STOP_REASON,
@@ -118,6 +119,8 @@ def placement_of(trial: FrozenTrial, implicit: ImplicitPlacement | None) -> dict
     placed: dict[str, Any] | None = attrs.get(TRIAL_PLACEMENT)
     if placed is not None or implicit is None or attrs.get(TRIAL_BEYOND_PLAN):
         return placed
+    if attrs.get(TRIAL_AWAITING_RERUN):  # waiting, not training (integration/reruns.py)
+        return None
     if trial.datetime_start is None:
         return None
     # Aware (journal storages) or naive in this process's local time: the true moment on every

@@ -27,9 +27,10 @@ from optuna.trial import FrozenTrial, TrialState
 import pytest
 
 from optuna_seer import Budget, ClusterLimits, Plan, SeerPruner, SeerSampler, Workload, plan_seer
-from optuna_seer.integration.admission import seat_holders
 from optuna_seer.integration.keys import STUDY_PLAN, stop_reason
 from optuna_seer.integration.ledger import read_ledger, trial_account
+from optuna_seer.integration.reruns import rerun_of
+from optuna_seer.integration.seats import seat_holders
 from optuna_seer.integration.trial_gpus import implicit_placement, placement_of
 
 BUDGET_DOLLARS = 0.05
@@ -84,7 +85,7 @@ class Spend:
     ratio: float  # dollars spent / budget
     increment: float  # one epoch at the slowest measured rate, as a fraction of the budget
     started_after_budget: int  # trials placed once the ledger showed the budget spent
-    fully_trained: int  # trials that reported the last epoch
+    fully_trained: int  # trials that reported the last epoch (re-runs of parked trials too)
     finalists: int  # fully trained and not displaced by better trials at a rung they passed
     final_width: int  # the plan's final rung width
     placed: int
@@ -95,6 +96,7 @@ def spend_of(study: optuna.Study, plan: Plan, now: float, slowdown: float) -> Sp
     trials = study.get_trials(deepcopy=False)
     rule = implicit_placement(study._storage, study._study_id)
     placed = [t for t in trials if placement_of(t, rule) is not None]
+    configurations = [t for t in placed if rerun_of(t) is None]  # a re-run is one of them again
     ledger = read_ledger(study, plan, now, trials)
     # When was the budget gone? Replay the rung-end records and final accounts in time order.
     started_after = 0
@@ -113,7 +115,7 @@ def spend_of(study: optuna.Study, plan: Plan, now: float, slowdown: float) -> Sp
         fully_trained=sum(1 for t in placed if (t.last_step or 0) >= plan.max_epochs),
         finalists=len(seat_holders(plan, trials, study.direction == StudyDirection.MAXIMIZE)),
         final_width=plan.rungs[-1].n_trials,
-        placed=len(placed),
+        placed=len(configurations),
         width=plan.n_configs,
     )
 
@@ -229,6 +231,7 @@ def check(spend: Spend) -> None:
     assert spend.ratio <= 1 + spend.increment + 1e-9, spend
     assert spend.started_after_budget == 0, spend
     assert spend.finalists <= spend.final_width, spend
+    assert spend.fully_trained <= spend.final_width, spend
     assert spend.placed <= spend.width, spend
 
 
