@@ -10,14 +10,22 @@ went on into the last rung and more trials than its width trained fully.
 from __future__ import annotations
 
 import math
+import time
 
 import optuna
 from optuna.trial import TrialState
 import pytest
 
 from optuna_seer import Budget, ClusterLimits, SeerPruner, SeerSampler, Workload
-from optuna_seer.integration.keys import rung_end_key, rung_value, stop_reason
+from optuna_seer.integration.keys import (
+    TRIAL_AWAITING_RERUN,
+    rung_end_key,
+    rung_value,
+    stop_reason,
+)
+from optuna_seer.integration.ledger import trial_gpu_seconds
 from optuna_seer.integration.reruns import PARKED, door_state, pending_arrivals, rerun_of
+from optuna_seer.integration.trial_gpus import ImplicitPlacement, placement_of
 
 
 class SimulatedClock:
@@ -136,3 +144,17 @@ def test_the_budget_holds_with_reruns(dollars: float) -> None:
     assert sum(1 for t in study.trials if (t.last_step or 0) >= plan.max_epochs) <= (
         plan.rungs[-1].n_trials
     )
+
+
+def test_a_trial_waiting_to_learn_if_it_re_runs_is_neither_placed_nor_charged() -> None:
+    """On the wall clock a trial is placed at its start; one that waits (in ``before_trial``)
+    for the door's last values holds no worker and must not be charged meanwhile."""
+    study = optuna.create_study()
+    trial = study.ask()
+    rule = ImplicitPlacement(gpus=(1, 1), ends=(1, 3))
+    frozen = study._storage.get_trial(trial._trial_id)
+    assert placement_of(frozen, rule) is not None  # placed at its datetime_start
+    study._storage.set_trial_system_attr(trial._trial_id, TRIAL_AWAITING_RERUN, True)
+    waiting = study._storage.get_trial(trial._trial_id)
+    assert placement_of(waiting, rule) is None
+    assert trial_gpu_seconds(waiting, time.time() + 3600, rule) == 0.0
