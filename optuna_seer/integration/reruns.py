@@ -45,6 +45,7 @@ from optuna_seer.integration.keys import (
     STUDY_STARTED_AT,
     TRIAL_AWAITING_RERUN,
     TRIAL_BEYOND_PLAN,
+    TRIAL_LEASE,
     TRIAL_RERUN_OF,
     ranked_value,
     rung_end_key,
@@ -255,7 +256,9 @@ def door_state(
     parked.sort(key=lambda pair: (pair[0], pair[1].number))
     due = tuple(t for beaten, t in parked if beaten + (pending if certain else 0) < keep)
     free = max(keep - len(seats), 0)
-    return DoorState(due[:free], pending > 0 and free > len(due))
+    # Worth waiting for: a parked trial still undecided, or a plain one that may yet park.
+    undecided = len(due) < len(parked) or may_park(plan, trials)
+    return DoorState(due[:free], pending > 0 and free > len(due) and undecided)
 
 
 def final_rung_full(plan: Plan, trials: list[FrozenTrial], maximize: bool) -> str | None:
@@ -272,10 +275,18 @@ def final_rung_full(plan: Plan, trials: list[FrozenTrial], maximize: bool) -> st
 
 
 def may_park(plan: Plan, trials: list[FrozenTrial]) -> bool:
-    """Whether a configuration may still be parked at the last rung's door: one is running
-    without a value there (a trial that never reports cannot be parked)."""
-    return pending_arrivals(plan, trials, None, closed=True) > 0 and any(
-        t.intermediate_values for t in trials
+    """Whether a configuration may still be parked at the last rung's door: a plain one (no
+    leased workers; a trial that never reports cannot be parked either) is running without
+    a value there."""
+    if len(plan.rungs) < 2 or not any(t.intermediate_values for t in trials):
+        return False
+    door = plan.rungs[-2].index
+    return any(
+        not t.state.is_finished()
+        and not stopped(t)
+        and TRIAL_LEASE not in t.system_attrs
+        and ranked_value(t.system_attrs, door) is None
+        for t in configurations(plan, trials)
     )
 
 

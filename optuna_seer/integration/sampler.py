@@ -226,15 +226,16 @@ class SeerSampler(BaseSampler):
         reason = None
         widening = self._widen and rank > plan.n_configs and self._worth_widening(study, plan, now)
         rerun = None
+        executor = study_id_of(study) in self._executor_studies  # no parking: no re-runs
         if rank > plan.n_configs and not widening:
-            rerun = self._rerun(study, pruner, trial, trials, wall_clock)
+            if not executor:
+                rerun = self._rerun(study, pruner, trial, trials, wall_clock)
             if rerun is None:
                 reason = (
                     f"beyond the plan's width: {rank - 1} configurations were placed before "
                     f"trial {trial.number} (failed ones not counted) and the plan starts "
                     f"{plan.n_configs}"
                 )
-        executor = study_id_of(study) in self._executor_studies
         if rerun is not None:  # it may have waited: what the study holds now
             trials = fresh_trials(storage, study_id_of(study))
             now = self._now(pruner, study)
