@@ -278,7 +278,9 @@ def _skewed_worker(workdir: Path, skew: float) -> Round:
     handled = (
         began - 1.0 <= started_at <= ended
         and 0 <= ledger.elapsed_s <= ended - began + 1.0
-        and 1.1 <= charged <= ended - began
+        # epochs of 0.2 s (alone, it trains to the last rung's door, where it is parked)
+        and 0.18 * (trial.last_step or 0) <= charged <= ended - began
+        and (trial.last_step or 0) >= 2
     )
     over = max(ledger.spent_dollars - WORKER_PLAN.budget_dollars, 0.0)
     return Round(WORKER_CLOCK, handled, False, over, f"worker {skew:+.0f} s, charged {charged:.2f}")

@@ -38,6 +38,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_seer._logging import get_logger
 from optuna_seer._optuna import fresh_trials, storage_of, study_id_of, trial_id_of
 from optuna_seer.integration.admission import SpendView, stopped
 from optuna_seer.integration.heartbeat import fail_dead_trials
@@ -52,6 +53,8 @@ from optuna_seer.integration.keys import (
 )
 from optuna_seer.integration.seats import seat_holders
 from optuna_seer.planning.plan import Plan
+
+_logger = get_logger(__name__)
 
 PARKED = "parked"
 """Key in a trial's last-but-one rung-end record: SEER parked the trial at the last rung's
@@ -290,6 +293,15 @@ def may_park(plan: Plan, trials: list[FrozenTrial]) -> bool:
     )
 
 
+def finished_plan(plan: Plan, trials: list[FrozenTrial], maximize: bool) -> bool:
+    """Whether every place is taken and no re-run is due or may become due, so a study may
+    stop before asking a trial it would refuse."""
+    if len(configurations(plan, trials)) < plan.n_configs:
+        return False
+    state = door_state(plan, trials, maximize, closed=True)
+    return not (state.due or state.waiting or may_park(plan, trials))
+
+
 def claim_rerun(
     study: optuna.Study,
     plan: Plan,
@@ -323,6 +335,12 @@ def claim_rerun(
                 and t.state != TrialState.FAIL
                 for t in trials
             ):
+                _logger.info(
+                    "SEER re-runs trial %d's configuration as trial %d: it ranks among the "
+                    "last rung's finalists",
+                    target.number,
+                    trial.number,
+                )
                 return storage.get_trial(trial_id_of(target))  # with its params
             storage.set_trial_system_attr(trial_id_of(trial), TRIAL_RERUN_OF, None)
             continue

@@ -15,7 +15,6 @@ from optuna.samplers import BaseSampler, TPESampler
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_seer._logging import get_logger
 from optuna_seer._optuna import (
     fresh_trials,
     set_trial_attrs,
@@ -51,6 +50,7 @@ from optuna_seer.integration.pruner import SeerPruner
 from optuna_seer.integration.reruns import (
     claim_rerun,
     door_state,
+    finished_plan,
     may_park,
     rerun_cost,
     reruns_left,
@@ -64,8 +64,6 @@ from optuna_seer.integration.trial_gpus import (
     placement_of,
 )
 from optuna_seer.planning.plan import Plan
-
-_logger = get_logger(__name__)
 
 
 class SeerSampler(BaseSampler):
@@ -88,12 +86,11 @@ class SeerSampler(BaseSampler):
     their rungs (see :mod:`optuna_seer.integration.admission`; under an
     :class:`~optuna_seer.ElasticTuner`, its own guard admits launches instead). The trial that
     takes the last place stops the study, so no objective runs beyond the width, unless
-    trials parked at the last rung's door may need re-runs: then the trials asked beyond the
-    width train, best first, the parked configurations that rank among the last rung's width
-    once the door's values are all in (waiting, uncharged, while others may still report
-    there), and the last re-run stops the study (see :mod:`optuna_seer.integration.reruns`;
-    leave ``n_trials`` out, or above the width plus the last width). A study holding trials
-    SEER did not run (another sampler's or pruner's) is refused by name.
+    trials parked at the last rung's door may need re-runs: trials asked beyond the width
+    then train the parked configurations that rank among the last width, once the door's
+    values are all in (:mod:`optuna_seer.integration.reruns`; leave ``n_trials`` out, or
+    above the width plus the last width). A study holding trials SEER did not run (another
+    sampler's or pruner's) is refused by name.
 
     Why the sampler reads ``study.pruner`` directly: Optuna hands a sampler a per-bracket
     filtered study only for ``HyperbandPruner`` subclasses, and SEER has a single bracket
@@ -301,16 +298,9 @@ class SeerSampler(BaseSampler):
         target = claim_rerun(
             study, pruner.plan, trial, trials, lambda: self._now(pruner, study), wall_clock, closed
         )
-        if target is None:
-            return None
-        with self._lock:
-            self._reruns[trial_id_of(trial)] = target
-        _logger.info(
-            "SEER re-runs trial %d's configuration as trial %d: it ranks among the last "
-            "rung's finalists",
-            target.number,
-            trial.number,
-        )
+        if target is not None:
+            with self._lock:
+                self._reruns[trial_id_of(trial)] = target
         return target
 
     def _width_count(self, study: optuna.Study) -> WidthCount:
@@ -465,6 +455,18 @@ class SeerSampler(BaseSampler):
             self._clock,
             settled={} if account is None else {TRIAL_LEDGER: list(account)},
         )
+        if (
+            isinstance(pruner, SeerPruner)
+            and not self._widen
+            and trial.number >= pruner.plan.n_configs - 1
+            and study_id_of(study) not in self._executor_studies
+            and finished_plan(
+                pruner.plan,
+                fresh_trials(storage_of(study), study_id_of(study)),
+                study.direction == StudyDirection.MAXIMIZE,
+            )
+        ):  # the plan's last trial (or re-run) ended and nothing is left: ask for no other
+            self._stop(study)
         self._base.after_trial(study, trial, state, values)
 
     def reseed_rng(self) -> None:
