@@ -121,40 +121,49 @@ def pending_arrivals(
     return running + plan.n_configs - len(configs)
 
 
-def rerun_cost(plan: Plan, scale: float) -> tuple[float, float]:
-    """``(seconds, GPU-seconds)`` a configuration trained from its first epoch needs for every
-    rung, at ``scale`` times the plan's epoch times."""
+def _cost_from(plan: Plan, scale: float, done: int) -> tuple[float, float]:
+    """``(seconds, GPU-seconds)`` from ``done`` epochs to the last one, at ``scale`` times the
+    plan's epoch times."""
     seconds, gpu_seconds, before = 0.0, 0.0, 0
     for rung in plan.rungs:
-        part = (rung.resource - before) * rung.epoch_seconds * scale
+        part = max(rung.resource - max(before, done), 0) * rung.epoch_seconds * scale
         seconds += part
         gpu_seconds += part * rung.gpus_per_trial
         before = rung.resource
     return seconds, gpu_seconds
 
 
+def rerun_cost(plan: Plan, scale: float) -> tuple[float, float]:
+    """``(seconds, GPU-seconds)`` a configuration trained from its first epoch needs for every
+    rung, at ``scale`` times the plan's epoch times."""
+    return _cost_from(plan, scale, 0)
+
+
+def _running_rerun(trial: FrozenTrial) -> bool:
+    return is_rerun(trial) and not trial.state.is_finished() and not stopped(trial)
+
+
 def reruns_left(plan: Plan, trials: list[FrozenTrial], scale: float, number: int) -> float:
     """GPU-seconds the running re-runs (not trial ``number``) still need to their last epoch."""
-    total = 0.0
-    for t in trials:
-        if t.number == number or not is_rerun(t) or t.state.is_finished() or stopped(t):
-            continue
-        done, before = t.last_step or 0, 0
-        for rung in plan.rungs:
-            epochs = rung.resource - max(before, done)
-            total += max(epochs, 0) * rung.epoch_seconds * rung.gpus_per_trial * scale
-            before = rung.resource
-    return total
+    return sum(
+        _cost_from(plan, scale, t.last_step or 0)[1]
+        for t in trials
+        if t.number != number and _running_rerun(t)
+    )
 
 
-def free_seats(plan: Plan, trials: list[FrozenTrial], maximize: bool, number: int) -> int:
+def free_seats(plan: Plan, trials: list[FrozenTrial], maximize: bool, number: int | None) -> int:
     """Places in the last rung that no trial holds, trains for, or re-runs (not ``number``)."""
     seats = set(seat_holders(plan, trials, maximize))
-    seats |= {
-        t.number for t in trials if is_rerun(t) and not t.state.is_finished() and not stopped(t)
-    }
+    seats |= {t.number for t in trials if _running_rerun(t)}
     seats.discard(number)
     return max(plan.rungs[-1].n_trials - len(seats), 0)
+
+
+def _left(view: SpendView, number: int) -> float:
+    """GPU-seconds of the budget not spent nor committed to trials other than ``number``."""
+    ahead = sum(c.gpu_seconds for c in view.commitments if c.number != number)
+    return view.budget - view.spent - ahead
 
 
 def with_reserve(
@@ -169,8 +178,7 @@ def with_reserve(
     if len(plan.rungs) < 2:
         return view, 0.0
     running = reruns_left(plan, trials, view.scale, number)
-    left = view.budget - view.spent - running
-    left -= sum(c.gpu_seconds for c in view.commitments if c.number != number)
+    left = _left(view, number) - running
     cost = rerun_cost(plan, view.scale)[1]
     affordable = int(max(left, 0.0) / cost * (1 + 1e-9)) if cost > 0 else 0
     due = door_state(plan, trials, maximize, certain=False).due  # ranking there as of now
@@ -200,9 +208,7 @@ def park_reason(
     # Its re-run is one of the reserve's (a free seat's): park if it is still paid for.
     need = reruns_left(plan, trials, view.scale, trial.number) + gpu_seconds
     free = free_seats(plan, trials, maximize, trial.number)
-    left = view.budget - view.spent
-    left -= sum(c.gpu_seconds for c in view.commitments if c.number != trial.number)
-    if seconds > time_left or free == 0 or need > left * (1 + 1e-9):
+    if seconds > time_left or free == 0 or need > _left(view, trial.number) * (1 + 1e-9):
         return None, False
     door = plan.rungs[-2].index
     return (
@@ -243,10 +249,6 @@ def door_state(
     ]
     pending = pending_arrivals(plan, trials, None, closed=closed)
     targets = {rerun_of(t) for t in trials if is_rerun(t) and t.state != TrialState.FAIL}
-    seats = set(seat_holders(plan, trials, maximize))
-    seats |= {
-        t.number for t in trials if is_rerun(t) and not t.state.is_finished() and not stopped(t)
-    }
     parked = []
     for t in trials:
         record = t.system_attrs.get(rung_end_key(door))
@@ -258,7 +260,7 @@ def door_state(
             parked.append((beaten, t))
     parked.sort(key=lambda pair: (pair[0], pair[1].number))
     due = tuple(t for beaten, t in parked if beaten + (pending if certain else 0) < keep)
-    free = max(keep - len(seats), 0)
+    free = free_seats(plan, trials, maximize, None)
     # Worth waiting for: a parked trial still undecided, or a plain one that may yet park.
     undecided = len(due) < len(parked) or may_park(plan, trials)
     return DoorState(due[:free], pending > 0 and free > len(due) and undecided)
