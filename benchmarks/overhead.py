@@ -93,9 +93,9 @@ def sha_history(n: int) -> list[FrozenTrial]:
 def seer_history(n: int, plan: Plan, started_at: float) -> list[FrozenTrial]:
     """N finished trials as SeerSampler and SeerPruner (asynchronous mode on the wall clock,
     1 GPU per trial, 1 s per epoch, a trial placed every 10 s) leave them: placed implicitly
-    (no attr of their own, see :mod:`optuna_seer.integration.trial_gpus`), one rung-end record per
-    rung end reached (value, settled cost, why it stopped there), and for finalists the cost
-    settled when they completed."""
+    (no attr of their own, see :mod:`optuna_seer.integration.trial_gpus`), one rung-end record
+    per rung end reached (value, mean over the rung, settled cost, why it stopped there), and
+    for finalists the cost settled when they completed."""
     rungs = plan.rungs
     seen: list[list[float]] = [[] for _ in rungs]
     trials = []
@@ -123,8 +123,10 @@ def seer_history(n: int, plan: Plan, started_at: float) -> list[FrozenTrial]:
                     stop = f"rung {earlier.index}: displaced"
             if stop is not None or rung.index < len(rungs) - 1:
                 gpu_seconds = float(rung.resource * rung.gpus_per_trial)
+                since = plan.epochs_before(rung.index)
+                mean = quality * (since + 1 + rung.resource) / 2 / EPOCHS  # values rise linearly
                 attrs[rung_end_key(rung.index)] = rung_end(
-                    value, gpu_seconds, placed_at + rung.resource, stop
+                    value, mean, gpu_seconds, placed_at + rung.resource, stop
                 )
             if stop is not None:
                 state, last = TrialState.PRUNED, rung.resource

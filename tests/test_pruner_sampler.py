@@ -38,6 +38,7 @@ from optuna_seer.integration.leases import acquire
 from optuna_seer.integration.ledger import read_ledger, trial_account
 from optuna_seer.integration.pruner import WAIT
 from optuna_seer.integration.reruns import rerun_of
+from optuna_seer.integration.seats import SEAT
 from optuna_seer.integration.trial_gpus import placement
 from optuna_seer.planning.cost_model import RungShape, schedule
 
@@ -421,10 +422,11 @@ def test_async_rung_end_is_one_write_with_value_cost_and_reason(storage: object)
     good.report(0.9, 1)
     assert not good.should_prune()
     after = attrs(good)
-    # One attr written at the rung end: the value and the cost settled as of now, no reason.
+    # One attr written at the rung end: the value, its mean over the rung (the tie-break),
+    # and the cost settled as of now, no reason.
     assert set(after) - set(before) == {rung_end_key(0)}
     assert {k: v for k, v in after.items() if k != rung_end_key(0)} == before
-    assert after[rung_end_key(0)] == {"value": 0.9, "ledger": [60.0, placed_at + 60]}
+    assert after[rung_end_key(0)] == {"value": 0.9, "mean": 0.9, "ledger": [60.0, placed_at + 60]}
     assert TRIAL_LEDGER not in after
     clock.now += 60
     good.report(0.91, 2)
@@ -491,6 +493,36 @@ def test_a_displaced_trial_stops_at_its_next_report() -> None:
     assert record is None  # finished its last epoch before it was displaced
 
 
+def test_async_ties_at_a_rung_end_go_to_the_higher_mean_over_the_rung() -> None:
+    """As the synchronous decision ranks (ranking.rank_key): a later trial that ties an
+    earlier one's rung-end value but was better over the rung takes its place; before, the
+    first to arrive kept it and the later one was turned away from the full last rung."""
+    clock = SimulatedClock()
+    pruner = three_rung_pruner(clock, width=3)  # keeps 1 at rung 0 and 1 at rung 1 (epoch 3)
+    study = optuna.create_study(
+        direction="maximize", pruner=pruner, sampler=SeerSampler(clock=clock)
+    )
+
+    def leased(trial: optuna.Trial) -> optuna.Trial:
+        study._storage.set_trial_system_attr(trial._trial_id, TRIAL_LEASE, None)
+        return trial
+
+    early, late = leased(study.ask()), leased(study.ask())
+    for trial, curve in ((early, (0.5, 0.6, 0.9)), (late, (0.5, 0.8, 0.9))):
+        for epoch, value in enumerate(curve, start=1):
+            trial.report(value, epoch)
+            assert not trial.should_prune()  # ties at 0.5, then at 0.9: neither is beaten
+    records = [
+        study._storage.get_trial_system_attrs(t._trial_id)[rung_end_key(1)] for t in (early, late)
+    ]
+    assert [r["mean"] for r in records] == [pytest.approx(0.75), pytest.approx(0.85)]
+    assert SEAT in records[1] and "stop" not in records[1]  # the later one holds the seat
+    early.report(0.9, 4)
+    assert early.should_prune()
+    reason = study._storage.get_trial_system_attrs(early._trial_id)[TRIAL_STOP_REASON]
+    assert reason.startswith("rung 1: displaced, 1 trials beat 0.9"), reason
+
+
 def test_studies_written_by_earlier_versions_are_read() -> None:
     """Before one record per rung end, a rung end wrote ``seer:rung_<r>_value`` and
     ``seer:ledger`` separately; such studies rank and add up the same."""
@@ -528,7 +560,7 @@ def test_latest_ledger_entry_wins() -> None:
     study = optuna.create_study(pruner=three_rung_pruner(clock), sampler=SeerSampler(clock=clock))
     trial = study.ask()
     storage = study._storage
-    storage.set_trial_system_attr(trial._trial_id, rung_end_key(0), rung_end(0.5, 60.0, 10.0))
+    storage.set_trial_system_attr(trial._trial_id, rung_end_key(0), rung_end(0.5, 0.5, 60.0, 10.0))
     storage.set_trial_system_attr(trial._trial_id, TRIAL_LEDGER, [50.0, 5.0])
     assert trial_account(storage.get_trial(trial._trial_id)) == (60.0, 10.0)
     storage.set_trial_system_attr(trial._trial_id, TRIAL_LEDGER, [75.0, 10.0])

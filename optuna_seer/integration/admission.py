@@ -39,7 +39,8 @@ from optuna_seer.integration.keys import (
     TRIAL_BEYOND_PLAN,
     TRIAL_LEASE,
     TRIAL_SEGMENT,
-    ranked_value,
+    RungRank,
+    counted_rank,
     rung_end_key,
     rung_value,
     stop_reason,
@@ -174,7 +175,7 @@ class FinishedTrials:
     promoting_rungs: int
     state: tuple[float, bool] | None = None
     ids: set[int] = field(default_factory=set)
-    values: list[list[float]] = field(default_factory=list)
+    values: list[list[RungRank]] = field(default_factory=list)
     gpu_seconds: float = 0.0
     measured: list[tuple[float, float]] = field(default_factory=list)  # per rung, see measured()
 
@@ -195,9 +196,9 @@ class FinishedTrials:
             self.ids.add(trial_id_of(t))
             attrs = t.system_attrs
             for index, values in enumerate(self.values):
-                value = ranked_value(attrs, index)
-                if value is not None:
-                    values.append(value)
+                rank = counted_rank(attrs, index)
+                if rank is not None:
+                    values.append(rank)
                     added = True
             self.gpu_seconds += trial_gpu_seconds(t, 0.0, implicit)
             self.measured = add_measured(self.measured, measured(plan, t, implicit))
@@ -206,7 +207,7 @@ class FinishedTrials:
                 values.sort()
         return unfinished
 
-    def beating(self, index: int, own: float, maximize: bool) -> int:
+    def beating(self, index: int, own: RungRank, maximize: bool) -> int:
         """How many finished trials beat ``own`` at rung ``index``."""
         values = self.values[index]
         if maximize:

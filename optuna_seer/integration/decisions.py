@@ -56,7 +56,7 @@ def decide_rung(
     rungs = plan.rungs
     rung: Rung = rungs[rung_index]
     keep = rungs[rung_index + 1].n_trials
-    since = rungs[rung_index - 1].resource if rung_index > 0 else 0
+    since = plan.epochs_before(rung_index)
     contenders: list[tuple[RankKey, int, float, FrozenTrial]] = []
     implicit = implicit_placement(storage_of(study), study_id_of(study))
     for t in study.get_trials(deepcopy=False):

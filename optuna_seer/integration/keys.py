@@ -82,11 +82,12 @@ _RUNG_END = re.compile(r"seer:rung_\d+_end")
 
 
 def rung_end(
-    value: float, gpu_seconds: float, as_of: float, stop: str | None = None
+    value: float, mean: float, gpu_seconds: float, as_of: float, stop: str | None = None
 ) -> dict[str, Any]:
-    """What the trial had at a rung end: its ``value``, its cost account settled as of then
+    """What the trial had at a rung end: its ``value``, the ``mean`` of its values over the
+    rung (the tie-break of :data:`RungRank`), its cost account settled as of then
     (``[gpu_seconds, as_of]``, as in ``seer:ledger``), and why it stopped there, if it did."""
-    record: dict[str, Any] = {"value": value, "ledger": [gpu_seconds, as_of]}
+    record: dict[str, Any] = {"value": value, "mean": mean, "ledger": [gpu_seconds, as_of]}
     if stop is not None:
         record["stop"] = stop
     return record
@@ -101,18 +102,35 @@ def rung_value(attrs: dict[str, Any], rung: int) -> float | None:
     return None if value is None else float(value)
 
 
+RungRank = tuple[float, float]
+"""How the asynchronous pruner compares trials at a rung end, as the synchronous decision
+does (:func:`optuna_seer.integration.ranking.rank_key`): the value there, ties to the mean
+over the rung. Both in the study's direction: compare tuples with ``>`` to maximise."""
+
+
+def rung_rank(attrs: dict[str, Any], rung: int) -> RungRank | None:
+    """A trial's :data:`RungRank` at the end of ``rung``, if recorded (a record written
+    before the mean was kept ranks as its value twice)."""
+    value = rung_value(attrs, rung)
+    if value is None:
+        return None
+    record = attrs.get(rung_end_key(rung))
+    mean = record.get("mean") if record is not None else None
+    return value, value if mean is None else float(mean)
+
+
+def counted_rank(attrs: dict[str, Any], rung: int) -> RungRank | None:
+    """The :data:`RungRank` a trial had at the end of ``rung`` as the ranking counts it: a
+    re-run's (:data:`TRIAL_RERUN_OF`) values are its parked trial's configuration again, so
+    they count once, as that trial's."""
+    if attrs.get(TRIAL_RERUN_OF) is not None:
+        return None
+    return rung_rank(attrs, rung)
+
+
 TRIAL_AWAITING_RERUN = "seer:awaiting_rerun"
 """Set while a trial asked beyond the plan's width (or its budget) waits to learn whether it
 re-runs a parked finalist: it is no configuration the others wait for."""
-
-
-def ranked_value(attrs: dict[str, Any], rung: int) -> float | None:
-    """The value a trial had at the end of ``rung`` as the ranking counts it: a re-run's
-    (:data:`TRIAL_RERUN_OF`) values are its parked trial's configuration again, so they count
-    once, as that trial's."""
-    if attrs.get(TRIAL_RERUN_OF) is not None:
-        return None
-    return rung_value(attrs, rung)
 
 
 def stop_reason(trial: FrozenTrial) -> str | None:

@@ -33,14 +33,15 @@ from optuna_seer.integration.keys import (
     TRIAL_RERUN_OF,
     TRIAL_SEGMENT,
     TRIAL_STOP_REASON,
+    RungRank,
+    counted_rank,
     promoted_key,
-    ranked_value,
     rung_end,
     rung_end_key,
-    rung_value,
+    rung_rank,
 )
 from optuna_seer.integration.ledger import settled
-from optuna_seer.integration.ranking import RankKey, curve_rank_key, rank_key
+from optuna_seer.integration.ranking import RankKey, curve_rank_key, rank_key, rung_mean
 from optuna_seer.integration.reruns import PARKED, final_rung_full, park_reason, with_reserve
 from optuna_seer.integration.seats import SEAT, displacement
 from optuna_seer.integration.steps import check_steps
@@ -101,8 +102,9 @@ class SeerPruner(BasePruner):
     with the reason, as Optuna's own pruners do.
 
     Per trial and rung end, the asynchronous mode writes one system attr
-    (``seer:rung_<r>_end``: the value, the trial's settled cost, why it stops there if it
-    does), where Optuna's ``SuccessiveHalvingPruner`` writes its ``completed_rung_<r>``.
+    (``seer:rung_<r>_end``: the value, the mean over the rung that breaks ties in it, the
+    settled cost, why it stops there), where Optuna's ``SuccessiveHalvingPruner`` writes
+    its ``completed_rung_<r>``.
 
     It needs :class:`~optuna_seer.SeerSampler`, which places trials in the plan; a study
     without it raises a ``ValueError`` at the first report, naming the fix.
@@ -280,18 +282,18 @@ class SeerPruner(BasePruner):
         writes one record (value, settled cost, why it stops there if it does); between rung
         ends only a stop writes (its reason).
         """
-        rungs = self._plan.rungs
-        attrs = trial.system_attrs
-        mine: dict[int, float] = {}
-        for rung in rungs[:-1]:
-            own = rung_value(attrs, rung.index)
-            if own is not None:
-                mine[rung.index] = own
+        plan, attrs = self._plan, trial.system_attrs
+        rungs = plan.rungs
+        passed = {r.index: rung_rank(attrs, r.index) for r in rungs[:-1]}
+        mine: dict[int, RungRank] = {i: own for i, own in passed.items() if own is not None}
         crossed = [r for r in rungs[:-1] if r.resource <= step and r.index not in mine]
-        rerun = (
-            attrs.get(TRIAL_RERUN_OF) is not None
-        )  # its place is certain: no ranking (reruns.py)
-        ranked = {} if rerun else {**mine, **{r.index: value for r in crossed}}
+        # Ranked as the synchronous decision ranks: the value, ties to the mean over the rung.
+        at_ends = {
+            r.index: (value, rung_mean(trial, plan.epochs_before(r.index), r.resource))
+            for r in crossed
+        }
+        rerun = attrs.get(TRIAL_RERUN_OF) is not None  # its place is certain: no ranking
+        ranked = {} if rerun else {**mine, **at_ends}
         seen, better, view = self._rank_among_others(study, trial, ranked, now, implicit)
         charged, as_of = settled(trial, now, implicit) or (0.0, now)
         # Displaced at a rung passed before this report: it stops so, and is never parked.
@@ -348,7 +350,8 @@ class SeerPruner(BasePruner):
             crossed = [rungs[-1]]  # stopped at the last epoch: the last rung's end
         seat = reason is None and crossed[-1].index == len(rungs) - 2
         for rung in crossed:
-            record = rung_end(value, charged, as_of, reason if rung is crossed[-1] else None)
+            stop = reason if rung is crossed[-1] else None
+            record = rung_end(*at_ends[rung.index], charged, as_of, stop)
             if (seat or parked) and rung is crossed[-1]:
                 record[PARKED if parked else SEAT] = True
             storage.set_trial_system_attr(trial_id_of(trial), rung_end_key(rung.index), record)
@@ -356,7 +359,7 @@ class SeerPruner(BasePruner):
             maximize = study.direction == StudyDirection.MAXIMIZE
             reason = final_rung_full(self._plan, study.get_trials(deepcopy=False), maximize)
             if reason is not None:
-                record = rung_end(value, charged, as_of, reason)
+                record = rung_end(*at_ends[crossed[-1].index], charged, as_of, reason)
                 storage.set_trial_system_attr(
                     trial_id_of(trial), rung_end_key(crossed[-1].index), record
                 )
@@ -380,7 +383,7 @@ class SeerPruner(BasePruner):
         if len(rungs) < 2:
             return None
         previous, last = rungs[-2], rungs[-1]
-        own = rung_value(trial.system_attrs, previous.index)
+        own = rung_rank(trial.system_attrs, previous.index)
         if own is None:
             return None
         now = study_time(study, self._clock)
@@ -390,7 +393,7 @@ class SeerPruner(BasePruner):
         if better[previous.index] >= last.n_trials:
             reason = (
                 f"rung {previous.index}: displaced, {better[previous.index]} trials beat "
-                f"{own:.6g} and the plan keeps {last.n_trials}"
+                f"{own[0]:.6g} and the plan keeps {last.n_trials}"
             )
             self._stop(study, trial, reason)
             return reason
@@ -410,7 +413,7 @@ class SeerPruner(BasePruner):
         if TRIAL_LEASE not in trial.system_attrs:
             return
         rung = self._plan.rung_for_step(step)
-        since = self._plan.rungs[rung.index - 1].resource if rung.index > 0 else 0
+        since = self._plan.epochs_before(rung.index)
         first = trial.system_attrs.get(TRIAL_SEGMENT)
         if step >= self._plan.max_epochs or step <= since:
             return  # at a rung end: the next rung's first epoch has not been trained yet
@@ -423,7 +426,7 @@ class SeerPruner(BasePruner):
         self,
         study: optuna.Study,
         trial: FrozenTrial,
-        ranked: dict[int, float],
+        ranked: dict[int, RungRank],
         now: float,
         implicit: ImplicitPlacement | None,
     ) -> tuple[dict[int, int], dict[int, int], SpendView]:
@@ -443,12 +446,9 @@ class SeerPruner(BasePruner):
             better = {
                 index: finished.beating(index, own, maximize) for index, own in ranked.items()
             }
-        for other in unfinished:
-            if other.number == trial.number:
-                continue
-            attrs = other.system_attrs
+        for other in (t for t in unfinished if t.number != trial.number):
             for index, own in ranked.items():
-                theirs = ranked_value(attrs, index)
+                theirs = counted_rank(other.system_attrs, index)
                 if theirs is not None:
                     seen[index] += 1
                     if theirs > own if maximize else theirs < own:

@@ -105,6 +105,13 @@ def rung_score(trial: FrozenTrial, since_step: int, rung_end: int) -> tuple[floa
     return value, mean
 
 
+def rung_mean(trial: FrozenTrial, since_step: int, rung_end: int) -> float:
+    """The mean of ``trial``'s values over the rung, as :func:`rung_score` takes it: what
+    breaks ties in the rung-end value."""
+    _check(since_step, rung_end)
+    return _scored(trial, since_step, rung_end)[2]
+
+
 def _scored(trial: FrozenTrial, since_step: int, rung_end: int) -> tuple[int, float, float]:
     """(the step ``trial`` is scored at, its value there, the mean over the rung)."""
     reported = sorted(trial.intermediate_values)

@@ -20,7 +20,7 @@ asked beyond the plan's width the configurations of the parked trials that rank 
 width, best first, while seats are free (:func:`door_state`). A re-run trains that
 configuration again (its system attr :data:`~optuna_seer.integration.keys.TRIAL_RERUN_OF`);
 its values count once, as the parked trial's
-(:func:`~optuna_seer.integration.keys.ranked_value`); it passes the earlier rungs (budget and
+(:func:`~optuna_seer.integration.keys.counted_rank`); it passes the earlier rungs (budget and
 deadline still apply) and takes its seat at the door. An objective that checkpoints per trial
 resumes the parked trial's checkpoint (:func:`rerun_of`), as objectives do for Optuna's
 ``RetryFailedTrialCallback.retried_trial_number``; one that does not trains the configuration
@@ -48,8 +48,9 @@ from optuna_seer.integration.keys import (
     TRIAL_BEYOND_PLAN,
     TRIAL_LEASE,
     TRIAL_RERUN_OF,
-    ranked_value,
+    counted_rank,
     rung_end_key,
+    rung_rank,
 )
 from optuna_seer.integration.seats import seat_holders
 from optuna_seer.planning.plan import Plan
@@ -114,7 +115,7 @@ def pending_arrivals(
         if t.number != number
         and not t.state.is_finished()
         and not stopped(t)
-        and ranked_value(t.system_attrs, door) is None
+        and counted_rank(t.system_attrs, door) is None
     )
     if closed or any(t.system_attrs.get(TRIAL_BEYOND_PLAN) for t in trials):
         return running  # a trial was refused (width or budget): no more places
@@ -245,7 +246,7 @@ def door_state(
     values = [
         v
         for t in trials
-        if t.state != TrialState.FAIL and (v := ranked_value(t.system_attrs, door)) is not None
+        if t.state != TrialState.FAIL and (v := counted_rank(t.system_attrs, door)) is not None
     ]
     pending = pending_arrivals(plan, trials, None, closed=closed)
     targets = {rerun_of(t) for t in trials if is_rerun(t) and t.state != TrialState.FAIL}
@@ -254,7 +255,8 @@ def door_state(
         record = t.system_attrs.get(rung_end_key(door))
         if record is None or not record.get(PARKED) or t.number in targets:
             continue
-        own = float(record["value"])
+        own = rung_rank(t.system_attrs, door)
+        assert own is not None  # the record is there
         beaten = sum(1 for v in values if (v > own if maximize else v < own))
         if beaten < keep:
             parked.append((beaten, t))
@@ -290,7 +292,7 @@ def may_park(plan: Plan, trials: list[FrozenTrial]) -> bool:
         not t.state.is_finished()
         and not stopped(t)
         and TRIAL_LEASE not in t.system_attrs
-        and ranked_value(t.system_attrs, door) is None
+        and counted_rank(t.system_attrs, door) is None
         for t in configurations(plan, trials)
     )
 

@@ -16,7 +16,13 @@ from collections.abc import Sequence
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_seer.integration.admission import stopped
-from optuna_seer.integration.keys import TRIAL_RERUN_OF, ranked_value, rung_end_key, rung_value
+from optuna_seer.integration.keys import (
+    TRIAL_RERUN_OF,
+    RungRank,
+    counted_rank,
+    rung_end_key,
+    rung_rank,
+)
 from optuna_seer.planning.plan import Plan, Rung
 
 SEAT = "seat"
@@ -24,14 +30,14 @@ SEAT = "seat"
 
 
 def displaced(
-    plan: Plan, trial: FrozenTrial, values: list[list[float]], maximize: bool
+    plan: Plan, trial: FrozenTrial, values: list[list[RungRank]], maximize: bool
 ) -> str | None:
     """Why ``trial`` lost its promotion (``values``: every value seen per promoting rung,
     sorted), or ``None``: at a rung it passed, the plan's survivors beat it."""
     own = {
         rung.index: value
         for rung in plan.rungs[:-1]
-        if (value := rung_value(trial.system_attrs, rung.index)) is not None
+        if (value := rung_rank(trial.system_attrs, rung.index)) is not None
     }
     better = {
         index: len(values[index]) - bisect.bisect_right(values[index], value)
@@ -43,7 +49,7 @@ def displaced(
 
 
 def displacement(
-    rungs: Sequence[Rung], values: dict[int, float], better: dict[int, int]
+    rungs: Sequence[Rung], values: dict[int, RungRank], better: dict[int, int]
 ) -> str | None:
     """Why a trial with ``values`` at rungs it passed, which ``better`` values beat there, no
     longer ranks within the plan's survivors of one of them (``None`` if it does)."""
@@ -51,7 +57,7 @@ def displacement(
         keep = rungs[index + 1].n_trials
         if better[index] >= keep:
             return (
-                f"rung {index}: displaced, {better[index]} trials beat {own:.6g} and the plan "
+                f"rung {index}: displaced, {better[index]} trials beat {own[0]:.6g} and the plan "
                 f"keeps {keep}"
             )
     return None
@@ -65,10 +71,10 @@ def seat_holders(plan: Plan, trials: list[FrozenTrial], maximize: bool) -> list[
     if len(plan.rungs) < 2:
         return []
     key = rung_end_key(plan.rungs[-2].index)
-    values: list[list[float]] = [[] for _ in plan.rungs[:-1]]
+    values: list[list[RungRank]] = [[] for _ in plan.rungs[:-1]]
     for t in trials:
         for rung in plan.rungs[:-1]:
-            value = ranked_value(t.system_attrs, rung.index)
+            value = counted_rank(t.system_attrs, rung.index)
             if value is not None:
                 values[rung.index].append(value)
     for seen in values:

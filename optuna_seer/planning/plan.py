@@ -200,6 +200,11 @@ class Plan:
                 return rung
         return self.rungs[-1]
 
+    def epochs_before(self, index: int) -> int:
+        """Cumulative epochs at the end of the rung before rung ``index`` (0 for the first):
+        where rung ``index``'s epochs begin."""
+        return self.rungs[index - 1].resource if index > 0 else 0
+
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         data["rungs"] = [{key: getattr(r, key) for key in _RUNG_KEYS} for r in self.rungs]
