@@ -215,6 +215,35 @@ class FinishedTrials:
         return bisect.bisect_left(values, own)
 
 
+def rung_scales(plan: Plan, per_rung: list[tuple[float, float]]) -> tuple[float, tuple[float, ...]]:
+    """How much slower than planned epochs ran, over all rungs and per rung, from
+    :func:`measured` sums. A rung's own measurement counts as much as it covers: it is pooled
+    with one planned trial's epochs there at the overall scale, so that a few epochs measured
+    in a rung (a finalist stopped soon after its launch's start-up) do not set its scale
+    alone, while a rung measured over many trials keeps its own.
+
+    Example:
+        >>> from optuna_seer import Budget, Workload, plan_seer
+        >>> plan = plan_seer(Budget(deadline="1h", dollars=5, price_per_gpu_hour=3.6),
+        ...                  Workload(epoch_seconds=60, scaling="linear", max_epochs=9))
+        >>> as_planned = (600.0, 600.0)  # earlier rungs: 10 epochs each, as the plan said
+        >>> one_epoch_after_start_up = (90.0, 60.0)  # 30 s start-up, then one 60 s epoch
+        >>> _, scales = rung_scales(plan, [as_planned] * 2 + [one_epoch_after_start_up])
+        >>> round(scales[-1], 2)  # not 1.5: one planned trial's 6 epochs weigh against it
+        1.09
+    """
+    scale = epoch_time_scale(sum(c for c, _ in per_rung), sum(p for _, p in per_rung))
+    one_trial = [
+        (r.resource - plan.epochs_before(r.index)) * r.epoch_seconds * r.gpus_per_trial
+        for r in plan.rungs
+    ]
+    scales = tuple(
+        epoch_time_scale(c + scale * one, p + one)
+        for (c, p), one in zip(per_rung, one_trial, strict=True)
+    )
+    return scale, scales
+
+
 def add_measured(
     a: list[tuple[float, float]], b: list[tuple[float, float]]
 ) -> list[tuple[float, float]]:
@@ -254,8 +283,7 @@ def spend_view(
         per_rung = add_measured(per_rung, measured(plan, t, implicit))
         if t.state == TrialState.RUNNING and not stopped(t):
             running.append(t)
-    scale = epoch_time_scale(sum(c for c, _ in per_rung), sum(p for _, p in per_rung))
-    scales = tuple(epoch_time_scale(c, p) if p > 0 else scale for c, p in per_rung)
+    scale, scales = rung_scales(plan, per_rung)
     commitments = []
     for t in running:
         c = commitment(plan, t, now, implicit, scales)
