@@ -32,10 +32,9 @@ from benchmarks import curves as recorded
 from benchmarks.baselines import config_order
 from benchmarks.run import SCENARIOS
 import benchmarks.seer_pool as seer_pool
-from benchmarks.seer_pool import run_seer_pool
-from optuna_seer.planning.cost_model import ClusterLimits
+from benchmarks.seer_pool import plan_for_pool, run_seer_pool
 from optuna_seer.planning.plan import Plan
-from optuna_seer.planning.seer import InfeasiblePlanError, plan_seer
+from optuna_seer.planning.seer import InfeasiblePlanError
 
 EPOCHS = (40, 36, 32, 28, 24, 20)
 WARM_FROM = 100  # order positions from here on are the warm prior
@@ -90,13 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         plans: dict[int, Plan] = {}
         for epochs in EPOCHS:
             try:
-                plans[epochs] = plan_seer(
-                    scenario.budget,
-                    scenario.workload(epochs),
-                    scenario.reduction_factor,
-                    limits=ClusterLimits(max_gpus=scenario.pool_gpus),
-                    max_configs=len(curves.curves),
-                )
+                plans[epochs] = plan_for_pool(scenario, curves, epochs)
             except InfeasiblePlanError:
                 continue
         values, tests = arrays[dataset]

@@ -51,18 +51,27 @@ from optuna_seer.planning.seer import InfeasiblePlanError, plan_seer
 POOL = "replay-pool"
 
 
+def plan_for_pool(scenario: Scenario, curves: CurveSet, max_epochs: int) -> Plan:
+    """SEER's plan for ``P`` workers at once, training finalists ``max_epochs`` epochs.
+
+    Raises:
+        InfeasiblePlanError: Not even one configuration fits.
+    """
+    return plan_seer(
+        scenario.budget,
+        scenario.workload(max_epochs),
+        scenario.reduction_factor,
+        limits=ClusterLimits(max_gpus=scenario.pool_gpus),
+        max_configs=len(curves.curves),
+    )
+
+
 def pool_plan(scenario: Scenario, curves: CurveSet) -> Plan:
     """SEER's plan for ``P`` workers at once; if even that cannot train ``max_epochs`` by the
     deadline, the largest ``max_epochs`` that fits."""
     for max_epochs in range(curves.epochs, 0, -1):
         try:
-            return plan_seer(
-                scenario.budget,
-                scenario.workload(max_epochs),
-                scenario.reduction_factor,
-                limits=ClusterLimits(max_gpus=scenario.pool_gpus),
-                max_configs=len(curves.curves),
-            )
+            return plan_for_pool(scenario, curves, max_epochs)
         except InfeasiblePlanError:
             continue
     raise ValueError(f"scenario {scenario.name!r}: no SEER plan fits even one epoch.")
