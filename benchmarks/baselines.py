@@ -448,7 +448,7 @@ def run_plan(
         dollars = billed_gpus * seconds * scenario.price_per_gpu_second
     # The finalists are ranked by SEER's selection rule, as the elastic executor ranks its own.
     finalists = [study.trials[t.number] for t in alive]
-    since = plan.rungs[-2].resource if len(plan.rungs) > 1 else 0
+    since = plan.epochs_before(len(plan.rungs) - 1)
     selected = best_finalist(finalists, since, plan.max_epochs, study.direction)
     return _outcome(method, seed, scenario, study, backend, seconds, dollars, selected)
 

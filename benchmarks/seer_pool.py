@@ -229,6 +229,6 @@ def run_seer_pool(scenario: Scenario, curves: CurveSet, seed: int) -> Outcome:
     finalists = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     selected = None
     if finalists:
-        since = plan.rungs[-2].resource if len(plan.rungs) > 1 else 0
+        since = plan.epochs_before(len(plan.rungs) - 1)
         selected = best_finalist(finalists, since, plan.max_epochs, study.direction)
     return _outcome("seer-pool", seed, scenario, study, backend, seconds, dollars, selected)

@@ -142,7 +142,7 @@ def seer_pick(
     :func:`~optuna_seer.integration.ranking.best_finalist`, as ``ElasticTuner`` selects it
     (``since``: the last promoting rung's end, 0 for a one-rung plan)."""
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    since = plan.rungs[-2].resource if len(plan.rungs) > 1 else 0
+    since = plan.epochs_before(len(plan.rungs) - 1)
     return best_finalist(complete, since, plan.max_epochs, direction)
 
 
