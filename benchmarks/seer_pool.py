@@ -84,17 +84,6 @@ class _Running:
     last: int  # the last rung it trains through, on the same workers
 
 
-def through(plan: Plan, first: int) -> int:
-    """The last rung a launch starting at rung ``first`` trains through, as
-    :func:`optuna_seer.rungs` continues it: every following rung on the same number of
-    workers goes on in the same processes, except the plan's last rung, which a trial enters
-    only once its place there is certain."""
-    rungs, last = plan.rungs, first
-    while last + 2 < len(rungs) and rungs[last + 1].gpus_per_trial == rungs[first].gpus_per_trial:
-        last += 1
-    return last
-
-
 def finished_by_deadline(trial: FrozenTrial) -> bool:
     """Whether the pruner ended ``trial`` inside the last rung at the deadline, so that it
     completes with the epochs it trained (``DEADLINE_LAST_RUNG``)."""
@@ -147,7 +136,7 @@ def run_seer_pool(scenario: Scenario, curves: CurveSet, seed: int) -> Outcome:
         )
         if slots is None:
             return False
-        last = through(plan, rung)
+        last = plan.launch_through(rung)
         spec = _spec(study, trial, rung, plan.rungs[last].resource, workers)
         running[backend.start(spec)] = _Running(trial, rung, last)
         return True

@@ -182,6 +182,7 @@ RUNG_KINDS = {
     "end_s": NON_NEGATIVE,
     "cost": NON_NEGATIVE,
     "epoch_seconds": NON_NEGATIVE,
+    "startup_s": NON_NEGATIVE,
 }
 
 

@@ -28,12 +28,10 @@ from benchmarks.baselines import (
     run_seer_pool,
 )
 from benchmarks.seer_arm import other_datasets_prior, run_seer
-from benchmarks.seer_pool import through
-from optuna_seer import Plan, Workload, plan_seer
+from optuna_seer import plan_seer
 from optuna_seer.backends.replay import RecordedCurve
 import optuna_seer.integration.pruner as pruner_module
 from optuna_seer.integration.ranking import curve_rank_key
-from optuna_seer.planning.cost_model import ClusterLimits, RungShape, schedule
 from optuna_seer.planning.learning_curves import CurvePrior
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,21 +106,6 @@ def test_seer_pair_on_the_pool_stays_within_the_plan_width_deadline_and_budget(
     assert outcome.test_acc is not None
     assert outcome.configs_tried <= len(curve_set.curves)
     assert run_seer_pool(SCENARIO, curve_set, seed=2) == outcome
-
-
-def test_seer_pool_launch_goes_on_through_rungs_of_the_same_worker_count() -> None:
-    """As rungs() does: one launch per run of equal worker counts, a relaunch on a resize,
-    and the last rung always entered by a launch of its own (its place must be certain)."""
-    workload = Workload(epoch_seconds=60, scaling="linear", max_epochs=40)
-    shapes = [RungShape(27, 1, 1), RungShape(9, 4, 1), RungShape(3, 13, 1), RungShape(1, 40, 1)]
-
-    def plan(shapes: list[RungShape]) -> Plan:
-        rungs = schedule(shapes, workload, 0.001, ClusterLimits(max_gpus=8))
-        return Plan(rungs, 3, 1e5, 1e5, 0.001, 0.2)
-
-    assert [through(plan(shapes), first) for first in range(4)] == [2, 2, 2, 3]
-    shapes[2] = RungShape(3, 13, 2)
-    assert [through(plan(shapes), first) for first in range(4)] == [1, 1, 2, 3]
 
 
 def test_static_plan_trains_its_finalists_fully_and_keeps_its_promises(

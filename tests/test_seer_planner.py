@@ -254,7 +254,8 @@ def test_plan_table_and_json() -> None:
 
 
 def test_plan_json_as_earlier_versions_wrote_it() -> None:
-    """A plan file written before rungs shared one shape type loads, and is written alike."""
+    """A plan file written before rungs shared one shape type (and before they recorded their
+    start-up) loads, and is written alike."""
     rung = {"start_s": 0.0, "cost": 1.0, "epoch_seconds": 60.0, "waves": 1}
     written = {
         "rungs": [
@@ -276,9 +277,10 @@ def test_plan_json_as_earlier_versions_wrote_it() -> None:
         (0, 4, 1, 1),
         (1, 1, 3, 2),
     ]
-    assert plan.to_dict() == written
+    # Written alike, with the start-up it lacked (0: the plan timed none) after the old keys.
+    assert plan.to_dict() == written | {"rungs": [r | {"startup_s": 0.0} for r in written["rungs"]]}
     keys = "index n_trials resource gpus_per_trial start_s end_s cost epoch_seconds"
     assert [list(r) for r in plan.to_dict()["rungs"]] == [
-        [*keys.split(), "concurrent_trials", "waves"]
+        [*keys.split(), "concurrent_trials", "waves", "startup_s"]
     ] * 2
     assert [r.shape for r in plan.rungs] == [RungShape(4, 1, 1), RungShape(1, 3, 2)]

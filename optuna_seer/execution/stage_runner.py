@@ -100,6 +100,8 @@ def seer_plan_of(
                 * profile.contention_on(stage.concurrent_trials),
                 concurrent_trials=stage.concurrent_trials,
                 waves=stage.waves,
+                startup_s=profile.startup_on(stage.gpus_per_trial)
+                * profile.contention_on(stage.concurrent_trials),
             )
         )
         before = cost

@@ -286,17 +286,6 @@ class _TrialRunner:
             self._finish(live)
         return value
 
-    def _through(self, first: int) -> int:
-        """The last rung a launch starting at rung ``first`` trains through: every following
-        rung on the same number of workers continues in the same processes, except the
-        plan's last rung, which a trial enters only once its place there is certain
-        (:meth:`_wait_for_final_seat`)."""
-        rungs, last = self.plan.rungs, first
-        workers = rungs[first].gpus_per_trial
-        while last + 2 < len(rungs) and rungs[last + 1].gpus_per_trial == workers:
-            last += 1
-        return last
-
     def _wait_for_final_seat(self) -> None:
         """Hold the trial, without workers, until the pruner lets it into the last rung
         (:meth:`~optuna_seer.SeerPruner.final_rung_entry`), so no more trials train fully
@@ -336,7 +325,7 @@ class _TrialRunner:
         params: Mapping[str, Any] | None,
     ) -> _Live:
         trial, plan = self.trial, self.plan
-        last = self._through(rung.index)
+        last = self.plan.launch_through(rung.index)
         backend = LocalBackend(
             slots=rung.workers,
             gpus=self.pool.gpus_of(slots),

@@ -8,7 +8,8 @@ same one (the arithmetic is :mod:`optuna_seer.planning.spending`):
   crash still trains the full width. A new trial counts every such trial with a lower number
   (its place is decided before its own); of any two, the later one counts the earlier, so no
   two processes can both take the last place.
-* **Budget** (:class:`SpendView`, :func:`over_budget`, :func:`affordable_width`): what the
+* **Budget** (:class:`SpendView`, :func:`over_budget`,
+  :func:`~optuna_seer.planning.spending.affordable_width`): what the
   ledger shows spent, plus what the trials ahead are projected to cost to the end of their
   rungs at the measured epoch time, plus the new rung must fit the budget, at every report;
   and a new configuration starts only while the budget pays for that many configurations of
@@ -85,16 +86,26 @@ def passed_epochs(plan: Plan, trial: FrozenTrial) -> int:
     return done
 
 
+def launch_starts(plan: Plan, trial: FrozenTrial) -> frozenset[int]:
+    """The rungs ``trial`` pays a launch's start-up at: on leased workers
+    (:func:`optuna_seer.rungs`) the plan's :attr:`~Plan.launch_starts`, else (one process for
+    all its rungs) the first only."""
+    return plan.launch_starts if TRIAL_LEASE in trial.system_attrs else frozenset({0})
+
+
 def measured(
     plan: Plan, trial: FrozenTrial, implicit: ImplicitPlacement | None
 ) -> list[tuple[float, float]]:
     """Per rung: ``(GPU-seconds charged, GPU-seconds the plan predicts)`` for the epochs
     ``trial`` trained there that its settled account covers (up to its last rung end while
-    it runs, all its epochs once finished). Start-up is charged to the rung it delays."""
+    it runs, all its epochs once finished). A launch's start-up is charged to the rung it
+    delays, and the plan's start-up is predicted there (:func:`launch_starts`), so that
+    start-ups as long as planned do not read as slower epochs."""
     per_rung = [(0.0, 0.0)] * len(plan.rungs)
     account = trial_account(trial, implicit)
     if account is None or placement_of(trial, implicit) is None:
         return per_rung
+    starts = launch_starts(plan, trial)
     charged_before, epochs_before = 0.0, 0
     ends: list[tuple[float, int]] = []
     for rung in plan.rungs[:-1]:
@@ -107,10 +118,11 @@ def measured(
         epochs = max(epochs, epochs_before)
         index = plan.rung_for_step(epochs_before).index
         old_charged, old_planned = per_rung[index]
-        per_rung[index] = (
-            old_charged + max(charged - charged_before, 0.0),
-            old_planned + planned_for(plan, epochs) - planned_for(plan, epochs_before),
-        )
+        spent = max(charged - charged_before, 0.0)
+        planned = planned_for(plan, epochs) - planned_for(plan, epochs_before)
+        if index in starts and (spent > 0.0 or epochs > epochs_before):
+            planned += plan.rungs[index].startup_gpu_seconds
+        per_rung[index] = (old_charged + spent, old_planned + planned)
         charged_before, epochs_before = max(charged, charged_before), max(epochs, epochs_before)
     return per_rung
 
@@ -154,8 +166,20 @@ def commitment(
     rate = (
         rung.epoch_seconds * scales[rung.index] if seconds_per_epoch is None else seconds_per_epoch
     )
-    seconds = seconds_to_rung_end(start[0], start[1], done, rung.resource, rate, now)
+    startup = startup_ahead(plan, trial, start[1])
+    seconds = seconds_to_rung_end(start[0], start[1], done, rung.resource, rate, now, startup)
     return Commitment(trial.number, rung.index, done, seconds * rung.gpus_per_trial)
+
+
+def startup_ahead(plan: Plan, trial: FrozenTrial, epochs_at_start: int) -> float:
+    """Seconds of start-up the plan puts at the head of ``trial``'s segment that began with
+    ``epochs_at_start`` epochs: its rung's start-up where a launch begins there, else 0."""
+    rung = plan.rung_for_step(epochs_at_start)
+    if plan.epochs_before(rung.index) != epochs_at_start or rung.index not in launch_starts(
+        plan, trial
+    ):
+        return 0.0
+    return rung.startup_s
 
 
 def stopped(trial: FrozenTrial) -> bool:
@@ -233,8 +257,10 @@ def rung_scales(plan: Plan, per_rung: list[tuple[float, float]]) -> tuple[float,
         1.09
     """
     scale = epoch_time_scale(sum(c for c, _ in per_rung), sum(p for _, p in per_rung))
+    starts = plan.launch_starts
     one_trial = [
         (r.resource - plan.epochs_before(r.index)) * r.epoch_seconds * r.gpus_per_trial
+        + (r.startup_gpu_seconds if r.index in starts else 0.0)
         for r in plan.rungs
     ]
     scales = tuple(
@@ -343,34 +369,6 @@ class WidthCount:
             return 1 + bisect.bisect_left(self.placed, number) + running
 
 
-def plan_work(plan: Plan) -> float:
-    """GPU-seconds of training the plan predicts for all its trials (no idle GPUs)."""
-    total = 0.0
-    before = 0
-    for rung in plan.rungs:
-        total += rung.n_trials * (rung.resource - before) * rung.gpus_per_trial * rung.epoch_seconds
-        before = rung.resource
-    return total
-
-
-def affordable_width(plan: Plan, scale: float, *, widen: bool = False) -> int:
-    """Configurations of the plan's shape the budget pays for when epochs take ``scale``
-    times the plan's time: the plan's width, fewer once ``scale`` outgrows the plan's slack
-    (``widen``: more, too, when the plan leaves part of the budget unspent).
-
-    Example:
-        >>> from optuna_seer import Budget, Workload, plan_seer
-        >>> plan = plan_seer(Budget(deadline="1h", dollars=5, price_per_gpu_hour=3.6),
-        ...                  Workload(epoch_seconds=60, scaling="linear", max_epochs=9))
-        >>> affordable_width(plan, 1.0) == plan.n_configs, affordable_width(plan, 1e6)
-        (True, 0)
-    """
-    share = plan_work(plan) * scale / plan.n_configs
-    budget = plan.budget_dollars / plan.price_per_gpu_second
-    affordable = int(budget / share * (1 + 1e-9))
-    return affordable if widen else min(plan.n_configs, affordable)
-
-
 def over_budget(
     plan: Plan,
     trial: FrozenTrial,
@@ -391,7 +389,8 @@ def over_budget(
     start = segment(plan, trial, implicit)
     rate: float | None = None
     if start is not None and step > start[1]:
-        measured_rate = max(now - start[0], 0.0) / (step - start[1])
+        elapsed = now - start[0] - startup_ahead(plan, trial, start[1])
+        measured_rate = max(elapsed, 0.0) / (step - start[1])
         if crossed:
             # Settled at this rung end: the new rung starts now, at the scaled rate.
             last = plan.rung_for_step(start[1])

@@ -124,10 +124,13 @@ def pending_arrivals(
 
 def _cost_from(plan: Plan, scale: float, done: int) -> tuple[float, float]:
     """``(seconds, GPU-seconds)`` from ``done`` epochs to the last one, at ``scale`` times the
-    plan's epoch times."""
+    plan's epoch times, with the plan's start-up for each launch not begun yet."""
     seconds, gpu_seconds, before = 0.0, 0.0, 0
+    starts = plan.launch_starts
     for rung in plan.rungs:
         part = max(rung.resource - max(before, done), 0) * rung.epoch_seconds * scale
+        if rung.index in starts and before >= done:
+            part += rung.startup_s
         seconds += part
         gpu_seconds += part * rung.gpus_per_trial
         before = rung.resource

@@ -25,7 +25,6 @@ from optuna_seer._optuna import (
 from optuna_seer.integration import dashboard
 from optuna_seer.integration.admission import (
     WidthCount,
-    affordable_width,
     budget_refusal,
     commitment,
 )
@@ -64,6 +63,7 @@ from optuna_seer.integration.trial_gpus import (
     placement_of,
 )
 from optuna_seer.planning.plan import Plan
+from optuna_seer.planning.spending import affordable_width
 
 
 class SeerSampler(BaseSampler):

@@ -112,6 +112,7 @@ def schedule(
                 epoch_seconds=epoch_s * workload.contention_on(concurrent),
                 concurrent_trials=concurrent,
                 waves=waves,
+                startup_s=workload.startup_on(k) * workload.contention_on(concurrent),
             )
         )
         start += seconds

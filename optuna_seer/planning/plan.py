@@ -113,6 +113,9 @@ class Rung(RungShape):
             ``concurrent_trials`` trials running at once (the workload's contention included).
         concurrent_trials: Trials running at once (the cluster limit may force waves).
         waves: ``ceil(n_trials / concurrent_trials)``.
+        startup_s: Seconds each launch of the rung spends before its first epoch (processes,
+            rendezvous, checkpoint load) on ``gpus_per_trial`` GPUs, contention included, as
+            the plan times it (0 in plans written before it was recorded).
 
     The shape's fields may be given by position, the rest by keyword only.
     """
@@ -124,13 +127,14 @@ class Rung(RungShape):
     epoch_seconds: float
     concurrent_trials: int
     waves: int
+    startup_s: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         whole(self.index, "index", 0, owner="Rung")
         whole(self.concurrent_trials, "concurrent_trials", owner="Rung")
         whole(self.waves, "waves", owner="Rung")
-        for name in ("start_s", "end_s", "cost", "epoch_seconds"):
+        for name in ("start_s", "end_s", "cost", "epoch_seconds", "startup_s"):
             number(getattr(self, name), name, owner="Rung")
         if self.end_s < self.start_s:
             raise ValueError(
@@ -141,6 +145,11 @@ class Rung(RungShape):
     def gpus(self) -> int:
         """GPUs provisioned during the rung."""
         return self.concurrent_trials * self.gpus_per_trial
+
+    @property
+    def startup_gpu_seconds(self) -> float:
+        """GPU-seconds one launch's start-up takes in the rung, as the plan times it."""
+        return self.startup_s * self.gpus_per_trial
 
 
 @dataclass(frozen=True)
@@ -205,6 +214,34 @@ class Plan:
         where rung ``index``'s epochs begin."""
         return self.rungs[index - 1].resource if index > 0 else 0
 
+    def launch_through(self, first: int) -> int:
+        """The last rung a launch that starts at rung ``first`` trains through on leased
+        workers (:func:`optuna_seer.rungs`): every following rung on the same number of workers
+        goes on in the same processes, except the last rung, which a trial enters only once
+        its place there is certain, in a launch of its own."""
+        last = first
+        workers = self.rungs[first].gpus_per_trial
+        while last + 2 < len(self.rungs) and self.rungs[last + 1].gpus_per_trial == workers:
+            last += 1
+        return last
+
+    @property
+    def launch_starts(self) -> frozenset[int]:
+        """The rungs a survivor on leased workers is (re)launched at, paying start-up: the
+        first, and each one after a launch's :meth:`launch_through`.
+
+        Example:
+            >>> from optuna_seer import Budget, Workload, plan_seer
+            >>> plan = plan_seer(Budget(deadline="1h", dollars=5, price_per_gpu_hour=3.6),
+            ...                  Workload(epoch_seconds=60, scaling="linear", max_epochs=9))
+            >>> [r.gpus_per_trial for r in plan.rungs], sorted(plan.launch_starts)
+            ([1, 1, 1], [0, 2])
+        """
+        starts, first = {0}, 0
+        while (first := self.launch_through(first) + 1) < len(self.rungs):
+            starts.add(first)
+        return frozenset(starts)
+
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         data["rungs"] = [{key: getattr(r, key) for key in _RUNG_KEYS} for r in self.rungs]
@@ -245,7 +282,7 @@ class Plan:
                     f"rung {index} of the plan is {rung!r:.60}; it must be a dict with keys "
                     f"{', '.join(_RUNG_KEYS)}."
                 )
-            _require_keys(rung, _RUNG_KEYS, f"rung {index} of the plan")
+            _require_keys(rung, _RUNG_KEYS, f"rung {index} of the plan", _OPTIONAL_RUNG_KEYS)
         return cls(rungs=tuple(Rung(**r) for r in rungs), **values)
 
     def __str__(self) -> str:
@@ -287,11 +324,15 @@ class Plan:
 # Rung keys in the order Plan.to_dict has always written them (the index first).
 _RUNG_KEYS = ("index", *(f.name for f in fields(Rung) if f.name != "index"))
 _PLAN_KEYS = tuple(f.name for f in fields(Plan))
+_OPTIONAL_RUNG_KEYS = ("startup_s",)  # absent from plans written before it was recorded
 
 
-def _require_keys(data: dict[str, Any], keys: tuple[str, ...], what: str) -> None:
-    """Refuse ``data`` unless its keys are exactly ``keys``, naming the odd ones."""
-    missing = [k for k in keys if k not in data]
+def _require_keys(
+    data: dict[str, Any], keys: tuple[str, ...], what: str, optional: tuple[str, ...] = ()
+) -> None:
+    """Refuse ``data`` unless its keys are exactly ``keys`` (``optional`` ones may be missing),
+    naming the odd ones."""
+    missing = [k for k in keys if k not in data and k not in optional]
     unknown = sorted(str(k) for k in data if k not in keys)
     problems = ([f"lacks {missing}"] if missing else []) + (
         [f"has unknown key(s) {unknown}"] if unknown else []

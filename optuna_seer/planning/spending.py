@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from optuna_seer.planning.plan import Plan
+
 
 @dataclass(frozen=True)
 class Commitment:
@@ -82,22 +84,26 @@ def seconds_to_rung_end(
     rung_end: int,
     seconds_per_epoch: float,
     now: float,
+    startup_s: float = 0.0,
 ) -> float:
     """Seconds a trial needs from ``now`` to reach ``rung_end`` epochs.
 
     It started its current segment (its placement, or its last rung end) at
     ``segment_start`` with ``epochs_at_start`` epochs and has ``epochs_done`` now. At
-    ``seconds_per_epoch`` it reaches the rung end at ``segment_start + (rung_end -
+    ``seconds_per_epoch``, after ``startup_s`` of start-up at the segment's head (a launch
+    beginning there), it reaches the rung end at ``segment_start + startup_s + (rung_end -
     epochs_at_start) * seconds_per_epoch``; an epoch taking longer than that still leaves the
     epochs it has not started.
 
     Example:
         >>> seconds_to_rung_end(100.0, 0, 1, 3, 10.0, now=115.0)  # 5 s into its 2nd epoch
         15.0
+        >>> seconds_to_rung_end(100.0, 0, 0, 3, 10.0, now=100.0, startup_s=30.0)  # launching
+        60.0
     """
     if epochs_done >= rung_end:
         return 0.0
-    on_schedule = segment_start + (rung_end - epochs_at_start) * seconds_per_epoch - now
+    on_schedule = segment_start + startup_s + (rung_end - epochs_at_start) * seconds_per_epoch - now
     unstarted = (rung_end - epochs_done - 1) * seconds_per_epoch
     return max(on_schedule, unstarted, 0.0)
 
@@ -131,3 +137,36 @@ def epoch_time_scale(charged_gpu_seconds: float, planned: float) -> float:
     if planned <= 0 or charged_gpu_seconds <= 0:
         return 1.0
     return charged_gpu_seconds / planned
+
+
+def plan_work(plan: Plan) -> float:
+    """GPU-seconds of training the plan predicts for all its trials, their launches'
+    start-ups included (no idle GPUs)."""
+    total = 0.0
+    before = 0
+    starts = plan.launch_starts
+    for rung in plan.rungs:
+        epochs = (rung.resource - before) * rung.gpus_per_trial * rung.epoch_seconds
+        total += rung.n_trials * (
+            epochs + (rung.startup_gpu_seconds if rung.index in starts else 0)
+        )
+        before = rung.resource
+    return total
+
+
+def affordable_width(plan: Plan, scale: float, *, widen: bool = False) -> int:
+    """Configurations of the plan's shape the budget pays for when epochs take ``scale``
+    times the plan's time: the plan's width, fewer once ``scale`` outgrows the plan's slack
+    (``widen``: more, too, when the plan leaves part of the budget unspent).
+
+    Example:
+        >>> from optuna_seer import Budget, Workload, plan_seer
+        >>> plan = plan_seer(Budget(deadline="1h", dollars=5, price_per_gpu_hour=3.6),
+        ...                  Workload(epoch_seconds=60, scaling="linear", max_epochs=9))
+        >>> affordable_width(plan, 1.0) == plan.n_configs, affordable_width(plan, 1e6)
+        (True, 0)
+    """
+    share = plan_work(plan) * scale / plan.n_configs
+    budget = plan.budget_dollars / plan.price_per_gpu_second
+    affordable = int(budget / share * (1 + 1e-9))
+    return affordable if widen else min(plan.n_configs, affordable)

@@ -1,0 +1,72 @@
+"""Where a plan's trials (re)launch, and what each launch's start-up costs in the plan."""
+
+from __future__ import annotations
+
+import pytest
+
+from optuna_seer import Plan, Workload
+from optuna_seer.planning.cost_model import ClusterLimits, RungShape, schedule
+
+WORKLOAD = Workload(epoch_seconds=60, scaling="linear", max_epochs=40, startup_seconds=30)
+
+
+def _plan(shapes: list[RungShape], workload: Workload = WORKLOAD) -> Plan:
+    rungs = schedule(shapes, workload, 0.001, ClusterLimits(max_gpus=8))
+    return Plan(rungs, 3, 1e5, 1e5, 0.001, 0.2)
+
+
+def test_a_launch_goes_on_through_rungs_of_the_same_worker_count() -> None:
+    """As rungs() does: one launch per run of equal worker counts, a relaunch on a resize,
+    and the last rung always entered by a launch of its own (its place must be certain)."""
+    shapes = [RungShape(27, 1, 1), RungShape(9, 4, 1), RungShape(3, 13, 1), RungShape(1, 40, 1)]
+    plan = _plan(shapes)
+    assert [plan.launch_through(first) for first in range(4)] == [2, 2, 2, 3]
+    assert plan.launch_starts == {0, 3}
+    shapes[2] = RungShape(3, 13, 2)
+    plan = _plan(shapes)
+    assert [plan.launch_through(first) for first in range(4)] == [1, 1, 2, 3]
+    assert plan.launch_starts == {0, 2, 3}
+
+
+def test_one_rung_plans_launch_once() -> None:
+    plan = _plan([RungShape(4, 40, 2)])
+    assert plan.launch_through(0) == 0
+    assert plan.launch_starts == {0}
+
+
+@pytest.mark.parametrize("contention", [1.0, 1.25])
+def test_rungs_carry_the_start_up_the_plan_times_them_with(contention: float) -> None:
+    workload = Workload(
+        epoch_seconds=60,
+        scaling="linear",
+        max_epochs=40,
+        startup_seconds=30.0,
+        contention={1: 1.0, 4: contention},
+    )
+    rungs = schedule(
+        [RungShape(8, 1, 1), RungShape(4, 40, 2)], workload, 0.001, ClusterLimits(max_gpus=8)
+    )
+    assert rungs[0].startup_s == pytest.approx(30.0 * contention)  # 8 at once
+    assert rungs[1].startup_s == pytest.approx(30.0 * contention)  # 4 at once
+    # The rung's time is its start-up plus its epochs, both at the same contention.
+    assert rungs[1].end_s - rungs[1].start_s == pytest.approx(
+        rungs[1].startup_s + 39 * rungs[1].epoch_seconds
+    )
+
+
+def test_plans_written_before_start_up_was_recorded_still_load() -> None:
+    plan = _plan([RungShape(9, 1, 1), RungShape(3, 40, 1)])
+    data = plan.to_dict()
+    assert [r["startup_s"] for r in data["rungs"]] == [30.0, 30.0]
+    for rung in data["rungs"]:
+        del rung["startup_s"]
+    old = Plan.from_dict(data)
+    assert [r.startup_s for r in old.rungs] == [0.0, 0.0]
+    assert Plan.from_dict(plan.to_dict()) == plan
+
+
+def test_a_negative_start_up_is_refused_by_name() -> None:
+    data = _plan([RungShape(9, 1, 1), RungShape(3, 40, 1)]).to_dict()
+    data["rungs"][0]["startup_s"] = -1.0
+    with pytest.raises(ValueError, match=r"startup_s=-1\.0"):
+        Plan.from_dict(data)
