@@ -6,9 +6,16 @@ scenario, each SEER arm's mean test accuracy, the best Optuna arm's (any of
 ``(arm − best Optuna) / (oracle − best Optuna)`` (100 %: the oracle; 0: no better than the
 best pruner; negative: worse). Issue 17's goal: at least 30 % in every cell, never below 0.
 
+With ``--paired`` it prints instead the per-seed differences the goals of issue 13 are
+stated in, each with a 95 % paired-bootstrap interval over the seeds (every arm sees the same
+configuration order per seed, so the runs pair): each SEER arm minus the best Optuna arm,
+and ``seer-pool`` minus ``seer``. An interval that holds 0 (or, for ``seer-pool − seer``,
+−0.005) cannot tell the arms apart at that many seeds.
+
 Usage::
 
     python benchmarks/gap_closed.py benchmarks/results/results.json
+    python benchmarks/gap_closed.py --paired benchmarks/results/results.json
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np
+
 from benchmarks.baselines import OPTUNA_PRUNERS
 
 SEER_ARMS = ("seer", "seer-curve", "static-plan", "seer-pool")
@@ -32,8 +41,8 @@ def gap_closed(arm: float, best: float, oracle: float) -> float | None:
     """Share of the gap from ``best`` to ``oracle`` that ``arm`` closes; ``None`` without a gap.
 
     Example:
-        >>> gap_closed(0.98, 0.97, 1.0)
-        0.3333333333333332
+        >>> round(gap_closed(0.98, 0.97, 1.0), 4), gap_closed(0.98, 1.0, 1.0)
+        (0.3333, None)
     """
     return None if oracle - best <= 1e-12 else (arm - best) / (oracle - best)
 
@@ -80,11 +89,79 @@ def table(results: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def paired_interval(
+    differences: Sequence[float], resamples: int = 10_000, seed: int = 0
+) -> tuple[float, float, float]:
+    """``(mean, low, high)``: the mean of paired ``differences`` and its 95 % percentile
+    bootstrap interval (seeded, so tables are reproducible).
+
+    Example:
+        >>> mean, low, high = paired_interval([0.01, 0.0, 0.02, 0.01])
+        >>> round(mean, 4), low <= mean <= high, low >= 0.0
+        (0.01, True, True)
+    """
+    values = np.asarray(differences, dtype=float)
+    draws = np.random.default_rng(seed).integers(0, len(values), size=(resamples, len(values)))
+    means = values[draws].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(values.mean()), float(low), float(high)
+
+
+def _by_seed(runs: Sequence[dict[str, Any]]) -> dict[int, float]:
+    return {int(r["seed"]): float(r["test_acc"] or 0.0) for r in runs}
+
+
+def _difference(result: dict[str, Any], arm: str, other: str, floor: float = 0.0) -> str:
+    """``arm − other`` per seed, as ``mean [low, high]``, marked ``*`` where the interval
+    lies wholly below ``floor``."""
+    runs = result["runs"]
+    if arm not in runs or other not in runs:
+        return "n/a"
+    mine, theirs = _by_seed(runs[arm]), _by_seed(runs[other])
+    seeds = sorted(set(mine) & set(theirs))
+    mean, low, high = paired_interval([mine[s] - theirs[s] for s in seeds])
+    mark = " *" if high < floor else ""
+    return f"{mean:+.4f} [{low:+.4f}, {high:+.4f}]{mark}"
+
+
+def paired_table(results: Sequence[dict[str, Any]]) -> str:
+    """Per cell: each SEER arm minus the best Optuna arm, and ``seer-pool`` minus ``seer``,
+    with 95 % paired-bootstrap intervals; ``*`` marks a shortfall the seeds make certain
+    (the interval wholly below 0, or below −0.005 for ``seer-pool − seer``)."""
+    arms = ("seer", "seer-pool")
+    lines = [
+        "| data set | scenario | best Optuna arm | "
+        + " | ".join(f"{arm} − best" for arm in arms)
+        + " | seer-pool − seer |",
+        "|---" * (4 + len(arms)) + "|",
+    ]
+    for result in results:
+        summary = result["summary"]
+        optuna_arms = {n: r["test_mean"] for n, r in summary.items() if n in OPTUNA_PRUNERS}
+        if not optuna_arms:
+            continue
+        best = max(optuna_arms, key=lambda n: optuna_arms[n])
+        cells = [_difference(result, arm, best) for arm in arms]
+        cells.append(_difference(result, "seer-pool", "seer", floor=-0.005))
+        lines.append(
+            f"| {result['dataset']} | {result['scenario']['name']} | {best} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("results", type=Path, help="results.json written by benchmarks/run.py")
+    parser.add_argument(
+        "--paired",
+        action="store_true",
+        help="per-seed differences with 95 %% paired-bootstrap intervals instead",
+    )
     args = parser.parse_args(argv)
-    print(table(json.loads(args.results.read_text())["results"]))
+    results = json.loads(args.results.read_text())["results"]
+    print(paired_table(results) if args.paired else table(results))
     return 0
 
 

@@ -53,3 +53,31 @@ def test_gap_closed_table_reads_run_results() -> None:
     assert text.count("\n") == 2 + len(results)  # header, rule, a row per cell, the means
     assert "seer (gap closed)" in text and "%)" in text
     assert text.splitlines()[-1].startswith("| **all cells** |")
+
+
+def test_paired_table_marks_only_shortfalls_the_seeds_make_certain() -> None:
+    from benchmarks.gap_closed import paired_interval, paired_table
+
+    mean, low, high = paired_interval([-0.01] * 9 + [-0.02])
+    assert mean == pytest.approx(-0.011) and low < mean < high < 0
+    assert paired_interval([0.0] * 5) == (0.0, 0.0, 0.0)
+
+    def runs(values: list[float]) -> list[dict[str, object]]:
+        return [{"seed": i, "test_acc": v} for i, v in enumerate(values)]
+
+    def cell(sha: list[float], seer: list[float], pool: list[float]) -> dict[str, object]:
+        arms = {"optuna-sha": sha, "seer": seer, "seer-pool": pool}
+        return {
+            "dataset": "d",
+            "scenario": {"name": "s"},
+            "summary": {n: {"test_mean": sum(v) / len(v)} for n, v in arms.items()},
+            "runs": {n: runs(v) for n, v in arms.items()},
+        }
+
+    sha = [0.95, 0.96, 0.97, 0.95, 0.96]
+    clear_loss = cell(sha, [v + 0.01 for v in sha], [v - 0.02 for v in sha])
+    noise = cell(sha, sha, [0.96, 0.95, 0.97, 0.96, 0.95])
+    rows = paired_table([clear_loss, noise]).splitlines()[2:]
+    assert rows[0].count(" *") == 2  # seer-pool below the best pruner, and 0.03 below seer
+    assert "+0.0100 [+0.0100, +0.0100] |" in rows[0]  # seer above it on every seed
+    assert " *" not in rows[1]  # +-0.01 per seed both ways: the seeds cannot tell
