@@ -70,3 +70,61 @@ def test_a_negative_start_up_is_refused_by_name() -> None:
     data["rungs"][0]["startup_s"] = -1.0
     with pytest.raises(ValueError, match=r"startup_s=-1\.0"):
         Plan.from_dict(data)
+
+
+def test_a_study_begun_before_rungs_recorded_start_up_resumes(tmp_path: object) -> None:
+    """The sampler refuses to resume a study with another plan; a plan stored by an earlier
+    version (no ``startup_s``) is the same plan, and a changed one is still refused."""
+    import optuna
+
+    from optuna_seer import Budget, SeerPruner, SeerSampler
+    from optuna_seer.integration.keys import STUDY_PLAN
+
+    def pruner(dollars: float = 5.0) -> SeerPruner:
+        return SeerPruner(
+            Budget(deadline="2h", dollars=dollars, price_per_gpu_hour=3.0),
+            Workload(epoch_seconds=60, scaling="linear", max_epochs=9, startup_seconds=30),
+            limits=ClusterLimits(max_gpus=4),
+        )
+
+    storage = f"sqlite:///{tmp_path}/s.db"
+    study = optuna.create_study(
+        study_name="s", storage=storage, pruner=pruner(), sampler=SeerSampler()
+    )
+    study.ask()
+    stored = study._storage.get_study_system_attrs(study._study_id)[STUDY_PLAN]
+    assert all(r["startup_s"] == 30.0 for r in stored["rungs"])
+    for rung in stored["rungs"]:
+        del rung["startup_s"]
+    study._storage.set_study_system_attr(study._study_id, STUDY_PLAN, stored)
+    plan = pruner().plan
+    assert plan.matches(Plan.from_dict(stored)) and plan.matches(plan)
+    assert not pruner(dollars=40).plan.matches(Plan.from_dict(stored))
+    assert not Plan.from_dict(stored).matches(plan)  # a recorded start-up is not dropped
+    for dollars, refused in ((5.0, False), (40.0, True)):
+        again = optuna.load_study(
+            study_name="s", storage=storage, pruner=pruner(dollars), sampler=SeerSampler()
+        )
+        if refused:
+            with pytest.raises(ValueError, match="started with another SEER plan"):
+                again.ask()
+        else:
+            again.ask()
+
+
+def test_an_elastic_run_journaled_before_start_up_was_recorded_resumes() -> None:
+    from optuna_seer.execution.resume import plan_differences
+
+    plan = _plan([RungShape(9, 1, 1), RungShape(3, 40, 1)])
+    data = plan.to_dict()
+    for rung in data["rungs"]:
+        del rung["startup_s"]
+    journaled = Plan.from_dict(data)
+    assert plan_differences(journaled, plan, 4, 4) == []
+    slower = _plan(
+        [RungShape(9, 1, 1), RungShape(3, 40, 1)],
+        Workload(epoch_seconds=60, scaling="linear", max_epochs=40, startup_seconds=90),
+    )
+    assert plan_differences(journaled, slower, 4, 4) == [
+        "the rungs' predicted times and costs (another workload)"
+    ]

@@ -88,7 +88,7 @@ def plan_differences(
         ['slots 4 (stored) vs 2 (now)']
     """
     differences: list[str] = []
-    if then is not None and then != now:
+    if then is not None and not now.matches(then):
         pairs = [
             ("deadline", f"{then.deadline_s:g} s", f"{now.deadline_s:g} s"),
             ("budget", f"${then.budget_dollars:g}", f"${now.budget_dollars:g}"),

@@ -404,7 +404,7 @@ class SeerSampler(BaseSampler):
         if stored is None:
             _refuse_foreign_trials(study, trial)
             storage_of(study).set_study_system_attr(study_id_of(study), STUDY_PLAN, plan.to_dict())
-        elif Plan.from_dict(stored) != plan:
+        elif not plan.matches(Plan.from_dict(stored)):
             raise ValueError(
                 f"study {study.study_name!r} was started with another SEER plan "
                 f"({Plan.from_dict(stored).n_configs} configurations, this process's has "

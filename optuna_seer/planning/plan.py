@@ -10,7 +10,7 @@ and GPUs per trial. Both planners' rungs extend it, so its checks live here once
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 import datetime
 import math
 from typing import Any
@@ -241,6 +241,18 @@ class Plan:
         while (first := self.launch_through(first) + 1) < len(self.rungs):
             starts.add(first)
         return frozenset(starts)
+
+    def matches(self, stored: Plan) -> bool:
+        """Whether ``stored`` (a study's or a run's recorded plan) is this plan. One recorded
+        before rungs carried their start-up (every ``startup_s`` 0) matches the same plan with
+        its start-ups left out, so a run begun before the upgrade resumes after it; any other
+        change of the workload still shows in the rungs' times.
+        """
+        if stored == self:
+            return True
+        if any(r.startup_s for r in stored.rungs):
+            return False
+        return stored == replace(self, rungs=tuple(replace(r, startup_s=0.0) for r in self.rungs))
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
