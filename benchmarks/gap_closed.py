@@ -47,6 +47,13 @@ def gap_closed(arm: float, best: float, oracle: float) -> float | None:
     return None if oracle - best <= 1e-12 else (arm - best) / (oracle - best)
 
 
+def best_optuna_arm(summary: dict[str, Any]) -> str | None:
+    """The Optuna arm with the highest mean test accuracy in a cell's ``summary`` (``None``
+    if none ran)."""
+    optuna_arms = {n: r["test_mean"] for n, r in summary.items() if n in OPTUNA_PRUNERS}
+    return max(optuna_arms, key=lambda n: optuna_arms[n]) if optuna_arms else None
+
+
 def table(results: Sequence[dict[str, Any]]) -> str:
     """The Markdown table of every data set × scenario in ``results``."""
     lines = [
@@ -59,10 +66,10 @@ def table(results: Sequence[dict[str, Any]]) -> str:
     at_least = dict.fromkeys(SEER_ARMS, 0)
     for result in results:
         summary = result["summary"]
-        optuna_arms = {n: r["test_mean"] for n, r in summary.items() if n in OPTUNA_PRUNERS}
-        if not optuna_arms:
+        best = best_optuna_arm(summary)
+        if best is None:
             continue
-        best = max(optuna_arms, key=lambda n: optuna_arms[n])
+        optuna_arms = {best: summary[best]["test_mean"]}
         oracle = summary["oracle"]["test_mean"]
         cells = []
         for arm in SEER_ARMS:
@@ -136,11 +143,9 @@ def paired_table(results: Sequence[dict[str, Any]]) -> str:
         "|---" * (4 + len(arms)) + "|",
     ]
     for result in results:
-        summary = result["summary"]
-        optuna_arms = {n: r["test_mean"] for n, r in summary.items() if n in OPTUNA_PRUNERS}
-        if not optuna_arms:
+        best = best_optuna_arm(result["summary"])
+        if best is None:
             continue
-        best = max(optuna_arms, key=lambda n: optuna_arms[n])
         cells = [_difference(result, arm, best) for arm in arms]
         cells.append(_difference(result, "seer-pool", "seer", floor=-0.005))
         lines.append(
