@@ -27,8 +27,9 @@ The harder set under ``benchmarks/curves/harder/`` (not replayed by default; ``r
 benchmarks/curves/harder``): ``wine``, ``breast_cancer`` and ``digits`` with 500 configurations
 each (207 s, 640 s, 1,406 s; the last two side by side beside other jobs), so asynchronous
 methods are not capped by the recording, and ``synthetic`` (``make_classification`` from a
-fixed seed, :data:`SYNTHETIC`: 500 validation and 500 test examples) with 100 configurations
-(325 s). The
+fixed seed, :data:`SYNTHETIC`: 500 validation and 500 test examples) with 500 configurations
+(778 s beside other jobs; until 2026-12-06 it held the first 100 of them, recorded in 325 s,
+and the 500-configuration recording reproduced those 100 curves bit for bit). The
 first 150 wine configurations are the committed ones, but 18 of the 150 curves came out
 different (high learning rates; CPU float results are not bit-stable for chaotic runs), so the
 harder sets are separate recordings, not replacements.
@@ -39,7 +40,7 @@ Usage::
     OMP_NUM_THREADS=1 nice python benchmarks/record_curves.py --datasets wine --configs 500 \
         --out benchmarks/curves/harder      # likewise breast_cancer and digits
     OMP_NUM_THREADS=1 nice python benchmarks/record_curves.py --datasets synthetic \
-        --configs 100 --out benchmarks/curves/harder
+        --configs 500 --out benchmarks/curves/harder
     python benchmarks/record_curves.py --datasets wine --configs 5 --epochs 3 --out /tmp/c
 """
 
