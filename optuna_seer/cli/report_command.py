@@ -29,6 +29,10 @@ from optuna_seer.profiling.harness import load_profile, parse_json
 CUT_SHORT = "trials cut short"
 """The key :func:`measured_from_study` adds to the attrs it returns: trials the deadline or
 the budget stopped."""
+SLOWDOWN = "epoch time against the plan"
+"""The key :func:`measured_from_study` adds for a ``study.optimize`` run: ``(overall, per
+rung)``, how many times the plan's GPU-seconds the ledger charged, as the budget guard reads
+it (:class:`~optuna_seer.integration.admission.SpendView`)."""
 
 
 def check_prediction(prediction: object, where: str) -> dict[str, Any]:
@@ -103,7 +107,8 @@ def measured_from_study(storage: str, study_name: str) -> tuple[float, float, di
 
     import optuna
 
-    from optuna_seer.integration.keys import STUDY_STARTED_AT, stop_reason
+    from optuna_seer.integration.admission import FinishedTrials, spend_view
+    from optuna_seer.integration.keys import STUDY_MODE, STUDY_STARTED_AT, SYNCHRONOUS, stop_reason
     from optuna_seer.integration.ledger import spent_gpu_seconds
     from optuna_seer.integration.trial_gpus import implicit_placement_in
     from optuna_seer.storage.urls import open_existing_storage, redact_url
@@ -145,7 +150,13 @@ def measured_from_study(storage: str, study_name: str) -> tuple[float, float, di
     end = max(ends)
     cut = sum(1 for t in trials if (stop_reason(t) or "").startswith(("deadline", "budget")))
     attrs = {**attrs, CUT_SHORT: cut}
-    spent = spent_gpu_seconds(trials, end, implicit_placement_in(attrs))
+    implicit = implicit_placement_in(attrs)
+    spent = spent_gpu_seconds(trials, end, implicit)
+    if STUDY_PLAN in attrs and attrs.get(STUDY_MODE) != SYNCHRONOUS:
+        plan = Plan.from_dict(attrs[STUDY_PLAN])
+        finished = FinishedTrials(opened, len(plan.rungs) - 1)
+        view = spend_view(plan, finished, finished.gather(plan, trials, implicit), end, implicit)
+        attrs[SLOWDOWN] = (view.scale, view.scales)
     return end - float(attrs[STUDY_STARTED_AT]), spent, attrs
 
 
@@ -192,6 +203,14 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
             print(
                 f"note: {attrs[CUT_SHORT]} trial(s) were stopped by the deadline or the budget, "
                 "so the run did less work than the plan predicted.",
+                file=out,
+            )
+        if SLOWDOWN in attrs:
+            overall, per_rung = attrs[SLOWDOWN]
+            print(
+                f"epochs (and launch start-ups) took {overall:.2f}x the plan's time, per rung "
+                f"{', '.join(f'{s:.2f}' for s in per_rung)}: what the budget guard projected "
+                "the running trials' rungs with",
                 file=out,
             )
     else:
