@@ -29,7 +29,7 @@ from optuna_seer._ports import free_port
 from optuna_seer.backends.replay import RecordedCurve, ReplayBackend
 from optuna_seer.execution.tuner import ElasticTuner, TuningResult
 from optuna_seer.integration import dashboard
-from optuna_seer.integration.keys import TRIAL_LEDGER, stop_reason
+from optuna_seer.integration.keys import STUDY_MODE, SYNCHRONOUS, TRIAL_LEDGER, stop_reason
 from optuna_seer.integration.ledger import trial_gpu_seconds
 from optuna_seer.integration.pruner import SeerPruner
 from optuna_seer.integration.sampler import SeerSampler
@@ -291,6 +291,16 @@ def test_publish_report_without_a_report_writes_the_standing(tmp_path: Path) -> 
     assert dashboard.publish_report(study) is None
     report = study.user_attrs[dashboard.STUDY_REPORT]
     assert report.startswith("trials: ") and "of $0.30 budget" in report
+    # study.optimize: the epoch time the budget guard measured against the plan, per rung.
+    slowdown = report.splitlines()[-1]
+    assert "x the plan's time, per rung" in slowdown, report
+    per_rung = slowdown.split("per rung ")[1].split(":")[0].split(", ")
+    assert len(per_rung) == len(study.pruner.plan.rungs)  # type: ignore[attr-defined]
+    assert all(float(v) >= 0 for v in per_rung)  # the epochs here take ms, not the plan's 10 s
+    # An ElasticTuner run keeps its own re-planner's account: not shown there.
+    study._storage.set_study_system_attr(study._study_id, STUDY_MODE, SYNCHRONOUS)
+    dashboard.publish_report(study)
+    assert "the plan's time" not in study.user_attrs[dashboard.STUDY_REPORT]
     with pytest.raises(ValueError, match="SeerPruner"):
         dashboard.publish_report(optuna.create_study())
 

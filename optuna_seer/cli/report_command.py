@@ -30,9 +30,9 @@ CUT_SHORT = "trials cut short"
 """The key :func:`measured_from_study` adds to the attrs it returns: trials the deadline or
 the budget stopped."""
 SLOWDOWN = "epoch time against the plan"
-"""The key :func:`measured_from_study` adds for a ``study.optimize`` run: ``(overall, per
-rung)``, how many times the plan's GPU-seconds the ledger charged, as the budget guard reads
-it (:class:`~optuna_seer.integration.admission.SpendView`)."""
+"""The key :func:`measured_from_study` adds for a ``study.optimize`` run: how many times the
+plan's GPU-seconds the ledger charged, over the study and per rung, in words, as the budget
+guard reads it (:meth:`~optuna_seer.integration.admission.SpendView.slowdown_text`)."""
 
 
 def check_prediction(prediction: object, where: str) -> dict[str, Any]:
@@ -156,7 +156,7 @@ def measured_from_study(storage: str, study_name: str) -> tuple[float, float, di
         plan = Plan.from_dict(attrs[STUDY_PLAN])
         finished = FinishedTrials(opened, len(plan.rungs) - 1)
         view = spend_view(plan, finished, finished.gather(plan, trials, implicit), end, implicit)
-        attrs[SLOWDOWN] = (view.scale, view.scales)
+        attrs[SLOWDOWN] = view.slowdown_text()
     return end - float(attrs[STUDY_STARTED_AT]), spent, attrs
 
 
@@ -206,13 +206,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
                 file=out,
             )
         if SLOWDOWN in attrs:
-            overall, per_rung = attrs[SLOWDOWN]
-            print(
-                f"epochs (and launch start-ups) took {overall:.2f}x the plan's time, per rung "
-                f"{', '.join(f'{s:.2f}' for s in per_rung)}: what the budget guard projected "
-                "the running trials' rungs with",
-                file=out,
-            )
+            print(attrs[SLOWDOWN], file=out)
     else:
         data = load_plan_file(args.plan)
         prediction = data.get("prediction")

@@ -291,6 +291,14 @@ class SpendView:
     commitments: tuple[Commitment, ...]
     budget: float
 
+    def slowdown_text(self) -> str:
+        """The measured slowdown in words (``optuna-seer report``, the dashboard's standing)."""
+        return (
+            f"epochs (and launch start-ups) took {self.scale:.2f}x the plan's time, per rung "
+            f"{', '.join(f'{s:.2f}' for s in self.scales)}: what the budget guard projected "
+            "the running trials' rungs with"
+        )
+
 
 def spend_view(
     plan: Plan,

@@ -50,7 +50,7 @@ from optuna.trial import FrozenTrial, TrialState
 from optuna_seer._logging import get_logger
 from optuna_seer._optuna import set_trial_attrs, storage_of, study_id_of, trial_id_of
 from optuna_seer.integration.clock import study_time
-from optuna_seer.integration.keys import stop_reason
+from optuna_seer.integration.keys import STUDY_MODE, SYNCHRONOUS, stop_reason
 from optuna_seer.integration.ledger import read_ledger, trial_gpu_seconds
 from optuna_seer.integration.pruner import SeerPruner
 from optuna_seer.integration.ranking import best_finalist
@@ -250,9 +250,10 @@ def publish_report(
 ) -> str | None:
     """Show a finished run in optuna-dashboard: the report, SEER's pick, the timeline PNG.
 
-    Writes ``seer.report`` (``report``, or the study's standing against its deadline and
-    budget when ``None``), marks SEER's pick (``best_trial``, e.g.
-    ``TuningResult.best_trial``; by default :func:`seer_pick` over the stored trials),
+    Writes ``seer.report`` (``report``, or when ``None`` the study's :func:`standing`
+    against its deadline and budget, with the epoch time measured against the plan), marks
+    SEER's pick (``best_trial``, e.g. ``TuningResult.best_trial``; by default
+    :func:`seer_pick` over the stored trials),
     uploads ``timeline`` as an Optuna artifact of the study into a
     ``FileSystemArtifactStore`` at ``artifact_dir`` (serve it with
     ``optuna-dashboard <storage> --artifact-dir <artifact_dir>``), and rewrites the study
@@ -300,19 +301,27 @@ def publish_report(
 
 
 def standing(study: optuna.Study, plan: Plan, now: float) -> str:
-    """The study's standing as text: trials by state, dollars and time against the plan."""
+    """The study's standing as text: trials by state, dollars and time against the plan, and
+    for a ``study.optimize`` run the epoch time the budget guard measured against the plan."""
     trials = study.get_trials(deepcopy=False)
     ledger = read_ledger(study, plan, now, trials)
     counts: dict[str, int] = {}
     for trial in trials:
         counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
     states = ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) or "none"
-    return (
+    text = (
         f"trials: {states}\n"
         f"cost: ${ledger.spent_dollars:,.4f} of ${plan.budget_dollars:,.2f} budget\n"
         f"time: {format_seconds(max(ledger.elapsed_s, 0.0))} of "
         f"{format_seconds(plan.deadline_s)} deadline"
     )
+    attrs = storage_of(study).get_study_system_attrs(study_id_of(study))
+    pruner = study.pruner
+    if isinstance(pruner, SeerPruner) and attrs.get(STUDY_MODE) != SYNCHRONOUS:
+        implicit = implicit_placement(storage_of(study), study_id_of(study))
+        view, _ = pruner.spend_view(study, now, implicit, trials)
+        text += "\n" + view.slowdown_text()
+    return text
 
 
 # ----------------------------------------------------------------- study level
