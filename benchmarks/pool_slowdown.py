@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from pathlib import Path
 import statistics
 import sys
-from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -28,7 +27,7 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
 import optuna
 
 from benchmarks import curves as recorded
-from benchmarks.baselines import Outcome, Scenario
+from benchmarks.baselines import Scenario
 from benchmarks.run import SCENARIOS
 import benchmarks.seer_pool as seer_pool
 from optuna_seer.integration.keys import stop_reason
@@ -37,38 +36,23 @@ from optuna_seer.integration.pruner import SeerPruner
 
 def cell_row(scenario: Scenario, curves: recorded.CurveSet, seeds: int) -> str:
     """One table row: the arm's ``seeds`` runs of ``scenario`` on ``curves``."""
-    seen: list[tuple[optuna.Study, float]] = []
-    score = seer_pool._outcome
-
-    def keep(
-        method: str, seed: int, scen: Scenario, study: optuna.Study, backend: Any, *rest: Any
-    ) -> Outcome:
-        seen.append((study, backend.now()))
-        return score(method, seed, scen, study, backend, *rest)
-
     tests, dollars, configs, reasons = [], [], [], Counter[str]()
     overall: list[float] = []
     per_rung: list[tuple[float, ...]] = []
-    seer_pool._outcome = keep  # type: ignore[assignment]
-    try:
-        for seed in range(seeds):
-            seen.clear()
-            outcome = seer_pool.run_seer_pool(scenario, curves, seed)
-            study, now = seen[0]
-            pruner = study.pruner
-            assert isinstance(pruner, SeerPruner)
-            view, _ = pruner.spend_view(study, now, None)
-            overall.append(view.scale)
-            per_rung.append(view.scales)
-            tests.append(outcome.test_acc or 0.0)
-            dollars.append(outcome.dollars)
-            configs.append(outcome.configs_tried)
-            for trial in study.get_trials(deepcopy=False):
-                reason = stop_reason(trial)
-                if reason is not None:
-                    reasons[reason.split(":")[0]] += 1
-    finally:
-        seer_pool._outcome = score  # type: ignore[assignment]
+    for seed in range(seeds):
+        run = seer_pool.play_seer_pool(scenario, curves, seed)
+        pruner = run.study.pruner
+        assert isinstance(pruner, SeerPruner)
+        view, _ = pruner.spend_view(run.study, run.ended_at, None)
+        overall.append(view.scale)
+        per_rung.append(view.scales)
+        tests.append(run.outcome.test_acc or 0.0)
+        dollars.append(run.outcome.dollars)
+        configs.append(run.outcome.configs_tried)
+        for trial in run.study.get_trials(deepcopy=False):
+            reason = stop_reason(trial)
+            if reason is not None:
+                reasons[reason.split(":")[0]] += 1
 
     def worst(values: Sequence[float]) -> float:
         return max(values, key=lambda s: abs(s - 1.0))

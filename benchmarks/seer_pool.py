@@ -93,6 +93,21 @@ def finished_by_deadline(trial: FrozenTrial) -> bool:
 
 def run_seer_pool(scenario: Scenario, curves: CurveSet, seed: int) -> Outcome:
     """One seeded run of the arm (see the module docstring)."""
+    return play_seer_pool(scenario, curves, seed).outcome
+
+
+@dataclass(frozen=True)
+class PoolRun:
+    """One run of the arm: its scored outcome, and the study and replay clock it ended with
+    (what SEER's pair holds there: its ledger, plan and the budget guard's reading)."""
+
+    outcome: Outcome
+    study: optuna.Study
+    ended_at: float
+
+
+def play_seer_pool(scenario: Scenario, curves: CurveSet, seed: int) -> PoolRun:
+    """:func:`run_seer_pool`, keeping the study it ran."""
     plan = pool_plan(scenario, curves)
     pool = scenario.pool_gpus
     order = config_order(len(curves.curves), seed)
@@ -220,4 +235,5 @@ def run_seer_pool(scenario: Scenario, curves: CurveSet, seed: int) -> Outcome:
     if finalists:
         since = plan.epochs_before(len(plan.rungs) - 1)
         selected = best_finalist(finalists, since, plan.max_epochs, study.direction)
-    return _outcome("seer-pool", seed, scenario, study, backend, seconds, dollars, selected)
+    outcome = _outcome("seer-pool", seed, scenario, study, backend, seconds, dollars, selected)
+    return PoolRun(outcome, study, backend.now())

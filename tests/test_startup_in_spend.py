@@ -9,7 +9,6 @@ exactly as planned, so every running trial's commitment was inflated by that muc
 
 from __future__ import annotations
 
-import optuna
 import pytest
 
 from benchmarks import seer_pool
@@ -20,7 +19,6 @@ from optuna_seer.integration.pruner import SeerPruner
 from optuna_seer.integration.reruns import rerun_cost
 
 EPOCHS = 9
-_scored = seer_pool._outcome
 
 
 def _curve(final: float, speed: float) -> RecordedCurve:
@@ -37,9 +35,7 @@ CURVES = CurveSet(
 
 
 @pytest.mark.parametrize("startup", [0.0, 30.0, 120.0])
-def test_start_ups_as_long_as_planned_do_not_read_as_slower_epochs(
-    monkeypatch: pytest.MonkeyPatch, startup: float
-) -> None:
+def test_start_ups_as_long_as_planned_do_not_read_as_slower_epochs(startup: float) -> None:
     scenario = Scenario(
         "exact",
         deadline_s=1800.0,
@@ -48,21 +44,12 @@ def test_start_ups_as_long_as_planned_do_not_read_as_slower_epochs(
         startup_seconds=startup,
         straggler_cv=0.0,
     )
-    seen: list[tuple[optuna.Study, float]] = []
-    score = seer_pool._outcome
-
-    def keep(method, seed, scen, study, backend, *args, **kwargs):  # type: ignore[no-untyped-def]
-        seen.append((study, backend.now()))
-        return score(method, seed, scen, study, backend, *args, **kwargs)
-
-    monkeypatch.setattr(seer_pool, "_outcome", keep)
-    outcome = seer_pool.run_seer_pool(scenario, CURVES, seed=0)
-    assert outcome.within_budget and outcome.within_deadline
-    study, now = seen[0]
-    pruner = study.pruner
+    run = seer_pool.play_seer_pool(scenario, CURVES, seed=0)
+    assert run.outcome.within_budget and run.outcome.within_deadline
+    pruner = run.study.pruner
     assert isinstance(pruner, SeerPruner)
     assert {r.startup_s for r in pruner.plan.rungs} == {startup}
-    view, _ = pruner.spend_view(study, now, None)
+    view, _ = pruner.spend_view(run.study, run.ended_at, None)
     assert view.scale == pytest.approx(1.0, abs=0.01)
     assert view.scales == pytest.approx([1.0] * len(view.scales), abs=0.01)
 
@@ -87,7 +74,6 @@ def test_the_slowdown_script_reads_about_one_on_the_replay(
     from benchmarks import pool_slowdown
 
     assert pool_slowdown.main(["--seeds", "1", "--datasets", "wine"]) == 0
-    assert seer_pool._outcome is _scored  # the script puts the arm back as it found it
     rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines()[2:]]
     assert len(rows) == 3
     for row in rows:
