@@ -117,9 +117,21 @@ def pending_arrivals(
         and not stopped(t)
         and counted_rank(t.system_attrs, door) is None
     )
-    if closed or any(t.system_attrs.get(TRIAL_BEYOND_PLAN) for t in trials):
+    if closed or budget_closed(plan, trials):
         return running  # a trial was refused (width or budget): no more places
     return running + plan.n_configs - len(configs)
+
+
+def budget_closed(plan: Plan, trials: list[FrozenTrial]) -> bool:
+    """Whether no new configuration will start: a trial was refused (width or budget), or a
+    trial asked within the plan's width re-runs a parked configuration because the budget
+    paid for no new one (its place is taken, by a re-run; counting it as a place still open
+    kept every later trial waiting for it until the deadline)."""
+    if any(t.system_attrs.get(TRIAL_BEYOND_PLAN) for t in trials):
+        return True
+    placed = sorted(t.number for t in trials if t.state != TrialState.FAIL)
+    within = set(placed[: plan.n_configs])
+    return any(is_rerun(t) and t.number in within for t in trials)
 
 
 def _cost_from(plan: Plan, scale: float, done: int) -> tuple[float, float]:
