@@ -493,6 +493,32 @@ def test_a_displaced_trial_stops_at_its_next_report() -> None:
     assert record is None  # finished its last epoch before it was displaced
 
 
+def test_a_trial_displaced_at_its_last_epoch_records_the_last_rungs_end() -> None:
+    """A stop found at the last epoch (displaced, out of time or over budget there) is
+    written at the last rung's end with that rung's value; it used to fail with a KeyError
+    (the last rung's value was only held for the rungs a report crossed)."""
+    clock = SimulatedClock()
+    pruner = three_rung_pruner(clock, width=3)  # keeps 1 at rung 0 and 1 at rung 1
+    study = optuna.create_study(
+        direction="maximize", pruner=pruner, sampler=SeerSampler(clock=clock)
+    )
+    late = study.ask()
+    study._storage.set_trial_system_attr(late._trial_id, TRIAL_LEASE, None)
+    for epoch in range(1, 9):
+        late.report(0.5 * epoch, epoch)
+        assert not late.should_prune()
+    better = study.ask()
+    study._storage.set_trial_system_attr(better._trial_id, TRIAL_LEASE, None)
+    for epoch in range(1, 4):
+        better.report(0.9 * epoch, epoch)
+        assert not better.should_prune()
+    late.report(4.5, 9)
+    assert late.should_prune()  # displaced at rung 0, found at its last epoch
+    record = study._storage.get_trial_system_attrs(late._trial_id)[rung_end_key(2)]
+    assert record["value"] == 4.5
+    assert record["stop"].startswith("rung 0: displaced, 1 trials beat 0.5")
+
+
 def test_async_ties_at_a_rung_end_go_to_the_higher_mean_over_the_rung() -> None:
     """As the synchronous decision ranks (ranking.rank_key): a later trial that ties an
     earlier one's rung-end value but was better over the rung takes its place; before, the

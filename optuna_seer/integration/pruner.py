@@ -347,7 +347,13 @@ class SeerPruner(BasePruner):
                 return False
             if step < self._plan.max_epochs:
                 return self._stop(study, trial, reason)
-            crossed = [rungs[-1]]  # stopped at the last epoch: the last rung's end
+            # Stopped at the last epoch: written at the last rung's end, with its value.
+            last = rungs[-1]
+            crossed = [last]
+            at_ends[last.index] = (
+                value,
+                rung_mean(trial, plan.epochs_before(last.index), last.resource),
+            )
         seat = reason is None and crossed[-1].index == len(rungs) - 2
         for rung in crossed:
             stop = reason if rung is crossed[-1] else None
