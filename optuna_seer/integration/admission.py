@@ -335,11 +335,12 @@ def spend_view(
 def width_rank(trials: list[FrozenTrial], number: int) -> int:
     """The place of trial ``number`` among the configurations SEER starts: 1 + the trials
     before it that were not refused and did not fail (finished, running or waiting)."""
-    return 1 + sum(1 for t in trials if t.number < number and _placed(t))
+    return 1 + sum(1 for t in trials if t.number < number and placed(t))
 
 
-def _placed(trial: FrozenTrial) -> bool:
-    """Whether ``trial`` counts as a configuration SEER started (see :func:`width_rank`)."""
+def placed(trial: FrozenTrial) -> bool:
+    """Whether ``trial`` takes a place in the plan's width: a configuration SEER started (not
+    failed, not refused; see :func:`width_rank`)."""
     return trial.state != TrialState.FAIL and not trial.system_attrs.get(TRIAL_BEYOND_PLAN)
 
 
@@ -370,9 +371,9 @@ class WidthCount:
             for t in trials_not_in(trials, self.judged):
                 if t.state.is_finished():
                     self.judged.add(trial_id_of(t))
-                    if _placed(t):
+                    if placed(t):
                         bisect.insort(self.placed, t.number)
-                elif t.number < number and _placed(t):
+                elif t.number < number and placed(t):
                     running += 1
             return 1 + bisect.bisect_left(self.placed, number) + running
 

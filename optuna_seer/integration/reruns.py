@@ -40,7 +40,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optuna_seer._logging import get_logger
 from optuna_seer._optuna import fresh_trials, storage_of, study_id_of, trial_id_of
-from optuna_seer.integration.admission import SpendView, stopped
+from optuna_seer.integration.admission import SpendView, placed, stopped
 from optuna_seer.integration.heartbeat import fail_dead_trials
 from optuna_seer.integration.keys import (
     STUDY_STARTED_AT,
@@ -129,8 +129,7 @@ def budget_closed(plan: Plan, trials: list[FrozenTrial]) -> bool:
     kept every later trial waiting for it until the deadline)."""
     if any(t.system_attrs.get(TRIAL_BEYOND_PLAN) for t in trials):
         return True
-    placed = sorted(t.number for t in trials if t.state != TrialState.FAIL)
-    within = set(placed[: plan.n_configs])
+    within = set(sorted(t.number for t in trials if placed(t))[: plan.n_configs])
     return any(is_rerun(t) and t.number in within for t in trials)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 import datetime
+import functools
 import math
 from typing import Any
 
@@ -225,10 +226,11 @@ class Plan:
             last += 1
         return last
 
-    @property
+    @functools.cached_property
     def launch_starts(self) -> frozenset[int]:
         """The rungs a survivor on leased workers is (re)launched at, paying start-up: the
-        first, and each one after a launch's :meth:`launch_through`.
+        first, and each one after a launch's :meth:`launch_through`. Computed once per plan
+        (the budget guard reads it at every report).
 
         Example:
             >>> from optuna_seer import Budget, Workload, plan_seer
