@@ -41,16 +41,7 @@ from optuna_seer.integration.reruns import rerun_of
 from optuna_seer.integration.seats import SEAT
 from optuna_seer.integration.trial_gpus import placement
 from optuna_seer.planning.cost_model import RungShape, schedule
-
-
-class SimulatedClock:
-    """A clock the test moves by hand (the pruner takes any callable returning seconds)."""
-
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clocks import SimulatedClock
 
 
 def small_plan(dollars: float = 5.0, deadline: str = "2h") -> SeerPruner:

@@ -26,14 +26,7 @@ from optuna_seer.integration.keys import (
 from optuna_seer.integration.ledger import trial_gpu_seconds
 from optuna_seer.integration.reruns import PARKED, door_state, pending_arrivals, rerun_of
 from optuna_seer.integration.trial_gpus import ImplicitPlacement, placement_of
-
-
-class SimulatedClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clocks import SimulatedClock
 
 
 def seer_study(clock: SimulatedClock, dollars: float = 5.0) -> optuna.Study:

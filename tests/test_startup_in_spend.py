@@ -9,14 +9,18 @@ exactly as planned, so every running trial's commitment was inflated by that muc
 
 from __future__ import annotations
 
+import optuna
 import pytest
 
 from benchmarks import seer_pool
 from benchmarks.baselines import Scenario
 from benchmarks.curves import CurveSet
+from optuna_seer import ClusterLimits, Plan, SeerPruner, SeerSampler, Workload
 from optuna_seer.backends.replay import RecordedCurve
-from optuna_seer.integration.pruner import SeerPruner
+from optuna_seer.integration.keys import TRIAL_LEASE
 from optuna_seer.integration.reruns import rerun_cost
+from optuna_seer.planning.cost_model import RungShape, schedule
+from tests.clocks import SimulatedClock
 
 EPOCHS = 9
 
@@ -78,3 +82,43 @@ def test_the_slowdown_script_reads_about_one_on_the_replay(
     assert len(rows) == 3
     for row in rows:
         assert abs(float(row[5]) - 1.0) < 0.05, row
+
+
+def test_a_survivor_waiting_for_its_workers_is_committed_its_launch_and_whole_rung() -> None:
+    """A leased survivor between rungs (waiting for workers, or launched and not through its
+    first epoch) still has the next launch's start-up and every epoch of its rung ahead. Its
+    commitment used to decay with the wait, down to all epochs but one and no start-up, so
+    the guard was optimistic about exactly the trials about to spend."""
+    clock = SimulatedClock()
+    workload = Workload(epoch_seconds=60, scaling="linear", max_epochs=9, startup_seconds=30)
+    plan = Plan(
+        rungs=schedule(
+            [RungShape(3, 1, 1), RungShape(1, 3, 1), RungShape(1, 9, 1)],
+            workload,
+            0.001,
+            ClusterLimits(),
+        ),
+        reduction_factor=3,
+        deadline_s=1e7,
+        budget_dollars=1e7,
+        price_per_gpu_second=0.001,
+        min_marginal_speedup=0.2,
+    )
+    assert sorted(plan.launch_starts) == [0, 2]  # the last rung is a launch of its own
+    pruner = SeerPruner(plan=plan, clock=clock)
+    study = optuna.create_study(
+        direction="maximize", pruner=pruner, sampler=SeerSampler(clock=clock)
+    )
+    trial = study.ask()
+    study._storage.set_trial_system_attr(trial._trial_id, TRIAL_LEASE, None)
+    for epoch in range(1, 4):
+        clock.now += 60
+        trial.report(0.1 * epoch, epoch)
+        assert not trial.should_prune()
+    rung = plan.rungs[2]
+    ahead = (rung.startup_s + (rung.resource - 3) * rung.epoch_seconds) * rung.gpus_per_trial
+    for waited in (0.0, 100.0, 1000.0):
+        view, _ = pruner.spend_view(study, clock.now + waited, None)
+        (mine,) = view.commitments
+        assert (mine.rung, mine.epochs) == (2, 3)
+        assert mine.gpu_seconds == pytest.approx(ahead)  # 390: 30 s start-up + 6 epochs

@@ -168,6 +168,11 @@ def commitment(
     )
     startup = startup_ahead(plan, trial, start[1])
     seconds = seconds_to_rung_end(start[0], start[1], done, rung.resource, rate, now, startup)
+    if done == start[1] and TRIAL_LEASE in trial.system_attrs:
+        # Between rungs on leased workers: waiting for them, or launched and not through its
+        # first epoch (the launch's own time is not recorded). The launch and every epoch of
+        # the rung may still be ahead, however long it waited.
+        seconds = max(seconds, startup + (rung.resource - done) * rate)
     return Commitment(trial.number, rung.index, done, seconds * rung.gpus_per_trial)
 
 
