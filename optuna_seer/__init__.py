@@ -41,13 +41,14 @@ if TYPE_CHECKING:
     from optuna_seer.backends.replay import ReplayBackend
     from optuna_seer.backends.skypilot import SkyPilotBackend
     from optuna_seer.execution.report import format_report
-    from optuna_seer.execution.trial_rungs import WorkerPool, rungs
+    from optuna_seer.execution.trial_rungs import rungs
     from optuna_seer.execution.tuner import (
         ElasticTuner,
         StudyMismatchError,
         TuningResult,
         resumable_study_name,
     )
+    from optuna_seer.execution.worker_pool import WorkerPool
     from optuna_seer.integration.progress import SeerProgress
     from optuna_seer.worker.context import TrialContext, trial_context
     from optuna_seer.worker.lightning import SeerCallback
@@ -67,7 +68,7 @@ _LAZY = {
     "format_report": "optuna_seer.execution.report",
     "resumable_study_name": "optuna_seer.execution.tuner",
     "trial_context": "optuna_seer.worker.context",
-    "WorkerPool": "optuna_seer.execution.trial_rungs",
+    "WorkerPool": "optuna_seer.execution.worker_pool",
     "rungs": "optuna_seer.execution.trial_rungs",
 }
 

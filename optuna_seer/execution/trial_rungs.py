@@ -31,7 +31,6 @@ from dataclasses import dataclass, field, replace
 import os
 from pathlib import Path
 import random
-import socket
 import time
 from typing import Any
 
@@ -41,9 +40,10 @@ from optuna_seer._logging import get_logger
 from optuna_seer._optuna import storage_of, study_id_of, trial_id_of
 from optuna_seer._secrets import scrub
 from optuna_seer.backends.base import LaunchState
-from optuna_seer.backends.local import LocalBackend, cpu_slots, visible_gpus
+from optuna_seer.backends.local import LocalBackend
 from optuna_seer.execution.entry import TrainTarget, entrypoint_of
 from optuna_seer.execution.rung import launch_spec, trial_checkpoint_uri
+from optuna_seer.execution.worker_pool import WorkerPool
 from optuna_seer.integration.admission import DEADLINE_LAST_RUNG
 from optuna_seer.integration.clock import study_time
 from optuna_seer.integration.heartbeat import fail_dead_trials
@@ -64,46 +64,6 @@ _logger = get_logger(__name__)
 DEFAULT_CHECKPOINTS = "seer-checkpoints"
 """Where trials' checkpoints go unless ``checkpoints=`` says (relative to the working
 directory)."""
-
-
-@dataclass(frozen=True)
-class WorkerPool:
-    """The workers trials lease: ``size`` slots named ``name`` (one per GPU of ``gpus``, or
-    CPU processes when ``gpus`` is empty).
-
-    Example:
-        >>> WorkerPool.of_machine(size=2, gpus=()).size
-        2
-    """
-
-    name: str
-    size: int
-    gpus: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 1:
-            raise ValueError(f"pool size={self.size!r} must be a positive int.")
-        if self.gpus and self.size > len(self.gpus):
-            raise ValueError(
-                f"pool size={self.size} but {len(self.gpus)} GPUs ({','.join(self.gpus)}); "
-                "use at most one slot per GPU, or gpus=() for CPU processes."
-            )
-
-    @classmethod
-    def of_machine(
-        cls, size: int | None = None, gpus: tuple[str, ...] | None = None, name: str | None = None
-    ) -> WorkerPool:
-        """This machine's pool: every visible GPU, else :func:`cpu_slots` CPU processes."""
-        gpus = visible_gpus() if gpus is None else tuple(gpus)
-        return cls(
-            name=name or socket.gethostname(),
-            size=size if size is not None else (len(gpus) or cpu_slots()),
-            gpus=gpus,
-        )
-
-    def gpus_of(self, slots: tuple[int, ...]) -> tuple[str, ...]:
-        """The GPUs of leased ``slots`` (``()`` on a CPU pool)."""
-        return tuple(self.gpus[s] for s in slots) if self.gpus else ()
 
 
 _IDLE_GRACE_S = 5.0
