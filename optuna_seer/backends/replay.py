@@ -40,6 +40,10 @@ read with :meth:`ReplayBackend.test_accuracy` to score the configuration a tuner
 Billing is per launch: ``k`` GPUs from the launch's start (queueing excluded, start-up
 included) to its end, as on an elastic cloud that provisions per launch; read it with
 :attr:`ReplayBackend.gpu_seconds`.
+
+Beside it: the recorded curves, and which one a trial replays, in
+:mod:`~optuna_seer.backends.replay_curves`; the epoch times, stragglers and preemptions in
+:mod:`~optuna_seer.backends.replay_timing`.
 """
 
 from __future__ import annotations
@@ -51,56 +55,19 @@ import heapq
 import itertools
 import math
 
-import numpy as np
 from optuna.storages import BaseStorage
 
 from optuna_seer._optuna import UpdateFinishedTrialError
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState, LaunchStatus
+from optuna_seer.backends.replay_curves import VAL_LOSS, RecordedCurve, curve_for
+from optuna_seer.backends.replay_timing import EpochTiming
 from optuna_seer.integration.keys import TRIAL_STOP_REASON, launch_timing_key
 from optuna_seer.integration.tie_break import TieBreak, record_tie_break
 from optuna_seer.planning.scaling import ScalingCurve
 from optuna_seer.storage.urls import open_storage
 from optuna_seer.worker.context import report_first_value
 
-
-@dataclass(frozen=True)
-class RecordedCurve:
-    """Validation and test accuracy of one configuration after each epoch (index 0 = epoch 1),
-    and optionally its validation loss (``None`` where it was not finite), which a replayed
-    worker reports as its tie-break metric (:mod:`optuna_seer.integration.tie_break`).
-
-    Example:
-        >>> curve = RecordedCurve(val_acc=(0.5, 0.8), test_acc=(0.4, 0.7), val_loss=(0.9, 0.4))
-        >>> curve.epochs
-        2
-    """
-
-    val_acc: tuple[float, ...]
-    test_acc: tuple[float, ...]
-    val_loss: tuple[float | None, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if not self.val_acc or len(self.val_acc) != len(self.test_acc):
-            raise ValueError(
-                f"a RecordedCurve needs as many validation as test values, at least one: got "
-                f"{len(self.val_acc)} and {len(self.test_acc)}."
-            )
-        if self.val_loss is not None and len(self.val_loss) != len(self.val_acc):
-            raise ValueError(
-                f"a RecordedCurve's val_loss needs one value (or None) per epoch: got "
-                f"{len(self.val_loss)} for {len(self.val_acc)} epochs."
-            )
-        for value in (*self.val_acc, *self.test_acc):
-            if not math.isfinite(value):
-                raise ValueError(f"recorded accuracy {value!r} is not finite.")
-
-    @property
-    def epochs(self) -> int:
-        return len(self.val_acc)
-
-
-VAL_LOSS = "val_loss"
-"""The tie-break metric a replayed worker reports when its curve has a validation loss."""
+__all__ = ["VAL_LOSS", "EpochObserver", "RecordedCurve", "ReplayBackend"]
 
 EpochObserver = Callable[[str, int, float], None]
 """Called as ``observer(handle, epoch, validation_value)`` after each simulated epoch."""
@@ -215,14 +182,16 @@ class ReplayBackend(Backend):
         self._checkpoint_on_preemption = bool(checkpoint_on_preemption)
         # Per trial: (rung, epoch) of its newest checkpoint inside a rung.
         self._mid_rung: dict[tuple[str, int], tuple[int, int]] = {}
-        self._preemption_rate = float(preemption_rate)
         self._faults = 0
         self._epochs_lost = 0
         self._curves = tuple(curves)
-        self._scaling = ScalingCurve.parse(scaling)
-        self._epoch_seconds = float(epoch_seconds)
-        self._sigma = math.sqrt(math.log1p(float(straggler_cv) ** 2))
-        self._seed = seed
+        self._timing = EpochTiming(
+            ScalingCurve.parse(scaling),
+            float(epoch_seconds),
+            float(straggler_cv),
+            seed,
+            float(preemption_rate),
+        )
         self._slots = slots
         self._startup = float(startup_seconds)
         self._now = float(start_time)
@@ -253,23 +222,7 @@ class ReplayBackend(Backend):
                 f"trial {spec.trial_number} asks for {spec.workers} workers but this replay has "
                 f"{self._slots} slots."
             )
-        config = spec.params.get(self._config_param)
-        if isinstance(config, bool) or not isinstance(config, int):
-            raise ValueError(
-                f"trial {spec.trial_number}: params[{self._config_param!r}]={config!r} must be "
-                f"the index of a recorded curve, an int in [0, {len(self._curves) - 1}]."
-            )
-        if not 0 <= config < len(self._curves):
-            raise ValueError(
-                f"trial {spec.trial_number}: {self._config_param}={config} is not a recorded "
-                f"curve; valid: 0..{len(self._curves) - 1}."
-            )
-        curve = self._curves[config]
-        if spec.target_epochs > curve.epochs:
-            raise ValueError(
-                f"trial {spec.trial_number}: target_epochs={spec.target_epochs} but curve "
-                f"{config} was recorded for {curve.epochs} epochs."
-            )
+        curve = curve_for(self._curves, spec, self._config_param)
         key = (spec.study_name, spec.trial_number)
         if key in self._running_for:
             raise ValueError(
@@ -429,12 +382,6 @@ class ReplayBackend(Backend):
             },
         )
 
-    def _epoch_factor(self, trial_number: int, epoch: int, workers: int) -> float:
-        if self._sigma == 0.0:
-            return 1.0
-        rng = np.random.default_rng([self._seed, trial_number, epoch, workers])
-        return float(rng.lognormal(-0.5 * self._sigma**2, self._sigma))
-
     def _start_queued(self) -> None:
         while self._queue:
             launch = self._launches[self._queue[0]]
@@ -454,18 +401,14 @@ class ReplayBackend(Backend):
                 first = mid[1]
             self._progress[launch.key] = first
             launch.first_epoch = first
-            per_epoch = self._epoch_seconds / self._scaling.speedup(spec.workers)
-            at = self._now + self._startup
-            preemption = np.random.default_rng([self._seed, 1, launch.index])
-            for epoch in range(first + 1, spec.target_epochs + 1):
-                seconds = per_epoch * self._epoch_factor(spec.trial_number, epoch, spec.workers)
-                if self._preemption_rate and preemption.random() < self._preemption_rate:
-                    lost_at = at + seconds * preemption.random()
-                    heapq.heappush(self._events, (lost_at, next(self._event_order), handle, -1))
-                    break
-                at += seconds
+            ends, preempted_at = self._timing.schedule(
+                spec, launch.index, at=self._now + self._startup, first=first
+            )
+            for epoch, at in enumerate(ends, start=first + 1):
                 launch.epoch_ends.append(at)
                 heapq.heappush(self._events, (at, next(self._event_order), handle, epoch))
+            if preempted_at is not None:  # its node is lost during the next epoch
+                heapq.heappush(self._events, (preempted_at, next(self._event_order), handle, -1))
             if first >= spec.target_epochs:
                 self._finish(launch, LaunchState.SUCCEEDED, "already trained")
 

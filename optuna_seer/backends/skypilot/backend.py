@@ -18,6 +18,7 @@ that drives local processes drives clouds unchanged:
 
 Beside it: the tasks, node environment, secrets and the nodes' wheel in
 :mod:`~optuna_seer.backends.skypilot.tasks` and :mod:`~optuna_seer.backends.skypilot.packages`;
+each trial's slot and SkyPilot job in :mod:`~optuna_seer.backends.skypilot.jobs`;
 the study URL nodes open in :mod:`~optuna_seer.backends.skypilot.proxy`; prices in
 :mod:`optuna_seer.pricing`; the bill beside SkyPilot's cost report in
 :mod:`~optuna_seer.backends.skypilot.bill`; failure messages (a log tail and the ``sky logs``
@@ -27,7 +28,6 @@ command) in :mod:`~optuna_seer.backends.skypilot.failures`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-import contextlib
 from dataclasses import replace
 import itertools
 import os
@@ -37,6 +37,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from optuna_seer.backends.base import Backend, LaunchSpec, LaunchState, LaunchStatus
+from optuna_seer.backends.skypilot import jobs
 from optuna_seer.backends.skypilot.bill import BILLING_MINIMUM_S, Bill, SkyPilotCosts, reconcile
 from optuna_seer.backends.skypilot.clusters import (
     ClusterCost,
@@ -47,7 +48,6 @@ from optuna_seer.backends.skypilot.clusters import (
     cluster_is_up,
     clusters_still_up,
 )
-from optuna_seer.backends.skypilot.failures import job_failure, log_tail
 from optuna_seer.backends.skypilot.launching import (
     Target,
     bring_up,
@@ -61,9 +61,6 @@ from optuna_seer.planning.placement import ClusterShape, TrialSlot, split_across
 from optuna_seer.pricing.clusters import ClusterPricer
 
 __all__ = ["DEFAULT_TEMPLATE", "TEMPLATES_DIR", "Bill", "ClusterCost", "SkyPilotBackend"]
-
-_RUNNING_JOB_STATES = {"INIT", "PENDING", "SETTING_UP", "RUNNING"}
-_STOPPED_JOB_STATES = {"CANCELLED"}
 
 
 class SkyPilotBackend(Backend):
@@ -286,9 +283,7 @@ class SkyPilotBackend(Backend):
         if handle in self._pending:
             self._pending.remove(handle)
         elif launch.slot is not None and launch.job_id is not None:
-            # A cluster that is gone has nothing left to cancel.
-            with contextlib.suppress(Exception):
-                self._sdk.get(self._sdk.cancel(launch.slot.cluster, job_ids=[launch.job_id]))
+            jobs.cancel(self._sdk, launch.slot.cluster, launch.job_id)
         self._finish(handle, launch, LaunchState.STOPPED, "stopped")
 
     def release(self) -> None:
@@ -361,36 +356,21 @@ class SkyPilotBackend(Backend):
                 return launch.current(LaunchState.RUNNING, f"status unavailable: {exc}")
             self._lost_cluster(cluster, f"cluster {cluster} is gone (spot preemption?): {exc}")
             return self._refresh(handle, launch)
-        state = statuses.get(launch.job_id)
-        name = str(getattr(state, "value", state))
-        if name in _RUNNING_JOB_STATES:
-            return launch.current(LaunchState.RUNNING, name.lower())
-        if name == "SUCCEEDED":
-            return self._finish(handle, launch, LaunchState.SUCCEEDED, "succeeded")
-        if name in _STOPPED_JOB_STATES:
-            return self._finish(handle, launch, LaunchState.STOPPED, "cancelled")
-        message = job_failure(
-            trial=launch.spec.trial_number,
-            rung=launch.spec.rung,
-            cluster=cluster,
-            job_id=launch.job_id,
-            state=name,
-            tail=log_tail(self._sdk, cluster, launch.job_id),
-        )
-        return self._finish(handle, launch, LaunchState.FAILED, message)
+        state, message = jobs.outcome(self._sdk, launch, statuses)
+        if state is LaunchState.RUNNING:
+            return launch.current(state, message)
+        return self._finish(handle, launch, state, message)
 
     def _lost_cluster(self, name: str, reason: str) -> None:
         """A cluster vanished: relaunch its trials from their checkpoints, or fail them."""
         cluster = self._clusters[name]
         for handle in sorted(cluster.trials):
             launch = self._launches[handle]
-            self._release_slot(cluster, handle, launch)
+            jobs.release_slot(cluster, handle, launch)
             if launch.status is not None:
                 continue
             if launch.preemptions < self.preemption_retries:
-                launch.preemptions += 1
-                launch.slot, launch.job_id = None, None
-                launch.queued_at = time.monotonic()
+                jobs.requeue(launch)
                 self._pending.append(handle)
             else:
                 self._finish(handle, launch, LaunchState.FAILED, reason)
@@ -401,19 +381,8 @@ class SkyPilotBackend(Backend):
     ) -> LaunchStatus:
         launch.status = launch.current(state, message, self.now())
         if launch.slot is not None and launch.slot.cluster in self._clusters:
-            self._release_slot(self._clusters[launch.slot.cluster], handle, launch)
+            jobs.release_slot(self._clusters[launch.slot.cluster], handle, launch)
         return launch.status
-
-    def _release_slot(self, cluster: ClusterRecord, handle: str, launch: LaunchRecord) -> None:
-        """``handle`` leaves ``cluster``: its GPUs are free, the time it held them is counted."""
-        if handle not in cluster.trials or launch.slot is None:
-            return
-        cluster.trials.discard(handle)
-        cluster.free_gpus += launch.slot.workers
-        if launch.submitted_at is not None:
-            held = time.monotonic() - launch.submitted_at
-            cluster.busy_gpu_s += launch.slot.workers * held
-            launch.submitted_at = None
 
     def _burst_settled(self) -> bool:
         """True when no launch was started within the batch window."""
@@ -486,24 +455,9 @@ class SkyPilotBackend(Backend):
     def _submit(self, handle: str, launch: LaunchRecord) -> None:
         assert launch.slot is not None
         cluster = self._clusters[launch.slot.cluster]
-        cluster.free_gpus -= launch.slot.workers
-        cluster.trials.add(handle)
-        if cluster.launch_error is not None:
-            self._finish(handle, launch, LaunchState.FAILED, cluster.launch_error)
-            return
-        try:
-            job_id, _ = self._sdk.get(
-                self._sdk.exec(self.trial_task(launch.spec, launch.slot), cluster_name=cluster.name)
-            )
-        except Exception as exc:
-            message = (
-                f"trial {launch.spec.trial_number} rung {launch.spec.rung}: sky exec on cluster "
-                f"{cluster.name} failed: {type(exc).__name__}: {exc}"
-            )
-            self._finish(handle, launch, LaunchState.FAILED, message)
-            return
-        launch.job_id = int(job_id)
-        launch.submitted_at = time.monotonic()
+        error = jobs.submit(self._sdk, cluster, handle, launch, self.trial_task)
+        if error is not None:
+            self._finish(handle, launch, LaunchState.FAILED, error)
 
     def _down(self, name: str) -> str | None:
         """``sky down`` one cluster; the error text, or ``None`` once it is gone."""
