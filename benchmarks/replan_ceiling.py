@@ -1,0 +1,207 @@
+"""How much re-planning the remaining rungs from the curves seen so far could buy.
+
+Issue 17 asks the planner to re-plan as curves arrive. After rung 0 the width is spent; what
+is left to choose is the shape of the remaining rungs: how many survivors, trained to which
+epochs. This replays SEER's rung decisions on the recorded curves (as ``rung_rules.py`` does:
+no clock, no stragglers), on each scenario's plan, with the remaining rungs replaced by
+alternatives that cost no more GPU-epochs after rung 0 than the plan's (one worker each: a
+budget proxy that ignores scaling, so the alternatives are if anything favoured):
+
+* the plan's shape (today);
+* **ceiling**: the one alternative with the best mean test accuracy over the seeds, chosen in
+  hindsight (no run can know it; an upper bound on what re-planning the rest buys here);
+* **conditional model**: per seed, the alternative with the highest expected final test
+  accuracy when each survivor's curve is completed from the prior curves nearest its first
+  rung (k nearest by RMS distance, shifted to its last value), with the prior either the
+  other data sets' curves (``cross``) or this data set's configurations the seed did not draw
+  (``warm``: what an earlier study of the same task would give).
+
+Rules as SEER's: promotion by the rung-end value (ties to the higher mean over the rung),
+selection by the mean over the last rung; the selected configuration scores its recorded test
+accuracy after all epochs.
+
+Usage::
+
+    python benchmarks/replan_ceiling.py --seeds 30                          # ~6 min
+    python benchmarks/replan_ceiling.py --seeds 20 --curves benchmarks/curves/harder
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+import statistics
+import sys
+
+import numpy as np
+import numpy.typing as npt
+
+if __package__ in (None, ""):  # run as a script: make ``benchmarks`` and ``optuna_seer`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import curves as recorded
+from benchmarks.baselines import config_order
+from benchmarks.curves import validation_values
+from benchmarks.run import SCENARIOS
+from benchmarks.rung_rules import plan_for
+from optuna_seer.planning.plan import Plan
+
+Array = npt.NDArray[np.float64]
+FRACTIONS = (1.0, 0.85, 0.7, 0.55, 0.4)
+"""Final epochs of the alternatives, as fractions of ``max_epochs``."""
+WIDENING = (1.0, 1.5, 2.0, 3.0)
+"""Survivors per remaining rung of the alternatives, as multiples of the plan's."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The rungs after rung 0: survivors and cumulative epochs of each."""
+
+    n: tuple[int, ...]
+    ends: tuple[int, ...]
+
+    def text(self) -> str:
+        return " ".join(f"{a}x{e}" for a, e in zip(self.n, self.ends))
+
+
+def _work(shape: Shape, start: int) -> int:
+    """GPU-epochs (one worker per trial) the shape trains after epoch ``start``."""
+    total, before = 0, start
+    for n, end in zip(shape.n, shape.ends):
+        total += n * (end - before)
+        before = end
+    return total
+
+
+def shapes(plan: Plan) -> tuple[Shape, list[Shape]]:
+    """The plan's shape after rung 0, and every alternative costing no more GPU-epochs."""
+    rest = plan.rungs[1:]
+    start = plan.rungs[0].resource
+    today = Shape(tuple(r.n_trials for r in rest), tuple(r.resource for r in rest))
+    budget = _work(today, start)
+    found = {today}
+    for fraction in FRACTIONS:
+        final = max(round(plan.max_epochs * fraction), start + len(rest))
+        ends = [
+            max(start + i + 1, round(start * (final / start) ** ((i + 1) / len(rest))))
+            for i in range(len(rest))
+        ]
+        ends[-1] = final
+        for widen in WIDENING:
+            n = tuple(min(max(1, round(a * widen)), plan.rungs[0].n_trials) for a in today.n)
+            shape = Shape(n, tuple(ends))
+            if list(n) == sorted(n, reverse=True) and _work(shape, start) <= budget:
+                found.add(shape)
+    return today, sorted(found, key=lambda s: (s.ends, s.n))
+
+
+def select(values: dict[int, Array], ranked: Sequence[int], start: int, shape: Shape) -> int:
+    """SEER's rules over the remaining rungs from the rung-0 ranking ``ranked``."""
+    alive, since = list(ranked[: shape.n[0]]), start
+    for i, end in enumerate(shape.ends):
+        if i == len(shape.ends) - 1:
+            return max(alive, key=lambda a: (np.nanmean(values[a][since:end]), values[a][end - 1]))
+        alive = sorted(
+            alive, key=lambda a: (-values[a][end - 1], -np.nanmean(values[a][since:end]))
+        )[: shape.n[i + 1]]
+        since = end
+    raise AssertionError("a shape has at least one rung")
+
+
+def model_choice(
+    seen: dict[int, Array],
+    ranked: Sequence[int],
+    start: int,
+    options: Sequence[Shape],
+    prior: tuple[Array, Array],
+    rng: np.random.Generator,
+    draws: int = 60,
+    k: int = 8,
+) -> Shape:
+    """The option with the highest expected test accuracy when survivors' curves are
+    completed from their ``k`` nearest prior curves (shifted to their last seen value)."""
+    curves, tests = prior
+    widest = max(s.n[0] for s in options)
+    near = {}
+    for a in ranked[:widest]:
+        distance = np.sqrt(np.nanmean((curves[:, :start] - seen[a][:start]) ** 2, axis=1))
+        near[a] = np.argsort(np.where(np.isnan(distance), np.inf, distance))[:k]
+    best, best_value = options[0], -np.inf
+    for shape in options:
+        total = 0.0
+        for _ in range(draws):
+            completed, score = {}, {}
+            for a in ranked[: shape.n[0]]:
+                j = near[a][rng.integers(len(near[a]))]
+                shift = seen[a][start - 1] - curves[j, start - 1]
+                completed[a] = curves[j] + shift
+                score[a] = tests[j] + shift
+            total += score[select(completed, ranked, start, shape)]
+        if total / draws > best_value:
+            best, best_value = shape, total / draws
+    return best
+
+
+def _on_epochs(curves: Array, epochs: int) -> Array:
+    """Prior curves mapped onto ``epochs`` by the same fraction of training."""
+    have = curves.shape[1]
+    return curves[:, [min(have - 1, round((e + 1) * have / epochs) - 1) for e in range(epochs)]]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, default=30)
+    parser.add_argument("--curves", type=Path, default=recorded.CURVES_DIR)
+    parser.add_argument("--datasets", nargs="+", default=None)
+    args = parser.parse_args(argv)
+    names = args.datasets or sorted(p.name.split(".")[0] for p in args.curves.glob("*.json.gz"))
+    sets = {d: recorded.load(d, args.curves) for d in names}
+    print(
+        f"Remaining rungs re-planned after rung 0 ({args.seeds} seeds; SEER's rules): mean "
+        "test accuracy.\n\n| data set | scenario | today | ceiling (hindsight shape) | "
+        "conditional model, cross | conditional model, warm |\n|---|---|---|---|---|---|"
+    )
+    for dataset, curve_set in sets.items():
+        values = [np.array(validation_values(c)) for c in curve_set.curves]
+        tests = np.array([c.test_acc[-1] for c in curve_set.curves])
+        cross_sets = [c for d, c in sets.items() if d != dataset] or [curve_set]
+        cross = (
+            _on_epochs(
+                np.array([validation_values(c) for o in cross_sets for c in o.curves]),
+                curve_set.epochs,
+            ),
+            np.array([c.test_acc[-1] for o in cross_sets for c in o.curves]),
+        )
+        for scenario in SCENARIOS:
+            plan = plan_for(scenario, curve_set, 1)
+            today, options = shapes(plan)
+            start = plan.rungs[0].resource
+            scores: dict[Shape, list[float]] = {s: [] for s in options}
+            chosen: dict[str, list[float]] = {"cross": [], "warm": []}
+            rng = np.random.default_rng(0)
+            for seed in range(args.seeds):
+                order = config_order(len(curve_set.curves), seed)
+                seen = {a: values[order[a]] for a in range(plan.n_configs)}
+                ranked = sorted(seen, key=lambda a: (-seen[a][start - 1], a))
+                for shape in options:
+                    scores[shape].append(float(tests[order[select(seen, ranked, start, shape)]]))
+                undrawn = list(order[plan.n_configs :]) or list(order)
+                warm = (np.array([values[i] for i in undrawn]), tests[undrawn])
+                for name, prior in (("cross", cross), ("warm", warm)):
+                    pick = model_choice(seen, ranked, start, options, prior, rng)
+                    chosen[name].append(float(tests[order[select(seen, ranked, start, pick)]]))
+            means = {s: statistics.fmean(v) for s, v in scores.items()}
+            ceiling = max(means, key=lambda s: means[s])
+            print(
+                f"| {dataset} | {scenario.name} | {today.text()}: {means[today]:.4f} | "
+                f"{ceiling.text()}: {means[ceiling]:.4f} | {statistics.fmean(chosen['cross']):.4f}"
+                f" | {statistics.fmean(chosen['warm']):.4f} |",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
