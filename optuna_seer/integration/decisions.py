@@ -91,3 +91,13 @@ def decide_rung(
         promoted=tuple(c[1] for c in contenders[:keep]),
         eliminated=tuple(c[1] for c in contenders[keep:]),
     )
+
+
+def eliminated(plan: Plan, trial: FrozenTrial, step: int) -> bool:
+    """Whether a synchronous decision of a rung ``trial`` reached by ``step`` eliminated it."""
+    for rung in plan.rungs[:-1]:
+        if step < rung.resource:
+            return False
+        if trial.system_attrs.get(promoted_key(rung.index)) is False:
+            return True
+    return False

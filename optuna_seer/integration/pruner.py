@@ -22,7 +22,12 @@ from optuna_seer.integration.admission import (
     spend_view,
 )
 from optuna_seer.integration.clock import study_time
-from optuna_seer.integration.decisions import RungDecision, check_rung_index, decide_rung
+from optuna_seer.integration.decisions import (
+    RungDecision,
+    check_rung_index,
+    decide_rung,
+    eliminated,
+)
 from optuna_seer.integration.default_plan import plan_for_pool
 from optuna_seer.integration.keys import (
     STUDY_MODE,
@@ -35,7 +40,6 @@ from optuna_seer.integration.keys import (
     TRIAL_STOP_REASON,
     RungRank,
     counted_rank,
-    promoted_key,
     rung_end,
     rung_end_key,
     rung_rank,
@@ -257,7 +261,7 @@ class SeerPruner(BasePruner):
         started_at, synchronous = self._study_state(study)
         now = study_time(study, self._clock)
         if synchronous:
-            return self._pruned_by_decision(study, trial, step)
+            return eliminated(self._plan, trial, step)
         return self._asynchronous_verdict(study, trial, step, value, now, started_at, implicit)
 
     def _asynchronous_verdict(
@@ -460,15 +464,6 @@ class SeerPruner(BasePruner):
                     if theirs > own if maximize else theirs < own:
                         better[index] += 1
         return seen, better, view
-
-    def _pruned_by_decision(self, study: optuna.Study, trial: FrozenTrial, step: int) -> bool:
-        for rung in self._plan.rungs[:-1]:
-            if step < rung.resource:
-                return False
-            survived = trial.system_attrs.get(promoted_key(rung.index))
-            if survived is False:
-                return True
-        return False
 
     @staticmethod
     def _stop(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
