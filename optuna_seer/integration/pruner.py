@@ -57,7 +57,7 @@ from optuna_seer.integration.trial_gpus import (
 from optuna_seer.planning.budget import Budget
 from optuna_seer.planning.cost_model import ClusterLimits
 from optuna_seer.planning.learning_curves import CurvePrior
-from optuna_seer.planning.plan import Plan
+from optuna_seer.planning.plan import Plan, Rung
 from optuna_seer.planning.workload import Workload
 
 _logger = get_logger(__name__)
@@ -291,11 +291,12 @@ class SeerPruner(BasePruner):
         passed = {r.index: rung_rank(attrs, r.index) for r in rungs[:-1]}
         mine: dict[int, RungRank] = {i: own for i, own in passed.items() if own is not None}
         crossed = [r for r in rungs[:-1] if r.resource <= step and r.index not in mine]
-        # Ranked as the synchronous decision ranks: the value, ties to the mean over the rung.
-        at_ends = {
-            r.index: (value, rung_mean(trial, plan.epochs_before(r.index), r.resource))
-            for r in crossed
-        }
+
+        def at_end(rung: Rung) -> RungRank:
+            # Ranked as the synchronous decision ranks: the value, ties to the mean over the rung.
+            return value, rung_mean(trial, plan.epochs_before(rung.index), rung.resource)
+
+        at_ends = {r.index: at_end(r) for r in crossed}
         rerun = attrs.get(TRIAL_RERUN_OF) is not None  # its place is certain: no ranking
         ranked = {} if rerun else {**mine, **at_ends}
         seen, better, view = self._rank_among_others(study, trial, ranked, now, implicit)
@@ -351,13 +352,8 @@ class SeerPruner(BasePruner):
                 return False
             if step < self._plan.max_epochs:
                 return self._stop(study, trial, reason)
-            # Stopped at the last epoch: written at the last rung's end, with its value.
-            last = rungs[-1]
-            crossed = [last]
-            at_ends[last.index] = (
-                value,
-                rung_mean(trial, plan.epochs_before(last.index), last.resource),
-            )
+            crossed = [rungs[-1]]  # stopped at the last epoch: the last rung's end
+            at_ends[rungs[-1].index] = at_end(rungs[-1])
         seat = reason is None and crossed[-1].index == len(rungs) - 2
         for rung in crossed:
             stop = reason if rung is crossed[-1] else None
