@@ -167,12 +167,12 @@ def commitment(
         rung.epoch_seconds * scales[rung.index] if seconds_per_epoch is None else seconds_per_epoch
     )
     startup = startup_ahead(plan, trial, start[1])
-    seconds = seconds_to_rung_end(start[0], start[1], done, rung.resource, rate, now, startup)
-    if done == start[1] and TRIAL_LEASE in trial.system_attrs:
-        # Between rungs on leased workers: waiting for them, or launched and not through its
-        # first epoch (the launch's own time is not recorded). The launch and every epoch of
-        # the rung may still be ahead, however long it waited.
-        seconds = max(seconds, startup + (rung.resource - done) * rate)
+    # Between rungs on leased workers: waiting for them, or launched and not through its
+    # first epoch (the launch's own time is not recorded).
+    waiting = done == start[1] and TRIAL_LEASE in trial.system_attrs
+    seconds = seconds_to_rung_end(
+        start[0], start[1], done, rung.resource, rate, now, startup, launch_ahead=waiting
+    )
     return Commitment(trial.number, rung.index, done, seconds * rung.gpus_per_trial)
 
 

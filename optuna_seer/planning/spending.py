@@ -85,6 +85,8 @@ def seconds_to_rung_end(
     seconds_per_epoch: float,
     now: float,
     startup_s: float = 0.0,
+    *,
+    launch_ahead: bool = False,
 ) -> float:
     """Seconds a trial needs from ``now`` to reach ``rung_end`` epochs.
 
@@ -93,18 +95,26 @@ def seconds_to_rung_end(
     ``seconds_per_epoch``, after ``startup_s`` of start-up at the segment's head (a launch
     beginning there), it reaches the rung end at ``segment_start + startup_s + (rung_end -
     epochs_at_start) * seconds_per_epoch``; an epoch taking longer than that still leaves the
-    epochs it has not started.
+    epochs it has not started. With ``launch_ahead`` (a trial between rungs that may still be
+    waiting for its workers, or launched and not through an epoch) its launch and every epoch
+    of the rung may still be ahead, however long the segment has lasted.
 
     Example:
         >>> seconds_to_rung_end(100.0, 0, 1, 3, 10.0, now=115.0)  # 5 s into its 2nd epoch
         15.0
         >>> seconds_to_rung_end(100.0, 0, 0, 3, 10.0, now=100.0, startup_s=30.0)  # launching
         60.0
+        >>> seconds_to_rung_end(100.0, 0, 0, 3, 10.0, now=500.0, startup_s=30.0)  # late
+        20.0
+        >>> seconds_to_rung_end(100.0, 0, 0, 3, 10.0, 500.0, 30.0, launch_ahead=True)  # waiting
+        60.0
     """
     if epochs_done >= rung_end:
         return 0.0
     on_schedule = segment_start + startup_s + (rung_end - epochs_at_start) * seconds_per_epoch - now
     unstarted = (rung_end - epochs_done - 1) * seconds_per_epoch
+    if launch_ahead:
+        unstarted = startup_s + (rung_end - epochs_done) * seconds_per_epoch
     return max(on_schedule, unstarted, 0.0)
 
 
