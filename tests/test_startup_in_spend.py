@@ -18,6 +18,7 @@ from benchmarks.curves import CurveSet
 from optuna_seer import ClusterLimits, Plan, SeerPruner, SeerSampler, Workload
 from optuna_seer.backends.replay import RecordedCurve
 from optuna_seer.integration.keys import TRIAL_LEASE
+from optuna_seer.integration.leases import acquire
 from optuna_seer.integration.reruns import rerun_cost
 from optuna_seer.planning.cost_model import RungShape, schedule
 from tests.clocks import SimulatedClock
@@ -84,14 +85,10 @@ def test_the_slowdown_script_reads_about_one_on_the_replay(
         assert abs(float(row[5]) - 1.0) < 0.05, row
 
 
-def test_a_survivor_waiting_for_its_workers_is_committed_its_launch_and_whole_rung() -> None:
-    """A leased survivor between rungs (waiting for workers, or launched and not through its
-    first epoch) still has the next launch's start-up and every epoch of its rung ahead. Its
-    commitment used to decay with the wait, down to all epochs but one and no start-up, so
-    the guard was optimistic about exactly the trials about to spend."""
-    clock = SimulatedClock()
+def _three_rungs() -> Plan:
+    """Rungs of 3, 1 and 1 trials to 1, 3 and 9 epochs of 60 s, 30 s start-up per launch."""
     workload = Workload(epoch_seconds=60, scaling="linear", max_epochs=9, startup_seconds=30)
-    plan = Plan(
+    return Plan(
         rungs=schedule(
             [RungShape(3, 1, 1), RungShape(1, 3, 1), RungShape(1, 9, 1)],
             workload,
@@ -104,6 +101,15 @@ def test_a_survivor_waiting_for_its_workers_is_committed_its_launch_and_whole_ru
         price_per_gpu_second=0.001,
         min_marginal_speedup=0.2,
     )
+
+
+def test_a_survivor_waiting_for_its_workers_is_committed_its_launch_and_whole_rung() -> None:
+    """A leased survivor between rungs (waiting for workers, or launched and not through its
+    first epoch) still has the next launch's start-up and every epoch of its rung ahead. Its
+    commitment used to decay with the wait, down to all epochs but one and no start-up, so
+    the guard was optimistic about exactly the trials about to spend."""
+    clock = SimulatedClock()
+    plan = _three_rungs()
     assert sorted(plan.launch_starts) == [0, 2]  # the last rung is a launch of its own
     pruner = SeerPruner(plan=plan, clock=clock)
     study = optuna.create_study(
@@ -122,3 +128,50 @@ def test_a_survivor_waiting_for_its_workers_is_committed_its_launch_and_whole_ru
         (mine,) = view.commitments
         assert (mine.rung, mine.epochs) == (2, 3)
         assert mine.gpu_seconds == pytest.approx(ahead)  # 390: 30 s start-up + 6 epochs
+
+
+def test_a_survivor_granted_its_workers_is_projected_from_the_grant() -> None:
+    """Once the waiting survivor's workers are granted, its account restarts at the grant,
+    so its launch is projected from there: the floor of the wait (its whole launch and rung
+    from now, however long it waited) stops, and the commitment decays as the launch runs.
+    Before, it held until the first report, up to one start-up and one epoch too much."""
+    clock = SimulatedClock()
+    plan = _three_rungs()
+    pruner = SeerPruner(plan=plan, clock=clock)
+    study = optuna.create_study(
+        direction="maximize", pruner=pruner, sampler=SeerSampler(clock=clock)
+    )
+    trial = study.ask()
+    study._storage.set_trial_system_attr(trial._trial_id, TRIAL_LEASE, None)
+    for epoch in range(1, 4):
+        clock.now += 60
+        trial.report(0.1 * epoch, epoch)
+        assert not trial.should_prune()
+    rung = plan.rungs[2]
+    ahead = rung.startup_s + (rung.resource - 3) * rung.epoch_seconds  # 390 s on one worker
+    granted = clock.now + 500.0  # it waited 500 s for its worker
+    assert acquire(study, trial.number, pool="p", size=1, workers=1, rung=2, now=granted)
+    unstarted = (rung.resource - 4) * rung.epoch_seconds  # no report yet: epoch 4 runs
+    for since_grant, expected in ((0.0, ahead), (60.0, ahead - 60), (100.0, unstarted)):
+        view, _ = pruner.spend_view(study, granted + since_grant, None)
+        (mine,) = view.commitments
+        assert mine.gpu_seconds == pytest.approx(expected)  # 390, 330, 300 (not 390 each)
+
+
+def test_a_plain_trial_between_rungs_is_projected_on_its_schedule() -> None:
+    """A trial reporting from its own process (no lease) goes on into its next rung at once:
+    the floor of a waiting survivor must not apply to it."""
+    clock = SimulatedClock()
+    plan = _three_rungs()
+    pruner = SeerPruner(plan=plan, clock=clock)
+    study = optuna.create_study(
+        direction="maximize", pruner=pruner, sampler=SeerSampler(clock=clock)
+    )
+    trial = study.ask()
+    clock.now += 90  # its launch's 30 s start-up and one 60 s epoch, as planned
+    trial.report(0.1, 1)  # rung 0's end: promoted, alone
+    assert not trial.should_prune()
+    view, _ = pruner.spend_view(study, clock.now + 100.0, None)
+    (mine,) = view.commitments
+    assert (mine.rung, mine.epochs) == (1, 1)
+    assert mine.gpu_seconds == pytest.approx(60.0)  # epoch 3 not started; not both epochs

@@ -167,9 +167,12 @@ def commitment(
         rung.epoch_seconds * scales[rung.index] if seconds_per_epoch is None else seconds_per_epoch
     )
     startup = startup_ahead(plan, trial, start[1])
-    # Between rungs on leased workers: waiting for them, or launched and not through its
-    # first epoch (the launch's own time is not recorded).
-    waiting = done == start[1] and TRIAL_LEASE in trial.system_attrs
+    # Between rungs waiting for leased workers (none held: returned at the rung end, or a
+    # queued request). Once granted, the trial's account restarts at the grant (the ledger),
+    # so the segment starts there and the launch is projected from it.
+    leased = TRIAL_LEASE in trial.system_attrs
+    lease = trial.system_attrs.get(TRIAL_LEASE)
+    waiting = done == start[1] and leased and not (isinstance(lease, dict) and lease.get("slots"))
     seconds = seconds_to_rung_end(
         start[0], start[1], done, rung.resource, rate, now, startup, launch_ahead=waiting
     )
