@@ -11,7 +11,8 @@ echo "[types] mypy --strict optuna_seer"; "$py/mypy" --strict optuna_seer
 echo "[layers] lint-imports (contracts in pyproject.toml)"; "$py/lint-imports" --no-cache
 echo "[tests] pytest"
 export OMP_NUM_THREADS=1 HOME="${SEER_TEST_HOME:-$(mktemp -d)}"
-"$py/python" -m pytest tests optuna_seer --doctest-modules "$@"
+# The slowest tests are listed at the end, so a CI run that grows slower says where.
+"$py/python" -m pytest tests optuna_seer --doctest-modules --durations=25 "$@"
 # The oldest Optuna pyproject.toml claims: the fast tests again with it first on the path.
 floor=$(sed -n 's/^ *"optuna>=\([0-9.]*\)".*/\1/p' pyproject.toml)
 if [ "${SEER_SKIP_OPTUNA_FLOOR:-0}" != 1 ] && [ $# -eq 0 ]; then
