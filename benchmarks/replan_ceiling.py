@@ -17,8 +17,9 @@ budget proxy that ignores scaling, so the alternatives are if anything favoured)
   (``warm``: what an earlier study of the same task would give).
 
 Rules as SEER's: promotion by the rung-end value (ties to the higher mean over the rung),
-selection by the mean over the last rung; the selected configuration scores its recorded test
-accuracy after all epochs.
+selection by the mean over the last rung, exact ties to the lower trial number (SEER breaks
+selection ties by the validation loss first, not replayed here); the selected configuration
+scores its recorded test accuracy after all epochs.
 
 Usage::
 
@@ -46,7 +47,8 @@ from benchmarks import curves as recorded
 from benchmarks.baselines import config_order
 from benchmarks.curves import validation_values
 from benchmarks.run import SCENARIOS
-from benchmarks.rung_rules import plan_for
+from benchmarks.rung_rules import plan_for, rule_key
+from optuna_seer.planning.accuracy_model import curve_epoch
 from optuna_seer.planning.plan import Plan
 
 Array = npt.NDArray[np.float64]
@@ -99,15 +101,17 @@ def shapes(plan: Plan) -> tuple[Shape, list[Shape]]:
 
 
 def select(values: dict[int, Array], ranked: Sequence[int], start: int, shape: Shape) -> int:
-    """SEER's rules over the remaining rungs from the rung-0 ranking ``ranked``."""
+    """SEER's rules (:func:`~benchmarks.rung_rules.rule_key`: promotion by ``ties``,
+    selection by ``mean``, exact ties to the lower trial number, the keys of ``values``)
+    over the remaining rungs from the rung-0 ranking ``ranked``."""
     alive, since = list(ranked[: shape.n[0]]), start
     for i, end in enumerate(shape.ends):
-        if i == len(shape.ends) - 1:
-            return max(alive, key=lambda a: (np.nanmean(values[a][since:end]), values[a][end - 1]))
-        alive = sorted(
-            alive, key=lambda a: (-values[a][end - 1], -np.nanmean(values[a][since:end]))
-        )[: shape.n[i + 1]]
-        since = end
+        last = i == len(shape.ends) - 1
+        rule = "mean" if last else "ties"
+        alive.sort(key=lambda a: rule_key(values[a], since, end, a, rule))
+        if last:
+            return alive[0]
+        alive, since = alive[: shape.n[i + 1]], end
     raise AssertionError("a shape has at least one rung")
 
 
@@ -153,7 +157,7 @@ def model_choice(
 def _on_epochs(curves: Array, epochs: int) -> Array:
     """Prior curves mapped onto ``epochs`` by the same fraction of training."""
     have = curves.shape[1]
-    return curves[:, [min(have - 1, round((e + 1) * have / epochs) - 1) for e in range(epochs)]]
+    return curves[:, [curve_epoch(e, epochs, have) - 1 for e in range(1, epochs + 1)]]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

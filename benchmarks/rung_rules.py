@@ -81,16 +81,34 @@ def _loss_at(curve: RecordedCurve, epoch: int) -> float:
     return math.inf if loss is None else loss
 
 
-def _key(curve: RecordedCurve, since: int, end: int, number: int, rule: str) -> tuple[float, ...]:
+def rule_key(
+    values: Sequence[float], since: int, end: int, number: int, rule: str, loss: float = math.inf
+) -> tuple[float, ...]:
     """Best first under ``rule`` (``number``, ``ties``, ``mean`` or ``mean, loss``, see the
-    module docstring)."""
-    val = curve.val_acc
-    last, mean = val[end - 1], statistics.fmean(val[since:end])
+    module docstring) for a curve's validation ``values`` over the rung from epoch ``since``
+    to ``end``; ``loss`` is the validation loss at ``end`` (``mean, loss`` only). A value
+    that is not finite (a diverged run) counts as the worst, as SEER's ranking skips it.
+
+    Example:
+        >>> rule_key([0.5, 0.7, 0.7], 1, 3, 4, "ties")
+        (-0.7, -0.7, 4)
+        >>> rule_key([0.9, float("nan")], 0, 2, 1, "mean")  # diverged at its rung end
+        (-0.9, inf, 1)
+    """
+    last = values[end - 1] if math.isfinite(values[end - 1]) else -math.inf
+    finite = [v for v in values[since:end] if math.isfinite(v)]
+    mean = statistics.fmean(finite) if finite else -math.inf
     if rule == "mean, loss":
-        return (-mean, -last, _loss_at(curve, end), number)
+        return (-mean, -last, loss, number)
     if rule == "mean":
         return (-mean, -last, number)
     return (-last, -mean if rule == "ties" else 0.0, number)
+
+
+def _key(curve: RecordedCurve, since: int, end: int, number: int, rule: str) -> tuple[float, ...]:
+    """:func:`rule_key` of a recorded curve."""
+    loss = _loss_at(curve, end) if rule == "mean, loss" else math.inf
+    return rule_key(validation_values(curve), since, end, number, rule, loss)
 
 
 def select(

@@ -114,13 +114,13 @@ class AccuracyModel:
 
     def curve_epoch(self, resource: int, max_epochs: int) -> int:
         """The curves' epoch (1-based) at the same fraction of training as ``resource`` of
-        ``max_epochs``.
+        ``max_epochs`` (:func:`curve_epoch` for this model's curves).
 
         Example:
             >>> AccuracyModel([[0.0] * 40]).curve_epoch(9, 27)
             13
         """
-        return min(self.epochs, max(1, round(resource * self.epochs / max_epochs)))
+        return curve_epoch(resource, max_epochs, self.epochs)
 
     def expected_best(self, n_trials: Sequence[int], resources: Sequence[int]) -> Estimate:
         """The expected score of the configuration that rungs of ``n_trials`` trials to
@@ -163,6 +163,17 @@ class AccuracyModel:
             mean=float(scores.mean()),
             stderr=float(scores.std(ddof=1) / math.sqrt(draws)) if draws > 1 else 0.0,
         )
+
+
+def curve_epoch(resource: int, max_epochs: int, epochs: int) -> int:
+    """The epoch (1-based) of curves ``epochs`` long at the same fraction of training as
+    ``resource`` of ``max_epochs``.
+
+    Example:
+        >>> [curve_epoch(e, 4, 40) for e in range(1, 5)], curve_epoch(1, 40, 4)
+        ([10, 20, 30, 40], 1)
+    """
+    return min(epochs, max(1, round(resource * epochs / max_epochs)))
 
 
 def percentile_proxy(width: int) -> float:
