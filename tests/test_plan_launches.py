@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from optuna_seer import Plan, Workload
 from optuna_seer.planning.cost_model import ClusterLimits, RungShape, schedule
+from optuna_seer.planning.spending import affordable_width, plan_work
 
 WORKLOAD = Workload(epoch_seconds=60, scaling="linear", max_epochs=40, startup_seconds=30)
 
@@ -128,3 +131,19 @@ def test_an_elastic_run_journaled_before_start_up_was_recorded_resumes() -> None
     assert plan_differences(journaled, slower, 4, 4) == [
         "the rungs' predicted times and costs (another workload)"
     ]
+
+
+def test_trials_that_start_once_leave_the_budget_room_for_more_configurations() -> None:
+    """The width the budget affords counts the start-ups of relaunches only for trials that
+    relaunch (leased workers); a trial reporting from its own process starts once."""
+    shapes = [RungShape(27, 1, 1), RungShape(9, 4, 1), RungShape(3, 13, 2), RungShape(1, 40, 4)]
+    plan = _plan(shapes)
+    relaunches = plan_work(plan) - plan_work(plan, {0})
+    resized = (plan.rungs[2], plan.rungs[3])
+    assert relaunches == pytest.approx(sum(r.n_trials * r.startup_gpu_seconds for r in resized))
+    budget_s = plan_work(plan, {0}) * 1.06  # pays the plain trials and 6 % more
+    plan = dataclasses.replace(plan, budget_dollars=budget_s * plan.price_per_gpu_second)
+    assert affordable_width(plan, 1.0, widen=True, starts={0}) > plan.n_configs
+    assert affordable_width(plan, 1.0, widen=True) < affordable_width(
+        plan, 1.0, widen=True, starts={0}
+    )

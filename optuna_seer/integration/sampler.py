@@ -355,7 +355,11 @@ class SeerSampler(BaseSampler):
         plan = pruner.plan
         implicit = implicit_placement(storage_of(study), study_id_of(study))
         view, _ = pruner.spend_view(study, now, implicit, trials)
-        affordable = affordable_width(plan, view.scale, widen=widening)
+        # Trials on leased workers (optuna_seer.rungs) relaunch where the plan resizes them;
+        # trials reporting from their own process start once.
+        leased = any(TRIAL_LEASE in t.system_attrs for t in trials)
+        starts = plan.launch_starts if leased else frozenset({0})
+        affordable = affordable_width(plan, view.scale, widen=widening, starts=starts)
         if rerun is None and rank > affordable:
             return (
                 f"budget: with epochs {view.scale:.2f} times as long as planned, "
@@ -376,7 +380,7 @@ class SeerSampler(BaseSampler):
                 "configuration needs {own}",
             )
         maximize = study.direction == StudyDirection.MAXIMIZE
-        plain = reserve and not any(TRIAL_LEASE in t.system_attrs for t in trials)
+        plain = reserve and not leased
         reserved, kept = (
             with_reserve(plan, trials, maximize, view, trial.number) if plain else (view, 0.0)
         )

@@ -21,7 +21,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from optuna_seer.planning.plan import Plan
@@ -149,12 +149,23 @@ def epoch_time_scale(charged_gpu_seconds: float, planned: float) -> float:
     return charged_gpu_seconds / planned
 
 
-def plan_work(plan: Plan) -> float:
+def plan_work(plan: Plan, starts: Collection[int] | None = None) -> float:
     """GPU-seconds of training the plan predicts for all its trials, their launches'
-    start-ups included (no idle GPUs)."""
+    start-ups included (no idle GPUs): at the rungs in ``starts`` (default: the plan's
+    :attr:`~Plan.launch_starts`, a relaunch at every change of workers; ``{0}`` for trials
+    that train every rung in the processes they started with).
+
+    Example:
+        >>> from optuna_seer import Budget, Workload, plan_seer
+        >>> plan = plan_seer(Budget(deadline="1h", dollars=5, price_per_gpu_hour=3.6),
+        ...                  Workload(epoch_seconds=60, scaling="linear", max_epochs=9,
+        ...                           startup_seconds=30))  # 27 x 1, 9 x 3, 3 x 9 epochs
+        >>> sorted(plan.launch_starts), plan_work(plan), plan_work(plan, {0})
+        ([0, 2], 4680.0, 4590.0)
+    """
     total = 0.0
     before = 0
-    starts = plan.launch_starts
+    starts = plan.launch_starts if starts is None else starts
     for rung in plan.rungs:
         epochs = (rung.resource - before) * rung.gpus_per_trial * rung.epoch_seconds
         total += rung.n_trials * (
@@ -164,10 +175,13 @@ def plan_work(plan: Plan) -> float:
     return total
 
 
-def affordable_width(plan: Plan, scale: float, *, widen: bool = False) -> int:
+def affordable_width(
+    plan: Plan, scale: float, *, widen: bool = False, starts: Collection[int] | None = None
+) -> int:
     """Configurations of the plan's shape the budget pays for when epochs take ``scale``
     times the plan's time: the plan's width, fewer once ``scale`` outgrows the plan's slack
-    (``widen``: more, too, when the plan leaves part of the budget unspent).
+    (``widen``: more, too, when the plan leaves part of the budget unspent; ``starts``: the
+    rungs a trial pays a launch's start-up at, see :func:`plan_work`).
 
     Example:
         >>> from optuna_seer import Budget, Workload, plan_seer
@@ -176,7 +190,7 @@ def affordable_width(plan: Plan, scale: float, *, widen: bool = False) -> int:
         >>> affordable_width(plan, 1.0) == plan.n_configs, affordable_width(plan, 1e6)
         (True, 0)
     """
-    share = plan_work(plan) * scale / plan.n_configs
+    share = plan_work(plan, starts) * scale / plan.n_configs
     budget = plan.budget_dollars / plan.price_per_gpu_second
     affordable = int(budget / share * (1 + 1e-9))
     return affordable if widen else min(plan.n_configs, affordable)
