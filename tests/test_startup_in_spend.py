@@ -103,11 +103,11 @@ def _three_rungs() -> Plan:
     )
 
 
-def test_a_survivor_waiting_for_its_workers_is_committed_its_launch_and_whole_rung() -> None:
-    """A leased survivor between rungs (waiting for workers, or launched and not through its
-    first epoch) still has the next launch's start-up and every epoch of its rung ahead. Its
-    commitment used to decay with the wait, down to all epochs but one and no start-up, so
-    the guard was optimistic about exactly the trials about to spend."""
+def _survivor_at_the_last_rungs_door() -> tuple[
+    SimulatedClock, SeerPruner, optuna.Study, optuna.Trial
+]:
+    """One trial of :func:`_three_rungs` on leased workers (``rungs()``), through rung 1's
+    end (3 epochs of 60 s) and promoted: between rungs, holding no workers."""
     clock = SimulatedClock()
     plan = _three_rungs()
     assert sorted(plan.launch_starts) == [0, 2]  # the last rung is a launch of its own
@@ -121,7 +121,16 @@ def test_a_survivor_waiting_for_its_workers_is_committed_its_launch_and_whole_ru
         clock.now += 60
         trial.report(0.1 * epoch, epoch)
         assert not trial.should_prune()
-    rung = plan.rungs[2]
+    return clock, pruner, study, trial
+
+
+def test_a_survivor_waiting_for_its_workers_is_committed_its_launch_and_whole_rung() -> None:
+    """A leased survivor between rungs, waiting for its workers, still has the next launch's
+    start-up and every epoch of its rung ahead. Its
+    commitment used to decay with the wait, down to all epochs but one and no start-up, so
+    the guard was optimistic about exactly the trials about to spend."""
+    clock, pruner, study, _ = _survivor_at_the_last_rungs_door()
+    rung = pruner.plan.rungs[2]
     ahead = (rung.startup_s + (rung.resource - 3) * rung.epoch_seconds) * rung.gpus_per_trial
     for waited in (0.0, 100.0, 1000.0):
         view, _ = pruner.spend_view(study, clock.now + waited, None)
@@ -135,19 +144,8 @@ def test_a_survivor_granted_its_workers_is_projected_from_the_grant() -> None:
     so its launch is projected from there: the floor of the wait (its whole launch and rung
     from now, however long it waited) stops, and the commitment decays as the launch runs.
     Before, it held until the first report, up to one start-up and one epoch too much."""
-    clock = SimulatedClock()
-    plan = _three_rungs()
-    pruner = SeerPruner(plan=plan, clock=clock)
-    study = optuna.create_study(
-        direction="maximize", pruner=pruner, sampler=SeerSampler(clock=clock)
-    )
-    trial = study.ask()
-    study._storage.set_trial_system_attr(trial._trial_id, TRIAL_LEASE, None)
-    for epoch in range(1, 4):
-        clock.now += 60
-        trial.report(0.1 * epoch, epoch)
-        assert not trial.should_prune()
-    rung = plan.rungs[2]
+    clock, pruner, study, trial = _survivor_at_the_last_rungs_door()
+    rung = pruner.plan.rungs[2]
     ahead = rung.startup_s + (rung.resource - 3) * rung.epoch_seconds  # 390 s on one worker
     granted = clock.now + 500.0  # it waited 500 s for its worker
     assert acquire(study, trial.number, pool="p", size=1, workers=1, rung=2, now=granted)
