@@ -95,9 +95,9 @@ def seconds_to_rung_end(
     ``seconds_per_epoch``, after ``startup_s`` of start-up at the segment's head (a launch
     beginning there), it reaches the rung end at ``segment_start + startup_s + (rung_end -
     epochs_at_start) * seconds_per_epoch``; an epoch taking longer than that still leaves the
-    epochs it has not started. With ``launch_ahead`` (a trial between rungs that may still be
-    waiting for its workers, or launched and not through an epoch) its launch and every epoch
-    of the rung may still be ahead, however long the segment has lasted.
+    epochs it has not started. With ``launch_ahead`` (a trial between rungs still waiting for
+    its workers) its launch and every epoch of the rung are still ahead, however long the
+    segment has lasted.
 
     Example:
         >>> seconds_to_rung_end(100.0, 0, 1, 3, 10.0, now=115.0)  # 5 s into its 2nd epoch
