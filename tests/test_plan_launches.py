@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 
+import optuna
 import pytest
 
-from optuna_seer import Plan, Workload
+from optuna_seer import Plan, SeerPruner, SeerSampler, Workload
+from optuna_seer.integration.keys import TRIAL_LEASE
 from optuna_seer.planning.cost_model import ClusterLimits, RungShape, schedule
 from optuna_seer.planning.spending import affordable_width, plan_work
+from tests.clocks import SimulatedClock
 
 WORKLOAD = Workload(epoch_seconds=60, scaling="linear", max_epochs=40, startup_seconds=30)
 
@@ -147,3 +150,31 @@ def test_trials_that_start_once_leave_the_budget_room_for_more_configurations() 
     assert affordable_width(plan, 1.0, widen=True) < affordable_width(
         plan, 1.0, widen=True, starts={0}
     )
+
+
+@pytest.mark.parametrize("leased", [False, True])
+def test_the_sampler_charges_relaunches_to_the_width_only_in_studies_that_lease(
+    leased: bool,
+) -> None:
+    """A budget that pays every configuration's single launch but not the relaunches: a plain
+    study starts the plan's whole width; a study whose trials lease workers (``rungs()``)
+    is refused the configurations the relaunches take."""
+    shapes = [RungShape(27, 1, 1), RungShape(9, 4, 1), RungShape(3, 13, 2), RungShape(1, 40, 4)]
+    plan = _plan(shapes)
+    budget_s = plan_work(plan, {0}) * 1.001
+    plan = dataclasses.replace(plan, budget_dollars=budget_s * plan.price_per_gpu_second)
+    assert affordable_width(plan, 1.0) == 25 < plan.n_configs
+    clock = SimulatedClock()
+    pruner, sampler = SeerPruner(plan=plan, clock=clock), SeerSampler(clock=clock)
+    study = optuna.create_study(direction="maximize", pruner=pruner, sampler=sampler)
+    refused = []
+    for number in range(plan.n_configs):
+        trial = study.ask()
+        if leased and number == 0:
+            study._storage.set_trial_system_attr(trial._trial_id, TRIAL_LEASE, None)
+        try:
+            trial.suggest_float("x", 0.0, 1.0)
+        except optuna.TrialPruned as refusal:
+            assert "pays for 25 configurations" in str(refusal)
+            refused.append(number)
+    assert refused == ([25, 26] if leased else [])
