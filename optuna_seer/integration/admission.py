@@ -46,6 +46,7 @@ from optuna_seer.integration.keys import (
     rung_value,
     stop_reason,
 )
+from optuna_seer.integration.leases import holds_workers
 from optuna_seer.integration.ledger import trial_account, trial_gpu_seconds
 from optuna_seer.integration.trial_gpus import ImplicitPlacement, placement_of
 from optuna_seer.planning.plan import Plan, Rung, format_seconds
@@ -87,10 +88,15 @@ def passed_epochs(plan: Plan, trial: FrozenTrial) -> int:
 
 
 def launch_starts(plan: Plan, trial: FrozenTrial) -> frozenset[int]:
-    """The rungs ``trial`` pays a launch's start-up at: on leased workers
-    (:func:`optuna_seer.rungs`) the plan's :attr:`~Plan.launch_starts`, else (one process for
-    all its rungs) the first only."""
-    return plan.launch_starts if TRIAL_LEASE in trial.system_attrs else frozenset({0})
+    """The rungs ``trial`` pays a launch's start-up at (:func:`launch_rungs`)."""
+    return launch_rungs(plan, leases=TRIAL_LEASE in trial.system_attrs)
+
+
+def launch_rungs(plan: Plan, *, leases: bool) -> frozenset[int]:
+    """The rungs a trial pays a launch's start-up at: on leased workers
+    (:func:`optuna_seer.rungs`, ``leases``) the plan's :attr:`~Plan.launch_starts`, else (one
+    process for all its rungs) the first only."""
+    return plan.launch_starts if leases else frozenset({0})
 
 
 def measured(
@@ -170,9 +176,7 @@ def commitment(
     # Between rungs waiting for leased workers (none held: returned at the rung end, or a
     # queued request). Once granted, the trial's account restarts at the grant (the ledger),
     # so the segment starts there and the launch is projected from it.
-    leased = TRIAL_LEASE in trial.system_attrs
-    lease = trial.system_attrs.get(TRIAL_LEASE)
-    waiting = done == start[1] and leased and not (isinstance(lease, dict) and lease.get("slots"))
+    waiting = done == start[1] and TRIAL_LEASE in trial.system_attrs and not holds_workers(trial)
     seconds = seconds_to_rung_end(
         start[0], start[1], done, rung.resource, rate, now, startup, launch_ahead=waiting
     )

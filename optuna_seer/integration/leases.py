@@ -67,6 +67,11 @@ def lease_of(trial: FrozenTrial) -> dict[str, Any] | None:
     return lease
 
 
+def holds_workers(trial: FrozenTrial) -> bool:
+    """Whether ``trial`` (running) holds granted workers now, not only a queued request."""
+    return bool((lease_of(trial) or {}).get("slots"))
+
+
 def leased(study: optuna.Study, pool: str, *, exclude: int | None = None) -> dict[int, int]:
     """The slots of ``pool`` that running trials hold (or claim), as ``{slot: trial number}``;
     the trial numbered ``exclude`` is left out."""
@@ -179,7 +184,7 @@ def acquire(
     # again without returning it) is charged up to now first.
     implicit = implicit_placement(storage, study_id_of(study))
     if placement_of(trial, implicit) is not None:
-        if (lease_of(trial) or {}).get("slots"):
+        if holds_workers(trial):
             settle_trial(storage, trial, now, implicit)
         else:
             charge_trial(storage, trial, 0.0, now, implicit)
@@ -221,7 +226,7 @@ def release(study: optuna.Study, number: int, *, now: float) -> None:
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id_of(study), number)
     trial = storage.get_trial(trial_id)
     if trial.state == TrialState.RUNNING and trial.system_attrs.get(TRIAL_LEASE) is not None:
-        if (lease_of(trial) or {}).get("slots"):
+        if holds_workers(trial):
             settle_trial(storage, trial, now, implicit_placement(storage, study_id_of(study)))
         storage.set_trial_system_attr(trial_id, TRIAL_LEASE, None)
 

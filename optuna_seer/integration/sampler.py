@@ -27,6 +27,7 @@ from optuna_seer.integration.admission import (
     WidthCount,
     budget_refusal,
     commitment,
+    launch_rungs,
 )
 from optuna_seer.integration.clock import study_time
 from optuna_seer.integration.heartbeat import on_trial_end, on_trial_start
@@ -355,10 +356,8 @@ class SeerSampler(BaseSampler):
         plan = pruner.plan
         implicit = implicit_placement(storage_of(study), study_id_of(study))
         view, _ = pruner.spend_view(study, now, implicit, trials)
-        # Trials on leased workers (optuna_seer.rungs) relaunch where the plan resizes them;
-        # trials reporting from their own process start once.
         leased = any(TRIAL_LEASE in t.system_attrs for t in trials)
-        starts = plan.launch_starts if leased else frozenset({0})
+        starts = launch_rungs(plan, leases=leased)
         affordable = affordable_width(plan, view.scale, widen=widening, starts=starts)
         if rerun is None and rank > affordable:
             return (
