@@ -24,10 +24,11 @@ files, gRPC proxies, in-memory):
   beat (its process killed between the trial's start and its first beat) gets its first
   sighting written as its beat, in study time: its process, if alive, overwrites it within
   a beat, else the trial is dead a grace later and charged up to that sighting (an upper
-  bound: it died before). The ledger (:mod:`optuna_seer.integration.ledger`) charges a
-  running trial no further than ``grace_s`` past its last beat, and a failed one no further
-  than its last beat (also when Optuna's own ``fail_stale_trials`` failed it), so its GPUs
-  stop costing money.
+  bound: it died before; nothing where no placement of it exists, as on SQLite under Optuna
+  4, whose start times cannot stand for one). The ledger
+  (:mod:`optuna_seer.integration.ledger`) charges a running trial no further than
+  ``grace_s`` past its last beat, and a failed one no further than its last beat (also when
+  Optuna's own ``fail_stale_trials`` failed it), so its GPUs stop costing money.
 
 The interval and grace are the study's (``seer:heartbeat``), stored by the first process
 that runs a trial: those of an ``RDBStorage(heartbeat_interval=..., grace_period=...)``,
