@@ -54,7 +54,7 @@ from optuna_seer.integration.tie_break import tie_break_key
 from optuna_seer.planning.budget import Budget
 from optuna_seer.planning.cost_model import ClusterLimits, RungShape, schedule
 from optuna_seer.planning.plan import Plan, Rung
-from optuna_seer.planning.seer import InfeasiblePlanError, plan_seer, rung_resources
+from optuna_seer.planning.seer import rung_resources
 from optuna_seer.planning.workload import Workload
 
 CONFIG_PARAM = "config_id"
@@ -281,46 +281,6 @@ def run_optuna_pruner(
         )
 
     return _run_pool(method, scenario, curves, seed, build, tie_break=tie_break)
-
-
-def run_seer_pool(scenario: Scenario, curves: CurveSet, seed: int) -> Outcome:
-    """SEER's sampler/pruner pair, asynchronous, on the same fixed pool of one-GPU workers.
-
-    What a user gets with ``study.optimize`` and no elastic executor: the plan is made for the
-    pool (``ClusterLimits(max_gpus=P)``, one GPU per trial: ``min_marginal_speedup=1``), and
-    :class:`~optuna_seer.SeerPruner` promotes ASHA-style, stops trials that cannot finish
-    their rung before the deadline, and stops when the ledger shows the budget spent.
-    """
-    plan = _pool_plan(scenario, curves)
-
-    def build(backend: ReplayBackend, storage: BaseStorage, order: Sequence[int]) -> optuna.Study:
-        return optuna.create_study(
-            storage=storage,
-            study_name=f"seer-pool-{seed}",
-            direction="maximize",
-            sampler=SeerSampler(ConfigOrderSampler(order), clock=backend.now),
-            pruner=SeerPruner(plan=plan, clock=backend.now),
-        )
-
-    return _run_pool("seer-pool", scenario, curves, seed, build, plan.max_epochs)
-
-
-def _pool_plan(scenario: Scenario, curves: CurveSet) -> Plan:
-    """SEER's plan for the pool; if one GPU cannot train ``max_epochs`` by the deadline, the
-    largest ``max_epochs`` that fits, as :class:`~optuna_seer.InfeasiblePlanError` advises."""
-    for max_epochs in range(curves.epochs, 0, -1):
-        try:
-            return plan_seer(
-                scenario.budget,
-                scenario.workload(max_epochs),
-                scenario.reduction_factor,
-                limits=ClusterLimits(max_gpus=scenario.pool_gpus),
-                min_marginal_speedup=1.0,
-                max_configs=len(curves.curves),
-            )
-        except InfeasiblePlanError:
-            continue
-    raise ValueError(f"scenario {scenario.name!r}: no SEER plan fits even one epoch.")
 
 
 StudyBuilder = Callable[[ReplayBackend, BaseStorage, Sequence[int]], optuna.Study]

@@ -39,6 +39,7 @@ from benchmarks.baselines import (
 )
 from benchmarks.curves import CurveSet
 from optuna_seer.integration.admission import DEADLINE_LAST_RUNG
+from optuna_seer.integration.default_plan import plan_for_pool as plan_on_pool
 from optuna_seer.integration.keys import stop_reason
 from optuna_seer.integration.leases import acquire, release
 from optuna_seer.integration.pruner import WAIT, SeerPruner
@@ -46,22 +47,26 @@ from optuna_seer.integration.ranking import best_finalist
 from optuna_seer.integration.sampler import SeerSampler
 from optuna_seer.planning.cost_model import ClusterLimits
 from optuna_seer.planning.plan import Plan
-from optuna_seer.planning.seer import InfeasiblePlanError, plan_seer
+from optuna_seer.planning.seer import InfeasiblePlanError
 
 POOL = "replay-pool"
 
 
 def plan_for_pool(scenario: Scenario, curves: CurveSet, max_epochs: int) -> Plan:
-    """SEER's plan for ``P`` workers at once, training finalists ``max_epochs`` epochs.
+    """SEER's plan for ``P`` workers at once, training finalists ``max_epochs`` epochs: the
+    plan ``SeerPruner(budget, workload, limits=ClusterLimits(max_gpus=P))`` makes (the last
+    rung's idle workers train more finalists).
 
     Raises:
         InfeasiblePlanError: Not even one configuration fits.
     """
-    return plan_seer(
+    return plan_on_pool(
         scenario.budget,
         scenario.workload(max_epochs),
         scenario.reduction_factor,
         limits=ClusterLimits(max_gpus=scenario.pool_gpus),
+        min_resource=1,
+        min_marginal_speedup=0.2,
         max_configs=len(curves.curves),
     )
 

@@ -25,9 +25,9 @@ from benchmarks.baselines import (
     naive_elastic_plan,
     run_optuna_pruner,
     run_plan,
-    run_seer_pool,
 )
 from benchmarks.seer_arm import other_datasets_prior, run_seer
+from benchmarks.seer_pool import run_seer_pool
 from optuna_seer import plan_seer
 from optuna_seer.backends.replay import RecordedCurve
 import optuna_seer.integration.pruner as pruner_module

@@ -8,6 +8,7 @@ from optuna_seer._machine import default_pool
 from optuna_seer.planning.budget import Budget
 from optuna_seer.planning.cost_model import ClusterLimits
 from optuna_seer.planning.plan import Plan
+from optuna_seer.planning.pool_finalists import fill_last_rung
 from optuna_seer.planning.seer import InfeasiblePlanError, plan_seer
 from optuna_seer.planning.workload import Workload
 
@@ -27,7 +28,8 @@ def plan_for_pool(
     """:func:`~optuna_seer.planning.seer.plan_seer`, with ``limits=None`` read as the workers
     here (:func:`optuna_seer._machine.default_pool`: visible GPUs, else CPU slots, or
     ``OPTUNA_SEER_WORKERS``). The pool it assumed is logged, and named in the error when no
-    plan fits it.
+    plan fits it. The pool's workers the last rung's finalists leave idle train more of them
+    (:func:`~optuna_seer.planning.pool_finalists.fill_last_rung`).
 
     Example (two workers: a rung's trials run in waves of two):
         >>> from optuna_seer import Budget, ClusterLimits, Workload
@@ -61,6 +63,7 @@ def plan_for_pool(
             error.min_deadline_s,
             error.min_dollars,
         ) from None
+    plan = fill_last_rung(plan, workload, limits)
     if pool is not None:
         _logger.info(
             "SEER plans for the workers here (%s): %d configurations; pass "
