@@ -10,8 +10,9 @@ move) within the deadline and the budget. The best of more finalists is chosen a
 a configuration ranked just below the cut after the last-but-one rung, often by one
 validation example, still gets its full training.
 
-The elastic executor buys GPUs as it uses them, so there idle workers cost nothing and its
-plans are left as they are; ``docs/benchmarks.md`` measures the pool arm with and without.
+:func:`~optuna_seer.planning.seer.plan_seer` itself keeps ``η``'s last width: where GPUs are
+bought as they are used (the elastic executor on a cloud), idle ones cost nothing.
+``docs/benchmarks.md`` measures the pool arm with and without.
 """
 
 from __future__ import annotations
