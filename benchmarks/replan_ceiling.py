@@ -47,7 +47,7 @@ from benchmarks import curves as recorded
 from benchmarks.baselines import config_order
 from benchmarks.curves import validation_values
 from benchmarks.run import SCENARIOS
-from benchmarks.rung_rules import plan_for, rule_key
+from benchmarks.rung_rules import plan_for, rule_key, rule_order
 from optuna_seer.planning.accuracy_model import curve_epoch
 from optuna_seer.planning.plan import Plan
 
@@ -126,7 +126,9 @@ def model_choice(
     k: int = 8,
 ) -> Shape:
     """The option with the highest expected test accuracy when survivors' curves are
-    completed from their ``k`` nearest prior curves (shifted to their last seen value)."""
+    completed from their ``k`` nearest prior curves (shifted to their last seen value),
+    ranked in each draw by :func:`select`'s rules
+    (:func:`~benchmarks.rung_rules.rule_order`)."""
     curves, tests = prior
     k = min(k, len(curves))
     best, best_value = options[0], -np.inf
@@ -140,12 +142,13 @@ def model_choice(
         completed = curves[drawn] + shift[..., None]
         score = tests[drawn] + shift
         alive = np.broadcast_to(np.arange(len(ids)), (draws, len(ids)))
+        numbers = np.asarray(ids)
         since = start
         for i, end in enumerate(shape.ends):
             window = np.take_along_axis(completed, alive[..., None], axis=1)
             last, mean = window[:, :, end - 1], np.nanmean(window[:, :, since:end], axis=2)
             final = i == len(shape.ends) - 1
-            order = np.lexsort((-last, -mean) if final else (-mean, -last), axis=-1)
+            order = rule_order(last, mean, numbers[alive], "mean" if final else "ties")
             alive = np.take_along_axis(alive, order[:, : 1 if final else shape.n[i + 1]], axis=1)
             since = end
         value = float(np.take_along_axis(score, alive, axis=1).mean())

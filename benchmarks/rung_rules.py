@@ -51,6 +51,9 @@ from pathlib import Path
 import statistics
 import sys
 
+import numpy as np
+import numpy.typing as npt
+
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` and ``optuna_seer`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -74,6 +77,8 @@ RULES = {
 }
 """Column name (promotion / selection): (rule at promotion, rule at the final selection)."""
 
+Array = npt.NDArray[np.float64]
+
 
 def _loss_at(curve: RecordedCurve, epoch: int) -> float:
     """The validation loss after ``epoch``; ``inf`` (worst) where none was recorded."""
@@ -81,13 +86,30 @@ def _loss_at(curve: RecordedCurve, epoch: int) -> float:
     return math.inf if loss is None else loss
 
 
+RULE_FIELDS: dict[str, tuple[str, ...]] = {
+    "number": ("last", "number"),
+    "ties": ("last", "mean", "number"),
+    "mean": ("mean", "last", "number"),
+    "mean, loss": ("mean", "last", "loss", "number"),
+}
+"""Each rule as its sort fields, most significant first (the module docstring says them in
+words): ``last`` and ``mean`` higher first, ``loss`` and ``number`` lower first. One
+definition for :func:`rule_key` (one curve) and :func:`rule_order` (curves in arrays)."""
+
+
+def _fields(rule: str) -> tuple[str, ...]:
+    if rule not in RULE_FIELDS:
+        raise ValueError(f"rule={rule!r} is not a rung rule; valid: {sorted(RULE_FIELDS)}")
+    return RULE_FIELDS[rule]
+
+
 def rule_key(
     values: Sequence[float], since: int, end: int, number: int, rule: str, loss: float = math.inf
 ) -> tuple[float, ...]:
-    """Best first under ``rule`` (``number``, ``ties``, ``mean`` or ``mean, loss``, see the
-    module docstring) for a curve's validation ``values`` over the rung from epoch ``since``
-    to ``end``; ``loss`` is the validation loss at ``end`` (``mean, loss`` only). A value
-    that is not finite (a diverged run) counts as the worst, as SEER's ranking skips it.
+    """Best first under ``rule`` (:data:`RULE_FIELDS`) for a curve's validation ``values``
+    over the rung from epoch ``since`` to ``end``; ``loss`` is the validation loss at ``end``
+    (``mean, loss`` only). A value that is not finite (a diverged run) counts as the worst, as
+    SEER's ranking skips it.
 
     Example:
         >>> rule_key([0.5, 0.7, 0.7], 1, 3, 4, "ties")
@@ -98,11 +120,30 @@ def rule_key(
     last = values[end - 1] if math.isfinite(values[end - 1]) else -math.inf
     finite = [v for v in values[since:end] if math.isfinite(v)]
     mean = statistics.fmean(finite) if finite else -math.inf
-    if rule == "mean, loss":
-        return (-mean, -last, loss, number)
-    if rule == "mean":
-        return (-mean, -last, number)
-    return (-last, -mean if rule == "ties" else 0.0, number)
+    field = {"last": -last, "mean": -mean, "loss": loss, "number": number}
+    return tuple(field[f] for f in _fields(rule))
+
+
+def rule_order(last: Array, mean: Array, number: Array, rule: str) -> npt.NDArray[np.intp]:
+    """:func:`rule_key`'s order along the last axis of arrays of rung-end values, rung means
+    (NaN or infinite: worst, as there) and trial numbers: the indices, best first.
+
+    Example:
+        >>> last, mean = np.array([0.7, 0.7, 0.9]), np.array([0.6, 0.7, 0.5])
+        >>> rule_order(last, mean, np.array([2, 3, 1]), "ties")  # 0.9 first, then mean 0.7
+        array([2, 1, 0])
+    """
+    fields = _fields(rule)
+    if "loss" in fields:
+        raise ValueError(
+            f"rule={rule!r}: the array form has no loss; valid: 'number', 'ties', 'mean'"
+        )
+    field = {
+        "last": np.where(np.isfinite(last), -last, np.inf),
+        "mean": np.where(np.isfinite(mean), -mean, np.inf),
+        "number": np.broadcast_to(number, np.shape(last)).astype(float),
+    }
+    return np.lexsort(tuple(field[f] for f in reversed(fields)), axis=-1)
 
 
 def _key(curve: RecordedCurve, since: int, end: int, number: int, rule: str) -> tuple[float, ...]:

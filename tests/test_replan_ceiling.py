@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -46,3 +48,31 @@ def test_the_table_has_a_row_per_scenario(capsys: pytest.CaptureFixture[str]) ->
     for row in rows:
         cells = row.split(" | ")
         assert all(0.0 <= float(c.split(": ")[-1].strip(" |")) <= 1.0 for c in cells[2:])
+
+
+@pytest.mark.parametrize("rule", ["number", "ties", "mean"])
+def test_the_array_form_of_a_rule_orders_as_its_key(rule: str) -> None:
+    # Values on a coarse grid (36 validation examples) so exact ties are common, NaN for a
+    # diverged epoch; trial numbers in no particular order. rule_order (model_choice's form)
+    # must rank every row as sorting by rule_key (select's form) does.
+    from benchmarks.rung_rules import rule_key, rule_order
+
+    rng = np.random.default_rng(3)
+    values = rng.integers(30, 37, size=(40, 8, 5)) / 36.0
+    values[rng.random(values.shape) < 0.05] = np.nan
+    numbers = rng.permutation(8)
+    since, end = 2, 5
+    with warnings.catch_warnings():  # a window all NaN: "Mean of empty slice", ranked worst
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(values[:, :, since:end], axis=2)
+    order = rule_order(values[:, :, end - 1], mean, numbers, rule)
+    for row, got in zip(values, order, strict=True):
+        want = sorted(range(8), key=lambda i: rule_key(list(row[i]), since, end, numbers[i], rule))
+        assert list(got) == want
+
+
+def test_an_unknown_rule_is_refused_naming_the_valid_ones() -> None:
+    from benchmarks.rung_rules import rule_key
+
+    with pytest.raises(ValueError, match=r"rule='best'.*'mean'"):
+        rule_key([0.5], 0, 1, 0, "best")
