@@ -93,7 +93,7 @@ def test_seer_pruner_promotes_by_the_prior_only_when_asked(curve_aware: bool) ->
 
 
 def test_bad_priors_are_refused() -> None:
-    with pytest.raises(ValueError, match="two or more epochs"):
+    with pytest.raises(ValueError, match="2 or more epochs"):
         CurvePrior([[0.5]])
     with pytest.raises(ValueError, match="non-finite"):
         CurvePrior([[float("nan"), float("inf")]])

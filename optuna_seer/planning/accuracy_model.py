@@ -30,6 +30,8 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from optuna_seer.planning.learning_curves import curve_matrix
+
 Array = npt.NDArray[np.float64]
 MAX_DRAW_VALUES = 4_000_000
 """The most configuration draws (draws × width) one estimate holds; wider plans use fewer
@@ -75,25 +77,14 @@ class AccuracyModel:
     _scores: Array = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        rows = [list(c) for c in self.curves]
-        if not rows or min(len(r) for r in rows) < 1:
-            raise ValueError(
-                f"an AccuracyModel needs one or more curves of one or more values, got "
-                f"{len(rows)} curve(s)."
-            )
-        epochs = min(len(r) for r in rows)
-        values = np.array([r[:epochs] for r in rows], dtype=float)
-        finite = np.isfinite(values)
-        if not finite.any():
-            raise ValueError("every value of every curve is non-finite (NaN or inf).")
-        values[~finite] = float(values[finite].min())
+        values = curve_matrix(self.curves, "an AccuracyModel")
         if self.scores is None:
             scores = values[:, -1].copy()
         else:
             scores = np.array(list(self.scores), dtype=float)
-            if scores.shape != (len(rows),):
+            if scores.shape != (len(values),):
                 raise ValueError(
-                    f"scores has {scores.size} values for {len(rows)} curves: give one each."
+                    f"scores has {scores.size} values for {len(values)} curves: give one each."
                 )
             if not np.isfinite(scores).all():
                 raise ValueError("scores must all be finite.")

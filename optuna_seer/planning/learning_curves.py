@@ -34,6 +34,34 @@ import numpy.typing as npt
 Array = npt.NDArray[np.float64]
 
 
+def curve_matrix(curves: Sequence[Sequence[float]], owner: str, min_epochs: int = 1) -> Array:
+    """Curves as one array of ``(configurations, epochs)``, cut to the shortest curve; a
+    non-finite value (a diverged epoch) becomes the lowest finite value of all.
+
+    Raises:
+        ValueError: No curve, one shorter than ``min_epochs``, or no finite value at all;
+            the message starts with ``owner``, the object being built.
+
+    Example:
+        >>> curve_matrix([[0.2, float("nan"), 0.9], [0.5, 0.6]], "a prior")
+        array([[0.2, 0.2],
+               [0.5, 0.6]])
+    """
+    rows = [list(c) for c in curves]
+    shortest = min((len(r) for r in rows), default=0)
+    if not rows or shortest < min_epochs:
+        raise ValueError(
+            f"{owner} needs one or more curves of {min_epochs} or more epochs, got "
+            f"{len(rows)} curve(s), the shortest of {shortest}."
+        )
+    values = np.array([r[:shortest] for r in rows], dtype=float)
+    finite = np.isfinite(values)
+    if not finite.any():
+        raise ValueError(f"{owner}: every value of every curve is non-finite (NaN or inf).")
+    values[~finite] = float(values[finite].min())
+    return values
+
+
 @dataclass(frozen=True)
 class Prediction:
     """A predicted final value and its standard deviation."""
@@ -67,18 +95,7 @@ class CurvePrior:
     _values: Array = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        rows = [list(c) for c in self.curves]
-        if not rows or min(len(r) for r in rows) < 2:
-            raise ValueError(
-                f"a CurvePrior needs one or more complete curves of two or more epochs, got "
-                f"{len(rows)} curve(s) of at least {min((len(r) for r in rows), default=0)}."
-            )
-        epochs = min(len(r) for r in rows)
-        values = np.array([r[:epochs] for r in rows], dtype=float)
-        finite = np.isfinite(values)
-        if not finite.any():
-            raise ValueError("every value of every prior curve is non-finite.")
-        values[~finite] = float(values[finite].min())
+        values = curve_matrix(self.curves, "a CurvePrior", min_epochs=2)
         bandwidth = self.bandwidth
         if isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, float)):
             raise TypeError(f"bandwidth={bandwidth!r} must be a number.")
