@@ -71,6 +71,28 @@ def test_max_accuracy_on_replay_runs_seers_plan(
     assert "SEER plan" in out and "measured / predicted" in out and "best: trial" in out
 
 
+def test_tune_runs_the_plan_that_plan_prints(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A wide epoch spread on a tight budget: SEER's plan that holds at p95 (what `plan` prints)
+    # is narrower than the one that holds only in expectation, so a `tune` that planned on its
+    # own would run another plan than the one the user read.
+    profile = _profile(tmp_path, {**PROFILE, "epoch_cv": 0.3})
+    common = [
+        "--objective=max-accuracy", "--deadline=4h", "--budget=20", f"--profile={profile}",
+        "--configs=81", "--max-epochs=9", "--price-per-slot-hour=3", "--max-gpus=8",
+        "--samples=100",
+    ]  # fmt: skip
+    assert main(["plan", *common, f"--out={tmp_path / 'plan.json'}"]) in (0, 1)
+    code, _, err = _tune(
+        ["--backend=replay", *common, f"--run-out={tmp_path / 'run.json'}"], capsys
+    )
+    assert code in (0, 1), err
+    planned = json.loads((tmp_path / "plan.json").read_text())
+    assert [r["n_trials"] for r in planned["seer_plan"]["rungs"]] == [5, 2]  # p95, not 9/3/1
+    assert json.loads((tmp_path / "run.json").read_text())["plan"] == planned["plan"]
+
+
 def test_local_asks_for_confirmation_and_needs_yes_without_a_terminal(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -26,25 +26,18 @@ from typing import Any, TextIO
 from optuna_seer.cli.arguments import cloud_model
 from optuna_seer.cli.extras import require_module
 from optuna_seer.cli.pareto_command import run_pareto
+from optuna_seer.cli.plan_choice import choose_plan
 from optuna_seer.cli.plots import write_plan_chart
 from optuna_seer.integration.prediction import prediction_summary
-from optuna_seer.planning.budget import Budget, parse_duration
-from optuna_seer.planning.cost_model import ClusterLimits
+from optuna_seer.planning.budget import parse_duration
 from optuna_seer.planning.plan import format_seconds
 from optuna_seer.planning.prices import PriceQuote
 from optuna_seer.planning.profile import Profile
-from optuna_seer.planning.rubberband import (
-    PlanningProblem,
-    SuccessiveHalvingJob,
-    plan_rubberband,
-)
-from optuna_seer.planning.seer import plan_seer
 from optuna_seer.planning.simulator import CloudModel, SimulationResult, simulate
 from optuna_seer.planning.spot import (
     SpotOffer,
     StageRecovery,
     expected_recovery,
-    plan_spot_mix,
     spot_cloud,
 )
 from optuna_seer.planning.stage_plan import ElasticPlan
@@ -226,57 +219,19 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
         )
     deadline = args.deadline
     record: dict[str, Any] = {"format": PLAN_FORMAT, "objective": args.objective}
+    choice = choose_plan(args, profile, instances, cloud, args.max_gpus, offers, out)
+    plan = choice.plan
     over_budget = False
-    if args.objective == "min-cost":
-        job = SuccessiveHalvingJob.geometric(
-            args.configs, args.reduction_factor, args.max_epochs, args.min_resource
-        )
-        problem = PlanningProblem(
-            job,
-            profile,
-            instances,
-            deadline,
-            cloud=cloud,
-            max_gpus=args.max_gpus,
-            quantile=args.quantile,
-            samples=args.samples,
-            seed=args.seed,
-        )
-        if offers:
-            cloud = spot_cloud(cloud, offers)
-            plans = plan_spot_mix(problem, offers)
-            print(plans.summary(), file=out)
-            found = plans.mixed
-            record["spot_rates"] = dict(cloud.spot_rates)
-        else:
-            found = plan_rubberband(problem)
-        plan = found.plan
-        result = simulate(plan, profile, cloud, samples=args.samples, seed=args.seed)
-        print(found.summary(), file=out)
-        over_budget = args.budget is not None and found.stats.cost > args.budget
-        if found.static_stats is not None:
-            record["static_cost_mean"] = found.static_stats.cost
-    else:
-        if args.budget is None:
-            raise ValueError("--objective max-accuracy needs --budget (dollars).")
-        instance = instances[0]
-        seer = plan_seer(
-            Budget(deadline, args.budget, instance.dollars_per_gpu_hour),
-            profile.workload(args.max_epochs, gpus_per_node=instance.gpus),
-            args.reduction_factor,
-            limits=ClusterLimits(
-                max_gpus=args.max_gpus,
-                provisioning_seconds=cloud.queue_seconds + cloud.boot_seconds,
-            ),
-            min_resource=args.min_resource,
-            max_configs=args.configs,
-            epoch_cv=profile.epoch_cv,  # deadline and budget hold at --quantile
-            quantile=args.quantile,
-        )
-        print(seer, file=out)
-        plan = ElasticPlan.from_seer(seer, instance)
-        result = simulate(plan, profile, cloud, samples=args.samples, seed=args.seed)
-        record["seer_plan"] = seer.to_dict()
+    if offers:
+        cloud = spot_cloud(cloud, offers)
+        record["spot_rates"] = dict(cloud.spot_rates)
+    result = simulate(plan, profile, cloud, samples=args.samples, seed=args.seed)
+    if choice.rubberband is not None:
+        over_budget = args.budget is not None and choice.rubberband.stats.cost > args.budget
+        if choice.rubberband.static_stats is not None:
+            record["static_cost_mean"] = choice.rubberband.static_stats.cost
+    if choice.seer is not None:
+        record["seer_plan"] = choice.seer.to_dict()
     print(plan.table(result.stage_start_s, result.stage_end_s), file=out)
     print_prediction(result, out)
     quantile_s = result.jct_quantile(args.quantile)

@@ -4,7 +4,10 @@ measured — one command for both objectives.
 * ``--objective min-cost``: RubberBand's cheapest plan whose p95 (``--quantile``) completion
   time meets ``--deadline`` (per stage: instance type, node count, GPUs per trial);
 * ``--objective max-accuracy``: SEER's plan, the most configurations that fit the deadline
-  and ``--budget``, on the first instance type.
+  and ``--budget`` at ``--quantile`` of the profile's epoch spread, on the first instance type.
+
+Either way it is the plan ``optuna-seer plan`` prints for the same arguments
+(:func:`~optuna_seer.cli.plan_choice.choose_plan` chooses it for both).
 
 The plan runs through :func:`~optuna_seer.execution.stage_runner.run_elastic_plan` (the
 ``ElasticTuner`` on a cluster resized stage by stage). Backends:
@@ -58,6 +61,7 @@ from optuna_seer.cli.arguments import (
     positive_float,
 )
 from optuna_seer.cli.extras import require_module
+from optuna_seer.cli.plan_choice import choose_plan
 from optuna_seer.cli.plan_commands import (
     _instances,
     add_spot_mix_argument,
@@ -71,15 +75,11 @@ from optuna_seer.execution.naming import resumable_study_name
 from optuna_seer.execution.stage_runner import StagedRun, run_elastic_plan
 from optuna_seer.execution.staged_cluster import StagedCluster, no_delay
 from optuna_seer.integration.prediction import prediction_summary
-from optuna_seer.planning.budget import Budget
-from optuna_seer.planning.cost_model import ClusterLimits
 from optuna_seer.planning.plan import format_seconds
 from optuna_seer.planning.prices import PriceQuote
 from optuna_seer.planning.profile import Profile
-from optuna_seer.planning.rubberband import PlanningProblem, SuccessiveHalvingJob, plan_rubberband
-from optuna_seer.planning.seer import plan_seer
 from optuna_seer.planning.simulator import CloudModel, SimulationResult, simulate
-from optuna_seer.planning.spot import SpotOffer, plan_spot_mix, spot_cloud
+from optuna_seer.planning.spot import SpotOffer, spot_cloud
 from optuna_seer.planning.stage_plan import ElasticPlan
 from optuna_seer.profiling.harness import load_profile
 
@@ -145,52 +145,6 @@ def add_tune_command(commands: Any) -> None:
     add_instance_arguments(tune)
     add_cloud_arguments(tune)
     tune.set_defaults(handler=cmd_tune)
-
-
-def _plan(
-    args: argparse.Namespace,
-    profile: Profile,
-    instances: tuple[PriceQuote, ...],
-    cloud: CloudModel,
-    max_gpus: int,
-    out: TextIO,
-    offers: list[SpotOffer],
-) -> ElasticPlan:
-    if args.objective == "min-cost":
-        job = SuccessiveHalvingJob.geometric(
-            args.configs, args.reduction_factor, args.max_epochs, args.min_resource
-        )
-        problem = PlanningProblem(
-            job,
-            profile,
-            instances,
-            args.deadline,
-            cloud=cloud,
-            max_gpus=max_gpus,
-            quantile=args.quantile,
-            samples=min(args.samples, 1000),
-            seed=args.seed,
-        )
-        if offers:
-            plans = plan_spot_mix(problem, offers)
-            print(plans.summary(), file=out)
-            return plans.mixed.plan
-        found = plan_rubberband(problem)
-        print(found.summary(), file=out)
-        return found.plan
-    instance = instances[0]
-    seer = plan_seer(
-        Budget(args.deadline, args.budget, instance.dollars_per_gpu_hour),
-        profile.workload(args.max_epochs, gpus_per_node=instance.gpus),
-        args.reduction_factor,
-        limits=ClusterLimits(
-            max_gpus=max_gpus, provisioning_seconds=cloud.queue_seconds + cloud.boot_seconds
-        ),
-        min_resource=args.min_resource,
-        max_configs=args.configs,
-    )
-    print(seer, file=out)
-    return ElasticPlan.from_seer(seer, instance)
 
 
 def _confirm(args: argparse.Namespace, result: SimulationResult, out: TextIO) -> bool:
@@ -285,7 +239,7 @@ def cmd_tune(args: argparse.Namespace, out: TextIO) -> int:
     offers = _spot_offers(args, instances) if args.spot_mix else []
     if offers:
         cloud = spot_cloud(cloud, offers)
-    plan = _plan(args, profile, instances, cloud, max_gpus, out, offers)
+    plan = choose_plan(args, profile, instances, cloud, max_gpus, offers, out).plan
     prediction = simulate(plan, profile, cloud, samples=args.samples, seed=args.seed)
     print(plan.table(prediction.stage_start_s, prediction.stage_end_s), file=out)
     print_prediction(prediction, out)
