@@ -334,8 +334,8 @@ def plan_summary(plan: Plan) -> str:
         >>> budget = Budget(deadline="1h", dollars=2, price_per_gpu_hour=3.0)
         >>> workload = Workload(epoch_seconds=60.0, scaling="linear", max_epochs=9)
         >>> plan_summary(plan_seer(budget, workload, 3, max_configs=9))
-        '9 configurations: 9 x 1 epoch on 1 worker, 3 x 3 epochs on 1 worker, 1 x 9 epochs on \
-1 worker; 0:09:00 and $1.05 predicted'
+        '9 configurations: 9 x 1 epoch on 1 worker, 3 x 3 epochs on 1 worker, 3 x 9 epochs on \
+1 worker; 0:09:00 and $1.65 predicted'
     """
     rungs = ", ".join(
         f"{r.n_trials} x {r.resource} epoch{'s' if r.resource > 1 else ''} on "

@@ -8,7 +8,6 @@ from optuna_seer._machine import default_pool
 from optuna_seer.planning.budget import Budget
 from optuna_seer.planning.cost_model import ClusterLimits
 from optuna_seer.planning.plan import Plan
-from optuna_seer.planning.pool_finalists import fill_last_rung
 from optuna_seer.planning.seer import InfeasiblePlanError, plan_seer
 from optuna_seer.planning.workload import Workload
 
@@ -63,7 +62,6 @@ def plan_for_pool(
             error.min_deadline_s,
             error.min_dollars,
         ) from None
-    plan = fill_last_rung(plan, workload, limits)
     if pool is not None:
         _logger.info(
             "SEER plans for the workers here (%s): %d configurations; pass "

@@ -125,8 +125,7 @@ class SeerPruner(BasePruner):
             ``ClusterLimits(max_gpus=n_jobs)`` when trials train in ``n_jobs`` threads, or
             ``ClusterLimits()`` for a cloud cluster that grows with the plan. On a pool
             (``max_gpus`` set) the plan's last rung also takes the workers its finalists would
-            leave idle, within the deadline and the budget
-            (:func:`~optuna_seer.planning.pool_finalists.fill_last_rung`).
+            leave idle, within the deadline and the budget (:func:`plan_seer`, step 4).
         min_resource, min_marginal_speedup, max_configs: See :func:`plan_seer`.
         clock: Seconds since the epoch; replaced by a simulated clock in replays.
         curve_prior: Opt-in curve-aware promotion: synchronous rung decisions rank by the

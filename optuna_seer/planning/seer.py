@@ -13,6 +13,12 @@ The algorithm (pure; see ``docs/planning.md`` for a worked example):
    most seconds per extra dollar, RubberBand's cost-marginal benefit.
 3. The largest feasible ``n_0`` (binary search) wins across ``R``; ties go to more finalists,
    then to the cheaper plan. Finalists always receive ``max_epochs``.
+4. What that leaves of the deadline and the budget trains more finalists: the last rung grows
+   one trial at a time (the next-ranked survivors of the rung before, at the last rung's GPUs
+   per trial) while the plan still fits (at the stragglers' quantile when ``epoch_cv`` is set),
+   the last rung runs in no more waves, and it keeps no more trials than the rung before. On a
+   fixed pool this puts the workers ``n_{R-2} / η`` finalists would leave idle to work; on an
+   elastic cluster it spends the budget the widest search could not use on a wider start.
 """
 
 from __future__ import annotations
@@ -373,13 +379,33 @@ def plan_seer(
     if best is None:
         raise _infeasible(problem, workload)
     return Plan(
-        rungs=best[2],
+        rungs=_more_finalists(problem, best[2]),
         reduction_factor=best[1],
         deadline_s=problem.deadline,
         budget_dollars=problem.dollars,
         price_per_gpu_second=problem.price,
         min_marginal_speedup=min_marginal_speedup,
     )
+
+
+def _more_finalists(problem: _Problem, rungs: tuple[Rung, ...]) -> tuple[Rung, ...]:
+    """``rungs`` with the last rung grown while the plan still fits (step 4 of the module
+    docstring): in no more waves, no wider than the rung before, by the deadline and within
+    the budget as the problem counts them (mean, or the stragglers' quantile)."""
+    if len(rungs) < 2:
+        return rungs
+    *before, last = rungs
+    shapes = [RungShape(r.n_trials, r.resource, r.gpus_per_trial) for r in before]
+    for n_last in range(last.n_trials + 1, before[-1].n_trials + 1):
+        timed = problem.timed([*shapes, RungShape(n_last, last.resource, last.gpus_per_trial)])
+        if (
+            timed[-1].waves > last.waves
+            or problem.finish(timed) > problem.deadline
+            or problem.cost(timed) > problem.dollars
+        ):
+            break
+        rungs = timed
+    return rungs
 
 
 def _widest(
