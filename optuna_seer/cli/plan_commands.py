@@ -219,12 +219,12 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
         )
     deadline = args.deadline
     record: dict[str, Any] = {"format": PLAN_FORMAT, "objective": args.objective}
+    if offers:
+        cloud = spot_cloud(cloud, offers)  # as tune does: spot stages are reclaimed
+        record["spot_rates"] = dict(cloud.spot_rates)
     choice = choose_plan(args, profile, instances, cloud, args.max_gpus, offers, out)
     plan = choice.plan
     over_budget = False
-    if offers:
-        cloud = spot_cloud(cloud, offers)
-        record["spot_rates"] = dict(cloud.spot_rates)
     result = simulate(plan, profile, cloud, samples=args.samples, seed=args.seed)
     if choice.rubberband is not None:
         over_budget = args.budget is not None and choice.rubberband.stats.cost > args.budget
