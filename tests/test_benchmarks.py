@@ -30,7 +30,7 @@ from benchmarks.seer_arm import other_datasets_prior, run_seer
 from benchmarks.seer_pool import run_seer_pool
 from optuna_seer import plan_seer
 from optuna_seer.backends.replay import RecordedCurve
-import optuna_seer.integration.pruner as pruner_module
+import optuna_seer.integration.ranking as ranking_module
 from optuna_seer.integration.ranking import curve_rank_key
 from optuna_seer.planning.learning_curves import CurvePrior
 
@@ -247,7 +247,8 @@ def test_seer_curve_arm_promotes_by_the_other_data_sets_prior(
     ranked: list[int] = []
 
     def spy_run_seer(*args: Any, **kwargs: Any) -> Outcome:
-        priors.append(kwargs["curve_prior"])
+        if "curve_prior" in kwargs:  # not the plain seer arm run.py also runs
+            priors.append(kwargs["curve_prior"])
         return run_seer(*args, **kwargs)
 
     def spy_curve_rank_key(trial: FrozenTrial, *args: Any) -> Any:
@@ -255,7 +256,7 @@ def test_seer_curve_arm_promotes_by_the_other_data_sets_prior(
         return curve_rank_key(trial, *args)
 
     monkeypatch.setattr(run_script, "run_seer", spy_run_seer)
-    monkeypatch.setattr(pruner_module, "curve_rank_key", spy_curve_rank_key)
+    monkeypatch.setattr(ranking_module, "curve_rank_key", spy_curve_rank_key)
     scenario = Scenario("tight", deadline_s=600.0, dollars=6.0, scaling="babi")
     method = run_script.seer_curve(curves_dir)
     outcome = method(scenario, curve_set, 3)

@@ -82,14 +82,23 @@ _RUNG_END = re.compile(r"seer:rung_\d+_end")
 
 
 def rung_end(
-    value: float, mean: float, gpu_seconds: float, as_of: float, stop: str | None = None
+    value: float,
+    mean: float,
+    gpu_seconds: float,
+    as_of: float,
+    stop: str | None = None,
+    rank: RungRank | None = None,
 ) -> dict[str, Any]:
     """What the trial had at a rung end: its ``value``, the ``mean`` of its values over the
     rung (the tie-break of :data:`RungRank`), its cost account settled as of then
-    (``[gpu_seconds, as_of]``, as in ``seer:ledger``), and why it stopped there, if it did."""
+    (``[gpu_seconds, as_of]``, as in ``seer:ledger``), and why it stopped there, if it did;
+    and its ``rank`` there where it is not ``(value, mean)`` (``SeerPruner(promote_by=
+    "tie_break")``)."""
     record: dict[str, Any] = {"value": value, "mean": mean, "ledger": [gpu_seconds, as_of]}
     if stop is not None:
         record["stop"] = stop
+    if rank is not None:
+        record["rank"] = [float(r) for r in rank]
     return record
 
 
@@ -109,12 +118,16 @@ over the rung. Both in the study's direction: compare tuples with ``>`` to maxim
 
 
 def rung_rank(attrs: dict[str, Any], rung: int) -> RungRank | None:
-    """A trial's :data:`RungRank` at the end of ``rung``, if recorded (a record written
-    before the mean was kept ranks as its value twice)."""
+    """A trial's :data:`RungRank` at the end of ``rung``, if recorded: the record's ``rank``
+    where it has one, else its value and mean (a record written before the mean was kept
+    ranks as its value twice)."""
     value = rung_value(attrs, rung)
     if value is None:
         return None
     record = attrs.get(rung_end_key(rung))
+    if record is not None and record.get("rank") is not None:
+        first, second = record["rank"]
+        return float(first), float(second)
     mean = record.get("mean") if record is not None else None
     return value, value if mean is None else float(mean)
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 import math
 import threading
 import time
+from typing import Any
 
 import optuna
 from optuna.pruners import BasePruner
@@ -45,7 +46,7 @@ from optuna_seer.integration.keys import (
     rung_rank,
 )
 from optuna_seer.integration.ledger import settled
-from optuna_seer.integration.ranking import RankKey, curve_rank_key, rank_key, rung_mean
+from optuna_seer.integration.ranking import Promotion, rung_mean
 from optuna_seer.integration.reruns import PARKED, final_rung_full, park_reason, with_reserve
 from optuna_seer.integration.seats import SEAT, displacement
 from optuna_seer.integration.steps import check_steps
@@ -132,6 +133,11 @@ class SeerPruner(BasePruner):
             final value this :class:`~optuna_seer.planning.learning_curves.CurvePrior`
             predicts from each curve (:func:`~optuna_seer.integration.ranking.curve_rank_key`)
             instead of the rung-end value. ``None`` (the default): the rung-end value.
+        promote_by: ``"value"`` (the default): rung decisions rank by the reported value.
+            ``"tie_break"``: by the tie-break metric workers report with it
+            (``SeerCallback(tie_break="val_loss")``) at the rung end, then the value, in
+            both modes; the final selection still ranks by the value. Finer than an accuracy
+            on a small validation set after a few epochs (:mod:`.ranking`).
 
     Example:
         >>> import optuna
@@ -157,6 +163,7 @@ class SeerPruner(BasePruner):
         max_configs: int = 10_000,
         clock: Callable[[], float] = time.time,
         curve_prior: CurvePrior | None = None,
+        promote_by: str = "value",
     ) -> None:
         if plan is not None:
             if budget is not None or workload is not None:
@@ -181,9 +188,7 @@ class SeerPruner(BasePruner):
         if not callable(clock):
             raise TypeError(f"clock={clock!r} must be a callable returning seconds.")
         self._clock = clock
-        if curve_prior is not None and not isinstance(curve_prior, CurvePrior):
-            raise TypeError(f"curve_prior={curve_prior!r:.60} must be a CurvePrior or None.")
-        self._curve_prior = curve_prior
+        self._promotion = Promotion(promote_by, curve_prior)
         self._caches: dict[tuple[int, int], FinishedTrials] = {}
         self._lock = threading.Lock()
 
@@ -294,11 +299,21 @@ class SeerPruner(BasePruner):
         mine: dict[int, RungRank] = {i: own for i, own in passed.items() if own is not None}
         crossed = [r for r in rungs[:-1] if r.resource <= step and r.index not in mine]
 
-        def at_end(rung: Rung) -> RungRank:
-            # Ranked as the synchronous decision ranks: the value, ties to the mean over the rung.
-            return value, rung_mean(trial, plan.epochs_before(rung.index), rung.resource)
+        maximize = study.direction == StudyDirection.MAXIMIZE
 
-        at_ends = {r.index: at_end(r) for r in crossed}
+        def at_end(rung: Rung) -> tuple[RungRank, float]:
+            # Ranked as the synchronous decision ranks (the value, ties to the mean over the
+            # rung; or the tie-break metric first); and the mean, for the record.
+            mean = rung_mean(trial, plan.epochs_before(rung.index), rung.resource)
+            return self._promotion.rank(trial, step, value, mean, maximize), mean
+
+        def record_at(index: int, stop: str | None) -> dict[str, Any]:
+            rank, mean = ends[index]
+            by_value = self._promotion.by == "value"
+            return rung_end(value, mean, charged, as_of, stop, None if by_value else rank)
+
+        ends = {r.index: at_end(r) for r in crossed}
+        at_ends = {index: rank for index, (rank, _) in ends.items()}
         rerun = attrs.get(TRIAL_RERUN_OF) is not None  # its place is certain: no ranking
         ranked = {} if rerun else {**mine, **at_ends}
         seen, better, view = self._rank_among_others(study, trial, ranked, now, implicit)
@@ -355,11 +370,11 @@ class SeerPruner(BasePruner):
             if step < self._plan.max_epochs:
                 return self._stop(study, trial, reason)
             crossed = [rungs[-1]]  # stopped at the last epoch: the last rung's end
-            at_ends[rungs[-1].index] = at_end(rungs[-1])
+            ends[rungs[-1].index] = at_end(rungs[-1])
         seat = reason is None and crossed[-1].index == len(rungs) - 2
         for rung in crossed:
             stop = reason if rung is crossed[-1] else None
-            record = rung_end(*at_ends[rung.index], charged, as_of, stop)
+            record = record_at(rung.index, stop)
             if (seat or parked) and rung is crossed[-1]:
                 record[PARKED if parked else SEAT] = True
             storage.set_trial_system_attr(trial_id_of(trial), rung_end_key(rung.index), record)
@@ -367,7 +382,7 @@ class SeerPruner(BasePruner):
             maximize = study.direction == StudyDirection.MAXIMIZE
             reason = final_rung_full(self._plan, study.get_trials(deepcopy=False), maximize)
             if reason is not None:
-                record = rung_end(*at_ends[crossed[-1].index], charged, as_of, reason)
+                record = record_at(crossed[-1].index, reason)
                 storage.set_trial_system_attr(
                     trial_id_of(trial), rung_end_key(crossed[-1].index), record
                 )
@@ -469,16 +484,6 @@ class SeerPruner(BasePruner):
         _log_stop(trial, reason)
         return True
 
-    def _rank_key(
-        self, trial: FrozenTrial, since: int, rung_end: int, direction: StudyDirection
-    ) -> RankKey:
-        """The promotion key: the rung-end rule, or the curve prior's prediction if given."""
-        if self._curve_prior is None:
-            return rank_key(trial, since, rung_end, direction)
-        return curve_rank_key(
-            trial, since, rung_end, direction, self._curve_prior, self._plan.max_epochs
-        )
-
     def decide_rung(self, study: optuna.Study, rung_index: int) -> RungDecision:
         """Synchronous decision for ``rung_index``: keep the top ``n_{r+1}`` trials.
 
@@ -496,4 +501,6 @@ class SeerPruner(BasePruner):
         check_rung_index(self._plan, rung_index)
         storage_of(study).set_study_system_attr(study_id_of(study), STUDY_MODE, SYNCHRONOUS)
         self._cache(study).state = None
-        return decide_rung(study, self._plan, rung_index, self._rank_key, self._stop)
+        return decide_rung(
+            study, self._plan, rung_index, self._promotion.key_for(self._plan), self._stop
+        )
