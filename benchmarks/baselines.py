@@ -59,6 +59,12 @@ from optuna_seer.planning.workload import Workload
 
 CONFIG_PARAM = "config_id"
 
+SEER_PROMOTE_BY = "tie_break"
+"""The SEER arms' rung rule (``SeerPruner(promote_by=...)``): their replayed workers report
+the validation loss with each value (as ``SeerCallback(tie_break="val_loss")`` does), and
+rung decisions rank by it; the final selection ranks by the validation accuracy. ``run.py
+--seer-promote-by value`` is the ablation."""
+
 
 @dataclass(frozen=True)
 class Scenario:
@@ -363,11 +369,13 @@ def run_plan(
     seed: int,
     *,
     billed_gpus: int | None = None,
+    promote_by: str = "value",
 ) -> Outcome:
     """Execute ``plan`` rung by rung, as computed, with no re-planning.
 
     ``billed_gpus``: bill a fixed pool of that many GPUs for the whole run; by default each
-    launch is billed for its own GPUs (elastic provisioning).
+    launch is billed for its own GPUs (elastic provisioning). ``promote_by``: the rung
+    decisions' rule (``SeerPruner(promote_by=...)``).
     """
     order = config_order(len(curves.curves), seed)
     storage = InMemoryStorage()
@@ -378,7 +386,7 @@ def run_plan(
         study_name=f"{method}-{seed}",
         direction="maximize",
         sampler=SeerSampler(ConfigOrderSampler(order), clock=backend.now),
-        pruner=SeerPruner(plan=plan, clock=backend.now),
+        pruner=SeerPruner(plan=plan, clock=backend.now, promote_by=promote_by),
     )
     pruner = study.pruner
     assert isinstance(pruner, SeerPruner)

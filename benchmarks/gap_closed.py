@@ -12,10 +12,15 @@ configuration order per seed, so the runs pair): each SEER arm minus the best Op
 and ``seer-pool`` minus ``seer``. An interval that holds 0 (or, for ``seer-pool − seer``,
 −0.005) cannot tell the arms apart at that many seeds.
 
+With ``--baselines-from OTHER.json`` (a run of the same cells, e.g. with ``run.py --monitor
+val_loss``) the Optuna arms of that run count too, named ``<arm> (<label>)``: the best
+Optuna arm of a cell is then the best of both runs, as a user who tried both would pick.
+
 Usage::
 
     python benchmarks/gap_closed.py benchmarks/results/results.json
     python benchmarks/gap_closed.py --paired benchmarks/results/results.json
+    python benchmarks/gap_closed.py RESULTS.json --baselines-from LOSS.json --label val_loss
 """
 
 from __future__ import annotations
@@ -50,8 +55,41 @@ def gap_closed(arm: float, best: float, oracle: float) -> float | None:
 def best_optuna_arm(summary: dict[str, Any]) -> str | None:
     """The Optuna arm with the highest mean test accuracy in a cell's ``summary`` (``None``
     if none ran)."""
-    optuna_arms = {n: r["test_mean"] for n, r in summary.items() if n in OPTUNA_PRUNERS}
+    optuna_arms = {n: r["test_mean"] for n, r in summary.items() if is_optuna_arm(n)}
     return max(optuna_arms, key=lambda n: optuna_arms[n]) if optuna_arms else None
+
+
+def is_optuna_arm(name: str) -> bool:
+    """An Optuna arm, or one merged from another run (``"optuna-sha (val_loss)"``)."""
+    return name.split(" (", 1)[0] in OPTUNA_PRUNERS
+
+
+def merge_baselines(
+    results: Sequence[dict[str, Any]], others: Sequence[dict[str, Any]], label: str
+) -> list[dict[str, Any]]:
+    """``results`` with the Optuna arms of the same cells in ``others`` added, each named
+    ``<arm> (<label>)``.
+
+    Raises:
+        ValueError: A cell of ``results`` is missing from ``others``, or their seeds differ.
+    """
+    index = {(o["dataset"], o["scenario"]["name"]): o for o in others}
+    merged = []
+    for result in results:
+        key = (result["dataset"], result["scenario"]["name"])
+        if key not in index:
+            raise ValueError(f"cell {key} is not in the other run; it has {sorted(index)}.")
+        other = index[key]
+        summary, runs = dict(result["summary"]), dict(result["runs"])
+        for name in (n for n in other["summary"] if n in OPTUNA_PRUNERS):
+            mine = {int(r["seed"]) for r in next(iter(runs.values()), [])}
+            theirs = {int(r["seed"]) for r in other["runs"][name]}
+            if mine and mine != theirs:
+                raise ValueError(f"cell {key}: seeds {sorted(theirs)} of {name} are not these.")
+            summary[f"{name} ({label})"] = other["summary"][name]
+            runs[f"{name} ({label})"] = other["runs"][name]
+        merged.append({**result, "summary": summary, "runs": runs})
+    return merged
 
 
 def table(results: Sequence[dict[str, Any]]) -> str:
@@ -164,8 +202,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="per-seed differences with 95 %% paired-bootstrap intervals instead",
     )
+    parser.add_argument(
+        "--baselines-from",
+        type=Path,
+        metavar="OTHER.json",
+        help="also count the Optuna arms of this run of the same cells",
+    )
+    parser.add_argument("--label", default="other run", help="names the merged arms")
     args = parser.parse_args(argv)
     results = json.loads(args.results.read_text())["results"]
+    if args.baselines_from is not None:
+        others = json.loads(args.baselines_from.read_text())["results"]
+        results = merge_baselines(results, others, args.label)
     print(paired_table(results) if args.paired else table(results))
     return 0
 

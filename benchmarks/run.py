@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
+import functools
 import json
 import math
 from pathlib import Path
@@ -42,6 +43,7 @@ import optuna
 from benchmarks import curves as recorded
 from benchmarks.baselines import (
     OPTUNA_PRUNERS,
+    SEER_PROMOTE_BY,
     Outcome,
     Scenario,
     naive_elastic_plan,
@@ -51,6 +53,7 @@ from benchmarks.baselines import (
 from benchmarks.gap_closed import table as gap_table
 from benchmarks.seer_arm import other_datasets_prior, run_seer
 from benchmarks.seer_pool import run_seer_pool
+from optuna_seer.integration.ranking import PROMOTE_BY
 from optuna_seer.planning.learning_curves import CurvePrior
 from optuna_seer.planning.plan import format_seconds
 from optuna_seer.planning.seer import plan_seer
@@ -69,7 +72,13 @@ QUICK_SCENARIOS = SCENARIOS[2:]
 Method = Callable[[Scenario, recorded.CurveSet, int], Outcome]
 
 
-def _static_plan(scenario: Scenario, curves: recorded.CurveSet, seed: int) -> Outcome:
+def _static_plan(
+    scenario: Scenario,
+    curves: recorded.CurveSet,
+    seed: int,
+    *,
+    promote_by: str = SEER_PROMOTE_BY,
+) -> Outcome:
     plan = plan_seer(
         scenario.budget,
         scenario.workload(curves.epochs),
@@ -78,7 +87,7 @@ def _static_plan(scenario: Scenario, curves: recorded.CurveSet, seed: int) -> Ou
         epoch_cv=scenario.straggler_cv,  # deadline and budget held at p95 of the stragglers
         billing="per-launch",  # as the replay bills both arms
     )
-    return run_plan("static-plan", plan, scenario, curves, seed)
+    return run_plan("static-plan", plan, scenario, curves, seed, promote_by=promote_by)
 
 
 def _naive_elastic(scenario: Scenario, curves: recorded.CurveSet, seed: int) -> Outcome:
@@ -88,7 +97,7 @@ def _naive_elastic(scenario: Scenario, curves: recorded.CurveSet, seed: int) -> 
     )
 
 
-def seer_curve(directory: Path = recorded.CURVES_DIR) -> Method:
+def seer_curve(directory: Path = recorded.CURVES_DIR, monitor: str = "val_acc") -> Method:
     """The ``seer-curve`` arm: ``seer`` with curve-aware promotion, the prior being the
     validation curves of the other data sets in ``directory`` (optimism 0), built once per
     data set; never the run's own data set's curves."""
@@ -96,7 +105,9 @@ def seer_curve(directory: Path = recorded.CURVES_DIR) -> Method:
 
     def method(scenario: Scenario, curves: recorded.CurveSet, seed: int) -> Outcome:
         if curves.dataset not in priors:
-            priors[curves.dataset] = other_datasets_prior(curves.dataset, directory)
+            priors[curves.dataset] = other_datasets_prior(
+                curves.dataset, directory, monitor=monitor
+            )
         prior = priors[curves.dataset]
         return run_seer(scenario, curves, seed, curve_prior=prior, method="seer-curve")
 
@@ -302,6 +313,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "naive elastic plans') then breaks ties in validation accuracy by trial number",
     )
     parser.add_argument(
+        "--seer-promote-by",
+        choices=PROMOTE_BY,
+        default=SEER_PROMOTE_BY,
+        help="ablation: what the SEER arms' rung decisions rank by (SeerPruner(promote_by=...)); "
+        "seer-curve ranks by its curve prior either way",
+    )
+    parser.add_argument(
+        "--monitor",
+        choices=recorded.MONITORS,
+        default="val_acc",
+        help="the metric every arm's workers report, promote and select by (val_loss: its "
+        "negative, maximized); the selected model is scored by its test accuracy either way",
+    )
+    parser.add_argument(
         "--baselines-tie-break",
         action="store_true",
         help="ablation: the Optuna pruners' runs also select with ties in validation accuracy "
@@ -321,14 +346,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         datasets, scenarios = datasets[-1:], QUICK_SCENARIOS
     methods = {name: METHODS[name] for name in (args.methods or METHODS)}
     if "seer-curve" in methods:  # its prior: the other data sets in the --curves directory
-        methods["seer-curve"] = seer_curve(args.curves)
+        methods["seer-curve"] = seer_curve(args.curves, args.monitor)
+    for name, arm in (("seer", run_seer), ("static-plan", _static_plan)):
+        if name in methods:
+            methods[name] = functools.partial(arm, promote_by=args.seer_promote_by)
+    if "seer-pool" in methods:
+        methods["seer-pool"] = functools.partial(run_seer_pool, promote_by=args.seer_promote_by)
     if args.baselines_tie_break:
         methods.update({n: _optuna(n, tie_break=True) for n in methods if n in OPTUNA_PRUNERS})
     began = time.perf_counter()
     results = []
     tables = []
     for dataset in datasets:
-        curves = recorded.load(dataset, args.curves, val_loss=not args.no_tie_break)
+        curves = recorded.load(
+            dataset, args.curves, val_loss=not args.no_tie_break, monitor=args.monitor
+        )
         for scenario in scenarios:
             outcomes = {
                 name: [method(scenario, curves, seed) for seed in range(args.seeds)]

@@ -18,8 +18,12 @@ applied at promotion (rungs that promote) and at the final selection (the last r
 * ``mean, loss``: ``mean``, then the lower validation loss at the rung end (the tie-break
   metric, :mod:`optuna_seer.integration.tie_break`), then the trial number
   (:func:`optuna_seer.integration.ranking.selection_key` when workers report the loss).
+* ``loss``: the lower validation loss at the rung end first, then ``ties``
+  (:func:`optuna_seer.integration.ranking.tie_break_rank_key`,
+  ``SeerPruner(promote_by="tie_break")``).
 
-SEER promotes by ``ties`` and selects by ``mean, loss``. A second table asks the same question
+SEER promotes by ``ties`` (by ``loss`` with ``promote_by="tie_break"``) and selects by
+``mean, loss``. A second table asks the same question
 without any tuner: over pairs of the data set's top configurations, how often does each
 validation statistic order them as their test accuracy after all epochs does?
 
@@ -74,6 +78,7 @@ RULES = {
     "ties / ties": ("ties", "ties"),
     "ties / mean": ("ties", "mean"),
     "ties / mean, loss (SEER)": ("ties", "mean, loss"),
+    "loss / mean, loss (SEER, promote_by='tie_break')": ("loss", "mean, loss"),
 }
 """Column name (promotion / selection): (rule at promotion, rule at the final selection)."""
 
@@ -91,6 +96,7 @@ RULE_FIELDS: dict[str, tuple[str, ...]] = {
     "ties": ("last", "mean", "number"),
     "mean": ("mean", "last", "number"),
     "mean, loss": ("mean", "last", "loss", "number"),
+    "loss": ("loss", "last", "mean", "number"),
 }
 """Each rule as its sort fields, most significant first (the module docstring says them in
 words): ``last`` and ``mean`` higher first, ``loss`` and ``number`` lower first. One
@@ -108,7 +114,7 @@ def rule_key(
 ) -> tuple[float, ...]:
     """Best first under ``rule`` (:data:`RULE_FIELDS`) for a curve's validation ``values``
     over the rung from epoch ``since`` to ``end``; ``loss`` is the validation loss at ``end``
-    (``mean, loss`` only). A value that is not finite (a diverged run) counts as the worst, as
+    (rules with ``loss`` only). A value that is not finite (a diverged run) counts as the worst, as
     SEER's ranking skips it.
 
     Example:
@@ -148,7 +154,7 @@ def rule_order(last: Array, mean: Array, number: Array, rule: str) -> npt.NDArra
 
 def _key(curve: RecordedCurve, since: int, end: int, number: int, rule: str) -> tuple[float, ...]:
     """:func:`rule_key` of a recorded curve."""
-    loss = _loss_at(curve, end) if rule == "mean, loss" else math.inf
+    loss = _loss_at(curve, end) if "loss" in _fields(rule) else math.inf
     return rule_key(validation_values(curve), since, end, number, rule, loss)
 
 

@@ -23,6 +23,7 @@ from optuna.storages import InMemoryStorage
 from benchmarks import curves as recorded
 from benchmarks.baselines import (
     CONFIG_PARAM,
+    SEER_PROMOTE_BY,
     ConfigOrderSampler,
     Outcome,
     Scenario,
@@ -68,7 +69,10 @@ def run_replayed(
 
 
 def other_datasets_prior(
-    dataset: str, directory: Path = recorded.CURVES_DIR, optimism: float = 0.0
+    dataset: str,
+    directory: Path = recorded.CURVES_DIR,
+    optimism: float = 0.0,
+    monitor: str = "val_acc",
 ) -> CurvePrior:
     """A :class:`CurvePrior` of the validation curves of every data set recorded in
     ``directory`` but ``dataset`` (as ``benchmarks/rung_rules.py``'s "other data sets").
@@ -76,7 +80,11 @@ def other_datasets_prior(
     Raises:
         ValueError: ``directory`` holds no other data set.
     """
-    others = [recorded.load(d, directory) for d in recorded.available(directory) if d != dataset]
+    others = [
+        recorded.load(d, directory, monitor=monitor)
+        for d in recorded.available(directory)
+        if d != dataset
+    ]
     if not others:
         raise ValueError(
             f"no data set but {dataset!r} in {directory}: the curve prior needs another one."
@@ -88,12 +96,18 @@ def other_datasets_prior(
 
 
 def replay_seer(
-    scenario: Scenario, curves: CurveSet, seed: int, curve_prior: CurvePrior | None = None
+    scenario: Scenario,
+    curves: CurveSet,
+    seed: int,
+    curve_prior: CurvePrior | None = None,
+    promote_by: str = SEER_PROMOTE_BY,
 ) -> tuple[optuna.Study, TuningResult, ReplayBackend]:
     """One seeded SEER run, ``ElasticTuner(...).run()`` on a ``ReplayBackend``: the study,
     the tuner's result and the backend (which knows the replayed test accuracies).
-    ``curve_prior``: curve-aware promotion (``SeerPruner(curve_prior=...)``); ``None``: the
-    rung-end value, SEER's default."""
+    ``curve_prior``: curve-aware promotion (``SeerPruner(curve_prior=...)``, which then
+    promotes by value); ``None``: ``SeerPruner(promote_by=promote_by)``."""
+    if curve_prior is not None:
+        promote_by = "value"
     n_configs = len(curves.curves)
     order = config_order(n_configs, seed)
     workload = scenario.workload(curves.epochs)
@@ -112,7 +126,9 @@ def replay_seer(
         study_name=f"seer-{seed}",
         direction="maximize",
         sampler=SeerSampler(ConfigOrderSampler(order), clock=backend.now),
-        pruner=SeerPruner(plan=plan, clock=backend.now, curve_prior=curve_prior),
+        pruner=SeerPruner(
+            plan=plan, clock=backend.now, curve_prior=curve_prior, promote_by=promote_by
+        ),
     )
     return study, run_replayed(study, plan, backend, workload, n_configs), backend
 
@@ -124,9 +140,10 @@ def run_seer(
     *,
     curve_prior: CurvePrior | None = None,
     method: str = "seer",
+    promote_by: str = SEER_PROMOTE_BY,
 ) -> Outcome:
     """One seeded SEER run (:func:`replay_seer`), scored as ``method``."""
-    study, result, backend = replay_seer(scenario, curves, seed, curve_prior)
+    study, result, backend = replay_seer(scenario, curves, seed, curve_prior, promote_by)
     best = result.best_trial
     seconds = result.wall_seconds
     dollars = backend.gpu_seconds * scenario.price_per_gpu_second

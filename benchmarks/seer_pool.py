@@ -29,6 +29,7 @@ from optuna.storages import InMemoryStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from benchmarks.baselines import (
+    SEER_PROMOTE_BY,
     ConfigOrderSampler,
     Outcome,
     Scenario,
@@ -96,9 +97,11 @@ def finished_by_deadline(trial: FrozenTrial) -> bool:
     return reason is not None and reason.startswith(DEADLINE_LAST_RUNG)
 
 
-def run_seer_pool(scenario: Scenario, curves: CurveSet, seed: int) -> Outcome:
+def run_seer_pool(
+    scenario: Scenario, curves: CurveSet, seed: int, *, promote_by: str = SEER_PROMOTE_BY
+) -> Outcome:
     """One seeded run of the arm (see the module docstring)."""
-    return play_seer_pool(scenario, curves, seed).outcome
+    return play_seer_pool(scenario, curves, seed, promote_by=promote_by).outcome
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,9 @@ class PoolRun:
     ended_at: float
 
 
-def play_seer_pool(scenario: Scenario, curves: CurveSet, seed: int) -> PoolRun:
+def play_seer_pool(
+    scenario: Scenario, curves: CurveSet, seed: int, *, promote_by: str = SEER_PROMOTE_BY
+) -> PoolRun:
     """:func:`run_seer_pool`, keeping the study it ran."""
     plan = pool_plan(scenario, curves)
     pool = scenario.pool_gpus
@@ -138,7 +143,7 @@ def play_seer_pool(scenario: Scenario, curves: CurveSet, seed: int) -> PoolRun:
         study_name=f"seer-pool-{seed}",
         direction="maximize",
         sampler=SeerSampler(ConfigOrderSampler(order), clock=backend.now, widen=True),
-        pruner=SeerPruner(plan=plan, clock=backend.now),
+        pruner=SeerPruner(plan=plan, clock=backend.now, promote_by=promote_by),
     )
     holder.append(study)
     pruner = study.pruner
