@@ -59,11 +59,11 @@ from optuna_seer.planning.workload import Workload
 
 CONFIG_PARAM = "config_id"
 
-SEER_PROMOTE_BY = "tie_break"
-"""The SEER arms' rung rule (``SeerPruner(promote_by=...)``): their replayed workers report
-the validation loss with each value (as ``SeerCallback(tie_break="val_loss")`` does), and
-rung decisions rank by it; the final selection ranks by the validation accuracy. ``run.py
---seer-promote-by value`` is the ablation."""
+SEER_PROMOTE_BY = "value"
+"""The SEER arms' rung rule (``SeerPruner(promote_by=...)``), the library's default: rung
+decisions rank by the validation accuracy. Their replayed workers also report the validation
+loss (as ``SeerCallback(tie_break="val_loss")`` does); ``run.py --seer-promote-by tie_break``
+ranks rungs by it instead (``docs/benchmarks.md``, "Promotion by the validation loss")."""
 
 
 @dataclass(frozen=True)
