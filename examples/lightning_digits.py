@@ -228,6 +228,13 @@ def main(argv: list[str] | None = None) -> int:
         "of continuing or re-reporting the newest one",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--promote-by",
+        choices=["value", "tie_break"],
+        default="value",
+        help="rung decisions rank by val_acc, or by the val_loss the workers also report "
+        "(SeerPruner(promote_by=...)); the best trial is chosen by val_acc either way",
+    )
     args = parser.parse_args(argv)
 
     from optuna_seer.backends.local import LocalBackend, accelerator_name, machine_slots
@@ -280,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         reduction_factor=3,
         limits=ClusterLimits(max_gpus=args.slots),
         max_configs=args.max_configs,
+        promote_by=args.promote_by,
     )
     print(pruner.plan, flush=True)
     name = resumable_study_name(args.storage, args.study_name, fresh=args.fresh)

@@ -41,6 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/optimize", help="checkpoints and launch logs")
     parser.add_argument("--max-epochs", type=int, default=9)
     parser.add_argument("--max-configs", type=int, default=9)
+    parser.add_argument(
+        "--promote-by",
+        choices=["value", "tie_break"],
+        default="value",
+        help="rung decisions rank by val_acc, or by the val_loss the workers also report "
+        "(SeerPruner(promote_by=...)); the best trial is chosen by val_acc either way",
+    )
     parser.add_argument("--epoch-seconds", type=float, default=5.0)
     parser.add_argument("--startup-seconds", type=float, default=20.0)
     parser.add_argument("--scaling", default="amdahl:0.8")
@@ -86,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         reduction_factor=3,
         limits=ClusterLimits(max_gpus=pool.size),  # the plan never asks for more than the pool
         max_configs=args.max_configs,
+        promote_by=args.promote_by,
     )
     print(pruner.plan, flush=True)
     study = optuna.create_study(

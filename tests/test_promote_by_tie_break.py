@@ -7,15 +7,28 @@ ranks by the value alone.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import optuna
+from optuna.trial import TrialState
 import pytest
 
-from optuna_seer import Budget, ClusterLimits, Plan, SeerPruner, SeerSampler, Workload
+from optuna_seer import (
+    Budget,
+    ClusterLimits,
+    Plan,
+    SeerPruner,
+    SeerSampler,
+    WorkerPool,
+    Workload,
+    rungs,
+)
 from optuna_seer._optuna import storage_of, trial_id_of
 from optuna_seer.integration.keys import rung_end_key, rung_rank, stop_reason
 from optuna_seer.integration.ranking import best_finalist
 from optuna_seer.integration.tie_break import TieBreak, record_tie_break
 from optuna_seer.planning.learning_curves import CurvePrior
+from tests.test_trial_rungs import WORKER, pool_plan
 
 
 def nine_trial_plan() -> Plan:
@@ -130,3 +143,35 @@ def test_bad_promotion_rules_are_refused_with_the_valid_ones() -> None:
         SeerPruner(plan=plan, promote_by="loss")
     with pytest.raises(ValueError, match="two promotion rules"):
         SeerPruner(plan=plan, promote_by="tie_break", curve_prior=CurvePrior([[0.1, 0.2]] * 3))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("promote_by", ["value", "tie_break"])
+def test_study_optimize_on_leased_workers_promotes_the_lowest_loss(
+    promote_by: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``study.optimize(n_jobs=2)`` with ``rungs()`` and real worker processes that report
+    ``x * epoch`` and a loss that rises with ``x``: the trial that trains the last rung (on
+    two workers) is the highest ``x`` by value, the lowest by the loss."""
+    monkeypatch.setenv("SEER_TEST_LOG", str(tmp_path / "launches.jsonl"))
+    study = optuna.create_study(
+        storage=f"sqlite:///{tmp_path / 'seer.db'}",
+        direction="maximize",
+        sampler=SeerSampler(optuna.samplers.RandomSampler(seed=0)),
+        pruner=SeerPruner(plan=pool_plan(), promote_by=promote_by),
+    )
+    pool = WorkerPool("test", 2)
+
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0.1, 1.0)
+        value = float("nan")
+        for rung in rungs(trial, pool=pool, checkpoints=tmp_path / "ckpt", poll_seconds=0.1):
+            value = rung.run(WORKER, {"x": x, "loss": x, "sleep": 0.3})
+        return value
+
+    study.optimize(objective, n_jobs=2)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 1 and complete[0].last_step == 3
+    xs = [t.params["x"] for t in study.trials if 1 in t.intermediate_values]
+    chosen = max(xs) if promote_by == "value" else min(xs)
+    assert complete[0].params["x"] == chosen

@@ -2,7 +2,8 @@
 
 Follows the SEER_* contract through :func:`optuna_seer.worker.context.trial_context`: resumes
 from the rung-end checkpoint, "trains" one epoch per ``sleep`` seconds to the rung's end,
-reports ``x * epochs`` after every epoch (rank 0), stops when the pruner says so, and saves
+reports ``x * epochs`` after every epoch (rank 0; with a ``loss`` parameter also the
+tie-break ``val_loss`` = ``loss / epochs``), stops when the pruner says so, and saves
 its checkpoint and training time. With several workers (torchrun) it joins a real
 ``torch.distributed`` gloo group and all-reduces once, so a world of ``k`` is ``k`` live
 processes. Every launch appends ``{"trial", "rung", "world", "start", "end"}`` to the JSON
@@ -17,6 +18,7 @@ from pathlib import Path
 import tempfile
 import time
 
+from optuna_seer.integration.tie_break import TieBreak
 from optuna_seer.worker.context import trial_context
 
 
@@ -38,7 +40,9 @@ def train() -> None:
     epoch = done
     for epoch in range(done + 1, ctx.target_epochs + 1):
         time.sleep(float(ctx.params.get("sleep", 0.05)))
-        ctx.report(epoch, x * epoch)
+        loss = ctx.params.get("loss")
+        tie = None if loss is None else TieBreak("val_loss", float(loss) / epoch)
+        ctx.report(epoch, x * epoch, tie_break=tie)
         if ctx.should_stop():
             break
     if ctx.is_global_zero:
