@@ -159,6 +159,17 @@ def train() -> None:
     trainer.fit(model, train_loader, val_loader, ckpt_path=ctx.resume_checkpoint, weights_only=True)
 
 
+def add_promote_by(parser: argparse.ArgumentParser) -> None:
+    """``--promote-by``: what SEER's rung decisions rank by (``SeerPruner(promote_by=...)``)."""
+    parser.add_argument(
+        "--promote-by",
+        choices=["value", "tie_break"],
+        default="value",
+        help="rung decisions rank by val_acc, or by the val_loss the workers also report "
+        "(SeerPruner(promote_by=...)); the best trial is chosen by val_acc either way",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0],
@@ -228,13 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         "of continuing or re-reporting the newest one",
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--promote-by",
-        choices=["value", "tie_break"],
-        default="value",
-        help="rung decisions rank by val_acc, or by the val_loss the workers also report "
-        "(SeerPruner(promote_by=...)); the best trial is chosen by val_acc either way",
-    )
+    add_promote_by(parser)
     args = parser.parse_args(argv)
 
     from optuna_seer.backends.local import LocalBackend, accelerator_name, machine_slots

@@ -30,6 +30,9 @@ TRAIN = f"{HERE / 'lightning_digits.py'}:train"
 
 
 def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(HERE))
+    from lightning_digits import add_promote_by, search_space
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--deadline", default="4m", help="wall-clock limit, e.g. 4m or 240")
     parser.add_argument("--budget", type=float, default=1.0, help="dollars")
@@ -41,21 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/optimize", help="checkpoints and launch logs")
     parser.add_argument("--max-epochs", type=int, default=9)
     parser.add_argument("--max-configs", type=int, default=9)
-    parser.add_argument(
-        "--promote-by",
-        choices=["value", "tie_break"],
-        default="value",
-        help="rung decisions rank by val_acc, or by the val_loss the workers also report "
-        "(SeerPruner(promote_by=...)); the best trial is chosen by val_acc either way",
-    )
+    add_promote_by(parser)
     parser.add_argument("--epoch-seconds", type=float, default=5.0)
     parser.add_argument("--startup-seconds", type=float, default=20.0)
     parser.add_argument("--scaling", default="amdahl:0.8")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-
-    sys.path.insert(0, str(HERE))
-    from lightning_digits import search_space
 
     from optuna_seer import (
         Budget,
