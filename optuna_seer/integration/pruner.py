@@ -337,7 +337,7 @@ class SeerPruner(BasePruner):
                         (trial, better[rung.index], value),
                         started_at + self._plan.deadline_s - now,
                         view,
-                        study.direction == StudyDirection.MAXIMIZE,
+                        maximize,
                     )
                 if reason is not None or certain:
                     parked = reason is not None
@@ -356,7 +356,6 @@ class SeerPruner(BasePruner):
             reason = displacement(rungs, ranked, better)
         if reason is None:
             if crossed and not (waits or rerun):  # a promotion: parked finalists' re-runs first
-                maximize = study.direction == StudyDirection.MAXIMIZE
                 trials = study.get_trials(deepcopy=False)
                 view = with_reserve(self._plan, trials, maximize, view, trial.number)[0]
             reason = over_budget(self._plan, trial, step, now, implicit, view, crossed)
@@ -379,7 +378,6 @@ class SeerPruner(BasePruner):
                 record[PARKED if parked else SEAT] = True
             storage.set_trial_system_attr(trial_id_of(trial), rung_end_key(rung.index), record)
         if seat:
-            maximize = study.direction == StudyDirection.MAXIMIZE
             reason = final_rung_full(self._plan, study.get_trials(deepcopy=False), maximize)
             if reason is not None:
                 record = record_at(crossed[-1].index, reason)
