@@ -104,10 +104,9 @@ def replay_seer(
 ) -> tuple[optuna.Study, TuningResult, ReplayBackend]:
     """One seeded SEER run, ``ElasticTuner(...).run()`` on a ``ReplayBackend``: the study,
     the tuner's result and the backend (which knows the replayed test accuracies).
-    ``curve_prior``: curve-aware promotion (``SeerPruner(curve_prior=...)``, which then
-    promotes by value); ``None``: ``SeerPruner(promote_by=promote_by)``."""
-    if curve_prior is not None:
-        promote_by = "value"
+    ``curve_prior``: curve-aware promotion (``SeerPruner(curve_prior=...)``; it cannot be
+    combined with ``promote_by="tie_break"``, which the pruner refuses); ``promote_by``:
+    ``SeerPruner(promote_by=...)``."""
     n_configs = len(curves.curves)
     order = config_order(n_configs, seed)
     workload = scenario.workload(curves.epochs)
