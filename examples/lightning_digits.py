@@ -33,6 +33,7 @@ on 1 or 2 workers; a trial resized between rungs continues the same optimisation
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 import os
 from pathlib import Path
 import sys
@@ -260,12 +261,14 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.storage.startswith("sqlite:///"):
         Path(args.storage[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    epoch_cv: float | Mapping[int, float] = 0.0  # a measured profile's spread: plan at p95
     if args.profile is not None:
         try:
             profile = load_profile(args.profile)
         except ValueError as exc:
             parser.error(str(exc))
         workload = profile.workload(args.max_epochs, gpus_per_node=args.slots)
+        epoch_cv = profile.epoch_cv
         print(
             f"workload measured in {args.profile}: {workload.epoch_seconds:.2f} s per epoch on "
             f"one slot, {workload.startup_seconds:.1f} s start-up, {args.slots} launches at "
@@ -293,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         limits=ClusterLimits(max_gpus=args.slots),
         max_configs=args.max_configs,
         promote_by=args.promote_by,
+        epoch_cv=epoch_cv,
     )
     print(pruner.plan, flush=True)
     name = resumable_study_name(args.storage, args.study_name, fresh=args.fresh)

@@ -101,3 +101,25 @@ def test_processes_planning_for_different_pools_are_told_why(
     second = study("2")
     with pytest.raises(ValueError, match=r"another SEER plan.*pool.*OPTUNA_SEER_WORKERS"):
         second.ask().suggest_float("x", 0, 1)
+
+
+def test_the_pair_plans_at_the_stragglers_p95_when_given_their_spread() -> None:
+    """``SeerPruner(epoch_cv=...)`` makes the plan ``plan_seer`` makes at the stragglers'
+    quantile: on a 4-worker pool whose mean plan fills the whole deadline, a narrower one."""
+    budget = Budget(deadline="2h", dollars=24, price_per_gpu_hour=3.0)
+    workload = Workload(epoch_seconds=60, scaling="resnet50", max_epochs=40, startup_seconds=30)
+    pool = ClusterLimits(max_gpus=4)
+    mean = SeerPruner(budget, workload, limits=pool, max_configs=150).plan
+    p95 = SeerPruner(budget, workload, limits=pool, max_configs=150, epoch_cv=0.1).plan
+    assert p95 == plan_seer(budget, workload, 3, limits=pool, max_configs=150, epoch_cv=0.1)
+    assert (mean.n_configs, p95.n_configs) == (96, 84)
+    assert mean.predicted_seconds == pytest.approx(7200.0)  # no room left for a straggler
+    wider = {
+        q: SeerPruner(
+            budget, workload, limits=pool, max_configs=150, epoch_cv=0.3, quantile=q
+        ).plan.n_configs
+        for q in (0.95, 0.99)
+    }
+    assert wider == {0.95: 76, 0.99: 72}  # the quantile reaches the planner too
+    with pytest.raises(ValueError, match=r"quantile=1.2 must lie in \[0.5, 1\)"):
+        SeerPruner(budget, workload, limits=pool, epoch_cv=0.1, quantile=1.2)

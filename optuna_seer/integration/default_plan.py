@@ -3,6 +3,8 @@ told otherwise (``limits``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from optuna_seer._logging import get_logger
 from optuna_seer._machine import default_pool
 from optuna_seer.planning.budget import Budget
@@ -23,12 +25,16 @@ def plan_for_pool(
     min_resource: int,
     min_marginal_speedup: float,
     max_configs: int,
+    epoch_cv: float | Mapping[int, float] = 0.0,
+    quantile: float = 0.95,
 ) -> Plan:
     """:func:`~optuna_seer.planning.seer.plan_seer`, with ``limits=None`` read as the workers
     here (:func:`optuna_seer._machine.default_pool`: visible GPUs, else CPU slots, or
     ``OPTUNA_SEER_WORKERS``). The pool it assumed is logged, and named in the error when no
     plan fits it. The pool's workers the last rung's finalists leave idle train more of them
-    (:func:`~optuna_seer.planning.pool_finalists.fill_last_rung`).
+    (:func:`~optuna_seer.planning.seer.plan_seer`, step 4). With ``epoch_cv`` above 0 the
+    deadline and the budget hold at the ``quantile`` of the stragglers, the rungs' GPUs billed
+    until each wave's slowest trial ends (a pool holds them), as ``plan_seer`` documents.
 
     Example (two workers: a rung's trials run in waves of two):
         >>> from optuna_seer import Budget, ClusterLimits, Workload
@@ -52,6 +58,8 @@ def plan_for_pool(
             min_resource=min_resource,
             min_marginal_speedup=min_marginal_speedup,
             max_configs=max_configs,
+            epoch_cv=epoch_cv,
+            quantile=quantile,
         )
     except InfeasiblePlanError as error:
         if pool is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 import math
 import threading
 import time
@@ -128,6 +128,9 @@ class SeerPruner(BasePruner):
             (``max_gpus`` set) the plan's last rung also takes the workers its finalists would
             leave idle, within the deadline and the budget (:func:`plan_seer`, step 4).
         min_resource, min_marginal_speedup, max_configs: See :func:`plan_seer`.
+        epoch_cv, quantile: With one epoch's relative time spread above 0 (a ``Profile``'s
+            ``epoch_cv``), deadline and budget hold at this quantile of the stragglers (p95),
+            not only at mean epoch times (:func:`plan_seer`); 0 (the default): at the means.
         clock: Seconds since the epoch; replaced by a simulated clock in replays.
         curve_prior: Opt-in curve-aware promotion: synchronous rung decisions rank by the
             final value this :class:`~optuna_seer.planning.learning_curves.CurvePrior`
@@ -161,6 +164,8 @@ class SeerPruner(BasePruner):
         min_resource: int = 1,
         min_marginal_speedup: float = 0.2,
         max_configs: int = 10_000,
+        epoch_cv: float | Mapping[int, float] = 0.0,
+        quantile: float = 0.95,
         clock: Callable[[], float] = time.time,
         curve_prior: CurvePrior | None = None,
         promote_by: str = "value",
@@ -184,6 +189,8 @@ class SeerPruner(BasePruner):
                 min_resource=min_resource,
                 min_marginal_speedup=min_marginal_speedup,
                 max_configs=max_configs,
+                epoch_cv=epoch_cv,
+                quantile=quantile,
             )
         if not callable(clock):
             raise TypeError(f"clock={clock!r} must be a callable returning seconds.")
