@@ -24,10 +24,12 @@ from optuna_seer import (
     rungs,
 )
 from optuna_seer._optuna import storage_of, trial_id_of
-from optuna_seer.integration.keys import rung_end_key, rung_rank, stop_reason
+from optuna_seer.integration.keys import TRIAL_LEASE, rung_end_key, rung_rank, stop_reason
 from optuna_seer.integration.ranking import best_finalist
 from optuna_seer.integration.tie_break import TieBreak, record_tie_break
 from optuna_seer.planning.learning_curves import CurvePrior
+from tests.clocks import SimulatedClock
+from tests.test_pruner_sampler import three_rung_pruner
 from tests.test_trial_rungs import WORKER, pool_plan
 
 
@@ -175,3 +177,28 @@ def test_study_optimize_on_leased_workers_promotes_the_lowest_loss(
     xs = [t.params["x"] for t in study.trials if 1 in t.intermediate_values]
     chosen = max(xs) if promote_by == "value" else min(xs)
     assert complete[0].params["x"] == chosen
+
+
+def test_a_displaced_trial_is_told_its_value_not_its_signed_loss() -> None:
+    """A stop reason names the trial's value at the rung; ranked by the loss, the rank starts
+    with the signed loss (-0.8 here), which it used to print as if it were the value."""
+    clock = SimulatedClock()
+    study = optuna.create_study(
+        direction="maximize",
+        pruner=three_rung_pruner(clock, width=3, promote_by="tie_break"),
+        sampler=SeerSampler(clock=clock),
+    )
+    early, late = study.ask(), study.ask()
+    for trial in (early, late):  # on leased workers: promoted early, displaced later
+        storage_of(study).set_trial_system_attr(trial_id_of(trial), TRIAL_LEASE, None)
+    report(study, early, 1, 0.6, loss=0.8)
+    assert not early.should_prune()
+    report(study, late, 1, 0.5, loss=0.3)  # the lower value, the lower loss
+    assert not late.should_prune()
+    report(study, early, 2, 0.7, loss=0.7)
+    assert early.should_prune()
+    reason = stop_reason(study.trials[early.number])
+    assert reason == (
+        "rung 0: displaced, 1 trials beat 0.6 (ranked by its tie-break metric first) and the "
+        "plan keeps 1"
+    )

@@ -377,7 +377,9 @@ def test_states_after_async_run_are_final(storage: object) -> None:
     assert len(study.trials) <= pruner.plan.n_configs + reruns + 2
 
 
-def three_rung_pruner(clock: SimulatedClock, width: int = 9) -> SeerPruner:
+def three_rung_pruner(
+    clock: SimulatedClock, width: int = 9, promote_by: str = "value"
+) -> SeerPruner:
     """Rungs ending at epochs 1, 3, 9 over ``width`` trials, keeping a third, 1 GPU each."""
     workload = Workload(epoch_seconds=60, scaling="linear", max_epochs=9)
     shapes = [RungShape(-(-width // 3**r), 3**r, 1) for r in range(3)]
@@ -389,7 +391,7 @@ def three_rung_pruner(clock: SimulatedClock, width: int = 9) -> SeerPruner:
         price_per_gpu_second=0.001,
         min_marginal_speedup=0.2,
     )
-    return SeerPruner(plan=plan, clock=clock)
+    return SeerPruner(plan=plan, clock=clock, promote_by=promote_by)
 
 
 def test_async_rung_end_is_one_write_with_value_cost_and_reason(storage: object) -> None:

@@ -132,6 +132,13 @@ def rung_rank(attrs: dict[str, Any], rung: int) -> RungRank | None:
     return value, value if mean is None else float(mean)
 
 
+def ranked_by_tie_break(attrs: dict[str, Any], rung: int) -> bool:
+    """Whether a trial's record of ``rung``'s end ranks it by the tie-break metric (it keeps a
+    ``rank`` that is not its value: ``SeerPruner(promote_by="tie_break")``)."""
+    record = attrs.get(rung_end_key(rung))
+    return record is not None and record.get("rank") is not None
+
+
 def counted_rank(attrs: dict[str, Any], rung: int) -> RungRank | None:
     """The :data:`RungRank` a trial had at the end of ``rung`` as the ranking counts it: a
     re-run's (:data:`TRIAL_RERUN_OF`) values are its parked trial's configuration again, so

@@ -48,7 +48,7 @@ from optuna_seer.integration.keys import (
 from optuna_seer.integration.ledger import settled
 from optuna_seer.integration.ranking import Promotion, rung_mean
 from optuna_seer.integration.reruns import PARKED, final_rung_full, park_reason, with_reserve
-from optuna_seer.integration.seats import SEAT, displacement
+from optuna_seer.integration.seats import SEAT, displacement, shown
 from optuna_seer.integration.steps import check_steps
 from optuna_seer.integration.trial_gpus import (
     ImplicitPlacement,
@@ -316,7 +316,6 @@ class SeerPruner(BasePruner):
 
         def record_at(index: int, stop: str | None) -> dict[str, Any]:
             rank, mean = ends[index]
-            by_value = self._promotion.by == "value"
             return rung_end(value, mean, charged, as_of, stop, None if by_value else rank)
 
         ends = {r.index: at_end(r) for r in crossed}
@@ -326,7 +325,8 @@ class SeerPruner(BasePruner):
         seen, better, view = self._rank_among_others(study, trial, ranked, now, implicit)
         charged, as_of = settled(trial, now, implicit) or (0.0, now)
         # Displaced at a rung passed before this report: it stops so, and is never parked.
-        reason = None if rerun else displacement(rungs, mine, better)
+        by_value = self._promotion.by == "value"
+        reason = None if rerun else displacement(rungs, mine, better, by_value=by_value)
         parked = False
         waits = TRIAL_LEASE in attrs  # rungs(): it can wait for the last rung without workers
         for rung in [] if rerun or reason else crossed:
@@ -360,7 +360,7 @@ class SeerPruner(BasePruner):
         if reason is None:
             # A trial promoted early, before better ones reported, gives its place back as
             # soon as it no longer ranks within the plan's survivors of a rung it passed.
-            reason = displacement(rungs, ranked, better)
+            reason = displacement(rungs, ranked, better, by_value=by_value)
         if reason is None:
             if crossed and not (waits or rerun):  # a promotion: parked finalists' re-runs first
                 trials = study.get_trials(deepcopy=False)
@@ -421,7 +421,7 @@ class SeerPruner(BasePruner):
         if better[previous.index] >= last.n_trials:
             reason = (
                 f"rung {previous.index}: displaced, {better[previous.index]} trials beat "
-                f"{own[0]:.6g} and the plan keeps {last.n_trials}"
+                f"{shown(own, self._promotion.by == 'value')} and the plan keeps {last.n_trials}"
             )
             self._stop(study, trial, reason)
             return reason

@@ -20,6 +20,7 @@ from optuna_seer.integration.keys import (
     TRIAL_RERUN_OF,
     RungRank,
     counted_rank,
+    ranked_by_tie_break,
     rung_end_key,
     rung_rank,
 )
@@ -34,10 +35,11 @@ def displaced(
 ) -> str | None:
     """Why ``trial`` lost its promotion (``values``: every value seen per promoting rung,
     sorted), or ``None``: at a rung it passed, the plan's survivors beat it."""
+    attrs = trial.system_attrs
     own = {
         rung.index: value
         for rung in plan.rungs[:-1]
-        if (value := rung_rank(trial.system_attrs, rung.index)) is not None
+        if (value := rung_rank(attrs, rung.index)) is not None
     }
     better = {
         index: len(values[index]) - bisect.bisect_right(values[index], value)
@@ -45,22 +47,41 @@ def displaced(
         else bisect.bisect_left(values[index], value)
         for index, value in own.items()
     }
-    return displacement(plan.rungs, own, better)
+    by_value = not any(ranked_by_tie_break(attrs, index) for index in own)
+    return displacement(plan.rungs, own, better, by_value=by_value)
 
 
 def displacement(
-    rungs: Sequence[Rung], values: dict[int, RungRank], better: dict[int, int]
+    rungs: Sequence[Rung],
+    values: dict[int, RungRank],
+    better: dict[int, int],
+    *,
+    by_value: bool = True,
 ) -> str | None:
     """Why a trial with ``values`` at rungs it passed, which ``better`` values beat there, no
-    longer ranks within the plan's survivors of one of them (``None`` if it does)."""
+    longer ranks within the plan's survivors of one of them (``None`` if it does);
+    ``by_value``: the ranks are values, else tie-break ranks (``promote_by="tie_break"``)."""
     for index, own in values.items():
         keep = rungs[index + 1].n_trials
         if better[index] >= keep:
             return (
-                f"rung {index}: displaced, {better[index]} trials beat {own[0]:.6g} and the plan "
-                f"keeps {keep}"
+                f"rung {index}: displaced, {better[index]} trials beat {shown(own, by_value)} "
+                f"and the plan keeps {keep}"
             )
     return None
+
+
+def shown(rank: RungRank, by_value: bool) -> str:
+    """A trial's rank at a rung end as a stop reason names it: its value, never the signed
+    tie-break metric a tie-break rank starts with.
+
+    Example:
+        >>> shown((0.75, 0.7), by_value=True), shown((-0.31, 0.75), by_value=False)
+        ('0.75', '0.75 (ranked by its tie-break metric first)')
+    """
+    if by_value:
+        return f"{rank[0]:.6g}"
+    return f"{rank[1]:.6g} (ranked by its tie-break metric first)"
 
 
 def seat_holders(plan: Plan, trials: list[FrozenTrial], maximize: bool) -> list[int]:
