@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import hashlib
 import os
 from pathlib import Path
+import tempfile
 import uuid
 
 import pytest
@@ -56,8 +57,11 @@ def store_root(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def test_every_store_seals_verifies_falls_back_and_deletes_alike(
-    tmp_path: Path, store_root: str
+    tmp_path: Path, store_root: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    downloads = tmp_path / "downloads"  # where remote checkpoints are copied to
+    downloads.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(downloads))
     uri = f"{store_root}/trial-0"
     key = CheckpointKey("the study's checkpoint key, 64 hex digits in real runs")
     store = open_store(uri, key=key)
@@ -81,6 +85,10 @@ def test_every_store_seals_verifies_falls_back_and_deletes_alike(
     assert len(errors) == 1
     with pytest.raises(FileNotFoundError, match=r"no checkpoint 'rung-7\.ckpt'"):
         fetch_checkpoint(checkpoint_object_uri(uri, "rung-7.ckpt"), key=key)
+    # Only the verified copies stay (the caller discards them once loaded): a refused or
+    # missing object left an empty download file behind before.
+    kept = {p for p in (local, Path(copy)) if p.parent == downloads}
+    assert set(downloads.iterdir()) == kept
     store.delete("rung-1.ckpt")
     store.delete("rung-1.ckpt")  # idempotent
     assert store.names() == ["rung-0.ckpt"]

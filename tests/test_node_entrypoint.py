@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 import subprocess
 import sys
+import tempfile
 
 import optuna
 import pytest
@@ -20,7 +21,7 @@ import torch
 from optuna_seer._ports import free_port
 from optuna_seer.storage.proxy import StorageProxy
 from optuna_seer.worker.checkpoints import open_store
-from optuna_seer.worker.node_entrypoint import fetch_resume_checkpoint, torchrun_command
+from optuna_seer.worker.node_entrypoint import fetch_resume_checkpoint, run_node, torchrun_command
 from tests.fake_sky import REPO_ROOT, kill_group, node_env
 from tests.local_s3 import local_s3
 
@@ -139,6 +140,37 @@ def run_nodes(env: dict[str, str], nodes: int, timeout_s: float) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_launch_leaves_no_local_copies_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node keeps its copies of the trial's checkpoints only while the launch runs: a
+    reused node would fill its disk one trial and rung at a time. A real torchrun of a
+    script that writes its rung-end checkpoint; it is uploaded, and no local copy stays."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # where mkdtemp makes it
+    (tmp_path / "tmp").mkdir()
+    env = node_env(
+        {
+            "SEER_STUDY": "s",
+            "SEER_STORAGE": "sqlite:///unused.db",
+            "SEER_TRIAL": "3",
+            "SEER_RUNG": "0",
+            "SEER_TARGET_EPOCHS": "1",
+            "SEER_CHECKPOINT_URI": str(tmp_path / "store"),
+            "SEER_TRAIN_SCRIPT": str(REPO_ROOT / "tests" / "scripts" / "rung_checkpoint.py"),
+            "SEER_MASTER_PORT": str(free_port()),
+            "SKYPILOT_NUM_GPUS_PER_NODE": "0",
+        }
+    )
+    assert run_node(env) == 0
+    assert open_store(str(tmp_path / "store")).names() == ["rung-0.ckpt"]
+    assert list((tmp_path / "tmp").iterdir()) == []  # its own temporary dir is gone
+    given = tmp_path / "local"
+    assert run_node({**env, "SEER_RUNG": "1", "SEER_LOCAL_DIR": str(given)}) == 0
+    assert given.is_dir() and list(given.iterdir()) == []  # the given dir stays, emptied
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(420)
 def test_two_nodes_on_loopback_train_lightning_ddp_and_resume_through_s3(
     tmp_path: Path, s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
@@ -173,6 +205,7 @@ def test_two_nodes_on_loopback_train_lightning_ddp_and_resume_through_s3(
         assert "world 2 epochs 2" in logs[0]
         assert "uploaded s3://seer-ckpt/seer/digits/trial-0/rung-1.ckpt" in logs[0]
         assert "uploaded" not in logs[1]  # only node rank 0 uploads
+        assert not list((tmp_path / "nodes").rglob("*.ckpt"))  # no local copies left
 
     for name, value in s3_env.items():  # this process reads S3 too
         monkeypatch.setenv(name, value)

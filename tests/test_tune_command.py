@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+import tempfile
 
 import pytest
 
@@ -57,8 +58,11 @@ def test_min_cost_on_replay_plans_runs_and_reports(
 
 
 def test_max_accuracy_on_replay_runs_seers_plan(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    scratch = tmp_path / "tmp"  # the replay's checkpoint directory is made here
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     code, out, err = _tune(
         [
             "--backend=replay", "--objective=max-accuracy", "--deadline=4h", "--budget=40",
@@ -69,6 +73,7 @@ def test_max_accuracy_on_replay_runs_seers_plan(
     )  # fmt: skip
     assert code in (0, 1), err
     assert "SEER plan" in out and "measured / predicted" in out and "best: trial" in out
+    assert list(scratch.iterdir()) == []  # and removed when the run ends (it was left behind)
 
 
 def test_tune_runs_the_plan_that_plan_prints(

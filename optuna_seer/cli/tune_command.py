@@ -300,7 +300,6 @@ def _execute(
             **common,
         )
     storage_obj = InMemoryStorage()
-    scratch = tempfile.mkdtemp(prefix="optuna-seer-replay-")
     replay = ReplayBackend(
         synthetic_curves(plan.stages[0].n_trials, plan.stages[-1].resource, args.seed),
         profile.curve,
@@ -313,23 +312,24 @@ def _execute(
     )
     model = cloud.provisioning_model
     n_configs = plan.stages[0].n_trials
-    return run_elastic_plan(
-        plan,
-        backend=replay,
-        train=f"{__name__}:replayed_training",
-        checkpoints=scratch,
-        storage=storage_obj,
-        study_name=args.study,
-        search_space=lambda trial: trial.suggest_int(REPLAY_CONFIG, 0, n_configs - 1),
-        sampler=optuna.samplers.RandomSampler(seed=args.seed),
-        delays=lambda number, stage: model.delay_for(args.seed, number),
-        storage_url="replay:in-memory",
-        poll_seconds=5.0,
-        # Spot stages are reclaimed at the cloud model's rates (seeded), as a cloud would.
-        simulate_preemptions=any(s.instance.market == "spot" for s in plan.stages),
-        seed=args.seed,
-        **common,
-    )
+    with tempfile.TemporaryDirectory(prefix="optuna-seer-replay-") as scratch:
+        return run_elastic_plan(
+            plan,
+            backend=replay,
+            train=f"{__name__}:replayed_training",
+            checkpoints=scratch,
+            storage=storage_obj,
+            study_name=args.study,
+            search_space=lambda trial: trial.suggest_int(REPLAY_CONFIG, 0, n_configs - 1),
+            sampler=optuna.samplers.RandomSampler(seed=args.seed),
+            delays=lambda number, stage: model.delay_for(args.seed, number),
+            storage_url="replay:in-memory",
+            poll_seconds=5.0,
+            # Spot stages are reclaimed at the cloud model's rates (seeded), as a cloud would.
+            simulate_preemptions=any(s.instance.market == "spot" for s in plan.stages),
+            seed=args.seed,
+            **common,
+        )
 
 
 def _record(args: argparse.Namespace, run: StagedRun) -> dict[str, Any]:

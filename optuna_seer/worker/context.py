@@ -489,4 +489,8 @@ def fetch_checkpoint(uri: str, *, key: CheckpointKey | None = None) -> str:
         return str(store.fetch(name, store.root / name))
     handle, local = tempfile.mkstemp(prefix=f"{_DOWNLOAD_PREFIX}{os.getpid()}-", suffix=".ckpt")
     os.close(handle)
-    return str(store.fetch(name, local))
+    try:
+        return str(store.fetch(name, local))
+    except BaseException:
+        Path(local).unlink(missing_ok=True)  # a missing or corrupt object leaves no file
+        raise

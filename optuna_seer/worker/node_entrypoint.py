@@ -28,7 +28,8 @@ resumes from the newest epoch checkpoint of that rung in the store, when there i
 
 Extra variables: ``SEER_TRAIN_SCRIPT`` (required: a script path, or any torchrun target split
 like a shell would, e.g. ``-m package.module arg``), ``SEER_MASTER_PORT`` (default 29500),
-``SEER_PROCS_PER_NODE`` (default: GPUs per node, at least 1), ``SEER_LOCAL_DIR`` (default a
+``SEER_PROCS_PER_NODE`` (default: GPUs per node, at least 1), ``SEER_LOCAL_DIR`` (where the
+launch keeps its local copies, removed once it ends without an error; default a
 new temporary directory).
 
 Example:
@@ -68,6 +69,7 @@ from optuna_seer.worker.context import (
     ENV_CHECKPOINT_URI,
     ENV_RESUME_FROM,
     ENV_TRAIN_SCRIPT,
+    TrialContext,
     checkpoint_object_uri,
     trial_context,
 )
@@ -296,8 +298,24 @@ def run_node(environ: Mapping[str, str] | None = None, extra_args: Sequence[str]
     context = trial_context(env, fetch=False)  # this node fetches once, for all its workers
     command = torchrun_command(env, extra_args)
     rank = _int_var(env, SKYPILOT_NODE_RANK, 0)
-    base = Path(env.get(ENV_LOCAL_DIR) or tempfile.mkdtemp(prefix="seer-node-"))
+    given = env.get(ENV_LOCAL_DIR)
+    base = Path(given or tempfile.mkdtemp(prefix="seer-node-"))
     work = base / f"trial-{context.trial_number}-rung-{context.rung}-node-{rank}"
+    try:
+        code = _launch(env, context, command, rank, work)
+    except BaseException:
+        _logger.error("the launch failed; its local files stay in %s", work)
+        raise
+    # What the store needs is in it (or, after a failed torchrun, its newest epoch is): the
+    # node's copies would fill a reused node's disk, one trial and rung at a time.
+    shutil.rmtree(work if given else base, ignore_errors=True)
+    return code
+
+
+def _launch(
+    env: dict[str, str], context: TrialContext, command: list[str], rank: int, work: Path
+) -> int:
+    """:func:`run_node`'s launch in ``work``: fetch, torchrun, upload; torchrun's exit code."""
     out_dir = work / "out"
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)

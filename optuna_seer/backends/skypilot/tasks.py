@@ -20,6 +20,7 @@ Every cluster task mounts the driver's own optuna-seer on its nodes (a wheel and
 
 from __future__ import annotations
 
+import atexit
 from collections.abc import Callable, Mapping, Sequence
 import copy
 from dataclasses import replace
@@ -28,6 +29,7 @@ import importlib.resources
 import os
 from pathlib import Path
 import shlex
+import shutil
 import tempfile
 from typing import Any, Literal
 
@@ -309,6 +311,8 @@ def node_packages_dir(store_pins: Sequence[str] = ()) -> Path:
 @functools.lru_cache(maxsize=8)
 def _node_packages_dir(store_pins: tuple[str, ...]) -> Path:
     directory = Path(tempfile.mkdtemp(prefix="seer-node-packages-"))
+    # Launches upload it as they start; nothing reads it after this process ends.
+    atexit.register(shutil.rmtree, directory, True)
     return write_node_packages(directory, pins=("optuna", *store_pins)).directory
 
 
