@@ -345,6 +345,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         datasets, scenarios = datasets[-1:], QUICK_SCENARIOS
     methods = {name: METHODS[name] for name in (args.methods or METHODS)}
+    if args.monitor != "val_acc" and "seer-curve" in methods:
+        # Its prior's kernel is in accuracy units and its curves are other data sets' losses,
+        # on other scales: its column would be meaningless (0.675 on synthetic).
+        if args.methods:
+            parser.error(
+                f"--methods seer-curve needs --monitor val_acc, not {args.monitor!r}: its curve "
+                "prior compares accuracies (bandwidth 0.05), and other data sets' losses are on "
+                "other scales."
+            )
+        del methods["seer-curve"]
+        print(f"seer-curve left out: its curve prior needs --monitor val_acc, not {args.monitor}.")
     if "seer-curve" in methods:  # its prior: the other data sets in the --curves directory
         methods["seer-curve"] = seer_curve(args.curves, args.monitor)
     for name, arm in (("seer", run_seer), ("static-plan", _static_plan)):

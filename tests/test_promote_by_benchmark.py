@@ -13,6 +13,7 @@ import pytest
 
 from benchmarks import curves as recorded
 from benchmarks import gap_closed, rung_rules
+from benchmarks import run as run_script
 from benchmarks.baselines import Scenario, run_plan
 from optuna_seer import plan_seer
 from optuna_seer.backends.replay import RecordedCurve
@@ -103,3 +104,12 @@ def test_the_gap_counts_the_optuna_arms_of_another_run_too() -> None:
     assert "+0.0200" in gap_closed.paired_table(merged)
     with pytest.raises(ValueError, match="not in the other run"):
         gap_closed.merge_baselines(mine, [{**loss_run[0], "dataset": "digits"}], "x")
+
+
+def test_seer_curve_is_refused_by_name_when_the_arms_monitor_the_loss(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Its prior compares accuracies; over losses of other data sets it selected nonsense."""
+    with pytest.raises(SystemExit):
+        run_script.main(["--methods", "seer-curve", "--monitor", "val_loss", "--no-plot"])
+    assert "--methods seer-curve needs --monitor val_acc, not 'val_loss'" in capsys.readouterr().err
