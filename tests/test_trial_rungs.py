@@ -13,9 +13,11 @@ import json
 import os
 from pathlib import Path
 import random
+import re
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -25,6 +27,7 @@ from optuna.trial import TrialState
 import pytest
 
 from optuna_seer import Plan, SeerPruner, SeerSampler, WorkerPool, rungs
+from optuna_seer.execution.trial_rungs import study_log_dir
 from optuna_seer.integration import heartbeat
 from optuna_seer.integration.clock import study_time
 from optuna_seer.integration.keys import STUDY_PLAN, TRIAL_HEARTBEAT, TRIAL_LEASE
@@ -264,10 +267,17 @@ def test_study_optimize_n_jobs_2_gives_a_survivor_two_workers(
 ) -> None:
     log = tmp_path / "launches.jsonl"
     monkeypatch.setenv("SEER_TEST_LOG", str(log))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the launch logs go
     study = seer_study(f"sqlite:///{tmp_path / 'seer.db'}")
     pool = WorkerPool("test", 2)
     study.optimize(objective_for(pool, tmp_path / "ckpt"), n_jobs=2)
     check_finished(study, launches(log))
+    # Every launch logs to one directory of the study (one per launch, before).
+    (logs,) = tmp_path.glob("seer-logs-*")
+    assert logs == study_log_dir(study.study_name, f"sqlite:///{tmp_path / 'seer.db'}")
+    names = {f.name for f in logs.iterdir()}
+    assert names and all(re.fullmatch(r"trial-\d+-rung-\d+\.log", name) for name in names)
+    assert not list(tmp_path.glob("seer-local-*"))
 
 
 def continuing_plan() -> Plan:

@@ -28,9 +28,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
+import functools
 import os
 from pathlib import Path
 import random
+import re
+import tempfile
 import time
 from typing import Any
 
@@ -396,6 +399,16 @@ class _TrialRunner:
             self._finish(self.live)
 
 
+@functools.cache
+def study_log_dir(study_name: str, storage_url: str) -> Path:
+    """The temporary directory this process's launches of the study log to, made at the
+    first launch and named in the log (one per launch, before, left thousands behind)."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", study_name)[:40]
+    directory = Path(tempfile.mkdtemp(prefix=f"seer-logs-{safe}-"))
+    _logger.info("launch logs of study %r go to %s", study_name, directory)
+    return directory
+
+
 def rungs(
     trial: optuna.Trial,
     *,
@@ -417,7 +430,8 @@ def rungs(
             one name the same size.
         checkpoints: Directory (or ``s3://`` prefix) for the trials' rung-end checkpoints.
         storage_url: The URL workers open the study with (default: the study's own).
-        log_dir: Where launch logs go (a temporary directory by default).
+        log_dir: Where launch logs go (``trial-<n>-rung-<r>.log``); by default one
+            temporary directory per study and process (:func:`study_log_dir`).
         poll_seconds: How often the launch and the leases are polled.
         env: Extra environment variables for the workers.
 
@@ -447,12 +461,13 @@ def rungs(
             f"plan with ClusterLimits(max_gpus={pool.size})."
         )
     check_pool(trial.study, pool.name, pool.size)
+    storage_url = storage_url or storage_url_of(storage_of(trial.study))
     runner = _TrialRunner(
         trial,
         pool,
         os.fspath(checkpoints),
-        storage_url or storage_url_of(storage_of(trial.study)),
-        None if log_dir is None else Path(log_dir),
+        storage_url,
+        study_log_dir(trial.study.study_name, storage_url) if log_dir is None else Path(log_dir),
         float(poll_seconds),
         env or {},
     )
