@@ -261,6 +261,26 @@ def check_finished(study: optuna.Study, records: list[dict[str, float]]) -> None
     assert all(t.system_attrs.get(TRIAL_LEASE) is None for t in study.trials)
 
 
+def test_threads_starting_a_studys_first_launches_together_share_one_log_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    start = threading.Barrier(16)
+    found: list[Path] = []
+
+    def first_launch() -> None:
+        start.wait()
+        found.append(study_log_dir("s/1", f"sqlite:///{tmp_path}/one.db"))
+
+    threads = [threading.Thread(target=first_launch) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(found)) == 1 and list(tmp_path.iterdir()) == [found[0]]
+    assert found[0].name.startswith("seer-logs-s_1-")  # the study's name, made path-safe
+
+
 @pytest.mark.slow
 def test_study_optimize_n_jobs_2_gives_a_survivor_two_workers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

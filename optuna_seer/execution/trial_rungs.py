@@ -28,12 +28,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-import functools
 import os
 from pathlib import Path
 import random
 import re
 import tempfile
+import threading
 import time
 from typing import Any
 
@@ -399,14 +399,22 @@ class _TrialRunner:
             self._finish(self.live)
 
 
-@functools.cache
+_LOG_DIRS: dict[tuple[str, str], Path] = {}
+_LOG_DIRS_LOCK = threading.Lock()
+
+
 def study_log_dir(study_name: str, storage_url: str) -> Path:
     """The temporary directory this process's launches of the study log to, made at the
-    first launch and named in the log (one per launch, before, left thousands behind)."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", study_name)[:40]
-    directory = Path(tempfile.mkdtemp(prefix=f"seer-logs-{safe}-"))
-    _logger.info("launch logs of study %r go to %s", study_name, directory)
-    return directory
+    first launch (by whichever of ``study.optimize``'s threads comes first) and named in the
+    log (one per launch, before, left thousands behind)."""
+    with _LOG_DIRS_LOCK:
+        directory = _LOG_DIRS.get((study_name, storage_url))
+        if directory is None:
+            safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", study_name)[:40]
+            directory = Path(tempfile.mkdtemp(prefix=f"seer-logs-{safe}-"))
+            _LOG_DIRS[(study_name, storage_url)] = directory
+            _logger.info("launch logs of study %r go to %s", study_name, directory)
+        return directory
 
 
 def rungs(
