@@ -6,6 +6,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-if os.environ.get("RANK", "0") == "0":
-    out = Path(os.environ["SEER_CHECKPOINT_URI"])
-    (out / f"rung-{os.environ['SEER_RUNG']}.ckpt").write_bytes(b"weights")
+
+def main() -> None:
+    if os.environ.get("RANK", "0") == "0":
+        out = Path(os.environ["SEER_CHECKPOINT_URI"])
+        (out / f"rung-{os.environ['SEER_RUNG']}.ckpt").write_bytes(b"weights")
+
+
+if __name__ == "__main__":
+    main()
