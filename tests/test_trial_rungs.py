@@ -27,10 +27,17 @@ from optuna.trial import TrialState
 import pytest
 
 from optuna_seer import Plan, SeerPruner, SeerSampler, WorkerPool, rungs
+from optuna_seer.execution import final_seat
 from optuna_seer.execution.trial_rungs import study_log_dir
 from optuna_seer.integration import heartbeat
 from optuna_seer.integration.clock import study_time
-from optuna_seer.integration.keys import STUDY_PLAN, TRIAL_HEARTBEAT, TRIAL_LEASE
+from optuna_seer.integration.keys import (
+    STUDY_PLAN,
+    TRIAL_AWAITING_RERUN,
+    TRIAL_AWAITING_SEAT,
+    TRIAL_HEARTBEAT,
+    TRIAL_LEASE,
+)
 from optuna_seer.integration.leases import (
     LeaseError,
     acquire,
@@ -215,6 +222,56 @@ def test_a_rung_must_be_run_before_the_next_is_given(tmp_path: Path) -> None:
     assert (first.index, first.end_epoch, first.workers, first.last) == (0, 1, 1, False)
     with pytest.raises(RuntimeError, match=r"rung 0 was not run; call rung.run"):
         next(iterator)
+
+
+def pruner_of(study: optuna.Study) -> SeerPruner:
+    assert isinstance(study.pruner, SeerPruner)
+    return study.pruner
+
+
+def trial_at_the_door(study: optuna.Study, value: float) -> optuna.Trial:
+    """A trial of ``pool_plan`` that ended rung 0 on a leased worker with ``value`` and gave
+    the worker back: it waits at the last rung's door for the rung's other values."""
+    trial = study.ask()
+    acquire(study, trial.number, pool="p", size=2, workers=1, rung=0, now=time.time())
+    trial.report(value, 1)
+    assert not trial.should_prune()
+    release(study, trial.number, now=time.time())
+    return trial
+
+
+def test_a_trial_at_the_last_rungs_door_waits_for_one_still_being_sampled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rung 0 keeps 1 of 3. Trial 0 ended it (0.8); trial 1 runs but holds no workers yet (its
+    sampling and lease take longer than the idle grace). Trial 0 must wait for trial 1's value
+    (which beats it) rather than enter the last rung: before 2026-12-07 it waited only while
+    workers were leased, and a real n_jobs=2 run under load trained two finalists of one."""
+    monkeypatch.setattr(final_seat, "IDLE_GRACE_S", 0.3)
+    study = seer_study(f"sqlite:///{tmp_path / 'seer.db'}")
+    door = trial_at_the_door(study, 0.8)
+    sampled = study.ask()
+
+    def reports_later() -> None:
+        time.sleep(1.5)  # five idle graces
+        acquire(study, sampled.number, pool="p", size=2, workers=1, rung=0, now=time.time())
+        sampled.report(0.9, 1)
+        assert not sampled.should_prune()  # as its own runner asks, recording its rank
+
+    thread = threading.Thread(target=reports_later)
+    thread.start()
+    with pytest.raises(optuna.TrialPruned, match=r"rung 0: displaced, 1 trials beat 0.8"):
+        final_seat.wait_for_final_seat(study, door.number, pruner_of(study), 0.05)
+    thread.join()
+    assert study.trials[door.number].system_attrs[TRIAL_AWAITING_SEAT] is False
+
+    # Once every other running trial waits too (here: one asked beyond the plan, waiting to
+    # learn whether it re-runs a finalist), nothing more can be learned: it goes.
+    other = seer_study(f"sqlite:///{tmp_path / 'other.db'}")
+    door = trial_at_the_door(other, 0.8)
+    rerun = other.ask()
+    other._storage.set_trial_system_attr(rerun._trial_id, TRIAL_AWAITING_RERUN, True)
+    final_seat.wait_for_final_seat(other, door.number, pruner_of(other), 0.05)  # it goes
 
 
 # ------------------------------------------------------------------ real processes

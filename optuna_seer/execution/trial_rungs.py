@@ -45,6 +45,7 @@ from optuna_seer._secrets import scrub
 from optuna_seer.backends.base import LaunchState
 from optuna_seer.backends.local import LocalBackend
 from optuna_seer.execution.entry import TrainTarget, entrypoint_of
+from optuna_seer.execution.final_seat import wait_for_final_seat
 from optuna_seer.execution.rung import launch_spec, trial_checkpoint_uri
 from optuna_seer.execution.worker_pool import WorkerPool
 from optuna_seer.integration.admission import DEADLINE_LAST_RUNG
@@ -56,8 +57,8 @@ from optuna_seer.integration.keys import (
     launch_timing_key,
     stop_reason,
 )
-from optuna_seer.integration.leases import LeaseError, acquire, check_pool, leased, release
-from optuna_seer.integration.pruner import WAIT, SeerPruner
+from optuna_seer.integration.leases import LeaseError, acquire, check_pool, release
+from optuna_seer.integration.pruner import SeerPruner
 from optuna_seer.planning.plan import Plan, format_seconds
 from optuna_seer.storage.urls import storage_url_of
 from optuna_seer.worker.context import checkpoint_name, checkpoint_object_uri
@@ -69,8 +70,6 @@ DEFAULT_CHECKPOINTS = "seer-checkpoints"
 directory)."""
 
 
-_IDLE_GRACE_S = 5.0
-"""How long the pool must have been idle before a trial waiting for its last rung goes on."""
 _STOP_GRACE_S = 120.0
 """How long a launch told to stop (or done training) may take to checkpoint and exit."""
 
@@ -233,7 +232,9 @@ class _TrialRunner:
         if live is None or live.last_rung < rung.index:
             self.close()
             if rung.last and rung.index > 0:
-                self._wait_for_final_seat()
+                wait_for_final_seat(
+                    self.trial.study, self.trial.number, self.pruner, self.poll_seconds
+                )
             slots, waited = self._lease(rung)
             try:
                 self.live = live = self._launch(rung, slots, waited, entrypoint, params)
@@ -248,36 +249,6 @@ class _TrialRunner:
         if rung.index == live.last_rung:
             self._finish(live)
         return value
-
-    def _wait_for_final_seat(self) -> None:
-        """Hold the trial, without workers, until the pruner lets it into the last rung
-        (:meth:`~optuna_seer.SeerPruner.final_rung_entry`), so no more trials train fully
-        than the plan's last width; raises ``TrialPruned`` if better ones took the places.
-
-        It waits only while other trials of the pool train (hold workers), or have done so
-        within the last few seconds (the moment between one trial's end and the next one's
-        lease): once the pool has been idle for :data:`_IDLE_GRACE_S`, every thread's trial
-        waits, nothing more can be learned, and it goes on what is known.
-        """
-        study = self.trial.study
-        idle_since: float | None = None
-        scanned = time.monotonic()
-        while True:
-            if time.monotonic() - scanned >= 5.0:  # a killed process's trial holds a lease
-                scanned = time.monotonic()
-                fail_dead_trials(study)
-            verdict = self.pruner.final_rung_entry(study, self._storage.get_trial(self._trial_id))
-            if verdict is None:
-                return
-            if verdict != WAIT:
-                raise optuna.TrialPruned(verdict)
-            if leased(study, self.pool.name, exclude=self.trial.number):
-                idle_since = None
-            elif idle_since is None:
-                idle_since = time.monotonic()
-            elif time.monotonic() - idle_since >= max(_IDLE_GRACE_S, 5 * self.poll_seconds):
-                return
-            time.sleep(self.poll_seconds * (0.5 + random.random()))
 
     def _launch(
         self,

@@ -151,6 +151,9 @@ def counted_rank(attrs: dict[str, Any], rung: int) -> RungRank | None:
 TRIAL_AWAITING_RERUN = "seer:awaiting_rerun"
 """Set while a trial asked beyond the plan's width (or its budget) waits to learn whether it
 re-runs a parked finalist: it is no configuration the others wait for."""
+TRIAL_AWAITING_SEAT = "seer:awaiting_seat"
+"""Set while a trial that ended the last-but-one rung waits, without workers, to learn whether
+it enters the last one (:func:`optuna_seer.rungs`): it trains nothing the others wait for."""
 
 
 def stop_reason(trial: FrozenTrial) -> str | None:
