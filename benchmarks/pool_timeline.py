@@ -30,16 +30,14 @@ from benchmarks import curves as recorded
 from benchmarks.baselines import Scenario
 from benchmarks.run import SCENARIOS
 import benchmarks.seer_pool as seer_pool
+from optuna_seer.integration.reruns import rerun_cost
 from optuna_seer.planning.plan import Plan
 
 
 def latest_useful_start(plan: Plan) -> float:
     """Seconds into the study after which a configuration started on the plan's workers can
     no longer train every rung by the deadline at the plan's epoch times."""
-    path = sum(plan.rungs[r].startup_s for r in plan.launch_starts) + sum(
-        (rung.resource - plan.epochs_before(rung.index)) * rung.epoch_seconds for rung in plan.rungs
-    )
-    return plan.deadline_s - path
+    return plan.deadline_s - rerun_cost(plan, 1.0)[0]
 
 
 def run_row(scenario: Scenario, curves: recorded.CurveSet, seed: int, plan: Plan) -> str:

@@ -252,17 +252,20 @@ def test_a_trial_at_the_last_rungs_door_waits_for_one_still_being_sampled(
     door = trial_at_the_door(study, 0.8)
     sampled = study.ask()
 
+    pruned: list[bool] = []
+
     def reports_later() -> None:
         time.sleep(1.5)  # five idle graces
         acquire(study, sampled.number, pool="p", size=2, workers=1, rung=0, now=time.time())
         sampled.report(0.9, 1)
-        assert not sampled.should_prune()  # as its own runner asks, recording its rank
+        pruned.append(sampled.should_prune())  # as its own runner asks, recording its rank
 
     thread = threading.Thread(target=reports_later)
     thread.start()
     with pytest.raises(optuna.TrialPruned, match=r"rung 0: displaced, 1 trials beat 0.8"):
         final_seat.wait_for_final_seat(study, door.number, pruner_of(study), 0.05)
     thread.join()
+    assert pruned == [False]
     assert study.trials[door.number].system_attrs[TRIAL_AWAITING_SEAT] is False
 
     # Once every other running trial waits too (here: one asked beyond the plan, waiting to
