@@ -181,6 +181,20 @@ def test_a_dead_trials_lease_returns_when_the_heartbeat_fails_it() -> None:
     assert acquire(study, alive.number, pool="p", size=1, workers=1, rung=0, now=0) == (0,)
 
 
+def test_a_wait_loops_scan_for_dead_trials_runs_at_once_then_at_most_every_interval() -> None:
+    study = optuna.create_study()
+    first, second = study.ask(), study.ask()
+    study._storage.set_trial_system_attr(first._trial_id, TRIAL_HEARTBEAT, [0.0, 3.0])
+    scan = heartbeat.DeadTrialScan(study, every_s=3600.0)
+    scan()  # the first call scans at once
+    assert study.trials[first.number].state == TrialState.FAIL
+    study._storage.set_trial_system_attr(second._trial_id, TRIAL_HEARTBEAT, [0.0, 3.0])
+    scan()  # within the interval: no read of the study
+    assert study.trials[second.number].state == TrialState.RUNNING
+    heartbeat.DeadTrialScan(study, every_s=0.0)()
+    assert study.trials[second.number].state == TrialState.FAIL
+
+
 def test_bad_leases_are_refused_by_name() -> None:
     study = optuna.create_study()
     trial = study.ask()
@@ -275,6 +289,33 @@ def test_a_trial_at_the_last_rungs_door_waits_for_one_still_being_sampled(
     rerun = other.ask()
     other._storage.set_trial_system_attr(rerun._trial_id, TRIAL_AWAITING_RERUN, True)
     final_seat.wait_for_final_seat(other, door.number, pruner_of(other), 0.05)  # it goes
+
+
+def test_a_door_trial_failed_by_another_process_keeps_its_own_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While trial 0 waits at the door, another process takes it for dead and fails it; the
+    wait then ends with an error. That error must reach the caller: clearing the trial's
+    awaiting-seat mark on the way out must not replace it with Optuna's
+    ``UpdateFinishedTrialError`` (it did before 2026-12-08)."""
+    study = seer_study(f"sqlite:///{tmp_path / 'seer.db'}")
+    door = trial_at_the_door(study, 0.8)
+    study.ask()  # a running trial: the door waits
+    pruner = pruner_of(study)
+    entry = pruner.final_rung_entry
+    calls: list[int] = []
+
+    def failed_meanwhile(s: optuna.Study, trial: optuna.trial.FrozenTrial) -> str | None:
+        calls.append(trial.number)
+        if len(calls) > 1:  # the second look: another process failed it meanwhile
+            s._storage.set_trial_state_values(door._trial_id, TrialState.FAIL)
+            raise RuntimeError("the storage went away")
+        return entry(s, trial)
+
+    monkeypatch.setattr(pruner, "final_rung_entry", failed_meanwhile)
+    with pytest.raises(RuntimeError, match=r"the storage went away"):
+        final_seat.wait_for_final_seat(study, door.number, pruner, 0.05)
+    assert study.trials[door.number].system_attrs[TRIAL_AWAITING_SEAT] is True
 
 
 # ------------------------------------------------------------------ real processes

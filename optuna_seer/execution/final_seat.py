@@ -10,14 +10,15 @@ the ranking.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 
 import optuna
 from optuna.trial import TrialState
 
-from optuna_seer._optuna import storage_of, study_id_of
-from optuna_seer.integration.heartbeat import fail_dead_trials
+from optuna_seer._optuna import UpdateFinishedTrialError, storage_of, study_id_of
+from optuna_seer.integration.heartbeat import DeadTrialScan
 from optuna_seer.integration.keys import TRIAL_AWAITING_RERUN, TRIAL_AWAITING_SEAT
 from optuna_seer.integration.pruner import WAIT, SeerPruner
 
@@ -25,8 +26,6 @@ IDLE_GRACE_S = 5.0
 """How long no other trial of the study may have run (trained or been about to) before a trial
 waiting for its last rung goes on: the moment between one trial's end and the next one's
 start, when no trial runs though the study goes on."""
-_SCAN_S = 5.0
-"""How often the wait looks for trials whose process was killed (they would run forever)."""
 
 
 def wait_for_final_seat(
@@ -46,13 +45,10 @@ def wait_for_final_seat(
     storage = storage_of(study)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id_of(study), number)
     idle_since: float | None = None
-    scanned = time.monotonic()
+    scan = DeadTrialScan(study)  # a killed process's trial would keep the door shut
     marked = False
     try:
         while True:
-            if time.monotonic() - scanned >= _SCAN_S:
-                scanned = time.monotonic()
-                fail_dead_trials(study)
             verdict = pruner.final_rung_entry(study, storage.get_trial(trial_id))
             if verdict is None:
                 return
@@ -61,6 +57,7 @@ def wait_for_final_seat(
             if not marked:
                 storage.set_trial_system_attr(trial_id, TRIAL_AWAITING_SEAT, True)
                 marked = True
+            scan()
             if others_run(study, number):
                 idle_since = None
             elif idle_since is None:
@@ -70,7 +67,10 @@ def wait_for_final_seat(
             time.sleep(poll_seconds * (0.5 + random.random()))
     finally:
         if marked:
-            storage.set_trial_system_attr(trial_id, TRIAL_AWAITING_SEAT, False)
+            # Another process may have failed this trial meanwhile (taken for dead): the
+            # mark no longer matters, and the exception that ends the wait must show.
+            with contextlib.suppress(UpdateFinishedTrialError):
+                storage.set_trial_system_attr(trial_id, TRIAL_AWAITING_SEAT, False)
 
 
 def others_run(study: optuna.Study, number: int) -> bool:

@@ -50,7 +50,7 @@ from optuna_seer.execution.rung import launch_spec, trial_checkpoint_uri
 from optuna_seer.execution.worker_pool import WorkerPool
 from optuna_seer.integration.admission import DEADLINE_LAST_RUNG
 from optuna_seer.integration.clock import study_time
-from optuna_seer.integration.heartbeat import fail_dead_trials
+from optuna_seer.integration.heartbeat import DeadTrialScan
 from optuna_seer.integration.keys import (
     STUDY_STARTED_AT,
     TRIAL_STOP_REASON,
@@ -195,7 +195,7 @@ class _TrialRunner:
     def _lease(self, rung: TrialRung) -> tuple[tuple[int, ...], float]:
         """Wait for the rung's workers; (slots, seconds waited)."""
         study, started = self.trial.study, time.monotonic()
-        scanned = -float("inf")
+        scan = DeadTrialScan(study)  # a killed process's trial holds a lease
         while True:
             slots = acquire(
                 study,
@@ -211,9 +211,7 @@ class _TrialRunner:
             deadline = self._deadline()
             if deadline is not None and self._now() >= deadline:
                 self._stop(f"deadline: passed while rung {rung.index} waited for workers")
-            if time.monotonic() - scanned >= 5.0:  # a killed process's trial holds a lease
-                scanned = time.monotonic()
-                fail_dead_trials(study)
+            scan()
             time.sleep(self.poll_seconds * (0.5 + random.random()))
 
     def _should_prune(self) -> bool:

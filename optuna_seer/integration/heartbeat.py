@@ -360,3 +360,20 @@ def _sight(
     """Write a beat-less running trial's first sighting as its beat (see the module)."""
     with contextlib.suppress(UpdateFinishedTrialError):  # it finished meanwhile
         storage.set_trial_system_attr(trial_id_of(trial), TRIAL_HEARTBEAT, [now, grace_s])
+
+
+class DeadTrialScan:
+    """:func:`fail_dead_trials` for a loop that waits on other trials (for workers, for a
+    seat in the last rung): call it each turn and it scans at most every ``every_s``
+    seconds, the first time at once. A killed process's trial would otherwise hold its
+    workers, or keep the door shut, for as long as the waiting trial waits."""
+
+    def __init__(self, study: optuna.Study, every_s: float = 5.0) -> None:
+        self._study = study
+        self._every_s = every_s
+        self._scanned = -math.inf
+
+    def __call__(self) -> None:
+        if time.monotonic() - self._scanned >= self._every_s:
+            self._scanned = time.monotonic()
+            fail_dead_trials(self._study)

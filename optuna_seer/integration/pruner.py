@@ -37,7 +37,6 @@ from optuna_seer.integration.keys import (
     TRIAL_BEYOND_PLAN,
     TRIAL_LEASE,
     TRIAL_RERUN_OF,
-    TRIAL_SEGMENT,
     TRIAL_STOP_REASON,
     RungRank,
     counted_rank,
@@ -49,7 +48,7 @@ from optuna_seer.integration.ledger import settled
 from optuna_seer.integration.ranking import Promotion, rung_mean
 from optuna_seer.integration.reruns import PARKED, final_rung_full, park_reason, with_reserve
 from optuna_seer.integration.seats import SEAT, displacement, shown
-from optuna_seer.integration.steps import check_steps
+from optuna_seer.integration.steps import check_steps, mark_segment
 from optuna_seer.integration.trial_gpus import (
     ImplicitPlacement,
     implicit_placement,
@@ -367,7 +366,7 @@ class SeerPruner(BasePruner):
                 view = with_reserve(self._plan, trials, maximize, view, trial.number)[0]
             reason = over_budget(self._plan, trial, step, now, implicit, view, crossed)
         if reason is None:
-            self._mark_segment(study, trial, step, now)
+            mark_segment(self._plan, study, trial, step, now)
             reason = out_of_time(self._plan, trial, step, now, started_at, implicit)
         storage = storage_of(study)
         if not crossed:
@@ -432,23 +431,6 @@ class SeerPruner(BasePruner):
         if now + needed * _LAST_RUNG_SLACK >= started_at + self._plan.deadline_s:
             return None  # no time to wait for more values: go on what is known
         return WAIT
-
-    def _mark_segment(self, study: optuna.Study, trial: FrozenTrial, step: int, now: float) -> None:
-        """Record the first report inside its current rung of a ``trial`` that leases its
-        workers (one write per rung), from which
-        :func:`~optuna_seer.integration.admission.out_of_time` times the rung's epochs: such a
-        trial waits and is relaunched between rungs. Other trials write nothing here."""
-        if TRIAL_LEASE not in trial.system_attrs:
-            return
-        rung = self._plan.rung_for_step(step)
-        since = self._plan.epochs_before(rung.index)
-        first = trial.system_attrs.get(TRIAL_SEGMENT)
-        if step >= self._plan.max_epochs or step <= since:
-            return  # at a rung end: the next rung's first epoch has not been trained yet
-        if first is None or int(first[0]) != rung.index:
-            storage_of(study).set_trial_system_attr(
-                trial_id_of(trial), TRIAL_SEGMENT, [rung.index, now, step]
-            )
 
     def _rank_among_others(
         self,

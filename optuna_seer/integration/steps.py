@@ -8,7 +8,12 @@ one, where no deadline or budget stop applies), so they are refused by name.
 
 from __future__ import annotations
 
+import optuna
 from optuna.trial import FrozenTrial
+
+from optuna_seer._optuna import storage_of, trial_id_of
+from optuna_seer.integration.keys import TRIAL_LEASE, TRIAL_SEGMENT
+from optuna_seer.planning.plan import Plan
 
 
 def check_steps(trial: FrozenTrial, max_epochs: int) -> None:
@@ -42,4 +47,24 @@ def check_steps(trial: FrozenTrial, max_epochs: int) -> None:
         raise ValueError(
             f"trial {trial.number} reported step {last} after step {top}: {need}, counted "
             "from the trial's start, not restarted per launch or rung."
+        )
+
+
+def mark_segment(
+    plan: Plan, study: optuna.Study, trial: FrozenTrial, step: int, now: float
+) -> None:
+    """Record the first report inside its current rung of a ``trial`` that leases its
+    workers (one write per rung), from which
+    :func:`~optuna_seer.integration.admission.out_of_time` times the rung's epochs: such a
+    trial waits and is relaunched between rungs. Other trials write nothing here."""
+    if TRIAL_LEASE not in trial.system_attrs:
+        return
+    rung = plan.rung_for_step(step)
+    since = plan.epochs_before(rung.index)
+    first = trial.system_attrs.get(TRIAL_SEGMENT)
+    if step >= plan.max_epochs or step <= since:
+        return  # at a rung end: the next rung's first epoch has not been trained yet
+    if first is None or int(first[0]) != rung.index:
+        storage_of(study).set_trial_system_attr(
+            trial_id_of(trial), TRIAL_SEGMENT, [rung.index, now, step]
         )
