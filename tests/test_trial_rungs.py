@@ -291,31 +291,31 @@ def test_a_trial_at_the_last_rungs_door_waits_for_one_still_being_sampled(
     final_seat.wait_for_final_seat(other, door.number, pruner_of(other), 0.05)  # it goes
 
 
-def test_a_door_trial_failed_by_another_process_keeps_its_own_error(
+def test_a_door_trial_failed_by_another_process_ends_its_wait_without_a_storage_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """While trial 0 waits at the door, another process takes it for dead and fails it; the
-    wait then ends with an error. That error must reach the caller: clearing the trial's
-    awaiting-seat mark on the way out must not replace it with Optuna's
-    ``UpdateFinishedTrialError`` (it did before 2026-12-08)."""
+    """While trial 0 waits at the door, another process takes it for dead and fails it, and
+    the study's other trial ends. The wait then ends as usual, and the lease that would
+    follow refuses the failed trial by name. Clearing the trial's awaiting-seat mark on the
+    way out must not raise Optuna's ``UpdateFinishedTrialError`` in place of that (it did
+    before 2026-12-08)."""
+    monkeypatch.setattr(final_seat, "IDLE_GRACE_S", 0.3)
     study = seer_study(f"sqlite:///{tmp_path / 'seer.db'}")
     door = trial_at_the_door(study, 0.8)
-    study.ask()  # a running trial: the door waits
-    pruner = pruner_of(study)
-    entry = pruner.final_rung_entry
-    calls: list[int] = []
+    other = study.ask()  # a running trial: the door waits
 
-    def failed_meanwhile(s: optuna.Study, trial: optuna.trial.FrozenTrial) -> str | None:
-        calls.append(trial.number)
-        if len(calls) > 1:  # the second look: another process failed it meanwhile
-            s._storage.set_trial_state_values(door._trial_id, TrialState.FAIL)
-            raise RuntimeError("the storage went away")
-        return entry(s, trial)
+    def elsewhere() -> None:
+        time.sleep(0.5)
+        study._storage.set_trial_state_values(door._trial_id, TrialState.FAIL)
+        study.tell(other, state=TrialState.FAIL)
 
-    monkeypatch.setattr(pruner, "final_rung_entry", failed_meanwhile)
-    with pytest.raises(RuntimeError, match=r"the storage went away"):
-        final_seat.wait_for_final_seat(study, door.number, pruner, 0.05)
-    assert study.trials[door.number].system_attrs[TRIAL_AWAITING_SEAT] is True
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    final_seat.wait_for_final_seat(study, door.number, pruner_of(study), 0.05)
+    thread.join()
+    assert study.trials[door.number].state == TrialState.FAIL
+    with pytest.raises(LeaseError, match=r"trial 0 is FAIL: only a running trial"):
+        acquire(study, door.number, pool="p", size=2, workers=1, rung=1, now=time.time())
 
 
 # ------------------------------------------------------------------ real processes
