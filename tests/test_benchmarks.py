@@ -15,8 +15,8 @@ from optuna.trial import FrozenTrial
 import pytest
 
 from benchmarks import curves as recorded
+from benchmarks import exhaustive_selection, rung_rules
 from benchmarks import run as run_script
-from benchmarks import rung_rules
 from benchmarks.baselines import (
     OPTUNA_PRUNERS,
     Outcome,
@@ -278,3 +278,22 @@ def test_seer_curve_arm_promotes_by_the_other_data_sets_prior(
     result = json.loads((tmp_path / "out" / "results.json").read_text())["results"][0]
     assert [r["method"] for r in result["runs"]["seer-curve"]] == ["seer-curve"]
     assert "seer-curve (gap closed)" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_exhaustive_selection_picks_by_validation_and_reports_every_cell(
+    curve_set: recorded.CurveSet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Test tracks validation on these curves: selecting by validation finds the oracle.
+    full = len(curve_set.curves)
+    oracle = curve_set.oracle_test_accuracy(EPOCHS)
+    assert exhaustive_selection.exhaustive(curve_set, 5, full, EPOCHS) == pytest.approx(oracle)
+    assert exhaustive_selection.exhaustive(curve_set, 5, 4, EPOCHS) < oracle
+    with pytest.raises(ValueError, match=r"by='loss' must be 'val_acc' or 'val_loss'"):
+        exhaustive_selection.exhaustive(curve_set, 1, full, EPOCHS, by="loss")
+    with pytest.raises(ValueError, match=r"width=0 must be at least 1 and epochs=10 within 1..9"):
+        exhaustive_selection.exhaustive(curve_set, 1, 0, EPOCHS + 1)
+
+    committed = ROOT / "benchmarks" / "results" / "results.json"
+    assert exhaustive_selection.main(["--seeds", "2", "--results", str(committed)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "$24" in line]
+    assert len(rows) == len(json.loads(committed.read_text())["results"])
