@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
+import dataclasses
 import functools
 import json
 import math
@@ -304,6 +305,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"default: all of {[s.name for s in SCENARIOS]}",
     )
     parser.add_argument("--curves", type=Path, default=recorded.CURVES_DIR)
+    parser.add_argument(
+        "--startup-seconds",
+        type=float,
+        help="what-if: every scenario's simulated seconds to (re)start a trial's launch, for "
+        "every arm (default: each scenario's, 30 s); 0 stands for workers kept warm across "
+        "trials",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument(
@@ -344,6 +352,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         scenarios = tuple(s for s in SCENARIOS if s.name in args.scenarios)
     if args.quick:
         datasets, scenarios = datasets[-1:], QUICK_SCENARIOS
+    if args.startup_seconds is not None:
+        if not 0 <= args.startup_seconds < math.inf:
+            parser.error(f"--startup-seconds={args.startup_seconds} must be a finite number >= 0.")
+        scenarios = tuple(
+            dataclasses.replace(s, startup_seconds=args.startup_seconds) for s in scenarios
+        )
     methods = {name: METHODS[name] for name in (args.methods or METHODS)}
     if args.monitor != "val_acc" and "seer-curve" in methods:
         # Its prior's kernel is in accuracy units and its curves are other data sets' losses,

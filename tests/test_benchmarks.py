@@ -192,6 +192,19 @@ def test_run_filters_data_sets_scenarios_and_methods(tmp_path: Path) -> None:
         run_script.main(["--scenarios", "1h $5 linear"])
 
 
+def test_run_what_if_start_up_applies_to_every_arm_and_refuses_a_negative(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--datasets", "wine", "--scenarios", "30m $24 babi", "--seeds", "1", "--no-plot"]
+    argv += ["--methods", "static-plan", "optuna-sha", "--startup-seconds", "0"]
+    assert run_script.main([*argv, "--out", str(tmp_path)]) == 0
+    cell = json.loads((tmp_path / "results.json").read_text())["results"][0]
+    assert cell["scenario"]["startup_seconds"] == 0.0
+    with pytest.raises(SystemExit):
+        run_script.main([*argv[:-2], "--startup-seconds", "-1"])
+    assert "--startup-seconds=-1.0 must be a finite number >= 0" in capsys.readouterr().err
+
+
 def _write_curves(directory: Path, curves: recorded.CurveSet) -> None:
     """``curves`` as ``record_curves.py`` writes them, to ``<directory>/<dataset>.json.gz``."""
     directory.mkdir(parents=True, exist_ok=True)
