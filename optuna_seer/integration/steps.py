@@ -3,7 +3,9 @@
 The pruner places a trial in the plan by its step: rung ``r`` ends when the trial has
 reported ``plan.rungs[r].resource`` epochs. Steps counted in iterations or batches, or
 restarted at every launch or rung, would put the trial in the wrong rung (or past the last
-one, where no deadline or budget stop applies), so they are refused by name.
+one, where no deadline or budget stop applies), so they are refused by name. And a trial on
+leased workers has the step of its first report inside a rung recorded
+(:func:`mark_segment`), from which the deadline check times that rung's epochs.
 """
 
 from __future__ import annotations
