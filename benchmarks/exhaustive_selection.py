@@ -32,6 +32,7 @@ from collections.abc import Sequence
 import json
 from pathlib import Path
 import sys
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -80,6 +81,13 @@ def exhaustive(
     return float(np.mean(picks))
 
 
+def _shown(value: float, run: dict[str, Any], best: float, oracle: float) -> str:
+    """``value`` with the configurations ``run`` started and the share of the gap closed."""
+    closed = gap_closed(value, best, oracle)
+    share = "-" if closed is None else f"{closed:+.0%}"
+    return f"{value:.4f} ({run['configs_mean']:.0f} configs, {share})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--curves", type=Path, default=recorded.CURVES_DIR)
@@ -113,20 +121,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if best is None:
             continue
         oracle, top = summary["oracle"]["test_mean"], summary[best]["test_mean"]
-
-        def shown(value: float, width: float, top: float = top, oracle: float = oracle) -> str:
-            closed = gap_closed(value, top, oracle)
-            share = "-" if closed is None else f"{closed:+.0%}"
-            return f"{value:.4f} ({width:.0f} configs, {share})"
-
         row = [cell["dataset"], cell["scenario"]["name"], f"{oracle:.4f}"]
         row.append(f"{top:.4f} {best} ({summary[best]['configs_mean']:.0f} configs)")
-        arms = [a for a in ("seer", "seer-pool") if a in summary]
-        row += [shown(summary[a]["test_mean"], summary[a]["configs_mean"]) for a in arms]
+        arms: list[str | None] = [a if a in summary else None for a in ("seer", "seer-pool")]
+        for arm in arms:
+            run = None if arm is None else summary[arm]
+            row.append("-" if run is None else _shown(run["test_mean"], run, top, oracle))
         for arm in (best, *arms):
-            width = summary[arm]["configs_mean"]
-            value = exhaustive(curves, int(results["seeds"]), round(width), curves.epochs, args.by)
-            row.append(shown(value, width))
+            if arm is None:
+                row.append("-")
+                continue
+            width = round(summary[arm]["configs_mean"])
+            value = exhaustive(curves, int(results["seeds"]), width, curves.epochs, args.by)
+            row.append(_shown(value, summary[arm], top, oracle))
         print("| " + " | ".join(row) + " |")
     return 0
 

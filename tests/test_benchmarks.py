@@ -294,7 +294,7 @@ def test_seer_curve_arm_promotes_by_the_other_data_sets_prior(
 
 
 def test_exhaustive_selection_picks_by_validation_and_reports_every_cell(
-    curve_set: recorded.CurveSet, capsys: pytest.CaptureFixture[str]
+    curve_set: recorded.CurveSet, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     # Test tracks validation on these curves: selecting by validation finds the oracle.
     full = len(curve_set.curves)
@@ -310,3 +310,13 @@ def test_exhaustive_selection_picks_by_validation_and_reports_every_cell(
     assert exhaustive_selection.main(["--seeds", "2", "--results", str(committed)]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if "$24" in line]
     assert len(rows) == len(json.loads(committed.read_text())["results"])
+
+    # A run without the seer-pool arm keeps the columns in place, with a dash.
+    results = json.loads(committed.read_text())
+    for cell in results["results"]:
+        del cell["summary"]["seer-pool"]
+    without = tmp_path / "without.json"
+    without.write_text(json.dumps(results))
+    assert exhaustive_selection.main(["--widths", "--results", str(without)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "$24" in line]
+    assert rows and all(row.count("|") == 10 and row.endswith("| - |") for row in rows)
