@@ -15,7 +15,7 @@ from optuna.trial import FrozenTrial
 import pytest
 
 from benchmarks import curves as recorded
-from benchmarks import exhaustive_selection, rung_rules
+from benchmarks import exhaustive_selection, pool_losses, rung_rules
 from benchmarks import run as run_script
 from benchmarks.baselines import (
     OPTUNA_PRUNERS,
@@ -27,7 +27,7 @@ from benchmarks.baselines import (
     run_plan,
 )
 from benchmarks.seer_arm import other_datasets_prior, run_seer
-from benchmarks.seer_pool import run_seer_pool
+from benchmarks.seer_pool import pool_plan, run_seer_pool
 from optuna_seer import plan_seer
 from optuna_seer.backends.replay import RecordedCurve
 import optuna_seer.integration.ranking as ranking_module
@@ -320,3 +320,29 @@ def test_exhaustive_selection_picks_by_validation_and_reports_every_cell(
     assert exhaustive_selection.main(["--widths", "--results", str(without)]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if "$24" in line]
     assert rows and all(row.count("|") == 10 and row.endswith("| - |") for row in rows)
+
+
+def test_pool_losses_says_what_became_of_seers_pick(curve_set: recorded.CurveSet) -> None:
+    scenario = Scenario("small pool", deadline_s=1800.0, dollars=3.0, scaling="babi")
+    width = pool_plan(scenario, curve_set).n_configs  # 2 workers: fewer than the 24 curves
+    order = config_order(len(curve_set.curves), 0)
+    assert width < len(order)
+
+    def cell(seer_pick: int, pool_test: float) -> dict[str, Any]:
+        return {
+            "dataset": curve_set.dataset,
+            "scenario": {**scenario.__dict__, "pool_gpus": scenario.pool_gpus},
+            "runs": {
+                "seer": [{"seed": 0, "config_id": seer_pick, "test_acc": 0.9}],
+                "seer-pool": [{"seed": 0, "config_id": order[0], "test_acc": pool_test}],
+            },
+        }
+
+    assert pool_losses.losses(cell(order[width], 0.8), curve_set) == {"beyond the pool's width": 1}
+    within = pool_losses.losses(cell(order[1], 0.8), curve_set)
+    assert sum(within.values()) == 1 and "beyond the pool's width" not in within
+    assert pool_losses.losses(cell(order[width], 0.95), curve_set) == {}  # the pool did better
+    missing = cell(order[0], 0.8)
+    del missing["runs"]["seer"]
+    with pytest.raises(ValueError, match=r"the results hold \['seer-pool'\]; this needs both"):
+        pool_losses.losses(missing, curve_set)
